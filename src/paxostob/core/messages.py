@@ -1,0 +1,186 @@
+"""Messages between replicas. Every message names its instance and sender.
+
+The Go original's messages carried no instance id, so consensus instances
+sharing a transport consumed each other's messages (DESIGN.md §1 defect 1).
+Here every message carries ``instance`` (which protocol instance it belongs
+to) and ``sender`` (the node that produced it; quorums count distinct
+senders), and every slot-specific message carries its ``slot``.
+
+Phase names follow "Paxos Made Simple": Prepare/Promise are phase 1a/1b,
+Accept/Accepted are phase 2a/2b. ``Prepare.slot`` is the first slot the
+prepare covers: in Multi-Paxos one phase 1 covers every slot >= it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .types import Ballot, Batch, DecidedEntry, Proposal
+
+__all__ = [
+    "Accept",
+    "Accepted",
+    "CatchUp",
+    "Decided",
+    "Envelope",
+    "Forward",
+    "Heartbeat",
+    "HeartbeatReply",
+    "Message",
+    "Nack",
+    "Prepare",
+    "Promise",
+    "PromiseEntry",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    """Phase 1a: promise ``ballot`` for every slot >= ``slot``."""
+
+    instance: str
+    sender: str
+    ballot: Ballot
+    slot: int
+
+
+@dataclass(frozen=True, slots=True)
+class PromiseEntry:
+    """What an acceptor reports for one slot in a promise.
+
+    ``decided`` entries are chosen values the acceptor already knows;
+    otherwise ``ballot``/``value`` is the acceptor's highest accepted proposal.
+    """
+
+    slot: int
+    ballot: Ballot
+    value: Batch
+    decided: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Promise:
+    """Phase 1b: the sender promised ``ballot``.
+
+    ``decided_through``: every slot <= it is decided at the sender (its
+    contiguous prefix); ``entries`` covers the slots above it (and >= the
+    prepare's slot) that the sender accepted or knows decided.
+    """
+
+    instance: str
+    sender: str
+    ballot: Ballot
+    decided_through: int
+    entries: tuple[PromiseEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Nack:
+    """The sender refused ``ballot`` because it promised ``promised`` > it."""
+
+    instance: str
+    sender: str
+    ballot: Ballot
+    promised: Ballot
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """Phase 2a: accept ``value`` for ``slot`` in ``ballot``.
+
+    ``commit``: every slot <= it is decided at the leader; a follower may mark
+    such a slot decided if it accepted it in this same ballot (the leader
+    proposes exactly one value per slot and ballot).
+    """
+
+    instance: str
+    sender: str
+    ballot: Ballot
+    slot: int
+    value: Batch
+    commit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Phase 2b: the sender accepted ``slot`` in ``ballot``.
+
+    ``value`` is carried when the message goes to learners that may not have
+    seen the Accept (single-decree consensus); ``None`` when it goes back to
+    a Multi-Paxos leader that knows the value.
+    """
+
+    instance: str
+    sender: str
+    ballot: Ballot
+    slot: int
+    value: Batch | None
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The leader of ``ballot`` is alive; every slot <= ``commit`` is decided."""
+
+    instance: str
+    sender: str
+    ballot: Ballot
+    commit: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReply:
+    """A follower still follows ``ballot``; it has delivered through ``decided_through``."""
+
+    instance: str
+    sender: str
+    ballot: Ballot
+    decided_through: int
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A follower hands proposals to the leader it knows."""
+
+    instance: str
+    sender: str
+    proposals: tuple[Proposal, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """Ask for the decided values of slots >= ``slot`` (a bounded chunk comes back)."""
+
+    instance: str
+    sender: str
+    slot: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """Chosen values, to learners that missed them (catch-up, late learners)."""
+
+    instance: str
+    sender: str
+    entries: tuple[DecidedEntry, ...]
+
+
+Message = (
+    Prepare
+    | Promise
+    | Nack
+    | Accept
+    | Accepted
+    | Heartbeat
+    | HeartbeatReply
+    | Forward
+    | CatchUp
+    | Decided
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A message on its way to ``dst``. The source is ``message.sender``."""
+
+    dst: str
+    message: Message

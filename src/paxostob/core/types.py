@@ -1,0 +1,97 @@
+"""Identifiers and values shared by every protocol in the core.
+
+Theory of operation: a *ballot* names one attempt of one proposer to get a
+value chosen. Ballots must be totally ordered and unique across proposers, so
+a ballot is the pair ``(round, node_id)`` compared lexicographically (the Go
+original added node ids to a counter, so two proposers could own the same
+ballot: DESIGN.md §1 defect 2).
+
+A *value* in a slot is a ``Batch``: a tuple of proposals, each identified by a
+``ProposalId(origin, seq)`` so that a proposal retried after a leader change
+is delivered once. The empty batch is the no-op that fills gaps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+__all__ = [
+    "NOOP",
+    "ZERO_BALLOT",
+    "Ballot",
+    "Batch",
+    "DecidedEntry",
+    "Delivery",
+    "Proposal",
+    "ProposalId",
+    "batch_size_bytes",
+]
+
+@dataclass(frozen=True, slots=True, order=True)
+class Ballot:
+    """``(round, node_id)``, ordered lexicographically; unique per proposer."""
+
+    round: int
+    node_id: str
+
+    def __post_init__(self) -> None:
+        assert self.round >= 0, "ballot rounds are non-negative"
+
+    def successor(self, node_id: str) -> Ballot:
+        """The smallest ballot of ``node_id`` that is larger than this one."""
+        if node_id > self.node_id:
+            return Ballot(self.round, node_id)
+        return Ballot(self.round + 1, node_id)
+
+    def __str__(self) -> str:
+        return f"{self.round}.{self.node_id}" if self.node_id else "0"
+
+
+#: Smaller than every ballot a proposer can own (node ids are non-empty).
+ZERO_BALLOT = Ballot(0, "")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ProposalId:
+    """Who proposed (``origin``) and that node's sequence number (from 1)."""
+
+    origin: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    id: ProposalId
+    payload: bytes
+
+
+#: The value of one slot. ``()`` is a no-op: it takes a slot but no position.
+Batch = tuple[Proposal, ...]
+NOOP: Batch = ()
+
+
+def batch_size_bytes(batch: Batch) -> int:
+    """Bytes counted against ``batch_bytes_max`` (payloads plus a small header each)."""
+    return sum(len(p.payload) + 16 + len(p.id.origin) for p in batch)
+
+
+@dataclass(frozen=True, slots=True)
+class DecidedEntry:
+    """A slot whose value is chosen: known to every learner, never changes."""
+
+    slot: int
+    value: Batch
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message delivered by total-order broadcast.
+
+    ``slot`` is the message's position in the total order: the same on every
+    node, strictly increasing from one delivery to the next, counting messages
+    (not consensus instances; no-ops take no position). ``sender`` is the node
+    that broadcast it.
+    """
+
+    slot: int
+    sender: str
+    payload: bytes

@@ -1,0 +1,1 @@
+"""Transports: how envelopes travel between nodes (layer 1 adapters)."""
