@@ -33,7 +33,7 @@ class Transport(Protocol):
         ...
 
     def send(self, envelope: Envelope) -> None:
-        """Queue ``envelope`` for ``envelope.dst``; never blocks, never raises for network faults."""
+        """Queue ``envelope`` for ``envelope.dst``; never blocks nor raises for network faults."""
         ...
 
     async def receive(self) -> Envelope:

@@ -1,0 +1,33 @@
+"""paxostob: Paxos consensus and total-order broadcast.
+
+The public surface is ``__all__``; everything else is internal. Modules inside
+the package never import this file (it is the re-export hub, DESIGN.md §2).
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ConfigurationError,
+    DecodeError,
+    NotRunningError,
+    PaxosError,
+    PayloadTooLargeError,
+    QuorumTimeoutError,
+    StorageError,
+    TransportClosedError,
+)
+from .transport.memory import MemoryNetwork
+
+__all__ = [
+    "ConfigurationError",
+    "DecodeError",
+    "MemoryNetwork",
+    "NotRunningError",
+    "PaxosError",
+    "PayloadTooLargeError",
+    "QuorumTimeoutError",
+    "StorageError",
+    "TransportClosedError",
+]
+
+__version__ = "0.1.0"
