@@ -1,0 +1,322 @@
+"""DESIGN.md §2 as a test: layers, the dependency rule and the purity of layer 0.
+
+Every module under src/paxostob is parsed with ``ast`` (nothing is imported or
+executed); each ``paxostob`` import, absolute or relative, is resolved to a
+module and checked against the rules below. A module that is not in the layer
+table fails too: give it a layer here and in DESIGN.md §2.
+
+Rules (one failure line per violation: file, line, import, rule):
+
+- ``upward``: a module imports only modules of its own layer or lower.
+- ``siblings``: ``storage`` and ``transport`` do not import each other; at
+  layer 3, ``resp``, ``sim`` and ``bench`` do not import each other.
+- ``runtime``: ``node`` imports layer 0, the interfaces ``storage.base`` and
+  ``transport.base``, and itself; never a concrete adapter.
+- ``sim``: the simulator runs on virtual time: no asyncio, no ``node``.
+- ``pure``: layer 0 does no IO and reads no clock: it imports none of
+  ``LAYER0_FORBIDDEN``, and uses ``random`` only as the ``random.Random``
+  type of an injected generator (never the module's global functions).
+- ``hub``: nothing inside the package imports ``paxostob/__init__.py``.
+- ``cli``: nothing imports ``cli`` (``__main__`` alone may, to run it).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PACKAGE = "paxostob"
+SRC = Path(__file__).resolve().parents[1] / "src" / PACKAGE
+
+LAYER0_FORBIDDEN = frozenset(
+    {"asyncio", "os", "pathlib", "select", "selectors", "socket", "subprocess", "threading", "time"}
+)
+
+# Checked in this order: the first matching prefix gives the layer.
+LAYER_PREFIXES: tuple[tuple[str, int], ...] = (
+    ("errors", 0),
+    ("core", 0),
+    ("kv", 0),
+    ("codec", 0),
+    ("transport.faults", 0),
+    ("resp.protocol", 0),
+    ("storage", 1),
+    ("transport", 1),
+    ("node", 2),
+    ("resp", 3),
+    ("sim", 3),
+    ("bench", 3),
+    ("cli", 4),
+    ("__main__", 4),
+)
+INTERFACES = frozenset({"storage.base", "transport.base"})
+LAYER1_SIBLINGS = frozenset({"storage", "transport"})
+HUB = ""  # paxostob/__init__.py, named relative to the package
+
+
+def layer_of(module: str) -> int | None:
+    """The layer of ``module`` (named relative to the package; ``""`` is the hub)."""
+    if module == HUB:
+        return 4
+    for prefix, layer in LAYER_PREFIXES:
+        if module == prefix or module.startswith(prefix + "."):
+            return layer
+    return None
+
+
+def top(module: str) -> str:
+    return module.split(".")[0]
+
+
+@dataclass(frozen=True)
+class SourceModule:
+    name: str  # relative to the package: "core.synod", "transport" (an __init__), "" (the hub)
+    is_package: bool
+    path: str
+    source: str
+
+
+def discover(root: Path = SRC) -> list[SourceModule]:
+    modules = []
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        if is_package:
+            parts.pop()
+        modules.append(
+            SourceModule(".".join(parts), is_package, str(path), path.read_text(encoding="utf-8"))
+        )
+    return modules
+
+
+def _internal_imports(
+    node: ast.Import | ast.ImportFrom, module: SourceModule, known: frozenset[str]
+) -> Iterator[str]:
+    """The package modules ``node`` imports, relative to the package (``""`` = the hub)."""
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            if alias.name == PACKAGE or alias.name.startswith(PACKAGE + "."):
+                yield alias.name[len(PACKAGE) + 1 :]
+        return
+    if node.level == 0:
+        if node.module is None or not (
+            node.module == PACKAGE or node.module.startswith(PACKAGE + ".")
+        ):
+            return
+        base = node.module[len(PACKAGE) + 1 :]
+    else:
+        package = module.name.split(".") if module.name else []
+        if not module.is_package:
+            package = package[:-1]
+        up = node.level - 1
+        if up > len(package):
+            raise ValueError("relative import beyond the top-level package")
+        parts = package[: len(package) - up] + (node.module.split(".") if node.module else [])
+        base = ".".join(parts)
+    for alias in node.names:
+        # ``from pkg import name`` imports the submodule pkg.name if there is one.
+        candidate = f"{base}.{alias.name}" if base else alias.name
+        yield candidate if candidate in known else base
+
+
+def _stdlib_roots(node: ast.Import | ast.ImportFrom) -> Iterator[str]:
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            yield alias.name.split(".")[0]
+    elif node.level == 0 and node.module is not None:
+        yield node.module.split(".")[0]
+
+
+def _import_rules(src: str, target: str) -> Iterator[tuple[str, str]]:
+    """(rule, explanation) for each rule ``src`` importing ``target`` breaks."""
+    if target == HUB:
+        if src != HUB:
+            yield "hub", "paxostob/__init__.py only re-exports; import the defining module"
+        return
+    if top(target) == "cli" and src != "__main__":
+        yield "cli", "nothing imports cli, the composition root"
+        return
+    src_layer, target_layer = layer_of(src), layer_of(target)
+    if target_layer is None:
+        yield "layers", f"paxostob.{target} has no layer (add it to LAYER_PREFIXES, DESIGN §2)"
+        return
+    assert src_layer is not None
+    if target_layer > src_layer:
+        yield "upward", f"layer {src_layer} must not import layer {target_layer}"
+    if top(src) != top(target) and (
+        {top(src), top(target)} <= LAYER1_SIBLINGS or src_layer == target_layer == 3
+    ):
+        yield "siblings", f"{top(src)} and {top(target)} are siblings: neither imports the other"
+    if top(src) == "node" and not (
+        target_layer == 0 or target in INTERFACES or top(target) == "node"
+    ):
+        yield "runtime", "node imports only layer 0 and the interfaces storage.base, transport.base"
+    if top(src) == "sim" and top(target) == "node":
+        yield "sim", "the simulator drives the core directly, never node"
+
+
+def check_module(module: SourceModule, known: frozenset[str]) -> list[str]:
+    """One line per violation in ``module``: ``path:line: import: rule: why``."""
+    layer = layer_of(module.name)
+    shown = f"{PACKAGE}.{module.name}" if module.name else PACKAGE
+    if layer is None:
+        return [
+            f"{module.path}:1: {shown}: layers: module has no layer "
+            "(add it to LAYER_PREFIXES in tests/test_architecture.py and to DESIGN.md §2)"
+        ]
+    tree = ast.parse(module.source, filename=module.path)
+    violations: list[str] = []
+
+    def report(node: ast.AST, rule: str, why: str) -> None:
+        line = getattr(node, "lineno", 1)
+        violations.append(f"{module.path}:{line}: {ast.unparse(node)}: {rule}: {why}")
+
+    random_names: set[str] = set()  # names bound to the random module in this file
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Import | ast.ImportFrom):
+            continue
+        try:
+            targets = list(_internal_imports(node, module, known))
+        except ValueError as e:
+            report(node, "layers", str(e))
+            continue
+        for target in targets:
+            for rule, why in _import_rules(module.name, target):
+                report(node, rule, why)
+        roots = set(_stdlib_roots(node))
+        if top(module.name) == "sim" and "asyncio" in roots:
+            report(node, "sim", "the simulator runs on virtual time: no asyncio")
+        if layer != 0:
+            continue
+        for root in sorted(roots & LAYER0_FORBIDDEN):
+            report(node, "pure", f"layer 0 does no IO and reads no clock: no {root}")
+        if isinstance(node, ast.Import):
+            random_names |= {a.asname or a.name for a in node.names if a.name == "random"}
+        elif node.level == 0 and node.module == "random":
+            for alias in node.names:
+                if alias.name != "Random":
+                    report(node, "pure", "layer 0 takes an injected random.Random, nothing else")
+    if layer == 0:
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in random_names
+                and node.attr != "Random"
+            ):
+                report(node, "pure", "layer 0 uses an injected random.Random, not global random")
+    return violations
+
+
+def check_package(modules: list[SourceModule]) -> list[str]:
+    known = frozenset(m.name for m in modules)
+    return [v for m in modules for v in check_module(m, known)]
+
+
+# --- the package itself -------------------------------------------------------------------
+
+
+def test_package_follows_the_dependency_rule() -> None:
+    modules = discover()
+    assert any(m.name == "errors" for m in modules), f"no modules found under {SRC}"
+    violations = check_package(modules)
+    assert not violations, "DESIGN.md §2 violated:\n" + "\n".join(violations)
+
+
+# --- the checker (so the test above can fail) ---------------------------------------------
+
+KNOWN = frozenset(
+    {
+        HUB,
+        "errors",
+        "core",
+        "core.messages",
+        "core.synod",
+        "transport",
+        "transport.base",
+        "transport.faults",
+        "transport.memory",
+        "storage",
+        "storage.base",
+        "storage.file",
+        "node",
+        "node.runtime",
+        "sim",
+        "sim.runner",
+        "resp",
+        "resp.server",
+        "resp.protocol",
+        "cli",
+        "__main__",
+    }
+)
+
+
+def _check(name: str, source: str, *, is_package: bool = False) -> list[str]:
+    module = SourceModule(name, is_package, f"<{name}>", source)
+    return check_module(module, KNOWN)
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "rule"),
+    [
+        ("core.synod", "from ..node import runtime\n", "upward"),
+        ("core.synod", "import paxostob.transport.memory\n", "upward"),
+        ("core.synod", "from paxostob.storage.file import FileStorage\n", "upward"),
+        ("core.synod", "import asyncio\n", "pure"),
+        ("core.synod", "import os.path\n", "pure"),
+        ("core.synod", "from time import monotonic\n", "pure"),
+        ("core.synod", "def f():\n    import socket\n", "pure"),
+        ("core.synod", "import random\nx = random.random()\n", "pure"),
+        ("core.synod", "import random as r\nr.shuffle([])\n", "pure"),
+        ("core.synod", "from random import choice\n", "pure"),
+        ("transport.faults", "import asyncio\n", "pure"),
+        ("transport.memory", "from ..storage.base import Storage\n", "siblings"),
+        ("storage.file", "from paxostob.transport import faults\n", "siblings"),
+        ("sim.runner", "from ..resp.server import serve\n", "siblings"),
+        ("node.runtime", "from ..transport.memory import MemoryNetwork\n", "runtime"),
+        ("node.runtime", "from ..transport import memory\n", "runtime"),
+        ("sim.runner", "import asyncio\n", "sim"),
+        ("sim.runner", "from ..node import runtime\n", "sim"),
+        ("transport.memory", "from paxostob import MemoryNetwork\n", "hub"),
+        ("core", "from .. import ConfigurationError\n", "hub"),
+        ("resp.server", "from ..cli import main\n", "cli"),
+        ("core.synod", "from ..metrics import counter\n", "layers"),
+        ("metrics", "", "layers"),
+    ],
+)
+def test_checker_reports_violation(module: str, source: str, rule: str) -> None:
+    is_package = module == "core"
+    violations = _check(module, source, is_package=is_package)
+    assert any(f": {rule}: " in v for v in violations), violations
+
+
+def test_checker_names_file_line_and_import() -> None:
+    [violation] = _check("core.synod", '"""Doc."""\n\nfrom ..node.runtime import Node\n')
+    assert violation.startswith("<core.synod>:3: from ..node.runtime import Node: upward: ")
+
+
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        ("core.synod", "import random\nfrom .messages import Prepare\nr = random.Random(7)\n"),
+        ("core.synod", "from random import Random\nfrom ..errors import PaxosError\n"),
+        ("core", "from .synod import Synod\n"),
+        ("transport.memory", "import asyncio\nfrom ..core.messages import Envelope\n"),
+        ("transport.memory", "from .faults import FaultModel\nfrom . import base\n"),
+        ("node.runtime", "import asyncio\nfrom ..transport.base import Transport\n"),
+        ("node.runtime", "from ..storage import base\nfrom ..core import synod\n"),
+        ("sim.runner", "import random\nfrom ..transport.faults import FaultModel\n"),
+        ("resp.server", "import asyncio\nfrom ..node import runtime\nfrom .protocol import x\n"),
+        ("cli", "import asyncio\nfrom .transport.memory import MemoryNetwork\n"),
+        ("__main__", "from .cli import main\n"),
+        (HUB, "from .transport.memory import MemoryNetwork\nfrom .errors import PaxosError\n"),
+    ],
+)
+def test_checker_accepts_allowed_imports(module: str, source: str) -> None:
+    is_package = module in (HUB, "core")
+    assert _check(module, source, is_package=is_package) == []
