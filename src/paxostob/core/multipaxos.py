@@ -1,0 +1,801 @@
+"""Multi-Paxos: a replicated log of slots, the engine of total-order broadcast.
+
+Theory of operation ("Paxos Made Simple" §3, DESIGN.md §3):
+
+- Every replica is acceptor and learner for every slot; the per-slot rules are
+  those of ``rules`` (the same ones single-decree consensus uses).
+- A *leader* is the proposer whose phase 1 for all slots >= s succeeded: it
+  sent ``Prepare(b, s)`` and a quorum of distinct acceptors promised ``b``,
+  reporting for every slot >= s what they accepted or know decided. The
+  leader re-proposes the highest-ballot value of every open slot (P2c),
+  fills gaps with no-ops, and from then on runs only phase 2.
+- Followers forward proposals to the leader they know. A proposal is named
+  ``ProposalId(origin, seq)``; it stays pending at its origin until
+  delivered there and is re-forwarded after a leader change; replicas skip
+  ids already delivered, so a retried proposal is delivered once. A node
+  whose proposal lost a slot therefore proposes *its own* value again
+  later (the Go original re-proposed the winner: DESIGN.md §1 defect 5).
+- Leader failure is detected by missing heartbeats within a randomized
+  election timeout; the suspecting node campaigns with a higher round.
+  Leaders that hear a higher ballot (a ``Nack``) or lose contact with a
+  quorum step down; randomized timeouts make dueling candidates terminate.
+- Learning: the leader learns a slot is chosen from a quorum of
+  ``Accepted`` in its ballot. Others learn from the leader's commit
+  watermark: a follower marks slot s decided when the leader of ballot b says
+  every slot <= c is decided, s <= c, and the follower accepted s in ballot
+  b (a leader proposes one value per slot and ballot, and never advertises a
+  slot where its own proposal lost). Anything else is fetched with
+  ``CatchUp`` in bounded chunks.
+- Delivery is gap-free and in slot order. Positions count delivered
+  messages: no-ops and duplicates take no position, so every replica gives
+  the same message the same position.
+- Throughput: a window of at most ``window_slots_max`` open slots
+  (pipelining), and many proposals per slot (batching, bounded by
+  ``batch_count_max`` and ``batch_bytes_max``). Proposals and forwards are
+  cut into batches when ``ready()`` is called, so everything that arrived
+  since the last ``Ready`` shares slots.
+
+Messages a replica sends to itself are handled in place (the local acceptor
+and learner), never through the network. The durable part of a ``Ready``
+(promise, accepted entries) is persisted by the runtime before its messages
+leave and before its deliveries are applied, so counting the local acceptor
+early is safe.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+from . import rules
+from .events import (
+    AcceptedEntry,
+    Campaign,
+    Delivered,
+    Dropped,
+    Event,
+    Propose,
+    Ready,
+    Receive,
+    Tick,
+)
+from .messages import (
+    Accept,
+    Accepted,
+    CatchUp,
+    Decided,
+    Envelope,
+    Forward,
+    Heartbeat,
+    HeartbeatReply,
+    Message,
+    Nack,
+    Prepare,
+    Promise,
+    PromiseEntry,
+)
+from .types import (
+    NOOP,
+    ZERO_BALLOT,
+    Ballot,
+    Batch,
+    DecidedEntry,
+    Delivery,
+    Proposal,
+    ProposalId,
+    batch_size_bytes,
+)
+
+__all__ = ["LogConfig", "MultiPaxosReplica", "Role", "Status"]
+
+#: Sequence numbers are ``incarnation << SEQ_BITS | counter``: a restarted
+#: origin starts a fresh range, and its older proposals count as abandoned.
+SEQ_BITS = 32
+
+
+class Role(Enum):
+    FOLLOWER = "follower"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """Tunables, in ticks, counts and bytes. Defaults assume a 10 ms tick."""
+
+    #: The leader tells followers it is alive (and its commit) this often.
+    heartbeat_ticks: int = 3
+    #: A follower campaigns after hearing no leader for a random time in
+    #: ``[T, 2T]``; several heartbeats must be lost before that happens.
+    election_timeout_ticks: int = 15
+    #: Resend Accept / Prepare to acceptors that have not answered.
+    accept_retry_ticks: int = 5
+    #: Re-forward an undelivered own proposal after this long.
+    forward_retry_ticks: int = 30
+    #: Re-ask for missing decided slots after this long.
+    catchup_retry_ticks: int = 5
+    #: Open (proposed, not yet decided) slots at the leader: the pipeline.
+    window_slots_max: int = 64
+    #: Proposals in one slot, and their bytes.
+    batch_count_max: int = 512
+    batch_bytes_max: int = 1 << 20
+    #: Proposals waiting at the leader for a slot; more are refused and the
+    #: origin retries later (back-pressure instead of unbounded memory).
+    queue_max: int = 50_000
+    #: Decided slots per catch-up reply, and their bytes.
+    catchup_entries_max: int = 256
+    catchup_bytes_max: int = 4 << 20
+
+    def __post_init__(self) -> None:
+        for name in (
+            "heartbeat_ticks",
+            "election_timeout_ticks",
+            "accept_retry_ticks",
+            "forward_retry_ticks",
+            "catchup_retry_ticks",
+            "window_slots_max",
+            "batch_count_max",
+            "batch_bytes_max",
+            "queue_max",
+            "catchup_entries_max",
+            "catchup_bytes_max",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"LogConfig.{name} must be >= 1")
+        if self.heartbeat_ticks >= self.election_timeout_ticks:
+            raise ValueError("heartbeat_ticks must be below election_timeout_ticks")
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    node_id: str
+    role: Role
+    leader: str | None
+    ballot: Ballot
+    promised: Ballot
+    #: Every slot <= it is decided here (the contiguous prefix).
+    decided_through: int
+    #: The highest commit watermark heard from any leader.
+    known_commit: int
+    #: Messages delivered so far (the position of the last delivery).
+    delivered: int
+    pending: int
+
+
+class _Seen:
+    """Proposal seqs of one origin already delivered: a low mark plus sparse ones above."""
+
+    __slots__ = ("above", "low")
+
+    def __init__(self) -> None:
+        self.low = 0
+        self.above: set[int] = set()
+
+    def __contains__(self, seq: int) -> bool:
+        return seq <= self.low or seq in self.above
+
+    def add(self, seq: int) -> None:
+        epoch = seq >> SEQ_BITS
+        if epoch > self.low >> SEQ_BITS:
+            # The origin restarted: whatever its earlier life left undelivered
+            # was never acknowledged and is abandoned, which keeps this small.
+            self.low = epoch << SEQ_BITS
+            self.above = {s for s in self.above if s > self.low}
+        self.above.add(seq)
+        while self.low + 1 in self.above:
+            self.above.remove(self.low + 1)
+            self.low += 1
+
+
+@dataclass(slots=True)
+class _Open:
+    """A slot the leader proposed in its ballot and not yet learned chosen."""
+
+    value: Batch
+    tally: rules.Tally
+    sent_at: int
+
+
+class MultiPaxosReplica:
+    """One replica of the Multi-Paxos log (sans-IO). Drive it with ``step``."""
+
+    def __init__(
+        self,
+        node_id: str,
+        members: list[str] | tuple[str, ...],
+        rng: random.Random,
+        *,
+        instance: str = "tob",
+        config: LogConfig | None = None,
+        incarnation: int = 0,
+    ) -> None:
+        if node_id not in members:
+            raise ValueError(f"node {node_id!r} is not in the membership {list(members)}")
+        if not 0 <= incarnation < 1 << SEQ_BITS:
+            raise ValueError("incarnation out of range")
+        self.node_id = node_id
+        self.members = tuple(sorted(set(members)))
+        self.peers = tuple(m for m in self.members if m != node_id)
+        self.instance = instance
+        self.config = cfg = config or LogConfig()
+        self._rng = rng
+        self._quorum = rules.quorum_size(len(self.members))
+        self._now = 0
+
+        # Acceptor: durable state.
+        self.promised: Ballot = ZERO_BALLOT
+        self.accepted: dict[int, tuple[Ballot, Batch]] = {}
+        # Learner: the decided log and what was delivered from it.
+        self.log: dict[int, Batch] = {}
+        self.decided_through = 0
+        self.known_commit = 0
+        self.delivered = 0
+        self._seen: dict[str, _Seen] = {}
+        self._catchup_due = 0
+
+        # Role.
+        self.role = Role.FOLLOWER
+        self.leader: str | None = None
+        self._leader_ballot: Ballot = ZERO_BALLOT
+        self._highest_seen: Ballot = ZERO_BALLOT
+        self._election_due = self._now + self._election_timeout()
+        self.ballot: Ballot = ZERO_BALLOT
+        # Candidate.
+        self._promises: dict[str, Promise] = {}
+        self._prepare_due = 0
+        # Leader.
+        self._next_slot = 1
+        self._open: dict[int, _Open] = {}
+        self._queue: deque[Proposal] = deque()
+        self._queued: set[ProposalId] = set()
+        self._heartbeat_due = 0
+        self._commit_sent = 0
+        self._heard: dict[str, int] = {}
+        self._quorum_check_due = 0
+
+        # Own proposals not yet delivered here, oldest forward first.
+        self._seq = incarnation << SEQ_BITS
+        self.pending: dict[ProposalId, Proposal] = {}
+        self._forwarded_at: dict[ProposalId, int] = {}
+        self._to_forward: list[Proposal] = []
+
+        # Effects not yet handed out in a Ready.
+        self._out: list[Envelope] = []
+        self._loopback: deque[Message] = deque()
+        self._promised_dirty = False
+        self._accepted_new: list[AcceptedEntry] = []
+        self._decided_new: list[DecidedEntry] = []
+        self._deliveries: list[Delivered] = []
+        self._dropped: list[Dropped] = []
+        self.ignored = 0
+        if cfg.batch_bytes_max < 64:
+            raise ValueError("batch_bytes_max is too small for any proposal")
+
+    # ================================================================ events
+
+    def step(self, event: Event) -> None:
+        """Feed one event. Never raises because of what peers or the network did."""
+        if isinstance(event, Receive):
+            self._receive(event.envelope.message)
+        elif isinstance(event, Tick):
+            self._tick()
+        elif isinstance(event, Propose):
+            self.propose(event.payload)
+        elif isinstance(event, Campaign):
+            self._campaign()
+        else:  # pragma: no cover - the Event union is closed
+            raise TypeError(f"not a core event: {event!r}")
+        self._drain_loopback()
+
+    def propose(self, payload: bytes) -> ProposalId:
+        """Broadcast ``payload``; returns the id its delivery will carry."""
+        self._seq += 1
+        pid = ProposalId(self.node_id, self._seq)
+        proposal = Proposal(pid, payload)
+        if batch_size_bytes((proposal,)) > self.config.batch_bytes_max:
+            self._dropped.append(Dropped(pid, "payload larger than batch_bytes_max"))
+            return pid
+        self.pending[pid] = proposal
+        if self.role is Role.LEADER:
+            self._enqueue(proposal)
+        elif self.leader is not None:
+            self._to_forward.append(proposal)
+            self._forwarded_at[pid] = self._now
+        else:
+            self._forwarded_at[pid] = self._now - self.config.forward_retry_ticks
+        return pid
+
+    def status(self) -> Status:
+        return Status(
+            node_id=self.node_id,
+            role=self.role,
+            leader=self.leader,
+            ballot=self.ballot if self.role is not Role.FOLLOWER else self._leader_ballot,
+            promised=self.promised,
+            decided_through=self.decided_through,
+            known_commit=self.known_commit,
+            delivered=self.delivered,
+            pending=len(self.pending),
+        )
+
+    # ================================================================= ticks
+
+    def _tick(self) -> None:
+        self._now += 1
+        now = self._now
+        if self.role is Role.LEADER:
+            if now >= self._heartbeat_due:
+                self._send_heartbeats()
+            self._resend_open()
+            if now >= self._quorum_check_due:
+                self._check_quorum()
+        else:
+            if now >= self._election_due:
+                self._campaign()
+            elif self.role is Role.CANDIDATE and now >= self._prepare_due:
+                self._send_prepare(only_missing=True)
+            self._reforward_due()
+        if self.decided_through < self.known_commit and now >= self._catchup_due:
+            self._ask_catchup()
+
+    def _election_timeout(self) -> int:
+        t = self.config.election_timeout_ticks
+        if len(self.members) == 1:
+            return 1  # nobody to wait for
+        return self._rng.randint(t, 2 * t)
+
+    # ============================================================ candidate
+
+    def _campaign(self) -> None:
+        """Phase 1 for every slot above our decided prefix, with a fresh ballot."""
+        top = max(self.promised, self.ballot, self._highest_seen)
+        self.ballot = Ballot(top.round + 1, self.node_id)
+        self.role = Role.CANDIDATE
+        self.leader = None
+        self._promises = {}
+        self._election_due = self._now + self._election_timeout()
+        self._send_prepare(only_missing=False)
+
+    def _send_prepare(self, *, only_missing: bool) -> None:
+        self._prepare_due = self._now + self.config.accept_retry_ticks
+        msg = Prepare(self.instance, self.node_id, self.ballot, self.decided_through + 1)
+        for dst in self.members:
+            if not (only_missing and dst in self._promises):
+                self._send(dst, msg)
+
+    def _on_promise(self, m: Promise) -> None:
+        if self.role is not Role.CANDIDATE or m.ballot != self.ballot:
+            self.ignored += 1
+            return
+        self._promises[m.sender] = m
+        if len(self._promises) >= self._quorum:
+            self._become_leader()
+
+    def _become_leader(self) -> None:
+        promises = list(self._promises.values())
+        self._promises = {}
+        # Slots every acceptor of some promise knows decided: learn, never propose.
+        max_decided = max([self.decided_through] + [p.decided_through for p in promises])
+        self.known_commit = max(self.known_commit, max_decided)
+        reports: dict[int, list[tuple[Ballot, Batch]]] = {}
+        for p in promises:
+            for e in p.entries:
+                if e.decided:
+                    self._decide(e.slot, e.value)
+                elif e.slot > max_decided:
+                    reports.setdefault(e.slot, []).append((e.ballot, e.value))
+        self.role = Role.LEADER
+        self.leader = self.node_id
+        self._leader_ballot = self.ballot
+        self._open = {}
+        self._heard = {}
+        self._quorum_check_due = self._now + 2 * self.config.election_timeout_ticks
+        top = max([max_decided, *reports])
+        # P2c per open slot: the highest-ballot value reported, else a no-op.
+        for slot in range(max_decided + 1, top + 1):
+            if slot in self.log:
+                continue
+            best = rules.highest_accepted(reports.get(slot, ()))
+            self._open_slot(slot, best[1] if best is not None else NOOP)
+        self._next_slot = top + 1
+        # Everything we proposed ourselves and have not delivered goes first.
+        for proposal in self.pending.values():
+            self._enqueue(proposal)
+        self._to_forward.clear()
+        self._send_heartbeats()
+        if self.decided_through < self.known_commit:
+            self._ask_catchup()
+
+    # ================================================================ leader
+
+    def _enqueue(self, proposal: Proposal) -> bool:
+        pid = proposal.id
+        if pid in self._queued or self._is_delivered(pid):
+            return True
+        if len(self._queue) >= self.config.queue_max:
+            return False
+        self._queue.append(proposal)
+        self._queued.add(pid)
+        return True
+
+    def _fill_window(self) -> None:
+        """Cut batches from the queue into new slots while the window has room."""
+        cfg = self.config
+        queue = self._queue
+        while queue and self._next_slot <= self.decided_through + cfg.window_slots_max:
+            batch: list[Proposal] = []
+            size = 0
+            while queue and len(batch) < cfg.batch_count_max:
+                p = queue[0]
+                if self._is_delivered(p.id):
+                    queue.popleft()
+                    self._queued.discard(p.id)
+                    continue
+                cost = len(p.payload) + 16 + len(p.id.origin)
+                if batch and size + cost > cfg.batch_bytes_max:
+                    break
+                queue.popleft()
+                batch.append(p)
+                size += cost
+            if not batch:
+                break
+            slot = self._next_slot
+            self._next_slot += 1
+            self._open_slot(slot, tuple(batch))
+
+    def _open_slot(self, slot: int, value: Batch) -> None:
+        self._open[slot] = _Open(value, rules.Tally(self._quorum), self._now)
+        msg = Accept(self.instance, self.node_id, self.ballot, slot, value, self.decided_through)
+        for dst in self.members:
+            self._send(dst, msg)
+        self._commit_sent = max(self._commit_sent, self.decided_through)
+
+    def _resend_open(self) -> None:
+        due = self._now - self.config.accept_retry_ticks
+        for slot, o in self._open.items():
+            if o.sent_at <= due:
+                o.sent_at = self._now
+                msg = Accept(
+                    self.instance, self.node_id, self.ballot, slot, o.value, self.decided_through
+                )
+                for dst in self.peers:
+                    if dst not in o.tally.senders:
+                        self._send(dst, msg)
+
+    def _send_heartbeats(self) -> None:
+        self._heartbeat_due = self._now + self.config.heartbeat_ticks
+        self._commit_sent = self.decided_through
+        msg = Heartbeat(self.instance, self.node_id, self.ballot, self.decided_through)
+        for dst in self.peers:
+            self._send(dst, msg)
+
+    def _check_quorum(self) -> None:
+        """Step down when a quorum has not answered for a whole election timeout.
+
+        An isolated leader cannot commit anything; stepping down lets its
+        clients' proposals go to a leader that can.
+        """
+        window = 2 * self.config.election_timeout_ticks
+        self._quorum_check_due = self._now + window
+        alive = 1 + sum(1 for t in self._heard.values() if t > self._now - window)
+        if alive < self._quorum:
+            self._step_down(None)
+
+    def _on_accepted(self, m: Accepted) -> None:
+        if m.ballot != self.ballot or self.role is not Role.LEADER:
+            self.ignored += 1
+            return
+        self._heard[m.sender] = self._now
+        o = self._open.get(m.slot)
+        if o is not None and o.tally.add(m.sender):
+            self._decide(m.slot, o.value)
+
+    def _on_forward(self, m: Forward) -> None:
+        if self.role is not Role.LEADER:
+            self.ignored += 1  # the origin re-forwards once it learns the leader
+            return
+        for p in m.proposals:
+            if p.id.origin != m.sender or not self._enqueue(p):
+                self.ignored += 1
+
+    def _step_down(self, leader: str | None) -> None:
+        """Become a follower. Our open slots are re-proposed by the next leader."""
+        if self.role is Role.LEADER:
+            self._open.clear()
+            self._queue.clear()
+            self._queued.clear()
+        self.role = Role.FOLLOWER
+        self.leader = leader
+        self._promises = {}
+        self._election_due = self._now + self._election_timeout()
+        # Our own undelivered proposals go to whoever leads next (due now).
+        due = self._now - self.config.forward_retry_ticks
+        self._forwarded_at = dict.fromkeys(self.pending, due)
+        self._to_forward.clear()
+
+    # ============================================================== acceptor
+
+    def _on_prepare(self, m: Prepare) -> None:
+        if not rules.may_promise(self.promised, m.ballot):
+            self._send(m.sender, Nack(self.instance, self.node_id, m.ballot, self.promised))
+            return
+        self._set_promised(m.ballot)
+        if m.sender != self.node_id:
+            # Someone campaigns with a ballot we now promised: let them finish.
+            if self.role is not Role.FOLLOWER or self.leader is not None:
+                self._step_down(None)
+            self._election_due = self._now + self._election_timeout()
+        low = max(m.slot, self.decided_through + 1)
+        entries = [
+            PromiseEntry(s, ZERO_BALLOT, v, decided=True) for s, v in self.log.items() if s >= low
+        ]
+        entries.extend(
+            PromiseEntry(s, b, v, decided=False)
+            for s, (b, v) in self.accepted.items()
+            if s >= low and s not in self.log
+        )
+        entries.sort(key=lambda e: e.slot)
+        promise = Promise(
+            self.instance, self.node_id, m.ballot, self.decided_through, tuple(entries)
+        )
+        self._send(m.sender, promise)
+
+    def _on_accept(self, m: Accept) -> None:
+        if not rules.may_accept(self.promised, m.ballot):
+            self._send(m.sender, Nack(self.instance, self.node_id, m.ballot, self.promised))
+            return
+        if m.ballot > self.promised:
+            self._set_promised(m.ballot)
+        self._follow(m.ballot)
+        if m.slot > self.decided_through and m.slot not in self.log:
+            old = self.accepted.get(m.slot)
+            if old is None or old[0] != m.ballot:
+                self.accepted[m.slot] = (m.ballot, m.value)
+                self._accepted_new.append(AcceptedEntry(m.slot, m.ballot, m.value))
+        self._send(m.sender, Accepted(self.instance, self.node_id, m.ballot, m.slot, None))
+        self._learn_commit(m.ballot, m.commit)
+
+    def _set_promised(self, ballot: Ballot) -> None:
+        self.promised = ballot
+        self._promised_dirty = True
+        self._highest_seen = max(self._highest_seen, ballot)
+
+    def _follow(self, ballot: Ballot) -> None:
+        """``ballot``'s owner leads: reset the election timer, forward to it."""
+        if ballot.node_id == self.node_id:
+            return
+        following = self.role is Role.FOLLOWER and self.leader is not None
+        if following and ballot < self._leader_ballot:
+            return  # an older leader than the one we follow
+        if not following or self.leader != ballot.node_id:
+            self._step_down(ballot.node_id)
+        self._leader_ballot = max(self._leader_ballot, ballot)
+        self._election_due = self._now + self._election_timeout()
+
+    def _on_heartbeat(self, m: Heartbeat) -> None:
+        if m.ballot < self.promised:
+            # A deposed leader: tell it, so it steps down.
+            self._send(m.sender, Nack(self.instance, self.node_id, m.ballot, self.promised))
+            return
+        self._follow(m.ballot)
+        self._learn_commit(m.ballot, m.commit)
+        reply = HeartbeatReply(self.instance, self.node_id, m.ballot, self.decided_through)
+        self._send(m.sender, reply)
+
+    def _on_nack(self, m: Nack) -> None:
+        self._highest_seen = max(self._highest_seen, m.promised)
+        if self.role is not Role.FOLLOWER and m.ballot == self.ballot and m.promised > self.ballot:
+            self._step_down(None)
+
+    # =============================================================== learner
+
+    def _learn_commit(self, ballot: Ballot, commit: int) -> None:
+        if commit <= self.decided_through:
+            return
+        if commit > self.known_commit:
+            self.known_commit = commit
+        # Safe only for slots we accepted in the leader's own ballot.
+        for slot in sorted(s for s in self.accepted if s <= commit):
+            b, v = self.accepted[slot]
+            if b == ballot:
+                self._decide(slot, v)
+        if self.decided_through < self.known_commit and self._now >= self._catchup_due:
+            self._ask_catchup()
+
+    def _ask_catchup(self) -> None:
+        self._catchup_due = self._now + self.config.catchup_retry_ticks
+        target = self.leader if self.leader not in (None, self.node_id) else None
+        if target is None and self.peers:
+            target = self._rng.choice(self.peers)
+        if target is not None:
+            self._send(target, CatchUp(self.instance, self.node_id, self.decided_through + 1))
+
+    def _on_catchup(self, m: CatchUp) -> None:
+        cfg = self.config
+        entries: list[DecidedEntry] = []
+        size = 0
+        slot = m.slot
+        while slot in self.log and len(entries) < cfg.catchup_entries_max:
+            value = self.log[slot]
+            size += batch_size_bytes(value) + 16
+            if entries and size > cfg.catchup_bytes_max:
+                break
+            entries.append(DecidedEntry(slot, value))
+            slot += 1
+        if entries:
+            self._send(m.sender, Decided(self.instance, self.node_id, tuple(entries)))
+
+    def _on_decided(self, m: Decided) -> None:
+        before = self.decided_through
+        for e in m.entries:
+            self._decide(e.slot, e.value)
+        if self.decided_through > before and self.decided_through < self.known_commit:
+            self._ask_catchup()  # the next chunk right away
+
+    def _decide(self, slot: int, value: Batch) -> None:
+        if slot <= self.decided_through or slot in self.log:
+            return
+        self.log[slot] = value
+        self.accepted.pop(slot, None)
+        self._decided_new.append(DecidedEntry(slot, value))
+        o = self._open.pop(slot, None)
+        if o is not None and o.value != value:
+            # Someone with a higher ballot chose another value here, so our
+            # ballot is stale; we must never advertise a commit covering a
+            # slot where followers may hold our losing proposal.
+            self._step_down(None)
+        self._deliver_ready_slots()
+
+    def _deliver_ready_slots(self) -> None:
+        while self.decided_through + 1 in self.log:
+            self.decided_through += 1
+            for p in self.log[self.decided_through]:
+                pid = p.id
+                seen = self._seen.get(pid.origin)
+                if seen is None:
+                    seen = self._seen[pid.origin] = _Seen()
+                elif pid.seq in seen:
+                    continue  # a retried proposal, delivered before
+                seen.add(pid.seq)
+                self.delivered += 1
+                delivery = Delivery(self.delivered, pid.origin, p.payload)
+                self._deliveries.append(Delivered(pid, delivery))
+                if self.pending.pop(pid, None) is not None:
+                    self._forwarded_at.pop(pid, None)
+                self._queued.discard(pid)
+        if self.known_commit < self.decided_through:
+            self.known_commit = self.decided_through
+
+    def _is_delivered(self, pid: ProposalId) -> bool:
+        seen = self._seen.get(pid.origin)
+        return seen is not None and pid.seq in seen
+
+    # ============================================================= followers
+
+    def _reforward_due(self) -> None:
+        if self.leader is None or self.leader == self.node_id or not self.pending:
+            return
+        due = self._now - self.config.forward_retry_ticks
+        fwd = self._forwarded_at
+        again: list[ProposalId] = []
+        for pid, at in fwd.items():
+            if at > due:
+                break  # (roughly) oldest first: the rest were forwarded later
+            again.append(pid)
+        for pid in again:
+            del fwd[pid]
+            fwd[pid] = self._now
+            self._to_forward.append(self.pending[pid])
+
+    def _flush_forwards(self) -> None:
+        if not self._to_forward:
+            return
+        if self.role is Role.LEADER:
+            for p in self._to_forward:
+                self._enqueue(p)
+            self._to_forward.clear()
+            return
+        leader = self.leader
+        if leader is None:
+            self._to_forward.clear()  # still pending: re-forwarded once a leader is known
+            return
+        chunk = self.config.batch_count_max
+        fwd = self._to_forward
+        for i in range(0, len(fwd), chunk):
+            self._send(leader, Forward(self.instance, self.node_id, tuple(fwd[i : i + chunk])))
+        fwd.clear()
+
+    # ============================================================== plumbing
+
+    def _receive(self, m: Message) -> None:
+        if m.instance != self.instance or m.sender not in self.members:
+            self.ignored += 1
+            return
+        if isinstance(m, Accept):
+            self._on_accept(m)
+        elif isinstance(m, Accepted):
+            self._on_accepted(m)
+        elif isinstance(m, Heartbeat):
+            self._on_heartbeat(m)
+        elif isinstance(m, HeartbeatReply):
+            if m.ballot == self.ballot and self.role is Role.LEADER:
+                self._heard[m.sender] = self._now
+        elif isinstance(m, Forward):
+            self._on_forward(m)
+        elif isinstance(m, Prepare):
+            self._on_prepare(m)
+        elif isinstance(m, Promise):
+            self._on_promise(m)
+        elif isinstance(m, Nack):
+            self._on_nack(m)
+        elif isinstance(m, CatchUp):
+            self._on_catchup(m)
+        elif isinstance(m, Decided):
+            self._on_decided(m)
+        else:
+            self.ignored += 1
+
+    def _send(self, dst: str, msg: Message) -> None:
+        if dst == self.node_id:
+            self._loopback.append(msg)
+        else:
+            self._out.append(Envelope(dst, msg))
+
+    def _drain_loopback(self) -> None:
+        loop = self._loopback
+        while loop:
+            self._receive(loop.popleft())
+
+    # ================================================================= ready
+
+    def has_ready(self) -> bool:
+        return bool(
+            self._out
+            or self._deliveries
+            or self._promised_dirty
+            or self._accepted_new
+            or self._decided_new
+            or self._dropped
+            or self._to_forward
+            or (
+                self.role is Role.LEADER
+                and (
+                    self._commit_sent < self.decided_through
+                    or (
+                        self._queue
+                        and self._next_slot
+                        <= self.decided_through + self.config.window_slots_max
+                    )
+                )
+            )
+        )
+
+    def ready(self) -> Ready:
+        """Cut batches, then hand out every effect produced since the last ``advance``."""
+        self._flush_forwards()
+        if self.role is Role.LEADER:
+            self._fill_window()
+            self._drain_loopback()
+            if self._commit_sent < self.decided_through:
+                self._send_heartbeats()
+        return Ready(
+            promised=self.promised if self._promised_dirty else None,
+            accepted=tuple(self._accepted_new),
+            decided=tuple(self._decided_new),
+            messages=tuple(self._out),
+            deliveries=tuple(self._deliveries),
+            dropped=tuple(self._dropped),
+            must_sync=self._promised_dirty or bool(self._accepted_new),
+        )
+
+    def advance(self, ready: Ready) -> None:
+        """Everything in ``ready`` was handled; forget it (newer effects stay)."""
+        del self._out[: len(ready.messages)]
+        del self._deliveries[: len(ready.deliveries)]
+        del self._accepted_new[: len(ready.accepted)]
+        del self._decided_new[: len(ready.decided)]
+        del self._dropped[: len(ready.dropped)]
+        if ready.promised is not None and ready.promised == self.promised:
+            self._promised_dirty = False
