@@ -16,17 +16,25 @@ from .errors import (
     StorageError,
     TransportClosedError,
 )
+from .core.multipaxos import LogConfig
+from .core.types import Delivery
+from .node.consensus import Consensus
+from .node.tob import TotalOrderBroadcast
 from .transport.memory import MemoryNetwork
 
 __all__ = [
     "ConfigurationError",
+    "Consensus",
     "DecodeError",
+    "Delivery",
+    "LogConfig",
     "MemoryNetwork",
     "NotRunningError",
     "PaxosError",
     "PayloadTooLargeError",
     "QuorumTimeoutError",
     "StorageError",
+    "TotalOrderBroadcast",
     "TransportClosedError",
 ]
 

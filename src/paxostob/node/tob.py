@@ -1,0 +1,197 @@
+"""``TotalOrderBroadcast``: every node delivers the same messages in the same order.
+
+Built on the Multi-Paxos log (``core.multipaxos``). Properties, for crash-stop
+nodes and a network that loses, duplicates, delays, reorders and partitions:
+
+- Uniform agreement and total order: the delivery sequences of any two nodes
+  are prefixes of one another; ``Delivery.slot`` is the same message's
+  position everywhere.
+- No duplication, no creation: each broadcast is delivered at most once per
+  node, and only broadcast messages are delivered.
+- Validity: a broadcast of a node that stays up is delivered by every node
+  that stays up, once a majority can talk again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from types import TracebackType
+
+from ..core.events import Ready
+from ..core.multipaxos import LogConfig, MultiPaxosReplica, Status
+from ..core.types import Delivery, ProposalId
+from ..errors import ConfigurationError, NotRunningError, PayloadTooLargeError
+from ..transport.base import Transport
+from ._common import check_membership, make_rng, within
+from .driver import Driver
+
+__all__ = ["TotalOrderBroadcast"]
+
+INSTANCE_PREFIX = "tob:"
+
+
+class TotalOrderBroadcast:
+    """One node of a total-order broadcast group.
+
+    ``members`` is the whole membership, this node included. ``pending_max``
+    bounds this node's broadcasts that are not yet delivered here: beyond it,
+    ``broadcast`` waits (back-pressure) instead of growing memory.
+    ``delivery_queue_max`` bounds deliveries not yet taken with ``deliver()``;
+    when the application falls that far behind, the node stops applying until
+    it catches up.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        members: list[str] | tuple[str, ...],
+        *,
+        instance: str = "default",
+        tick_interval_s: float = 0.01,
+        config: LogConfig | None = None,
+        pending_max: int = 4096,
+        delivery_queue_max: int = 1_000_000,
+        seed: int | None = None,
+    ) -> None:
+        if not instance:
+            raise ConfigurationError("instance must be a non-empty name")
+        if pending_max < 1 or delivery_queue_max < 1:
+            raise ConfigurationError("pending_max and delivery_queue_max must be >= 1")
+        self.address = transport.address
+        self.members = check_membership(self.address, members)
+        self.instance = instance
+        self.config = config or LogConfig()
+        self._replica = MultiPaxosReplica(
+            self.address,
+            self.members,
+            make_rng(seed, f"tob:{instance}:{self.address}"),
+            instance=INSTANCE_PREFIX + instance,
+            config=self.config,
+        )
+        self._driver = Driver(
+            self._replica,
+            transport,
+            INSTANCE_PREFIX + instance,
+            tick_interval_s=tick_interval_s,
+            on_ready=self._on_ready,
+            room=self._room,
+        )
+        self._waiters: dict[ProposalId, asyncio.Future[Delivery]] = {}
+        self._slots = asyncio.Semaphore(pending_max)
+        self._queue: deque[Delivery] = deque()
+        self._queue_max = delivery_queue_max
+        self._readable = asyncio.Event()
+        self._drained = asyncio.Event()
+
+    # ------------------------------------------------------------- lifetime
+
+    async def start(self) -> None:
+        self._driver.start()
+
+    async def close(self) -> None:
+        await self._driver.close()
+        for fut in self._waiters.values():
+            if not fut.done():
+                fut.set_exception(NotRunningError("the node was closed"))
+        self._waiters.clear()
+        self._readable.set()
+
+    async def __aenter__(self) -> TotalOrderBroadcast:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ----------------------------------------------------------------- API
+
+    async def broadcast(self, payload: bytes, *, timeout: float | None = None) -> Delivery:
+        """Broadcast ``payload``; resolve with its ``Delivery`` once delivered *here*.
+
+        Raises ``QuorumTimeoutError`` (a ``TimeoutError``) when that takes
+        longer than ``timeout`` seconds, typically because no quorum is
+        reachable. The broadcast is not withdrawn: it may still be delivered
+        later, exactly once, in its place in the total order.
+        Raises ``PayloadTooLargeError`` for a payload above the batch limit.
+        """
+        if not isinstance(payload, bytes | bytearray | memoryview):
+            raise TypeError("broadcast() takes bytes")
+        data = bytes(payload)
+        if len(data) + 64 > self.config.batch_bytes_max:
+            raise PayloadTooLargeError(
+                f"payload of {len(data)} bytes exceeds batch_bytes_max "
+                f"({self.config.batch_bytes_max})"
+            )
+        if not self._driver.running:
+            raise NotRunningError("the node is not running: use 'async with' or start()")
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        await within(self._slots.acquire(), timeout, "broadcast (waiting for room)")
+        fut: asyncio.Future[Delivery] = loop.create_future()
+
+        def propose() -> None:
+            self._waiters[self._replica.propose(data)] = fut
+
+        try:
+            self._driver.call(propose)
+        except BaseException:
+            self._slots.release()
+            raise
+        left = None if deadline is None else max(0.0, deadline - loop.time())
+        return await within(asyncio.shield(fut), left, "broadcast")
+
+    async def deliver(self) -> Delivery:
+        """The next delivery in total order (own broadcasts included)."""
+        while not self._queue:
+            if not self._driver.running:
+                raise NotRunningError("the node is not running")
+            self._readable.clear()
+            await self._readable.wait()
+        if len(self._queue) <= self._queue_max // 2:
+            self._drained.set()
+        return self._queue.popleft()
+
+    async def deliveries(self) -> AsyncIterator[Delivery]:
+        """Every delivery, in total order, until the node is closed."""
+        while True:
+            try:
+                yield await self.deliver()
+            except NotRunningError:
+                return
+
+    def status(self) -> Status:
+        return self._replica.status()
+
+    # ------------------------------------------------------------ internals
+
+    async def _room(self) -> None:
+        # The application stopped consuming deliveries: stop applying (the
+        # node then falls behind and catches up later) rather than buffer
+        # without bound.
+        while len(self._queue) >= self._queue_max:
+            self._drained.clear()
+            await self._drained.wait()
+
+    def _on_ready(self, ready: Ready) -> None:
+        for d in ready.deliveries:
+            self._queue.append(d.delivery)
+            fut = self._waiters.pop(d.id, None)
+            if fut is not None:
+                self._slots.release()
+                if not fut.done():
+                    fut.set_result(d.delivery)
+        for dropped in ready.dropped:
+            fut = self._waiters.pop(dropped.id, None)
+            if fut is not None:
+                self._slots.release()
+                if not fut.done():
+                    fut.set_exception(PayloadTooLargeError(dropped.reason))
+        if ready.deliveries:
+            self._readable.set()
