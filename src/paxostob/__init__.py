@@ -6,6 +6,8 @@ the package never import this file (it is the re-export hub, DESIGN.md §2).
 
 from __future__ import annotations
 
+from .core.multipaxos import LogConfig
+from .core.types import Delivery
 from .errors import (
     ConfigurationError,
     DecodeError,
@@ -16,8 +18,6 @@ from .errors import (
     StorageError,
     TransportClosedError,
 )
-from .core.multipaxos import LogConfig
-from .core.types import Delivery
 from .node.consensus import Consensus
 from .node.tob import TotalOrderBroadcast
 from .transport.memory import MemoryNetwork

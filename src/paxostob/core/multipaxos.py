@@ -765,8 +765,7 @@ class MultiPaxosReplica:
                     self._commit_sent < self.decided_through
                     or (
                         self._queue
-                        and self._next_slot
-                        <= self.decided_through + self.config.window_slots_max
+                        and self._next_slot <= self.decided_through + self.config.window_slots_max
                     )
                 )
             )

@@ -1,6 +1,6 @@
 """The rules of one Paxos slot, shared by single-decree consensus and Multi-Paxos.
 
-Theory of operation ("Paxos Made Simple" §2.2–2.3):
+Theory of operation ("Paxos Made Simple" §2.2-2.3):
 
 - Acceptor, phase 1b (P1a): an acceptor promises ballot *b* only if *b* is
   higher than every ballot it promised before; then it never accepts a lower

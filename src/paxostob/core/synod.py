@@ -316,8 +316,11 @@ class SynodReplica:
         del self._deliveries[: len(ready.deliveries)]
         if ready.promised is not None and ready.promised == self.promised:
             self._promised_dirty = False
-        if ready.accepted and self.accepted is not None:
-            if ready.accepted[-1].ballot == self.accepted[0]:
-                self._accepted_dirty = False
+        if (
+            ready.accepted
+            and self.accepted is not None
+            and ready.accepted[-1].ballot == self.accepted[0]
+        ):
+            self._accepted_dirty = False
         if ready.decided:
             self._decided_new = False

@@ -14,6 +14,7 @@ is delivered once. The empty batch is the no-op that fills gaps.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 __all__ = [
     "NOOP",
     "ZERO_BALLOT",
@@ -25,6 +26,7 @@ __all__ = [
     "ProposalId",
     "batch_size_bytes",
 ]
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class Ballot:

@@ -17,6 +17,7 @@ late learners ask their peers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -137,10 +138,8 @@ class Driver:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
 
     def call(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` inside the driver task, between two steps (it owns the replica)."""
@@ -163,10 +162,8 @@ class Driver:
             while True:
                 delay = next_tick - loop.time()
                 if not inbox and delay > 0:
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), delay)
-                    except TimeoutError:
-                        pass
                 wake.clear()
                 while inbox:
                     item = inbox.popleft()

@@ -120,4 +120,5 @@ class FaultModel:
             return []
         copies = 2 if rng.random() < self.duplicate else 1
         lo, hi = self.delay_s
-        return [rng.uniform(lo, hi) for _ in range(copies)]
+        # uniform() may round past hi; the bounds are a promise to the caller.
+        return [min(hi, rng.uniform(lo, hi)) for _ in range(copies)]
