@@ -101,6 +101,7 @@ def _sim_one(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"checks: FAILED {outcome.failure}\n")
         return EXIT_FAILED
     out.write("checks: ok (all properties hold)\n")
+    out.write(f"replay: {replay_command(args.seed, synod=args.synod)}\n")
     return EXIT_OK
 
 

@@ -60,6 +60,7 @@ __all__ = [
     "READY_LOOP_MAX",
     "RunOutcome",
     "RunResult",
+    "plan",
     "replay_command",
     "run",
     "run_many",
@@ -540,6 +541,13 @@ def run(seed: int, *, synod: bool = False, **overrides: Any) -> RunResult:
     if outcome.failure is not None:
         raise outcome.failure
     return outcome.result
+
+
+def plan(seed: int, *, synod: bool = False, **overrides: Any) -> tuple[SwarmOptions, Schedule]:
+    """The options and schedule ``seed`` runs with, without running it (cheap)."""
+    options_rng, schedule_rng, _, _ = _streams(seed)
+    options = _options(options_rng, overrides)
+    return options, draw_schedule(options, schedule_rng, synod=synod)
 
 
 def simulate(seed: int, *, synod: bool = False, **overrides: Any) -> RunOutcome:
