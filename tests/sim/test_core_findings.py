@@ -1,0 +1,108 @@
+"""Core bugs the simulator found, replayed as minimal scripted scenarios.
+
+Each scenario is the smallest event sequence (three replicas, messages
+delivered by hand) that shows the bug a swarm seed found. The fix belongs in
+the core; these tests pass once it is fixed.
+
+1. Found by ``paxostob sim --seed 265`` (also seeds 1377, 2025, 5255, 5487):
+   a new leader re-opens a slot it already knows is decided. In
+   ``MultiPaxosReplica._become_leader`` a promise may report a slot as
+   *decided* above every promiser's contiguous prefix (``decided_through``);
+   the leader decides it, but computes ``top`` (and so ``_next_slot``) from
+   the open reports only, so ``_fill_window`` proposes a fresh batch for
+   that decided slot. Followers accept it in the leader's ballot and, from
+   the leader's commit watermark, decide the fresh batch: two values chosen
+   for one slot ("Paxos Made Simple" P2c is bypassed: the leader proposes
+   a value other than the chosen one).
+"""
+
+from __future__ import annotations
+
+import random
+
+from paxostob.core.events import Campaign, Receive
+from paxostob.core.messages import Accept, Envelope
+from paxostob.core.multipaxos import LogConfig, MultiPaxosReplica, Role
+
+
+class Cluster:
+    """Replicas a, b, c; every message is delivered only when the scenario says so."""
+
+    def __init__(self) -> None:
+        config = LogConfig(batch_count_max=1)  # one proposal per slot: easy to follow
+        members = ("a", "b", "c")
+        self.r = {
+            m: MultiPaxosReplica(m, members, random.Random(i), config=config)
+            for i, m in enumerate(members)
+        }
+
+    def out(self, node: str) -> list[Envelope]:
+        """Drain ``node``'s Readys; the messages it sent (nothing is delivered)."""
+        sent: list[Envelope] = []
+        r = self.r[node]
+        while r.has_ready():
+            rd = r.ready()
+            sent.extend(rd.messages)
+            r.advance(rd)
+        return sent
+
+    def deliver(self, envelopes: list[Envelope]) -> None:
+        for env in envelopes:
+            self.r[env.dst].step(Receive(env))
+
+
+def _slot(env: Envelope) -> int | None:
+    return env.message.slot if isinstance(env.message, Accept) else None
+
+
+def leader_change_after_a_gap(c: Cluster) -> list[Envelope]:
+    """Up to c becoming leader; returns what c sends next."""
+    a, leader_c = c.r["a"], c.r["c"]
+    # a leads ballot 1.a (b promised). It opens slot 1 = x1 and slot 2 = x2;
+    # only Accept(slot 2) reaches b, so x2 is chosen by {a, b} while slot 1
+    # stays open: a's log is {2: x2} with decided_through 0.
+    a.step(Campaign())
+    c.deliver([e for e in c.out("a") if e.dst == "b"])
+    c.deliver(c.out("b"))
+    assert a.role is Role.LEADER
+    a.propose(b"x1")
+    a.propose(b"x2")
+    c.deliver([e for e in c.out("a") if e.dst == "b" and _slot(e) == 2])
+    c.deliver(c.out("b"))
+    c.out("a")
+    assert a.log[2][0].payload == b"x2" and a.decided_through == 0
+
+    # c broadcasts y and campaigns; only a's promise reaches it. The promise
+    # reports slot 1 accepted (x1) and slot 2 decided (x2).
+    leader_c.propose(b"y")
+    leader_c.step(Campaign())
+    c.deliver([e for e in c.out("c") if e.dst == "a"])
+    c.deliver([e for e in c.out("a") if e.dst == "c"])
+    assert leader_c.role is Role.LEADER and leader_c.log[2] == a.log[2]
+    return c.out("c")
+
+
+def test_a_new_leader_never_reproposes_a_slot_it_learned_decided() -> None:
+    c = Cluster()
+    sent = leader_change_after_a_gap(c)
+    chosen = c.r["a"].log[2]
+    # P2c: x2 is chosen in slot 2; c must not propose anything else there.
+    wrong = [
+        (e.dst, [p.payload for p in e.message.value])
+        for e in sent
+        if isinstance(e.message, Accept) and e.message.slot == 2 and e.message.value != chosen
+    ]
+    assert not wrong, f"c proposes {wrong} for slot 2, already decided as x2"
+
+
+def test_all_replicas_agree_after_the_leader_change() -> None:
+    """The same scenario to its end: without the fix b decides y in slot 2, a and c x2."""
+    c = Cluster()
+    sent = leader_change_after_a_gap(c)
+    # b receives c's accepts, c learns from b's Accepted, b learns c's commit.
+    c.deliver([e for e in sent if e.dst == "b"])
+    c.deliver([e for e in c.out("b") if e.dst == "c"])
+    c.deliver([e for e in c.out("c") if e.dst == "b"])
+    c.out("b")
+    decided = {m: [p.payload for p in r.log[2]] for m, r in c.r.items() if 2 in r.log}
+    assert decided == {"a": [b"x2"], "b": [b"x2"], "c": [b"x2"]}
