@@ -14,23 +14,32 @@ the core; these tests pass once it is fixed.
    the leader's commit watermark, decide the fresh batch: two values chosen
    for one slot ("Paxos Made Simple" P2c is bypassed: the leader proposes
    a value other than the chosen one).
+
+2. Found by ``paxostob sim --seed 13685`` (seen only once the first bug is
+   patched locally; a liveness bug): a new leader treats every slot up to
+   the highest ``decided_through`` among its promises (``max_decided``) as
+   "decided elsewhere: learn it, never propose it", and relies on catch-up.
+   But promises carry entries only *above* the promiser's own
+   ``decided_through``, so if the one promiser that knew those slots crashes,
+   no live replica can supply them, the leader ignores the accepted reports
+   it has for them, and the log stalls forever with a correct majority on a
+   perfect network.
 """
 
 from __future__ import annotations
 
 import random
 
-from paxostob.core.events import Campaign, Receive
+from paxostob.core.events import Campaign, Receive, Tick
 from paxostob.core.messages import Accept, Envelope
 from paxostob.core.multipaxos import LogConfig, MultiPaxosReplica, Role
 
 
 class Cluster:
-    """Replicas a, b, c; every message is delivered only when the scenario says so."""
+    """Replicas a, b, c, ...; every message is delivered only when the scenario says so."""
 
-    def __init__(self) -> None:
-        config = LogConfig(batch_count_max=1)  # one proposal per slot: easy to follow
-        members = ("a", "b", "c")
+    def __init__(self, n: int = 3, config: LogConfig | None = None) -> None:
+        members = tuple("abcde"[:n])
         self.r = {
             m: MultiPaxosReplica(m, members, random.Random(i), config=config)
             for i, m in enumerate(members)
@@ -49,6 +58,10 @@ class Cluster:
     def deliver(self, envelopes: list[Envelope]) -> None:
         for env in envelopes:
             self.r[env.dst].step(Receive(env))
+
+
+#: One proposal per slot: the scenario is easy to follow.
+ONE_PER_SLOT = LogConfig(batch_count_max=1)
 
 
 def _slot(env: Envelope) -> int | None:
@@ -83,7 +96,7 @@ def leader_change_after_a_gap(c: Cluster) -> list[Envelope]:
 
 
 def test_a_new_leader_never_reproposes_a_slot_it_learned_decided() -> None:
-    c = Cluster()
+    c = Cluster(config=ONE_PER_SLOT)
     sent = leader_change_after_a_gap(c)
     chosen = c.r["a"].log[2]
     # P2c: x2 is chosen in slot 2; c must not propose anything else there.
@@ -97,7 +110,7 @@ def test_a_new_leader_never_reproposes_a_slot_it_learned_decided() -> None:
 
 def test_all_replicas_agree_after_the_leader_change() -> None:
     """The same scenario to its end: without the fix b decides y in slot 2, a and c x2."""
-    c = Cluster()
+    c = Cluster(config=ONE_PER_SLOT)
     sent = leader_change_after_a_gap(c)
     # b receives c's accepts, c learns from b's Accepted, b learns c's commit.
     c.deliver([e for e in sent if e.dst == "b"])
@@ -106,3 +119,36 @@ def test_all_replicas_agree_after_the_leader_change() -> None:
     c.out("b")
     decided = {m: [p.payload for p in r.log[2]] for m, r in c.r.items() if 2 in r.log}
     assert decided == {"a": [b"x2"], "b": [b"x2"], "c": [b"x2"]}
+
+
+def test_a_leader_learns_the_slots_below_max_decided_after_their_only_knower_crashed() -> None:
+    net = Cluster(5)
+    r = net.r
+
+    # a leads 1.a with b and c; slot 1 = x is chosen by {a, b, c}; a's commit
+    # reaches only b, so b has decided_through 1 and c merely accepted x.
+    r["a"].step(Campaign())
+    net.deliver([e for e in net.out("a") if e.dst in ("b", "c")])
+    net.deliver(net.out("b") + net.out("c"))
+    r["a"].propose(b"x")
+    net.deliver([e for e in net.out("a") if e.dst in ("b", "c")])
+    net.deliver(net.out("b") + net.out("c"))
+    net.deliver([e for e in net.out("a") if e.dst == "b"])
+    net.out("b")
+    assert r["b"].decided_through == 1 and r["c"].decided_through == 0
+
+    # a crashes. c campaigns; b (decided_through 1) and d promise; c leads.
+    r["c"].step(Campaign())
+    net.deliver([e for e in net.out("c") if e.dst in ("b", "d")])
+    net.deliver([e for e in net.out("b") + net.out("d") if e.dst == "c"])
+    assert r["c"].role is Role.LEADER
+
+    # b crashes. c, d, e are a majority on a perfect network: slot 1 must be learned.
+    live = ("c", "d", "e")
+    in_flight = [e for e in net.out("c") if e.dst in live]
+    for _ in range(1000):
+        net.deliver(in_flight)
+        for node in live:
+            r[node].step(Tick())
+        in_flight = [e for node in live for e in net.out(node) if e.dst in live]
+    assert {n: r[n].decided_through for n in live} == {"c": 1, "d": 1, "e": 1}

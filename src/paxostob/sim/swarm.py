@@ -230,7 +230,7 @@ def _draw_groups(
     shuffled = list(members)
     rng.shuffle(shuffled)
     if kind == "split":
-        k = rng.randint(1, (len(members) - 1) // 2)
+        k = rng.randint(1, max(1, (len(members) - 1) // 2))  # the minority's size
         return (tuple(sorted(shuffled[:k])), tuple(sorted(shuffled[k:])))
     # random: 2 or 3 groups; each node may stay out of every group (a bridge).
     groups: list[list[str]] = [[] for _ in range(rng.randint(2, 3))]
