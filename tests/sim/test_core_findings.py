@@ -1,6 +1,6 @@
 """Core bugs the simulator found, replayed as minimal scripted scenarios.
 
-Each scenario is the smallest event sequence (three replicas, messages
+Each scenario is a minimal event sequence (three or five replicas, messages
 delivered by hand) that shows the bug a swarm seed found. The fix belongs in
 the core; these tests pass once it is fixed.
 
