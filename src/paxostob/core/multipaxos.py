@@ -392,7 +392,8 @@ class MultiPaxosReplica:
         self._open = {}
         self._heard = {}
         self._quorum_check_due = self._now + 2 * self.config.election_timeout_ticks
-        top = max([max_decided, *reports])
+        # Never reuse a slot we know decided, even one above every report.
+        top = max([max_decided, *reports, max(self.log, default=0)])
         # P2c per open slot: the highest-ballot value reported, else a no-op.
         for slot in range(max_decided + 1, top + 1):
             if slot in self.log:
@@ -527,10 +528,19 @@ class MultiPaxosReplica:
             if self.role is not Role.FOLLOWER or self.leader is not None:
                 self._step_down(None)
             self._election_due = self._now + self._election_timeout()
-        low = max(m.slot, self.decided_through + 1)
+        # Decided slots the candidate lacks, from its first missing one: the
+        # candidate must learn them here, since we may be the only live node
+        # that knows them (bounded like a catch-up chunk; the rest by catch-up).
         entries = [
-            PromiseEntry(s, ZERO_BALLOT, v, decided=True) for s, v in self.log.items() if s >= low
+            PromiseEntry(e.slot, ZERO_BALLOT, e.value, decided=True)
+            for e in self._decided_chunk(m.slot)
         ]
+        low = max(m.slot, self.decided_through + 1)
+        entries.extend(
+            PromiseEntry(s, ZERO_BALLOT, v, decided=True)
+            for s, v in self.log.items()
+            if s >= low and s > self.decided_through
+        )
         entries.extend(
             PromiseEntry(s, b, v, decided=False)
             for s, (b, v) in self.accepted.items()
@@ -612,18 +622,22 @@ class MultiPaxosReplica:
         if target is not None:
             self._send(target, CatchUp(self.instance, self.node_id, self.decided_through + 1))
 
-    def _on_catchup(self, m: CatchUp) -> None:
+    def _decided_chunk(self, slot: int) -> list[DecidedEntry]:
+        """Decided slots from ``slot`` on, contiguous, bounded by the catch-up limits."""
         cfg = self.config
         entries: list[DecidedEntry] = []
         size = 0
-        slot = m.slot
-        while slot in self.log and len(entries) < cfg.catchup_entries_max:
+        while slot <= self.decided_through and len(entries) < cfg.catchup_entries_max:
             value = self.log[slot]
             size += batch_size_bytes(value) + 16
             if entries and size > cfg.catchup_bytes_max:
                 break
             entries.append(DecidedEntry(slot, value))
             slot += 1
+        return entries
+
+    def _on_catchup(self, m: CatchUp) -> None:
+        entries = self._decided_chunk(m.slot)
         if entries:
             self._send(m.sender, Decided(self.instance, self.node_id, tuple(entries)))
 

@@ -17,7 +17,6 @@ late learners ask their peers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -138,8 +137,9 @@ class Driver:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # ``wait`` (not ``await task``) so that a cancellation of *our*
+            # caller still propagates instead of being swallowed here.
+            await asyncio.wait({task})
 
     def call(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` inside the driver task, between two steps (it owns the replica)."""
@@ -162,8 +162,13 @@ class Driver:
             while True:
                 delay = next_tick - loop.time()
                 if not inbox and delay > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), delay)
+                    # A timer that sets the same event: no task per wait, and a
+                    # cancellation reaches us directly (wait_for can lose it).
+                    timer = loop.call_later(delay, wake.set)
+                    try:
+                        await wake.wait()
+                    finally:
+                        timer.cancel()
                 wake.clear()
                 while inbox:
                     item = inbox.popleft()
