@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -307,6 +308,31 @@ class MultiPaxosReplica:
             self._forwarded_at[pid] = self._now - self.config.forward_retry_ticks
         return pid
 
+    def restore(
+        self,
+        promised: Ballot,
+        accepted: Iterable[AcceptedEntry],
+        decided: Iterable[DecidedEntry],
+    ) -> None:
+        """Rebuild the durable state of a restarted replica, before its first step.
+
+        The acceptor gets back its promise and accepted proposals, so it never
+        contradicts what it told peers before the crash. The decided log is
+        re-delivered from its first slot, in the same positions as before
+        (the next ``Ready`` carries those deliveries), so an in-memory
+        application rebuilds its state by replay.
+        """
+        assert self._now == 0 and not self.log, "restore() runs before the first step"
+        self.promised = self._highest_seen = promised
+        for a in accepted:
+            self.accepted[a.slot] = (a.ballot, a.value)
+        for d in decided:
+            self.log[d.slot] = d.value
+            self.accepted.pop(d.slot, None)
+        self._deliver_ready_slots()
+        # Decided slots above a gap are known; fetch the gap from peers.
+        self.known_commit = max([self.decided_through, *self.log])
+
     def status(self) -> Status:
         return Status(
             node_id=self.node_id,
@@ -559,7 +585,14 @@ class MultiPaxosReplica:
         if m.ballot > self.promised:
             self._set_promised(m.ballot)
         self._follow(m.ballot)
-        if m.slot > self.decided_through and m.slot not in self.log:
+        chosen = self.log.get(m.slot)
+        if chosen is not None:
+            if chosen != m.value:
+                # Only a broken proposer could propose another value for a
+                # chosen slot; never count towards its quorum.
+                self.ignored += 1
+                return
+        elif m.slot > self.decided_through:
             old = self.accepted.get(m.slot)
             if old is None or old[0] != m.ballot:
                 self.accepted[m.slot] = (m.ballot, m.value)
