@@ -313,8 +313,13 @@ class MultiPaxosReplica:
         promised: Ballot,
         accepted: Iterable[AcceptedEntry],
         decided: Iterable[DecidedEntry],
+        *,
+        incarnation: int,
     ) -> None:
         """Rebuild the durable state of a restarted replica, before its first step.
+
+        ``incarnation`` must grow with every restart (storage counts opens):
+        proposal seqs of this life start above every earlier life's.
 
         The acceptor gets back its promise and accepted proposals, so it never
         contradicts what it told peers before the crash. The decided log is
@@ -323,6 +328,9 @@ class MultiPaxosReplica:
         application rebuilds its state by replay.
         """
         assert self._now == 0 and not self.log, "restore() runs before the first step"
+        if not 0 <= incarnation < 1 << SEQ_BITS:
+            raise ValueError("incarnation out of range")
+        self._seq = incarnation << SEQ_BITS
         self.promised = self._highest_seen = promised
         for a in accepted:
             self.accepted[a.slot] = (a.ballot, a.value)
