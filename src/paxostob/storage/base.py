@@ -1,0 +1,136 @@
+"""The ``Storage`` protocol: what a replica keeps across crashes, and the guarantees.
+
+Theory of operation: a Paxos acceptor may answer a peer only with what it has
+written down first. The core hands the runtime one ``Ready`` at a time; the
+runtime calls ``save(ready)`` *before* sending ``ready.messages``
+(DESIGN.md §3), so a promise or an accepted value that left the node is never
+forgotten by a crash. ``open`` gives back everything saved, as a
+``DurableState``, when the node starts again.
+
+The durable state of one replica:
+
+- ``promised``: the highest ballot it promised (``ZERO_BALLOT`` when none);
+- ``accepted``: per slot, the latest ``AcceptedEntry`` (ballot and value);
+- ``decided``: the chosen value of each slot the node has learned;
+- ``snapshot``: the state of everything through ``snapshot.slot``, which
+  replaces the accepted and decided entries of those slots (compaction);
+- ``incarnation``: how many times the store was opened, counting this open
+  (1, 2, ...). It lets the runtime tell its restarts apart (e.g. to start
+  proposal sequence numbers past anything an earlier incarnation used).
+
+Guarantees every implementation gives (and ``tests/storage/conformance.py``
+checks):
+
+1. ``save`` is atomic: after a crash the store holds all of a ``Ready``'s
+   durable part or none of it, never a piece.
+2. Saves are ordered: after a crash the store holds the saves up to some
+   point, never a later save without an earlier one.
+3. When ``save(ready)`` returns and ``ready.must_sync`` is set, that save and
+   every save before it survive a crash of the process *and* a power loss
+   (one fsync per ``Ready``, however many entries: group commit). Without
+   ``must_sync`` a save survives a crash of the process but may be lost with
+   the power until a later synced save, ``install_snapshot`` or ``close``.
+4. ``install_snapshot`` and ``open`` are durable before they return.
+5. ``open`` refuses a store that belongs to another cluster or node, and a
+   store that is damaged, rather than starting from a partial state: a node
+   that forgot a promise could let two different values be chosen.
+6. Every failure is a ``StorageError`` naming the store and what is wrong
+   (``ConfigurationError`` for an empty id). After a ``StorageError`` from
+   ``save`` or ``install_snapshot`` the store is closed: what reached the disk
+   is unknown, so the node must stop; a later ``open`` recovers the last
+   durable state.
+
+Use: the runtime calls these methods from one worker thread at a time (the
+calls may come from different threads, never concurrently). A store is opened
+once, used, and closed; ``close`` is idempotent and an open after a close
+works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ..core.events import AcceptedEntry, Ready
+from ..core.types import Ballot, DecidedEntry
+
+__all__ = ["DurableState", "Snapshot", "Storage", "has_durable_part"]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The state of everything through consensus slot ``slot``.
+
+    ``meta`` is the core's own bookkeeping (e.g. which proposals it
+    delivered), ``data`` the application's state; both are opaque to storage.
+    """
+
+    slot: int
+    meta: bytes
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DurableState:
+    """What ``Storage.open`` returns: everything the replica saved.
+
+    Invariants: ``accepted`` and ``decided`` are sorted by slot, one entry per
+    slot, and hold only slots above ``snapshot.slot`` (all slots when
+    ``snapshot`` is None); ``incarnation >= 1``.
+    """
+
+    promised: Ballot
+    accepted: tuple[AcceptedEntry, ...]
+    decided: tuple[DecidedEntry, ...]
+    snapshot: Snapshot | None
+    incarnation: int
+
+
+def has_durable_part(ready: Ready) -> bool:
+    """True when ``ready`` carries something to persist (a promise, accepts, decisions)."""
+    return ready.promised is not None or bool(ready.accepted) or bool(ready.decided)
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """The durable state of one replica; see the module docstring for the guarantees."""
+
+    def open(self, cluster_id: str, node_id: str) -> DurableState:
+        """Load the store, creating an empty one on first use, and bump its incarnation.
+
+        Raises ``StorageError`` when the store was made for another
+        ``cluster_id`` or ``node_id`` (the message names both pairs), is
+        damaged or unreadable, is already open, or is in use by another
+        process. Never returns a partial state.
+        """
+        ...
+
+    def save(self, ready: Ready) -> None:
+        """Persist ``ready``'s promise, accepted and decided entries in one transaction.
+
+        ``ready.promised`` (if not None) replaces the stored promise; an
+        accepted entry replaces the slot's previous one; a decided entry is
+        added. Entries at or below the snapshot's slot are already covered by
+        the snapshot and are skipped. If ``ready.must_sync``, the transaction
+        is durable (one fsync) before this returns. A ``Ready`` with no
+        durable part (``has_durable_part``) is ignored at once.
+        Messages, deliveries and drops are not storage's business.
+        """
+        ...
+
+    def install_snapshot(self, snapshot: Snapshot) -> None:
+        """Store ``snapshot`` and drop accepted and decided entries at or below its slot.
+
+        Atomic and durable before it returns. A snapshot older than the stored
+        one (a smaller slot) is ignored: snapshots only move forward.
+        """
+        ...
+
+    @property
+    def sync_count(self) -> int:
+        """How many durable commits (fsyncs) this object has made; for benchmarks and tests."""
+        ...
+
+    def close(self) -> None:
+        """Release the store (making pending unsynced saves durable); idempotent."""
+        ...
