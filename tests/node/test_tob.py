@@ -384,15 +384,9 @@ def test_the_checker_catches_each_broken_property(
         check_sequences(corrupt(change), broadcast, ["a", "b"])
 
 
-# ------------------------------------------------------------- known bugs
+# ------------------------------------------------- regressions (found in review)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: without storage a restarted node starts its proposal seqs at incarnation 0 "
-    "again, so its new broadcast reuses ProposalId(origin, 1): peers skip it as delivered, "
-    "and the caller's future resolves with the *old* message's Delivery",
-)
 async def test_a_restarted_node_broadcasts_a_new_message() -> None:
     net = MemoryNetwork(seed=7)
     members = names(3)
@@ -419,12 +413,6 @@ async def test_a_restarted_node_broadcasts_a_new_message() -> None:
             await node.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: close() sets NotRunningError on the futures of broadcasts that timed out; "
-    "nobody awaits them any more (shield dropped its callback), so asyncio logs "
-    "'Future exception was never retrieved'",
-)
 async def test_closing_a_node_with_a_timed_out_broadcast_logs_nothing() -> None:
     loop = asyncio.get_running_loop()
     reported: list[str] = []

@@ -91,9 +91,10 @@ from .types import (
 
 __all__ = ["LogConfig", "MultiPaxosReplica", "Role", "Status"]
 
-#: Sequence numbers are ``incarnation << SEQ_BITS | counter``: a restarted
-#: origin starts a fresh range, and its older proposals count as abandoned.
+#: Sequence numbers are ``incarnation << SEQ_BITS | counter``: every life of
+#: an origin has its own range, so a restarted node never reuses an id.
 SEQ_BITS = 32
+COUNTER_MASK = (1 << SEQ_BITS) - 1
 
 
 class Role(Enum):
@@ -166,7 +167,12 @@ class Status:
 
 
 class _Seen:
-    """Proposal seqs of one origin already delivered: a low mark plus sparse ones above."""
+    """Counters of one origin's life already delivered: a low mark plus sparse ones above.
+
+    Kept per ``(origin, incarnation)``: lives need not be ordered (a node
+    without storage picks a random incarnation), and within one life an
+    origin retries until delivered, so ``above`` only holds what is in flight.
+    """
 
     __slots__ = ("above", "low")
 
@@ -174,17 +180,11 @@ class _Seen:
         self.low = 0
         self.above: set[int] = set()
 
-    def __contains__(self, seq: int) -> bool:
-        return seq <= self.low or seq in self.above
+    def __contains__(self, counter: int) -> bool:
+        return counter <= self.low or counter in self.above
 
-    def add(self, seq: int) -> None:
-        epoch = seq >> SEQ_BITS
-        if epoch > self.low >> SEQ_BITS:
-            # The origin restarted: whatever its earlier life left undelivered
-            # was never acknowledged and is abandoned, which keeps this small.
-            self.low = epoch << SEQ_BITS
-            self.above = {s for s in self.above if s > self.low}
-        self.above.add(seq)
+    def add(self, counter: int) -> None:
+        self.above.add(counter)
         while self.low + 1 in self.above:
             self.above.remove(self.low + 1)
             self.low += 1
@@ -233,7 +233,7 @@ class MultiPaxosReplica:
         self.decided_through = 0
         self.known_commit = 0
         self.delivered = 0
-        self._seen: dict[str, _Seen] = {}
+        self._seen: dict[tuple[str, int], _Seen] = {}
         self._catchup_due = 0
 
         # Role.
@@ -708,12 +708,14 @@ class MultiPaxosReplica:
             self.decided_through += 1
             for p in self.log[self.decided_through]:
                 pid = p.id
-                seen = self._seen.get(pid.origin)
+                life = (pid.origin, pid.seq >> SEQ_BITS)
+                counter = pid.seq & COUNTER_MASK
+                seen = self._seen.get(life)
                 if seen is None:
-                    seen = self._seen[pid.origin] = _Seen()
-                elif pid.seq in seen:
+                    seen = self._seen[life] = _Seen()
+                elif counter in seen:
                     continue  # a retried proposal, delivered before
-                seen.add(pid.seq)
+                seen.add(counter)
                 self.delivered += 1
                 delivery = Delivery(self.delivered, pid.origin, p.payload)
                 self._deliveries.append(Delivered(pid, delivery))
@@ -724,8 +726,8 @@ class MultiPaxosReplica:
             self.known_commit = self.decided_through
 
     def _is_delivered(self, pid: ProposalId) -> bool:
-        seen = self._seen.get(pid.origin)
-        return seen is not None and pid.seq in seen
+        seen = self._seen.get((pid.origin, pid.seq >> SEQ_BITS))
+        return seen is not None and pid.seq & COUNTER_MASK in seen
 
     # ============================================================= followers
 

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 
 from ..core.events import Ready
-from ..core.multipaxos import LogConfig, MultiPaxosReplica, Status
+from ..core.multipaxos import SEQ_BITS, LogConfig, MultiPaxosReplica, Status
 from ..core.types import Delivery, ProposalId
 from ..errors import ConfigurationError, NotRunningError, PayloadTooLargeError
 from ..transport.base import Transport
@@ -63,12 +63,17 @@ class TotalOrderBroadcast:
         self.members = check_membership(self.address, members)
         self.instance = instance
         self.config = config or LogConfig()
+        rng = make_rng(seed, f"tob:{instance}:{self.address}")
+        # Without storage nothing counts this node's lives, so each life draws
+        # its own: proposal ids of an earlier life must never be reused.
+        # (Seeded runs draw from the seed, so give a restarted node a new seed.)
         self._replica = MultiPaxosReplica(
             self.address,
             self.members,
-            make_rng(seed, f"tob:{instance}:{self.address}"),
+            rng,
             instance=INSTANCE_PREFIX + instance,
             config=self.config,
+            incarnation=rng.getrandbits(SEQ_BITS),
         )
         self._driver = Driver(
             self._replica,
@@ -95,6 +100,9 @@ class TotalOrderBroadcast:
         for fut in self._waiters.values():
             if not fut.done():
                 fut.set_exception(NotRunningError("the node was closed"))
+                # A broadcast that already timed out no longer awaits this
+                # future: mark the exception seen so asyncio does not log it.
+                fut.exception()
         self._waiters.clear()
         self._readable.set()
 
