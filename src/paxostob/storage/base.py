@@ -52,22 +52,9 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ..core.events import AcceptedEntry, Ready
-from ..core.types import Ballot, DecidedEntry
+from ..core.types import Ballot, DecidedEntry, Snapshot
 
 __all__ = ["DurableState", "Snapshot", "Storage", "has_durable_part"]
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """The state of everything through consensus slot ``slot``.
-
-    ``meta`` is the core's own bookkeeping (e.g. which proposals it
-    delivered), ``data`` the application's state; both are opaque to storage.
-    """
-
-    slot: int
-    meta: bytes
-    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
