@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .messages import Envelope
-from .types import Ballot, Batch, DecidedEntry, Delivery, ProposalId
+from .types import Ballot, Batch, DecidedEntry, Delivery, ProposalId, Snapshot
 
 __all__ = [
     "AcceptedEntry",
@@ -87,6 +87,12 @@ class Ready:
     messages: tuple[Envelope, ...] = ()
     deliveries: tuple[Delivered, ...] = ()
     dropped: tuple[Dropped, ...] = ()
+    #: A snapshot to persist (it replaces the log through ``snapshot.slot``).
+    snapshot: Snapshot | None = None
+    #: When set, ``snapshot`` came from a peer: the application restores its
+    #: state from ``snapshot.data`` after ``deliveries[:restore_at]`` and
+    #: before ``deliveries[restore_at:]``.
+    restore_at: int | None = None
     #: True when ``promised`` or ``accepted`` changed: those must hit the disk
     #: before ``messages`` leave. Decided entries alone can be re-learned.
     must_sync: bool = field(default=False)
@@ -99,4 +105,5 @@ class Ready:
             or self.messages
             or self.deliveries
             or self.dropped
+            or self.snapshot is not None
         )

@@ -31,6 +31,7 @@ __all__ = [
     "Prepare",
     "Promise",
     "PromiseEntry",
+    "SnapshotChunk",
 ]
 
 
@@ -164,6 +165,24 @@ class Decided:
     entries: tuple[DecidedEntry, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotChunk:
+    """Bytes ``[offset, offset + len(chunk))`` of a snapshot at ``slot``, to a lagging replica.
+
+    A replica that asks for slots the sender compacted gets the snapshot in
+    chunks of at most ``snapshot_chunk_bytes_max``; ``size`` is the length of
+    the whole ``data``; ``meta`` (small) rides on every chunk.
+    """
+
+    instance: str
+    sender: str
+    slot: int
+    meta: bytes
+    size: int
+    offset: int
+    chunk: bytes
+
+
 Message = (
     Prepare
     | Promise
@@ -175,6 +194,7 @@ Message = (
     | Forward
     | CatchUp
     | Decided
+    | SnapshotChunk
 )
 
 

@@ -50,6 +50,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
+from ..errors import DecodeError
 from . import rules
 from .events import (
     AcceptedEntry,
@@ -76,7 +77,9 @@ from .messages import (
     Prepare,
     Promise,
     PromiseEntry,
+    SnapshotChunk,
 )
+from .snapshot import SnapshotMeta, decode_meta, encode_meta
 from .types import (
     NOOP,
     ZERO_BALLOT,
@@ -86,6 +89,7 @@ from .types import (
     Delivery,
     Proposal,
     ProposalId,
+    Snapshot,
     batch_size_bytes,
 )
 
@@ -129,6 +133,11 @@ class LogConfig:
     #: Decided slots per catch-up reply, and their bytes.
     catchup_entries_max: int = 256
     catchup_bytes_max: int = 4 << 20
+    #: A snapshot travels to a lagging replica in chunks of at most this
+    #: (well under a TCP frame), and is not resent to the same peer sooner
+    #: than ``snapshot_resend_ticks`` (a big transfer outlives catch-up retries).
+    snapshot_chunk_bytes_max: int = 1 << 20
+    snapshot_resend_ticks: int = 50
 
     def __post_init__(self) -> None:
         for name in (
@@ -143,6 +152,8 @@ class LogConfig:
             "queue_max",
             "catchup_entries_max",
             "catchup_bytes_max",
+            "snapshot_chunk_bytes_max",
+            "snapshot_resend_ticks",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"LogConfig.{name} must be >= 1")
@@ -235,6 +246,13 @@ class MultiPaxosReplica:
         self.delivered = 0
         self._seen: dict[tuple[str, int], _Seen] = {}
         self._catchup_due = 0
+        # Compaction: the log holds only slots above ``compacted_through``.
+        self.compacted_through = 0
+        self.snapshot: Snapshot | None = None
+        self._snapshot_out: Snapshot | None = None
+        self._restore_at: int | None = None
+        self._incoming: tuple[int, bytes, int, dict[int, bytes]] | None = None
+        self._snapshot_sent: dict[str, int] = {}
 
         # Role.
         self.role = Role.FOLLOWER
@@ -315,6 +333,7 @@ class MultiPaxosReplica:
         decided: Iterable[DecidedEntry],
         *,
         incarnation: int,
+        snapshot: Snapshot | None = None,
     ) -> None:
         """Rebuild the durable state of a restarted replica, before its first step.
 
@@ -331,12 +350,16 @@ class MultiPaxosReplica:
         if not 0 <= incarnation < 1 << SEQ_BITS:
             raise ValueError("incarnation out of range")
         self._seq = incarnation << SEQ_BITS
+        if snapshot is not None:
+            self._adopt_snapshot(snapshot, decode_meta(snapshot.meta))
         self.promised = self._highest_seen = promised
         for a in accepted:
-            self.accepted[a.slot] = (a.ballot, a.value)
+            if a.slot > self.compacted_through:
+                self.accepted[a.slot] = (a.ballot, a.value)
         for d in decided:
-            self.log[d.slot] = d.value
-            self.accepted.pop(d.slot, None)
+            if d.slot > self.compacted_through:
+                self.log[d.slot] = d.value
+                self.accepted.pop(d.slot, None)
         self._deliver_ready_slots()
         # Decided slots above a gap are known; fetch the gap from peers.
         self.known_commit = max([self.decided_through, *self.log])
@@ -668,6 +691,7 @@ class MultiPaxosReplica:
         cfg = self.config
         entries: list[DecidedEntry] = []
         size = 0
+        slot = max(slot, self.compacted_through + 1)  # below: only the snapshot has them
         while slot <= self.decided_through and len(entries) < cfg.catchup_entries_max:
             value = self.log[slot]
             size += batch_size_bytes(value) + 16
@@ -678,6 +702,8 @@ class MultiPaxosReplica:
         return entries
 
     def _on_catchup(self, m: CatchUp) -> None:
+        if m.slot <= self.compacted_through:
+            self._send_snapshot(m.sender)
         entries = self._decided_chunk(m.slot)
         if entries:
             self._send(m.sender, Decided(self.instance, self.node_id, tuple(entries)))
@@ -688,6 +714,107 @@ class MultiPaxosReplica:
             self._decide(e.slot, e.value)
         if self.decided_through > before and self.decided_through < self.known_commit:
             self._ask_catchup()  # the next chunk right away
+
+    # ============================================================ snapshots
+
+    def compact(self, data: bytes) -> Snapshot:
+        """Snapshot the application's state ``data`` at the current delivery point.
+
+        Call it only when the application has applied every delivery handed
+        out so far (right after a ``Ready``'s deliveries): ``data`` then
+        reflects exactly the log through ``decided_through``. The log and
+        accepted entries through that slot are dropped here; the next
+        ``Ready`` carries the snapshot for storage.
+        """
+        slot = self.decided_through
+        if self.snapshot is not None and slot <= self.snapshot.slot:
+            return self.snapshot
+        seen = {life: (s.low, frozenset(s.above)) for life, s in self._seen.items()}
+        meta = encode_meta(SnapshotMeta(slot, self.delivered, seen))
+        snap = Snapshot(slot, meta, data)
+        self._drop_through(snap)
+        self._snapshot_out = snap
+        return snap
+
+    def _drop_through(self, snap: Snapshot) -> None:
+        slot = snap.slot
+        self.snapshot = snap
+        self.compacted_through = slot
+        for s in [s for s in self.log if s <= slot]:
+            del self.log[s]
+        for s in [s for s in self.accepted if s <= slot]:
+            del self.accepted[s]
+
+    def _adopt_snapshot(self, snap: Snapshot, meta: SnapshotMeta) -> None:
+        """Jump to ``snap``: everything through its slot is decided and delivered."""
+        self._drop_through(snap)
+        self.decided_through = snap.slot
+        self.known_commit = max(self.known_commit, snap.slot)
+        self.delivered = meta.delivered
+        self._seen = {}
+        for life, (low, above) in meta.seen.items():
+            seen = self._seen[life] = _Seen()
+            seen.low, seen.above = low, set(above)
+
+    def _send_snapshot(self, dst: str) -> None:
+        snap = self.snapshot
+        if snap is None:
+            return
+        last = self._snapshot_sent.get(dst)
+        if last is not None and self._now - last < self.config.snapshot_resend_ticks:
+            return  # a transfer to it is still under way
+        self._snapshot_sent[dst] = self._now
+        step = self.config.snapshot_chunk_bytes_max
+        size = len(snap.data)
+        for offset in range(0, max(size, 1), step):
+            chunk = snap.data[offset : offset + step]
+            msg = SnapshotChunk(
+                self.instance, self.node_id, snap.slot, snap.meta, size, offset, chunk
+            )
+            self._send(dst, msg)
+
+    def _on_snapshot_chunk(self, m: SnapshotChunk) -> None:
+        if m.slot <= self.decided_through or m.offset < 0 or m.offset + len(m.chunk) > m.size:
+            self.ignored += 1
+            return
+        inc = self._incoming
+        if inc is None or inc[0] < m.slot or (inc[0] == m.slot and inc[1:3] != (m.meta, m.size)):
+            if inc is not None and inc[0] > m.slot:
+                self.ignored += 1  # an older snapshot than the one we are assembling
+                return
+            inc = self._incoming = (m.slot, m.meta, m.size, {})
+        chunks = inc[3]
+        chunks[m.offset] = m.chunk
+        if sum(len(c) for c in chunks.values()) < m.size:
+            return
+        data = b"".join(chunks[o] for o in sorted(chunks))
+        self._incoming = None
+        if len(data) != m.size:
+            self.ignored += 1  # overlapping chunks from a confused sender
+            return
+        try:
+            meta = decode_meta(m.meta)
+        except DecodeError:
+            self.ignored += 1
+            return
+        if meta.slot != m.slot:
+            self.ignored += 1
+            return
+        snap = Snapshot(m.slot, m.meta, data)
+        # Deliveries already handed out stay before the restore point.
+        self._restore_at = len(self._deliveries)
+        pending_before = set(self.pending)
+        self._adopt_snapshot(snap, meta)
+        self._snapshot_out = snap
+        # Own proposals delivered inside the snapshot: never delivered here.
+        for pid in pending_before:
+            if self._is_delivered(pid):
+                del self.pending[pid]
+                self._forwarded_at.pop(pid, None)
+                self._dropped.append(Dropped(pid, "delivered inside a snapshot from a peer"))
+        self._deliver_ready_slots()
+        if self.decided_through < self.known_commit:
+            self._ask_catchup()
 
     def _decide(self, slot: int, value: Batch) -> None:
         if slot <= self.decided_through or slot in self.log:
@@ -791,6 +918,8 @@ class MultiPaxosReplica:
             self._on_catchup(m)
         elif isinstance(m, Decided):
             self._on_decided(m)
+        elif isinstance(m, SnapshotChunk):
+            self._on_snapshot_chunk(m)
         else:
             self.ignored += 1
 
@@ -815,6 +944,7 @@ class MultiPaxosReplica:
             or self._accepted_new
             or self._decided_new
             or self._dropped
+            or self._snapshot_out is not None
             or self._to_forward
             or (
                 self.role is Role.LEADER
@@ -843,6 +973,8 @@ class MultiPaxosReplica:
             messages=tuple(self._out),
             deliveries=tuple(self._deliveries),
             dropped=tuple(self._dropped),
+            snapshot=self._snapshot_out,
+            restore_at=self._restore_at,
             must_sync=self._promised_dirty or bool(self._accepted_new),
         )
 
@@ -853,5 +985,8 @@ class MultiPaxosReplica:
         del self._accepted_new[: len(ready.accepted)]
         del self._decided_new[: len(ready.decided)]
         del self._dropped[: len(ready.dropped)]
+        if ready.snapshot is not None and ready.snapshot is self._snapshot_out:
+            self._snapshot_out = None
+            self._restore_at = None
         if ready.promised is not None and ready.promised == self.promised:
             self._promised_dirty = False

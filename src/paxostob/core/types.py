@@ -24,6 +24,7 @@ __all__ = [
     "Delivery",
     "Proposal",
     "ProposalId",
+    "Snapshot",
     "batch_size_bytes",
 ]
 
@@ -97,3 +98,17 @@ class Delivery:
     slot: int
     sender: str
     payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The state of everything through consensus slot ``slot``.
+
+    ``meta`` is the core's own bookkeeping (``core.snapshot.SnapshotMeta``:
+    delivery position and delivered proposals), ``data`` the application's
+    state; both are opaque bytes to storage and transports.
+    """
+
+    slot: int
+    meta: bytes
+    data: bytes

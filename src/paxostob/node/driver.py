@@ -186,7 +186,10 @@ class Driver:
                         await self._room()
                     ready = replica.ready()
                     if self._persist is not None and (
-                        ready.promised is not None or ready.accepted or ready.decided
+                        ready.promised is not None
+                        or ready.accepted
+                        or ready.decided
+                        or ready.snapshot is not None
                     ):
                         await asyncio.to_thread(self._persist, ready)
                     send = self.transport.send

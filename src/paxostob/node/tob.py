@@ -15,19 +15,39 @@ nodes and a network that loses, duplicates, delays, reorders and partitions:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import AsyncIterator
 from types import TracebackType
+from typing import Protocol
 
 from ..core.events import Ready
 from ..core.multipaxos import SEQ_BITS, LogConfig, MultiPaxosReplica, Status
 from ..core.types import Delivery, ProposalId
 from ..errors import ConfigurationError, NotRunningError, PayloadTooLargeError
+from ..storage.base import Storage, has_durable_part
 from ..transport.base import Transport
 from ._common import check_membership, make_rng, within
 from .driver import Driver
 
-__all__ = ["TotalOrderBroadcast"]
+__all__ = ["StateMachine", "TotalOrderBroadcast"]
+
+log = logging.getLogger("paxostob.node")
+
+
+class StateMachine(Protocol):
+    """An application fed synchronously, in total order, that can be snapshotted.
+
+    ``apply`` is called for every delivery, in order, inside the node's
+    driver (keep it quick and deterministic). ``snapshot`` returns the state
+    after everything applied so far; ``restore`` replaces the state by a
+    snapshot's (on restart, or when a lagging node jumps ahead).
+    """
+
+    def apply(self, delivery: Delivery) -> None: ...
+    def snapshot(self) -> bytes: ...
+    def restore(self, data: bytes) -> None: ...
+
 
 INSTANCE_PREFIX = "tob:"
 
@@ -41,6 +61,26 @@ class TotalOrderBroadcast:
     ``delivery_queue_max`` bounds deliveries not yet taken with ``deliver()``;
     when the application falls that far behind, the node stops applying until
     it catches up.
+
+    Durability: with ``storage`` (any object implementing
+    ``paxostob.storage.base.Storage``) the node persists its promise and
+    accepted proposals before any message that depends on them leaves
+    (fsync'd, one fsync per batch of work: group commit), and its decided
+    log. After a crash, a node restarted on the same storage gets back its
+    promises, so it never contradicts what it told peers, and re-delivers
+    its decided log from its latest snapshot on (a ``state_machine`` gets
+    ``restore(snapshot)`` first), in the same positions (``Delivery.slot``)
+    and order as before: an in-memory application rebuilds its state by
+    replay, and an application with durable state skips the positions it
+    already applied. Without ``storage`` everything is in memory: a
+    restarted node is a new, empty member.
+
+    Compaction: with a ``state_machine``, deliveries go to its ``apply``
+    (not to ``deliver()``); after ``snapshot_entries_max`` deliveries or
+    ``snapshot_bytes_max`` payload bytes the node snapshots it and drops the
+    log through that point, so memory and storage stay bounded. A replica
+    that needs dropped slots receives the snapshot in chunks and restores it.
+    Use a state machine on every member or on none.
     """
 
     def __init__(
@@ -54,11 +94,18 @@ class TotalOrderBroadcast:
         pending_max: int = 4096,
         delivery_queue_max: int = 1_000_000,
         seed: int | None = None,
+        storage: Storage | None = None,
+        cluster_id: str = "default",
+        state_machine: StateMachine | None = None,
+        snapshot_entries_max: int = 10_000,
+        snapshot_bytes_max: int = 64 << 20,
     ) -> None:
         if not instance:
             raise ConfigurationError("instance must be a non-empty name")
-        if pending_max < 1 or delivery_queue_max < 1:
-            raise ConfigurationError("pending_max and delivery_queue_max must be >= 1")
+        if min(pending_max, delivery_queue_max, snapshot_entries_max, snapshot_bytes_max) < 1:
+            raise ConfigurationError(
+                "pending_max, delivery_queue_max and snapshot_*_max must be >= 1"
+            )
         self.address = transport.address
         self.members = check_membership(self.address, members)
         self.instance = instance
@@ -75,12 +122,21 @@ class TotalOrderBroadcast:
             config=self.config,
             incarnation=rng.getrandbits(SEQ_BITS),
         )
+        self._storage = storage
+        self._opened = False
+        self.cluster_id = cluster_id
+        self._sm = state_machine
+        self._snapshot_entries_max = snapshot_entries_max
+        self._snapshot_bytes_max = snapshot_bytes_max
+        self._entries_since = 0
+        self._bytes_since = 0
         self._driver = Driver(
             self._replica,
             transport,
             INSTANCE_PREFIX + instance,
             tick_interval_s=tick_interval_s,
             on_ready=self._on_ready,
+            persist=None if storage is None else self._persist,
             room=self._room,
         )
         self._waiters: dict[ProposalId, asyncio.Future[Delivery]] = {}
@@ -93,10 +149,26 @@ class TotalOrderBroadcast:
     # ------------------------------------------------------------- lifetime
 
     async def start(self) -> None:
+        storage = self._storage
+        if storage is not None and not self._opened:
+            self._opened = True
+            state = await asyncio.to_thread(storage.open, self.cluster_id, self.address)
+            if state.snapshot is not None:
+                self._restore(state.snapshot.data)
+            self._replica.restore(
+                state.promised,
+                state.accepted,
+                state.decided,
+                incarnation=state.incarnation,
+                snapshot=state.snapshot,
+            )
         self._driver.start()
 
     async def close(self) -> None:
         await self._driver.close()
+        if self._storage is not None and self._opened:
+            self._opened = False
+            await asyncio.to_thread(self._storage.close)
         for fut in self._waiters.values():
             if not fut.done():
                 fut.set_exception(NotRunningError("the node was closed"))
@@ -156,7 +228,12 @@ class TotalOrderBroadcast:
         return await within(asyncio.shield(fut), left, "broadcast")
 
     async def deliver(self) -> Delivery:
-        """The next delivery in total order (own broadcasts included)."""
+        """The next delivery in total order (own broadcasts included).
+
+        With a ``state_machine`` deliveries go to it instead, and this raises.
+        """
+        if self._sm is not None:
+            raise ConfigurationError("deliveries go to the state_machine of this node")
         while not self._queue:
             if not self._driver.running:
                 raise NotRunningError("the node is not running")
@@ -187,9 +264,35 @@ class TotalOrderBroadcast:
             self._drained.clear()
             await self._drained.wait()
 
+    def _persist(self, ready: Ready) -> None:
+        # Runs in a worker thread, before the Ready's messages are sent.
+        assert self._storage is not None
+        if ready.snapshot is not None:
+            self._storage.install_snapshot(ready.snapshot)
+        if has_durable_part(ready):
+            self._storage.save(ready)
+
+    def _restore(self, data: bytes) -> None:
+        if self._sm is None:
+            log.error(
+                "%s: got a snapshot but has no state_machine to restore it into; "
+                "deliveries before it are skipped (use a state machine on every member)",
+                self.address,
+            )
+            return
+        self._sm.restore(data)
+
     def _on_ready(self, ready: Ready) -> None:
-        for d in ready.deliveries:
-            self._queue.append(d.delivery)
+        sm = self._sm
+        for i, d in enumerate(ready.deliveries):
+            if i == ready.restore_at and ready.snapshot is not None:
+                self._restore(ready.snapshot.data)
+            if sm is None:
+                self._queue.append(d.delivery)
+            else:
+                sm.apply(d.delivery)
+                self._entries_since += 1
+                self._bytes_since += len(d.delivery.payload)
             fut = self._waiters.pop(d.id, None)
             if fut is not None:
                 self._slots.release()
@@ -201,5 +304,15 @@ class TotalOrderBroadcast:
                 self._slots.release()
                 if not fut.done():
                     fut.set_exception(PayloadTooLargeError(dropped.reason))
-        if ready.deliveries:
+        if ready.restore_at == len(ready.deliveries) and ready.snapshot is not None:
+            self._restore(ready.snapshot.data)
+        if ready.deliveries and sm is None:
             self._readable.set()
+        if sm is not None and (
+            self._entries_since >= self._snapshot_entries_max
+            or self._bytes_since >= self._snapshot_bytes_max
+        ):
+            # Every delivery of this Ready is applied: the state matches the
+            # log through the replica's decided slot.
+            self._replica.compact(sm.snapshot())
+            self._entries_since = self._bytes_since = 0
