@@ -42,5 +42,5 @@ async def within(aw: Awaitable[T], timeout: float | None, what: str) -> T:
         return await asyncio.wait_for(aw, timeout)
     except TimeoutError:
         raise QuorumTimeoutError(
-            f"{what} did not complete within {timeout} s (is a quorum of members reachable?)"
+            f"{what} did not complete within {timeout:.3g} s (is a quorum of members reachable?)"
         ) from None

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from ..core.events import Event, Ready, Receive, Tick
 from ..core.messages import Envelope
-from ..errors import NotRunningError, TransportClosedError
+from ..errors import ConfigurationError, NotRunningError, TransportClosedError
 from ..transport.base import Transport
 
 __all__ = ["Driver", "Mux", "ReplicaLike"]
@@ -58,7 +58,7 @@ class Mux:
         if mux is None:
             mux = cls._muxes[id(transport)] = Mux(transport)
         if instance in mux._handlers:
-            raise ValueError(f"instance {instance!r} is already running on this transport")
+            raise ConfigurationError(f"instance {instance!r} is already running on this transport")
         mux._handlers[instance] = handler
         if mux._task is None:
             mux._task = asyncio.get_running_loop().create_task(mux._read())
@@ -100,6 +100,7 @@ class Driver:
         on_ready: Callable[[Ready], None],
         persist: Callable[[Ready], None] | None = None,
         room: Callable[[], Awaitable[None]] | None = None,
+        inbox_max: int = 100_000,
     ) -> None:
         if tick_interval_s <= 0:
             raise ValueError("tick_interval_s must be > 0")
@@ -112,6 +113,11 @@ class Driver:
         #: Awaited before each Ready: the application's back-pressure.
         self._room = room
         self._inbox: deque[Envelope | Callable[[], None]] = deque()
+        #: Envelopes beyond this many unprocessed are dropped (and counted):
+        #: a node that falls behind loses messages, as on a real network,
+        #: instead of buffering without bound. API calls are never dropped.
+        self.inbox_max = inbox_max
+        self.inbox_dropped = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._mux: Mux | None = None
@@ -149,6 +155,9 @@ class Driver:
         self._wake.set()
 
     def _on_envelope(self, envelope: Envelope) -> None:
+        if len(self._inbox) >= self.inbox_max:
+            self.inbox_dropped += 1
+            return
         self._inbox.append(envelope)
         self._wake.set()
 
