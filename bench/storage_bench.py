@@ -1,0 +1,144 @@
+"""How fast SqliteStorage saves, and how many fsyncs a save costs (docs/storage.md quotes it).
+
+For each case it opens a fresh store in a temporary directory (``--dir`` picks
+the file system: measure on the disk the nodes will use) and times
+``--rounds`` rounds of ``--saves`` saves; it prints the median round. A save
+of *k* entries is one ``Ready`` with a new promise, *k* accepted entries and
+*k* decided entries, each value one proposal of ``--payload-bytes`` bytes:
+what a follower persists when it accepts *k* slots at once and learns *k*
+commits.
+
+Cases: ``must_sync`` saves of 1 and of 50 entries (the group commit), and, to
+compare, unsynced saves of 1 decided entry (how a follower stores commits).
+
+``fsyncs/save`` counts the process's real ``fsync``/``fdatasync`` system
+calls with ``strace`` when it is installed (one extra run of each case, in a
+child process), and ``sync_count/save`` is what the storage reports.
+
+Usage: ``python bench/storage_bench.py [--saves N] [--rounds R] [--dir DIR]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+from paxostob.core.events import AcceptedEntry, Ready
+from paxostob.core.types import Ballot, Batch, DecidedEntry, Proposal, ProposalId
+from paxostob.storage.sqlite import SqliteStorage
+
+NODE = "n1"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    entries: int
+    must_sync: bool
+
+    def ready(self, n: int, payload: bytes) -> Ready:
+        """Save number ``n`` (from 0) of this case."""
+        slots = range(n * self.entries + 1, (n + 1) * self.entries + 1)
+
+        def value(slot: int) -> Batch:
+            return (Proposal(ProposalId(NODE, slot), payload),)
+
+        if not self.must_sync:
+            return Ready(decided=tuple(DecidedEntry(s, value(s)) for s in slots))
+        return Ready(
+            promised=Ballot(n + 1, NODE),
+            accepted=tuple(AcceptedEntry(s, Ballot(n + 1, NODE), value(s)) for s in slots),
+            decided=tuple(DecidedEntry(s, value(s)) for s in slots),
+            must_sync=True,
+        )
+
+
+CASES = {
+    "sync-1": Case("must_sync, 1 entry", 1, True),
+    "sync-50": Case("must_sync, 50 entries", 50, True),
+    "nosync-1": Case("unsynced, 1 decided", 1, False),
+}
+
+
+def run_case(case: Case, saves: int, payload: bytes, base_dir: str | None) -> tuple[float, float]:
+    """(seconds for ``saves`` saves, sync_count per save) on a fresh store."""
+    data_dir = tempfile.mkdtemp(prefix="paxostob-bench-", dir=base_dir)
+    try:
+        storage = SqliteStorage(data_dir)
+        storage.open("bench", NODE)
+        readies = [case.ready(n, payload) for n in range(saves)]
+        syncs = storage.sync_count
+        os.getppid()  # a marker for strace: the timed part starts
+        started = time.perf_counter()
+        for ready in readies:
+            storage.save(ready)
+        elapsed = time.perf_counter() - started
+        os.getppid()  # the timed part ends
+        per_save = (storage.sync_count - syncs) / saves
+        storage.close()
+        return elapsed, per_save
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def fsyncs_per_save(key: str, saves: int, payload_bytes: int, base_dir: str | None) -> float | None:
+    """Real fsync/fdatasync calls per save in the timed part, counted by strace."""
+    strace = shutil.which("strace")
+    if strace is None:
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".strace") as out:
+        command = [sys.executable, __file__, "--one", key, "--saves", str(saves)]
+        command += ["--payload-bytes", str(payload_bytes)]
+        if base_dir:
+            command += ["--dir", base_dir]
+        trace = "trace=fsync,fdatasync,getppid"
+        subprocess.run(
+            [strace, "-f", "-qq", "-e", trace, "-o", out.name, *command],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        lines = open(out.name, encoding="utf-8").read().splitlines()  # noqa: SIM115
+    marks = [i for i, line in enumerate(lines) if "getppid(" in line]
+    start, end = marks[-2], marks[-1]
+    calls = sum(1 for line in lines[start:end] if "fsync(" in line or "fdatasync(" in line)
+    return calls / saves
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--saves", type=int, default=1000, help="saves per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--payload-bytes", type=int, default=100)
+    parser.add_argument("--dir", default=None, help="where the temporary stores go")
+    parser.add_argument("--one", choices=sorted(CASES), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    payload = b"x" * args.payload_bytes
+    if args.one:  # the child strace watches
+        run_case(CASES[args.one], args.saves, payload, args.dir)
+        return
+    version = sys.version.split()[0]
+    print(f"SqliteStorage, {args.rounds} rounds of {args.saves} saves, medians; python {version}")
+    header = ("case", "saves/s", "entries/s", "ms/save", "sync_count/save", "fsyncs/save")
+    print("{:24} {:>9} {:>10} {:>8} {:>16} {:>12}".format(*header))
+    for key, case in CASES.items():
+        rounds = [run_case(case, args.saves, payload, args.dir) for _ in range(args.rounds)]
+        elapsed = statistics.median(r[0] for r in rounds)
+        syncs = statistics.median(r[1] for r in rounds)
+        fsyncs = fsyncs_per_save(key, args.saves, args.payload_bytes, args.dir)
+        rate = args.saves / elapsed
+        shown = "n/a (no strace)" if fsyncs is None else f"{fsyncs:.2f}"
+        print(
+            f"{case.name:24} {rate:9.0f} {rate * case.entries:10.0f} "
+            f"{1000 * elapsed / args.saves:8.3f} {syncs:16.2f} {shown:>12}"
+        )
+
+
+if __name__ == "__main__":
+    main()
