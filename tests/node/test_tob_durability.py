@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
-from paxostob import MemoryNetwork, TotalOrderBroadcast
+import pytest
+
+from paxostob import MemoryNetwork, StorageError, TotalOrderBroadcast
 from paxostob.core.events import Ready
 from paxostob.core.messages import Envelope
 from paxostob.storage.base import DurableState
@@ -136,3 +139,50 @@ async def test_a_restarted_node_replays_its_decided_log_in_the_same_positions() 
     finally:
         for n in nodes.values():
             await n.close()
+
+
+async def test_a_whole_cluster_restarts_from_its_data_dirs_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    net = MemoryNetwork(seed=9)
+    transports: dict[str, Transport] = {}
+
+    def make(m: str) -> TotalOrderBroadcast:
+        transports[m] = net.transport(m)
+        return TotalOrderBroadcast(
+            transports[m], MEMBERS, tick_interval_s=TICK, data_dir=tmp_path / m
+        )
+
+    nodes = {m: make(m) for m in MEMBERS}
+    for n in nodes.values():
+        await n.start()
+    acked = []
+    try:
+        for k in range(30):
+            acked.append(await nodes[MEMBERS[k % 3]].broadcast(f"m{k}".encode(), timeout=10))
+    finally:
+        for m, n in nodes.items():
+            await n.close()
+            await transports[m].close()
+    # Every node down at once, then back on the same directories.
+    nodes = {m: make(m) for m in MEMBERS}
+    for n in nodes.values():
+        await n.start()
+    try:
+        for n in nodes.values():
+            replay = [await asyncio.wait_for(n.deliver(), 10) for _ in range(30)]
+            assert replay == acked
+        d = await nodes["peer2"].broadcast(b"after", timeout=10)
+        assert d.slot == 31
+    finally:
+        for n in nodes.values():
+            await n.close()
+
+
+async def test_a_data_dir_of_another_node_is_refused(tmp_path: Path) -> None:
+    net = MemoryNetwork(seed=10)
+    async with TotalOrderBroadcast(net.transport("peer1"), MEMBERS, data_dir=tmp_path):
+        pass
+    other = TotalOrderBroadcast(net.transport("peer2"), MEMBERS, data_dir=tmp_path)
+    with pytest.raises(StorageError, match="peer1"):
+        await other.start()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import deque
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -25,7 +26,7 @@ from ..core.events import Ready
 from ..core.multipaxos import SEQ_BITS, LogConfig, MultiPaxosReplica, Status
 from ..core.types import Delivery, ProposalId
 from ..errors import ConfigurationError, NotRunningError, PayloadTooLargeError
-from ..storage.base import Storage, has_durable_part
+from ..storage.base import Storage, default_storage, has_durable_part
 from ..transport.base import Transport
 from ._common import check_membership, make_rng, within
 from .driver import Driver
@@ -62,8 +63,9 @@ class TotalOrderBroadcast:
     when the application falls that far behind, the node stops applying until
     it catches up.
 
-    Durability: with ``storage`` (any object implementing
-    ``paxostob.storage.base.Storage``) the node persists its promise and
+    Durability: with ``data_dir`` (the durable default: SQLite in that
+    directory, one directory per node) or ``storage`` (any object
+    implementing ``paxostob.storage.base.Storage``) the node persists its promise and
     accepted proposals before any message that depends on them leaves
     (fsync'd, one fsync per batch of work: group commit), and its decided
     log. After a crash, a node restarted on the same storage gets back its
@@ -72,8 +74,10 @@ class TotalOrderBroadcast:
     ``restore(snapshot)`` first), in the same positions (``Delivery.slot``)
     and order as before: an in-memory application rebuilds its state by
     replay, and an application with durable state skips the positions it
-    already applied. Without ``storage`` everything is in memory: a
-    restarted node is a new, empty member.
+    already applied. A broadcast that resolved was delivered here, so a
+    quorum accepted it durably: no crash of any minority, nor a restart of
+    every node, loses it. Without ``data_dir``/``storage`` everything is in
+    memory: a restarted node is a new, empty member.
 
     Compaction: with a ``state_machine``, deliveries go to its ``apply``
     (not to ``deliver()``); after ``snapshot_entries_max`` deliveries or
@@ -95,6 +99,7 @@ class TotalOrderBroadcast:
         delivery_queue_max: int = 1_000_000,
         seed: int | None = None,
         storage: Storage | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
         cluster_id: str = "default",
         state_machine: StateMachine | None = None,
         snapshot_entries_max: int = 10_000,
@@ -122,6 +127,10 @@ class TotalOrderBroadcast:
             config=self.config,
             incarnation=rng.getrandbits(SEQ_BITS),
         )
+        if data_dir is not None:
+            if storage is not None:
+                raise ConfigurationError("give data_dir or storage, not both")
+            storage = default_storage(data_dir)
         self._storage = storage
         self._opened = False
         self.cluster_id = cluster_id

@@ -48,13 +48,14 @@ works.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ..core.events import AcceptedEntry, Ready
 from ..core.types import Ballot, DecidedEntry, Snapshot
 
-__all__ = ["DurableState", "Snapshot", "Storage", "has_durable_part"]
+__all__ = ["DurableState", "Snapshot", "Storage", "default_storage", "has_durable_part"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +122,14 @@ class Storage(Protocol):
     def close(self) -> None:
         """Release the store (making pending unsynced saves durable); idempotent."""
         ...
+
+
+def default_storage(data_dir: str | os.PathLike[str]) -> Storage:
+    """The durable default: ``SqliteStorage`` in ``data_dir`` (one node's directory).
+
+    The runtime reaches the default only through this function, so it
+    depends on the interface module alone (DESIGN.md §2).
+    """
+    from .sqlite import SqliteStorage  # the one concrete store the interface names
+
+    return SqliteStorage(data_dir)
