@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import NoReturn, TextIO
 
-from .sim.checkers import CheckFailure
-from .sim.runner import RunResult, replay_command, run_many, simulate
+from ..sim.checkers import CheckFailure
+from ..sim.runner import RunResult, replay_command, run_many, simulate
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 

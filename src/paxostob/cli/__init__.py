@@ -1,0 +1,11 @@
+"""The command line, ``paxostob <command>``: the composition root (DESIGN.md §2).
+
+The only place that picks concrete classes (TCP transport, SQLite storage,
+the RESP server) and wires them together.
+"""
+
+from __future__ import annotations
+
+from .app import COMMANDS, Command, build_parser, main
+
+__all__ = ["COMMANDS", "Command", "build_parser", "main"]
