@@ -1,0 +1,188 @@
+"""A node's configuration: from flags and/or a TOML file, validated with one-line errors.
+
+Every problem is a ``ConfigError`` whose message is one line a user can act
+on (the CLI prints it and exits with code 2, never a traceback).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "RESP_PORT_OFFSET",
+    "ConfigError",
+    "NodeConfig",
+    "load_node_config",
+    "parse_members",
+    "resp_address",
+]
+
+#: Without ``--resp-port`` a node serves clients on its peer port + this,
+#: so ``paxostob status`` can find every node from the membership alone.
+RESP_PORT_OFFSET = 1000
+
+
+class ConfigError(Exception):
+    """Bad flags or configuration; the message is one line for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    node_id: str
+    #: node id -> (host, peer port), this node included.
+    members: dict[str, tuple[str, int]]
+    data_dir: Path
+    cluster_id: str = "paxostob"
+    resp_host: str = "127.0.0.1"
+    resp_port: int = 0
+    secret: bytes = b""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    requirepass: str | None = None
+    tick_interval_s: float = 0.01
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
+def parse_members(text: str) -> dict[str, tuple[str, int]]:
+    """``1=127.0.0.1:7001,2=127.0.0.1:7002`` -> ``{"1": ("127.0.0.1", 7001), ...}``."""
+    members: dict[str, tuple[str, int]] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        node_id, eq, address = item.partition("=")
+        host, colon, port_text = address.rpartition(":")
+        if not eq or not node_id or not colon or not host:
+            raise ConfigError(f"bad member {item!r}: expected ID=HOST:PORT")
+        port = _port(port_text, f"member {node_id}")
+        if node_id in members:
+            raise ConfigError(f"member id {node_id!r} appears twice")
+        members[node_id] = (host.strip("[]"), port)
+    if not members:
+        raise ConfigError("--members is empty: expected ID=HOST:PORT,ID=HOST:PORT,...")
+    return members
+
+
+def resp_address(members: dict[str, tuple[str, int]], node_id: str) -> tuple[str, int]:
+    """Where ``node_id`` serves clients by default (peer port + ``RESP_PORT_OFFSET``)."""
+    host, port = members[node_id]
+    return host, port + RESP_PORT_OFFSET
+
+
+def _port(text: str, what: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise ConfigError(f"{what}: port {text!r} is not a number") from None
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{what}: port {port} is out of range 1-65535")
+    return port
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config {path} is not valid TOML: {e}") from None
+
+
+KNOWN_KEYS = frozenset(
+    {
+        "id",
+        "members",
+        "data_dir",
+        "cluster_id",
+        "resp_host",
+        "resp_port",
+        "secret_file",
+        "tls_cert",
+        "tls_key",
+        "tls_ca",
+        "requirepass",
+        "tick_interval_s",
+    }
+)
+
+
+def load_node_config(flags: dict[str, Any], config_file: Path | None) -> NodeConfig:
+    """Merge a TOML file (if any) with flags (flags win) and validate everything."""
+    raw: dict[str, Any] = {}
+    if config_file is not None:
+        raw = _read_toml(config_file)
+        unknown = sorted(set(raw) - KNOWN_KEYS)
+        if unknown:
+            raise ConfigError(f"config {config_file}: unknown key(s) {', '.join(unknown)}")
+    raw.update({k: v for k, v in flags.items() if v is not None})
+
+    node_id = raw.get("id")
+    if node_id is None or str(node_id) == "":
+        raise ConfigError("--id is required (this node's id in --members)")
+    node_id = str(node_id)
+    members_raw = raw.get("members")
+    if members_raw is None:
+        raise ConfigError("--members is required: ID=HOST:PORT,ID=HOST:PORT,...")
+    if isinstance(members_raw, dict):
+        members_raw = ",".join(f"{k}={v}" for k, v in members_raw.items())
+    members = parse_members(str(members_raw))
+    if node_id not in members:
+        raise ConfigError(f"--id {node_id} is not one of the members ({', '.join(members)})")
+    if raw.get("data_dir") in (None, ""):
+        raise ConfigError("--data-dir is required (where this node keeps its durable state)")
+
+    resp_port = raw.get("resp_port")
+    if resp_port is None:
+        resp_port = resp_address(members, node_id)[1]
+    resp_port = _port(str(resp_port), "--resp-port")
+
+    secret = b""
+    secret_file = raw.get("secret_file")
+    if secret_file is None:
+        raise ConfigError(
+            "--secret-file is required: peers authenticate with a shared cluster secret"
+        )
+    try:
+        secret = Path(secret_file).read_bytes().strip()
+    except OSError as e:
+        raise ConfigError(f"cannot read secret file {secret_file}: {e.strerror}") from None
+    if len(secret) < 16:
+        raise ConfigError(f"secret file {secret_file} holds fewer than 16 bytes: too weak")
+
+    tls = {k: raw.get(k) for k in ("tls_cert", "tls_key", "tls_ca")}
+    given = [k for k, v in tls.items() if v is not None]
+    if given and len(given) != 3:
+        raise ConfigError("TLS needs all of --tls-cert, --tls-key and --tls-ca")
+    for k, v in tls.items():
+        if v is not None and not Path(v).is_file():
+            raise ConfigError(f"--{k.replace('_', '-')}: no such file {v}")
+
+    tick = raw.get("tick_interval_s", 0.01)
+    try:
+        tick = float(tick)
+    except (TypeError, ValueError):
+        raise ConfigError(f"tick_interval_s {tick!r} is not a number") from None
+    if not 0.0005 <= tick <= 1.0:
+        raise ConfigError(f"tick_interval_s {tick} is out of range 0.0005-1.0")
+
+    return NodeConfig(
+        node_id=node_id,
+        members=members,
+        data_dir=Path(raw["data_dir"]),
+        cluster_id=str(raw.get("cluster_id", "paxostob")),
+        resp_host=str(raw.get("resp_host", members[node_id][0])),
+        resp_port=resp_port,
+        secret=secret,
+        tls_cert=None if tls["tls_cert"] is None else Path(tls["tls_cert"]),
+        tls_key=None if tls["tls_key"] is None else Path(tls["tls_key"]),
+        tls_ca=None if tls["tls_ca"] is None else Path(tls["tls_ca"]),
+        requirepass=None if raw.get("requirepass") is None else str(raw["requirepass"]),
+        tick_interval_s=tick,
+    )
