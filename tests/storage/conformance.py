@@ -275,3 +275,15 @@ class StorageConformance:
         storage, state = self.reopen(storage)
         assert state.snapshot == Snapshot(2, b"", b"two")
         assert state.decided == (decided(3),)
+
+    def test_a_synced_save_covered_by_the_snapshot_still_syncs(self, storage: Storage) -> None:
+        """Its entries are skipped, but it must still make the unsynced saves before it durable."""
+        storage.open(CLUSTER, NODE)
+        storage.install_snapshot(Snapshot(5, b"", b"s"))
+        storage.save(Ready(decided=(decided(6),)))
+        syncs = storage.sync_count
+        storage.save(Ready(accepted=(accepted(4),), decided=(decided(5),), must_sync=True))
+        assert storage.sync_count == syncs + 1
+        storage, state = self.reopen(storage)
+        assert state.accepted == ()
+        assert state.decided == (decided(6),)

@@ -129,6 +129,7 @@ def check_exactly_saves_through(state: DurableState, run: Run) -> int:
     return h
 
 
+@pytest.mark.timeout(60)
 def test_what_was_reported_synced_survives_kill_9(tmp_path: Path) -> None:
     seed = int(os.environ.get("PAXOSTOB_CRASH_SEED", random.SystemRandom().randrange(2**32)))
     print(f"crash test seed {seed} (replay: PAXOSTOB_CRASH_SEED={seed})")

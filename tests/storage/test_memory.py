@@ -85,3 +85,13 @@ def test_crash_keeps_the_owner(storage: MemoryStorage) -> None:
     storage.crash()
     with pytest.raises(StorageError, match="'n1'"):
         storage.open(CLUSTER, "n2")
+
+
+def test_a_synced_save_covered_by_the_snapshot_makes_earlier_saves_durable(
+    storage: MemoryStorage,
+) -> None:
+    storage.install_snapshot(Snapshot(5, b"", b"s"))
+    storage.save(Ready(decided=(decided(6),)))
+    storage.save(Ready(decided=(decided(5),), must_sync=True))
+    storage.crash()
+    assert storage.open(CLUSTER, NODE).decided == (decided(6),)

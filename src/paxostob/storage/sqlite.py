@@ -167,6 +167,13 @@ class SqliteStorage:
         floor = self._snapshot_slot
         accepted = [self._accepted_row(a) for a in ready.accepted if a.slot > floor]
         decided = [self._decided_row(d) for d in ready.decided if d.slot > floor]
+        if ready.promised is None and not accepted and not decided:
+            # All covered by the snapshot: nothing to commit, but a synced save still
+            # owes durability to the unsynced saves before it (and an empty commit
+            # would write no WAL frame, hence no fsync).
+            if ready.must_sync and self._unsynced:
+                self._checkpoint(conn, "save failed")
+            return
         with self._fatal(conn, "save failed"):
             self._set_sync_mode(conn, "FULL" if ready.must_sync else "NORMAL")
             conn.execute("BEGIN IMMEDIATE")
@@ -214,19 +221,10 @@ class SqliteStorage:
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        try:
-            if self._unsynced:
-                # A checkpoint fsyncs the WAL, copies it into the file and fsyncs that.
-                self._set_sync_mode(conn, "FULL")
-                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                if busy:
-                    raise StorageError(f"{self.path}: close: the final checkpoint was blocked")
-                self._sync_count += 1
-                self._unsynced = False
+        if self._unsynced:
+            self._checkpoint(conn, "close failed")
+        with self._fatal(conn, "close failed"):
             conn.close()
-        except sqlite3.Error as e:
-            _close_quietly(conn)
-            raise StorageError(f"{self.path}: close failed: {_describe(e)}") from e
 
     # ------------------------------------------------------------------ open
 
@@ -441,6 +439,15 @@ class SqliteStorage:
     def _decided_row(d: DecidedEntry) -> tuple[int, bytes, int]:
         value = encode_batch(d.value)
         return (d.slot, value, row_crc("decided", d.slot, value))
+
+    def _checkpoint(self, conn: sqlite3.Connection, doing: str) -> None:
+        """Make every commit durable: a checkpoint fsyncs the WAL, copies it, fsyncs the file."""
+        with self._fatal(conn, doing):
+            (busy, _, _) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy:  # cannot happen while we hold the exclusive lock; never pass it silently
+                raise sqlite3.OperationalError("the checkpoint was blocked (SQLITE_BUSY)")
+        self._sync_count += 1
+        self._unsynced = False
 
     def _set_sync_mode(self, conn: sqlite3.Connection, mode: str) -> None:
         if mode != self._sync_mode:
