@@ -1,0 +1,672 @@
+"""TcpTransport: the Transport conformance suite (plain, TLS, uvloop), then what TCP adds.
+
+Every server binds 127.0.0.1 on ports found free just before (bind port 0,
+read the port, close): peers must know each other's ports in advance, so the
+listener cannot bind port 0 itself. A collision with another process makes
+``start()`` raise ``ConfigurationError``; the cluster is then rebuilt on
+fresh ports.
+
+Nothing here sleeps to wait: tests wait for a counter or a connection with
+``TcpTransport.wait_until`` (woken on every change), or for a message with
+``receive``, always under a timeout. A "hostile peer" is a raw asyncio stream
+that speaks (or does not speak) the handshake by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgpack  # type: ignore[import-untyped]
+import pytest
+
+from paxostob import Delivery, TotalOrderBroadcast
+from paxostob.codec import encode_message
+from paxostob.core.messages import Accept, Envelope, Heartbeat
+from paxostob.core.types import Ballot, Proposal, ProposalId
+from paxostob.errors import ConfigurationError, NotRunningError
+from paxostob.transport.auth import (
+    HANDSHAKE_FRAME_BYTES_MAX,
+    Hello,
+    decode_hello,
+    decode_proof,
+    encode_hello,
+    encode_proof,
+    new_nonce,
+    proof,
+    verify_proof,
+)
+from paxostob.transport.frames import FrameDecoder, encode_frame
+from paxostob.transport.tcp import TcpStats, TcpTransport, install_uvloop
+
+from .conformance import RECEIVE_TIMEOUT_S, TransportConformance, Trio, envelope, receive_n
+
+HOST = "127.0.0.1"
+CLUSTER = "test-cluster"
+SECRET = b"test-secret-0123456789abcdef"
+#: Bounds every wait; a healthy run takes milliseconds.
+WAIT_S = RECEIVE_TIMEOUT_S
+Members = dict[str, tuple[str, int]]
+
+
+# --------------------------------------------------------------------------------- helpers
+
+
+def free_members(ids: Iterable[str]) -> Members:
+    """A port per id, free right now (held open together, so they are distinct)."""
+    ids = list(ids)
+    socks = [socket.socket() for _ in ids]
+    try:
+        for s in socks:
+            s.bind((HOST, 0))
+        return {i: (HOST, s.getsockname()[1]) for i, s in zip(ids, socks, strict=True)}
+    finally:
+        for s in socks:
+            s.close()
+
+
+async def start_cluster(
+    ids: Sequence[str],
+    *,
+    running: Sequence[str] | None = None,
+    members: Members | None = None,
+    **options: object,
+) -> tuple[Members, dict[str, TcpTransport]]:
+    """Transports for ``running`` (default: all ``ids``), started, on free ports.
+
+    Retries on fresh ports when a port was taken meanwhile (only when the
+    caller did not fix ``members``).
+    """
+    running = list(ids) if running is None else list(running)
+    for _ in range(5):
+        chosen = members or free_members(ids)
+        transports = {
+            i: TcpTransport(i, chosen, cluster_id=CLUSTER, secret=SECRET, **options)  # type: ignore[arg-type]
+            for i in running
+        }
+        try:
+            for t in transports.values():
+                await t.start()
+        except ConfigurationError:
+            for t in transports.values():
+                await t.close()
+            if members is not None:
+                raise
+            continue
+        return chosen, transports
+    raise AssertionError("no free ports after 5 attempts")
+
+
+async def close_all(transports: Iterable[TcpTransport]) -> None:
+    for t in transports:
+        await t.close()
+
+
+async def until(transport: TcpTransport, predicate: Callable[[TcpStats], bool]) -> None:
+    async with asyncio.timeout(WAIT_S):
+        await transport.wait_until(predicate)
+
+
+async def until_connected(transport: TcpTransport, peers: Iterable[str]) -> None:
+    wanted = frozenset(peers)
+    await until(transport, lambda _: transport.connected_peers() == wanted)
+
+
+async def exchange(x: TcpTransport, y: TcpTransport, n: int = 1) -> None:
+    """``x`` and ``y`` can talk both ways right now (``n`` tells the messages apart)."""
+    x.send(envelope(x.address, y.address, n))
+    y.send(envelope(y.address, x.address, n))
+    assert await receive_n(y, 1) == [envelope(x.address, y.address, n)]
+    assert await receive_n(x, 1) == [envelope(y.address, x.address, n)]
+
+
+async def until_disconnected(transport: TcpTransport, peer: str) -> None:
+    await until(transport, lambda _: peer not in transport.connected_peers())
+
+
+def commits(envelopes: Iterable[Envelope]) -> list[int]:
+    out = []
+    for e in envelopes:
+        assert isinstance(e.message, Heartbeat)
+        out.append(e.message.commit)
+    return out
+
+
+def accept_of(sender: str, payload_bytes: int) -> Accept:
+    value = (Proposal(ProposalId(sender, 1), b"x" * payload_bytes),)
+    return Accept("big", sender, Ballot(1, sender), 1, value, 0)
+
+
+class RawPeer:
+    """A hand-driven connection to a listener: garbage, partial or correct handshakes."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.decoder = FrameDecoder(HANDSHAKE_FRAME_BYTES_MAX)
+
+    @classmethod
+    async def connect(cls, address: tuple[str, int]) -> RawPeer:
+        reader, writer = await asyncio.open_connection(*address)
+        return cls(reader, writer)
+
+    async def read_payload(self) -> bytes:
+        async with asyncio.timeout(WAIT_S):
+            while (payload := self.decoder.next_payload()) is None:
+                try:
+                    data = await self.reader.read(4096)
+                except ConnectionError:
+                    data = b""
+                assert data, "the listener closed the connection during the handshake"
+                self.decoder.feed(data)
+        return payload
+
+    async def handshake(
+        self, node_id: str, listener: str, *, secret: bytes = SECRET, cluster: str = CLUSTER
+    ) -> None:
+        """The dialer's side of the handshake (raises if the listener refuses)."""
+        nonce = new_nonce()
+        self.send_payload(encode_hello(Hello(cluster, node_id, listener, nonce)))
+        theirs = decode_hello(await self.read_payload())
+        args = (cluster, node_id, listener, nonce, theirs.nonce)
+        self.send_payload(encode_proof(proof(secret, "dialer", *args)))
+        verify_proof(proof(secret, "listener", *args), decode_proof(await self.read_payload()))
+
+    def send_payload(self, payload: bytes) -> None:
+        self.writer.write(encode_frame(payload))
+
+    def send_raw(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def closed_by_listener(self) -> None:
+        """Returns once the listener has closed the connection (fails after ``WAIT_S``)."""
+        async with asyncio.timeout(WAIT_S):
+            with contextlib.suppress(ConnectionError):
+                while await self.reader.read(65536):
+                    pass
+
+    def close(self) -> None:
+        self.writer.transport.abort()
+
+
+@contextlib.asynccontextmanager
+async def raw_peer(address: tuple[str, int]) -> AsyncIterator[RawPeer]:
+    peer = await RawPeer.connect(address)
+    try:
+        yield peer
+    finally:
+        peer.close()
+
+
+# ----------------------------------------------------------------------------- conformance
+
+
+async def tcp_trio(**options: Any) -> Trio:
+    _, ts = await start_cluster(["a", "b", "c"], **options)
+
+    async def cleanup() -> None:
+        await close_all(ts.values())
+
+    return Trio(ts["a"], ts["b"], ts["c"], cleanup)
+
+
+class TestTcpConformance(TransportConformance):
+    async def make_trio(self) -> Trio:
+        return await tcp_trio()
+
+
+@pytest.fixture(scope="module")
+def tls_contexts(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A self-signed certificate for 127.0.0.1 (made with the openssl CLI) and both contexts."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("TLS tests need the openssl command to make a self-signed certificate")
+    directory: Path = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=paxostob-test",
+            "-addext",
+            f"subjectAltName=IP:{HOST}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)
+    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+    return server, client
+
+
+class TestTlsConformance(TransportConformance):
+    @pytest.fixture(autouse=True)
+    def _tls(self, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+        self.tls = tls_contexts
+
+    async def make_trio(self) -> Trio:
+        server, client = self.tls
+        return await tcp_trio(ssl_server=server, ssl_client=client)
+
+
+async def test_tls_refuses_a_plain_dialer(
+    tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    server, client = tls_contexts
+    members = free_members("abc")
+    _, tls = await start_cluster(
+        "abc", running="bc", members=members, ssl_server=server, ssl_client=client
+    )
+    _, plain = await start_cluster("abc", running="a", members=members)
+    try:
+        await until(plain["a"], lambda s: s.auth_failures + s.connect_failures >= 2)
+        await until_connected(tls["b"], ["c"])
+        await exchange(tls["b"], tls["c"])
+    finally:
+        await close_all([*tls.values(), *plain.values()])
+
+
+def test_conformance_scenario_on_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> None:
+        assert "uvloop" in type(asyncio.get_running_loop()).__module__
+        _, ts = await start_cluster("abc")
+        try:
+            await exchange(ts["a"], ts["b"])
+            await exchange(ts["c"], ts["a"])
+            ts["b"].send(envelope("b", "b", 7))
+            assert await receive_n(ts["b"], 1) == [envelope("b", "b", 7)]
+        finally:
+            await close_all(ts.values())
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+
+
+def test_install_uvloop_sets_the_policy_only_when_asked() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    before = asyncio.get_event_loop_policy()
+    assert not isinstance(before, uvloop.EventLoopPolicy), (
+        "importing the transport installs nothing"
+    )
+    try:
+        assert install_uvloop() is True
+        assert isinstance(asyncio.get_event_loop_policy(), uvloop.EventLoopPolicy)
+    finally:
+        asyncio.set_event_loop_policy(before)
+
+
+# ---------------------------------------------------------------------------- handshake
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        ({"secret": b"wrong-secret-0123456789abcdef"}, "bad proof"),
+        ({"cluster_id": "other-cluster"}, "wrong cluster"),
+    ],
+)
+async def test_a_peer_without_the_credentials_is_refused(
+    options: dict[str, object], why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    members = free_members("abc")
+    _, good = await start_cluster("abc", running="bc", members=members)
+    intruder = TcpTransport(
+        "a",
+        members,
+        **{"cluster_id": CLUSTER, "secret": SECRET, **options},  # type: ignore[arg-type]
+    )
+    await intruder.start()
+    try:
+        b, c = good["b"], good["c"]
+        intruder.send(envelope("a", "b", 1))
+        # "a" dials both; both refuse it, and it sees its handshakes fail too.
+        await until(b, lambda s: s.auth_failures >= 1)
+        await until(c, lambda s: s.auth_failures >= 1)
+        await until(intruder, lambda s: s.auth_failures >= 2)
+        assert intruder.connected_peers() == frozenset()
+        assert any(why in r.getMessage() for r in caplog.records if r.name == "paxostob.transport")
+        await until_connected(b, ["c"])
+        await exchange(b, c)
+        assert b.stats.received == 1, "nothing of the intruder's got through"
+    finally:
+        await close_all([intruder, *good.values()])
+
+
+@pytest.mark.parametrize(
+    ("node_id", "listener", "why"),
+    [
+        ("mallory", "b", "unknown node"),
+        ("c", "b", "the lower node id dials"),
+        ("a", "c", "dialed 'c'"),
+    ],
+)
+async def test_a_bad_hello_is_refused(
+    node_id: str, listener: str, why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    members, ts = await start_cluster("abc", running="bc")
+    b, c = ts["b"], ts["c"]
+    try:
+        async with raw_peer(members["b"]) as raw:
+            with pytest.raises(AssertionError, match="closed the connection"):
+                await raw.handshake(node_id, listener)
+        await until(b, lambda s: s.auth_failures == 1)
+        assert any(why in r.getMessage() for r in caplog.records)
+        await exchange(b, c)
+    finally:
+        await close_all(ts.values())
+
+
+async def test_a_silent_peer_times_out() -> None:
+    members, ts = await start_cluster("abc", running="bc", handshake_timeout_s=0.2)
+    try:
+        async with raw_peer(members["b"]) as raw:
+            await raw.closed_by_listener()
+        assert ts["b"].stats.auth_failures == 1
+        await exchange(ts["b"], ts["c"])
+    finally:
+        await close_all(ts.values())
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        encode_frame(b"x" * HANDSHAKE_FRAME_BYTES_MAX),  # a frame too big for a handshake
+        b"GET / HTTP/1.1\r\nHost: paxostob\r\n\r\n",
+        encode_frame(b"\x93\x01\x02\x03"),  # msgpack, not a hello
+        encode_frame(b"hello", version=2),
+    ],
+)
+async def test_garbage_instead_of_a_handshake_is_refused(data: bytes) -> None:
+    members, ts = await start_cluster("abc", running="bc")
+    try:
+        async with raw_peer(members["b"]) as raw:
+            raw.send_raw(data)
+            await raw.closed_by_listener()
+        await until(ts["b"], lambda s: s.auth_failures == 1)
+        await exchange(ts["b"], ts["c"])
+    finally:
+        await close_all(ts.values())
+
+
+async def test_a_raw_peer_with_the_secret_is_accepted() -> None:
+    """The helper speaks the protocol: what the hostile tests change is all that is wrong."""
+    members, ts = await start_cluster("abc", running="bc")
+    b = ts["b"]
+    try:
+        async with raw_peer(members["b"]) as raw:
+            await raw.handshake("a", "b")
+            raw.send_payload(encode_message(envelope("a", "b", 5).message))
+            assert await receive_n(b, 1) == [envelope("a", "b", 5)]
+            await until_connected(b, ["a", "c"])
+    finally:
+        await close_all(ts.values())
+
+
+# ------------------------------------------------------------------------- bad frames
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x00\x00\x00\x00",  # length 0
+        b"\x00\x00\x00\x02\x09x",  # version 9
+        b"\x7f\xff\xff\xff",  # 2 GiB announced
+        encode_frame(b"\xc1"),  # not msgpack
+        encode_frame(msgpack.packb([6, "i", "a", [1, "a"], -1])),  # Heartbeat with commit -1
+        encode_frame(encode_message(envelope("a", "b", 1).message) + b"\x00"),  # trailing byte
+        encode_frame(encode_message(accept_of("a", 5000))),  # above b's frame_bytes_max
+    ],
+)
+async def test_a_bad_frame_closes_only_that_connection(data: bytes) -> None:
+    members, ts = await start_cluster("abc", running="bc", frame_bytes_max=4096)
+    b, c = ts["b"], ts["c"]
+    try:
+        async with raw_peer(members["b"]) as raw:
+            await raw.handshake("a", "b")
+            raw.send_payload(encode_message(envelope("a", "b", 1).message))
+            raw.send_raw(data)
+            await raw.closed_by_listener()
+        await until(b, lambda s: s.bad_frames == 1)
+        assert commits(await receive_n(b, 1)) == [1], "frames before the bad one are kept"
+        await exchange(b, c, 2)
+        # The node is fine: the same peer may connect again.
+        async with raw_peer(members["b"]) as raw:
+            await raw.handshake("a", "b")
+            raw.send_payload(encode_message(envelope("a", "b", 3).message))
+            assert commits(await receive_n(b, 1)) == [3]
+    finally:
+        await close_all(ts.values())
+
+
+async def test_a_message_claiming_another_sender_is_dropped() -> None:
+    members, ts = await start_cluster("abc", running="bc")
+    b = ts["b"]
+    try:
+        async with raw_peer(members["b"]) as raw:
+            await raw.handshake("a", "b")
+            raw.send_payload(encode_message(envelope("c", "b", 1).message))  # forged: from "c"
+            raw.send_payload(encode_message(envelope("a", "b", 2).message))
+            assert commits(await receive_n(b, 1)) == [2]
+            assert b.stats.bad_senders == 1
+            assert "a" in b.connected_peers(), "the connection stays up"
+    finally:
+        await close_all(ts.values())
+
+
+async def test_frames_above_the_limit_are_refused_at_both_ends() -> None:
+    members = free_members("ab")
+    _, small = await start_cluster("ab", running="b", members=members, frame_bytes_max=4096)
+    _, large = await start_cluster("ab", running="a", members=members)
+    a, b = large["a"], small["b"]
+    try:
+        # The receiver refuses a frame above its limit: the connection closes, a reconnects.
+        a.send(Envelope("b", accept_of("a", 8000)))
+        await until(b, lambda s: s.bad_frames == 1)
+        await until(a, lambda s: s.reconnects == 1)  # else the next send may go to the dead socket
+        a.send(envelope("a", "b", 1))
+        assert commits(await receive_n(b, 1)) == [1]
+        # The sender drops a message above its own limit instead of sending it.
+        b.send(Envelope("a", accept_of("b", 8000)))
+        b.send(envelope("b", "a", 2))
+        assert commits(await receive_n(a, 1)) == [2]
+        assert b.stats.dropped_too_large == 1
+    finally:
+        await close_all([a, b])
+
+
+# --------------------------------------------------------------------- outbox, reconnect
+
+
+async def test_outbox_drops_the_oldest_while_the_peer_is_down() -> None:
+    members, ts = await start_cluster("ab", running="a", outbox_max=5)
+    a = ts["a"]
+    try:
+        for n in range(12):
+            a.send(envelope("a", "b", n))
+        assert a.stats.dropped_outbox == 7
+        assert a.outbox_len("b") == 5
+        _, later = await start_cluster("ab", running="b", members=members)
+        b = later["b"]
+        ts.update(later)
+        assert commits(await receive_n(b, 5)) == [7, 8, 9, 10, 11], "the freshest five, in order"
+        a.send(envelope("a", "b", 100))
+        assert commits(await receive_n(b, 1)) == [100], "and nothing else was queued"
+        assert a.stats.dropped_outbox == 7
+    finally:
+        await close_all(ts.values())
+
+
+async def test_a_full_inbox_pushes_back_on_peers_and_drops_messages_to_self() -> None:
+    _, ts = await start_cluster("ab", inbox_max=3)
+    a, b = ts["a"], ts["b"]
+    try:
+        for n in range(10):
+            a.send(envelope("a", "b", n))
+        await until(b, lambda s: s.received == 3)  # full: b stops reading from a
+        b.send(envelope("b", "b", 99))  # send never waits: to self, it drops
+        assert (b.stats.dropped_inbox, b.stats.looped_back) == (1, 0)
+        assert commits(await receive_n(b, 10)) == list(range(10)), "peers lose nothing"
+    finally:
+        await close_all(ts.values())
+
+
+@pytest.mark.parametrize("restarted", ["a", "b"])  # "a" dials "b"
+async def test_messages_flow_again_after_a_peer_restarts(restarted: str) -> None:
+    members, ts = await start_cluster("abc")
+    try:
+        await exchange(ts["a"], ts["b"], 1)
+        await ts[restarted].close()
+        # Until the others notice, what they send goes to the dead socket (lost, as it may be).
+        for other in {"a", "b", "c"} - {restarted}:
+            await until_disconnected(ts[other], restarted)
+        other = "b" if restarted == "a" else "a"
+        _, fresh = await start_cluster("abc", running=restarted, members=members)
+        ts[restarted] = fresh[restarted]
+        await exchange(ts["a"], ts["b"], 2)
+        await exchange(ts[restarted], ts["c"], 3)
+        assert ts[other].stats.reconnects >= 1
+        assert ts[other].stats.connects >= 2
+    finally:
+        await close_all(ts.values())
+
+
+async def test_close_closes_the_connections() -> None:
+    _, ts = await start_cluster("abc")
+    a, b, c = ts["a"], ts["b"], ts["c"]
+    try:
+        await until_connected(b, ["a", "c"])
+        await b.close()
+        await until_connected(a, ["c"])
+        await until_connected(c, ["a"])
+        assert b.connected_peers() == frozenset()
+    finally:
+        await close_all(ts.values())
+
+
+# ------------------------------------------------------------------------ configuration
+
+
+async def test_a_taken_port_is_a_configuration_error() -> None:
+    with socket.socket() as holder:
+        holder.bind((HOST, 0))
+        holder.listen()
+        members = {"a": holder.getsockname(), "b": (HOST, 1)}
+        t = TcpTransport("a", members, cluster_id=CLUSTER, secret=SECRET)
+        with pytest.raises(ConfigurationError, match=r"cannot listen on 127\.0\.0\.1"):
+            await t.start()
+        await t.close()
+
+
+async def test_send_before_start_is_queued_and_start_after_close_refused() -> None:
+    members = free_members("ab")
+    a = TcpTransport("a", members, cluster_id=CLUSTER, secret=SECRET)
+    a.send(envelope("a", "b", 1))
+    a.send(envelope("a", "x", 1))
+    assert (a.outbox_len("b"), a.stats.dropped_unknown_dst) == (1, 1)
+    _, ts = await start_cluster("ab", running="b", members=members)
+    await a.start()
+    try:
+        assert commits(await receive_n(ts["b"], 1)) == [1]
+    finally:
+        await close_all([a, *ts.values()])
+    with pytest.raises(NotRunningError):
+        await a.start()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"node_id": "z"},
+        {"node_id": ""},
+        {"members": {"a": ("127.0.0.1", 0)}},
+        {"members": {"a": ("127.0.0.1", 70000)}},
+        {"members": {"a": ("", 9000)}},
+        {"members": {"a": "127.0.0.1:9000"}},
+        {"members": {"a": ("127.0.0.1", 9000), "": ("127.0.0.1", 9001)}},
+        {"cluster_id": ""},
+        {"secret": b"short"},
+        {"secret": "text-secret-0123456789"},
+        {"frame_bytes_max": 100},
+        {"outbox_max": 0},
+        {"inbox_max": 0},
+        {"connect_backoff_s": (0.0, 1.0)},
+        {"connect_backoff_s": (2.0, 1.0)},
+        {"handshake_timeout_s": 0},
+        {"connect_timeout_s": -1},
+        {"ssl_server": ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)},
+    ],
+)
+def test_rejects_bad_configuration(kwargs: dict[str, object]) -> None:
+    args: dict[str, object] = {
+        "node_id": "a",
+        "members": {"a": ("127.0.0.1", 9000)},
+        "cluster_id": CLUSTER,
+        "secret": SECRET,
+        **kwargs,
+    }
+    with pytest.raises(ConfigurationError):
+        TcpTransport(**args)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+async def test_three_tob_nodes_over_tcp_deliver_one_sequence() -> None:
+    per_node = 20
+    members, ts = await start_cluster(["n1", "n2", "n3"])
+    nodes = [TotalOrderBroadcast(ts[m], list(members), tick_interval_s=0.005) for m in ts]
+    total = per_node * len(nodes)
+
+    async def collect(node: TotalOrderBroadcast) -> list[Delivery]:
+        return [await node.deliver() for _ in range(total)]
+
+    try:
+        for node in nodes:
+            await node.start()
+        readers = [asyncio.ensure_future(collect(node)) for node in nodes]
+        async with asyncio.timeout(30):
+            await asyncio.gather(
+                *(
+                    node.broadcast(f"{node.address}#{i}".encode())
+                    for i in range(per_node)
+                    for node in nodes
+                )
+            )
+            sequences = await asyncio.gather(*readers)
+    finally:
+        for node in nodes:
+            await node.close()
+        await close_all(ts.values())
+    assert sequences[0] == sequences[1] == sequences[2]
+    assert sorted(d.payload for d in sequences[0]) == sorted(
+        f"{m}#{i}".encode() for m in members for i in range(per_node)
+    )
+    assert [d.slot for d in sequences[0]] == sorted({d.slot for d in sequences[0]})
+    assert all(t.stats.bad_frames == t.stats.auth_failures == 0 for t in ts.values())
