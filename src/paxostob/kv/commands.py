@@ -1,0 +1,262 @@
+"""The commands of the key-value state machine and their log-entry encoding.
+
+Theory of operation: every replica applies the same log of ``Entry`` values in
+the same order, so every replica must reach the same state and produce the
+same replies. An entry therefore carries everything a command depends on:
+
+- ``now_ms``, the wall-clock time chosen by the *proposer* of the entry: key
+  expiry is a function of the log, never of a replica's own clock;
+- ``ops``, one command or a whole ``MULTI``/``EXEC`` transaction, applied in
+  order with nothing in between (replies are collected, one per op; like
+  Redis, an op that fails does not undo the others).
+
+An op is a Redis command as its argument list (``Op((b"SET", b"k", b"v"))``):
+the state machine, not the encoding, knows the commands, so adding one never
+changes the log format.
+
+Entry, version 1 (``uvarint`` = unsigned LEB128, shortest form)::
+
+    u8      version (= 1)
+    u64     now_ms (big-endian, at most 2**63 - 1)
+    uvarint count of ops
+    count times:
+        uvarint count of arguments (at least 1: the command name)
+        each: uvarint length, bytes
+
+``COMMANDS`` describes each command like Redis' ``COMMAND INFO`` (arity, flags,
+key positions, ACL categories): the server uses it to answer ``COMMAND``, to
+check arity before proposing, and to tell reads (which may take the read
+path) from writes.
+
+Rules: ``decode_entry`` reads bytes from outside: it never trusts a count or a
+length, consumes its input exactly, and raises ``DecodeError`` (never another
+exception) on anything malformed; what it accepts re-encodes to the same bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from ..errors import ConfigurationError, DecodeError
+from .wire import encode_uvarint, read_uvarint
+
+__all__ = [
+    "COMMANDS",
+    "ENTRY_VERSION",
+    "NOW_MS_MAX",
+    "CommandSpec",
+    "Entry",
+    "Op",
+    "decode_entry",
+    "encode_entry",
+    "is_read_only",
+]
+
+#: The version byte ``encode_entry`` writes and the only one ``decode_entry`` reads.
+ENTRY_VERSION = 1
+#: ``now_ms`` is a signed 64-bit millisecond time, as in Redis.
+NOW_MS_MAX = (1 << 63) - 1
+
+_HEAD = struct.Struct(">BQ")  # version, now_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One command: ``args[0]`` is its name (any case), the rest its arguments."""
+
+    args: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        if not self.args:
+            raise ConfigurationError("an op needs at least its command name")
+        if not all(isinstance(a, bytes) for a in self.args):
+            raise ConfigurationError("op arguments are bytes")
+
+    @classmethod
+    def of(cls, *parts: bytes | str | int) -> Op:
+        """An op from convenient parts: ``str`` is UTF-8, ``int`` is its decimal text."""
+        return cls(tuple(_as_bytes(p) for p in parts))
+
+    @property
+    def name(self) -> bytes:
+        """The command name in lower case (as ``COMMANDS`` keys it)."""
+        return self.args[0].lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One value of the replicated log: ``ops`` applied atomically at time ``now_ms``."""
+
+    now_ms: int
+    ops: tuple[Op, ...]
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.now_ms <= NOW_MS_MAX:
+            raise ConfigurationError(f"now_ms {self.now_ms} is outside 0..{NOW_MS_MAX}")
+
+
+def _as_bytes(part: bytes | str | int) -> bytes:
+    if isinstance(part, bytes):
+        return part
+    if isinstance(part, str):
+        return part.encode("utf-8")
+    return str(part).encode("ascii")
+
+
+def encode_entry(entry: Entry) -> bytes:
+    """``entry`` in the version-1 layout."""
+    parts = [_HEAD.pack(ENTRY_VERSION, entry.now_ms), encode_uvarint(len(entry.ops))]
+    for op in entry.ops:
+        parts.append(encode_uvarint(len(op.args)))
+        for arg in op.args:
+            parts += (encode_uvarint(len(arg)), arg)
+    return b"".join(parts)
+
+
+def decode_entry(data: bytes) -> Entry:
+    """The entry ``encode_entry`` made of ``data``; ``DecodeError`` if ``data`` is not one."""
+    view = memoryview(data)
+    end = len(view)
+    if end < _HEAD.size:
+        raise DecodeError(f"entry of {end} bytes is shorter than its {_HEAD.size}-byte header")
+    version, now_ms = _HEAD.unpack_from(view, 0)
+    if version != ENTRY_VERSION:
+        raise DecodeError(f"entry version {version} is not {ENTRY_VERSION}")
+    if now_ms > NOW_MS_MAX:
+        raise DecodeError(f"entry now_ms {now_ms} is above {NOW_MS_MAX}")
+    count, pos = read_uvarint(view, _HEAD.size, "the op count")
+    # An op takes at least two bytes (its argument count and one length): a
+    # garbled count cannot make us loop or allocate beyond the input's size.
+    if count * 2 > end - pos:
+        raise DecodeError(f"entry claims {count} ops but has {end - pos} bytes left")
+    ops = []
+    for i in range(count):
+        argc, pos = read_uvarint(view, pos, f"the argument count of op {i}")
+        if argc == 0:
+            raise DecodeError(f"op {i} has no command name")
+        if argc > end - pos:
+            raise DecodeError(f"op {i} claims {argc} arguments but has {end - pos} bytes left")
+        args = []
+        for j in range(argc):
+            length, pos = read_uvarint(view, pos, f"the length of argument {j} of op {i}")
+            if length > end - pos:
+                raise DecodeError(f"entry ends inside argument {j} of op {i}")
+            args.append(bytes(view[pos : pos + length]))
+            pos += length
+        ops.append(Op(tuple(args)))
+    if pos != end:
+        raise DecodeError(f"entry has {end - pos} trailing bytes")
+    return Entry(now_ms, tuple(ops))
+
+
+# --- the command table ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """What Redis' ``COMMAND INFO`` says of a command (the fields this store implements).
+
+    ``arity`` counts the name: ``n > 0`` means exactly ``n`` arguments, ``-n``
+    at least ``n``. Keys are at ``first_key``, ``first_key + step``, ... up to
+    ``last_key`` (``-1``: the last argument); ``0, 0, 0`` means no keys.
+    ``flags`` holds ``write`` or ``readonly`` and, as in Redis, ``denyoom``
+    (may grow memory) and ``fast`` (O(1) or O(log n)).
+    """
+
+    name: str
+    arity: int
+    flags: frozenset[str]
+    first_key: int
+    last_key: int
+    step: int
+    categories: tuple[str, ...]
+
+    @property
+    def is_write(self) -> bool:
+        """Whether the command may change the state (``False``: a read-only command)."""
+        return "write" in self.flags
+
+    def arity_ok(self, argc: int) -> bool:
+        """Whether ``argc`` arguments (the name included) fit the arity."""
+        return argc == self.arity if self.arity > 0 else argc >= -self.arity
+
+    def key_positions(self, argc: int) -> range:
+        """The argument indexes that hold keys in a command of ``argc`` arguments."""
+        if self.first_key == 0:
+            return range(0)
+        last = self.last_key if self.last_key >= 0 else argc + self.last_key
+        return range(self.first_key, min(last, argc - 1) + 1, self.step)
+
+
+def _spec(
+    name: str, arity: int, flags: str, keys: tuple[int, int, int], categories: str
+) -> tuple[bytes, CommandSpec]:
+    spec = CommandSpec(name, arity, frozenset(flags.split()), *keys, tuple(categories.split()))
+    return name.encode("ascii"), spec
+
+
+_ONE = (1, 1, 1)
+_ALL = (1, -1, 1)
+_NONE = (0, 0, 0)
+
+#: Every command the state machine implements, by lower-case name; as Redis 7.0 describes it.
+COMMANDS: dict[bytes, CommandSpec] = dict(
+    [
+        _spec("get", 2, "readonly fast", _ONE, "@read @string @fast"),
+        _spec("set", -3, "write denyoom", _ONE, "@write @string @slow"),
+        _spec("setnx", 3, "write denyoom fast", _ONE, "@write @string @fast"),
+        _spec("setex", 4, "write denyoom", _ONE, "@write @string @slow"),
+        _spec("psetex", 4, "write denyoom", _ONE, "@write @string @slow"),
+        _spec("getset", 3, "write denyoom fast", _ONE, "@write @string @fast"),
+        _spec("getdel", 2, "write fast", _ONE, "@write @string @fast"),
+        _spec("getex", -2, "write fast", _ONE, "@write @string @fast"),
+        _spec("mget", -2, "readonly fast", _ALL, "@read @string @fast"),
+        _spec("mset", -3, "write denyoom", (1, -1, 2), "@write @string @slow"),
+        _spec("msetnx", -3, "write denyoom", (1, -1, 2), "@write @string @slow"),
+        _spec("del", -2, "write", _ALL, "@keyspace @write @slow"),
+        _spec("unlink", -2, "write fast", _ALL, "@keyspace @write @fast"),
+        _spec("exists", -2, "readonly fast", _ALL, "@keyspace @read @fast"),
+        _spec("touch", -2, "readonly fast", _ALL, "@keyspace @read @fast"),
+        _spec("incr", 2, "write denyoom fast", _ONE, "@write @string @fast"),
+        _spec("incrby", 3, "write denyoom fast", _ONE, "@write @string @fast"),
+        _spec("decr", 2, "write denyoom fast", _ONE, "@write @string @fast"),
+        _spec("decrby", 3, "write denyoom fast", _ONE, "@write @string @fast"),
+        _spec("append", 3, "write denyoom fast", _ONE, "@write @string @fast"),
+        _spec("strlen", 2, "readonly fast", _ONE, "@read @string @fast"),
+        _spec("getrange", 4, "readonly", _ONE, "@read @string @slow"),
+        _spec("substr", 4, "readonly", _ONE, "@read @string @slow"),
+        _spec("setrange", 4, "write denyoom", _ONE, "@write @string @slow"),
+        _spec("expire", -3, "write fast", _ONE, "@keyspace @write @fast"),
+        _spec("pexpire", -3, "write fast", _ONE, "@keyspace @write @fast"),
+        _spec("expireat", -3, "write fast", _ONE, "@keyspace @write @fast"),
+        _spec("pexpireat", -3, "write fast", _ONE, "@keyspace @write @fast"),
+        _spec("ttl", 2, "readonly fast", _ONE, "@keyspace @read @fast"),
+        _spec("pttl", 2, "readonly fast", _ONE, "@keyspace @read @fast"),
+        _spec("expiretime", 2, "readonly fast", _ONE, "@keyspace @read @fast"),
+        _spec("pexpiretime", 2, "readonly fast", _ONE, "@keyspace @read @fast"),
+        _spec("persist", 2, "write fast", _ONE, "@keyspace @write @fast"),
+        _spec("type", 2, "readonly fast", _ONE, "@keyspace @read @fast"),
+        _spec("rename", 3, "write", (1, 2, 1), "@keyspace @write @slow"),
+        _spec("renamenx", 3, "write fast", (1, 2, 1), "@keyspace @write @fast"),
+        _spec("dbsize", 1, "readonly fast", _NONE, "@keyspace @read @fast"),
+        _spec("keys", 2, "readonly", _NONE, "@keyspace @read @slow @dangerous"),
+        _spec("scan", -2, "readonly", _NONE, "@keyspace @read @slow"),
+        _spec("flushdb", -1, "write", _NONE, "@keyspace @write @slow @dangerous"),
+        _spec("flushall", -1, "write", _NONE, "@keyspace @write @slow @dangerous"),
+    ]
+)
+
+
+def is_read_only(entry: Entry) -> bool:
+    """Whether every op of ``entry`` is a known read-only command (it changes no key).
+
+    A read-only entry goes through the log when a read must be linearizable;
+    once in the log it is applied like any entry: its ``now_ms`` advances the
+    machine's clock on every replica.
+    """
+    for op in entry.ops:
+        spec = COMMANDS.get(op.name)
+        if spec is None or spec.is_write:
+            return False
+    return True
