@@ -1,0 +1,73 @@
+"""``KvStateMachine``: the key-value machine as the runtime's ``StateMachine``.
+
+Theory of operation: total-order broadcast delivers each client request
+(an encoded ``commands.Entry``) to every node as a ``Delivery``; every node
+applies it. The node that proposed it must answer its client, so the replies
+of recent deliveries are kept by ``Delivery.slot`` (the same on every node)
+for ``replies_for``/``take_replies``, up to ``replies_max`` slots: the oldest
+are forgotten first.
+
+Rules: a payload that is not a valid entry (a bug or a hostile peer) is
+deterministic input like any other: every node records the same error reply
+for its slot and goes on; ``apply`` never raises because of a payload.
+"""
+
+from __future__ import annotations
+
+from ..core.types import Delivery
+from ..errors import ConfigurationError, DecodeError
+from .commands import decode_entry
+from .machine import KvMachine
+from .replies import Error, Reply
+
+__all__ = ["REPLIES_MAX_DEFAULT", "KvStateMachine"]
+
+#: Slots whose replies are kept: the default ``pending_max`` of a node (4096)
+#: is how many of its own requests can wait for their replies at once.
+REPLIES_MAX_DEFAULT = 4096
+
+
+class KvStateMachine:
+    """Applies deliveries to a ``KvMachine`` and keeps the latest replies by slot."""
+
+    def __init__(
+        self, machine: KvMachine | None = None, *, replies_max: int = REPLIES_MAX_DEFAULT
+    ) -> None:
+        if replies_max < 1:
+            raise ConfigurationError("replies_max must be >= 1")
+        self._machine = KvMachine() if machine is None else machine
+        self._replies_max = replies_max
+        self._replies: dict[int, list[Reply]] = {}  # insertion order = delivery order
+
+    @property
+    def machine(self) -> KvMachine:
+        return self._machine
+
+    def apply(self, delivery: Delivery) -> None:
+        """Apply ``delivery.payload`` (an encoded ``Entry``) and keep its replies."""
+        try:
+            entry = decode_entry(delivery.payload)
+        except DecodeError as e:
+            replies: list[Reply] = [Error(f"ERR malformed command entry: {e}")]
+        else:
+            replies = self._machine.apply(entry)
+        self._replies[delivery.slot] = replies
+        while len(self._replies) > self._replies_max:
+            del self._replies[next(iter(self._replies))]
+
+    def replies_for(self, slot: int) -> list[Reply] | None:
+        """The replies of the delivery at ``slot``; ``None`` if not applied or forgotten."""
+        return self._replies.get(slot)
+
+    def take_replies(self, slot: int) -> list[Reply] | None:
+        """Like ``replies_for``, and forget them (the client has been answered)."""
+        return self._replies.pop(slot, None)
+
+    def snapshot(self) -> bytes:
+        """The machine's snapshot (the kept replies are local, not state)."""
+        return self._machine.snapshot()
+
+    def restore(self, data: bytes) -> None:
+        """Replace the machine's state by a snapshot's; ``DecodeError`` if it is damaged."""
+        self._machine.restore(data)
+        self._replies.clear()  # they belonged to slots of the replaced history
