@@ -20,6 +20,10 @@ from typing import NoReturn, TextIO
 
 from ..sim.checkers import CheckFailure
 from ..sim.runner import RunResult, replay_command, run_many, simulate
+from . import cluster as cluster
+from . import serve as serve
+from . import status as status
+from .config import ConfigError
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
@@ -140,6 +144,21 @@ def _sim(args: argparse.Namespace, out: TextIO) -> int:
 # ================================================================ commands
 
 COMMANDS: dict[str, Command] = {
+    "serve": Command(
+        help="run one node in the foreground (TCP to peers, durable storage, RESP for clients)",
+        configure=serve.configure,
+        run=serve.run,
+    ),
+    "cluster": Command(
+        help="start N local nodes with durable storage, show their status, stop on Ctrl-C",
+        configure=cluster.configure,
+        run=cluster.run,
+    ),
+    "status": Command(
+        help="print each node's role, leader, ballot and positions (or that it is unreachable)",
+        configure=status.configure,
+        run=status.run,
+    ),
     "sim": Command(
         help="run seeded fault schedules in the deterministic simulator and check them",
         configure=_configure_sim,
@@ -169,4 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help and --version exit through argparse
         return e.code if isinstance(e.code, int) else EXIT_OK
     handler: Callable[[argparse.Namespace, TextIO], int] = args.handler
-    return handler(args, sys.stdout)
+    try:
+        return handler(args, sys.stdout)
+    except ConfigError as e:
+        print(f"paxostob {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections import deque
+from collections.abc import Callable
 
 from ..core.types import Delivery
 from ..errors import DecodeError
@@ -35,11 +36,15 @@ class BroadcastLog:
         self.messages: deque[Delivery] = deque(maxlen=log_max)
         #: The position of the last delivery applied (of any application).
         self.applied = 0
+        #: Called after every apply and restore (the server wakes waiters).
+        self.on_change: Callable[[], None] | None = None
 
     def apply(self, delivery: Delivery) -> None:
         self.applied = delivery.slot
         if delivery.payload[:1] == TAG_BROADCAST:
             self.messages.append(Delivery(delivery.slot, delivery.sender, delivery.payload[1:]))
+        if self.on_change is not None:
+            self.on_change()
 
     def read(self, start: int, count: int) -> list[Delivery]:
         """Up to ``count`` broadcasts at positions >= ``start`` still kept."""
@@ -83,3 +88,5 @@ class BroadcastLog:
         self.applied = applied
         self.messages.clear()
         self.messages.extend(items)
+        if self.on_change is not None:
+            self.on_change()

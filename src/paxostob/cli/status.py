@@ -1,0 +1,84 @@
+"""``paxostob status``: each node's role, leader, ballot and positions, or "unreachable"."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import TextIO
+
+from .client import RespClientError, request
+from .config import ConfigError, parse_members, resp_address
+
+__all__ = ["configure", "fetch_status", "format_status", "run"]
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--members",
+        required=True,
+        metavar="ID=HOST:PORT,...",
+        help="the cluster's peer addresses (clients are asked on port + 1000)",
+    )
+    p.add_argument(
+        "--resp-members",
+        dest="resp_members",
+        metavar="ID=HOST:PORT,...",
+        help="client (RESP) addresses, when not peer port + 1000",
+    )
+    p.add_argument("--password", help="AUTH password, if the nodes require one")
+    p.add_argument("--timeout", type=float, default=2.0, metavar="S", help="per node (2 s)")
+
+
+async def fetch_status(
+    host: str, port: int, *, password: str | None = None, timeout_s: float = 2.0
+) -> dict[str, str] | str:
+    """The node's PAXOS.STATUS as text fields, or why it could not be read."""
+    try:
+        reply = await request(host, port, [b"PAXOS.STATUS"], timeout_s=timeout_s, password=password)
+    except RespClientError as e:
+        return f"unreachable ({e})"
+    if not isinstance(reply, list) or len(reply) % 2:
+        return "unreachable (unexpected reply)"
+    fields: dict[str, str] = {}
+    for k, v in zip(reply[::2], reply[1::2], strict=True):
+        key = k.decode() if isinstance(k, bytes) else str(k)
+        fields[key] = v.decode() if isinstance(v, bytes) else str(v)
+    return fields
+
+
+def format_status(node_id: str, address: str, st: dict[str, str] | str) -> str:
+    if isinstance(st, str):
+        return f"node {node_id:<4} {address:<21} {st}"
+    return (
+        f"node {node_id:<4} {address:<21} {st.get('role', '?'):<9} "
+        f"leader={st.get('leader_id') or '-':<4} ballot={st.get('ballot', '?'):<8} "
+        f"chosen={st.get('chosen_slot', '?'):<7} applied={st.get('applied_slot', '?'):<7} "
+        f"delivered={st.get('delivered', '?')}"
+    )
+
+
+def run(ns: argparse.Namespace, out: TextIO) -> int:
+    members = parse_members(ns.members)
+    if ns.resp_members:
+        resp = parse_members(ns.resp_members)
+        if set(resp) != set(members):
+            raise ConfigError("--resp-members must name the same ids as --members")
+    else:
+        resp = {m: resp_address(members, m) for m in members}
+    if ns.timeout <= 0:
+        raise ConfigError("--timeout must be > 0")
+
+    async def all_status() -> list[dict[str, str] | str]:
+        return await asyncio.gather(
+            *(
+                fetch_status(h, p, password=ns.password, timeout_s=ns.timeout)
+                for h, p in resp.values()
+            )
+        )
+
+    results = asyncio.run(all_status())
+    reachable = 0
+    for (node_id, (host, port)), st in zip(resp.items(), results, strict=True):
+        out.write(format_status(node_id, f"{host}:{port}", st) + "\n")
+        reachable += not isinstance(st, str)
+    return 0 if reachable else 1

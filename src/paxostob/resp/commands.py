@@ -1,0 +1,321 @@
+"""The commands a paxostob node answers over RESP.
+
+Connection commands (PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT, INFO,
+COMMAND, CONFIG GET) behave like Redis's, so redis-cli and redis-py work
+unchanged. ``PAXOS.*`` commands reach the node's total-order broadcast:
+
+- ``PAXOS.BROADCAST payload`` -> ``[position, sender]`` once the message is
+  delivered on this node (any node accepts it; followers forward);
+- ``PAXOS.READ start count`` -> up to ``count`` ``[position, sender, payload]``
+  of raw broadcasts at positions >= ``start`` still kept by this node;
+- ``PAXOS.WAIT position timeout_ms`` -> the applied position, once this node
+  applied ``position`` (``-TRYAGAIN`` after the timeout);
+- ``PAXOS.STATUS`` -> this node's role, leader, ballot and positions.
+
+Anything else gets Redis's ``-ERR unknown command ...`` reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+import platform
+import time
+from collections.abc import Awaitable, Callable
+
+from ..errors import NotRunningError, PaxosError, QuorumTimeoutError
+from ..node.tob import TotalOrderBroadcast
+from .broadcast_log import TAG_BROADCAST, BroadcastLog
+from .protocol import Error, Reply, SimpleString
+from .server import Connection
+
+__all__ = ["NodeCommands"]
+
+OK = SimpleString("OK")
+Handler = Callable[[Connection, list[bytes]], "Reply | Awaitable[Reply]"]
+
+#: Commands a client may send before it authenticated.
+_BEFORE_AUTH = frozenset({b"AUTH", b"HELLO", b"QUIT"})
+
+
+def wrong_arity(name: bytes) -> Error:
+    return Error(
+        f"ERR wrong number of arguments for '{name.decode(errors='replace').lower()}' command"
+    )
+
+
+def unknown_command(args: list[bytes]) -> Error:
+    name = args[0].decode(errors="replace")
+    rest = " ".join(f"'{a.decode(errors='replace')[:128]}'" for a in args[1:])
+    return Error(f"ERR unknown command '{name}', with args beginning with: {rest}")
+
+
+class NodeCommands:
+    """Dispatches one node's RESP commands (see the module docstring)."""
+
+    def __init__(
+        self,
+        tob: TotalOrderBroadcast,
+        log: BroadcastLog,
+        *,
+        node_id: str,
+        requirepass: str | None = None,
+        broadcast_timeout_s: float = 10.0,
+    ) -> None:
+        self.tob = tob
+        self.log = log
+        self.node_id = node_id
+        self.requirepass = requirepass
+        self.broadcast_timeout_s = broadcast_timeout_s
+        self.started = time.monotonic()
+        self.table: dict[bytes, Handler] = {
+            b"PING": self._ping,
+            b"ECHO": self._echo,
+            b"QUIT": self._quit,
+            b"SELECT": self._select,
+            b"AUTH": self._auth,
+            b"HELLO": self._hello,
+            b"CLIENT": self._client,
+            b"INFO": self._info,
+            b"COMMAND": self._command,
+            b"CONFIG": self._config,
+            b"PAXOS.BROADCAST": self._broadcast,
+            b"PAXOS.READ": self._read,
+            b"PAXOS.STATUS": self._status,
+            b"PAXOS.WAIT": self._wait,
+        }
+        self._changed = asyncio.Event()
+        log.on_change = self._changed.set
+
+    def dispatch(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
+        name = args[0].upper()
+        if self.requirepass is not None and not conn.authenticated and name not in _BEFORE_AUTH:
+            return Error("NOAUTH Authentication required.")
+        handler = self.table.get(name)
+        if handler is None:
+            return unknown_command(args)
+        return handler(conn, args)
+
+    # --------------------------------------------------------- connection
+
+    def _ping(self, conn: Connection, args: list[bytes]) -> Reply:
+        if len(args) > 2:
+            return wrong_arity(args[0])
+        return SimpleString("PONG") if len(args) == 1 else args[1]
+
+    def _echo(self, conn: Connection, args: list[bytes]) -> Reply:
+        return args[1] if len(args) == 2 else wrong_arity(args[0])
+
+    def _quit(self, conn: Connection, args: list[bytes]) -> Reply:
+        conn.closing = True
+        return OK
+
+    def _select(self, conn: Connection, args: list[bytes]) -> Reply:
+        if len(args) != 2:
+            return wrong_arity(args[0])
+        if args[1] != b"0":
+            return Error("ERR DB index is out of range")
+        return OK
+
+    def _check_password(self, conn: Connection, user: bytes, password: bytes) -> Error | None:
+        if self.requirepass is None:
+            return Error(
+                "ERR AUTH <password> called without any password configured for the default "
+                "user. Are you sure your configuration is correct?"
+            )
+        ok = user == b"default" and hmac.compare_digest(password, self.requirepass.encode())
+        if not ok:
+            return Error("WRONGPASS invalid username-password pair or user is disabled.")
+        conn.authenticated = True
+        return None
+
+    def _auth(self, conn: Connection, args: list[bytes]) -> Reply:
+        if len(args) == 2:
+            err = self._check_password(conn, b"default", args[1])
+        elif len(args) == 3:
+            err = self._check_password(conn, args[1], args[2])
+        else:
+            return wrong_arity(args[0])
+        return err if err is not None else OK
+
+    def _hello(self, conn: Connection, args: list[bytes]) -> Reply:
+        protocol = conn.protocol
+        i = 1
+        if len(args) > 1:
+            try:
+                protocol = int(args[1])
+            except ValueError:
+                return Error("ERR Protocol version is not an integer or out of range")
+            if protocol not in (2, 3):
+                return Error("NOPROTO unsupported protocol version")
+            i = 2
+        while i < len(args):
+            opt = args[i].upper()
+            if opt == b"AUTH" and i + 2 < len(args):
+                err = self._check_password(conn, args[i + 1], args[i + 2])
+                if err is not None:
+                    return err
+                i += 3
+            elif opt == b"SETNAME" and i + 1 < len(args):
+                conn.name = args[i + 1]
+                i += 2
+            else:
+                return Error(f"ERR Syntax error in HELLO option '{opt.decode(errors='replace')}'")
+        if self.requirepass is not None and not conn.authenticated:
+            return Error("NOAUTH HELLO must be called with the client already authenticated")
+        conn.protocol = protocol
+        return {
+            b"server": b"redis",
+            b"version": b"7.2.0",
+            b"proto": protocol,
+            b"id": conn.id,
+            b"mode": b"standalone",
+            b"role": b"master",
+            b"modules": [],
+        }
+
+    def _client(self, conn: Connection, args: list[bytes]) -> Reply:
+        if len(args) < 2:
+            return wrong_arity(args[0])
+        sub = args[1].upper()
+        if sub == b"SETNAME" and len(args) == 3:
+            if any(c <= 32 or c >= 127 for c in args[2]):
+                return Error(
+                    "ERR Client names cannot contain spaces, newlines or special characters."
+                )
+            conn.name = args[2]
+            return OK
+        if sub == b"GETNAME" and len(args) == 2:
+            return conn.name or None
+        if sub == b"ID" and len(args) == 2:
+            return conn.id
+        if sub in (b"SETINFO", b"NO-EVICT", b"NO-TOUCH"):
+            return OK  # client libraries send these at connect: accept quietly
+        return Error(
+            f"ERR unknown subcommand '{args[1].decode(errors='replace')}'. Try CLIENT HELP."
+        )
+
+    def _command(self, conn: Connection, args: list[bytes]) -> Reply:
+        if len(args) >= 2 and args[1].upper() == b"COUNT":
+            return len(self.table)
+        if len(args) >= 2 and args[1].upper() == b"DOCS":
+            return {}  # redis-cli only uses it for hints; none is fine
+        return []
+
+    def _config(self, conn: Connection, args: list[bytes]) -> Reply:
+        if len(args) >= 3 and args[1].upper() == b"GET":
+            # What redis-benchmark asks at start: answer like a server without persistence
+            # knobs (ours are not Redis's).
+            known = {b"save": b"", b"appendonly": b"no"}
+            out: dict[bytes, Reply] = {}
+            for pattern in args[2:]:
+                if pattern in known:
+                    out[pattern] = known[pattern]
+            return out
+        return Error("ERR CONFIG subcommand not supported (only CONFIG GET)")
+
+    def info_text(self) -> str:
+        st = self.tob.status()
+        lines = [
+            "# Server",
+            "redis_version:7.2.0",
+            "paxostob_version:0.1.0",
+            f"os:{platform.system()} {platform.release()}",
+            f"process_id:{os.getpid()}",
+            f"uptime_in_seconds:{int(time.monotonic() - self.started)}",
+            "",
+            "# Replication",
+            f"role:{'master' if st.role.value == 'leader' else 'slave'}",
+            "",
+            "# Paxos",
+            f"node_id:{self.node_id}",
+            f"role:{st.role.value}",
+            f"leader_id:{st.leader or ''}",
+            f"ballot:{st.ballot}",
+            f"promised:{st.promised}",
+            f"chosen_slot:{st.known_commit}",
+            f"applied_slot:{st.decided_through}",
+            f"delivered:{st.delivered}",
+            f"pending:{st.pending}",
+            "",
+        ]
+        return "\r\n".join(lines)
+
+    def _info(self, conn: Connection, args: list[bytes]) -> Reply:
+        text = self.info_text()
+        if len(args) >= 2:
+            wanted = {a.lower().decode(errors="replace") for a in args[1:]}
+            if not wanted & {"all", "everything", "default"}:
+                sections = text.split("\r\n\r\n")
+                text = "\r\n\r\n".join(
+                    s for s in sections if s.split("\r\n", 1)[0][2:].lower() in wanted
+                )
+        return text.encode()
+
+    # ------------------------------------------------------------- paxos
+
+    async def _broadcast_payload(self, payload: bytes) -> Reply:
+        try:
+            d = await self.tob.broadcast(payload, timeout=self.broadcast_timeout_s)
+        except QuorumTimeoutError as e:
+            return Error(f"TRYAGAIN {e}")
+        except NotRunningError:
+            return Error("TRYAGAIN the node is shutting down")
+        except PaxosError as e:
+            return Error(f"ERR {e}")
+        return [d.slot, d.sender.encode()]
+
+    def _broadcast(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
+        if len(args) != 2:
+            return wrong_arity(args[0])
+        return self._broadcast_payload(TAG_BROADCAST + args[1])
+
+    def _read(self, conn: Connection, args: list[bytes]) -> Reply:
+        if len(args) != 3:
+            return wrong_arity(args[0])
+        try:
+            start, count = int(args[1]), int(args[2])
+        except ValueError:
+            return Error("ERR value is not an integer or out of range")
+        if count < 0 or count > 100_000:
+            return Error("ERR count must be 0..100000")
+        return [[d.slot, d.sender.encode(), d.payload] for d in self.log.read(start, count)]
+
+    def _wait(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
+        if len(args) != 3:
+            return wrong_arity(args[0])
+        try:
+            position, timeout_ms = int(args[1]), int(args[2])
+        except ValueError:
+            return Error("ERR value is not an integer or out of range")
+        if not 0 <= timeout_ms <= 600_000:
+            return Error("ERR timeout_ms must be 0..600000")
+        if self.log.applied >= position:
+            return self.log.applied
+        return self._wait_for(position, timeout_ms / 1000)
+
+    async def _wait_for(self, position: int, timeout_s: float) -> Reply:
+        async def until() -> None:
+            while self.log.applied < position:
+                self._changed.clear()
+                await self._changed.wait()
+
+        try:
+            await asyncio.wait_for(until(), timeout_s)
+        except TimeoutError:
+            return Error(f"TRYAGAIN position {position} not applied yet (at {self.log.applied})")
+        return self.log.applied
+
+    def _status(self, conn: Connection, args: list[bytes]) -> Reply:
+        st = self.tob.status()
+        return {
+            b"node_id": self.node_id.encode(),
+            b"role": st.role.value.encode(),
+            b"leader_id": (st.leader or "").encode(),
+            b"ballot": str(st.ballot).encode(),
+            b"chosen_slot": st.known_commit,
+            b"applied_slot": st.decided_through,
+            b"delivered": st.delivered,
+            b"applied": self.log.applied,
+        }
