@@ -1,0 +1,351 @@
+"""Differential tests: the same commands to ``KvMachine`` and to a real redis-server.
+
+Compared exactly: every reply of random command sequences (random case,
+wrong arities, unknown commands, bad options and numbers, binary and empty
+keys, multi-op entries), ``KEYS`` with random glob patterns over awkward
+bytes, whole ``SCAN`` iterations (as sets), and ``COMMAND INFO`` against the
+``COMMANDS`` table.
+
+Not compared exactly, by design: the remaining time of a key (``TTL``,
+``PTTL``, ``EXPIRETIME``, ``PEXPIRETIME``) is compared within 2 s, because the
+machine's clock is the entry's ``now_ms`` and Redis reads its own; so every
+expiry in these sequences is far in the future (or invalid, or already past
+where both delete at once). ``SCAN`` pages differ (Redis walks its hash
+table); full iterations are compared instead. The size-limit error names our
+bound (``value_bytes_max``) where Redis names ``proto-max-bulk-len``.
+
+Skipped, with the reason, when ``redis-server`` is not installed.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+import pytest
+
+from paxostob.kv.commands import COMMANDS, Entry, Op
+from paxostob.kv.machine import KvMachine
+from paxostob.kv.replies import Error, Reply, SimpleString
+
+from .real_redis import RespClient
+
+Args = list[bytes]
+
+KEYS = [b"k0", b"k1", b"k2", b"k3", b"", b"k\x00x", b"\xe9t\xe9"]
+VALUES = [
+    *(b"", b"0", b"1", b"-1", b"10", b"007", b"+1", b"-0", b" 1", b"1.5", b"abc", b"x" * 40),
+    *(b"9223372036854775807", b"-9223372036854775808", b"9223372036854775808", b"\xff\x00\r\n"),
+]
+INTS = [
+    *(b"0", b"1", b"-1", b"2", b"5", b"-5", b"100", b"-100", b"abc", b"", b"01", b"-0", b"1e3"),
+    *(b"9223372036854775807", b"-9223372036854775808", b"9223372036854775808", b" 1"),
+]
+# Expiry arguments: far in the future, invalid, or (where both delete at once) already past.
+REL_S = [b"100000", b"250000", b"3000000"]
+REL_MS = [b"100000000", b"250000000", b"3000000000"]
+ABS_S = [b"4102444800", b"4102448400", b"4133980800", b"4102444801"]
+ABS_MS = [b"4102444800000", b"4102448400000", b"4133980800000", b"4102444800001"]
+BAD = [b"0", b"-1", b"abc", b"", b"1.5", b"9223372036854775807", b"9223372036854775"]
+PAST = [b"0", b"-5", b"1", b"1000"]
+PATTERN_BYTES = [b"k", b"0", b"1", b"*", b"?", b"[", b"]", b"^", b"-", b"\\", b"\x00", b"\xe9"]
+NAMES = sorted(COMMANDS)
+
+
+def _pick(rng: random.Random, *pools: list[bytes]) -> bytes:
+    return rng.choice(rng.choice(pools))
+
+
+def _keys(rng: random.Random, low: int = 1, high: int = 4) -> Args:
+    return [rng.choice(KEYS) for _ in range(rng.randint(low, high))]
+
+
+def _pattern(rng: random.Random) -> bytes:
+    return b"".join(rng.choice(PATTERN_BYTES) for _ in range(rng.randint(0, 5)))
+
+
+def _set_options(rng: random.Random) -> Args:
+    pool: list[Args] = [
+        [b"NX"],
+        [b"XX"],
+        [b"GET"],
+        [b"KEEPTTL"],
+        [b"EX", _pick(rng, REL_S, BAD)],
+        [b"PX", _pick(rng, REL_MS, BAD)],
+        [b"EXAT", _pick(rng, ABS_S, BAD)],
+        [b"PXAT", _pick(rng, ABS_MS, BAD)],
+        [b"EX"],
+        [b"PERSIST"],
+    ]
+    chosen = [rng.choice(pool) for _ in range(rng.choice([0, 0, 1, 1, 2, 3]))]
+    return [word for option in chosen for word in option]
+
+
+def _getex_options(rng: random.Random) -> Args:
+    pool: list[Args] = [
+        [b"EX", _pick(rng, REL_S, BAD)],
+        [b"PX", _pick(rng, REL_MS, BAD)],
+        [b"EXAT", _pick(rng, ABS_S, BAD, PAST)],
+        [b"PXAT", _pick(rng, ABS_MS, BAD, PAST)],
+        [b"PERSIST"],
+        [b"NX"],
+    ]
+    chosen = [rng.choice(pool) for _ in range(rng.choice([0, 1, 1, 2]))]
+    return [word for option in chosen for word in option]
+
+
+def _expire_options(rng: random.Random, *, absolute: bool) -> Args:
+    # GT/LT only with absolute times: relative ones would race our clock against Redis'.
+    words = [b"NX", b"XX", b"nx", b"foo"] + ([b"GT", b"LT", b"gt"] if absolute else [])
+    return [rng.choice(words) for _ in range(rng.choice([0, 0, 1, 1, 2]))]
+
+
+def _scan_args(rng: random.Random) -> Args:
+    args = [rng.choice([b"0", b"0", b"abc", b"-1", b"", b"12345678901234567890123"])]
+    for _ in range(rng.choice([0, 1, 2])):
+        args += rng.choice(
+            [
+                [b"MATCH", _pattern(rng)],
+                [b"COUNT", rng.choice([b"1", b"10", b"0", b"-1", b"abc"])],
+                [b"TYPE", rng.choice([b"string", b"STRING", b"list"])],
+                [b"COUNT"],
+                [b"bogus", b"1"],
+            ]
+        )
+    return args
+
+
+GENERATORS: dict[bytes, Callable[[random.Random], Args]] = {
+    b"get": lambda r: [r.choice(KEYS)],
+    b"set": lambda r: [r.choice(KEYS), r.choice(VALUES), *_set_options(r)],
+    b"setnx": lambda r: [r.choice(KEYS), r.choice(VALUES)],
+    b"setex": lambda r: [r.choice(KEYS), _pick(r, REL_S, BAD), r.choice(VALUES)],
+    b"psetex": lambda r: [r.choice(KEYS), _pick(r, REL_MS, BAD), r.choice(VALUES)],
+    b"getset": lambda r: [r.choice(KEYS), r.choice(VALUES)],
+    b"getdel": lambda r: [r.choice(KEYS)],
+    b"getex": lambda r: [r.choice(KEYS), *_getex_options(r)],
+    b"mget": _keys,
+    b"mset": lambda r: [w for k in _keys(r, 1, 3) for w in (k, r.choice(VALUES))],
+    b"msetnx": lambda r: [w for k in _keys(r, 1, 3) for w in (k, r.choice(VALUES))],
+    b"del": _keys,
+    b"unlink": _keys,
+    b"exists": _keys,
+    b"touch": _keys,
+    b"incr": lambda r: [r.choice(KEYS)],
+    b"decr": lambda r: [r.choice(KEYS)],
+    b"incrby": lambda r: [r.choice(KEYS), r.choice(INTS)],
+    b"decrby": lambda r: [r.choice(KEYS), r.choice(INTS)],
+    b"append": lambda r: [r.choice(KEYS), r.choice(VALUES)],
+    b"strlen": lambda r: [r.choice(KEYS)],
+    b"getrange": lambda r: [r.choice(KEYS), r.choice(INTS), r.choice(INTS)],
+    b"substr": lambda r: [r.choice(KEYS), r.choice(INTS), r.choice(INTS)],
+    b"setrange": lambda r: [r.choice(KEYS), r.choice(INTS), r.choice(VALUES)],
+    b"expire": lambda r: [
+        r.choice(KEYS),
+        _pick(r, REL_S, BAD, PAST),
+        *_expire_options(r, absolute=False),
+    ],
+    b"pexpire": lambda r: [
+        r.choice(KEYS),
+        _pick(r, REL_MS, BAD, PAST),
+        *_expire_options(r, absolute=False),
+    ],
+    b"expireat": lambda r: [
+        r.choice(KEYS),
+        _pick(r, ABS_S, BAD, PAST),
+        *_expire_options(r, absolute=True),
+    ],
+    b"pexpireat": lambda r: [
+        r.choice(KEYS),
+        _pick(r, ABS_MS, BAD, PAST),
+        *_expire_options(r, absolute=True),
+    ],
+    b"ttl": lambda r: [r.choice(KEYS)],
+    b"pttl": lambda r: [r.choice(KEYS)],
+    b"expiretime": lambda r: [r.choice(KEYS)],
+    b"pexpiretime": lambda r: [r.choice(KEYS)],
+    b"persist": lambda r: [r.choice(KEYS)],
+    b"type": lambda r: [r.choice(KEYS)],
+    b"rename": lambda r: [r.choice(KEYS), r.choice(KEYS)],
+    b"renamenx": lambda r: [r.choice(KEYS), r.choice(KEYS)],
+    b"dbsize": lambda r: [],
+    b"keys": lambda r: [_pattern(r)],
+    b"scan": _scan_args,
+    b"flushdb": lambda r: r.choice([[], [b"ASYNC"], [b"sync"], [b"now"]]),
+    b"flushall": lambda r: r.choice([[], [b"ASYNC"], [b"x", b"y"]]),
+}
+RARE = {b"flushdb", b"flushall"}
+
+
+def _random_case(rng: random.Random, name: bytes) -> bytes:
+    return bytes(c ^ 0x20 if chr(c).isalpha() and rng.random() < 0.5 else c for c in name)
+
+
+def random_op(rng: random.Random) -> tuple[bytes, ...]:
+    roll = rng.random()
+    if roll < 0.03:
+        junk = [
+            rng.choice([b"a", b"b\r\nc", b"\x00z", b"x" * 200]) for _ in range(rng.randint(0, 4))
+        ]
+        return (rng.choice([b"foo", b"GETT", b"multi\nx", b"x" * 150]), *junk)
+    name = rng.choice(NAMES)
+    if name in RARE and rng.random() < 0.9:
+        name = b"get"
+    args = GENERATORS[name](rng)
+    if roll < 0.08 and args:
+        args = args[:-1]  # often a wrong arity
+    elif roll < 0.12:
+        args = [*args, rng.choice([b"extra", b"1", b"EX"])]
+    return (_random_case(rng, name), *args)
+
+
+TIME_TOLERANCE = {b"ttl": 2, b"expiretime": 2, b"pttl": 2000, b"pexpiretime": 2000}
+
+
+def same_reply(op: tuple[bytes, ...], ours: Reply, theirs: Reply) -> bool:
+    name = op[0].lower()
+    if isinstance(ours, Error) and isinstance(theirs, Error):
+        size_error = "ERR string exceeds maximum allowed size"
+        if ours.text.startswith(size_error) and theirs.text.startswith(size_error):
+            return True
+    if name == b"keys" and isinstance(ours, list) and isinstance(theirs, list):
+        return sorted(map(repr, ours)) == sorted(map(repr, theirs))
+    if name == b"scan" and isinstance(ours, list) and isinstance(theirs, list):
+        return True  # pages differ by design; whole iterations are compared below
+    tolerance = TIME_TOLERANCE.get(name)
+    if (
+        tolerance is not None
+        and isinstance(ours, int)
+        and isinstance(theirs, int)
+        and min(ours, theirs) >= 0
+    ):
+        return abs(ours - theirs) <= tolerance
+    return ours == theirs
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def check_state(machine: KvMachine, redis: RespClient, context: str) -> None:
+    [ours_keys] = machine.apply(Entry(now_ms(), (Op.of("KEYS", "*"),)))
+    theirs_keys = redis.call(b"KEYS", b"*")
+    assert isinstance(ours_keys, list) and isinstance(theirs_keys, list)
+    assert sorted(map(repr, ours_keys)) == sorted(map(repr, theirs_keys)), context
+    for key in ours_keys:
+        assert isinstance(key, bytes)
+        probe = [(b"GET", key), (b"PEXPIRETIME", key)]
+        ours = machine.apply(Entry(now_ms(), tuple(Op(args) for args in probe)))
+        theirs = redis.pipeline(probe)
+        for args, a, b in zip(probe, ours, theirs, strict=True):
+            assert same_reply(args, a, b), f"{context}: {args!r}: ours {a!r}, redis {b!r}"
+    dbsize = [(b"DBSIZE",)]
+    assert machine.apply(Entry(now_ms(), (Op(dbsize[0]),))) == redis.pipeline(dbsize), context
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_sequences_match_redis(redis: RespClient, seed: int) -> None:
+    rng = random.Random(seed)
+    machine = KvMachine()
+    history: list[tuple[bytes, ...]] = []
+    for _ in range(100):
+        ops = [random_op(rng) for _ in range(rng.choice([1, 1, 1, 2, 3, 5]))]
+        ours = machine.apply(Entry(now_ms(), tuple(Op(args) for args in ops)))
+        theirs = redis.pipeline(ops)
+        for args, a, b in zip(ops, ours, theirs, strict=True):
+            history.append(args)
+            recent = "\n  ".join(repr(h) for h in history[-12:])
+            assert same_reply(args, a, b), (
+                f"seed {seed}, op {len(history)}: {args!r}\n  ours:  {a!r}\n  redis: {b!r}\n"
+                f"recent ops:\n  {recent}"
+            )
+    check_state(machine, redis, f"seed {seed}: final state")
+
+
+KEY_BYTES = [b"a", b"b", b"-", b"]", b"[", b"\\", b"^", b"*", b"\x00", b"\xe9", b"\x80"]
+GLOB_BYTES = [*KEY_BYTES, b"*", b"?", b"[", b"]", b"^", b"-", b"\\", b"a", b"b"]
+
+
+def _random_keys(rng: random.Random, count: int) -> list[bytes]:
+    return sorted(
+        {b"".join(rng.choice(KEY_BYTES) for _ in range(rng.randint(0, 4))) for _ in range(count)}
+    )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_keys_patterns_match_redis(redis: RespClient, seed: int) -> None:
+    rng = random.Random(seed)
+    keys = _random_keys(rng, 300)
+    machine = KvMachine()
+    mset = (b"MSET", *(w for k in keys for w in (k, b"v")))
+    assert machine.apply(Entry(0, (Op(mset),))) == redis.pipeline([mset])
+    patterns = [
+        b"".join(rng.choice(GLOB_BYTES) for _ in range(rng.randint(0, 7))) for _ in range(1500)
+    ]
+    patterns += [b"*", b"**", b"", b"[", b"[^", b"\\", b"[a-]", b"[]a]", b"[\x80-a]", b"[z-a]"]
+    theirs = redis.pipeline([(b"KEYS", p) for p in patterns])
+    [*ours] = machine.apply(Entry(0, tuple(Op((b"KEYS", p)) for p in patterns)))
+    for pattern, a, b in zip(patterns, ours, theirs, strict=True):
+        assert isinstance(a, list) and isinstance(b, list)
+        assert sorted(map(repr, a)) == sorted(map(repr, b)), f"KEYS {pattern!r}"
+
+
+def _full_scan(
+    call: Callable[[tuple[bytes, ...]], Reply], options: tuple[bytes, ...]
+) -> list[bytes]:
+    cursor, found = b"0", []
+    for _ in range(10_000):
+        reply = call((b"SCAN", cursor, *options))
+        assert isinstance(reply, list), reply
+        next_cursor, page = reply
+        assert isinstance(next_cursor, bytes) and isinstance(page, list)
+        cursor = next_cursor
+        found += [key for key in page if isinstance(key, bytes)]
+        if cursor == b"0":
+            return found
+    raise AssertionError("SCAN did not terminate")
+
+
+def test_whole_scans_match_redis(redis: RespClient) -> None:
+    rng = random.Random(7)
+    keys = _random_keys(rng, 400)
+    machine = KvMachine()
+    mset = (b"MSET", *(w for k in keys for w in (k, b"v")))
+    machine.apply(Entry(0, (Op(mset),)))
+    redis.pipeline([mset])
+
+    def ours_call(args: tuple[bytes, ...]) -> Reply:
+        [reply] = machine.apply(Entry(0, (Op(args),)))
+        return reply
+
+    for options in [(), (b"COUNT", b"1"), (b"COUNT", b"7", b"MATCH", b"*a*"), (b"MATCH", b"[ab]?")]:
+        ours = _full_scan(ours_call, options)
+        theirs = _full_scan(lambda args: redis.call(*args), options)
+        assert len(ours) == len(set(ours)), "no key twice when nothing changes"
+        assert set(ours) == set(theirs), options
+
+
+def test_command_table_matches_command_info(redis: RespClient) -> None:
+    def text(item: Reply) -> str:
+        if isinstance(item, SimpleString):
+            return item.text
+        assert isinstance(item, bytes), item
+        return item.decode()
+
+    for name, spec in COMMANDS.items():
+        reply = redis.call(b"COMMAND", b"INFO", name)
+        assert isinstance(reply, list) and len(reply) == 1, reply
+        info = reply[0]
+        assert isinstance(info, list), f"{name!r} is not a Redis command"
+        redis_name, arity, flags, first, last, step, categories = info[:7]
+        assert isinstance(flags, list) and isinstance(categories, list)
+        assert (text(redis_name), arity, first, last, step) == (
+            spec.name,
+            spec.arity,
+            spec.first_key,
+            spec.last_key,
+            spec.step,
+        )
+        assert {text(f) for f in flags} & {"write", "readonly", "denyoom", "fast"} == spec.flags
+        assert tuple(text(c) for c in categories) == spec.categories, spec.name
