@@ -25,7 +25,7 @@ test: lint
 	$(BIN)/pytest
 
 run: $(STAMP)
-	$(BIN)/python examples/simple.py
+	$(BIN)/paxostob cluster --nodes 3 --data-dir ./data
 
 sim: $(STAMP)
 	$(BIN)/paxostob sim --runs 200

@@ -34,8 +34,18 @@ __all__ = [
     "PayloadTooLargeError",
     "QuorumTimeoutError",
     "StorageError",
+    "TcpTransport",
     "TotalOrderBroadcast",
     "TransportClosedError",
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # The TCP transport pulls in msgpack: load it only when asked for.
+    if name == "TcpTransport":
+        from .transport.tcp import TcpTransport
+
+        return TcpTransport
+    raise AttributeError(f"module 'paxostob' has no attribute {name!r}")
