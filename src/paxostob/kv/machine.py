@@ -231,6 +231,11 @@ class KvMachine:
     def value_bytes_max(self) -> int:
         return self._value_bytes_max
 
+    @property
+    def stored_keys(self) -> int:
+        """Keys held in memory, expired ones not yet removed included (for metrics)."""
+        return len(self._values)
+
     def apply(self, entry: Entry) -> list[Reply]:
         """Apply ``entry``'s ops in order at its time; one reply per op."""
         if entry.now_ms > self._clock_ms:
