@@ -118,3 +118,16 @@ def test_a_crashed_node_neither_sends_nor_receives() -> None:
     net.send(msg("c", "b"))
     assert drain(net, 10) == []
     assert net.stats.sent == 2 and net.stats.crashed == 2 and balanced(net)
+
+
+def test_a_restarted_node_gets_nothing_sent_to_its_earlier_life() -> None:
+    net = SimNetwork(NODES, random.Random(1), FaultModel(delay_s=(3.0, 3.0)))
+    net.send(msg("a", "b", 1))  # in flight to b's first life
+    net.send(msg("b", "c", 2))  # b's own message has left the node
+    net.crash("b")
+    net.now = 1
+    net.restart("b")
+    net.send(msg("a", "b", 3))  # to b's second life
+    got = [(env.dst, number(env)) for _, env in drain(net, 10)]
+    assert got == [("c", 2), ("b", 3)]
+    assert net.stats.crashed == 1 and balanced(net)

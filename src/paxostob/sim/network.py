@@ -18,8 +18,12 @@ Rules:
 - Partitions cut both at send time (the fault model) and at arrival time: a
   copy in flight when a partition starts is dropped if the cut separates its
   ends when it arrives.
-- Crash-stop: a crashed node sends nothing, and copies to it are dropped,
-  including those already in flight. It never comes back.
+- Crashes: a crashed node sends nothing, and copies to it are dropped,
+  including those already in flight. ``restart`` brings it back as a new
+  life: copies addressed to an earlier life are still dropped when they
+  arrive (they were in the dead process's socket buffers), while copies an
+  earlier life *sent* still arrive (they had left the node). A crash-stop is
+  a crash without a restart.
 - All randomness comes from the one ``random.Random`` handed in (the runner
   derives it from the run's seed).
 """
@@ -45,7 +49,8 @@ class NetworkStats:
     copies. ``delivered``: copies handed to their destination. ``dropped``:
     messages or copies that never arrived, for any reason (``lost``: by chance
     or a partition at send time; ``cut``: a partition at arrival time;
-    ``crashed``: the sender or the destination had crashed).
+    ``crashed``: the sender or the destination had crashed, or the
+    destination restarted since the copy was sent).
     Invariant once nothing is in flight: ``sent + duplicated == delivered + dropped``.
     """
 
@@ -84,7 +89,9 @@ class SimNetwork:
         self.stats = NetworkStats()
         #: The tick being handled; the runner sets it before anything is sent in it.
         self.now = 0
-        self._queue: list[tuple[int, int, Envelope]] = []
+        #: Lives per node: a copy is delivered only to the life it was sent to.
+        self._life = dict.fromkeys(self.members, 0)
+        self._queue: list[tuple[int, int, int, Envelope]] = []
         self._seq = 0
 
     # ---------------------------------------------------------------- faults
@@ -106,6 +113,12 @@ class SimNetwork:
     def crash(self, node: str) -> None:
         assert node in self.members, f"unknown node {node!r}"
         self.crashed.add(node)
+
+    def restart(self, node: str) -> None:
+        """``node`` is up again, as a new life: what was in flight to it stays lost."""
+        assert node in self.crashed, f"{node!r} is not crashed"
+        self.crashed.discard(node)
+        self._life[node] += 1
 
     # -------------------------------------------------------------- messages
 
@@ -131,7 +144,7 @@ class SimNetwork:
                 ticks += self._rng.randint(*self.spike_ticks)
                 stats.spiked += 1
             self._seq += 1
-            heapq.heappush(self._queue, (self.now + ticks, self._seq, envelope))
+            heapq.heappush(self._queue, (self.now + ticks, self._seq, self._life[dst], envelope))
 
     def due(self, now: int) -> Iterator[Envelope]:
         """Pop, in (tick, send order), every copy due at ``now`` that may still arrive.
@@ -143,9 +156,9 @@ class SimNetwork:
         queue = self._queue
         stats = self.stats
         while queue and queue[0][0] <= now:
-            _, _, envelope = heapq.heappop(queue)
+            _, _, life, envelope = heapq.heappop(queue)
             src, dst = envelope.message.sender, envelope.dst
-            if dst in self.crashed:
+            if dst in self.crashed or life != self._life[dst]:
                 stats.dropped += 1
                 stats.crashed += 1
             elif not self.faults.can_reach(src, dst):
