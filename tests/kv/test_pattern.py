@@ -9,7 +9,7 @@ against a real redis-server.
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paxostob.kv.pattern import compile_pattern, pattern_matches
@@ -138,11 +138,19 @@ def test_documented_and_quirky_cases(
         assert not stringmatchlen(pattern, key)
 
 
-ALPHABET = b"ab-]\\[^*?\x00\x80\xe9"
-globs = st.lists(st.sampled_from(list(ALPHABET)), max_size=8).map(bytes)
-keys = st.lists(st.sampled_from(list(b"ab-]\\[^*\x00\x80\xe9")), max_size=8).map(bytes)
+# Single bytes plus pieces that make ranges (with high bytes) and negated classes likely.
+PIECES = [bytes([c]) for c in b"ab-]\\[^*?\x00\x80\xe9"] + [
+    b"[^",
+    b"a-",
+    b"-\x80",
+    b"\xe9-b",
+    b"[b-",
+]
+globs = st.lists(st.sampled_from(PIECES), max_size=6).map(b"".join)
+keys = st.lists(st.sampled_from(list(b"ab-]\\[^*\x00\x7f\x80\xe9")), max_size=4).map(bytes)
 
 
+@settings(max_examples=1000)
 @given(globs, keys)
 def test_agrees_with_the_transcribed_c(pattern: bytes, key: bytes) -> None:
     assert compile_pattern(pattern).matches(key) == stringmatchlen(pattern, key)
@@ -151,3 +159,15 @@ def test_agrees_with_the_transcribed_c(pattern: bytes, key: bytes) -> None:
 def test_hostile_patterns_are_fast_and_do_not_recurse() -> None:
     pattern = b"a*" * 5000 + b"b"
     assert not compile_pattern(pattern).matches(b"a" * 5000)
+
+
+def test_every_byte_against_ranges_of_awkward_bounds() -> None:
+    bounds = [0x00, 0x01, ord("a"), ord("]"), 0x7F, 0x80, 0xE9, 0xFF]
+    for low in bounds:
+        for high in bounds:
+            for negate in (b"", b"^"):
+                pattern = b"[" + negate + bytes([low]) + b"-" + bytes([high]) + b"]"
+                compiled = compile_pattern(pattern)
+                for byte in range(256):
+                    key = bytes([byte])
+                    assert compiled.matches(key) == stringmatchlen(pattern, key), (pattern, key)
