@@ -1,0 +1,63 @@
+"""KvStateMachine: the runtime's StateMachine over KvMachine, replies kept by slot."""
+
+from __future__ import annotations
+
+from paxostob.core.types import Delivery
+from paxostob.kv.commands import Entry, Op, encode_entry
+from paxostob.kv.replies import OK, Error
+from paxostob.kv.state_machine import KvStateMachine
+from paxostob.node.tob import StateMachine
+
+from .util import T0_MS, op
+
+
+def delivery(slot: int, *commands: str, now_ms: int = T0_MS) -> Delivery:
+    return Delivery(slot, "n1", encode_entry(Entry(now_ms, tuple(op(c) for c in commands))))
+
+
+def test_it_is_the_runtimes_state_machine() -> None:
+    sm: StateMachine = KvStateMachine()  # checked by mypy: the protocol is structural
+    assert sm is not None
+
+
+def test_replies_are_kept_by_slot() -> None:
+    sm = KvStateMachine()
+    sm.apply(delivery(1, "SET k v"))
+    sm.apply(delivery(2, "GET k", "INCR k"))
+    assert sm.replies_for(1) == [OK]
+    assert sm.replies_for(2) == [b"v", Error("ERR value is not an integer or out of range")]
+    assert sm.replies_for(3) is None
+    assert sm.take_replies(2) is not None
+    assert sm.replies_for(2) is None
+
+
+def test_replies_are_bounded_oldest_first() -> None:
+    sm = KvStateMachine(replies_max=3)
+    for slot in range(1, 6):
+        sm.apply(delivery(slot, f"SET k{slot} v"))
+    assert [sm.replies_for(s) for s in range(1, 6)] == [None, None, [OK], [OK], [OK]]
+
+
+def test_a_malformed_payload_is_an_error_reply_on_every_node() -> None:
+    nodes = [KvStateMachine(), KvStateMachine()]
+    for sm in nodes:
+        sm.apply(Delivery(7, "n2", b"\x09garbage"))
+        sm.apply(delivery(8, "SET k v"))
+    for sm in nodes:
+        [reply] = sm.replies_for(7) or [None]
+        assert isinstance(reply, Error) and reply.text.startswith("ERR malformed command entry")
+        assert sm.replies_for(8) == [OK]
+    assert nodes[0].snapshot() == nodes[1].snapshot()
+
+
+def test_snapshot_and_restore() -> None:
+    sm = KvStateMachine()
+    sm.apply(delivery(1, "SET k v EX 100"))
+    other = KvStateMachine()
+    other.apply(delivery(1, "SET stale x"))
+    other.restore(sm.snapshot())
+    assert other.replies_for(1) is None  # replies belonged to the replaced history
+    assert other.snapshot() == sm.snapshot()
+    other.apply(delivery(2, "TTL k", "GET stale"))
+    assert other.replies_for(2) == [100, None]
+    assert other.machine.apply(Entry(T0_MS, (Op.of("GET", "k"),))) == [b"v"]
