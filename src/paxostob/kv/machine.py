@@ -20,7 +20,12 @@ draws a random number, or depends on the iteration order of a dict:
   terminates and returns every key present for the whole scan, whatever
   writes interleave (a key may come back twice, as in Redis).
 - Replies match Redis 7.0 for the commands of ``commands.COMMANDS``, errors
-  included (their texts are what clients and tests compare).
+  included (their texts are what clients and tests compare), except where
+  determinism or our bounds decide otherwise: ``DBSIZE`` counts live keys only
+  (Redis also counts expired keys it has not yet evicted); ``KEYS`` is sorted
+  and ``SCAN`` pages and cursors differ (both unordered in Redis); a value
+  above ``value_bytes_max`` gets "ERR string exceeds maximum allowed size
+  (value_bytes_max)" (Redis names ``proto-max-bulk-len``).
 
 Only the *logical* state (clock, live keys, values, expiry times) is
 deterministic: two replicas may hold different already-expired keys not yet
