@@ -51,6 +51,7 @@ LAYER_PREFIXES: tuple[tuple[str, int], ...] = (
     ("resp", 3),
     ("sim", 3),
     ("bench", 3),
+    ("kvstore", 3),
     ("cli", 4),
     ("__main__", 4),
 )

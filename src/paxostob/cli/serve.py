@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import ConfigurationError, StorageError
+from ..kv.state_machine import KvStateMachine
+from ..kvstore import KeyValueStore, TaggedStateMachine
 from ..node.tob import TotalOrderBroadcast
 from ..resp.broadcast_log import BroadcastLog
 from ..resp.commands import NodeCommands
@@ -28,6 +30,8 @@ from .config import ConfigError, NodeConfig, load_node_config
 __all__ = ["configure", "run", "serve_node"]
 
 log = logging.getLogger("paxostob.serve")
+
+KV_TAG = b"K"
 
 #: The line a supervisor (``paxostob cluster``, tests) waits for on stderr.
 READY_MARK = "ready:"
@@ -142,17 +146,21 @@ async def serve_node(cfg: NodeConfig) -> int:
         ssl_server=ssl_server,
         ssl_client=ssl_client,
     )
-    app = BroadcastLog()
+    # One broadcast group, two applications: the key-value store (tag K) and
+    # the raw broadcast log (tag B, which also tracks the applied position).
+    log_app = BroadcastLog()
+    kv_machine = KvStateMachine()
     tob = TotalOrderBroadcast(
         transport,
         list(cfg.members),
         data_dir=cfg.data_dir,
         cluster_id=cfg.cluster_id,
-        state_machine=app,
+        state_machine=TaggedStateMachine({KV_TAG: kv_machine}, observer=log_app),
         tick_interval_s=cfg.tick_interval_s,
     )
+    kv = KeyValueStore(tob, machine=kv_machine, tag=KV_TAG)
     server = RespServer(
-        NodeCommands(tob, app, node_id=cfg.node_id, requirepass=cfg.requirepass),
+        NodeCommands(tob, log_app, node_id=cfg.node_id, requirepass=cfg.requirepass, kv=kv),
         host=cfg.resp_host,
         port=cfg.resp_port,
     )

@@ -157,6 +157,16 @@ class TotalOrderBroadcast:
 
     # ------------------------------------------------------------- lifetime
 
+    def set_state_machine(self, state_machine: StateMachine) -> None:
+        """Attach the state machine deliveries go to (before ``start``)."""
+        if self._driver.running:
+            raise ConfigurationError("set_state_machine() must be called before start()")
+        self._sm = state_machine
+
+    @property
+    def state_machine(self) -> StateMachine | None:
+        return self._sm
+
     async def start(self) -> None:
         storage = self._storage
         if storage is not None and not self._opened:

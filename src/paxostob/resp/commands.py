@@ -1,5 +1,11 @@
 """The commands a paxostob node answers over RESP.
 
+Key-value commands (GET, SET, INCR, MULTI/EXEC, ... every command of
+``kv.commands.COMMANDS``) go through the replicated log, reads included, so
+they are linearizable on any node: a follower's proposal is forwarded to the
+leader by the broadcast layer. While no leader is known the client gets
+``-TRYAGAIN ...`` at once (retryable), never a stale or wrong answer.
+
 Connection commands (PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT, INFO,
 COMMAND, CONFIG GET) behave like Redis's, so redis-cli and redis-py work
 unchanged. ``PAXOS.*`` commands reach the node's total-order broadcast:
@@ -22,9 +28,12 @@ import hmac
 import os
 import platform
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from ..errors import NotRunningError, PaxosError, QuorumTimeoutError
+from ..kv.commands import COMMANDS, CommandSpec
+from ..kv.replies import Reply as KvReply
 from ..node.tob import TotalOrderBroadcast
 from .broadcast_log import TAG_BROADCAST, BroadcastLog
 from .protocol import Error, Reply, SimpleString
@@ -33,6 +42,17 @@ from .server import Connection
 __all__ = ["NodeCommands"]
 
 OK = SimpleString("OK")
+QUEUED = SimpleString("QUEUED")
+
+
+class KvExecutor(Protocol):
+    """Applies a list of commands as one log entry (``kvstore.KeyValueStore``)."""
+
+    async def execute(self, ops: Sequence[Sequence[bytes]]) -> list[KvReply]: ...
+
+    def stored_keys(self) -> int: ...
+
+
 Handler = Callable[[Connection, list[bytes]], "Reply | Awaitable[Reply]"]
 
 #: Commands a client may send before it authenticated.
@@ -62,12 +82,14 @@ class NodeCommands:
         node_id: str,
         requirepass: str | None = None,
         broadcast_timeout_s: float = 10.0,
+        kv: KvExecutor | None = None,
     ) -> None:
         self.tob = tob
         self.log = log
         self.node_id = node_id
         self.requirepass = requirepass
         self.broadcast_timeout_s = broadcast_timeout_s
+        self.kv = kv
         self.started = time.monotonic()
         self.table: dict[bytes, Handler] = {
             b"PING": self._ping,
@@ -85,6 +107,10 @@ class NodeCommands:
             b"PAXOS.STATUS": self._status,
             b"PAXOS.WAIT": self._wait,
         }
+        if kv is not None:
+            self.table[b"MULTI"] = self._multi
+            self.table[b"EXEC"] = self._exec
+            self.table[b"DISCARD"] = self._discard
         self._changed = asyncio.Event()
         log.on_change = self._changed.set
 
@@ -92,10 +118,97 @@ class NodeCommands:
         name = args[0].upper()
         if self.requirepass is not None and not conn.authenticated and name not in _BEFORE_AUTH:
             return Error("NOAUTH Authentication required.")
+        if conn.queued is not None and name not in (b"EXEC", b"DISCARD", b"MULTI", b"QUIT"):
+            return self._queue(conn, name, args)
         handler = self.table.get(name)
-        if handler is None:
+        if handler is not None:
+            return handler(conn, args)
+        spec = COMMANDS.get(name.lower()) if self.kv is not None else None
+        if spec is None:
             return unknown_command(args)
-        return handler(conn, args)
+        if not spec.arity_ok(len(args)):
+            return wrong_arity(args[0])
+        return self._kv_one(args)
+
+    # ------------------------------------------------------- key-value
+
+    def _no_leader(self) -> Error | None:
+        if self.tob.status().leader is None:
+            return Error("TRYAGAIN no leader is known yet (an election is under way); retry")
+        return None
+
+    def _kv_one(self, args: list[bytes]) -> Reply | Awaitable[Reply]:
+        busy = self._no_leader()
+        if busy is not None:
+            return busy
+        return self._kv_first(args)
+
+    async def _kv_first(self, args: list[bytes]) -> Reply:
+        replies = await self._kv_execute([args])
+        return replies if isinstance(replies, Error) else replies[0]
+
+    async def _kv_execute(self, ops: list[list[bytes]]) -> list[KvReply] | Error:
+        assert self.kv is not None
+        try:
+            return await self.kv.execute(ops)
+        except QuorumTimeoutError as e:
+            return Error(f"TRYAGAIN {e}")
+        except NotRunningError:
+            return Error("TRYAGAIN the node is shutting down")
+        except PaxosError as e:
+            return Error(f"ERR {e}")
+
+    def _queue(self, conn: Connection, name: bytes, args: list[bytes]) -> Reply:
+        assert conn.queued is not None
+        spec: CommandSpec | None = COMMANDS.get(name.lower())
+        if spec is None:
+            conn.queue_error = True
+            if name in self.table:
+                return Error(f"ERR {name.decode(errors='replace')} is not allowed inside MULTI")
+            return unknown_command(args)
+        if not spec.arity_ok(len(args)):
+            conn.queue_error = True
+            return wrong_arity(args[0])
+        conn.queued.append(args)
+        return QUEUED
+
+    def _multi(self, conn: Connection, args: list[bytes]) -> Reply:
+        if len(args) != 1:
+            return wrong_arity(args[0])
+        if conn.queued is not None:
+            return Error("ERR MULTI calls can not be nested")
+        conn.queued = []
+        conn.queue_error = False
+        return OK
+
+    def _discard(self, conn: Connection, args: list[bytes]) -> Reply:
+        if len(args) != 1:
+            return wrong_arity(args[0])
+        if conn.queued is None:
+            return Error("ERR DISCARD without MULTI")
+        conn.queued = None
+        return OK
+
+    def _exec(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
+        if len(args) != 1:
+            return wrong_arity(args[0])
+        if conn.queued is None:
+            return Error("ERR EXEC without MULTI")
+        queued, failed = conn.queued, conn.queue_error
+        conn.queued, conn.queue_error = None, False
+        if failed:
+            return Error("EXECABORT Transaction discarded because of previous errors.")
+        if not queued:
+            return []
+        busy = self._no_leader()
+        if busy is not None:
+            return busy
+        return self._exec_all(queued)
+
+    async def _exec_all(self, queued: list[list[bytes]]) -> Reply:
+        # The whole transaction is one log entry: applied atomically everywhere.
+        replies = await self._kv_execute(queued)
+        return replies if isinstance(replies, Error) else list(replies)
 
     # --------------------------------------------------------- connection
 
@@ -196,12 +309,43 @@ class NodeCommands:
             f"ERR unknown subcommand '{args[1].decode(errors='replace')}'. Try CLIENT HELP."
         )
 
+    def _specs(self) -> dict[bytes, CommandSpec]:
+        specs = dict(COMMANDS) if self.kv is not None else {}
+        for name in self.table:
+            specs.setdefault(
+                name.lower(),
+                CommandSpec(
+                    name.decode().lower(), -1, frozenset({"fast"}), 0, 0, 0, ("@connection",)
+                ),
+            )
+        return specs
+
     def _command(self, conn: Connection, args: list[bytes]) -> Reply:
-        if len(args) >= 2 and args[1].upper() == b"COUNT":
-            return len(self.table)
-        if len(args) >= 2 and args[1].upper() == b"DOCS":
-            return {}  # redis-cli only uses it for hints; none is fine
-        return []
+        specs = self._specs()
+
+        def info(spec: CommandSpec) -> Reply:
+            return [
+                spec.name.encode(),
+                spec.arity,
+                [SimpleString(f) for f in sorted(spec.flags)],
+                spec.first_key,
+                spec.last_key,
+                spec.step,
+                [SimpleString(c) for c in spec.categories],
+            ]
+
+        sub = args[1].upper() if len(args) >= 2 else b""
+        if sub == b"COUNT":
+            return len(specs)
+        if sub == b"DOCS":
+            return {}  # redis-cli uses docs only for hints; none is fine
+        if sub == b"INFO":
+            return [info(specs[a.lower()]) if a.lower() in specs else None for a in args[2:]]
+        if sub == b"":
+            return [info(spec) for spec in specs.values()]
+        return Error(
+            f"ERR unknown subcommand '{args[1].decode(errors='replace')}'. Try COMMAND HELP."
+        )
 
     def _config(self, conn: Connection, args: list[bytes]) -> Reply:
         if len(args) >= 3 and args[1].upper() == b"GET":
@@ -240,6 +384,12 @@ class NodeCommands:
             f"pending:{st.pending}",
             "",
         ]
+        if self.kv is not None:
+            lines += ["# Keyspace"]
+            keys = self.kv.stored_keys()
+            if keys:
+                lines.append(f"db0:keys={keys},expires=0,avg_ttl=0")
+            lines.append("")
         return "\r\n".join(lines)
 
     def _info(self, conn: Connection, args: list[bytes]) -> Reply:
