@@ -11,7 +11,7 @@ Requests come in the two forms Redis accepts, chosen by the first byte:
 
 - multibulk (what every client library sends): ``*N\\r\\n`` then N bulk
   strings ``$len\\r\\n<len bytes>\\r\\n``;
-- inline (what redis-cli in some modes and telnet users send): one line,
+- inline (what people type into telnet or nc): one line,
   ended by ``\\n`` or ``\\r\\n``, split into arguments on blanks with the
   quoting rules of Redis's ``sdssplitargs`` (``"..."`` with ``\\n``, ``\\xHH``
   escapes, ``'...'`` with ``\\'``).
@@ -26,9 +26,16 @@ Rules, as Redis's ``networking.c`` has them (their texts are its texts):
   (the server replies ``ProtocolError.reply`` and closes the connection). After
   one, the parser is spent: every later ``parse()`` raises the same error and
   ``feed()`` drops its input, because the stream can no longer be framed.
-- Stricter than Redis in two places, both only for malformed input: a bulk
-  string must be followed by ``\\r\\n`` (Redis skips two bytes unchecked) and
-  a length line must end in ``\\r\\n`` (Redis ends it at the ``\\r``).
+- Where we differ from Redis, only ever on malformed input: a bulk string must
+  be followed by ``\\r\\n`` (Redis skips two bytes unchecked); a length line
+  must end in ``\\r\\n`` (Redis ends it at the ``\\r``); the ``$`` of a bulk
+  string is checked as soon as its byte arrives (Redis waits for the line);
+  an inline line longer than ``inline_bytes_max`` is refused however it
+  arrives (Redis checks only while its newline is missing); an inline line
+  with a NUL is split up to the NUL, as ``sdssplitargs`` does (Redis itself
+  never finds the end of such a line, as it looks for it with ``strchr``).
+  They catch a desynchronised stream sooner and make the outcome independent
+  of how the stream is chunked.
 - Every bound is named and configurable: ``bulk_bytes_max`` (one argument),
   ``args_max`` (arguments of one command), ``inline_bytes_max`` (one inline
   line, and one length line, as Redis's ``PROTO_INLINE_MAX_SIZE``) and
@@ -39,10 +46,12 @@ Rules, as Redis's ``networking.c`` has them (their texts are its texts):
 Speed: the buffer is an immutable ``bytes`` object read at an offset, so an
 argument is one slice (one copy) and a pipeline of many small commands is
 parsed from one buffer without copying it again. ``feed()`` only queues the
-chunk; ``parse()`` joins the queue when it may complete something, which it
-knows from the state it stopped in: a partial bulk string waits until enough
-bytes are queued and a partial line until a ``\\n`` arrives, so a 512 MiB
-argument that arrives in 16 KiB chunks is copied once, not 32,768 times. A
+chunk; ``parse()`` joins the queue to the buffer only when the buffer alone
+cannot progress, and only if the queue may complete something, which it knows
+from the state it stopped in: a partial bulk string waits until enough bytes
+are queued and a partial line until a ``\\n`` arrives. So a 512 MiB argument
+that arrives in 16 KiB chunks is copied once, not 32,768 times, and a server
+may parse one command per read without copying the rest of a pipeline. A
 partial command keeps its arguments parsed so far, so a command with a million
 arguments is never re-parsed from its start. No loop runs per byte except the
 quoted-inline tokenizer, which runs per quoted segment of a line of at most
@@ -102,7 +111,7 @@ ARGS_MAX_DEFAULT: Final = 1024 * 1024
 #: One inline line and one length line: Redis's ``PROTO_INLINE_MAX_SIZE``.
 INLINE_BYTES_MAX_DEFAULT: Final = 64 * 1024
 #: Bytes held for one connection (unparsed input plus the partial command):
-#: Redis's ``client-query-buffer-limit`` default. It must exceed
+#: Redis's ``client-query-buffer-limit`` default. It should exceed
 #: ``bulk_bytes_max`` for a maximal argument to fit.
 BUFFER_BYTES_MAX_DEFAULT: Final = 1024 * _MIB
 
@@ -185,7 +194,6 @@ _ESCAPES: Final = {
     ord("b"): b"\b",
     ord("a"): b"\a",
 }
-_BACKSLASH: Final = 0x5C
 _DQ: Final = 0x22
 _SQ: Final = 0x27
 
@@ -224,11 +232,10 @@ def _split_quoted(line: bytes) -> list[bytes]:
             if c == _SQ:
                 i = _read_single_quoted(line, i + 1, parts)
                 break
-            else:
-                run = _BARE_RUN.match(line, i)
-                assert run is not None  # line[i] is none of the excluded bytes
-                parts.append(run.group())
-                i = run.end()
+            run = _BARE_RUN.match(line, i)
+            assert run is not None  # line[i] is none of the excluded bytes
+            parts.append(run.group())
+            i = run.end()
         argv.append(b"".join(parts))
 
 
@@ -309,6 +316,8 @@ class RequestParser:
         "_offset",
         "_queue",
         "_queue_bytes",
+        "_queue_unchecked",
+        "_stalled",
         "_wait_newline",
     )
 
@@ -337,12 +346,16 @@ class RequestParser:
         self._offset = 0
         self._queue: list[bytes] = []
         self._queue_bytes = 0
-        # When parse() last stopped short: it can progress only once
+        # _stalled: parse() stopped short on _buffer alone. It can progress once
         # _buffer[_offset:] plus the queue hold _join_at_bytes bytes (0: any
-        # byte may help) or, if _wait_newline, once a queued chunk has a "\n".
+        # byte may help) or, if _wait_newline, once a queued chunk has a "\n"
+        # (_newline_queued). Chunks queued while not stalled were not looked at
+        # (_queue_unchecked), so they are joined at the next stall.
+        self._stalled = True
         self._join_at_bytes = 0
         self._wait_newline = False
         self._newline_queued = False
+        self._queue_unchecked = False
         # The partial multibulk command: arguments so far, how many are still
         # to come (0: between commands), the length of the bulk string being
         # read (-1: its length line is next), and its bytes consumed so far.
@@ -371,7 +384,9 @@ class RequestParser:
             return
         self._queue.append(data)
         self._queue_bytes += len(data)
-        if self._wait_newline and not self._newline_queued and b"\n" in data:
+        if not self._stalled:
+            self._queue_unchecked = True
+        elif self._wait_newline and not self._newline_queued and b"\n" in data:
             self._newline_queued = True
         if self.buffered_bytes > self._buffer_bytes_max:
             self._fail(ProtocolError(_BUFFER_FULL))
@@ -384,10 +399,15 @@ class RequestParser:
         """
         if self._failure is not None:
             raise self._failure
-        if self._queue and not self._maybe_join():
-            return None
         try:
-            return self._parse()
+            while True:
+                # The buffer is parsed first: the queue is joined to it only once
+                # the buffer alone cannot progress, and only if the queue may help.
+                if self._stalled and not (self._queue and self._maybe_join()):
+                    return None
+                command = self._parse()
+                if command is not None:
+                    return command
         except ProtocolError as e:
             self._fail(e)
             raise
@@ -418,6 +438,7 @@ class RequestParser:
         unparsed = len(self._buffer) - self._offset
         if not (
             self._newline_queued
+            or self._queue_unchecked
             or self._join_at_bytes == 0
             or unparsed + self._queue_bytes >= self._join_at_bytes
         ):
@@ -429,14 +450,17 @@ class RequestParser:
         self._offset = 0
         self._queue = []
         self._queue_bytes = 0
-        # What parse() waited for may now be here; it sets these again if not.
+        # What parse() waited for may now be here; it stalls again if not.
+        self._stalled = False
         self._join_at_bytes = 0
         self._wait_newline = False
         self._newline_queued = False
+        self._queue_unchecked = False
         return True
 
     def _stop(self, offset: int, *, join_at_bytes: int = 0, wait_newline: bool = False) -> None:
         """Remember where parsing stopped short, and what it waits for."""
+        self._stalled = True
         self._offset = offset
         self._join_at_bytes = join_at_bytes
         self._wait_newline = wait_newline
