@@ -218,6 +218,41 @@ def test_a_pipeline_parses_identically_in_small_random_reads(seed: int) -> None:
     assert run(cut(stream, points)) == whole
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=400), st.integers(1, 5000))
+def test_feeds_and_parses_may_interleave_in_any_order(moves: list[bool], step: int) -> None:
+    """A server may feed several chunks before it parses, or parse one command per feed."""
+    stream = PIPELINE[:300_000]
+    chunks = cut(stream, range(0, len(stream), step))
+    expected, error = run([stream])
+    assert error is None
+    parser = RequestParser()
+    commands: list[list[bytes]] = []
+    for feed in moves:
+        if feed and chunks:
+            parser.feed(chunks.pop(0))
+        elif (command := parser.parse()) is not None:
+            commands.append(command)
+    for chunk in chunks:
+        parser.feed(chunk)
+    commands += list(parser)
+    assert commands == expected
+
+
+def test_parsing_one_command_per_feed_does_not_copy_the_buffer() -> None:
+    """White-box: chunks fed while the buffer still holds complete commands wait in the
+    queue; joining them each time would copy the unparsed rest once per feed."""
+    parser = RequestParser()
+    parser.feed(pack("PING") * 1000)
+    assert parser.parse() == [b"PING"]
+    held = parser._buffer
+    for _ in range(500):
+        parser.feed(pack("PING"))
+        assert parser.parse() == [b"PING"]
+        assert parser._buffer is held
+    assert len(list(parser)) == 1500 - 501
+
+
 def test_a_pipeline_parses_one_byte_at_a_time() -> None:
     stream, expected = _pipeline(300, seed=3)
     assert run(bytewise(stream)) == (expected, None)
@@ -519,6 +554,11 @@ def _check_outcome(data: bytes, points: Sequence[int]) -> None:
     chunked = run(cut(data, points), RequestParser(**_FUZZ_LIMITS))
     assert chunked[0] == whole[0]
     assert (chunked[1] is None) == (whole[1] is None)
+    # Nor does feeding every chunk before parsing.
+    parser = RequestParser(**_FUZZ_LIMITS)
+    for chunk in cut(data, points):
+        parser.feed(chunk)
+    assert run([b""], parser) == whole
 
 
 # Any other exception fails the test; a hang fails its deadline.
