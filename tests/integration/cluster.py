@@ -45,6 +45,8 @@ class Node:
     data_dir: Path
     members: str
     secret_file: Path
+    #: More ``paxostob serve`` flags, e.g. ``("--requirepass", "pw")``.
+    extra_args: tuple[str, ...] = ()
     proc: subprocess.Popen[str] | None = None
     lines: list[str] = field(default_factory=list)
     ready: threading.Event = field(default_factory=threading.Event)
@@ -56,7 +58,7 @@ class Node:
             sys.executable, "-m", "paxostob", "serve", "--id", self.node_id,
             "--members", self.members, "--data-dir", str(self.data_dir),
             "--secret-file", str(self.secret_file), "--resp-port", str(self.resp_port),
-            "--tick-interval", "0.005",
+            "--tick-interval", "0.005", *self.extra_args,
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -102,7 +104,13 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, tmp: Path, n: int = 3, secrets: dict[str, bytes] | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        n: int = 3,
+        secrets: dict[str, bytes] | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         ports = free_ports(2 * n)
         ids = [str(i) for i in range(1, n + 1)]
         members = ",".join(f"{i}=127.0.0.1:{ports[k]}" for k, i in enumerate(ids))
@@ -111,7 +119,9 @@ class Cluster:
             secret = (secrets or {}).get(i, b"integration-test-secret-0123456789")
             secret_file = tmp / f"secret{i}"
             secret_file.write_bytes(secret)
-            self.nodes[i] = Node(i, ports[k], ports[n + k], tmp / f"node{i}", members, secret_file)
+            self.nodes[i] = Node(
+                i, ports[k], ports[n + k], tmp / f"node{i}", members, secret_file, extra_args
+            )
 
     def start(self) -> None:
         for node in self.nodes.values():
