@@ -20,7 +20,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .protocol import Error, ProtocolError, Reply, RequestParser, encode
+from .protocol import ProtocolError, Reply, RequestParser, encode
 
 __all__ = ["Connection", "Dispatcher", "RespLimits", "RespServer"]
 
@@ -141,7 +141,7 @@ class RespServer:
                     args = parser.parse()
                 except ProtocolError as e:
                     self.protocol_errors += 1
-                    pending.append((Error(str(e)), conn.protocol))
+                    pending.append((e.reply, conn.protocol))
                     conn.closing = True  # the stream can no longer be parsed
                     break
                 if args is None:
