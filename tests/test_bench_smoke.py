@@ -42,3 +42,18 @@ def test_the_bench_runs_a_tiny_configuration(loop: list[str], tmp_path: Path) ->
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[0] == "3" and cells[4] == "20", row
     assert report.read_text().endswith(rows[-1] + "\n")
+
+
+def test_the_durable_bench_runs_and_counts_fsyncs(capsys: pytest.CaptureFixture[str]) -> None:
+    path = BENCH.parent / "tob_durable.py"
+    spec = importlib.util.spec_from_file_location("tob_durable", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        assert module.main(["--messages", "20"]) == 0
+    finally:
+        del sys.modules[spec.name]
+    out = capsys.readouterr().out
+    assert "| sqlite (fsync) | 50 | 20 |" in out and "fsyncs/broadcast" in out
