@@ -199,6 +199,11 @@ async def test_back_pressure_holds_the_third_broadcast_until_one_completes() -> 
         sampler = asyncio.ensure_future(sample())
         try:
             first_two = [asyncio.ensure_future(p1.broadcast(p)) for p in (b"a", b"b")]
+            # Let both take their room first (a yield to the loop, not a timed wait).
+            for _ in range(1000):
+                if p1.status().pending == 2:
+                    break
+                await asyncio.sleep(0)
             # The third waits for room; with a timeout it says so.
             with pytest.raises(QuorumTimeoutError, match="waiting for room"):
                 await p1.broadcast(b"refused", timeout=0.05)

@@ -35,11 +35,16 @@ def make_rng(seed: int | None, address: str) -> random.Random:
 
 
 async def within(aw: Awaitable[T], timeout: float | None, what: str) -> T:
-    """Await ``aw``; on timeout raise ``QuorumTimeoutError`` naming ``what``."""
+    """Await ``aw``; on timeout raise ``QuorumTimeoutError`` naming ``what``.
+
+    ``asyncio.timeout`` rather than ``wait_for``: no extra task per call on
+    the hot path of every broadcast.
+    """
     if timeout is None:
         return await aw
     try:
-        return await asyncio.wait_for(aw, timeout)
+        async with asyncio.timeout(timeout):
+            return await aw
     except TimeoutError:
         raise QuorumTimeoutError(
             f"{what} did not complete within {timeout:.3g} s (is a quorum of members reachable?)"
