@@ -30,5 +30,12 @@ run: $(STAMP)
 sim: $(STAMP)
 	$(BIN)/paxostob sim --runs 200
 
-bench: $(STAMP)
-	$(BIN)/python bench/tob_inmemory.py
+# The benchmark suite (docs/benchmarks.md): ARGS=--quick for the under-2-minute run,
+# ARGS=--install-peers to apt-get/pip install ZooKeeper, etcd, Redis and PySyncObj first.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install -e '.[dev,net,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run_all.py $(ARGS)
