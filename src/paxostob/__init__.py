@@ -9,6 +9,7 @@ from __future__ import annotations
 from .core.multipaxos import LogConfig
 from .core.types import Delivery
 from .errors import (
+    AlreadyDeliveredError,
     ConfigurationError,
     DecodeError,
     NotRunningError,
@@ -23,6 +24,7 @@ from .node.tob import TotalOrderBroadcast
 from .transport.memory import MemoryNetwork
 
 __all__ = [
+    "AlreadyDeliveredError",
     "ConfigurationError",
     "Consensus",
     "DecodeError",

@@ -7,6 +7,7 @@ user catches ``PaxosError`` (or one of its subclasses) and nothing else.
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyDeliveredError",
     "ConfigurationError",
     "DecodeError",
     "NotRunningError",
@@ -53,3 +54,11 @@ class StorageError(PaxosError):
 
 class TransportClosedError(PaxosError):
     """``receive()`` or ``send()`` on a transport that was closed."""
+
+
+class AlreadyDeliveredError(PaxosError):
+    """The broadcast was delivered, but inside a snapshot received from a peer.
+
+    This node jumped over its position, so it cannot report the ``Delivery``;
+    the message is in the total order exactly once. Do not broadcast it again.
+    """

@@ -75,8 +75,15 @@ class Delivered:
 
 @dataclass(frozen=True, slots=True)
 class Dropped:
+    """A proposal this node will not see delivered: refused, or delivered unseen.
+
+    ``delivered``: it *was* delivered, inside a snapshot installed from a
+    peer, so its position is unknown here (do not propose it again).
+    """
+
     id: ProposalId
     reason: str
+    delivered: bool = False
 
 
 @dataclass(frozen=True, slots=True)

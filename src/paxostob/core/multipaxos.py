@@ -98,6 +98,8 @@ __all__ = ["LogConfig", "MultiPaxosReplica", "Role", "Status"]
 #: Sequence numbers are ``incarnation << SEQ_BITS | counter``: every life of
 #: an origin has its own range, so a restarted node never reuses an id.
 SEQ_BITS = 32
+#: A leader whose catch-up makes no progress this many times runs phase 1 again.
+CATCHUP_TRIES_BEFORE_PHASE1 = 8
 COUNTER_MASK = (1 << SEQ_BITS) - 1
 
 
@@ -246,6 +248,8 @@ class MultiPaxosReplica:
         self.delivered = 0
         self._seen: dict[tuple[str, int], _Seen] = {}
         self._catchup_due = 0
+        self._catchup_from = 0
+        self._catchup_tries = 0
         # Compaction: the log holds only slots above ``compacted_through``.
         self.compacted_through = 0
         self.snapshot: Snapshot | None = None
@@ -407,7 +411,7 @@ class MultiPaxosReplica:
 
     def _campaign(self) -> None:
         """Phase 1 for every slot above our decided prefix, with a fresh ballot."""
-        top = max(self.promised, self.ballot, self._highest_seen)
+        top = max(self.promised, self.ballot, self._highest_seen, self._leader_ballot)
         self.ballot = Ballot(top.round + 1, self.node_id)
         self.role = Role.CANDIDATE
         self.leader = None
@@ -680,6 +684,17 @@ class MultiPaxosReplica:
 
     def _ask_catchup(self) -> None:
         self._catchup_due = self._now + self.config.catchup_retry_ticks
+        if self.decided_through > self._catchup_from:
+            self._catchup_from, self._catchup_tries = self.decided_through, 0
+        self._catchup_tries += 1
+        if self.role is Role.LEADER and self._catchup_tries > CATCHUP_TRIES_BEFORE_PHASE1:
+            # Nobody alive answers for the slots we miss: the promiser that
+            # knew them decided may have crashed. Phase 1 again, with a new
+            # ballot: a quorum of live acceptors then reports what it
+            # accepted above its own prefix, and P2c re-proposes it.
+            self._catchup_tries = 0
+            self._campaign()
+            return
         target = self.leader if self.leader not in (None, self.node_id) else None
         if target is None and self.peers:
             target = self._rng.choice(self.peers)
@@ -801,6 +816,11 @@ class MultiPaxosReplica:
             self.ignored += 1
             return
         snap = Snapshot(m.slot, m.meta, data)
+        if self.role is Role.LEADER:
+            # A snapshot past our own open slots means a higher ballot chose
+            # them, and we cannot compare opaque state with our proposals:
+            # never lead across it (see ``_decide``).
+            self._step_down(None)
         # Deliveries already handed out stay before the restore point.
         self._restore_at = len(self._deliveries)
         pending_before = set(self.pending)
@@ -811,7 +831,9 @@ class MultiPaxosReplica:
             if self._is_delivered(pid):
                 del self.pending[pid]
                 self._forwarded_at.pop(pid, None)
-                self._dropped.append(Dropped(pid, "delivered inside a snapshot from a peer"))
+                self._dropped.append(
+                    Dropped(pid, "delivered inside a snapshot from a peer", delivered=True)
+                )
         self._deliver_ready_slots()
         if self.decided_through < self.known_commit:
             self._ask_catchup()
@@ -823,9 +845,12 @@ class MultiPaxosReplica:
         self.accepted.pop(slot, None)
         self._decided_new.append(DecidedEntry(slot, value))
         o = self._open.pop(slot, None)
-        if o is not None and o.value != value:
-            # Someone with a higher ballot chose another value here, so our
-            # ballot is stale; we must never advertise a commit covering a
+        if self.role is Role.LEADER and (
+            (o is not None and o.value != value) or (o is None and slot >= self._next_slot)
+        ):
+            # Someone with a higher ballot chose a value here (another than
+            # ours, or above everything we proposed), so our ballot is stale:
+            # we must never propose into, nor advertise a commit covering, a
             # slot where followers may hold our losing proposal.
             self._step_down(None)
         self._deliver_ready_slots()
@@ -985,8 +1010,11 @@ class MultiPaxosReplica:
         del self._accepted_new[: len(ready.accepted)]
         del self._decided_new[: len(ready.decided)]
         del self._dropped[: len(ready.dropped)]
-        if ready.snapshot is not None and ready.snapshot is self._snapshot_out:
-            self._snapshot_out = None
+        if ready.snapshot is not None:
+            # The restore point belonged to that Ready alone (a compaction in
+            # between may have replaced the snapshot still to persist).
             self._restore_at = None
+            if ready.snapshot is self._snapshot_out:
+                self._snapshot_out = None
         if ready.promised is not None and ready.promised == self.promised:
             self._promised_dirty = False

@@ -122,6 +122,7 @@ class Driver:
         self._task: asyncio.Task[None] | None = None
         self._mux: Mux | None = None
         self._closed = False
+        self._persisting: asyncio.Future[None] | None = None
 
     @property
     def running(self) -> bool:
@@ -146,6 +147,8 @@ class Driver:
             # ``wait`` (not ``await task``) so that a cancellation of *our*
             # caller still propagates instead of being swallowed here.
             await asyncio.wait({task})
+        if self._persisting is not None and not self._persisting.done():
+            await asyncio.wait({self._persisting})
 
     def call(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` inside the driver task, between two steps (it owns the replica)."""
@@ -200,7 +203,12 @@ class Driver:
                         or ready.decided
                         or ready.snapshot is not None
                     ):
-                        await asyncio.to_thread(self._persist, ready)
+                        # Shielded and remembered: a close() in the middle waits
+                        # for the save to finish before the store is closed.
+                        self._persisting = asyncio.ensure_future(
+                            asyncio.to_thread(self._persist, ready)
+                        )
+                        await asyncio.shield(self._persisting)
                     send = self.transport.send
                     for envelope in ready.messages:
                         send(envelope)

@@ -25,7 +25,13 @@ from typing import Protocol
 from ..core.events import Ready
 from ..core.multipaxos import SEQ_BITS, LogConfig, MultiPaxosReplica, Status
 from ..core.types import Delivery, ProposalId
-from ..errors import ConfigurationError, NotRunningError, PayloadTooLargeError
+from ..errors import (
+    AlreadyDeliveredError,
+    ConfigurationError,
+    NotRunningError,
+    PaxosError,
+    PayloadTooLargeError,
+)
 from ..storage.base import Storage, default_storage, has_durable_part
 from ..transport.base import Transport
 from ._common import check_membership, make_rng, within
@@ -322,7 +328,12 @@ class TotalOrderBroadcast:
             if fut is not None:
                 self._slots.release()
                 if not fut.done():
-                    fut.set_exception(PayloadTooLargeError(dropped.reason))
+                    error: PaxosError = (
+                        AlreadyDeliveredError(dropped.reason)
+                        if dropped.delivered
+                        else PayloadTooLargeError(dropped.reason)
+                    )
+                    fut.set_exception(error)
         if ready.restore_at == len(ready.deliveries) and ready.snapshot is not None:
             self._restore(ready.snapshot.data)
         if ready.deliveries and sm is None:
