@@ -66,9 +66,17 @@ def wrong_arity(name: bytes) -> Error:
 
 
 def unknown_command(args: list[bytes]) -> Error:
-    name = args[0].decode(errors="replace")
-    rest = " ".join(f"'{a.decode(errors='replace')[:128]}'" for a in args[1:])
-    return Error(f"ERR unknown command '{name}', with args beginning with: {rest}")
+    # Redis's text (server.c), which clients and redis-cli users compare: the name
+    # cut to 128 bytes, then each argument quoted and followed by a space while
+    # fewer than 128 bytes are shown; C strings, so each stops at a NUL.
+    shown = b""
+    for arg in args[1:]:
+        if len(shown) >= 128:
+            break
+        shown += b"'" + arg.split(b"\0", 1)[0][: 128 - len(shown)] + b"' "
+    name = args[0].split(b"\0", 1)[0][:128]
+    text = b"ERR unknown command '" + name + b"', with args beginning with: " + shown
+    return Error(text.decode(errors="replace"))
 
 
 class NodeCommands:
