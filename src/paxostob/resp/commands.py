@@ -407,8 +407,12 @@ class NodeCommands:
             if not wanted & {"all", "everything", "default"}:
                 sections = text.split("\r\n\r\n")
                 text = "\r\n\r\n".join(
-                    s for s in sections if s.split("\r\n", 1)[0][2:].lower() in wanted
+                    s.removesuffix("\r\n")
+                    for s in sections
+                    if s.split("\r\n", 1)[0][2:].lower() in wanted
                 )
+                if text:  # as in Redis, every line ends in CRLF, the last one too
+                    text += "\r\n"
         return text.encode()
 
     # ------------------------------------------------------------- paxos
