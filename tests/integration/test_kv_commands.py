@@ -109,7 +109,7 @@ def info_section(node: Node, section: str) -> dict[str, str]:
     """``INFO section`` as text fields (redis-py would turn ballot ``4.2`` into a float)."""
     with raw(node) as c:
         text = cmd(c, "INFO", section)
-    assert isinstance(text, bytes) and text.endswith(b"\r\n"), text[-20:]
+    assert isinstance(text, bytes) and text.endswith(b"\r\n"), repr(text)
     lines = text.decode().split("\r\n")
     assert lines[0].lower() == f"# {section}", lines
     return dict(line.split(":", 1) for line in lines[1:] if line)
