@@ -160,6 +160,28 @@ def filesystem_of(path: Path) -> str:
     return fs
 
 
+def code_version() -> str:
+    """The commit measured, and whether src/ had uncommitted changes (the nodes run the tree)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return head + (" + uncommitted changes in src/" if dirty else "")
+
+
 def machine_info(data_dir: Path | None = None) -> dict[str, str]:
     cores = os.cpu_count() or 0
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
@@ -171,15 +193,31 @@ def machine_info(data_dir: Path | None = None) -> dict[str, str]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "uvloop": uvloop_version() or "not installed",
         "load average at start": " ".join(f"{x:.2f}" for x in load),
+        "paxostob code": code_version(),
     }
     if data_dir is not None:
         info["data dir file system"] = filesystem_of(data_dir.resolve())
     return info
 
 
-def save_json(path: Path, systems: Sequence[SystemInfo], rows: Sequence[Measurement]) -> None:
-    doc = {"systems": [asdict(s) for s in systems], "rows": [asdict(r) for r in rows]}
+def save_json(
+    path: Path,
+    systems: Sequence[SystemInfo],
+    rows: Sequence[Measurement],
+    machine: dict[str, str] | None = None,
+) -> None:
+    doc = {
+        "machine": machine or {},
+        "systems": [asdict(s) for s in systems],
+        "rows": [asdict(r) for r in rows],
+    }
     path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+
+
+def load_machine(path: Path) -> dict[str, str]:
+    """The machine a saved run was measured on (empty for files without it)."""
+    machine = json.loads(path.read_text(encoding="utf-8")).get("machine") or {}
+    return {str(k): str(v) for k, v in machine.items()}
 
 
 def load_json(path: Path) -> tuple[list[SystemInfo], list[Measurement]]:

@@ -37,8 +37,11 @@ from benchcommon import percentile
 HOST = "127.0.0.1"
 #: A reply slower than this is a hung server (the run fails instead of hanging).
 REPLY_TIMEOUT_S = 30.0
-#: Errors tolerated before a run gives up (a leader change, a -TRYAGAIN).
-ERRORS_MAX = 100
+#: Errors tolerated before a run gives up. A leader change answers -TRYAGAIN
+#: until the new leader is known: that is counted and retried after a pause,
+#: not fatal (a soak on a busy machine sees elections).
+ERRORS_MAX = 100_000
+ERROR_PAUSE_S = 0.01
 
 
 class ServerError(Exception):
@@ -81,6 +84,7 @@ async def run_load(
     requests: int,
     time_max_s: float,
     progress: Callable[[int], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
 ) -> LoadResult:
     """Closed-loop load: ``clients`` connections, ``requests`` requests or ``time_max_s``."""
     conns = [await factory(i) for i in range(clients)]
@@ -99,10 +103,13 @@ async def run_load(
             t0 = time.perf_counter()
             try:
                 await asyncio.wait_for(conn.request(n), REPLY_TIMEOUT_S)
-            except ServerError:
+            except ServerError as e:
                 errors += 1
+                if on_error is not None:
+                    on_error(str(e))
                 if errors > ERRORS_MAX:
                     raise
+                await asyncio.sleep(ERROR_PAUSE_S)
                 continue
             latencies.append(time.perf_counter() - t0)
             if progress is not None:

@@ -195,7 +195,7 @@ class RedisPeer(Peer):
             out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True)
             version = out.stdout.split("v=")[1].split()[0] if "v=" in out.stdout else "?"
         durability = "fsync (appendfsync always)" if self.fsync else "none (no persistence)"
-        return SystemInfo(self.name, version, durability, replicas=1)
+        return SystemInfo(self.name, version, durability, replicas=1, uvloop="n/a (C, ae loop)")
 
     def missing(self) -> str | None:
         if shutil.which("redis-server") is None:
@@ -240,7 +240,9 @@ class ZooKeeperPeer(Peer):
 
     def info(self) -> SystemInfo:
         version = _dpkg_version("zookeeper") if _dpkg_installed("zookeeper") else "?"
-        return SystemInfo(self.name, version, "fsync (forceSync=yes, the default)", replicas=3)
+        return SystemInfo(
+            self.name, version, "fsync (forceSync=yes, the default)", 3, uvloop="n/a (Java)"
+        )
 
     def missing(self) -> str | None:
         if not ZK_JAR.exists():
@@ -334,7 +336,7 @@ class EtcdPeer(Peer):
 
     def info(self) -> SystemInfo:
         version = _dpkg_version("etcd-server") if _dpkg_installed("etcd-server") else "?"
-        return SystemInfo(self.name, version, "fsync (the default)", replicas=3)
+        return SystemInfo(self.name, version, "fsync (the default)", 3, uvloop="n/a (Go)")
 
     def missing(self) -> str | None:
         if shutil.which("etcd") is None:

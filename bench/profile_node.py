@@ -83,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second (250)")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--clients", type=int, default=50)
+    p.add_argument(
+        "--native", action="store_true", help="also C frames (uvloop, sqlite3, the kernel calls)"
+    )
     p.add_argument("--out-dir", type=Path, help="keep the raw stacks here (default: a temp dir)")
     args = p.parse_args(argv)
     spy = py_spy()
@@ -114,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "--duration", str(int(args.seconds)), "--rate", str(args.rate),
                     "--format", "raw", "--output", str(raw),
                 ]  # fmt: skip
+                if args.native:
+                    cmd.append("--native")
                 spies[role] = (
                     raw,
                     subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE),

@@ -319,11 +319,10 @@ def generated_block(
         "",
         "### Machine",
         "",
-        format_table([("", "")] + [(k, v) for k, v in machine.items()]).replace(
-            "|  |  |\n", "| what | value |\n", 1
-        ),
+        format_table([("what", "value")] + [(k, v) for k, v in machine.items()]),
         "",
-        "The load generators run on the same cores as the servers.",
+        "The load generators run on the same cores as the servers, and other work shares the",
+        "machine (see the load averages): ratios within this run mean more than absolute numbers.",
         "",
         "### Systems",
         "",

@@ -26,6 +26,7 @@ installed otherwise).
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -43,6 +44,7 @@ from benchcommon import (
     Progress,
     SystemInfo,
     load_json,
+    load_machine,
     machine_info,
     median_of,
     rows_table,
@@ -193,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress.log(f"{k}: {v}")
         if args.from_json:
             systems, rows = load_json(args.from_json)
+            machine = load_machine(args.from_json) or machine
         else:
             systems, rows = measure(args, progress)
     print(rows_table(rows) if rows else "(no rows)")
@@ -206,8 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for g in report.goals(rows):
         state = "-" if g.holds is None else ("holds" if g.holds else "DOES NOT HOLD")
         print(f"  {g.text}: {g.measured} [{state}] {g.vs}")
+    if hasattr(os, "getloadavg") and not args.from_json:
+        machine["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if args.json:
-        save_json(args.json, systems, rows)
+        save_json(args.json, systems, rows, machine)
     if not args.no_doc:
         plots, note = report.make_plots(rows, args.plots_dir)
         block = report.generated_block(

@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import os
 import statistics
 import sys
@@ -46,7 +47,7 @@ from benchcommon import (
     optional_module,
 )
 from drivers import run_async
-from loadgen import resp_factory, run_load, set_command
+from loadgen import RespClient, ServerError, resp_factory, run_load, set_command
 from paxos_cluster import PaxosCluster
 
 FLAT_TOLERANCE = 0.10
@@ -71,6 +72,13 @@ class Soak:
     warmup_s: float
     times_s: list[float] = field(default_factory=list)
     ops_s: list[float] = field(default_factory=list)
+    #: Errors (-TRYAGAIN during an election) per sample interval, and their texts.
+    errors_per_sample: list[int] = field(default_factory=list)
+    error_texts: dict[str, int] = field(default_factory=dict)
+    #: Whether the load still ran at each sample (the last one is after it, clients gone).
+    under_load: list[bool] = field(default_factory=list)
+    #: The ballot node 1 reports at each sample: a change is an election.
+    ballots: list[str] = field(default_factory=list)
     nodes: dict[str, NodeSamples] = field(default_factory=dict)
     completed: int = 0
     errors: int = 0
@@ -101,8 +109,30 @@ def dir_mib(path: Path) -> float:
     return total / (1024 * 1024)
 
 
+async def node_ballot(client: RespClient) -> str:
+    try:
+        reply = await asyncio.wait_for(client.call(b"PAXOS.STATUS"), 5.0)
+    except (ServerError, TimeoutError, ConnectionError) as e:
+        return f"? ({type(e).__name__})"
+    if not isinstance(reply, list):
+        return "?"
+    fields = dict(zip(reply[::2], reply[1::2], strict=True))
+    ballot = fields.get(b"ballot")
+    return ballot.decode() if isinstance(ballot, bytes) else "?"
+
+
+def elections(soak: Soak) -> int:
+    known = [b for b in soak.ballots if not b.startswith("?")]
+    return sum(1 for a, b in itertools.pairwise(known) if a != b)
+
+
 def after_warmup(soak: Soak, values: Sequence[float]) -> list[float]:
-    return [v for t, v in zip(soak.times_s, values, strict=True) if t >= soak.warmup_s]
+    """The samples taken after the warm-up while the load ran."""
+    return [
+        v
+        for t, running, v in zip(soak.times_s, soak.under_load, values, strict=True)
+        if t >= soak.warmup_s and running
+    ]
 
 
 def memory_verdict(soak: Soak, node: NodeSamples) -> tuple[bool, str]:
@@ -127,7 +157,10 @@ def fds_verdict(soak: Soak, node: NodeSamples) -> tuple[bool, str]:
     vals = after_warmup(soak, [float(x) for x in node.fds])
     if not vals:
         return False, "no samples"
-    return max(vals) - vals[0] <= FDS_SLACK, f"{int(min(vals))}..{int(max(vals))}"
+    text = f"{int(min(vals))}..{int(max(vals))} under load"
+    if node.fds and not soak.under_load[-1]:
+        text += f", {node.fds[-1]} after the clients left"
+    return max(vals) - vals[0] <= FDS_SLACK, text
 
 
 async def soak_run(
@@ -137,10 +170,17 @@ async def soak_run(
     for node_id, node in cluster.nodes.items():
         soak.nodes[node_id] = NodeSamples(node_id, node.pid)
     done_count = 0
+    error_count = 0
 
     def count(n: int) -> None:
         nonlocal done_count
         done_count += n
+
+    def on_error(text: str) -> None:
+        nonlocal error_count
+        error_count += 1
+        key = text[:80]
+        soak.error_texts[key] = soak.error_texts.get(key, 0) + 1
 
     duration_s = soak.minutes * 60
     load = asyncio.ensure_future(
@@ -150,10 +190,12 @@ async def soak_run(
             requests=10**9,  # bounded by time: duration_s
             time_max_s=duration_s,
             progress=count,
+            on_error=on_error,
         )
     )
+    status = await RespClient.connect(cluster.nodes["1"].resp_port, lambda n: ())
     start = time.perf_counter()
-    last_t, last_count = start, 0
+    last_t, last_count, last_errors = start, 0, 0
     total = int(duration_s)
     with progress.task(f"soak: {soak.clients} clients for {soak.minutes:g} min", total) as advance:
         shown = 0
@@ -161,8 +203,12 @@ async def soak_run(
             await asyncio.wait({load}, timeout=sample_s)
             now = time.perf_counter()
             soak.times_s.append(now - start)
+            soak.under_load.append(not load.done())
             soak.ops_s.append((done_count - last_count) / (now - last_t))
             last_t, last_count = now, done_count
+            soak.errors_per_sample.append(error_count - last_errors)
+            last_errors = error_count
+            soak.ballots.append(await node_ballot(status))
             for node_id, node in cluster.nodes.items():
                 s = soak.nodes[node_id]
                 try:
@@ -175,6 +221,7 @@ async def soak_run(
             step = min(total, int(now - start)) - shown
             advance(step)
             shown += step
+    await status.close()
     result = load.result()
     soak.completed, soak.errors, soak.elapsed_s = result.completed, result.errors, result.elapsed_s
     soak.p50_ms, soak.p99_ms, soak.p999_ms = result.ms(0.5), result.ms(0.99), result.ms(0.999)
@@ -193,7 +240,12 @@ def plot(soak: Soak, path: Path) -> str | None:
         axes[0].plot(minutes, s.rss_mib, label=f"node {s.node_id}")
         axes[1].plot(minutes, s.fds, label=f"node {s.node_id}")
         axes[2].plot(minutes, s.disk_mib, label=f"node {s.node_id}")
-    axes[3].plot(minutes, soak.ops_s, color="black")
+    axes[3].plot(minutes, soak.ops_s, color="black", label="SET/s")
+    if any(soak.errors_per_sample):
+        spans = [b - a for a, b in itertools.pairwise([0.0, *soak.times_s])]
+        per_s = [e / max(1e-9, s) for e, s in zip(soak.errors_per_sample, spans, strict=True)]
+        axes[3].plot(minutes, per_s, color="red", label="errors/s (-TRYAGAIN)")
+        axes[3].legend(fontsize=8)
     labels = ("RSS, MiB", "open fds", "data dir, MiB", "SET/s (cluster)")
     for ax, label in zip(axes, labels, strict=True):
         ax.set_ylabel(label)
@@ -242,7 +294,8 @@ def summary(soak: Soak, plot_path: str | None, command: str) -> str:
         f"{soak.minutes:g} minutes, {soak.clients} clients, SET of {VALUE_BYTES}-byte values; "
         f"warm-up: the first {soak.warmup_s:.0f} s. {soak.completed:,} writes "
         f"({rate:,.0f}/s), {soak.errors} errors; latency p50 {soak.p50_ms:.1f} ms, "
-        f"p99 {soak.p99_ms:.1f} ms, p99.9 {soak.p999_ms:.1f} ms.",
+        f"p99 {soak.p99_ms:.1f} ms, p99.9 {soak.p999_ms:.1f} ms. Elections seen (ballot "
+        f"changes at node 1 between samples): {elections(soak)}.",
         "",
         f"**Memory and fds flat after warm-up (+/-{FLAT_TOLERANCE * 100:.0f}%): "
         f"{'yes' if all_flat else 'no'}.**",
@@ -250,6 +303,8 @@ def summary(soak: Soak, plot_path: str | None, command: str) -> str:
         format_table(rows),
         "",
     ]
+    if soak.error_texts:
+        lines += ["Errors: " + "; ".join(f"{n} x `{t}`" for t, n in soak.error_texts.items()), ""]
     if plot_path:
         lines += [f"![soak](bench/{Path(plot_path).name})", ""]
     return "\n".join(lines)
