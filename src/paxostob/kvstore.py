@@ -20,13 +20,20 @@ import time
 from collections.abc import Sequence
 
 from .core.types import Delivery
-from .errors import ConfigurationError, PaxosError
+from .errors import AlreadyDeliveredError, ConfigurationError, PaxosError
 from .kv.commands import Entry, Op, encode_entry
 from .kv.replies import Error, Reply
 from .kv.state_machine import KvStateMachine
 from .node.tob import StateMachine, TotalOrderBroadcast
 
-__all__ = ["KeyValueStore", "TaggedStateMachine"]
+__all__ = ["REPLY_NOT_KEPT", "KeyValueStore", "TaggedStateMachine"]
+
+#: The reply of each op of an entry that was applied on this node inside a
+#: snapshot from a peer (it lagged behind): the entry is in the log exactly
+#: once, but this node did not compute its replies.
+REPLY_NOT_KEPT = Error("TRYAGAIN applied elsewhere; the reply was not kept")
+#: ``get`` reads again when a read's reply was not kept; each try is a log entry.
+READ_TRIES_MAX = 3
 
 
 class TaggedStateMachine:
@@ -114,13 +121,17 @@ class KeyValueStore:
         """Apply ``ops`` as one atomic log entry; their replies, in order.
 
         Raises ``QuorumTimeoutError`` when the entry is not applied in time
-        (it may still be applied later).
+        (it may still be applied later). An entry this node applied inside a
+        snapshot from a peer gets ``REPLY_NOT_KEPT`` for each op.
         """
         entry = Entry(int(time.time() * 1000), tuple(Op(tuple(op)) for op in ops))
-        d = await self.tob.broadcast(self.tag + encode_entry(entry), timeout=self.timeout_s)
+        try:
+            d = await self.tob.broadcast(self.tag + encode_entry(entry), timeout=self.timeout_s)
+        except AlreadyDeliveredError:  # applied, inside a snapshot this node took from a peer
+            return [REPLY_NOT_KEPT] * len(ops)
         replies = self.machine.take_replies(d.slot)
         if replies is None:  # applied inside a snapshot from a peer: the reply is gone
-            return [Error("TRYAGAIN applied elsewhere; the reply was not kept")] * len(ops)
+            return [REPLY_NOT_KEPT] * len(ops)
         return replies
 
     def stored_keys(self) -> int:
@@ -135,12 +146,16 @@ class KeyValueStore:
     async def put(self, key: bytes, value: bytes) -> None:
         """Set ``key``; returns once the write is applied on this node."""
         reply = await self.command(b"SET", key, value)
-        if isinstance(reply, Error):
+        # REPLY_NOT_KEPT: applied here (in a snapshot), and a plain SET answers OK.
+        if isinstance(reply, Error) and reply != REPLY_NOT_KEPT:
             raise PaxosError(reply.text)
 
     async def get(self, key: bytes) -> bytes | None:
         """The value of ``key`` (linearizable: read through the log)."""
-        reply = await self.command(b"GET", key)
+        for _ in range(READ_TRIES_MAX):
+            reply = await self.command(b"GET", key)
+            if reply != REPLY_NOT_KEPT:
+                break  # else its reply was lost: a read changes nothing, so read again
         if isinstance(reply, Error):
             raise PaxosError(reply.text)
         assert reply is None or isinstance(reply, bytes)
