@@ -24,15 +24,39 @@ the core; these tests pass once it is fixed.
    no live replica can supply them, the leader ignores the accepted reports
    it has for them, and the log stalls forever with a correct majority on a
    perfect network.
+
+3. Found by ``paxostob sim --seed 1340`` (also seeds 360 and 17053; open:
+   a strict xfail below, and those seeds are ``KNOWN_CORE_BUGS`` in
+   test_swarm):
+   a lagging replica mixes the chunks of two snapshots. In
+   ``MultiPaxosReplica._on_snapshot_chunk`` the guard against an *older*
+   snapshot (``inc[0] > m.slot``) sits inside a branch taken only when
+   ``inc[0] <= m.slot``, so it never fires: a chunk of an older snapshot
+   (a peer that compacted less, or a stale resend) is filed into the newer
+   snapshot being assembled, under its own offset. Once the byte count
+   adds up, the replica adopts ``Snapshot(older slot, older meta, mixed
+   bytes)`` and hands the application a state nobody ever had. In seed
+   1340 ``n1`` is assembling ``n2``'s snapshot of slot 21 (64-byte chunks)
+   when chunks of ``n3``'s snapshot of slot 14 arrive and fill the missing
+   offsets; the application cannot even decode the result (bytes that
+   happen to decode would give a silently wrong state). Earlier in that
+   run a stale chunk of slot 21 had spoiled n1's assembly of slot 59 (the
+   sizes did not add up, so the whole assembly was thrown away). The fix:
+   ignore (and count) a chunk whose slot is below the one being assembled,
+   and only then start a new assembly for a higher slot or a different
+   meta/size.
 """
 
 from __future__ import annotations
 
 import random
 
+import pytest
+
 from paxostob.core.events import Campaign, Receive, Tick
-from paxostob.core.messages import Accept, Envelope
+from paxostob.core.messages import Accept, Envelope, SnapshotChunk
 from paxostob.core.multipaxos import LogConfig, MultiPaxosReplica, Role
+from paxostob.core.snapshot import SnapshotMeta, encode_meta
 
 
 class Cluster:
@@ -153,3 +177,36 @@ def test_a_leader_learns_the_slots_below_max_decided_after_their_only_knower_cra
             r[node].step(Tick())
         in_flight = [e for node in live for e in net.out(node) if e.dst in live]
     assert {n: r[n].decided_through for n in live} == {"c": 1, "d": 1, "e": 1}
+
+
+def _chunks(sender: str, slot: int, delivered: int, data: bytes, step: int) -> list[Envelope]:
+    """The chunks ``sender`` sends of its snapshot at ``slot`` to replica c."""
+    meta = encode_meta(SnapshotMeta(slot, delivered, {}))
+    return [
+        Envelope(
+            "c", SnapshotChunk("tob", sender, slot, meta, len(data), off, data[off : off + step])
+        )
+        for off in range(0, len(data), step)
+    ]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug (sim seed 1340): a chunk of an older snapshot completes a newer one",
+)
+def test_a_lagging_replica_never_mixes_the_chunks_of_two_snapshots() -> None:
+    net = Cluster(3, config=LogConfig(snapshot_chunk_bytes_max=4))
+    c = net.r["c"]
+    newer = _chunks("a", 21, 26, b"NEWERxxx", 4)  # a's snapshot of slot 21, two chunks
+    older = _chunks("b", 14, 19, b"olderyyy", 4)  # b compacted less: slot 14
+    # c gets the newer snapshot's first chunk, then a stale older chunk at the other offset.
+    net.deliver([newer[0], older[1]])
+    adopted = []
+    while c.has_ready():
+        rd = c.ready()
+        if rd.snapshot is not None:
+            adopted.append((rd.snapshot.slot, rd.snapshot.data))
+        c.advance(rd)
+    # Either still waiting for the newer snapshot's second chunk, or a real snapshot: never
+    # b's slot and meta with half of a's bytes.
+    assert all(pair in ((21, b"NEWERxxx"), (14, b"olderyyy")) for pair in adopted), adopted
