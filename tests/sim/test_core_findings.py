@@ -25,9 +25,8 @@ the core; these tests pass once it is fixed.
    it has for them, and the log stalls forever with a correct majority on a
    perfect network.
 
-3. Found by ``paxostob sim --seed 1340`` (also seeds 360 and 17053; open:
-   a strict xfail below, and those seeds are ``KNOWN_CORE_BUGS`` in
-   test_swarm):
+3. Found by ``paxostob sim --seed 1340`` (also seeds 360 and 17053; fixed:
+   an older snapshot's chunk is now ignored before any assembly state is touched):
    a lagging replica mixes the chunks of two snapshots. In
    ``MultiPaxosReplica._on_snapshot_chunk`` the guard against an *older*
    snapshot (``inc[0] > m.slot``) sits inside a branch taken only when
@@ -50,8 +49,6 @@ the core; these tests pass once it is fixed.
 from __future__ import annotations
 
 import random
-
-import pytest
 
 from paxostob.core.events import Campaign, Receive, Tick
 from paxostob.core.messages import Accept, Envelope, SnapshotChunk
@@ -190,10 +187,6 @@ def _chunks(sender: str, slot: int, delivered: int, data: bytes, step: int) -> l
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug (sim seed 1340): a chunk of an older snapshot completes a newer one",
-)
 def test_a_lagging_replica_never_mixes_the_chunks_of_two_snapshots() -> None:
     net = Cluster(3, config=LogConfig(snapshot_chunk_bytes_max=4))
     c = net.r["c"]

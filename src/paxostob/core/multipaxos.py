@@ -793,10 +793,10 @@ class MultiPaxosReplica:
             self.ignored += 1
             return
         inc = self._incoming
-        if inc is None or inc[0] < m.slot or (inc[0] == m.slot and inc[1:3] != (m.meta, m.size)):
-            if inc is not None and inc[0] > m.slot:
-                self.ignored += 1  # an older snapshot than the one we are assembling
-                return
+        if inc is not None and inc[0] > m.slot:
+            self.ignored += 1  # a chunk of an older snapshot than the one being assembled
+            return
+        if inc is None or inc[0] < m.slot or inc[1:3] != (m.meta, m.size):
             inc = self._incoming = (m.slot, m.meta, m.size, {})
         chunks = inc[3]
         chunks[m.offset] = m.chunk
