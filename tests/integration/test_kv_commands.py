@@ -604,13 +604,6 @@ def test_a_10000_command_pipeline_gets_10000_replies_in_order(cluster: Cluster) 
         assert c.get("pipe:n") == str(counter).encode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resp.commands returns a lazy coroutine per key-value command and resp.server "
-    "awaits them one at a time, so a pipeline costs one consensus round per command "
-    "(~2.5 ms on the leader, ~5 ms on a follower: a 10,000-command pipeline takes 25-50 s); "
-    "resp/server.py's docstring says pipelined writes are proposed concurrently",
-)
 def test_a_pipeline_shares_consensus_slots(cluster: Cluster) -> None:
     n = 400
     leader = cluster.nodes[leader_id(cluster)]

@@ -44,6 +44,12 @@ __all__ = ["NodeCommands"]
 OK = SimpleString("OK")
 QUEUED = SimpleString("QUEUED")
 
+#: Consecutive pipelined key-value commands of one connection share a log
+#: entry, up to this many commands and bytes (one entry must stay well under
+#: a batch and a TCP frame).
+GROUP_COMMANDS_MAX = 256
+GROUP_BYTES_MAX = 256 * 1024
+
 
 class KvExecutor(Protocol):
     """Applies a list of commands as one log entry (``kvstore.KeyValueStore``)."""
@@ -121,6 +127,68 @@ class NodeCommands:
             self.table[b"DISCARD"] = self._discard
         self._changed = asyncio.Event()
         log.on_change = self._changed.set
+
+    def dispatch_many(
+        self, conn: Connection, commands: list[list[bytes]]
+    ) -> list[tuple[Reply | Awaitable[Reply], int]]:
+        """Dispatch one read's commands; consecutive key-value commands share a log entry.
+
+        A pipeline (``redis-benchmark -P 16``, a client's pipeline) then
+        costs one consensus round per read instead of one per command, and
+        its commands still take effect in order: they are one entry, applied
+        in order, and the next group is proposed only after this one's
+        replies were awaited.
+        """
+        out: list[tuple[Reply | Awaitable[Reply], int]] = []
+        group: list[list[bytes]] = []
+        group_bytes = 0
+
+        def flush() -> None:
+            nonlocal group_bytes
+            if group:
+                out.extend((item, conn.protocol) for item in self._kv_group(list(group)))
+                group.clear()
+                group_bytes = 0
+
+        for args in commands:
+            if conn.closing:
+                break
+            if self._groupable(conn, args):
+                group.append(args)
+                group_bytes += sum(len(a) for a in args)
+                if len(group) >= GROUP_COMMANDS_MAX or group_bytes >= GROUP_BYTES_MAX:
+                    flush()
+                continue
+            flush()
+            out.append((self.dispatch(conn, args), conn.protocol))
+        flush()
+        return out
+
+    def _groupable(self, conn: Connection, args: list[bytes]) -> bool:
+        if self.kv is None or conn.queued is not None:
+            return False
+        if self.requirepass is not None and not conn.authenticated:
+            return False
+        name = args[0].upper()
+        if name in self.table:
+            return False
+        spec = COMMANDS.get(name.lower())
+        return spec is not None and spec.arity_ok(len(args))
+
+    def _kv_group(self, ops: list[list[bytes]]) -> list[Reply | Awaitable[Reply]]:
+        busy = self._no_leader()
+        if busy is not None:
+            return [busy] * len(ops)
+        shared: list[asyncio.Future[list[KvReply] | Error]] = []
+
+        async def reply(k: int) -> Reply:
+            # The first reply awaited starts the group's entry; the rest share it.
+            if not shared:
+                shared.append(asyncio.ensure_future(self._kv_execute(ops)))
+            replies = await shared[0]
+            return replies if isinstance(replies, Error) else replies[k]
+
+        return [reply(k) for k in range(len(ops))]
 
     def dispatch(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
         name = args[0].upper()

@@ -3,9 +3,9 @@
 Theory of operation: one task per connection reads bytes, feeds the sans-IO
 ``RequestParser`` and hands every complete command to the ``Dispatcher``,
 which answers at once or with an awaitable (a command that goes through
-consensus). All commands parsed from one read are dispatched before any is
-awaited, so a pipeline of writes proposes concurrently; replies are written
-in request order. A protocol error is answered with its Redis error text and
+consensus). All commands parsed from one read are dispatched together, so
+the dispatcher can put a pipeline's consecutive writes into one log entry;
+replies are written in request order. A protocol error is answered with its Redis error text and
 closes that connection only; nothing a client sends can stop the server or
 reach another client.
 """
@@ -47,7 +47,17 @@ class Connection:
 
 
 class Dispatcher(Protocol):
-    def dispatch(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]: ...
+    def dispatch_many(
+        self, conn: Connection, commands: list[list[bytes]]
+    ) -> list[tuple[Reply | Awaitable[Reply], int]]:
+        """Replies (or awaitables), in order, each with the protocol to encode it in.
+
+        All of ``commands`` arrived in one read: a dispatcher may execute
+        consecutive ones together (one log entry), as long as each
+        connection's commands take effect in order. It stops after a
+        command that set ``conn.closing``.
+        """
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,25 +138,29 @@ class RespServer:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> None:
-        dispatch = self.dispatcher.dispatch
+        dispatch_many = self.dispatcher.dispatch_many
         while not conn.closing:
             data = await reader.read(READ_BYTES)
             if not data:
                 return
             parser.feed(data)
             # Dispatch everything that arrived, then await in order.
-            pending: list[tuple[Reply | Awaitable[Reply], int]] = []
-            while not conn.closing:
+            commands: list[list[bytes]] = []
+            failure: ProtocolError | None = None
+            while True:
                 try:
                     args = parser.parse()
                 except ProtocolError as e:
-                    self.protocol_errors += 1
-                    pending.append((e.reply, conn.protocol))
-                    conn.closing = True  # the stream can no longer be parsed
+                    failure = e
                     break
                 if args is None:
                     break
-                pending.append((dispatch(conn, args), conn.protocol))
+                commands.append(args)
+            pending = dispatch_many(conn, commands) if commands else []
+            if failure is not None and not conn.closing:
+                self.protocol_errors += 1
+                pending.append((failure.reply, conn.protocol))
+                conn.closing = True  # the stream can no longer be parsed
             out: list[bytes] = []
             for reply, protocol in pending:
                 if inspect.isawaitable(reply):
