@@ -98,6 +98,8 @@ __all__ = ["LogConfig", "MultiPaxosReplica", "Role", "Status"]
 #: Sequence numbers are ``incarnation << SEQ_BITS | counter``: every life of
 #: an origin has its own range, so a restarted node never reuses an id.
 SEQ_BITS = 32
+#: Snapshot transfers assembled at once (from different peers or points).
+INCOMING_SNAPSHOTS_MAX = 3
 #: A leader whose catch-up makes no progress this many times runs phase 1 again.
 CATCHUP_TRIES_BEFORE_PHASE1 = 8
 COUNTER_MASK = (1 << SEQ_BITS) - 1
@@ -255,7 +257,10 @@ class MultiPaxosReplica:
         self.snapshot: Snapshot | None = None
         self._snapshot_out: Snapshot | None = None
         self._restore_at: int | None = None
-        self._incoming: tuple[int, bytes, int, dict[int, bytes]] | None = None
+        # Snapshots being assembled, by (slot, meta, size): each its own chunks,
+        # so chunks of two snapshots never mix; a few at once, so a transfer
+        # that lost a chunk cannot starve a newer or older complete one.
+        self._incoming: dict[tuple[int, bytes, int], dict[int, bytes]] = {}
         self._snapshot_sent: dict[str, int] = {}
 
         # Role.
@@ -792,18 +797,17 @@ class MultiPaxosReplica:
         if m.slot <= self.decided_through or m.offset < 0 or m.offset + len(m.chunk) > m.size:
             self.ignored += 1
             return
-        inc = self._incoming
-        if inc is not None and inc[0] > m.slot:
-            self.ignored += 1  # a chunk of an older snapshot than the one being assembled
-            return
-        if inc is None or inc[0] < m.slot or inc[1:3] != (m.meta, m.size):
-            inc = self._incoming = (m.slot, m.meta, m.size, {})
-        chunks = inc[3]
+        key = (m.slot, m.meta, m.size)
+        chunks = self._incoming.get(key)
+        if chunks is None:
+            if len(self._incoming) >= INCOMING_SNAPSHOTS_MAX:
+                del self._incoming[next(iter(self._incoming))]  # the oldest transfer
+            chunks = self._incoming[key] = {}
         chunks[m.offset] = m.chunk
         if sum(len(c) for c in chunks.values()) < m.size:
             return
         data = b"".join(chunks[o] for o in sorted(chunks))
-        self._incoming = None
+        del self._incoming[key]
         if len(data) != m.size:
             self.ignored += 1  # overlapping chunks from a confused sender
             return
@@ -816,10 +820,15 @@ class MultiPaxosReplica:
             self.ignored += 1
             return
         snap = Snapshot(m.slot, m.meta, data)
-        if self.role is Role.LEADER:
-            # A snapshot past our own open slots means a higher ballot chose
-            # them, and we cannot compare opaque state with our proposals:
-            # never lead across it (see ``_decide``).
+        for stale in [k for k in self._incoming if k[0] <= m.slot]:
+            del self._incoming[stale]
+        if self.role is Role.LEADER and (
+            m.slot >= self._next_slot or (self._open and m.slot >= min(self._open))
+        ):
+            # A snapshot over a slot we hold open (or above all we proposed)
+            # means a higher ballot chose it, and opaque state cannot be
+            # compared with our proposals: never lead across it (see
+            # ``_decide``). Below our open slots it only fills our gap.
             self._step_down(None)
         # Deliveries already handed out stay before the restore point.
         self._restore_at = len(self._deliveries)
