@@ -5,16 +5,22 @@ and single-decree consensus use) and searches a bounded range of seeds for
 one where a safety checker fires. A seed only counts if the *intact* core
 passes it, so that a bug elsewhere in the core cannot pass for a caught rule.
 
-What is caught (seeds 0..bound, default swarm), measured when written:
+What is caught (seeds 0..bound, default swarm), measured when written
+(Multi-Paxos since the swarm crashes and restarts nodes on storage and
+compacts logs, and the ``chosen value`` check watches majorities):
 
-- minority "quorum" (``n // 2``): Multi-Paxos ~30% of seeds, single-decree ~6%;
-- accepting below the promise: Multi-Paxos ~1 seed in 150, single-decree ~6%;
-- adopting the *lowest*-ballot value in phase 1: Multi-Paxos ~1 seed in 600
-  (first at seed 652); single-decree: not caught in 2,000 seeds (the
-  value must be chosen at a ballot whose phase-2 quorum misses an acceptor
-  holding an older value, and a third proposer must complete phase 1 on
-  that acceptor plus one that has not learned the decision yet). Recorded
-  as a strict xfail so that catching it later is noticed.
+- minority "quorum" (``n // 2``): Multi-Paxos ~32% of seeds (first at
+  seed 0), single-decree ~6%;
+- accepting below the promise: Multi-Paxos ~4% of seeds, mostly as a
+  value a majority accepted losing its slot (first at seed 32);
+  single-decree ~6%;
+- adopting the *lowest*-ballot value in phase 1: Multi-Paxos ~1 seed in
+  800, as ``chosen value`` (first at seed 1146); single-decree: not caught
+  in 2,000 seeds (the value must be chosen at a ballot whose phase-2
+  quorum misses an acceptor holding an older value, and a third proposer
+  must complete phase 1 on that acceptor plus one that has not learned the
+  decision yet). Recorded as a strict xfail so that catching it later is
+  noticed.
 """
 
 from __future__ import annotations
@@ -32,7 +38,18 @@ from paxostob.sim.runner import simulate
 V = TypeVar("V")
 
 #: Properties a broken rule breaks (liveness failures do not count as caught).
-SAFETY = frozenset({"agreement", "total order", "log order", "integrity"})
+SAFETY = frozenset(
+    {
+        "agreement",
+        "chosen value",
+        "total order",
+        "log order",
+        "replay",
+        "snapshot state",
+        "durability",
+        "integrity",
+    }
+)
 
 
 def minority_quorum(members: int) -> int:
@@ -72,7 +89,7 @@ CASES = [
     pytest.param("quorum_size", minority_quorum, 100, False, id="minority-quorum-multipaxos"),
     pytest.param("quorum_size", minority_quorum, 300, True, id="minority-quorum-synod"),
     pytest.param(
-        "may_accept", accept_below_promise, 1500, False, id="accept-below-promise-multipaxos"
+        "may_accept", accept_below_promise, 300, False, id="accept-below-promise-multipaxos"
     ),
     pytest.param("may_accept", accept_below_promise, 300, True, id="accept-below-promise-synod"),
     pytest.param("highest_accepted", lowest_accepted, 2500, False, id="lowest-accepted-multipaxos"),

@@ -3,6 +3,15 @@
 Each test runs a chunk of consecutive seeds and reports every failing seed
 with the command that replays it (``paxostob sim --seed N``). The seed
 counts can be raised for a longer soak: ``PAXOSTOB_SIM_RUNS=20000``.
+
+About half the Multi-Paxos runs crash and restart nodes on their storage
+(any of them, a majority or all at once), and most compact their logs; see
+``test_the_swarm_covers_every_feature`` for the planned shares and the
+chunk tests for what the runs actually did.
+
+A core bug these runs found is replayed as a scripted scenario in
+``test_core_findings.py``; a finding seed beyond the default chunks is
+kept in ``FINDING_SEEDS``.
 """
 
 from __future__ import annotations
@@ -12,12 +21,15 @@ from collections import Counter
 
 import pytest
 
-from paxostob.sim.runner import plan, run_many
+from paxostob.sim.runner import RunOutcome, plan, run_many
 from paxostob.sim.swarm import PARTITION_KINDS
 
 MULTIPAXOS_RUNS = int(os.environ.get("PAXOSTOB_SIM_RUNS", "2000"))
 SYNOD_RUNS = int(os.environ.get("PAXOSTOB_SIM_SYNOD_RUNS", "500"))
 CHUNK = 50
+
+#: Seeds past the default chunks that found a core bug (test_core_findings.py, bug 3).
+FINDING_SEEDS = (17053,)
 
 
 def _chunks(total: int, size: int) -> list[object]:
@@ -29,24 +41,40 @@ def _chunks(total: int, size: int) -> list[object]:
     ]
 
 
-def _failures(start: int, stop: int, *, synod: bool) -> list[str]:
-    return [str(o.failure) for o in run_many(range(start, stop), synod=synod) if o.failure]
+def _failures(outcomes: list[RunOutcome]) -> list[str]:
+    return [str(o.failure) for o in outcomes if o.failure is not None]
 
 
 @pytest.mark.parametrize(("start", "stop"), _chunks(MULTIPAXOS_RUNS, CHUNK))
 def test_multipaxos_schedules_keep_every_property(start: int, stop: int) -> None:
-    failures = _failures(start, stop, synod=False)
+    outcomes = list(run_many(range(start, stop)))
+    failures = _failures(outcomes)
     assert not failures, f"{len(failures)} failing seeds:\n\n" + "\n\n".join(failures)
+    if stop - start == CHUNK:
+        # The runs themselves (not only their plans) restart nodes, compact
+        # and move snapshots between replicas.
+        did: Counter[str] = Counter()
+        for o in outcomes:
+            did["restarts"] += o.result.restarts > 0
+            did["snapshots"] += o.result.snapshots > 0
+            did["installs"] += o.result.installs > 0
+        assert min(did["restarts"], did["snapshots"]) >= CHUNK // 5, did
+        assert did["installs"] >= 1, did
 
 
 @pytest.mark.parametrize(("start", "stop"), _chunks(SYNOD_RUNS, 4 * CHUNK))
 def test_single_decree_schedules_keep_every_property(start: int, stop: int) -> None:
-    failures = _failures(start, stop, synod=True)
+    failures = _failures(list(run_many(range(start, stop), synod=True)))
     assert not failures, f"{len(failures)} failing seeds:\n\n" + "\n\n".join(failures)
 
 
+def test_the_seeds_that_found_core_bugs_pass() -> None:
+    failures = _failures(list(run_many(FINDING_SEEDS)))
+    assert not failures, "\n\n".join(failures)
+
+
 def test_the_swarm_covers_every_feature() -> None:
-    """The seeds above do exercise 5 replicas, crashes, every partition kind, ...
+    """The seeds above do exercise 5 replicas, crashes, restarts, every partition kind, ...
 
     Without this, a change to the option draw could quietly turn a feature off.
     """
@@ -65,6 +93,16 @@ def test_the_swarm_covers_every_feature() -> None:
         seen["window 1"] += o.window_slots_max == 1
         seen["batch 1"] += o.batch_count_max == 1
         seen["quiet"] += not (o.loss or o.duplicate or o.spike_probability or o.partitions)
+        seen["outages"] += bool(schedule.outages)
+        seen["outage of the leader"] += bool(schedule.outages) and o.outage_leader
+        seen["outage of a majority"] += any(len(x.nodes) > o.n // 2 for x in schedule.outages)
+        seen["outage of all"] += any(len(x.nodes) == o.n for x in schedule.outages)
+        seen["long outage"] += any(x.restart - x.tick > 100 for x in schedule.outages)
+        seen["outage and crash-stop"] += bool(schedule.outages) and o.crashes > 0
+        seen["compaction"] += o.snapshot_every > 0
+        seen["compaction every <= 5"] += 0 < o.snapshot_every <= 5
+        seen["small snapshot chunks"] += o.snapshot_every > 0 and o.snapshot_chunk_bytes_max <= 64
+        seen["outage and compaction"] += bool(schedule.outages) and o.snapshot_every > 0
         for e in schedule.partitions:
             seen[f"partition {e.kind}"] += 1
     for feature in (
@@ -80,7 +118,19 @@ def test_the_swarm_covers_every_feature() -> None:
         "window 1",
         "batch 1",
         "quiet",
+        "outages",
+        "outage of the leader",
+        "outage of a majority",
+        "outage of all",
+        "long outage",
+        "outage and crash-stop",
+        "compaction",
+        "compaction every <= 5",
+        "small snapshot chunks",
+        "outage and compaction",
         *(f"partition {k}" for k in PARTITION_KINDS),
     ):
         assert seen[feature] >= MULTIPAXOS_RUNS // 50, (feature, seen)
     assert seen["n=5"] >= MULTIPAXOS_RUNS // 3, seen
+    assert seen["outages"] >= MULTIPAXOS_RUNS * 2 // 5, seen
+    assert seen["compaction"] >= MULTIPAXOS_RUNS // 2, seen

@@ -1,26 +1,56 @@
 """Checkers: what a run recorded, judged against the properties Paxos promises.
 
 Theory of operation: the runner records a *history* (what was broadcast or
-proposed, what every replica decided and delivered and when, which replicas
-crashed, when the network healed); the checkers only read it. Safety is
-checked over every replica, crashed ones included, up to the moment they
-crashed; liveness only over *correct* replicas (never crashed), and only
-after the network healed.
+proposed, what every replica decided, delivered, sent and read back from
+storage, and when; which replicas crashed and restarted; when the network
+healed); the checkers only read it. A Multi-Paxos replica's trace is a list
+of *lives*: the first starts with the run, each restart on its storage
+starts another, and a crash ends one. Safety is checked over every life of
+every replica, crashed ones included, up to the moment they crashed;
+liveness only over *correct* replicas (never crash-stopped: restarted ones
+count once they are back), and only after the network healed.
 
 Total-order broadcast (``check_tob``), safety first:
 
 - agreement: no consensus slot is decided with two different values, by two
-  replicas or by one replica twice (its ``Ready.decided`` and final ``log``);
-- positions: each replica's delivery slots are 1, 2, 3, ... with no gap;
-- no duplication: no ``ProposalId`` is delivered twice at a replica;
+  replicas, by two lives of one replica, or by one life twice; the record
+  holds every ``Ready.decided``, every log and what storage gave back;
+- chosen values: a ballot proposes one value per slot, and a value a
+  majority of acceptors accepted in one ballot (from the ``Accepted``
+  messages actually sent, and a leader's own acceptance) is chosen, so its
+  slot is never decided otherwise, and no two ballots get different values
+  accepted by majorities for one slot;
+- positions: each life delivers at consecutive positions from where it
+  started (1, or the position of the snapshot it restored); it jumps ahead
+  only where it restored a peer's snapshot;
+- no duplication: no ``ProposalId`` is delivered at two positions, by any
+  life of a replica, nor twice within one life;
 - no creation: only broadcast payloads are delivered, under the id and
   sender they were broadcast with;
-- log order: a replica delivers exactly the proposals of its decided log,
-  in slot order, each id once (no-ops take no position);
-- total order: every two replicas' delivery sequences are prefix-consistent;
-- validity and liveness: every broadcast of a correct node, and every
-  message any replica delivered (uniform agreement), is delivered by every
-  correct replica within ``liveness_ticks`` after the heal.
+- replay: a restarted replica re-delivers, from its snapshot on, exactly
+  what it delivered there before, and its snapshot holds the application
+  state it had at that position;
+- total order: all deliveries of all lives of all replicas agree on the
+  message at each position;
+- log order: the *chosen log* (the agreed value of every slot) implies one
+  delivery sequence (proposals in slot order, each id once, no-ops taking
+  no position); every delivery is that sequence's message at its position,
+  every snapshot stands at the position its slot implies, and a life that
+  decided through slot *s* delivered everything through *s*;
+- snapshot state: the application state a snapshot brings back, and the
+  state of every life at its end, is exactly the sequence's prefix;
+- durability: a restarted acceptor never contradicts what it told peers
+  (or counted itself): its promise is at least the highest ballot it
+  promised or sent in a ``Promise`` or ``Accepted`` before the crash
+  (persist before send), and for every slot it accepted or acknowledged
+  it still holds that ballot or a higher one, unless the slot is decided
+  or compacted in its storage;
+- validity and liveness: a broadcast is *acknowledged* once its origin
+  delivered it. Every message delivered anywhere (uniform agreement: an
+  acknowledged or chosen value is never lost), and every broadcast of a
+  life that is still up at the end, is reached (delivered, or restored from
+  a snapshot) by every correct replica within ``liveness_ticks`` after the
+  heal. A broadcast nobody delivered is not owed once its origin crashed.
 
 Single-decree consensus (``check_synod``): validity (the decision was
 proposed), integrity (a replica decides at most once, and never changes its
@@ -34,21 +64,39 @@ slot and the values involved.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bisect
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..core.events import Delivered
-from ..core.types import Batch, DecidedEntry, Proposal, ProposalId
+from ..core.multipaxos import SEQ_BITS
+from ..core.types import ZERO_BALLOT, Ballot, Batch, DecidedEntry, Proposal, ProposalId
+from .app import AppEntry
 
 __all__ = [
     "Broadcast",
     "CheckFailure",
+    "Recovered",
+    "Restore",
     "SynodHistory",
     "SynodTrace",
     "TobHistory",
+    "TobLife",
     "TobTrace",
+    "check_agreement",
+    "check_chosen_values",
+    "check_durability",
+    "check_log_order",
+    "check_no_creation",
+    "check_no_duplication",
+    "check_positions",
+    "check_replay",
+    "check_snapshot_state",
     "check_synod",
     "check_tob",
+    "check_total_order",
+    "check_validity_and_liveness",
+    "chosen_log",
     "describe_batch",
 ]
 
@@ -85,19 +133,98 @@ class Broadcast:
     tick: int
 
 
-@dataclass(slots=True)
-class TobTrace:
-    """What one Multi-Paxos replica did in a run."""
+@dataclass(frozen=True, slots=True)
+class Restore:
+    """A replica's application state was replaced by a snapshot's.
 
-    node: str
-    #: The tick it crashed (crash-stop), or None for a correct replica.
-    crashed_at: int | None = None
+    ``source`` is ``storage`` (a restart: before the life's first delivery)
+    or ``peer`` (a lagging replica jumped ahead: between the life's
+    ``deliveries[:index]`` and ``deliveries[index:]``). The snapshot covers
+    consensus slots through ``slot`` and delivery positions through
+    ``position``; ``state`` is the application state it carried.
+    """
+
+    tick: int
+    index: int
+    slot: int
+    position: int
+    state: tuple[AppEntry, ...]
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What a restarted replica read back from its storage."""
+
+    promised: Ballot
+    #: Slot -> the ballot of the accepted entry kept for it.
+    accepted: dict[int, Ballot]
+    decided: dict[int, Batch]
+    #: The stored snapshot's slot (0 without one).
+    snapshot_slot: int
+
+
+@dataclass(slots=True)
+class TobLife:
+    """One life of a Multi-Paxos replica: from its start or restart to its crash or the end."""
+
+    started: int
+    #: The tick it crashed, or None if it was up at the end.
+    ended: int | None = None
+    #: What storage gave back at the start (None for the first life).
+    recovered: Recovered | None = None
     #: (tick, delivery) in the order the replica produced them.
     deliveries: list[tuple[int, Delivered]] = field(default_factory=list)
     #: (tick, entry) for every ``Ready.decided`` entry, in order.
     decided: list[tuple[int, DecidedEntry]] = field(default_factory=list)
-    #: The replica's decided log at the end (at its crash for a crashed one).
+    #: Snapshots restored into the application, in order.
+    restores: list[Restore] = field(default_factory=list)
+    #: The highest ballot this life promised (in a handled ``Ready``) or sent
+    #: in a ``Promise`` or ``Accepted``, and when.
+    promised_sent: tuple[Ballot, int] = (ZERO_BALLOT, 0)
+    #: Slot -> (highest ballot, tick) this life accepted (in a handled
+    #: ``Ready``) or acknowledged in an ``Accepted`` sent without knowing the
+    #: slot decided.
+    acked: dict[int, tuple[Ballot, int]] = field(default_factory=dict)
+    #: At the end of the life: its decided log (compacted slots are gone),
+    #: its contiguous decided prefix, and its application's state (None when
+    #: not recorded).
     log: dict[int, Batch] = field(default_factory=dict)
+    decided_through: int | None = None
+    state: tuple[AppEntry, ...] | None = None
+
+    @property
+    def reached(self) -> int:
+        """The last position it delivered or restored."""
+        last = self.deliveries[-1][1].delivery.slot if self.deliveries else 0
+        for r in self.restores:
+            if r.index >= len(self.deliveries):
+                last = max(last, r.position)
+        return last
+
+    def segments(self) -> Iterator[tuple[Restore | None, list[tuple[int, Delivered]]]]:
+        """The deliveries cut at each restore: (the restore they follow, or None; deliveries)."""
+        base: Restore | None = None
+        start = 0
+        for r in self.restores:
+            yield base, self.deliveries[start : r.index]
+            base, start = r, r.index
+        yield base, self.deliveries[start:]
+
+
+@dataclass(slots=True)
+class TobTrace:
+    """What one Multi-Paxos replica did in a run, life by life."""
+
+    node: str
+    #: The tick it crash-stopped (never restarted), or None for a correct replica.
+    crashed_at: int | None = None
+    lives: list[TobLife] = field(default_factory=lambda: [TobLife(0)])
+
+    @property
+    def life(self) -> TobLife:
+        """The current (last) life."""
+        return self.lives[-1]
 
 
 @dataclass(slots=True)
@@ -110,6 +237,15 @@ class TobHistory:
     #: Liveness bound: everything must be delivered by ``heal_tick + liveness_ticks``.
     liveness_ticks: int
     end_tick: int
+    #: (slot, ballot) -> the value the leader of ``ballot`` proposed there, and
+    #: the acceptors that accepted it (sent ``Accepted``, or the leader itself),
+    #: with the tick each first did.
+    acceptances: dict[tuple[int, Ballot], tuple[Batch, dict[str, int]]] = field(
+        default_factory=dict
+    )
+    #: (slot, ballot, first value, other value, tick): an ``Accept`` proposed
+    #: another value for a slot in a ballot that already proposed one there.
+    conflicts: list[tuple[int, Ballot, Batch, Batch, int]] = field(default_factory=list)
 
     @property
     def correct(self) -> list[str]:
@@ -146,14 +282,23 @@ class SynodHistory:
 
 # ================================================================ helpers
 
+_COUNTER_MASK = (1 << SEQ_BITS) - 1
+
 
 def _text(payload: bytes) -> str:
     text = payload.decode("utf-8", "backslashreplace")
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _pid(pid: ProposalId) -> str:
+    """``origin/seq``; ``origin/life.counter`` for a seq that carries an incarnation."""
+    if pid.seq >> SEQ_BITS:
+        return f"{pid.origin}/{pid.seq >> SEQ_BITS}.{pid.seq & _COUNTER_MASK}"
+    return f"{pid.origin}/{pid.seq}"
+
+
 def _describe_proposal(p: Proposal) -> str:
-    return f"{p.id.origin}/{p.id.seq}:{_text(p.payload)}"
+    return f"{_pid(p.id)}:{_text(p.payload)}"
 
 
 def describe_batch(value: Batch) -> str:
@@ -168,11 +313,30 @@ def describe_batch(value: Batch) -> str:
 
 def _describe_delivered(d: Delivered) -> str:
     dv = d.delivery
-    return f"(slot {dv.slot}, {dv.sender}, {_text(dv.payload)!r}, id {d.id.origin}/{d.id.seq})"
+    return f"(slot {dv.slot}, {dv.sender}, {_text(dv.payload)!r}, id {_pid(d.id)})"
+
+
+def _describe_entry(e: AppEntry) -> str:
+    return f"({e[0]}, {e[1]}, {_text(e[2])!r})"
 
 
 def _crash_note(trace: TobTrace | SynodTrace) -> str:
     return f" (crashed at tick {trace.crashed_at})" if trace.crashed_at is not None else ""
+
+
+def _who(trace: TobTrace, i: int) -> str:
+    """The replica, and which life when it had several."""
+    if len(trace.lives) == 1:
+        return f"{trace.node}{_crash_note(trace)}"
+    life = trace.lives[i]
+    end = f", crashed at tick {life.ended}" if life.ended is not None else ""
+    return f"{trace.node} (life {i + 1}, from tick {life.started}{end})"
+
+
+def _lives(history: TobHistory) -> Iterator[tuple[TobTrace, int, TobLife]]:
+    for trace in history.traces.values():
+        for i, life in enumerate(trace.lives):
+            yield trace, i, life
 
 
 # ==================================================== total-order broadcast
@@ -181,23 +345,31 @@ def _crash_note(trace: TobTrace | SynodTrace) -> str:
 def check_tob(history: TobHistory) -> None:
     """Every property in the module docstring; raises ``CheckFailure`` on the first broken one."""
     check_agreement(history)
+    check_chosen_values(history)
     check_positions(history)
     check_no_duplication(history)
     check_no_creation(history)
-    check_log_order(history)
+    check_replay(history)
     check_total_order(history)
+    check_log_order(history)
+    check_snapshot_state(history)
+    check_durability(history)
     check_validity_and_liveness(history)
 
 
-def check_agreement(history: TobHistory) -> None:
-    """No slot decided with two values, across replicas (crashed included) or within one."""
+def chosen_log(history: TobHistory) -> dict[int, Batch]:
+    """The value of every slot some life decided; raises ``CheckFailure`` on two values."""
     chosen: dict[int, tuple[Batch, str]] = {}
-    for trace in history.traces.values():
+    for trace, i, life in _lives(history):
+        who = _who(trace, i)
         observed: dict[int, Batch] = {}
+        recovered = life.recovered.decided if life.recovered is not None else {}
         sources: Iterable[tuple[str, int, Batch]] = [
-            *((f"tick {t}", e.slot, e.value) for t, e in trace.decided),
-            *(("final log", s, v) for s, v in sorted(trace.log.items())),
+            *(("storage", s, v) for s, v in sorted(recovered.items())),
+            *((f"tick {t}", e.slot, e.value) for t, e in life.decided),
+            *(("final log", s, v) for s, v in sorted(life.log.items())),
         ]
+        reported: set[int] = set()
         for where, slot, value in sources:
             mine = observed.get(slot)
             if mine is None:
@@ -205,54 +377,118 @@ def check_agreement(history: TobHistory) -> None:
             elif mine != value:
                 raise CheckFailure(
                     "agreement",
-                    f"{trace.node}{_crash_note(trace)} decided slot {slot} as "
-                    f"{describe_batch(mine)} and later as {describe_batch(value)} ({where})",
+                    f"{who} decided slot {slot} as {describe_batch(mine)} and later as "
+                    f"{describe_batch(value)} ({where})",
                 )
-            elif where != "final log":
-                raise CheckFailure(
-                    "agreement",
-                    f"{trace.node} reported slot {slot} decided twice in its Readys ({where})",
-                )
+            if where.startswith("tick"):
+                if slot in reported:
+                    raise CheckFailure(
+                        "agreement",
+                        f"{who} reported slot {slot} decided twice in its Readys ({where})",
+                    )
+                reported.add(slot)
             other = chosen.get(slot)
             if other is None:
-                chosen[slot] = (value, f"{trace.node}{_crash_note(trace)}")
+                chosen[slot] = (value, who)
             elif other[0] != value:
                 raise CheckFailure(
                     "agreement",
                     f"slot {slot} decided as {describe_batch(other[0])} at {other[1]} "
-                    f"but as {describe_batch(value)} at {trace.node}{_crash_note(trace)}",
+                    f"but as {describe_batch(value)} at {who} ({where})",
                 )
+    return {slot: value for slot, (value, _) in chosen.items()}
+
+
+def check_agreement(history: TobHistory) -> None:
+    """No slot decided with two values, across replicas and lives (crashed ones too)."""
+    chosen_log(history)
+
+
+def check_chosen_values(history: TobHistory) -> None:
+    """A value a majority accepted in one ballot is chosen: its slot is never decided otherwise.
+
+    The majority is counted here (``n // 2 + 1`` distinct acceptors), not with
+    the core's rules, so a broken quorum rule cannot hide a lost value.
+    """
+    for slot, ballot, proposed, again, tick in history.conflicts:
+        raise CheckFailure(
+            "chosen value",
+            f"ballot {ballot} proposed {describe_batch(proposed)} for slot {slot} and at tick "
+            f"{tick} {describe_batch(again)}: one ballot proposes one value per slot",
+        )
+    majority = len(history.members) // 2 + 1
+    chosen = chosen_log(history)
+    first: dict[int, tuple[Batch, Ballot, int]] = {}
+    for (slot, ballot), (value, acceptors) in sorted(history.acceptances.items()):
+        if len(acceptors) < majority:
+            continue
+        tick = sorted(acceptors.values())[majority - 1]
+        names = ",".join(sorted(acceptors))
+        what = (
+            f"slot {slot}'s value {describe_batch(value)} was accepted by a majority "
+            f"({names}) in ballot {ballot} by tick {tick}"
+        )
+        decided = chosen.get(slot)
+        if decided is not None and decided != value:
+            raise CheckFailure(
+                "chosen value", f"{what}, but the slot was decided as {describe_batch(decided)}"
+            )
+        other = first.setdefault(slot, (value, ballot, tick))
+        if other[0] != value:
+            raise CheckFailure(
+                "chosen value",
+                f"{what}, but a majority had accepted {describe_batch(other[0])} there in "
+                f"ballot {other[1]} by tick {other[2]}",
+            )
 
 
 def check_positions(history: TobHistory) -> None:
-    """Delivery slots at each replica are exactly 1, 2, 3, ..."""
-    for trace in history.traces.values():
-        for i, (tick, d) in enumerate(trace.deliveries, start=1):
-            if d.delivery.slot != i:
-                raise CheckFailure(
-                    "positions",
-                    f"{trace.node}'s delivery number {i} at tick {tick} has slot "
-                    f"{d.delivery.slot}: {_describe_delivered(d)}",
-                )
+    """Each life delivers at consecutive positions; it jumps only forward, at a restore."""
+    for trace, i, life in _lives(history):
+        number = 0
+        for base, segment in life.segments():
+            if base is not None:
+                if base.position < number:
+                    raise CheckFailure(
+                        "positions",
+                        f"{_who(trace, i)} restored a {base.source} snapshot at position "
+                        f"{base.position} (tick {base.tick}) after delivering through {number}",
+                    )
+                number = base.position
+            for tick, d in segment:
+                number += 1
+                if d.delivery.slot != number:
+                    raise CheckFailure(
+                        "positions",
+                        f"{_who(trace, i)}'s delivery at tick {tick} has position "
+                        f"{d.delivery.slot} where {number} comes next: {_describe_delivered(d)}",
+                    )
 
 
 def check_no_duplication(history: TobHistory) -> None:
+    """No id at two positions of one replica (any lives), nor twice in one life."""
     for trace in history.traces.values():
-        first: dict[ProposalId, int] = {}
-        for tick, d in trace.deliveries:
-            if d.id in first:
-                raise CheckFailure(
-                    "no duplication",
-                    f"{trace.node} delivered {d.id.origin}/{d.id.seq} twice: at tick "
-                    f"{first[d.id]} and again at tick {tick} as {_describe_delivered(d)}",
-                )
-            first[d.id] = tick
+        at: dict[ProposalId, tuple[int, int]] = {}  # id -> (position, tick)
+        for i, life in enumerate(trace.lives):
+            in_life: set[ProposalId] = set()
+            for tick, d in life.deliveries:
+                first = at.get(d.id)
+                twice = d.id in in_life
+                if twice or (first is not None and first[0] != d.delivery.slot):
+                    assert first is not None
+                    raise CheckFailure(
+                        "no duplication",
+                        f"{_who(trace, i)} delivered {_pid(d.id)} twice: at position {first[0]} "
+                        f"(tick {first[1]}) and again at tick {tick} as {_describe_delivered(d)}",
+                    )
+                in_life.add(d.id)
+                at.setdefault(d.id, (d.delivery.slot, tick))
 
 
 def check_no_creation(history: TobHistory) -> None:
     """Only what was broadcast is delivered, with the sender and payload it was broadcast with."""
-    for trace in history.traces.values():
-        for tick, d in trace.deliveries:
+    for trace, i, life in _lives(history):
+        for tick, d in life.deliveries:
             b = history.broadcasts.get(d.id)
             if b is None:
                 problem = "was never broadcast"
@@ -264,98 +500,248 @@ def check_no_creation(history: TobHistory) -> None:
                 continue
             raise CheckFailure(
                 "no creation",
-                f"{trace.node} delivered {_describe_delivered(d)} at tick {tick}, which {problem}",
+                f"{_who(trace, i)} delivered {_describe_delivered(d)} at tick {tick}, "
+                f"which {problem}",
             )
 
 
-def _log_deliveries(log: dict[int, Batch]) -> tuple[list[tuple[ProposalId, bytes]], int] | None:
-    """The deliveries a decided log implies and the slot its gap-free prefix ends at.
-
-    None if the log does not start at slot 1 (a compacted log).
-    """
-    if log and 1 not in log:
-        return None
-    seen: set[ProposalId] = set()
-    out: list[tuple[ProposalId, bytes]] = []
-    slot = 1
-    while slot in log:
-        for p in log[slot]:
-            if p.id not in seen:
-                seen.add(p.id)
-                out.append((p.id, p.payload))
-        slot += 1
-    return out, slot - 1
-
-
-def check_log_order(history: TobHistory) -> None:
-    """A replica's deliveries are its decided log's proposals, in slot order, each once."""
+def check_replay(history: TobHistory) -> None:
+    """A restarted life re-delivers what the replica delivered before, at the same positions."""
     for trace in history.traces.values():
-        implied = _log_deliveries(trace.log)
-        if implied is None:
-            continue  # a compacted log: the other checks still hold
-        expected, through = implied
-        got = [(d.id, d.delivery.payload) for _, d in trace.deliveries]
-        if got == expected:
-            continue
-        for i, (g, e) in enumerate(zip(got, expected, strict=False), start=1):
-            if g != e:
-                raise CheckFailure(
-                    "log order",
-                    f"{trace.node}'s delivery {i} is {g[0].origin}/{g[0].seq}:{_text(g[1])} "
-                    f"but its decided log puts {e[0].origin}/{e[0].seq}:{_text(e[1])} there",
-                )
-        raise CheckFailure(
-            "log order",
-            f"{trace.node} delivered {len(got)} messages but its decided log, gap-free "
-            f"through slot {through}, holds {len(expected)}",
-        )
+        before: dict[int, tuple[int, Delivered]] = {}  # position -> (tick, delivery)
+        reached = 0
+        for i, life in enumerate(trace.lives):
+            who = _who(trace, i)
+            for r in life.restores:
+                if r.source != "storage":
+                    continue
+                if r.position > reached:
+                    raise CheckFailure(
+                        "replay",
+                        f"{who} restarted from a snapshot at position {r.position}, but the "
+                        f"replica had reached only position {reached} before",
+                    )
+                for entry in r.state:
+                    old = before.get(entry[0])
+                    if old is not None and entry != _as_entry(old[1]):
+                        raise CheckFailure(
+                            "replay",
+                            f"{who} restored an application state holding "
+                            f"{_describe_entry(entry)}, but the replica delivered "
+                            f"{_describe_delivered(old[1])} there at tick {old[0]}",
+                        )
+            for tick, d in life.deliveries:
+                old = before.get(d.delivery.slot)
+                if old is not None and (old[1].id, old[1].delivery) != (d.id, d.delivery):
+                    raise CheckFailure(
+                        "replay",
+                        f"{who} re-delivered position {d.delivery.slot} at tick {tick} as "
+                        f"{_describe_delivered(d)}, but the replica delivered "
+                        f"{_describe_delivered(old[1])} there at tick {old[0]}",
+                    )
+            for tick, d in life.deliveries:
+                before.setdefault(d.delivery.slot, (tick, d))
+            reached = max(reached, life.reached)
+
+
+def _as_entry(d: Delivered) -> AppEntry:
+    return (d.delivery.slot, d.delivery.sender, d.delivery.payload)
 
 
 def check_total_order(history: TobHistory) -> None:
-    """Every two delivery sequences are prefix-consistent by (slot, sender, payload)."""
-    traces = sorted(history.traces.values(), key=lambda t: -len(t.deliveries))
-    if not traces:
-        return
-    ref = traces[0]
-    for trace in traces[1:]:
-        for (_, mine), (_, theirs) in zip(trace.deliveries, ref.deliveries, strict=False):
-            if mine.delivery != theirs.delivery:
+    """All deliveries of all lives of all replicas agree on the message at each position."""
+    at: dict[int, tuple[Delivered, str]] = {}
+    for trace, i, life in _lives(history):
+        for _, d in life.deliveries:
+            other = at.get(d.delivery.slot)
+            if other is None:
+                at[d.delivery.slot] = (d, _who(trace, i))
+            elif (other[0].id, other[0].delivery) != (d.id, d.delivery):
                 raise CheckFailure(
                     "total order",
-                    f"at position {mine.delivery.slot} {ref.node}{_crash_note(ref)} delivered "
-                    f"{_describe_delivered(theirs)} but {trace.node}{_crash_note(trace)} "
-                    f"delivered {_describe_delivered(mine)}",
+                    f"at position {d.delivery.slot} {other[1]} delivered "
+                    f"{_describe_delivered(other[0])} but {_who(trace, i)} delivered "
+                    f"{_describe_delivered(d)}",
                 )
 
 
-def check_validity_and_liveness(history: TobHistory) -> None:
-    """Correct replicas deliver every correct broadcast and every delivered message, in time."""
-    deadline = history.heal_tick + history.liveness_ticks
-    correct = history.correct
-    delivered_by: dict[ProposalId, str] = {}
+def _sequence(chosen: dict[int, Batch]) -> tuple[list[Proposal], list[int]]:
+    """The delivery sequence the chosen log implies, and the positions through each slot.
+
+    ``through[s]`` is the number of messages in slots 1..s, for every s up to
+    the end of the gap-free prefix of ``chosen`` (``len(through) - 1``).
+    """
+    seen: set[ProposalId] = set()
+    order: list[Proposal] = []
+    through = [0]
+    slot = 1
+    while slot in chosen:
+        for p in chosen[slot]:
+            if p.id not in seen:
+                seen.add(p.id)
+                order.append(p)
+        through.append(len(order))
+        slot += 1
+    return order, through
+
+
+def check_log_order(history: TobHistory) -> None:
+    """Every delivery, snapshot position and decided prefix agrees with the chosen log."""
+    order, through = _sequence(chosen_log(history))
+    gap = len(through)  # the first slot nobody reported decided
+    for trace, i, life in _lives(history):
+        who = _who(trace, i)
+        for base, segment in life.segments():
+            if base is not None and base.slot < gap and through[base.slot] != base.position:
+                raise CheckFailure(
+                    "log order",
+                    f"{who} restored a {base.source} snapshot of slots through {base.slot} "
+                    f"standing at position {base.position} (tick {base.tick}), but the chosen "
+                    f"log puts {through[base.slot]} messages in those slots",
+                )
+            for tick, d in segment:
+                p = d.delivery.slot
+                if p > len(order):
+                    raise CheckFailure(
+                        "log order",
+                        f"{who} delivered position {p} at tick {tick}, but the chosen log, "
+                        f"gap-free through slot {gap - 1}, holds only {len(order)} messages",
+                    )
+                e = order[p - 1]
+                if (e.id, e.payload) != (d.id, d.delivery.payload):
+                    raise CheckFailure(
+                        "log order",
+                        f"{who}'s delivery at position {p} (tick {tick}) is "
+                        f"{_pid(d.id)}:{_text(d.delivery.payload)} but the chosen log puts "
+                        f"{_describe_proposal(e)} there",
+                    )
+        t = life.decided_through
+        if t is None:
+            continue
+        if t >= gap:
+            raise CheckFailure(
+                "log order",
+                f"{who} decided through slot {t}, but nobody reported slot {gap} decided",
+            )
+        if through[t] != life.reached:
+            raise CheckFailure(
+                "log order",
+                f"{who} decided through slot {t}, which holds {through[t]} messages, but "
+                f"delivered (or restored) through position {life.reached}",
+            )
+
+
+def check_snapshot_state(history: TobHistory) -> None:
+    """Restored application states and every life's final state are prefixes of the order."""
+    order, _ = _sequence(chosen_log(history))
+    entries = [(n, p.id.origin, p.payload) for n, p in enumerate(order, start=1)]
+
+    def compare(state: tuple[AppEntry, ...], position: int, what: str) -> None:
+        if position > len(entries):
+            raise CheckFailure(
+                "snapshot state",
+                f"{what} stands at position {position}, beyond the chosen log's "
+                f"{len(entries)} messages",
+            )
+        for n, (mine, expected) in enumerate(zip(state, entries[:position], strict=False)):
+            if mine != expected:
+                raise CheckFailure(
+                    "snapshot state",
+                    f"{what} holds {_describe_entry(mine)} as entry {n + 1}, but the total "
+                    f"order has {_describe_entry(expected)} there",
+                )
+        if len(state) != position:
+            raise CheckFailure(
+                "snapshot state",
+                f"{what} holds {len(state)} entries where position {position} needs {position}",
+            )
+
+    for trace, i, life in _lives(history):
+        who = _who(trace, i)
+        for r in life.restores:
+            compare(r.state, r.position, f"{who}'s {r.source} snapshot restored at tick {r.tick}")
+        if life.state is not None:
+            compare(life.state, life.reached, f"{who}'s application at the end of the life")
+
+
+def check_durability(history: TobHistory) -> None:
+    """A restarted acceptor keeps every promise and acknowledgement it sent before."""
     for trace in history.traces.values():
-        for _, d in trace.deliveries:
-            delivered_by.setdefault(d.id, trace.node)
+        promised, promised_tick = ZERO_BALLOT, 0
+        acked: dict[int, tuple[Ballot, int]] = {}
+        for i, life in enumerate(trace.lives):
+            rec = life.recovered
+            if i > 0 and rec is not None:
+                who = _who(trace, i)
+                if rec.promised < promised:
+                    raise CheckFailure(
+                        "durability",
+                        f"{trace.node} promised ballot {promised} at tick {promised_tick} "
+                        f"(in a Promise or Accepted it sent, or to itself), crashed at tick "
+                        f"{trace.lives[i - 1].ended}, and {who} restarted having promised "
+                        f"only {rec.promised}: the promise was not persisted before it counted",
+                    )
+                for slot, (ballot, tick) in sorted(acked.items()):
+                    if slot <= rec.snapshot_slot or slot in rec.decided:
+                        continue
+                    kept = rec.accepted.get(slot)
+                    if kept is None or kept < ballot:
+                        has = "nothing accepted" if kept is None else f"only ballot {kept}"
+                        raise CheckFailure(
+                            "durability",
+                            f"{trace.node} accepted slot {slot} in ballot {ballot} at tick "
+                            f"{tick} (and acknowledged it, or counted it as the leader), "
+                            f"crashed at tick {trace.lives[i - 1].ended}, and {who} restarted "
+                            f"with {has} there, the slot neither decided nor compacted",
+                        )
+            if life.promised_sent[0] > promised:
+                promised, promised_tick = life.promised_sent
+            for slot, (ballot, tick) in life.acked.items():
+                old = acked.get(slot)
+                if old is None or ballot > old[0]:
+                    acked[slot] = (ballot, tick)
+
+
+def check_validity_and_liveness(history: TobHistory) -> None:
+    """Correct replicas reach every message delivered anywhere and every surviving broadcast."""
+    deadline = history.heal_tick + history.liveness_ticks
+    position: dict[ProposalId, tuple[int, str]] = {}
+    for trace, i, life in _lives(history):
+        for _, d in life.deliveries:
+            position.setdefault(d.id, (d.delivery.slot, _who(trace, i)))
     must: dict[ProposalId, str] = {}
     for b in sorted(history.broadcasts.values(), key=lambda b: (b.tick, b.id)):
-        if b.id.origin in correct:
+        origin = history.traces.get(b.id.origin)
+        if origin is None or origin.crashed_at is not None:
+            continue
+        if any(life.started <= b.tick and life.ended is None for life in origin.lives):
             must[b.id] = f"broadcast by correct {b.id.origin} at tick {b.tick}"
-    for pid, node in delivered_by.items():
+    for pid, (_, who) in position.items():
         if pid not in must:
-            must[pid] = f"delivered by {node}"
-    for node in correct:
-        at = {d.id: tick for tick, d in history.traces[node].deliveries}
+            must[pid] = f"delivered by {who}"
+    for node in history.correct:
+        life = history.traces[node].life
+        # (tick, position reached then), non-decreasing in both.
+        steps = sorted(
+            [(r.tick, r.position) for r in life.restores]
+            + [(t, d.delivery.slot) for t, d in life.deliveries]
+        )
+        best: list[int] = []
+        for _, p in steps:
+            best.append(max(p, best[-1]) if best else p)
         for pid, why in must.items():
-            tick = at.get(pid)
+            at = position.get(pid)
+            k = len(best) if at is None else bisect.bisect_left(best, at[0])
+            tick = steps[k][0] if k < len(steps) else None
             if tick is not None and tick <= deadline:
                 continue
             prop = "validity" if why.startswith("broadcast") else "uniform agreement"
             when = "never" if tick is None else f"only at tick {tick}"
             raise CheckFailure(
                 prop,
-                f"correct {node} delivered {pid.origin}/{pid.seq} ({why}) {when}: liveness "
-                f"bound is {history.liveness_ticks} ticks after the heal at tick "
-                f"{history.heal_tick}; the run ended at tick {history.end_tick}",
+                f"correct {node} delivered {_pid(pid)} ({why}) {when}: liveness bound is "
+                f"{history.liveness_ticks} ticks after the heal at tick {history.heal_tick}; "
+                f"the run ended at tick {history.end_tick}",
             )
 
 

@@ -6,18 +6,27 @@ schedule, the network and each replica (so overriding an option changes the
 schedule drawn for it, but not the network's or the replicas' streams), then
 handles ticks 1, 2, ... one at a time:
 
-1. the schedule's events for this tick: heal, partitions, crash-stops;
+1. the schedule's events for this tick: restarts, heal, partitions,
+   crash-stops, outages (crashes that restart later);
 2. the scheduled broadcasts (single-decree: proposals) of live nodes;
 3. every message copy due at this tick, in (tick, send order);
 4. one ``Tick`` to every live replica, in member order.
 
+Multi-Paxos replicas run as the asyncio runtime runs them (``node.tob``),
+each on a ``MemoryStorage`` with a small application (``app.SimApp``).
 After each event the replica's ``Ready`` batches are drained in the order of
-DESIGN.md §3 (there is no storage: crash-stop loses nothing a correct run
-needs): messages go into the network, decided entries and deliveries into
-the history. The run ends when every correct replica has delivered
-everything (after the heal), when the liveness bound passes, or when the
-core raises; then the checkers judge the history. A failure carries the
-command that replays it.
+DESIGN.md §3: install the snapshot, save the durable part, send the
+messages, apply the deliveries (restoring a peer's snapshot at
+``restore_at``), ``advance``; then compact when the application applied
+``snapshot_every`` deliveries since its last snapshot. A crash is a power
+loss: the storage drops what it had not synced, and the replica, its
+application and the messages in flight to it are gone. A restart opens the
+storage, builds a new replica (with a new generator) and ``restore``s it,
+restores the application from the snapshot, and drains the replay.
+
+The run ends when every correct replica has delivered everything (after the
+heal), when the liveness bound passes, or when the core raises; then the
+checkers judge the history. A failure carries the command that replays it.
 
 Everything is a function of the seed: no clock, no global randomness, no
 iteration over unordered containers where order could matter.
@@ -31,23 +40,32 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ..core.events import Event, Propose, Ready, Receive, Tick
-from ..core.messages import Envelope, Prepare
+from ..core.messages import Accept, Accepted, Envelope, Prepare, Promise
 from ..core.multipaxos import LogConfig, MultiPaxosReplica, Role
+from ..core.snapshot import decode_meta
 from ..core.synod import SynodReplica
-from ..core.types import Ballot, ProposalId
+from ..core.types import Ballot, Batch, ProposalId, Snapshot
+from ..errors import DecodeError
+from ..storage.base import has_durable_part
+from ..storage.memory import MemoryStorage
 from ..transport.faults import FaultModel
+from .app import SimApp
 from .checkers import (
     Broadcast,
     CheckFailure,
+    Recovered,
+    Restore,
     SynodHistory,
     SynodTrace,
     TobHistory,
+    TobLife,
     TobTrace,
     check_synod,
     check_tob,
 )
 from .network import SimNetwork
 from .swarm import (
+    Outage,
     PartitionEpisode,
     Schedule,
     SwarmOptions,
@@ -57,6 +75,7 @@ from .swarm import (
 )
 
 __all__ = [
+    "CLUSTER_ID",
     "READY_LOOP_MAX",
     "RunOutcome",
     "RunResult",
@@ -73,6 +92,8 @@ READY_LOOP_MAX = 10_000
 #: Generators derived per run; fixed so that option overrides never shift them.
 _REPLICA_STREAMS = 8
 SYNOD_INSTANCE = "sim/consensus"
+#: The cluster id every simulated storage is opened with.
+CLUSTER_ID = "sim"
 _TICK = Tick()
 
 
@@ -90,7 +111,8 @@ class RunResult:
     #: The last tick handled, and the tick the network healed.
     ticks: int
     heal_tick: int
-    #: Broadcasts (single-decree: proposals) and deliveries summed over replicas.
+    #: Broadcasts (single-decree: proposals) and deliveries summed over replicas
+    #: (replays after a restart included).
     broadcasts: int
     deliveries: int
     messages_sent: int
@@ -99,9 +121,16 @@ class RunResult:
     #: Multi-Paxos: distinct ballots in which some replica became leader;
     #: single-decree: distinct ballots some proposer started phase 1 with.
     elections: int
+    #: Nodes that crash-stopped (never restarted).
     crashed: tuple[str, ...]
     #: One line per replica: its final status.
     replicas: tuple[str, ...]
+    #: Crashes of any kind, restarts on storage, snapshots the replicas took
+    #: (compaction), and peer snapshots restored by lagging replicas.
+    crashes: int = 0
+    restarts: int = 0
+    snapshots: int = 0
+    installs: int = 0
 
     def status_line(self) -> str:
         crashed = ",".join(self.crashed) or "-"
@@ -109,7 +138,9 @@ class RunResult:
             f"seed={self.seed} {self.mode} n={self.options.n} ticks={self.ticks} "
             f"heal@{self.heal_tick} bcast={self.broadcasts} deliv={self.deliveries} "
             f"msgs={self.messages_sent} drop={self.messages_dropped} "
-            f"dup={self.messages_duplicated} elections={self.elections} crashed={crashed}"
+            f"dup={self.messages_duplicated} elections={self.elections} "
+            f"crashes={self.crashes} restarts={self.restarts} snapshots={self.snapshots} "
+            f"installs={self.installs} stopped={crashed}"
         )
 
 
@@ -144,7 +175,7 @@ def _options(options_rng: random.Random, overrides: dict[str, Any]) -> SwarmOpti
 
 
 class _Run:
-    """State shared by both modes: the network, the schedule, the clock."""
+    """State shared by both modes: the network, the schedule, the clock, crashes."""
 
     def __init__(self, seed: int, synod: bool, overrides: dict[str, Any]) -> None:
         options_rng, schedule_rng, network_rng, self.replica_seeds = _streams(seed)
@@ -154,7 +185,8 @@ class _Run:
         self.options = o = _options(options_rng, overrides)
         self.schedule = draw_schedule(o, schedule_rng, synod=synod)
         self.members = self.schedule.members
-        # Runtime choices (whom to crash when no leader is known) share the network's stream.
+        # Runtime choices (whom to crash when no leader is known, how much of
+        # an unsynced tail survives a power loss) share the network's stream.
         self.rng = network_rng
         self.faults = FaultModel(
             loss=o.loss, duplicate=o.duplicate, delay_s=(float(o.delay_ticks[0]), o.delay_ticks[1])
@@ -166,8 +198,14 @@ class _Run:
             spike_probability=o.spike_probability,
             spike_ticks=o.spike_ticks,
         )
+        #: Nodes up now, in member order (the order ticks are handed out).
         self.live: list[str] = list(self.members)
+        #: Crash-stopped nodes and the tick they stopped.
         self.crashed_at: dict[str, int] = {}
+        #: Nodes down in an outage, and the tick they restart.
+        self.down_until: dict[str, int] = {}
+        self.crash_count = 0
+        self.restart_count = 0
         self.now = 0
         #: What is being handled, for the report if the core raises.
         self.doing: tuple[str, str | Envelope] = ("-", "setup")
@@ -175,10 +213,14 @@ class _Run:
         self.liveness_ticks = liveness_bound(o, self.schedule)
         self.deadline = o.heal_tick + self.liveness_ticks
         self._partition_events = self._partition_timeline(self.schedule.partitions)
-        # Several crashes may share a tick.
+        # Several crashes, outages and restarts may share a tick.
         self._crash_targets: dict[int, list[str | None]] = {}
         for c in self.schedule.crashes:
             self._crash_targets.setdefault(c.tick, []).append(c.node)
+        self._outages: dict[int, list[Outage]] = {}
+        for outage in self.schedule.outages:
+            self._outages.setdefault(outage.tick, []).append(outage)
+        self._restarts: dict[int, list[str]] = {}
 
     @staticmethod
     def _partition_timeline(
@@ -214,6 +256,13 @@ class _Run:
     def on_heal(self) -> None:
         """Called once the heal tick was handled (no crash comes after it)."""
 
+    def on_crash(self, node: str) -> None:
+        """``node`` (up until now) crashes: its process and unsynced writes are gone."""
+
+    def on_restart(self, node: str) -> None:
+        """``node`` starts again on its storage (it is up again when this is called)."""
+        raise NotImplementedError
+
     def step(self, node: str, event: Event) -> None:
         raise NotImplementedError
 
@@ -233,7 +282,7 @@ class _Run:
                 self.now = net.now = tick
                 self.apply_faults(tick)
                 for node in proposals.get(tick, ()):
-                    if node not in self.crashed_at:
+                    if node in self.live:
                         self.doing = (node, "propose")
                         self.propose(node, tick)
                 for env in net.due(tick):
@@ -287,7 +336,10 @@ class _Run:
         raise NotImplementedError
 
     def apply_faults(self, tick: int) -> None:
-        """Heal, partitions and crashes scheduled for ``tick``."""
+        """Restarts, heal, partitions, crash-stops and outages scheduled for ``tick``."""
+        for node in self._restarts.pop(tick, ()):
+            if node in self.down_until and node not in self.crashed_at:
+                self._restart(node)
         if tick == self.heal_tick:
             self.net.heal()
             return
@@ -300,15 +352,46 @@ class _Run:
             elif episode.groups is not None:
                 self.net.partition(*episode.groups)
             else:
-                isolated = self.leader() or self.rng.choice(self.live)
+                candidates = self.live or list(self.members)
+                isolated = self.leader() or self.rng.choice(candidates)
                 self.net.partition([isolated], [m for m in self.members if m != isolated])
         for target in self._crash_targets.get(tick, ()):
-            victim = target if target is not None else self.leader()
-            if victim is None or victim not in self.live:
-                victim = self.rng.choice(self.live)
-            self.live.remove(victim)
-            self.crashed_at[victim] = tick
-            self.net.crash(victim)
+            self._crash_stop(target)
+        for outage in self._outages.get(tick, ()):
+            victims = list(outage.nodes)
+            leader = self.leader() if outage.leader else None
+            if leader is not None and leader not in victims:
+                victims[0] = leader
+            for victim in sorted(victims, key=self.members.index):
+                if victim in self.live:
+                    self._crash(victim)
+                    self.down_until[victim] = outage.restart
+                    self._restarts.setdefault(outage.restart, []).append(victim)
+
+    def _crash_stop(self, target: str | None) -> None:
+        """Crash ``target`` (the leader when None) for good; a node already down stays down."""
+        victim = target if target is not None else self.leader()
+        if victim is None or victim in self.crashed_at:
+            candidates = self.live or [m for m in self.members if m not in self.crashed_at]
+            victim = self.rng.choice(candidates)
+        if victim in self.live:
+            self._crash(victim)
+        self.down_until.pop(victim, None)
+        self.crashed_at[victim] = self.now
+
+    def _crash(self, node: str) -> None:
+        self.on_crash(node)
+        self.crash_count += 1
+        self.live.remove(node)
+        self.net.crash(node)
+
+    def _restart(self, node: str) -> None:
+        del self.down_until[node]
+        self.restart_count += 1
+        self.net.restart(node)
+        self.live = [m for m in self.members if m in self.live or m == node]
+        self.doing = (node, "restart")
+        self.on_restart(node)
 
 
 # ============================================================ Multi-Paxos
@@ -318,53 +401,214 @@ class _TobRun(_Run):
     def __init__(self, seed: int, overrides: dict[str, Any]) -> None:
         super().__init__(seed, False, overrides)
         o = self.options
-        config = LogConfig(window_slots_max=o.window_slots_max, batch_count_max=o.batch_count_max)
-        self.replicas = {
-            m: MultiPaxosReplica(m, self.members, random.Random(s), config=config)
-            for m, s in zip(self.members, self.replica_seeds, strict=False)
-        }
-        self.traces = {m: TobTrace(m) for m in self.members}
+        self.config = LogConfig(
+            window_slots_max=o.window_slots_max,
+            batch_count_max=o.batch_count_max,
+            snapshot_chunk_bytes_max=o.snapshot_chunk_bytes_max,
+        )
+        self.seeds = dict(zip(self.members, self.replica_seeds, strict=False))
+        self.storages = {m: MemoryStorage() for m in self.members}
+        self.replicas: dict[str, MultiPaxosReplica] = {}
+        self.apps: dict[str, SimApp] = {}
+        self.traces = {m: TobTrace(m, lives=[]) for m in self.members}
+        #: ``send-first`` only: Readys sent but not yet saved, with their tick.
+        self.unsaved: dict[str, list[tuple[int, Ready]]] = {m: [] for m in self.members}
         self.broadcasts: dict[ProposalId, Broadcast] = {}
         self.counters = dict.fromkeys(self.members, 0)
-        self.delivered_ids: dict[str, set[ProposalId]] = {m: set() for m in self.members}
-        # What every correct replica owes: broadcasts of correct nodes and
-        # everything delivered anywhere (uniform agreement).
-        self.must: set[ProposalId] = set()
+        # Liveness bookkeeping: the position of everything delivered anywhere,
+        # and the broadcasts of lives still up (owed even if nobody has them yet).
+        self.position_of: dict[ProposalId, int] = {}
+        self.max_position = 0
+        self.owed: set[ProposalId] = set()
         self.leader_ballots: set[Ballot] = set()
+        #: (slot, ballot) -> the value proposed and who accepted it (first tick each).
+        self.acceptances: dict[tuple[int, Ballot], tuple[Batch, dict[str, int]]] = {}
+        self.conflicts: list[tuple[int, Ballot, Batch, Batch, int]] = []
+        self.snapshot_count = 0
+        self.install_count = 0
+        for m in self.members:
+            self._start(m)
+
+    # ------------------------------------------------------------- lives
+
+    def _start(self, node: str) -> None:
+        """Open the node's storage, build and restore a replica, restore the app, replay."""
+        state = self.storages[node].open(CLUSTER_ID, node)
+        # A new generator per life: a restarted node must not replay its old timeouts.
+        rng = random.Random(self.seeds[node] + (state.incarnation - 1) * (1 << 64))
+        replica = MultiPaxosReplica(node, self.members, rng, config=self.config)
+        replica.restore(
+            state.promised,
+            state.accepted,
+            state.decided,
+            incarnation=state.incarnation,
+            snapshot=state.snapshot,
+        )
+        app = SimApp()
+        life = TobLife(self.now)
+        if state.incarnation > 1:
+            life.recovered = Recovered(
+                promised=state.promised,
+                accepted={a.slot: a.ballot for a in state.accepted},
+                decided={d.slot: d.value for d in state.decided},
+                snapshot_slot=0 if state.snapshot is None else state.snapshot.slot,
+            )
+        if state.snapshot is not None:
+            life.restores.append(self._restore_app(app, state.snapshot, 0, "storage"))
+        self.traces[node].lives.append(life)
+        self.replicas[node] = replica
+        self.apps[node] = app
+        self.drain(node)  # the replay of the restored log
+
+    def _restore_app(self, app: SimApp, snap: Snapshot, index: int, source: str) -> Restore:
+        try:
+            state = app.restore(snap.data)
+        except DecodeError as e:
+            raise CheckFailure(
+                "snapshot state",
+                f"{self.doing[0]} restored a {source} snapshot of slots through {snap.slot} "
+                f"at tick {self.now} whose application state is not one the application "
+                f"wrote ({len(snap.data)} bytes): {e}",
+            ) from e
+        position = decode_meta(snap.meta).delivered
+        return Restore(self.now, index, snap.slot, position, state, source)
+
+    def _end_life(self, node: str, ended: int | None) -> None:
+        r = self.replicas[node]
+        life = self.traces[node].life
+        life.ended = ended
+        life.log = dict(r.log)
+        life.decided_through = r.decided_through
+        life.state = tuple(self.apps[node].entries)
+
+    def on_crash(self, node: str) -> None:
+        self._end_life(node, self.now)
+        storage = self.storages[node]
+        self.unsaved[node].clear()  # sent, never saved: the bug send-first models
+        # A power loss: the unsynced tail is lost, or (a disk that wrote part
+        # of it) only a prefix of it survives.
+        tail = storage.unsynced_saves
+        keep = self.rng.randint(0, tail) if tail and self.rng.random() < 0.5 else 0
+        storage.crash(keep)
+        del self.replicas[node], self.apps[node]
+        # Its undelivered broadcasts died with it; delivered ones stay owed by position.
+        self.owed = {pid for pid in self.owed if pid.origin != node}
+
+    def on_restart(self, node: str) -> None:
+        self._start(node)
+
+    # ------------------------------------------------------------- Readys
 
     def leader(self) -> str | None:
         leaders = [(r.ballot, m) for m in self.live if (r := self.replicas[m]).role is Role.LEADER]
         return max(leaders)[1] if leaders else None
 
+    def _persist(self, node: str, rd: Ready) -> None:
+        storage = self.storages[node]
+        if rd.snapshot is not None:
+            storage.install_snapshot(rd.snapshot)
+        if has_durable_part(rd):
+            if self.options.persist == "skip-accepted":
+                rd = replace(rd, accepted=())
+            storage.save(rd)
+
     def drain(self, node: str) -> None:
         r = self.replicas[node]
-        trace = self.traces[node]
+        app = self.apps[node]
+        life = self.traces[node].life
         net = self.net
         now = self.now
+        send_first = self.options.persist == "send-first"
+        every = self.options.snapshot_every
         loops = 0
         while r.has_ready():
             loops += 1
             if loops > READY_LOOP_MAX:
                 raise self.livelock(node)
             rd: Ready = r.ready()
+            # 1. persist (the broken send-first mode saves only later).
+            if send_first:
+                self.unsaved[node].append((now, rd))
+            else:
+                self._persist(node, rd)
+            # 2. send; record what the acceptor promised and acknowledged.
+            self._record_acceptor(node, r, rd, life)
             for env in rd.messages:
                 net.send(env)
+            # 3. decisions and deliveries, the peer's snapshot at its restore point.
             for e in rd.decided:
-                trace.decided.append((now, e))
-            if rd.deliveries:
-                ids = self.delivered_ids[node]
-                for d in rd.deliveries:
-                    trace.deliveries.append((now, d))
-                    ids.add(d.id)
-                    self.must.add(d.id)
+                life.decided.append((now, e))
+            restore_at = rd.restore_at if rd.snapshot is not None else None
+            for i, d in enumerate(rd.deliveries):
+                if i == restore_at:
+                    self._install(app, rd, life)
+                app.apply(d.delivery)
+                life.deliveries.append((now, d))
+                if d.id not in self.position_of:
+                    self.position_of[d.id] = d.delivery.slot
+                    self.max_position = max(self.max_position, d.delivery.slot)
+            if restore_at is not None and restore_at == len(rd.deliveries):
+                self._install(app, rd, life)
             r.advance(rd)
+            # 4. compaction, once every delivery handed out is applied.
+            if every and app.since_snapshot >= every:
+                before = r.snapshot
+                if r.compact(app.snapshot()) is not before:
+                    self.snapshot_count += 1
         if r.role is Role.LEADER:
             self.leader_ballots.add(r.ballot)
 
+    def _record_acceptor(self, node: str, r: MultiPaxosReplica, rd: Ready, life: TobLife) -> None:
+        """What this Ready tells others (or the node itself) the acceptor promised and accepted.
+
+        Its own promise and acceptances count too: a candidate counts its own
+        promise, a leader its own acceptance, towards their quorums. An
+        ``Accepted`` for a slot the acceptor knew decided is not an
+        acceptance to keep (the slot is chosen already).
+        """
+        now = self.now
+        if rd.promised is not None and rd.promised > life.promised_sent[0]:
+            life.promised_sent = (rd.promised, now)
+        for a in rd.accepted:
+            self._ack(life, a.slot, a.ballot)
+            if a.ballot.node_id == node:  # the leader accepted its own proposal
+                self.acceptances.setdefault((a.slot, a.ballot), (a.value, {}))[1].setdefault(
+                    node, now
+                )
+        for env in rd.messages:
+            m = env.message
+            if isinstance(m, Accept):
+                proposed = self.acceptances.setdefault((m.slot, m.ballot), (m.value, {}))[0]
+                if proposed != m.value:
+                    self.conflicts.append((m.slot, m.ballot, proposed, m.value, now))
+            elif isinstance(m, Promise | Accepted):
+                if m.ballot > life.promised_sent[0]:
+                    life.promised_sent = (m.ballot, now)
+                if isinstance(m, Accepted):
+                    if m.slot not in r.log:
+                        self._ack(life, m.slot, m.ballot)
+                    known = self.acceptances.get((m.slot, m.ballot))
+                    if known is not None:  # (an Accept from the leader came first)
+                        known[1].setdefault(node, now)
+
+    def _ack(self, life: TobLife, slot: int, ballot: Ballot) -> None:
+        old = life.acked.get(slot)
+        if old is None or ballot > old[0]:
+            life.acked[slot] = (ballot, self.now)
+
+    def _install(self, app: SimApp, rd: Ready, life: TobLife) -> None:
+        assert rd.snapshot is not None
+        life.restores.append(self._restore_app(app, rd.snapshot, len(life.deliveries), "peer"))
+        self.install_count += 1
+        self.max_position = max(self.max_position, life.restores[-1].position)
+
     def converged(self) -> bool:
-        """Every live replica delivered each correct broadcast and everything delivered anywhere."""
-        need = len(self.must)
-        return all(len(self.delivered_ids[m]) == need for m in self.live)
+        """Everyone is back, every owed broadcast is delivered somewhere, and every
+        live replica reached the furthest position delivered anywhere."""
+        if self.down_until or not self.owed <= self.position_of.keys():
+            return False
+        top = self.max_position
+        return all(self.replicas[m].delivered >= top for m in self.live)
 
     def propose(self, node: str, tick: int) -> None:
         self.counters[node] += 1
@@ -373,30 +617,25 @@ class _TobRun(_Run):
         pid = self.replicas[node].propose(payload)
         assert pid.origin == node, f"{node}'s proposal is named {pid}"
         self.broadcasts[pid] = Broadcast(pid, payload, tick)
-        self.must.add(pid)  # forgotten at the heal if the node crashed and nobody delivered it
+        self.owed.add(pid)
         self.drain(node)
 
     def step(self, node: str, event: Event) -> None:
+        unsaved = self.unsaved[node]
+        if unsaved and isinstance(event, Tick):
+            # send-first: a save lands a tick after its messages left.
+            due = [rd for t, rd in unsaved if t < self.now]
+            del unsaved[: len(due)]
+            for rd in due:
+                self._persist(node, rd)
         self.replicas[node].step(event)
         self.drain(node)
 
-    def on_heal(self) -> None:
-        self._forget_crashed_broadcasts()
-
-    def _forget_crashed_broadcasts(self) -> None:
-        """A crashed node's broadcasts are owed only if somebody delivered them."""
-        if not self.crashed_at:
-            return
-        delivered_any: set[ProposalId] = set().union(*self.delivered_ids.values())
-        self.must = {
-            pid for pid in self.must if pid.origin not in self.crashed_at or pid in delivered_any
-        }
-
     def check(self, tick: int) -> None:
-        for m, r in self.replicas.items():
-            trace = self.traces[m]
-            trace.crashed_at = self.crashed_at.get(m)
-            trace.log = dict(r.log)
+        for m in self.live:
+            self._end_life(m, None)
+        for m, at in self.crashed_at.items():
+            self.traces[m].crashed_at = at
         history = TobHistory(
             members=self.members,
             broadcasts=self.broadcasts,
@@ -404,6 +643,8 @@ class _TobRun(_Run):
             heal_tick=self.heal_tick,
             liveness_ticks=self.liveness_ticks,
             end_tick=tick,
+            acceptances=self.acceptances,
+            conflicts=self.conflicts,
         )
         check_tob(history)
 
@@ -417,22 +658,36 @@ class _TobRun(_Run):
             ticks=tick,
             heal_tick=self.heal_tick,
             broadcasts=len(self.broadcasts),
-            deliveries=sum(len(t.deliveries) for t in self.traces.values()),
+            deliveries=sum(len(life.deliveries) for t in self.traces.values() for life in t.lives),
             messages_sent=stats.sent,
             messages_dropped=stats.dropped,
             messages_duplicated=stats.duplicated,
             elections=len(self.leader_ballots),
             crashed=tuple(sorted(self.crashed_at, key=self.members.index)),
             replicas=tuple(self._describe(m) for m in self.members),
+            crashes=self.crash_count,
+            restarts=self.restart_count,
+            snapshots=self.snapshot_count,
+            installs=self.install_count,
         )
 
     def _describe(self, node: str) -> str:
+        lives = self.traces[node].lives
+        history = ", ".join(
+            f"{life.started}-{life.ended if life.ended is not None else 'end'}" for life in lives
+        )
+        ups = f" lives={len(lives)} ({history})" if len(lives) > 1 else ""
+        if node not in self.replicas:
+            stopped = self.crashed_at.get(node)
+            why = f"crash-stopped@{stopped}" if stopped is not None else "down"
+            return f"{node}: {why}{ups}"
         s = self.replicas[node].status()
-        crashed = f" crashed@{self.crashed_at[node]}" if node in self.crashed_at else ""
+        snap = self.replicas[node].snapshot
         return (
             f"{node}: {s.role.value} leader={s.leader or '-'} ballot={s.ballot} "
             f"promised={s.promised} decided_through={s.decided_through} "
-            f"delivered={s.delivered} pending={s.pending}{crashed}"
+            f"delivered={s.delivered} pending={s.pending} "
+            f"snapshot@{snap.slot if snap is not None else '-'}{ups}"
         )
 
 
@@ -519,6 +774,7 @@ class _SynodRun(_Run):
             elections=len(self.rounds),
             crashed=tuple(sorted(self.crashed_at, key=self.members.index)),
             replicas=tuple(self._describe(m) for m in self.members),
+            crashes=self.crash_count,
         )
 
     def _describe(self, node: str) -> str:

@@ -5,8 +5,10 @@ on every fault at once tends to test none of them well (a 30% lossy network
 with constant partitions mostly elects leaders). So each seed first draws
 *which* features are on and how hard (``SwarmOptions``), then a concrete
 *schedule* for that mix (``Schedule``): partition episodes, crash-stops,
-and proposals at random ticks. Over thousands of seeds every combination
-shows up, including the quiet ones.
+outages (crash and restart on storage), and proposals at random ticks.
+Over thousands of seeds every combination shows up, including the quiet
+ones. New features are drawn *after* the old ones, from the same stream,
+so adding one leaves the old fields of every seed as they were.
 
 A run has two phases. The *fault phase* (ticks ``1..fault_ticks``) has all
 the drawn faults; at ``heal_tick = fault_ticks + 1`` the network heals (no
@@ -19,8 +21,14 @@ Bounds, and why:
 
 - ``n`` is 3 or 5 (half the runs each): 3 is the smallest replicated case,
   5 the smallest where two nodes can crash and two minorities can exist.
-- At most ``(n - 1) // 2`` nodes crash, so a majority stays correct and
-  liveness after the heal is a fair demand.
+- At most ``(n - 1) // 2`` nodes crash-stop, so a majority stays correct
+  and liveness after the heal is a fair demand.
+- Outages are crashes with a restart: any nodes, a majority or all of them
+  at once, each losing what its storage had not synced (a power loss). Every
+  restart happens by the heal tick, so they never cost liveness after it.
+  Multi-Paxos only: the single-decree core has no durable state to restore.
+- Compaction every ``snapshot_every`` deliveries: 3 to 100 (small values
+  make many snapshots and lagging replicas that need one), or never.
 - Loss is at most ``LOSS_MAX`` (30%): more mostly tests elections.
 - Proposals per node and phase lengths are bounded so a run costs tens of
   milliseconds and thousands fit in a CI run.
@@ -37,7 +45,9 @@ __all__ = [
     "LIVENESS_TICKS_DEFAULT",
     "LOSS_MAX",
     "PARTITION_KINDS",
+    "PERSIST_MODES",
     "Crash",
+    "Outage",
     "PartitionEpisode",
     "ProposeAt",
     "Schedule",
@@ -59,6 +69,12 @@ PARTITION_KINDS = ("leader", "split", "random")
 #: candidates collide), a re-forward (30 ticks) and some catch-up rounds (5
 #: ticks each); 600 leaves a wide margin so that only a stuck run fails.
 LIVENESS_TICKS_DEFAULT = 600
+#: How a replica persists a ``Ready``. ``save-first`` is DESIGN.md §3's order
+#: and the only one ever drawn; the others are deliberate bugs, for tests that
+#: show the checkers catch them: ``send-first`` sends (and delivers) before
+#: saving, the save landing when the node handles its next event, so a crash
+#: in between loses it; ``skip-accepted`` never saves accepted entries.
+PERSIST_MODES = ("save-first", "send-first", "skip-accepted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +103,20 @@ class SwarmOptions:
     #: Multi-Paxos pipelining and batching bounds (small values stress them).
     window_slots_max: int
     batch_count_max: int
+    #: Crash-restart episodes in the fault phase; each crashes between 1 and
+    #: ``outage_nodes_max`` nodes at once (``n``: possibly all), the current
+    #: leader among them when ``outage_leader``, and restarts them after
+    #: ``outage_ticks`` (by the heal tick at the latest).
+    outages: int = 0
+    outage_nodes_max: int = 1
+    outage_ticks: tuple[int, int] = (1, 1)
+    outage_leader: bool = False
+    #: Compact after this many deliveries applied since the last snapshot (0: never).
+    snapshot_every: int = 0
+    #: A snapshot travels in chunks of at most this many bytes (small: many chunks).
+    snapshot_chunk_bytes_max: int = 1 << 20
+    #: One of ``PERSIST_MODES``; never drawn (always ``save-first``).
+    persist: str = "save-first"
 
     def __post_init__(self) -> None:
         if self.n not in (1, 2, 3, 4, 5, 6, 7):
@@ -113,6 +143,20 @@ class SwarmOptions:
             raise ConfigurationError("fault_ticks and liveness_ticks must be >= 1")
         if self.window_slots_max < 1 or self.batch_count_max < 1:
             raise ConfigurationError("window_slots_max and batch_count_max must be >= 1")
+        if self.outages < 0 or not 1 <= self.outage_nodes_max <= self.n:
+            raise ConfigurationError(
+                f"outages >= 0 and 1 <= outage_nodes_max <= n required, got "
+                f"{self.outages} and {self.outage_nodes_max}"
+            )
+        lo, hi = self.outage_ticks
+        if not 1 <= lo <= hi:
+            raise ConfigurationError(f"outage_ticks must satisfy 1 <= lo <= hi, got {(lo, hi)}")
+        if self.snapshot_every < 0 or self.snapshot_chunk_bytes_max < 1:
+            raise ConfigurationError("snapshot_every >= 0 and snapshot_chunk_bytes_max >= 1")
+        if self.persist not in PERSIST_MODES:
+            raise ConfigurationError(
+                f"persist must be one of {PERSIST_MODES}, got {self.persist!r}"
+            )
 
     @property
     def heal_tick(self) -> int:
@@ -132,6 +176,19 @@ class SwarmOptions:
             parts.append(f"parts={self.partitions}({','.join(self.partition_kinds)})")
         if self.crashes:
             parts.append(f"crash={self.crashes}{'(leader)' if self.crash_leader else ''}")
+        if self.outages:
+            parts.append(
+                "outages={}x<={}{} down={}-{}".format(
+                    self.outages,
+                    self.outage_nodes_max,
+                    "(leader)" if self.outage_leader else "",
+                    *self.outage_ticks,
+                )
+            )
+        if self.snapshot_every:
+            parts.append(f"snap/{self.snapshot_every} chunk={self.snapshot_chunk_bytes_max}")
+        if self.persist != "save-first":
+            parts.append(f"persist={self.persist}")
         parts.append(f"props<={self.proposals_per_node_max}/node")
         parts.append(f"win={self.window_slots_max} batch={self.batch_count_max}")
         parts.append(f"fault={self.fault_ticks}t")
@@ -139,7 +196,11 @@ class SwarmOptions:
 
 
 def draw_options(rng: random.Random) -> SwarmOptions:
-    """This seed's fault mix: each feature is on about half the time."""
+    """This seed's fault mix: each feature is on about half the time.
+
+    Draws happen in the order of the fields as they were added, the newest
+    last, so a new feature does not change the older ones of any seed.
+    """
 
     def maybe(p: float, value: float) -> float:
         return value if rng.random() < p else 0.0
@@ -150,22 +211,49 @@ def draw_options(rng: random.Random) -> SwarmOptions:
     kinds = tuple(k for k in PARTITION_KINDS if rng.random() < 0.6) or (
         rng.choice(PARTITION_KINDS),
     )
+    loss = maybe(0.6, rng.uniform(0.0, LOSS_MAX))
+    duplicate = maybe(0.5, rng.uniform(0.0, 0.3))
+    delay_ticks = (lo, lo + rng.choice((0, 1, 3, 6)))
+    spike_probability = maybe(0.4, rng.choice((0.002, 0.01, 0.03)))
+    spike_ticks = (spike_lo, spike_lo + rng.randint(0, 40))
+    partitions = rng.choice((0, 0, 1, 2, 4, 8, 12))
+    crashes = rng.randint(0, (n - 1) // 2) if rng.random() < 0.5 else 0
+    crash_leader = rng.random() < 0.5
+    proposals_per_node_max = rng.choice((1, 5, 15, 40))
+    fault_ticks = rng.randint(100, 800)
+    window_slots_max = rng.choice((1, 3, 64))
+    batch_count_max = rng.choice((1, 4, 512))
+    # Durability and compaction (drawn after the older features).
+    outages = rng.choice((1, 1, 2, 3, 6)) if rng.random() < 0.55 else 0
+    majority = n // 2 + 1
+    outage_nodes_max = rng.choice((1, 1, majority, n))
+    down_lo = rng.choice((1, 5, 20))
+    outage_ticks = (down_lo, down_lo + rng.choice((0, 10, 50, 200)))
+    outage_leader = rng.random() < 0.4
+    snapshot_every = rng.choice((3, 5, 10, 30, 100)) if rng.random() < 0.7 else 0
+    snapshot_chunk_bytes_max = rng.choice((64, 512, 1 << 20))
     return SwarmOptions(
         n=n,
-        loss=maybe(0.6, rng.uniform(0.0, LOSS_MAX)),
-        duplicate=maybe(0.5, rng.uniform(0.0, 0.3)),
-        delay_ticks=(lo, lo + rng.choice((0, 1, 3, 6))),
-        spike_probability=maybe(0.4, rng.choice((0.002, 0.01, 0.03))),
-        spike_ticks=(spike_lo, spike_lo + rng.randint(0, 40)),
-        partitions=rng.choice((0, 0, 1, 2, 4, 8, 12)),
+        loss=loss,
+        duplicate=duplicate,
+        delay_ticks=delay_ticks,
+        spike_probability=spike_probability,
+        spike_ticks=spike_ticks,
+        partitions=partitions,
         partition_kinds=kinds,
-        crashes=rng.randint(0, (n - 1) // 2) if rng.random() < 0.5 else 0,
-        crash_leader=rng.random() < 0.5,
-        proposals_per_node_max=rng.choice((1, 5, 15, 40)),
-        fault_ticks=rng.randint(100, 800),
+        crashes=crashes,
+        crash_leader=crash_leader,
+        proposals_per_node_max=proposals_per_node_max,
+        fault_ticks=fault_ticks,
         liveness_ticks=LIVENESS_TICKS_DEFAULT,
-        window_slots_max=rng.choice((1, 3, 64)),
-        batch_count_max=rng.choice((1, 4, 512)),
+        window_slots_max=window_slots_max,
+        batch_count_max=batch_count_max,
+        outages=outages,
+        outage_nodes_max=outage_nodes_max,
+        outage_ticks=outage_ticks,
+        outage_leader=outage_leader,
+        snapshot_every=snapshot_every,
+        snapshot_chunk_bytes_max=snapshot_chunk_bytes_max,
     )
 
 
@@ -192,6 +280,22 @@ class Crash:
 
 
 @dataclass(frozen=True, slots=True)
+class Outage:
+    """At ``tick`` the ``nodes`` crash (power loss: their unsynced saves are lost),
+    and at ``restart`` they start again on their storage.
+
+    With ``leader`` the runner swaps the node leading at ``tick`` (if any, and
+    not already among them) for the first of ``nodes``. Nodes already down
+    when the outage starts are left alone (their own restart stands).
+    """
+
+    tick: int
+    restart: int
+    nodes: tuple[str, ...]
+    leader: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ProposeAt:
     """``node`` broadcasts (or, single-decree, proposes) at ``tick``."""
 
@@ -205,6 +309,7 @@ class Schedule:
     partitions: tuple[PartitionEpisode, ...]
     crashes: tuple[Crash, ...]
     proposals: tuple[ProposeAt, ...]
+    outages: tuple[Outage, ...] = ()
 
 
 def liveness_bound(options: SwarmOptions, schedule: Schedule) -> int:
@@ -242,10 +347,11 @@ def _draw_groups(
 
 
 def draw_schedule(options: SwarmOptions, rng: random.Random, *, synod: bool = False) -> Schedule:
-    """Concrete partitions, crashes and proposals for ``options``.
+    """Concrete partitions, crashes, proposals and outages for ``options``.
 
     Single-decree runs (``synod``) crash fixed nodes (there is no stable
-    leader to aim at) and let every node, or a random subset that always
+    leader to aim at), have no outages (the single-decree core keeps no
+    durable state), and let every node, or a random subset that always
     contains a correct node, propose once.
     """
     members = members_of(options.n)
@@ -295,4 +401,16 @@ def draw_schedule(options: SwarmOptions, rng: random.Random, *, synod: bool = Fa
             for _ in range(rng.randint(1, options.proposals_per_node_max)):
                 proposals.append(ProposeAt(rng.randint(1, fault), node))
     proposals.sort(key=lambda p: (p.tick, p.node))
-    return Schedule(members, tuple(episodes), tuple(crashes), tuple(proposals))
+
+    # Drawn last, so that the draws above are those of a schedule without outages.
+    outages: list[Outage] = []
+    if not synod:
+        for _ in range(options.outages):
+            tick = rng.randint(1, fault)
+            down = rng.randint(*options.outage_ticks)
+            nodes = tuple(rng.sample(members, rng.randint(1, options.outage_nodes_max)))
+            outages.append(
+                Outage(tick, min(tick + down, options.heal_tick), nodes, options.outage_leader)
+            )
+        outages.sort(key=lambda o: (o.tick, o.nodes))
+    return Schedule(members, tuple(episodes), tuple(crashes), tuple(proposals), tuple(outages))
