@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -20,6 +21,16 @@ def test_one_seed_runs_verbosely(capsys: pytest.CaptureFixture[str]) -> None:
     assert "status: seed=3 tob " in out
     assert "checks: ok" in out
     assert "replay: paxostob sim --seed 3\n" in out
+
+
+def test_a_replay_shows_crashes_restarts_and_snapshots(capsys: pytest.CaptureFixture[str]) -> None:
+    seed = next(s for s in range(50) if (r := simulate(s).result).restarts and r.snapshots)
+    assert main(["sim", "--seed", str(seed)]) == 0
+    out = capsys.readouterr().out
+    status = re.search(r"crashes=(\d+) restarts=(\d+) snapshots=(\d+) installs=\d+", out)
+    assert status is not None, out
+    assert min(int(n) for n in status.groups()) >= 1, status.group(0)
+    assert "\n  outages = " in out and " lives=" in out
 
 
 def test_one_single_decree_seed(capsys: pytest.CaptureFixture[str]) -> None:
