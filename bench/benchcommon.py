@@ -251,7 +251,19 @@ def fmt_ms(x: float | None) -> str:
 
 
 def rows_table(rows: Sequence[Measurement]) -> str:
-    header = ("system", "load", "tool", "clients", "-P", "ops/s", "p50 ms", "p99 ms", "p999 ms")
+    header = (
+        "system",
+        "load",
+        "tool",
+        "clients",
+        "-P",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "p999 ms",
+        "errors",
+        "note",
+    )
     body = [
         (
             r.system,
@@ -263,6 +275,8 @@ def rows_table(rows: Sequence[Measurement]) -> str:
             fmt_ms(r.p50_ms),
             fmt_ms(r.p99_ms),
             fmt_ms(r.p999_ms),
+            str(r.errors),
+            r.note,
         )
         for r in rows
     ]

@@ -17,8 +17,9 @@ import csv
 import io
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from benchcommon import VALUE_BYTES, Measurement, Progress, median_of, optional_module
@@ -28,6 +29,9 @@ T = TypeVar("T")
 
 #: A single redis-benchmark run longer than this is a hung server.
 RB_TIMEOUT_S = 300.0
+#: Runs of redis-benchmark repeated after an error reply (an election), and the pause first.
+RB_ATTEMPTS = 4
+RB_RETRY_PAUSE_S = 1.0
 #: Random keys for redis-benchmark (-r): GETs hit keys the SETs wrote.
 KEYSPACE = 100_000
 
@@ -143,33 +147,68 @@ def redis_benchmark_once(
     return {k: float(v) for k, v in rows[0].items() if k != "test"}
 
 
+class Retried:
+    """Runs again a redis-benchmark run that met an error reply (it stops at the first).
+
+    A paxostob leader change answers -TRYAGAIN until the new leader is known;
+    the run is repeated (against the leader ``port()`` names then) up to
+    ``RB_ATTEMPTS`` times, and the row's note says how often that happened.
+    """
+
+    def __init__(self, port: int | Callable[[], int], progress: Progress) -> None:
+        self.port = port
+        self.progress = progress
+        self.retries = 0
+        self.last_error = ""
+
+    def __call__(self, test: str, clients: int, pipeline: int, requests: int) -> dict[str, float]:
+        for attempt in range(RB_ATTEMPTS):
+            port = self.port() if callable(self.port) else self.port
+            try:
+                return redis_benchmark_once(port, test, clients, pipeline, requests)
+            except RuntimeError as e:
+                if attempt == RB_ATTEMPTS - 1:
+                    raise
+                self.retries += 1
+                text = str(e).replace("redis-benchmark failed: ", "")
+                self.last_error = text.replace("Error from server: ", "").split(";")[0][:70]
+                self.progress.log(f"  retrying after: {self.last_error}")
+                time.sleep(RB_RETRY_PAUSE_S)
+        raise AssertionError("unreachable")
+
+
 def redis_benchmark(
     system: str,
-    port: int,
+    port: int | Callable[[], int],
     budget: Budget,
     progress: Progress,
     tests: Sequence[str] = ("set", "get"),
 ) -> list[Measurement]:
-    """Rows of ``redis-benchmark -t TEST -d 100 -c C -P P`` for every test and configuration."""
+    """Rows of ``redis-benchmark -t TEST -d 100 -c C -P P`` for every test and configuration.
+
+    ``port`` may be a function: it is asked again before a retried run (the leader moved).
+    """
     rows = []
+    once = Retried(port, progress)
     for test in tests:
         for clients, pipeline in budget.rb_configs:
             runs = []
+            retries_before = once.retries
             floor = clients * pipeline * 2
             # A small probe, not recorded, sizes the runs: rates differ by 1000x between
             # configurations and systems.
             probe = max(floor, 100)
-            rate_seen = redis_benchmark_once(port, test, clients, pipeline, probe)["rps"]
+            rate_seen = once(test, clients, pipeline, probe)["rps"]
             for _ in range(4):
                 if 0 < rate_seen < float("inf"):
                     break
                 probe *= 10  # it was done within the clock's resolution
-                rate_seen = redis_benchmark_once(port, test, clients, pipeline, probe)["rps"]
+                rate_seen = once(test, clients, pipeline, probe)["rps"]
             for k in range(budget.repeats):
                 requests = max(floor, min(budget.requests, int(rate_seen * budget.run_s)))
                 label = f"{system}: redis-benchmark -t {test} -c {clients} -P {pipeline}"
                 with progress.task(f"{label} (run {k + 1}, n={requests})", 1) as advance:
-                    out = redis_benchmark_once(port, test, clients, pipeline, requests)
+                    out = once(test, clients, pipeline, requests)
                     advance(1)
                 rate_seen = out["rps"]
                 runs.append(
@@ -186,6 +225,9 @@ def redis_benchmark(
                     )
                 )
             row = median_of(runs)
+            if once.retries > retries_before:
+                retried = once.retries - retries_before
+                row = replace(row, note=f"{retried} run(s) repeated after `{once.last_error}`")
             progress.log(
                 f"  {system:<28} {test:<9} c={clients:<3} P={pipeline:<3} "
                 f"{row.ops_s:>10,.0f} ops/s  p50 {row.p50_ms:.2f} ms  p99 {row.p99_ms:.2f} ms"

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchcommon import free_ports
-from loadgen import RespClient
+from loadgen import RespClient, ServerError
 
 READY_MARK = "ready:"
 START_TIMEOUT_S = 30.0
@@ -139,7 +139,15 @@ class PaxosCluster:
         return asyncio.run(ask())
 
     def leader_port(self) -> int:
-        return self.nodes[self.leader_id()].resp_port
+        """The leader's client port; while an election runs, waits for it (bounded)."""
+        deadline = time.monotonic() + LEADER_TIMEOUT_S
+        while True:
+            try:
+                return self.nodes[self.leader_id()].resp_port
+            except (AssertionError, OSError, ServerError, KeyError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def resp_ports(self) -> list[int]:
         return [n.resp_port for n in self.nodes.values()]

@@ -154,26 +154,45 @@ def measure(
         progress.log(f"   ({part} took {time.monotonic() - t0:.0f} s)")
         t0 = time.monotonic()
 
+    # A part that fails is reported in the paxostob row's status; the others still run.
+    info = kv.system_info()
+
+    def failed(part: str, e: Exception) -> None:
+        info.notes.append(f"{part} failed: {type(e).__name__}: {str(e)[-200:]}")
+        progress.log(f"   {info.notes[-1]}")
+
     if "tob_inmemory" in args.parts:
         progress.log("== tob_inmemory: 50 broadcasters, all replicas in one process")
-        rows += run_tob_inmemory(budget, args.quick, progress)
+        try:
+            rows += run_tob_inmemory(budget, args.quick, progress)
+        except Exception as e:
+            failed("tob_inmemory", e)
         took("tob_inmemory")
     if "tob_cluster" in args.parts or "kv" in args.parts:
         progress.log("== paxostob: 3 node processes on loopback, durable (fsync)")
-        with PaxosCluster(3, base_dir=args.data_dir) as cluster:
-            progress.log(f"   nodes (pid): {cluster.pids()}, leader {cluster.leader_id()}")
-            info = kv.system_info()
-            if "tob_cluster" in args.parts:
-                progress.log("== tob_cluster: PAXOS.BROADCAST from 1..50 broadcasters")
-                _, tob_rows = tob_cluster.run(budget, progress, cluster)
-                rows += tob_rows
-                took("tob_cluster")
-            if "kv" in args.parts:
-                progress.log("== kv: SET/GET, Python generator and redis-benchmark")
-                info, kv_rows = kv.run(budget, progress, cluster)
-                rows += kv_rows
-                took("kv")
-            systems.append(info)
+        try:
+            with PaxosCluster(3, base_dir=args.data_dir) as cluster:
+                progress.log(f"   nodes (pid): {cluster.pids()}, leader {cluster.leader_id()}")
+                if "tob_cluster" in args.parts:
+                    progress.log("== tob_cluster: PAXOS.BROADCAST from 1..50 broadcasters")
+                    try:
+                        rows += tob_cluster.run(budget, progress, cluster)[1]
+                    except Exception as e:
+                        failed("tob_cluster", e)
+                    took("tob_cluster")
+                if "kv" in args.parts:
+                    progress.log("== kv: SET/GET, Python generator and redis-benchmark")
+                    try:
+                        kv_info, kv_rows = kv.run(budget, progress, cluster)
+                        info.notes += kv_info.notes
+                        rows += kv_rows
+                    except Exception as e:
+                        failed("kv", e)
+                    took("kv")
+        except Exception as e:
+            failed("the 3-node cluster", e)
+    if any(p in args.parts for p in ("tob_inmemory", "tob_cluster", "kv")):
+        systems.append(info)
     if "peers" in args.parts:
         progress.log("== peers: the same write load on the systems users would pick instead")
         peer_infos, peer_rows = peers.run(budget, progress, only=args.only_peers)
@@ -196,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.from_json:
             systems, rows = load_json(args.from_json)
             machine = load_machine(args.from_json) or machine
+            # The command that measured them, not this re-rendering.
+            command = machine.pop("measured by", command)
         else:
             systems, rows = measure(args, progress)
     print(rows_table(rows) if rows else "(no rows)")
@@ -212,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(os, "getloadavg") and not args.from_json:
         machine["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if args.json:
-        save_json(args.json, systems, rows, machine)
+        save_json(args.json, systems, rows, {**machine, "measured by": command.strip()})
     if not args.no_doc:
         plots, note = report.make_plots(rows, args.plots_dir)
         block = report.generated_block(
