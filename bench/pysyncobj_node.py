@@ -97,8 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--value-bytes", type=int, default=100)
     args = p.parse_args(argv)
 
-    from pysyncobj import SyncObj, SyncObjConf  # type: ignore[import-untyped,unused-ignore]
-    from pysyncobj.batteries import ReplDict  # type: ignore[import-untyped,unused-ignore]
+    from pysyncobj import SyncObj, SyncObjConf  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    from pysyncobj.batteries import ReplDict  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
