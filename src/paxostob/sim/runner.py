@@ -34,6 +34,7 @@ iteration over unordered containers where order could matter.
 
 from __future__ import annotations
 
+import abc
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields, replace
@@ -174,7 +175,7 @@ def _options(options_rng: random.Random, overrides: dict[str, Any]) -> SwarmOpti
     return replace(options, **overrides) if overrides else options
 
 
-class _Run:
+class _Run(abc.ABC):
     """State shared by both modes: the network, the schedule, the clock, crashes."""
 
     def __init__(self, seed: int, synod: bool, overrides: dict[str, Any]) -> None:
@@ -244,27 +245,27 @@ class _Run:
         """The live node that leads now, if any (the target of ``leader`` faults)."""
         return None
 
-    def drain(self, node: str) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def drain(self, node: str) -> None: ...
 
-    def propose(self, node: str, tick: int) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def propose(self, node: str, tick: int) -> None: ...
 
-    def converged(self) -> bool:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def converged(self) -> bool: ...
 
-    def on_heal(self) -> None:
+    def on_heal(self) -> None:  # noqa: B027 - an optional hook: nothing to do by default
         """Called once the heal tick was handled (no crash comes after it)."""
 
-    def on_crash(self, node: str) -> None:
+    def on_crash(self, node: str) -> None:  # noqa: B027 - an optional hook
         """``node`` (up until now) crashes: its process and unsynced writes are gone."""
 
     def on_restart(self, node: str) -> None:
         """``node`` starts again on its storage (it is up again when this is called)."""
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} runs have no restarts (crash-stop only)")
 
-    def step(self, node: str, event: Event) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def step(self, node: str, event: Event) -> None: ...
 
     def loop(self) -> tuple[int, CheckFailure | None]:
         """Handle ticks until converged after the heal, or the deadline.
@@ -329,11 +330,11 @@ class _Run:
             failure = failure.with_replay(self.replay(), context)
         return RunOutcome(self.seed, result, failure)
 
-    def result(self, tick: int) -> RunResult:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def result(self, tick: int) -> RunResult: ...
 
-    def check(self, tick: int) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def check(self, tick: int) -> None: ...
 
     def apply_faults(self, tick: int) -> None:
         """Restarts, heal, partitions, crash-stops and outages scheduled for ``tick``."""
