@@ -14,6 +14,8 @@ import pytest
 
 from paxostob import Consensus, MemoryNetwork, QuorumTimeoutError, TotalOrderBroadcast
 
+from .schedule import after_completions
+
 TICK = 0.002
 
 
@@ -144,13 +146,13 @@ async def one_schedule(seed: int) -> None:
             for m in members
         }
         # Crash a minority at a random moment (maybe before it did anything).
-        await asyncio.sleep(rng.choice([0.0, 0.002, 0.01]))
+        await after_completions(tasks.values(), rng.choice([0, 0, 1, 2]), 0.05)
         for m in crashed:
             await nodes[m].close()
             await transports[m].close()
             tasks[m].cancel()
         # Heal: termination is promised once a majority is up and can talk.
-        await asyncio.sleep(rng.choice([0.0, 0.01]))
+        await after_completions(tasks.values(), rng.choice([0, 1]), 0.05)
         net.set_faults(loss=0.0, duplicate=0.0, delay_s=(0.0, 0.0))
         for m in members:
             if m in crashed:

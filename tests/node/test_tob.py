@@ -26,6 +26,8 @@ from paxostob import (
     TotalOrderBroadcast,
 )
 
+from .schedule import after_completions
+
 TICK = 0.002
 #: Far above what any scenario here needs (tens of milliseconds): only bounds a bug.
 WAIT_S = 10.0
@@ -319,10 +321,10 @@ async def one_schedule(seed: int) -> None:
     }
     try:
         # Crash the minority at a random moment (maybe before it did anything).
-        await asyncio.sleep(rng.choice([0.0, 0.003, 0.02, 0.04]))
+        await after_completions(sends.values(), rng.choice([0, 1, 5, 20]), 0.1)
         for m in crashed:
             await transports[m].close()
-        await asyncio.sleep(rng.choice([0.0, 0.01]))
+        await after_completions(sends.values(), rng.choice([0, 5]), 0.05)
         net.heal()
         net.set_faults(loss=0.0, duplicate=0.0, delay_s=(0.0, 0.0))
         try:
