@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import random
 from collections.abc import Awaitable
-from typing import TypeVar
+from types import TracebackType
+from typing import Self, TypeVar
 
 from ..errors import ConfigurationError, QuorumTimeoutError
 
@@ -49,3 +51,25 @@ async def within(aw: Awaitable[T], timeout: float | None, what: str) -> T:
         raise QuorumTimeoutError(
             f"{what} did not complete within {timeout:.3g} s (is a quorum of members reachable?)"
         ) from None
+
+
+class AsyncLifetime(abc.ABC):
+    """``async with node:`` for classes with ``start()`` and ``close()``."""
+
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -13,13 +13,12 @@ network that may lose, duplicate, delay and reorder messages):
 from __future__ import annotations
 
 import asyncio
-from types import TracebackType
 
 from ..core.events import Propose, Ready
 from ..core.synod import SynodConfig, SynodReplica
 from ..errors import ConfigurationError, NotRunningError
 from ..transport.base import Transport
-from ._common import check_membership, make_rng, within
+from ._common import AsyncLifetime, check_membership, make_rng, within
 from .driver import Driver
 
 __all__ = ["Consensus"]
@@ -28,7 +27,7 @@ __all__ = ["Consensus"]
 INSTANCE_PREFIX = "consensus:"
 
 
-class Consensus:
+class Consensus(AsyncLifetime):
     """One node's view of one single-decree consensus instance.
 
     ``members`` is the whole membership, this node included. Several
@@ -75,18 +74,6 @@ class Consensus:
 
     async def close(self) -> None:
         await self._driver.close()
-
-    async def __aenter__(self) -> Consensus:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @property
     def decision(self) -> bytes | None:

@@ -19,7 +19,6 @@ import logging
 import os
 from collections import deque
 from collections.abc import AsyncIterator
-from types import TracebackType
 from typing import Protocol
 
 from ..core.events import Ready
@@ -34,7 +33,7 @@ from ..errors import (
 )
 from ..storage.base import Storage, default_storage, has_durable_part
 from ..transport.base import Transport
-from ._common import check_membership, make_rng, within
+from ._common import AsyncLifetime, check_membership, make_rng, within
 from .driver import Driver
 
 __all__ = ["StateMachine", "TotalOrderBroadcast"]
@@ -59,7 +58,7 @@ class StateMachine(Protocol):
 INSTANCE_PREFIX = "tob:"
 
 
-class TotalOrderBroadcast:
+class TotalOrderBroadcast(AsyncLifetime):
     """One node of a total-order broadcast group.
 
     ``members`` is the whole membership, this node included. ``pending_max``
@@ -202,18 +201,6 @@ class TotalOrderBroadcast:
                 fut.exception()
         self._waiters.clear()
         self._readable.set()
-
-    async def __aenter__(self) -> TotalOrderBroadcast:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # ----------------------------------------------------------------- API
 
