@@ -312,8 +312,12 @@ def test_linearizable_while_the_leader_is_killed_and_restarted(cluster: Cluster)
     during = [o for o in ops if o.known and killed_s < o.call_s and o.return_s < restarted_s]
     assert during, "no operation completed while the old leader was down"
     assert any(o.kind != "get" for o in during), "no write completed without the leader"
+    # The restarted node serves again: at least its final reads, which the
+    # checker verified against everything acknowledged. (Its own load clients
+    # may have been answered TRYAGAIN until it knew the leader again, and the
+    # others can make the progress the test waits for: not required.)
     assert any(
-        o.known and o.call_s > back_s and o.client < CLIENTS and at == victim
+        o.known and o.call_s > back_s and at == victim
         for o, at in zip(ops, history.nodes, strict=True)
     ), "the restarted node served no client"
     result = check(ops)
