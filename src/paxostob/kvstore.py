@@ -10,18 +10,31 @@ that goes through the log is linearizable: it is ordered after every write
 acknowledged before it was issued (that write's entry precedes it in the
 log). The Go original read its local map instead, which could be stale.
 
+Coalescing: commands submitted during one pass of the event loop (by many
+clients at once) become ONE log entry, each caller's commands contiguous in
+it. The entry is applied atomically everywhere, which is at least as strong
+as applying the callers' units one after another, and each caller gets
+exactly its own replies. One broadcast, one decode and one apply per loop
+pass instead of per command is what lets 50 clients share a consensus round.
+A caller's units are never reordered among themselves: they join groups in
+the order submitted, and a group is broadcast only after the previous group
+of this store was *delivered* (so its position precedes the next group's).
+
 Several applications may share one broadcast group: ``tag`` prefixes this
 store's payloads, and ``TaggedStateMachine`` routes deliveries by tag.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from .core.types import Delivery
-from .errors import AlreadyDeliveredError, ConfigurationError, PaxosError
-from .kv.commands import Entry, Op, encode_entry
+from .errors import AlreadyDeliveredError, ConfigurationError, NotRunningError, PaxosError
+from .kv.commands import Op, encode_entry_of, encode_op
 from .kv.replies import Error, Reply
 from .kv.state_machine import KvStateMachine
 from .node.tob import StateMachine, TotalOrderBroadcast
@@ -34,6 +47,28 @@ __all__ = ["REPLY_NOT_KEPT", "KeyValueStore", "TaggedStateMachine"]
 REPLY_NOT_KEPT = Error("TRYAGAIN applied elsewhere; the reply was not kept")
 #: ``get`` reads again when a read's reply was not kept; each try is a log entry.
 READ_TRIES_MAX = 3
+#: One coalesced entry holds at most this many commands and encoded bytes
+#: (it must stay well under a Multi-Paxos batch and a TCP frame).
+GROUP_OPS_MAX = 4096
+GROUP_BYTES_MAX = 256 * 1024
+
+
+@dataclass(slots=True)
+class _Group:
+    """Commands of several callers that will share one log entry."""
+
+    parts: list[bytes] = field(default_factory=list)
+    ops: int = 0
+    size: int = 0
+    #: (caller's future, index of its first op, its op count), in entry order.
+    waiters: list[tuple[asyncio.Future[list[Reply]], int, int]] = field(default_factory=list)
+
+
+def _fail(group: _Group, error: BaseException) -> None:
+    for fut, _, _ in group.waiters:
+        if not fut.done():
+            fut.set_exception(error)
+            fut.exception()  # a caller that gave up must not make asyncio log it
 
 
 class TaggedStateMachine:
@@ -116,23 +151,100 @@ class KeyValueStore:
         self.machine = machine
         self.tag = tag
         self.timeout_s = timeout_s
+        #: Groups waiting for their turn; the last one still takes commands.
+        self._groups: deque[_Group] = deque()
+        #: The task broadcasting the head group, or None when idle.
+        self._sender: asyncio.Task[None] | None = None
+        #: Entries broadcast (each one consensus proposal) and commands in them.
+        self.entries_proposed = 0
+        self.ops_proposed = 0
 
     async def execute(self, ops: Sequence[Sequence[bytes]]) -> list[Reply]:
-        """Apply ``ops`` as one atomic log entry; their replies, in order.
+        """Apply ``ops`` as one atomic unit of a log entry; their replies, in order.
 
         Raises ``QuorumTimeoutError`` when the entry is not applied in time
         (it may still be applied later). An entry this node applied inside a
         snapshot from a peer gets ``REPLY_NOT_KEPT`` for each op.
         """
-        entry = Entry(int(time.time() * 1000), tuple(Op(tuple(op)) for op in ops))
+        return await self.submit(ops)
+
+    def submit(self, ops: Sequence[Sequence[bytes]]) -> asyncio.Future[list[Reply]]:
+        """Like ``execute``, without a coroutine: the future of ``ops``' replies.
+
+        For callers on a hot path (the RESP server): no task per command.
+        Commands submitted in the same loop pass share one log entry.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[Reply]] = loop.create_future()
+        parts = [encode_op(op) for op in ops]
+        if not parts:
+            fut.set_result([])
+            return fut
+        size = sum(len(p) for p in parts)
+        groups = self._groups
+        # Invariant: while a group is in flight (groups[0]), the sender keeps an
+        # open group after it, so the last group is always the one to join.
+        if not groups:
+            groups.append(_Group())
+        group = groups[-1]
+        if group.ops and (
+            group.ops + len(parts) > GROUP_OPS_MAX or group.size + size > GROUP_BYTES_MAX
+        ):
+            group = _Group()
+            groups.append(group)
+        group.waiters.append((fut, group.ops, len(parts)))
+        group.parts += parts
+        group.ops += len(parts)
+        group.size += size
+        if self._sender is None:
+            self._sender = loop.create_task(self._send_groups())
+        return fut
+
+    async def _send_groups(self) -> None:
+        # Started by the first submit of a loop pass; by the time it runs, every
+        # submit of that pass joined the group. One group in flight at a time:
+        # the next is proposed after this one is delivered here, so a caller's
+        # later commands always land in later positions of the log.
+        groups = self._groups
         try:
-            d = await self.tob.broadcast(self.tag + encode_entry(entry), timeout=self.timeout_s)
+            while groups:
+                if len(groups) == 1:
+                    groups.append(_Group())  # later submits join this one
+                await self._send(groups[0])
+                groups.popleft()
+                if len(groups) == 1 and not groups[0].ops:
+                    groups.popleft()
+        except BaseException as e:
+            # Cancelled (the loop is shutting down): nobody will send the rest.
+            for group in groups:
+                _fail(group, NotRunningError("the store was shut down"))
+            groups.clear()
+            raise e
+        finally:
+            self._sender = None
+
+    async def _send(self, group: _Group) -> None:
+        payload = self.tag + encode_entry_of(int(time.time() * 1000), group.parts)
+        self.entries_proposed += 1
+        self.ops_proposed += group.ops
+        try:
+            d = await self.tob.broadcast(payload, timeout=self.timeout_s)
         except AlreadyDeliveredError:  # applied, inside a snapshot this node took from a peer
-            return [REPLY_NOT_KEPT] * len(ops)
-        replies = self.machine.take_replies(d.slot)
-        if replies is None:  # applied inside a snapshot from a peer: the reply is gone
-            return [REPLY_NOT_KEPT] * len(ops)
-        return replies
+            replies: list[Reply] | None = None
+        except Exception as e:  # timeout, shutdown, ...: every caller of the group gets it
+            _fail(group, e)
+            return
+        else:
+            replies = self.machine.take_replies(d.slot)
+        for fut, start, count in group.waiters:
+            if fut.done():
+                continue
+            if replies is None:  # applied inside a snapshot from a peer: the reply is gone
+                fut.set_result([REPLY_NOT_KEPT] * count)
+            elif len(replies) != group.ops:  # the entry did not decode: one error for all
+                fut.set_result([replies[0]] * count)
+            else:
+                fut.set_result(replies[start : start + count])
 
     def stored_keys(self) -> int:
         """Keys held on this replica (expired ones not yet removed included)."""

@@ -166,3 +166,48 @@ async def test_misuse_is_a_configuration_error() -> None:
     fresh = TotalOrderBroadcast(net.transport("n2"), ["n2"])
     with pytest.raises(ConfigurationError, match="tag"):
         KeyValueStore(fresh, tag=b"x")
+
+
+async def test_commands_submitted_together_share_one_entry_and_keep_their_replies() -> None:
+    # 40 callers in one loop pass: one consensus proposal, each caller gets its own
+    # replies (a caller's unit of 2 ops stays contiguous and in order).
+    async with stores(MemoryNetwork(seed=11)) as kv:
+        store = kv["n1"]
+        assert await store.command("SET", "warm", "up") == OK  # a leader is known
+        before = store.entries_proposed
+        futures = [
+            store.submit([[b"SET", b"k%d" % i, b"v%d" % i], [b"GET", b"k%d" % i]])
+            for i in range(40)
+        ]
+        results = await asyncio.gather(*futures)
+        assert results == [[OK, b"v%d" % i] for i in range(40)]
+        assert store.entries_proposed == before + 1
+        # Later submits (after the first group is in flight) form the next entry, after it.
+        first = store.submit([[b"INCR", b"n"]])
+        await asyncio.sleep(0)  # the first group is now in flight
+        second = [store.submit([[b"INCR", b"n"]]) for _ in range(5)]
+        assert await first == [1]
+        assert [await f for f in second] == [[2], [3], [4], [5], [6]]
+        assert store.entries_proposed == before + 3
+        assert await kv["n3"].get(b"n") == b"6"
+
+
+async def test_a_group_that_times_out_fails_every_caller_in_it() -> None:
+    net = MemoryNetwork(seed=12)
+    async with stores(net) as kv:
+        store = kv["n1"]
+        assert await store.command("SET", "warm", "up") == OK
+        store.timeout_s = 0.2
+        net.partition(["n1"], ["n2", "n3"])  # no quorum for n1
+        futures = [store.submit([[b"SET", b"x", b"%d" % i]]) for i in range(5)]
+        for result in await asyncio.gather(*futures, return_exceptions=True):
+            assert isinstance(result, TimeoutError), result
+        net.heal()
+
+
+async def test_submit_refuses_what_an_op_refuses() -> None:
+    async with stores(MemoryNetwork(seed=13)) as kv:
+        with pytest.raises(ConfigurationError):
+            kv["n1"].submit([[]])
+        with pytest.raises(ConfigurationError):
+            kv["n1"].submit([["SET", b"k", b"v"]])  # type: ignore[list-item]

@@ -36,6 +36,7 @@ exception) on anything malformed; what it accepts re-encodes to the same bytes.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigurationError, DecodeError
@@ -50,6 +51,8 @@ __all__ = [
     "Op",
     "decode_entry",
     "encode_entry",
+    "encode_entry_of",
+    "encode_op",
     "is_read_only",
 ]
 
@@ -106,48 +109,87 @@ def _as_bytes(part: bytes | str | int) -> bytes:
 
 def encode_entry(entry: Entry) -> bytes:
     """``entry`` in the version-1 layout."""
-    parts = [_HEAD.pack(ENTRY_VERSION, entry.now_ms), encode_uvarint(len(entry.ops))]
-    for op in entry.ops:
-        parts.append(encode_uvarint(len(op.args)))
-        for arg in op.args:
-            parts += (encode_uvarint(len(arg)), arg)
+    return encode_entry_of(entry.now_ms, [encode_op(op.args) for op in entry.ops])
+
+
+def encode_op(args: Sequence[bytes]) -> bytes:
+    """One op in the entry layout (its argument count, then each length and argument).
+
+    Checks what ``Op`` checks, so that encoding ops without building ``Op``
+    objects (the store's hot path) accepts exactly the same input.
+    """
+    if not args:
+        raise ConfigurationError("an op needs at least its command name")
+    parts = [encode_uvarint(len(args))]
+    for arg in args:
+        if not isinstance(arg, bytes):
+            raise ConfigurationError("op arguments are bytes")
+        parts += (encode_uvarint(len(arg)), arg)
     return b"".join(parts)
 
 
+def encode_entry_of(now_ms: int, ops: Sequence[bytes]) -> bytes:
+    """An entry from ops already encoded by ``encode_op`` (equal to ``encode_entry``'s bytes)."""
+    if not 0 <= now_ms <= NOW_MS_MAX:
+        raise ConfigurationError(f"now_ms {now_ms} is outside 0..{NOW_MS_MAX}")
+    return b"".join([_HEAD.pack(ENTRY_VERSION, now_ms), encode_uvarint(len(ops)), *ops])
+
+
 def decode_entry(data: bytes) -> Entry:
-    """The entry ``encode_entry`` made of ``data``; ``DecodeError`` if ``data`` is not one."""
-    view = memoryview(data)
-    end = len(view)
+    """The entry ``encode_entry`` made of ``data``; ``DecodeError`` if ``data`` is not one.
+
+    Every replica decodes every entry, so this is on the hot path: one-byte
+    varints (nearly every count and length) are read inline, and the error
+    text of a field is only built when the field is malformed.
+    """
+    data = bytes(data)
+    end = len(data)
     if end < _HEAD.size:
         raise DecodeError(f"entry of {end} bytes is shorter than its {_HEAD.size}-byte header")
-    version, now_ms = _HEAD.unpack_from(view, 0)
+    version, now_ms = _HEAD.unpack_from(data, 0)
     if version != ENTRY_VERSION:
         raise DecodeError(f"entry version {version} is not {ENTRY_VERSION}")
     if now_ms > NOW_MS_MAX:
         raise DecodeError(f"entry now_ms {now_ms} is above {NOW_MS_MAX}")
-    count, pos = read_uvarint(view, _HEAD.size, "the op count")
+    count, pos = read_uvarint(data, _HEAD.size, "the op count")
     # An op takes at least two bytes (its argument count and one length): a
     # garbled count cannot make us loop or allocate beyond the input's size.
     if count * 2 > end - pos:
         raise DecodeError(f"entry claims {count} ops but has {end - pos} bytes left")
     ops = []
     for i in range(count):
-        argc, pos = read_uvarint(view, pos, f"the argument count of op {i}")
+        if pos < end and data[pos] < 0x80:
+            argc = data[pos]
+            pos += 1
+        else:
+            argc, pos = read_uvarint(data, pos, f"the argument count of op {i}")
         if argc == 0:
             raise DecodeError(f"op {i} has no command name")
         if argc > end - pos:
             raise DecodeError(f"op {i} claims {argc} arguments but has {end - pos} bytes left")
         args = []
         for j in range(argc):
-            length, pos = read_uvarint(view, pos, f"the length of argument {j} of op {i}")
-            if length > end - pos:
+            if pos < end and data[pos] < 0x80:
+                length = data[pos]
+                pos += 1
+            else:
+                length, pos = read_uvarint(data, pos, f"the length of argument {j} of op {i}")
+            stop = pos + length
+            if stop > end:
                 raise DecodeError(f"entry ends inside argument {j} of op {i}")
-            args.append(bytes(view[pos : pos + length]))
-            pos += length
-        ops.append(Op(tuple(args)))
+            args.append(data[pos:stop])
+            pos = stop
+        op = _new_op(Op)
+        _set_field(op, "args", tuple(args))  # checked above: non-empty, all bytes
+        ops.append(op)
     if pos != end:
         raise DecodeError(f"entry has {end - pos} trailing bytes")
     return Entry(now_ms, tuple(ops))
+
+
+#: ``Op`` without ``__post_init__``'s checks, for ops decode_entry already checked.
+_new_op = object.__new__
+_set_field = object.__setattr__
 
 
 # --- the command table ------------------------------------------------------------------

@@ -353,6 +353,11 @@ class KvMachine:
     def _set(self, args: tuple[bytes, ...]) -> Reply:
         key, value = args[1], args[2]
         self._check_size(len(value))
+        if len(args) == 3:
+            # Plain SET, the most common write: no options to parse, and the old
+            # value (live or expired) is simply replaced, its TTL dropped.
+            self._store(key, value)
+            return OK
         flags, expiry = _parse_string_options(args, 3, for_set=True)
         at = None if expiry is None else self._expire_at(expiry[1], expiry[0], "set")
         old = self._lookup(key)

@@ -52,9 +52,9 @@ GROUP_BYTES_MAX = 256 * 1024
 
 
 class KvExecutor(Protocol):
-    """Applies a list of commands as one log entry (``kvstore.KeyValueStore``)."""
+    """Applies commands as one atomic unit of a log entry (``kvstore.KeyValueStore``)."""
 
-    async def execute(self, ops: Sequence[Sequence[bytes]]) -> list[KvReply]: ...
+    def submit(self, ops: Sequence[Sequence[bytes]]) -> asyncio.Future[list[KvReply]]: ...
 
     def stored_keys(self) -> int: ...
 
@@ -179,16 +179,20 @@ class NodeCommands:
         busy = self._no_leader()
         if busy is not None:
             return [busy] * len(ops)
-        shared: list[asyncio.Future[list[KvReply] | Error]] = []
+        # Futures resolved by one callback, not a coroutine and a task per
+        # command: this is the path of every key-value command.
+        group = self._kv_submit(ops)
+        loop = asyncio.get_running_loop()
+        outs: list[asyncio.Future[Reply]] = [loop.create_future() for _ in ops]
 
-        async def reply(k: int) -> Reply:
-            # The first reply awaited starts the group's entry; the rest share it.
-            if not shared:
-                shared.append(asyncio.ensure_future(self._kv_execute(ops)))
-            replies = await shared[0]
-            return replies if isinstance(replies, Error) else replies[k]
+        def split(done: asyncio.Future[list[KvReply] | Error]) -> None:
+            replies = done.result()
+            for k, out in enumerate(outs):
+                if not out.done():
+                    out.set_result(replies if isinstance(replies, Error) else replies[k])
 
-        return [reply(k) for k in range(len(ops))]
+        group.add_done_callback(split)
+        return list(outs)
 
     def dispatch(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
         name = args[0].upper()
@@ -214,25 +218,37 @@ class NodeCommands:
         return None
 
     def _kv_one(self, args: list[bytes]) -> Reply | Awaitable[Reply]:
-        busy = self._no_leader()
-        if busy is not None:
-            return busy
-        return self._kv_first(args)
+        (reply,) = self._kv_group([args])
+        return reply
 
-    async def _kv_first(self, args: list[bytes]) -> Reply:
-        replies = await self._kv_execute([args])
-        return replies if isinstance(replies, Error) else replies[0]
-
-    async def _kv_execute(self, ops: list[list[bytes]]) -> list[KvReply] | Error:
+    def _kv_submit(self, ops: list[list[bytes]]) -> asyncio.Future[list[KvReply] | Error]:
+        """The store's future for ``ops``, with its failures turned into error replies."""
         assert self.kv is not None
+        out: asyncio.Future[list[KvReply] | Error] = asyncio.get_running_loop().create_future()
+
+        def done(fut: asyncio.Future[list[KvReply]]) -> None:
+            if out.done():
+                return
+            if fut.cancelled():
+                out.set_result(Error("TRYAGAIN the node is shutting down"))
+                return
+            e = fut.exception()
+            if e is None:
+                out.set_result(fut.result())
+            elif isinstance(e, QuorumTimeoutError):
+                out.set_result(Error(f"TRYAGAIN {e}"))
+            elif isinstance(e, NotRunningError):
+                out.set_result(Error("TRYAGAIN the node is shutting down"))
+            elif isinstance(e, PaxosError):
+                out.set_result(Error(f"ERR {e}"))
+            else:
+                out.set_exception(e)
+
         try:
-            return await self.kv.execute(ops)
-        except QuorumTimeoutError as e:
-            return Error(f"TRYAGAIN {e}")
-        except NotRunningError:
-            return Error("TRYAGAIN the node is shutting down")
+            self.kv.submit(ops).add_done_callback(done)
         except PaxosError as e:
-            return Error(f"ERR {e}")
+            out.set_result(Error(f"ERR {e}"))
+        return out
 
     def _queue(self, conn: Connection, name: bytes, args: list[bytes]) -> Reply:
         assert conn.queued is not None
@@ -282,8 +298,8 @@ class NodeCommands:
         return self._exec_all(queued)
 
     async def _exec_all(self, queued: list[list[bytes]]) -> Reply:
-        # The whole transaction is one log entry: applied atomically everywhere.
-        replies = await self._kv_execute(queued)
+        # The whole transaction is one unit of a log entry: applied atomically everywhere.
+        replies = await self._kv_submit(queued)
         return replies if isinstance(replies, Error) else list(replies)
 
     # --------------------------------------------------------- connection
