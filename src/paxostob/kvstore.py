@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .core.types import Delivery
@@ -53,6 +53,10 @@ GROUP_OPS_MAX = 4096
 GROUP_BYTES_MAX = 256 * 1024
 
 
+#: Called once with a caller's replies, or with the error that stopped its entry.
+Done = Callable[[list[Reply] | BaseException], None]
+
+
 @dataclass(slots=True)
 class _Group:
     """Commands of several callers that will share one log entry."""
@@ -60,15 +64,13 @@ class _Group:
     parts: list[bytes] = field(default_factory=list)
     ops: int = 0
     size: int = 0
-    #: (caller's future, index of its first op, its op count), in entry order.
-    waiters: list[tuple[asyncio.Future[list[Reply]], int, int]] = field(default_factory=list)
+    #: (caller's callback, index of its first op, its op count), in entry order.
+    waiters: list[tuple[Done, int, int]] = field(default_factory=list)
 
 
 def _fail(group: _Group, error: BaseException) -> None:
-    for fut, _, _ in group.waiters:
-        if not fut.done():
-            fut.set_exception(error)
-            fut.exception()  # a caller that gave up must not make asyncio log it
+    for done, _, _ in group.waiters:
+        done(error)
 
 
 class TaggedStateMachine:
@@ -171,16 +173,36 @@ class KeyValueStore:
     def submit(self, ops: Sequence[Sequence[bytes]]) -> asyncio.Future[list[Reply]]:
         """Like ``execute``, without a coroutine: the future of ``ops``' replies.
 
-        For callers on a hot path (the RESP server): no task per command.
         Commands submitted in the same loop pass share one log entry.
         """
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[list[Reply]] = loop.create_future()
+        fut: asyncio.Future[list[Reply]] = asyncio.get_running_loop().create_future()
+
+        def done(result: list[Reply] | BaseException) -> None:
+            if fut.done():
+                return  # the caller gave up (cancelled)
+            if isinstance(result, BaseException):
+                fut.set_exception(result)
+                fut.exception()  # a caller that gave up must not make asyncio log it
+            else:
+                fut.set_result(result)
+
+        self.submit_callback(ops, done)
+        return fut
+
+    def submit_callback(self, ops: Sequence[Sequence[bytes]], done: Done) -> None:
+        """Queue ``ops`` for the next entry; ``done`` gets their replies or the error.
+
+        The hot path of the RESP server: no future, no task per command.
+        ``done`` is called exactly once, from the event loop (never from here).
+        Raises ``ConfigurationError`` at once for a malformed op.
+        """
         parts = [encode_op(op) for op in ops]
         if not parts:
-            fut.set_result([])
-            return fut
-        size = sum(len(p) for p in parts)
+            asyncio.get_running_loop().call_soon(done, [])
+            return
+        size = 0
+        for part in parts:
+            size += len(part)
         groups = self._groups
         # Invariant: while a group is in flight (groups[0]), the sender keeps an
         # open group after it, so the last group is always the one to join.
@@ -192,13 +214,12 @@ class KeyValueStore:
         ):
             group = _Group()
             groups.append(group)
-        group.waiters.append((fut, group.ops, len(parts)))
+        group.waiters.append((done, group.ops, len(parts)))
         group.parts += parts
         group.ops += len(parts)
         group.size += size
         if self._sender is None:
-            self._sender = loop.create_task(self._send_groups())
-        return fut
+            self._sender = asyncio.get_running_loop().create_task(self._send_groups())
 
     async def _send_groups(self) -> None:
         # Started by the first submit of a loop pass; by the time it runs, every
@@ -236,15 +257,13 @@ class KeyValueStore:
             return
         else:
             replies = self.machine.take_replies(d.slot)
-        for fut, start, count in group.waiters:
-            if fut.done():
-                continue
+        for done, start, count in group.waiters:
             if replies is None:  # applied inside a snapshot from a peer: the reply is gone
-                fut.set_result([REPLY_NOT_KEPT] * count)
+                done([REPLY_NOT_KEPT] * count)
             elif len(replies) != group.ops:  # the entry did not decode: one error for all
-                fut.set_result([replies[0]] * count)
+                done([replies[0]] * count)
             else:
-                fut.set_result(replies[start : start + count])
+                done(replies[start : start + count])
 
     def stored_keys(self) -> int:
         """Keys held on this replica (expired ones not yet removed included)."""

@@ -115,17 +115,28 @@ def encode_entry(entry: Entry) -> bytes:
 def encode_op(args: Sequence[bytes]) -> bytes:
     """One op in the entry layout (its argument count, then each length and argument).
 
-    Checks what ``Op`` checks, so that encoding ops without building ``Op``
-    objects (the store's hot path) accepts exactly the same input.
+    Accepts exactly what ``Op`` accepts (a name and bytes arguments), without
+    building ``Op`` objects: this runs for every command a client sends.
     """
     if not args:
         raise ConfigurationError("an op needs at least its command name")
-    parts = [encode_uvarint(len(args))]
+    small = _SMALL_UVARINTS
+    parts = [small[len(args)] if len(args) < 0x80 else encode_uvarint(len(args))]
     for arg in args:
-        if not isinstance(arg, bytes):
-            raise ConfigurationError("op arguments are bytes")
-        parts += (encode_uvarint(len(arg)), arg)
-    return b"".join(parts)
+        n = len(arg)
+        parts.append(small[n] if n < 0x80 else encode_uvarint(n))
+        parts.append(arg)
+    try:
+        encoded = b"".join(parts)
+    except TypeError:
+        raise ConfigurationError("op arguments are bytes") from None
+    if not all(type(arg) is bytes for arg in args):  # bytearray/memoryview join too
+        raise ConfigurationError("op arguments are bytes")
+    return encoded
+
+
+#: ``encode_uvarint(n)`` for the one-byte values (nearly every count and length).
+_SMALL_UVARINTS = [bytes((n,)) for n in range(0x80)]
 
 
 def encode_entry_of(now_ms: int, ops: Sequence[bytes]) -> bytes:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import os
 import platform
 import time
@@ -41,6 +42,8 @@ from .server import Connection
 
 __all__ = ["NodeCommands"]
 
+log = logging.getLogger("paxostob.resp")
+
 OK = SimpleString("OK")
 QUEUED = SimpleString("QUEUED")
 
@@ -54,7 +57,9 @@ GROUP_BYTES_MAX = 256 * 1024
 class KvExecutor(Protocol):
     """Applies commands as one atomic unit of a log entry (``kvstore.KeyValueStore``)."""
 
-    def submit(self, ops: Sequence[Sequence[bytes]]) -> asyncio.Future[list[KvReply]]: ...
+    def submit_callback(
+        self, ops: Sequence[Sequence[bytes]], done: Callable[[list[KvReply] | BaseException], None]
+    ) -> None: ...
 
     def stored_keys(self) -> int: ...
 
@@ -63,6 +68,18 @@ Handler = Callable[[Connection, list[bytes]], "Reply | Awaitable[Reply]"]
 
 #: Commands a client may send before it authenticated.
 _BEFORE_AUTH = frozenset({b"AUTH", b"HELLO", b"QUIT"})
+
+
+def _as_error(e: BaseException) -> Error:
+    """The reply of a command whose log entry failed (retryable when it may be)."""
+    if isinstance(e, QuorumTimeoutError):
+        return Error(f"TRYAGAIN {e}")
+    if isinstance(e, NotRunningError | asyncio.CancelledError):
+        return Error("TRYAGAIN the node is shutting down")
+    if isinstance(e, PaxosError):
+        return Error(f"ERR {e}")
+    log.error("a key-value entry failed unexpectedly", exc_info=e)
+    return Error(f"ERR internal error: {type(e).__name__}")
 
 
 def wrong_arity(name: bytes) -> Error:
@@ -139,6 +156,11 @@ class NodeCommands:
         in order, and the next group is proposed only after this one's
         replies were awaited.
         """
+        if len(commands) == 1:  # one command per read (no pipelining): the common case
+            args = commands[0]
+            if self._groupable(conn, args):
+                return [(self._kv_group([args])[0], conn.protocol)]
+            return [(self.dispatch(conn, args), conn.protocol)]
         out: list[tuple[Reply | Awaitable[Reply], int]] = []
         group: list[list[bytes]] = []
         group_bytes = 0
@@ -181,17 +203,15 @@ class NodeCommands:
             return [busy] * len(ops)
         # Futures resolved by one callback, not a coroutine and a task per
         # command: this is the path of every key-value command.
-        group = self._kv_submit(ops)
         loop = asyncio.get_running_loop()
         outs: list[asyncio.Future[Reply]] = [loop.create_future() for _ in ops]
 
-        def split(done: asyncio.Future[list[KvReply] | Error]) -> None:
-            replies = done.result()
+        def done(result: list[KvReply] | BaseException) -> None:
             for k, out in enumerate(outs):
                 if not out.done():
-                    out.set_result(replies if isinstance(replies, Error) else replies[k])
+                    out.set_result(result[k] if isinstance(result, list) else _as_error(result))
 
-        group.add_done_callback(split)
+        self._kv_submit(ops, done)
         return list(outs)
 
     def dispatch(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
@@ -221,34 +241,14 @@ class NodeCommands:
         (reply,) = self._kv_group([args])
         return reply
 
-    def _kv_submit(self, ops: list[list[bytes]]) -> asyncio.Future[list[KvReply] | Error]:
-        """The store's future for ``ops``, with its failures turned into error replies."""
+    def _kv_submit(
+        self, ops: list[list[bytes]], done: Callable[[list[KvReply] | BaseException], None]
+    ) -> None:
         assert self.kv is not None
-        out: asyncio.Future[list[KvReply] | Error] = asyncio.get_running_loop().create_future()
-
-        def done(fut: asyncio.Future[list[KvReply]]) -> None:
-            if out.done():
-                return
-            if fut.cancelled():
-                out.set_result(Error("TRYAGAIN the node is shutting down"))
-                return
-            e = fut.exception()
-            if e is None:
-                out.set_result(fut.result())
-            elif isinstance(e, QuorumTimeoutError):
-                out.set_result(Error(f"TRYAGAIN {e}"))
-            elif isinstance(e, NotRunningError):
-                out.set_result(Error("TRYAGAIN the node is shutting down"))
-            elif isinstance(e, PaxosError):
-                out.set_result(Error(f"ERR {e}"))
-            else:
-                out.set_exception(e)
-
         try:
-            self.kv.submit(ops).add_done_callback(done)
+            self.kv.submit_callback(ops, done)
         except PaxosError as e:
-            out.set_result(Error(f"ERR {e}"))
-        return out
+            asyncio.get_running_loop().call_soon(done, e)
 
     def _queue(self, conn: Connection, name: bytes, args: list[bytes]) -> Reply:
         assert conn.queued is not None
@@ -297,10 +297,16 @@ class NodeCommands:
             return busy
         return self._exec_all(queued)
 
-    async def _exec_all(self, queued: list[list[bytes]]) -> Reply:
+    def _exec_all(self, queued: list[list[bytes]]) -> Awaitable[Reply]:
         # The whole transaction is one unit of a log entry: applied atomically everywhere.
-        replies = await self._kv_submit(queued)
-        return replies if isinstance(replies, Error) else list(replies)
+        out: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+
+        def done(result: list[KvReply] | BaseException) -> None:
+            if not out.done():
+                out.set_result(list(result) if isinstance(result, list) else _as_error(result))
+
+        self._kv_submit(queued, done)
+        return out
 
     # --------------------------------------------------------- connection
 
