@@ -224,6 +224,16 @@ class KvMachine:
             b"flushall": self._flush,
         }
         assert self._handlers.keys() == COMMANDS.keys(), "every command has exactly one handler"
+        # name -> (handler, exact argc or -1, minimum argc, spec name): one lookup per op.
+        self._dispatch: dict[bytes, tuple[_Handler, int, int, str]] = {
+            name: (
+                handler,
+                COMMANDS[name].arity if COMMANDS[name].arity > 0 else -1,
+                -COMMANDS[name].arity,
+                COMMANDS[name].name,
+            )
+            for name, handler in self._handlers.items()
+        }
 
     # --- the public surface ---------------------------------------------------------------
 
@@ -268,14 +278,15 @@ class KvMachine:
     # --- the key space --------------------------------------------------------------------
 
     def _execute(self, args: tuple[bytes, ...]) -> Reply:
-        name = args[0].lower()
-        spec = COMMANDS.get(name)
-        if spec is None:
+        found = self._dispatch.get(args[0].lower())
+        if found is None:
             return _unknown_command(args)
-        if not spec.arity_ok(len(args)):
-            return _arity_error(spec.name)
+        handler, exact, least, name = found
+        argc = len(args)
+        if argc != exact and (exact > 0 or argc < least):  # CommandSpec.arity_ok, inlined
+            return _arity_error(name)
         try:
-            return self._handlers[name](args)
+            return handler(args)
         except _Failed as failed:
             return failed.reply
 
