@@ -20,6 +20,20 @@ A caller's units are never reordered among themselves: they join groups in
 the order submitted, and a group is broadcast only after the previous group
 of this store was *delivered* (so its position precedes the next group's).
 
+Reads by the log, without the reads in it: a unit of point reads only (GET,
+MGET, EXISTS, TTL, ... ``kv.machine.LOCAL_READS``) joins the group like any
+unit, but is not encoded into its entry; once the group's entry is applied
+on this node, the reads run on this node's state. That is the read the log
+would have given, moved to the same position: the entry was proposed after
+the read arrived, so every write acknowledged before the read precedes it,
+and the state only moves forward. A group of reads only proposes an empty
+entry (a barrier): followers store and apply a few bytes instead of every
+read, and nobody encodes or decodes the reads. Reads run after *all* of
+their group's writes, so a write of the same ``caller`` (a client
+connection) that follows one of its reads starts a new group: a client's
+read never sees the client's own later writes. Calls without a ``caller``
+that are pending at the same time are unordered, like separate clients.
+
 Several applications may share one broadcast group: ``tag`` prefixes this
 store's payloads, and ``TaggedStateMachine`` routes deliveries by tag.
 """
@@ -35,6 +49,7 @@ from dataclasses import dataclass, field
 from .core.types import Delivery
 from .errors import AlreadyDeliveredError, ConfigurationError, NotRunningError, PaxosError
 from .kv.commands import Op, encode_entry_of, encode_op
+from .kv.machine import LOCAL_READS
 from .kv.replies import Error, Reply
 from .kv.state_machine import KvStateMachine
 from .node.tob import StateMachine, TotalOrderBroadcast
@@ -66,10 +81,26 @@ class _Group:
     size: int = 0
     #: (caller's callback, index of its first op, its op count), in entry order.
     waiters: list[tuple[Done, int, int]] = field(default_factory=list)
+    #: Units of point reads, run on this node once the entry is applied here.
+    reads: list[tuple[Done, Sequence[Sequence[bytes]]]] = field(default_factory=list)
+    #: Callers with reads here: a later write of theirs needs a later group.
+    readers: set[object] = field(default_factory=set)
+
+
+def _local_reads(ops: Sequence[Sequence[bytes]]) -> bool:
+    """Whether ``ops`` are all point reads ``KvMachine.read`` answers (bytes only)."""
+    for op in ops:
+        if not op or not all(type(arg) is bytes for arg in op):
+            return False
+        if op[0].lower() not in LOCAL_READS:
+            return False
+    return True
 
 
 def _fail(group: _Group, error: BaseException) -> None:
     for done, _, _ in group.waiters:
+        done(error)
+    for done, _ in group.reads:
         done(error)
 
 
@@ -189,28 +220,42 @@ class KeyValueStore:
         self.submit_callback(ops, done)
         return fut
 
-    def submit_callback(self, ops: Sequence[Sequence[bytes]], done: Done) -> None:
+    def submit_callback(
+        self, ops: Sequence[Sequence[bytes]], done: Done, *, caller: object = None
+    ) -> None:
         """Queue ``ops`` for the next entry; ``done`` gets their replies or the error.
 
         The hot path of the RESP server: no future, no task per command.
-        ``done`` is called exactly once, from the event loop (never from here).
+        ``done`` is called exactly once, from the event loop (never from here),
+        and must not raise. Units of one ``caller`` (hashable, e.g. a
+        connection id) take effect in the order submitted.
         Raises ``ConfigurationError`` at once for a malformed op.
         """
-        parts = [encode_op(op) for op in ops]
-        if not parts:
+        if not ops:
             asyncio.get_running_loop().call_soon(done, [])
             return
-        size = 0
-        for part in parts:
-            size += len(part)
         groups = self._groups
         # Invariant: while a group is in flight (groups[0]), the sender keeps an
         # open group after it, so the last group is always the one to join.
+        if _local_reads(ops):
+            if not groups:
+                groups.append(_Group())
+            groups[-1].reads.append((done, ops))
+            if caller is not None:
+                groups[-1].readers.add(caller)
+            if self._sender is None:
+                self._sender = asyncio.get_running_loop().create_task(self._send_groups())
+            return
+        parts = [encode_op(op) for op in ops]
         if not groups:
             groups.append(_Group())
+        size = 0
+        for part in parts:
+            size += len(part)
         group = groups[-1]
-        if group.ops and (
-            group.ops + len(parts) > GROUP_OPS_MAX or group.size + size > GROUP_BYTES_MAX
+        if (caller is not None and caller in group.readers) or (
+            group.ops
+            and (group.ops + len(parts) > GROUP_OPS_MAX or group.size + size > GROUP_BYTES_MAX)
         ):
             group = _Group()
             groups.append(group)
@@ -233,7 +278,7 @@ class KeyValueStore:
                     groups.append(_Group())  # later submits join this one
                 await self._send(groups[0])
                 groups.popleft()
-                if len(groups) == 1 and not groups[0].ops:
+                if len(groups) == 1 and not groups[0].ops and not groups[0].reads:
                     groups.popleft()
         except BaseException as e:
             # Cancelled (the loop is shutting down): nobody will send the rest.
@@ -264,6 +309,11 @@ class KeyValueStore:
                 done([replies[0]] * count)
             else:
                 done(replies[start : start + count])
+        # The entry is applied here (directly or inside a snapshot that covers
+        # it), so this node's state is at or past the reads' position.
+        read = self.machine.read
+        for done, ops in group.reads:
+            done(read(ops))
 
     def stored_keys(self) -> int:
         """Keys held on this replica (expired ones not yet removed included)."""

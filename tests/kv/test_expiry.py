@@ -6,8 +6,9 @@ import time
 
 import pytest
 
+from paxostob.kv.commands import Entry, Op
 from paxostob.kv.machine import KvMachine
-from paxostob.kv.replies import OK, SimpleString
+from paxostob.kv.replies import OK, Error, SimpleString
 
 from .util import T0_MS, one, run
 
@@ -127,3 +128,17 @@ def test_set_exat_in_the_past_hides_the_key() -> None:
     machine = KvMachine()
     assert one(machine, "SET k v PXAT 5", T0_MS) == OK
     assert run(machine, T0_MS, "GET k", "EXISTS k", "DBSIZE") == [None, 0, 0]
+
+
+def test_local_reads_report_an_expired_key_absent_and_leave_it() -> None:
+    machine = KvMachine()
+    machine.apply(Entry(1_000, (Op.of("SET", "k", "v", "PX", 10), Op.of("SET", "j", "w"))))
+    machine.apply(Entry(2_000, ()))  # the clock passes k's expiry (the sweep is bounded)
+    kept = machine.stored_keys
+    reads = [[b"GET", b"k"], [b"TTL", b"k"], [b"EXISTS", b"k", b"j"], [b"GET", b"j"]]
+    assert machine.read(reads) == [None, -2, 1, b"w"]
+    assert machine.stored_keys == kept  # nothing removed on this replica only
+    # The same reads applied in an entry give the same replies.
+    assert machine.apply(Entry(2_000, tuple(Op(tuple(r)) for r in reads))) == [None, -2, 1, b"w"]
+    error = machine.read([[b"SET", b"k", b"v"]])[0]
+    assert isinstance(error, Error) and "not a local read" in error.text

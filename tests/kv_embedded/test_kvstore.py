@@ -10,6 +10,7 @@ survives a restart of every node (snapshot restore plus log replay).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -211,3 +212,55 @@ async def test_submit_refuses_what_an_op_refuses() -> None:
             kv["n1"].submit([[]])
         with pytest.raises(ConfigurationError):
             kv["n1"].submit([["SET", b"k", b"v"]])  # type: ignore[list-item]
+
+
+async def test_a_read_on_a_lagging_node_waits_for_its_barrier() -> None:
+    # n2 misses a write (partitioned away); right after the heal it has not applied
+    # it. Its GET must still see the write: the read runs only after n2 applied an
+    # entry proposed after the read arrived (reading n2's state at once would not).
+    net = MemoryNetwork(seed=14)
+    async with stores(net) as kv:
+        assert await kv["n1"].command("SET", "warm", "up") == OK
+        net.partition(["n2"], ["n1", "n3"])
+        await kv["n1"].put(b"k", b"written while n2 was away")
+        assert kv["n2"].machine.read([[b"GET", b"k"]]) == [None]  # n2's own state lags
+        net.heal()
+        before = kv["n2"].ops_proposed
+        assert await kv["n2"].get(b"k") == b"written while n2 was away"
+        # The read was not in the log: only an empty barrier entry was proposed.
+        assert kv["n2"].ops_proposed == before
+
+
+async def test_reads_and_writes_of_one_group_see_the_writes() -> None:
+    async with stores(MemoryNetwork(seed=15)) as kv:
+        store = kv["n1"]
+        assert await store.command("SET", "warm", "up") == OK
+        before = (store.entries_proposed, store.ops_proposed)
+        write = store.submit([[b"SET", b"a", b"1"]])
+        read = store.submit([[b"GET", b"a"], [b"EXISTS", b"a", b"b"]])
+        assert await write == [OK]
+        assert await read == [b"1", 1]
+        # One entry, holding the write only.
+        assert (store.entries_proposed, store.ops_proposed) == (before[0] + 1, before[1] + 1)
+
+
+async def test_a_callers_read_does_not_see_its_own_later_write() -> None:
+    # One client's pipeline INCR, GET, INCR: the GET runs after its group's entry,
+    # so the second INCR must go to a later entry (another client's may share it).
+    async with stores(MemoryNetwork(seed=16)) as kv:
+        store = kv["n1"]
+        assert await store.command("SET", "warm", "up") == OK
+        me, other = object(), object()
+        results: dict[str, object] = {}
+        for label, ops, who in [
+            ("incr1", [[b"INCR", b"n"]], me),
+            ("get", [[b"GET", b"n"]], me),
+            ("other", [[b"INCR", b"m"]], other),  # another caller's write joins the same group
+            ("incr2", [[b"INCR", b"n"]], me),
+        ]:
+            store.submit_callback(ops, functools.partial(results.__setitem__, label), caller=who)
+        before = store.entries_proposed
+        assert await store.command("GET", "n") == b"2"
+        assert results == {"incr1": [1], "get": [b"1"], "other": [1], "incr2": [2]}
+        # {INCR n, INCR m; then GET n}, {INCR n; then the last GET n}
+        assert store.entries_proposed - before == 2

@@ -44,7 +44,7 @@ import hashlib
 import heapq
 import re
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..errors import ConfigurationError
 from .commands import COMMANDS, Entry
@@ -52,7 +52,7 @@ from .pattern import compile_pattern
 from .replies import OK, Error, Reply, SimpleString
 from .snapshot import decode_state, encode_state
 
-__all__ = ["EXPIRE_SWEEP_MAX_DEFAULT", "VALUE_BYTES_MAX_DEFAULT", "KvMachine"]
+__all__ = ["EXPIRE_SWEEP_MAX_DEFAULT", "LOCAL_READS", "VALUE_BYTES_MAX_DEFAULT", "KvMachine"]
 
 #: Redis' default ``proto-max-bulk-len``: clients expect values this large to work.
 VALUE_BYTES_MAX_DEFAULT = 512 << 20
@@ -154,6 +154,17 @@ def _scan_hash(key: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
 
 
+#: Commands ``KvMachine.read`` answers: reads of named keys whose only effect
+#: in an applied entry would be removing an expired key (DBSIZE, KEYS and SCAN
+#: sweep every expired key, so they stay in the log).
+LOCAL_READS = frozenset(
+    {
+        *(b"get", b"mget", b"exists", b"strlen", b"getrange", b"substr", b"type"),
+        *(b"ttl", b"pttl", b"expiretime", b"pexpiretime"),
+    }
+)
+
+
 class KvMachine:
     """The key space of one replica: string keys, string values, expiry times.
 
@@ -180,6 +191,8 @@ class KvMachine:
         self._expiry_heap: list[tuple[int, bytes]] = []
         # Live keys by (scan hash, key); None when the key set changed since built.
         self._scan_order: list[tuple[int, bytes]] | None = None
+        #: True inside ``read``: an expired key is reported absent but left in place.
+        self._reading = False
         self._handlers: dict[bytes, _Handler] = {
             b"get": self._get,
             b"set": self._set,
@@ -258,6 +271,27 @@ class KvMachine:
         self._sweep(self._expire_sweep_max)
         return [self._execute(op.args) for op in entry.ops]
 
+    def read(self, ops: Sequence[Sequence[bytes]]) -> list[Reply]:
+        """Point reads (``LOCAL_READS``) on the state as it is now, changing nothing.
+
+        What a read op would reply if it were applied in an entry right now,
+        except that an expired key is not removed (removing it on one replica
+        only would make replicas' states differ). Reads run at the time of
+        the last applied entry (``clock_ms``). The caller makes them
+        linearizable by reading only after applying an entry that was
+        proposed after the reads arrived (``KeyValueStore`` does).
+        """
+        self._reading = True
+        try:
+            return [
+                self._execute(tuple(op))
+                if op and op[0].lower() in LOCAL_READS
+                else Error("ERR not a local read")
+                for op in ops
+            ]
+        finally:
+            self._reading = False
+
     def snapshot(self) -> bytes:
         """The logical state, canonical: equal states give equal bytes."""
         return encode_state(self._clock_ms, self._values, self._expiries)
@@ -294,7 +328,8 @@ class KvMachine:
         """The live value of ``key`` (removing it if it has expired)."""
         value = self._values.get(key)
         if value is not None and key in self._expiries and self._clock_ms > self._expiries[key]:
-            self._remove(key)
+            if not self._reading:
+                self._remove(key)
             return None
         return value
 

@@ -14,6 +14,8 @@ for its slot and goes on; ``apply`` never raises because of a payload.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..core.types import Delivery
 from ..errors import ConfigurationError, DecodeError
 from .commands import decode_entry
@@ -44,6 +46,10 @@ class KvStateMachine:
     @property
     def machine(self) -> KvMachine:
         return self._machine
+
+    def read(self, ops: Sequence[Sequence[bytes]]) -> list[Reply]:
+        """``KvMachine.read``: point reads on the state as applied so far."""
+        return self._machine.read(ops)
 
     def apply(self, delivery: Delivery) -> None:
         """Apply ``delivery.payload`` (an encoded ``Entry``) and keep its replies."""

@@ -58,7 +58,11 @@ class KvExecutor(Protocol):
     """Applies commands as one atomic unit of a log entry (``kvstore.KeyValueStore``)."""
 
     def submit_callback(
-        self, ops: Sequence[Sequence[bytes]], done: Callable[[list[KvReply] | BaseException], None]
+        self,
+        ops: Sequence[Sequence[bytes]],
+        done: Callable[[list[KvReply] | BaseException], None],
+        *,
+        caller: object = None,
     ) -> None: ...
 
     def stored_keys(self) -> int: ...
@@ -159,7 +163,7 @@ class NodeCommands:
         if len(commands) == 1:  # one command per read (no pipelining): the common case
             args = commands[0]
             if self._groupable(conn, args):
-                return [(self._kv_group([args])[0], conn.protocol)]
+                return [(self._kv_group(conn, [args])[0], conn.protocol)]
             return [(self.dispatch(conn, args), conn.protocol)]
         out: list[tuple[Reply | Awaitable[Reply], int]] = []
         group: list[list[bytes]] = []
@@ -168,7 +172,7 @@ class NodeCommands:
         def flush() -> None:
             nonlocal group_bytes
             if group:
-                out.extend((item, conn.protocol) for item in self._kv_group(list(group)))
+                out.extend((item, conn.protocol) for item in self._kv_group(conn, list(group)))
                 group.clear()
                 group_bytes = 0
 
@@ -197,7 +201,7 @@ class NodeCommands:
         spec = COMMANDS.get(name.lower())
         return spec is not None and spec.arity_ok(len(args))
 
-    def _kv_group(self, ops: list[list[bytes]]) -> list[Reply | Awaitable[Reply]]:
+    def _kv_group(self, conn: Connection, ops: list[list[bytes]]) -> list[Reply | Awaitable[Reply]]:
         busy = self._no_leader()
         if busy is not None:
             return [busy] * len(ops)
@@ -211,7 +215,7 @@ class NodeCommands:
                 if not out.done():
                     out.set_result(result[k] if isinstance(result, list) else _as_error(result))
 
-        self._kv_submit(ops, done)
+        self._kv_submit(conn, ops, done)
         return list(outs)
 
     def dispatch(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
@@ -228,7 +232,7 @@ class NodeCommands:
             return unknown_command(args)
         if not spec.arity_ok(len(args)):
             return wrong_arity(args[0])
-        return self._kv_one(args)
+        return self._kv_one(conn, args)
 
     # ------------------------------------------------------- key-value
 
@@ -237,16 +241,20 @@ class NodeCommands:
             return Error("TRYAGAIN no leader is known yet (an election is under way); retry")
         return None
 
-    def _kv_one(self, args: list[bytes]) -> Reply | Awaitable[Reply]:
-        (reply,) = self._kv_group([args])
+    def _kv_one(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
+        (reply,) = self._kv_group(conn, [args])
         return reply
 
     def _kv_submit(
-        self, ops: list[list[bytes]], done: Callable[[list[KvReply] | BaseException], None]
+        self,
+        conn: Connection,
+        ops: list[list[bytes]],
+        done: Callable[[list[KvReply] | BaseException], None],
     ) -> None:
         assert self.kv is not None
         try:
-            self.kv.submit_callback(ops, done)
+            # The connection orders its own commands (a read never sees its later writes).
+            self.kv.submit_callback(ops, done, caller=conn.id)
         except PaxosError as e:
             asyncio.get_running_loop().call_soon(done, e)
 
@@ -295,9 +303,9 @@ class NodeCommands:
         busy = self._no_leader()
         if busy is not None:
             return busy
-        return self._exec_all(queued)
+        return self._exec_all(conn, queued)
 
-    def _exec_all(self, queued: list[list[bytes]]) -> Awaitable[Reply]:
+    def _exec_all(self, conn: Connection, queued: list[list[bytes]]) -> Awaitable[Reply]:
         # The whole transaction is one unit of a log entry: applied atomically everywhere.
         out: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
 
@@ -305,7 +313,7 @@ class NodeCommands:
             if not out.done():
                 out.set_result(list(result) if isinstance(result, list) else _as_error(result))
 
-        self._kv_submit(queued, done)
+        self._kv_submit(conn, queued, done)
         return out
 
     # --------------------------------------------------------- connection
