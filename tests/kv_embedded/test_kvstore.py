@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from paxostob import ConfigurationError, MemoryNetwork, TotalOrderBroadcast
+from paxostob import ConfigurationError, Delivery, MemoryNetwork, TotalOrderBroadcast
+from paxostob.kv.commands import Entry, Op, encode_entry
 from paxostob.kv.replies import OK, Error
 from paxostob.kv.state_machine import KvStateMachine
 from paxostob.kvstore import REPLY_NOT_KEPT, KeyValueStore, TaggedStateMachine
@@ -264,3 +265,25 @@ async def test_a_callers_read_does_not_see_its_own_later_write() -> None:
         assert results == {"incr1": [1], "get": [b"1"], "other": [1], "incr2": [2]}
         # {INCR n, INCR m; then GET n}, {INCR n; then the last GET n}
         assert store.entries_proposed - before == 2
+
+
+def test_tagged_snapshot_copy_equals_snapshot_at_the_copy_point() -> None:
+    kv_a, kv_b = KvStateMachine(), KvStateMachine()
+    tagged = TaggedStateMachine({b"a": kv_a, b"b": kv_b})
+    for slot, (tag, key) in enumerate([(b"a", b"x"), (b"b", b"y"), (b"a", b"z")], start=1):
+        entry = Entry(1_000 + slot, (Op((b"SET", key, b"v%d" % slot)),))
+        tagged.apply(Delivery(slot, "n1", tag + encode_entry(entry)))
+    expected = tagged.snapshot()
+    step = tagged.snapshot_copy()
+    # Applied after the copy: must not be in it.
+    tagged.apply(Delivery(4, "n1", b"a" + encode_entry(Entry(2_000, (Op.of("SET", "w", "1"),)))))
+    data = None
+    for _ in range(1_000):
+        data = step()
+        if data is not None:
+            break
+    assert data == expected
+    fresh_a, fresh_b = KvStateMachine(), KvStateMachine()
+    TaggedStateMachine({b"a": fresh_a, b"b": fresh_b}).restore(data)
+    assert fresh_a.read([[b"GET", b"x"], [b"GET", b"z"], [b"GET", b"w"]]) == [b"v1", b"v3", None]
+    assert fresh_b.read([[b"GET", b"y"]]) == [b"v2"]
