@@ -278,8 +278,7 @@ class _Client(asyncio.Protocol):
         commands: list[list[bytes]] = []
         failure: ProtocolError | None = None
         try:
-            while (args := parser.parse()) is not None:
-                commands.append(args)
+            parser.parse_into(commands)
         except ProtocolError as e:
             failure = e
         if not commands and failure is None:
