@@ -667,8 +667,18 @@ def encode(reply: Reply, protocol: int = 2) -> bytes:
     """
     if protocol not in (2, 3):
         raise ValueError(f"RESP protocol must be 2 or 3, got {protocol!r}")
-    if type(reply) is bytes and len(reply) <= _COPY_BYTES_MAX:
-        return b"$%d\r\n%b\r\n" % (len(reply), reply)
+    # Fast paths for the replies of nearly every command: one format, no list.
+    if type(reply) is bytes:
+        if len(reply) <= _COPY_BYTES_MAX:
+            return b"$%d\r\n%b\r\n" % (len(reply), reply)
+    elif type(reply) is SimpleString:
+        text = reply.text
+        if "\r" not in text and "\n" not in text:
+            return b"+%b\r\n" % text.encode("utf-8", "replace")
+    elif reply is None:
+        return b"_\r\n" if protocol == 3 else b"$-1\r\n"
+    elif type(reply) is int and _INT64_MIN <= reply <= _INT64_MAX:
+        return b":%d\r\n" % reply
     out: list[bytes | bytearray | memoryview] = []
     _encode_into(reply, protocol == 3, out)
     return b"".join(out)

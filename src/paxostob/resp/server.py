@@ -253,15 +253,12 @@ class _Client(asyncio.Protocol):
         """Encode ready replies in order; dispatch parsed commands when none is outstanding."""
         try:
             queue = self._queue
-            while True:
-                if queue:
-                    self._advance()
-                    if queue:  # waiting for an awaitable
-                        break
-                if self._stopped or self.conn.closing:
-                    break
-                if not self._dispatch():
-                    break
+            if queue:
+                self._advance()
+            # Nothing outstanding: dispatch what arrived meanwhile. One dispatch
+            # takes every complete command buffered, and no byte arrives during it.
+            if not queue and not self._stopped and not self.conn.closing and self._dispatch():
+                self._advance()
         except asyncio.CancelledError:  # a reply future was cancelled: close, as a task would
             self._end()
             return
@@ -273,7 +270,11 @@ class _Client(asyncio.Protocol):
         self._settle()
 
     def _dispatch(self) -> bool:
-        """Dispatch every complete command buffered; False if there was none."""
+        """Dispatch every complete command buffered; False if there was none.
+
+        Ready replies up to the first awaitable one are encoded at once (the
+        common case); the rest are queued.
+        """
         parser = self._parser
         commands: list[list[bytes]] = []
         failure: ProtocolError | None = None
@@ -303,6 +304,8 @@ class _Client(asyncio.Protocol):
         """Encode the queue's ready replies; wait for the first one that is not ready."""
         queue = self._queue
         out = self._out
+        if self._driver is not None:  # it is at work on the queue
+            return
         while queue:
             reply, protocol = queue[0]
             if type(reply) not in _PLAIN_TYPES and inspect.isawaitable(reply):
@@ -380,11 +383,14 @@ class _Client(asyncio.Protocol):
         """Close once nothing is outstanding after QUIT, an error or EOF; else pace reading."""
         if self._stopped:
             return
-        if not self._queue and (self.conn.closing or self._eof):
-            self._stopped = True
-            assert self._transport is not None
-            self._transport.close()
-            return
+        if not self._queue:
+            if self.conn.closing or self._eof:
+                self._stopped = True
+                assert self._transport is not None
+                self._transport.close()
+                return
+            if not self._reading_paused:  # the common case, decided without a call
+                return
         self._update_reading()
 
     def _update_reading(self) -> None:
