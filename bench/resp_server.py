@@ -176,6 +176,11 @@ def stop_server(proc: subprocess.Popen[str]) -> None:
         proc.wait()
 
 
+def ratio(new: float, old: float) -> str:
+    # CPU seconds come in clock ticks: a short run may measure none.
+    return f"{new / old:>5.2f}" if old > 0 else "  n/a"
+
+
 def compare(args: argparse.Namespace, out: TextIO) -> int:
     if shutil.which("redis-benchmark") is None:
         print("redis-benchmark is not installed (apt-get install redis-tools)", file=out)
@@ -219,8 +224,8 @@ def compare(args: argparse.Namespace, out: TextIO) -> int:
             new_cpu = statistics.median(r[1] for r in new)
             print(
                 f"{test:10} {pipeline:>3} {old_rps:>10,.0f} {new_rps:>10,.0f} "
-                f"{new_rps / old_rps:>5.2f}   {old_cpu:>8.3f} {new_cpu:>8.3f} "
-                f"{new_cpu / old_cpu:>5.2f}",
+                f"{ratio(new_rps, old_rps)}   {old_cpu:>8.3f} {new_cpu:>8.3f} "
+                f"{ratio(new_cpu, old_cpu)}",
                 file=out,
             )
     return 0

@@ -202,6 +202,25 @@ async def test_a_10000_command_pipeline_gets_10000_replies_in_order(
     client[1].close()
 
 
+async def test_one_driver_task_serves_a_connection_and_ends_with_it(
+    server: RespServer, script: Script
+) -> None:
+    client = await connect(server)
+    for name in (b"c1", b"c2"):
+        client[1].write(pack(b"CO", name) + pack(b"ECHO", name))
+        await started(script, name)
+        script.future(name).set_result(name.upper())
+        await expect(client, bulk(name.upper()) + bulk(name))
+    # A future after the driver parked wakes it rather than taking a callback.
+    client[1].write(pack(b"FUT", b"f3") + pack(b"ECHO", b"x"))
+    script.future(b"f3").set_result(b"F3")
+    await expect(client, bulk(b"F3") + bulk(b"x"))
+    drivers = set(server._drivers)
+    assert len(drivers) == 1, "no task per command"
+    client[1].close()
+    await asyncio.wait_for(asyncio.wait(drivers), WAIT_S)
+
+
 async def test_the_server_counts_connections_and_gives_each_an_id(
     server: RespServer, script: Script
 ) -> None:

@@ -12,9 +12,12 @@ Replies are written in request order. Ready replies are encoded at once and
 consecutive ones are written together (one ``transport.write`` per read in
 the common case). An awaitable reply holds back everything after it in a
 per-connection queue: a ``Future`` is waited for with a done callback; a
-coroutine is driven by one task per connection (the *driver*), which awaits
-it and every later awaitable in order, and exits when the queue is empty, so
-a pipeline of many awaitable replies costs one task, not one per command.
+coroutine needs a task, and gets the connection's *driver*: one task, created
+at the connection's first coroutine reply, that awaits the queue's replies in
+order and parks on a future while the queue is empty. So no command costs a
+task of its own (a task costs more than a parked task's wake-up), and the
+replies of a pipeline that await one another are written together when the
+last one completes, as the stream server wrote a read's replies.
 
 While an awaitable reply is outstanding, newly arrived commands are parsed
 and dispatched only once it completes, as one batch. That keeps the order the
@@ -166,7 +169,6 @@ class _Client(asyncio.Protocol):
         "_dispatch_many",
         "_driver",
         "_eof",
-        "_flush_scheduled",
         "_out",
         "_parser",
         "_queue",
@@ -174,6 +176,7 @@ class _Client(asyncio.Protocol):
         "_server",
         "_stopped",
         "_transport",
+        "_wakeup",
         "_writing_paused",
         "conn",
     )
@@ -195,8 +198,10 @@ class _Client(asyncio.Protocol):
         self._queue: deque[tuple[Any, int]] = deque()
         # Encoded replies not yet written.
         self._out: list[bytes] = []
+        # The task that awaits coroutine replies, created at the first one and
+        # parked on _wakeup (not None) while the queue has nothing for it.
         self._driver: asyncio.Task[None] | None = None
-        self._flush_scheduled = False
+        self._wakeup: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._writing_paused = False
         self._eof = False
@@ -220,6 +225,7 @@ class _Client(asyncio.Protocol):
         self._server._clients.discard(self)
         if self._driver is None:
             self.abandon()
+        self._release_driver()
 
     def eof_received(self) -> bool:
         # The client will send nothing more, but may still read: answer what it
@@ -304,13 +310,17 @@ class _Client(asyncio.Protocol):
         """Encode the queue's ready replies; wait for the first one that is not ready."""
         queue = self._queue
         out = self._out
-        if self._driver is not None:  # it is at work on the queue
+        if self._driver is not None and self._wakeup is None:  # it is at work on the queue
             return
         while queue:
             reply, protocol = queue[0]
             if type(reply) not in _PLAIN_TYPES and inspect.isawaitable(reply):
+                if self._driver is not None:  # parked: the queue is its again
+                    self._release_driver()
+                    return
                 if not asyncio.isfuture(reply):
-                    # A coroutine: driven by a task, with whatever follows it.
+                    # A coroutine needs a task: the driver, which awaits it and what
+                    # follows, then parks; one per connection, not one per command.
                     task = asyncio.get_running_loop().create_task(self._drive())
                     self._driver = task
                     drivers = self._server._drivers
@@ -332,41 +342,48 @@ class _Client(asyncio.Protocol):
         self._pump()
 
     async def _drive(self) -> None:
-        """Await the queue's replies in order, encoding each; then dispatch what arrived."""
+        """Await the queue's replies in order, encoding each; park when it is empty.
+
+        The replies encoded are written when the queue empties, together with
+        the ready replies of what arrived meanwhile (dispatched then), as the
+        stream server wrote a read's replies: the replies of a pipeline that
+        await one another go out in one write, not one per reply.
+        """
         queue = self._queue
-        out = self._out
+        loop = asyncio.get_running_loop()
         try:
-            while queue:
+            while True:
+                if not queue:
+                    # Every reply written and every command dispatched: park.
+                    if self._stopped:
+                        break
+                    wakeup = self._wakeup = loop.create_future()
+                    await wakeup
+                    continue
                 reply, protocol = queue[0]
                 if type(reply) not in _PLAIN_TYPES and inspect.isawaitable(reply):
-                    if out and not self._flush_scheduled:
-                        # Write what is ready if this await suspends (the replies
-                        # of one log entry do not: they are written together).
-                        self._flush_scheduled = True
-                        asyncio.get_running_loop().call_soon(self._flush_soon)
                     reply = await reply
                 queue.popleft()
+                # A lost connection's dispatched commands still complete, unanswered.
                 if not self._stopped:
-                    out.append(encode(reply, protocol))
+                    self._out.append(encode(cast(Reply, reply), protocol))
+                    if not queue:
+                        self._pump()  # write, and dispatch what arrived meanwhile
         except asyncio.CancelledError:  # close(), or a reply future was cancelled
-            self._driver = None
             self._end()
-            return
         except Exception:  # a bug of ours: this client is dropped, the server goes on
             log.exception("client %s: internal error", self.conn.peer)
-            self._driver = None
             self._end()
-            return
-        self._driver = None
-        if self._stopped:
-            self.abandon()
-            return
-        self._pump()
+        finally:
+            self._wakeup = None
 
-    def _flush_soon(self) -> None:
-        self._flush_scheduled = False
-        if not self._stopped:
-            self._flush()
+    def _release_driver(self) -> None:
+        """Wake the parked driver: the queue has work for it, or the connection ended."""
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
 
     def _flush(self) -> None:
         out = self._out
@@ -414,6 +431,7 @@ class _Client(asyncio.Protocol):
         self._stopped = True
         self._out.clear()
         self.abandon()
+        self._release_driver()
         if self._transport is not None:
             self._transport.close()
 
@@ -433,5 +451,6 @@ class _Client(asyncio.Protocol):
         self._out.clear()
         if self._driver is None:
             self.abandon()
+        self._release_driver()
         if self._transport is not None:
             self._transport.close()
