@@ -176,6 +176,7 @@ class _Client(asyncio.Protocol):
         "_server",
         "_stopped",
         "_transport",
+        "_unparsed",
         "_wakeup",
         "_writing_paused",
         "conn",
@@ -205,6 +206,8 @@ class _Client(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._eof = False
+        # Bytes were fed since the last dispatch (else parsing would find nothing).
+        self._unparsed = False
         # No more commands are dispatched nor replies written (closed, lost or dropped).
         self._stopped = False
 
@@ -247,6 +250,7 @@ class _Client(asyncio.Protocol):
         if self._stopped or self.conn.closing:
             return
         self._parser.feed(data)
+        self._unparsed = True
         if self._queue:
             # Dispatched once the outstanding replies complete (see the module doc).
             self._update_reading()
@@ -263,7 +267,13 @@ class _Client(asyncio.Protocol):
                 self._advance()
             # Nothing outstanding: dispatch what arrived meanwhile. One dispatch
             # takes every complete command buffered, and no byte arrives during it.
-            if not queue and not self._stopped and not self.conn.closing and self._dispatch():
+            if (
+                not queue
+                and self._unparsed
+                and not self._stopped
+                and not self.conn.closing
+                and self._dispatch()
+            ):
                 self._advance()
         except asyncio.CancelledError:  # a reply future was cancelled: close, as a task would
             self._end()
@@ -282,6 +292,7 @@ class _Client(asyncio.Protocol):
         common case); the rest are queued.
         """
         parser = self._parser
+        self._unparsed = False  # every complete command is taken below
         commands: list[list[bytes]] = []
         failure: ProtocolError | None = None
         try:
@@ -400,15 +411,15 @@ class _Client(asyncio.Protocol):
         """Close once nothing is outstanding after QUIT, an error or EOF; else pace reading."""
         if self._stopped:
             return
-        if not self._queue:
-            if self.conn.closing or self._eof:
-                self._stopped = True
-                assert self._transport is not None
-                self._transport.close()
-                return
-            if not self._reading_paused:  # the common case, decided without a call
-                return
-        self._update_reading()
+        if not self._queue and (self.conn.closing or self._eof):
+            self._stopped = True
+            assert self._transport is not None
+            self._transport.close()
+            return
+        # Reading pauses where the reason arises (data_received, pause_writing);
+        # here it may only resume.
+        if self._reading_paused:
+            self._update_reading()
 
     def _update_reading(self) -> None:
         pause = self._writing_paused or (
