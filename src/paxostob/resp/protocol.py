@@ -449,6 +449,15 @@ class RequestParser:
                 command = parse()
                 if command is not None:
                     append(command)
+                    if self._offset == len(self._buffer) and not self._queue:
+                        # All parsed (a read of whole commands): stall as _parse
+                        # would at the end of the buffer, without calling it again.
+                        self._buffer = b""
+                        self._offset = 0
+                        self._stalled = True
+                        self._join_at_bytes = 0
+                        self._wait_newline = False
+                        return
         except ProtocolError as e:
             self._fail(e)
             raise
