@@ -13,7 +13,7 @@ import asyncio
 import gc
 import logging
 import warnings
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 import pytest
@@ -44,6 +44,8 @@ class Script:
         self.started: dict[bytes, asyncio.Event] = {}
         #: Every command dispatched (``dispatch_many`` stops after QUIT).
         self.dispatched: list[list[bytes]] = []
+        #: The coroutines of ``CO`` replies.
+        self.coroutines: list[Coroutine[Any, Any, Reply]] = []
 
     def future(self, name: bytes) -> asyncio.Future[Reply]:
         if name not in self.futures:
@@ -76,7 +78,9 @@ class Script:
         if name == b"FUT":
             return self.future(args[1])
         if name == b"CO":
-            return self.coroutine(args[1])
+            coroutine = self.coroutine(args[1])
+            self.coroutines.append(coroutine)
+            return coroutine
         if name == b"LATER":  # resolves by itself on a later loop iteration
             return self.later(args[1])
         if name == b"QUIT":
@@ -362,6 +366,25 @@ async def test_close_drops_outstanding_replies_cleanly(script: Script) -> None:
     assert [str(w.message) for w in caught] == []
     assert seen == []
     loop.set_exception_handler(None)
+
+
+async def test_close_right_after_a_dispatch_closes_the_coroutines_never_started(
+    script: Script,
+) -> None:
+    server = RespServer(script, port=0)
+    await server.start()
+    protocol, transport = fake_client(server)
+    # The driver task is created here and cancelled by close() before its first step.
+    protocol.data_received(pack(b"CO", b"c1") + pack(b"CO", b"c2"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await server.close()
+        gc.collect()
+    assert script.events == []
+    assert len(script.coroutines) == 2
+    assert all(c.cr_frame is None for c in script.coroutines), "closed, never to be awaited"
+    assert [str(w.message) for w in caught] == []
+    assert transport.closed
 
 
 async def test_close_twice_and_without_start(script: Script) -> None:

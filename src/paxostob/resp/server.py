@@ -141,14 +141,15 @@ class RespServer:
         if self._server is None:
             return
         self._server.close()
-        for client in list(self._clients):
+        clients = list(self._clients)
+        for client in clients:
             client.shut()
         drivers = set(self._drivers)
         for task in drivers:
             task.cancel()
         if drivers:
             await asyncio.wait(drivers)
-        for client in list(self._clients):
+        for client in clients:
             # A driver cancelled before its first step never saw its queue.
             client.abandon()
         self._clients.clear()
