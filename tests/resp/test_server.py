@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
 import warnings
 from collections.abc import Awaitable, Coroutine
@@ -382,7 +383,8 @@ async def test_close_right_after_a_dispatch_closes_the_coroutines_never_started(
         gc.collect()
     assert script.events == []
     assert len(script.coroutines) == 2
-    assert all(c.cr_frame is None for c in script.coroutines), "closed, never to be awaited"
+    states = {inspect.getcoroutinestate(c) for c in script.coroutines}
+    assert states == {inspect.CORO_CLOSED}, "closed, never to be awaited"
     assert [str(w.message) for w in caught] == []
     assert transport.closed
 
