@@ -588,3 +588,58 @@ def test_fuzz_mutated_client_streams(data: st.DataObject) -> None:
         stream[at : at + 1] = data.draw(st.sampled_from(_RESP_PIECES) | st.binary(max_size=2))
     points = data.draw(st.lists(st.integers(0, len(stream)), max_size=20))
     _check_outcome(bytes(stream), points)
+
+
+# ------------------------------------------------------------------------- parse_into
+
+
+def run_into(chunks: Iterable[bytes], parser: RequestParser) -> Outcome:
+    """``run`` with one ``parse_into`` per chunk, as the server parses a read."""
+    commands: list[list[bytes]] = []
+    try:
+        for chunk in chunks:
+            parser.feed(chunk)
+            parser.parse_into(commands)
+    except ProtocolError as e:
+        with pytest.raises(ProtocolError) as again:
+            parser.parse_into(commands)  # the parser stays spent
+        assert again.value is e
+        return commands, e.message
+    return commands, None
+
+
+@settings(max_examples=1000, deadline=2000)
+@given(resp_like | st.binary(max_size=300), st.lists(st.integers(0, 2000), max_size=40))
+def test_parse_into_is_parse_until_none(data: bytes, points: list[int]) -> None:
+    chunks = cut(data, points)
+    assert run_into(chunks, RequestParser(**_FUZZ_LIMITS)) == run(
+        chunks, RequestParser(**_FUZZ_LIMITS)
+    )
+
+
+def test_parse_into_keeps_the_commands_before_an_error() -> None:
+    parser = RequestParser()
+    parser.feed(pack("PING") + pack("ECHO", "a") + b"*1\r\nx")
+    commands: list[list[bytes]] = []
+    with pytest.raises(ProtocolError, match="expected '\\$', got 'x'"):
+        parser.parse_into(commands)
+    assert commands == [[b"PING"], [b"ECHO", b"a"]]
+
+
+def test_a_chunk_fed_after_everything_was_parsed_becomes_the_buffer() -> None:
+    """White-box: the server's usual read (whole commands) is parsed without a join."""
+    parser = RequestParser(buffer_bytes_max=100)
+    for _ in range(3):
+        chunk = pack("SET", "k", "v")
+        parser.feed(chunk)
+        assert parser._buffer is chunk
+        assert parser.parse() == [b"SET", b"k", b"v"]
+        assert parser.parse() is None
+    # The fast path still counts the partial command against buffer_bytes_max.
+    head = b"*2\r\n$3\r\nGET\r\n"
+    parser.feed(head)
+    assert parser.parse() is None
+    assert parser.buffered_bytes == len(head)
+    parser.feed(b"$200\r\n" + b"x" * (100 - len(head) - 5))  # one byte too many
+    with pytest.raises(ProtocolError, match="query buffer limit exceeded"):
+        parser.parse()

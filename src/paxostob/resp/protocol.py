@@ -53,7 +53,10 @@ are queued and a partial line until a ``\\n`` arrives. So a 512 MiB argument
 that arrives in 16 KiB chunks is copied once, not 32,768 times, and a server
 may parse one command per read without copying the rest of a pipeline. A
 partial command keeps its arguments parsed so far, so a command with a million
-arguments is never re-parsed from its start. No loop runs per byte except the
+arguments is never re-parsed from its start. A chunk fed when everything before
+it was parsed (a server reading whole commands) becomes the buffer at once, and
+``parse_into(list)`` parses all complete commands in one call: a read of one
+command costs one feed and one parse call. No loop runs per byte except the
 quoted-inline tokenizer, which runs per quoted segment of a line of at most
 ``inline_bytes_max`` bytes.
 
@@ -170,8 +173,10 @@ def _length(text: bytes) -> int | None:
 
 # Lengths that clients send all the time, each spelled the one way string2ll
 # accepts, so a dict lookup both reads and validates them (a miss is checked by
-# _length). 1,024 entries cost ~100 KB.
+# _length). 1,024 entries cost ~100 KB. Bulk lengths are looked up with their
+# "$", so a hit also validates the "$" (one check less per argument).
 _SMALL_LENGTHS: Final = {b"%d" % n: n for n in range(1024)}
+_SMALL_BULK_LENGTHS: Final = {b"$%d" % n: n for n in range(1024)}
 
 # --------------------------------------------------------------------------- inline commands
 
@@ -382,6 +387,20 @@ class RequestParser:
             data = bytes(data)
         if not data:
             return
+        if self._offset == len(self._buffer) and not self._queue:
+            # Everything before was parsed (a server's usual case: whole commands per
+            # read): the chunk becomes the buffer, as _maybe_join would make it, and
+            # parse() looks at it at once (nothing was stalled on but these bytes).
+            self._buffer = data
+            self._offset = 0
+            self._stalled = False
+            self._join_at_bytes = 0
+            self._wait_newline = False
+            self._newline_queued = False
+            self._queue_unchecked = False
+            if len(data) + self._command_bytes > self._buffer_bytes_max:
+                self._fail(ProtocolError(_BUFFER_FULL))
+            return
         self._queue.append(data)
         self._queue_bytes += len(data)
         if not self._stalled:
@@ -408,6 +427,37 @@ class RequestParser:
                 command = self._parse()
                 if command is not None:
                     return command
+        except ProtocolError as e:
+            self._fail(e)
+            raise
+
+    def parse_into(self, commands: list[list[bytes]]) -> None:
+        """Append every complete command fed so far to ``commands`` (``parse()`` until ``None``).
+
+        Raises ``ProtocolError`` as ``parse()`` does, after appending the
+        commands that came before the fault. One call per read instead of one
+        per command: what a server calls.
+        """
+        if self._failure is not None:
+            raise self._failure
+        append = commands.append
+        parse = self._parse
+        try:
+            while True:
+                if self._stalled and not (self._queue and self._maybe_join()):
+                    return
+                command = parse()
+                if command is not None:
+                    append(command)
+                    if self._offset == len(self._buffer) and not self._queue:
+                        # All parsed (a read of whole commands): stall as _parse
+                        # would at the end of the buffer, without calling it again.
+                        self._buffer = b""
+                        self._offset = 0
+                        self._stalled = True
+                        self._join_at_bytes = 0
+                        self._wait_newline = False
+                        return
         except ProtocolError as e:
             self._fail(e)
             raise
@@ -481,9 +531,12 @@ class RequestParser:
             self._command_bytes = 0
         else:
             while True:  # until a command with arguments begins
-                if pos >= end:
+                if pos >= end:  # all parsed: stalled until fed (self._stop(0), inlined)
                     self._buffer = b""
-                    self._stop(0)
+                    self._offset = 0
+                    self._stalled = True
+                    self._join_at_bytes = 0
+                    self._wait_newline = False
                     return None
                 if buf[pos] != 0x2A:  # not '*': an inline command
                     newline = buf.find(b"\n", pos)
@@ -524,22 +577,23 @@ class RequestParser:
             bulk = -1
 
         bulk_max = self._bulk_bytes_max
-        lengths = _SMALL_LENGTHS
+        lengths = _SMALL_BULK_LENGTHS
         find = buf.find
         append = args.append
         while left:
             if bulk < 0:
-                if pos >= end:
-                    break
-                if buf[pos] != 0x24:  # '$'
-                    raise _expected_dollar(buf[pos])
                 newline = find(b"\r\n", pos)
-                if newline < 0:
-                    if end - pos > inline_max:
-                        raise ProtocolError(_TOO_BIG_BULK_COUNT)
-                    break
-                bulk = lengths.get(buf[pos + 1 : newline], -1)
+                # A hit is a "$" and a valid length at once (the usual case).
+                bulk = lengths.get(buf[pos:newline], -1) if newline >= 0 else -1
                 if bulk < 0:
+                    if pos >= end:
+                        break
+                    if buf[pos] != 0x24:  # '$', checked as soon as it arrives
+                        raise _expected_dollar(buf[pos])
+                    if newline < 0:
+                        if end - pos > inline_max:
+                            raise ProtocolError(_TOO_BIG_BULK_COUNT)
+                        break
                     length = _length(buf[pos + 1 : newline])
                     if length is None or length < 0:
                         raise ProtocolError(_INVALID_BULK)
@@ -622,8 +676,18 @@ def encode(reply: Reply, protocol: int = 2) -> bytes:
     """
     if protocol not in (2, 3):
         raise ValueError(f"RESP protocol must be 2 or 3, got {protocol!r}")
-    if type(reply) is bytes and len(reply) <= _COPY_BYTES_MAX:
-        return b"$%d\r\n%b\r\n" % (len(reply), reply)
+    # Fast paths for the replies of nearly every command: one format, no list.
+    if type(reply) is bytes:
+        if len(reply) <= _COPY_BYTES_MAX:
+            return b"$%d\r\n%b\r\n" % (len(reply), reply)
+    elif type(reply) is SimpleString:
+        text = reply.text
+        if "\r" not in text and "\n" not in text:
+            return b"+%b\r\n" % text.encode("utf-8", "replace")
+    elif reply is None:
+        return b"_\r\n" if protocol == 3 else b"$-1\r\n"
+    elif type(reply) is int and _INT64_MIN <= reply <= _INT64_MAX:
+        return b":%d\r\n" % reply
     out: list[bytes | bytearray | memoryview] = []
     _encode_into(reply, protocol == 3, out)
     return b"".join(out)

@@ -1,13 +1,41 @@
 """An asyncio server speaking RESP to Redis clients (redis-cli, redis-py, ...).
 
-Theory of operation: one task per connection reads bytes, feeds the sans-IO
-``RequestParser`` and hands every complete command to the ``Dispatcher``,
-which answers at once or with an awaitable (a command that goes through
-consensus). All commands parsed from one read are dispatched together, so
-the dispatcher can put a pipeline's consecutive writes into one log entry;
-replies are written in request order. A protocol error is answered with its Redis error text and
-closes that connection only; nothing a client sends can stop the server or
-reach another client.
+Theory of operation: each connection is an ``asyncio.Protocol`` (no task and
+no stream objects per connection: they cost more CPU per command than the
+command itself when a client sends one command per round trip). Bytes that
+arrive are fed to the sans-IO ``RequestParser``; every complete command is
+handed to the ``Dispatcher`` in one ``dispatch_many`` call, so the dispatcher
+can put a pipeline's consecutive writes into one log entry. It answers each
+command at once or with an awaitable (a command that goes through consensus).
+
+Replies are written in request order. Ready replies are encoded at once and
+consecutive ones are written together (one ``transport.write`` per read in
+the common case). An awaitable reply holds back everything after it in a
+per-connection queue: a ``Future`` is waited for with a done callback; a
+coroutine needs a task, and gets the connection's *driver*: one task, created
+at the connection's first coroutine reply, that awaits the queue's replies in
+order and parks on a future while the queue is empty. So no command costs a
+task of its own (a task costs more than a parked task's wake-up), and the
+replies of a pipeline that await one another are written together when the
+last one completes, as the stream server wrote a read's replies.
+
+While an awaitable reply is outstanding, newly arrived commands are parsed
+and dispatched only once it completes, as one batch. That keeps the order the
+stream-based server had (it read again only after a read's replies were
+written): a command never takes effect, or reads state, before an earlier
+command of its connection completed; the dispatcher's coroutines start only
+when awaited, so one group's log entry is proposed after the previous one's.
+
+Back-pressure: reading pauses while the transport's write buffer is above its
+high-water mark (``pause_writing``) and while more than ``READ_BYTES`` wait
+unparsed behind an outstanding reply; it resumes when both are over.
+
+A protocol error is answered with its Redis error text and closes that
+connection only; a command that sets ``Connection.closing`` (QUIT) closes the
+connection after its reply; a bug of ours while serving one client (an
+exception from the dispatcher, an awaitable or the encoder) is logged and
+drops that client only. Nothing a client sends can stop the server or reach
+another client.
 """
 
 from __future__ import annotations
@@ -16,17 +44,26 @@ import asyncio
 import inspect
 import itertools
 import logging
-from collections.abc import Awaitable
+from collections import deque
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Final, Protocol, cast
 
-from .protocol import ProtocolError, Reply, RequestParser, encode
+from .protocol import Error, ProtocolError, Reply, RequestParser, SimpleString, encode
 
 __all__ = ["Connection", "Dispatcher", "RespLimits", "RespServer"]
 
 log = logging.getLogger("paxostob.resp")
 
+#: Unparsed bytes a connection may hold behind an outstanding reply before
+#: reading pauses (the stream server read this much at a time).
 READ_BYTES = 64 * 1024
+
+# Reply types that are never awaitable: checked by type first, because
+# inspect.isawaitable costs more than encoding a small reply.
+_PLAIN_TYPES: Final = frozenset(
+    {bytes, SimpleString, Error, int, type(None), list, dict, tuple, bool, float}
+)
 
 
 @dataclass(slots=True)
@@ -52,10 +89,11 @@ class Dispatcher(Protocol):
     ) -> list[tuple[Reply | Awaitable[Reply], int]]:
         """Replies (or awaitables), in order, each with the protocol to encode it in.
 
-        All of ``commands`` arrived in one read: a dispatcher may execute
+        All of ``commands`` arrived together: a dispatcher may execute
         consecutive ones together (one log entry), as long as each
         connection's commands take effect in order. It stops after a
-        command that set ``conn.closing``.
+        command that set ``conn.closing``. An awaitable is awaited only after
+        every earlier reply of the connection completed.
         """
         ...
 
@@ -86,85 +124,345 @@ class RespServer:
         self.limits = limits or RespLimits()
         self._server: asyncio.Server | None = None
         self._ids = itertools.count(1)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._clients: set[_Client] = set()
+        #: Driver tasks, held here so none is garbage-collected while pending.
+        self._drivers: set[asyncio.Task[None]] = set()
         self.protocol_errors = 0
         self.connections = 0
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._client, self.host, self.port)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Client(self), self.host, self.port)
         sock = self._server.sockets[0].getsockname()
         self.port = int(sock[1])
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for task in list(self._tasks):
-                task.cancel()
-            if self._tasks:
-                await asyncio.wait(set(self._tasks))
-            await self._server.wait_closed()
-            self._server = None
+        """Stop listening, close every connection and drop its outstanding replies."""
+        if self._server is None:
+            return
+        self._server.close()
+        clients = list(self._clients)
+        for client in clients:
+            client.shut()
+        drivers = set(self._drivers)
+        for task in drivers:
+            task.cancel()
+        if drivers:
+            await asyncio.wait(drivers)
+        for client in clients:
+            # A driver cancelled before its first step never saw its queue.
+            client.abandon()
+        self._clients.clear()
+        await self._server.wait_closed()
+        self._server = None
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self.connections += 1
-        peer = writer.get_extra_info("peername")
-        conn = Connection(next(self._ids), f"{peer[0]}:{peer[1]}" if peer else "?")
-        lim = self.limits
-        parser = RequestParser(
+
+def _ignore_result(future: asyncio.Future[Any]) -> None:
+    # Retrieved so that a reply nobody will write logs no "exception never retrieved".
+    if not future.cancelled():
+        future.exception()
+
+
+class _Client(asyncio.Protocol):
+    """One client connection: parser, dispatch, and replies in request order."""
+
+    __slots__ = (
+        "_dispatch_many",
+        "_driver",
+        "_eof",
+        "_out",
+        "_parser",
+        "_queue",
+        "_reading_paused",
+        "_server",
+        "_stopped",
+        "_transport",
+        "_unparsed",
+        "_wakeup",
+        "_writing_paused",
+        "conn",
+    )
+
+    def __init__(self, server: RespServer) -> None:
+        self._server = server
+        self._dispatch_many = server.dispatcher.dispatch_many
+        lim = server.limits
+        self._parser = RequestParser(
             bulk_bytes_max=lim.bulk_bytes_max,
             args_max=lim.args_max,
             inline_bytes_max=lim.inline_bytes_max,
             buffer_bytes_max=lim.buffer_bytes_max,
         )
-        try:
-            await self._serve(conn, parser, reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except asyncio.CancelledError:
-            pass
-        except Exception:  # a bug of ours: this client is dropped, the server goes on
-            log.exception("client %s: internal error", conn.peer)
-        finally:
-            self._tasks.discard(task)
-            writer.close()
+        self.conn = Connection(0, "?")
+        self._transport: asyncio.Transport | None = None
+        # Replies not yet encoded, in order; the first one is an awaitable
+        # being waited for (nothing is queued behind a ready reply).
+        self._queue: deque[tuple[Any, int]] = deque()
+        # Encoded replies not yet written.
+        self._out: list[bytes] = []
+        # The task that awaits coroutine replies, created at the first one and
+        # parked on _wakeup (not None) while the queue has nothing for it.
+        self._driver: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._eof = False
+        # Bytes were fed since the last dispatch (else parsing would find nothing).
+        self._unparsed = False
+        # No more commands are dispatched nor replies written (closed, lost or dropped).
+        self._stopped = False
 
-    async def _serve(
-        self,
-        conn: Connection,
-        parser: RequestParser,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> None:
-        dispatch_many = self.dispatcher.dispatch_many
-        while not conn.closing:
-            data = await reader.read(READ_BYTES)
-            if not data:
-                return
-            parser.feed(data)
-            # Dispatch everything that arrived, then await in order.
-            commands: list[list[bytes]] = []
-            failure: ProtocolError | None = None
+    # ----------------------------------------------------------------- asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        server = self._server
+        server.connections += 1
+        server._clients.add(self)
+        peer = transport.get_extra_info("peername")
+        self.conn = Connection(next(server._ids), f"{peer[0]}:{peer[1]}" if peer else "?")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Replies being computed still complete (their commands were dispatched, as
+        # in Redis), but nothing more is dispatched or written.
+        self._stopped = True
+        self._server._clients.discard(self)
+        if self._driver is None:
+            self.abandon()
+        self._release_driver()
+
+    def eof_received(self) -> bool:
+        # The client will send nothing more, but may still read: answer what it
+        # sent, then close (True keeps the transport open for that).
+        self._eof = True
+        if not self._queue and not self._stopped:
+            self._settle()
+        return True
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._update_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self._stopped or self.conn.closing:
+            return
+        self._parser.feed(data)
+        self._unparsed = True
+        if self._queue:
+            # Dispatched once the outstanding replies complete (see the module doc).
+            self._update_reading()
+            return
+        self._pump()
+
+    # ------------------------------------------------------------------------ internals
+
+    def _pump(self) -> None:
+        """Encode ready replies in order; dispatch parsed commands when none is outstanding."""
+        try:
+            queue = self._queue
+            if queue:
+                self._advance()
+            # Nothing outstanding: dispatch what arrived meanwhile. One dispatch
+            # takes every complete command buffered, and no byte arrives during it.
+            if (
+                not queue
+                and self._unparsed
+                and not self._stopped
+                and not self.conn.closing
+                and self._dispatch()
+            ):
+                self._advance()
+        except asyncio.CancelledError:  # a reply future was cancelled: close, as a task would
+            self._end()
+            return
+        except Exception:  # a bug of ours: this client is dropped, the server goes on
+            log.exception("client %s: internal error", self.conn.peer)
+            self._end()
+            return
+        self._flush()
+        self._settle()
+
+    def _dispatch(self) -> bool:
+        """Dispatch every complete command buffered; False if there was none.
+
+        Ready replies up to the first awaitable one are encoded at once (the
+        common case); the rest are queued.
+        """
+        parser = self._parser
+        self._unparsed = False  # every complete command is taken below
+        commands: list[list[bytes]] = []
+        failure: ProtocolError | None = None
+        try:
+            parser.parse_into(commands)
+        except ProtocolError as e:
+            failure = e
+        if not commands and failure is None:
+            return False
+        conn = self.conn
+        replies = self._dispatch_many(conn, commands) if commands else []
+        if failure is not None and not conn.closing:
+            self._server.protocol_errors += 1
+            replies.append((failure.reply, conn.protocol))
+            conn.closing = True  # the stream can no longer be parsed
+        # The common case, encoded here: ready replies with nothing outstanding.
+        out = self._out
+        for i, (reply, protocol) in enumerate(replies):
+            if type(reply) in _PLAIN_TYPES or not inspect.isawaitable(reply):
+                out.append(encode(cast(Reply, reply), protocol))
+            else:
+                self._queue.extend(replies[i:])
+                break
+        return True
+
+    def _advance(self) -> None:
+        """Encode the queue's ready replies; wait for the first one that is not ready."""
+        queue = self._queue
+        out = self._out
+        if self._driver is not None and self._wakeup is None:  # it is at work on the queue
+            return
+        while queue:
+            reply, protocol = queue[0]
+            if type(reply) not in _PLAIN_TYPES and inspect.isawaitable(reply):
+                if self._driver is not None:  # parked: the queue is its again
+                    self._release_driver()
+                    return
+                if not asyncio.isfuture(reply):
+                    # A coroutine needs a task: the driver, which awaits it and what
+                    # follows, then parks; one per connection, not one per command.
+                    task = asyncio.get_running_loop().create_task(self._drive())
+                    self._driver = task
+                    drivers = self._server._drivers
+                    drivers.add(task)
+                    task.add_done_callback(drivers.discard)
+                    return
+                if not reply.done():
+                    reply.add_done_callback(self._on_future_done)
+                    return
+                reply = reply.result()
+            queue.popleft()
+            out.append(encode(reply, protocol))
+
+    def _on_future_done(self, future: asyncio.Future[Any]) -> None:
+        if self._stopped:
+            _ignore_result(future)
+            self.abandon()
+            return
+        self._pump()
+
+    async def _drive(self) -> None:
+        """Await the queue's replies in order, encoding each; park when it is empty.
+
+        The replies encoded are written when the queue empties, together with
+        the ready replies of what arrived meanwhile (dispatched then), as the
+        stream server wrote a read's replies: the replies of a pipeline that
+        await one another go out in one write, not one per reply.
+        """
+        queue = self._queue
+        loop = asyncio.get_running_loop()
+        try:
             while True:
-                try:
-                    args = parser.parse()
-                except ProtocolError as e:
-                    failure = e
-                    break
-                if args is None:
-                    break
-                commands.append(args)
-            pending = dispatch_many(conn, commands) if commands else []
-            if failure is not None and not conn.closing:
-                self.protocol_errors += 1
-                pending.append((failure.reply, conn.protocol))
-                conn.closing = True  # the stream can no longer be parsed
-            out: list[bytes] = []
-            for reply, protocol in pending:
-                if inspect.isawaitable(reply):
+                if not queue:
+                    # Every reply written and every command dispatched: park.
+                    if self._stopped:
+                        break
+                    wakeup = self._wakeup = loop.create_future()
+                    await wakeup
+                    continue
+                reply, protocol = queue[0]
+                if type(reply) not in _PLAIN_TYPES and inspect.isawaitable(reply):
                     reply = await reply
-                out.append(encode(reply, protocol))
-            writer.writelines(out)
-            await writer.drain()
+                queue.popleft()
+                # A lost connection's dispatched commands still complete, unanswered.
+                if not self._stopped:
+                    self._out.append(encode(cast(Reply, reply), protocol))
+                    if not queue:
+                        self._pump()  # write, and dispatch what arrived meanwhile
+        except asyncio.CancelledError:  # close(), or a reply future was cancelled
+            self._end()
+        except Exception:  # a bug of ours: this client is dropped, the server goes on
+            log.exception("client %s: internal error", self.conn.peer)
+            self._end()
+        finally:
+            self._wakeup = None
+
+    def _release_driver(self) -> None:
+        """Wake the parked driver: the queue has work for it, or the connection ended."""
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
+
+    def _flush(self) -> None:
+        out = self._out
+        if not out:
+            return
+        transport = self._transport
+        assert transport is not None
+        if not transport.is_closing():
+            # One write: the replies of one read go out in one send.
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
+
+    def _settle(self) -> None:
+        """Close once nothing is outstanding after QUIT, an error or EOF; else pace reading."""
+        if self._stopped:
+            return
+        if not self._queue and (self.conn.closing or self._eof):
+            self._stopped = True
+            assert self._transport is not None
+            self._transport.close()
+            return
+        # Reading pauses where the reason arises (data_received, pause_writing);
+        # here it may only resume.
+        if self._reading_paused:
+            self._update_reading()
+
+    def _update_reading(self) -> None:
+        pause = self._writing_paused or (
+            bool(self._queue) and self._parser.buffered_bytes >= READ_BYTES
+        )
+        if pause == self._reading_paused or self._stopped:
+            return
+        transport = self._transport
+        assert transport is not None
+        if transport.is_closing():
+            return
+        self._reading_paused = pause
+        if pause:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
+
+    def _end(self) -> None:
+        """Drop this client: nothing more is dispatched or written; close it."""
+        self._stopped = True
+        self._out.clear()
+        self.abandon()
+        self._release_driver()
+        if self._transport is not None:
+            self._transport.close()
+
+    def abandon(self) -> None:
+        """Forget the replies not written: close unstarted coroutines, ignore futures."""
+        queue = self._queue
+        while queue:
+            reply = queue.popleft()[0]
+            if inspect.iscoroutine(reply):
+                cast(Coroutine[Any, Any, Any], reply).close()
+            elif asyncio.isfuture(reply):
+                reply.add_done_callback(_ignore_result)
+
+    def shut(self) -> None:
+        """The server is closing: write nothing more and close the connection."""
+        self._stopped = True
+        self._out.clear()
+        if self._driver is None:
+            self.abandon()
+        self._release_driver()
+        if self._transport is not None:
+            self._transport.close()
