@@ -491,17 +491,21 @@ class MultiPaxosReplica:
         """Cut batches from the queue into new slots while the window has room."""
         cfg = self.config
         queue = self._queue
+        count_max = cfg.batch_count_max
+        bytes_max = cfg.batch_bytes_max
+        is_delivered = self._is_delivered
         while queue and self._next_slot <= self.decided_through + cfg.window_slots_max:
             batch: list[Proposal] = []
             size = 0
-            while queue and len(batch) < cfg.batch_count_max:
+            while queue and len(batch) < count_max:
                 p = queue[0]
-                if self._is_delivered(p.id):
+                pid = p.id
+                if is_delivered(pid):
                     queue.popleft()
-                    self._queued.discard(p.id)
+                    self._queued.discard(pid)
                     continue
-                cost = len(p.payload) + 16 + len(p.id.origin)
-                if batch and size + cost > cfg.batch_bytes_max:
+                cost = len(p.payload) + 16 + len(pid.origin)
+                if batch and size + cost > bytes_max:
                     break
                 queue.popleft()
                 batch.append(p)
@@ -865,30 +869,53 @@ class MultiPaxosReplica:
         self._deliver_ready_slots()
 
     def _deliver_ready_slots(self) -> None:
-        while self.decided_through + 1 in self.log:
-            self.decided_through += 1
-            for p in self.log[self.decided_through]:
+        # The hot loop of every replica: names bound locally, and a
+        # ProposalId (whose hash is a Python call) hashed only where needed.
+        log = self.log
+        if self.decided_through + 1 not in log:
+            return
+        seen_by_life = self._seen
+        deliveries = self._deliveries
+        pending = self.pending
+        queued = self._queued
+        me = self.node_id
+        slot = self.decided_through
+        delivered = self.delivered
+        while slot + 1 in log:
+            slot += 1
+            for p in log[slot]:
                 pid = p.id
-                life = (pid.origin, pid.seq >> SEQ_BITS)
-                counter = pid.seq & COUNTER_MASK
-                seen = self._seen.get(life)
+                origin = pid.origin
+                seq = pid.seq
+                life = (origin, seq >> SEQ_BITS)
+                counter = seq & COUNTER_MASK
+                seen = seen_by_life.get(life)
                 if seen is None:
-                    seen = self._seen[life] = _Seen()
-                elif counter in seen:
+                    seen = seen_by_life[life] = _Seen()
+                elif counter <= seen.low or counter in seen.above:
                     continue  # a retried proposal, delivered before
-                seen.add(counter)
-                self.delivered += 1
-                delivery = Delivery(self.delivered, pid.origin, p.payload)
-                self._deliveries.append(Delivered(pid, delivery))
-                if self.pending.pop(pid, None) is not None:
+                if counter == seen.low + 1 and not seen.above:
+                    seen.low = counter  # in order: the common case
+                else:
+                    seen.add(counter)
+                delivered += 1
+                deliveries.append(Delivered(pid, Delivery(delivered, origin, p.payload)))
+                if origin == me and pending.pop(pid, None) is not None:
                     self._forwarded_at.pop(pid, None)
-                self._queued.discard(pid)
-        if self.known_commit < self.decided_through:
-            self.known_commit = self.decided_through
+                if queued:
+                    queued.discard(pid)
+        self.decided_through = slot
+        self.delivered = delivered
+        if self.known_commit < slot:
+            self.known_commit = slot
 
     def _is_delivered(self, pid: ProposalId) -> bool:
-        seen = self._seen.get((pid.origin, pid.seq >> SEQ_BITS))
-        return seen is not None and pid.seq & COUNTER_MASK in seen
+        seq = pid.seq
+        seen = self._seen.get((pid.origin, seq >> SEQ_BITS))
+        if seen is None:
+            return False
+        counter = seq & COUNTER_MASK
+        return counter <= seen.low or counter in seen.above
 
     # ============================================================= followers
 

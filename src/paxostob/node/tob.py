@@ -30,6 +30,7 @@ from ..errors import (
     NotRunningError,
     PaxosError,
     PayloadTooLargeError,
+    QuorumTimeoutError,
 )
 from ..storage.base import Storage, default_storage, has_durable_part
 from ..transport.base import Transport
@@ -154,7 +155,13 @@ class TotalOrderBroadcast(AsyncLifetime):
             room=self._room,
         )
         self._waiters: dict[ProposalId, asyncio.Future[Delivery]] = {}
-        self._slots = asyncio.Semaphore(pending_max)
+        #: Broadcasts not yet handed to the replica (the driver proposes them).
+        self._to_propose: list[tuple[bytes, asyncio.Future[Delivery]]] = []
+        # Room for ``pending_max`` undelivered broadcasts: a counter, and the
+        # broadcasts waiting for room in arrival order (a semaphore of our
+        # own: taking room that is free costs no coroutine and no timer).
+        self._room_free = pending_max
+        self._room_waiters: deque[asyncio.Future[None]] = deque()
         self._queue: deque[Delivery] = deque()
         self._queue_max = delivery_queue_max
         self._readable = asyncio.Event()
@@ -193,13 +200,19 @@ class TotalOrderBroadcast(AsyncLifetime):
         if self._storage is not None and self._opened:
             self._opened = False
             await asyncio.to_thread(self._storage.close)
-        for fut in self._waiters.values():
+        unproposed = [fut for _, fut in self._to_propose]
+        self._to_propose.clear()
+        for fut in [*self._waiters.values(), *unproposed]:
             if not fut.done():
                 fut.set_exception(NotRunningError("the node was closed"))
                 # A broadcast that already timed out no longer awaits this
                 # future: mark the exception seen so asyncio does not log it.
                 fut.exception()
         self._waiters.clear()
+        while self._room_waiters:
+            waiter = self._room_waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(NotRunningError("the node was closed"))
         self._readable.set()
 
     # ----------------------------------------------------------------- API
@@ -225,19 +238,74 @@ class TotalOrderBroadcast(AsyncLifetime):
             raise NotRunningError("the node is not running: use 'async with' or start()")
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        await within(self._slots.acquire(), timeout, "broadcast (waiting for room)")
+        if self._room_free > 0 and not self._room_waiters:
+            self._room_free -= 1
+        else:
+            await self._wait_room(timeout)
         fut: asyncio.Future[Delivery] = loop.create_future()
-
-        def propose() -> None:
-            self._waiters[self._replica.propose(data)] = fut
-
+        # Broadcasts made between two driver steps are proposed by one call:
+        # one inbox item and one wake-up for all of them, not one each.
+        batch = self._to_propose
+        batch.append((data, fut))
+        if len(batch) == 1:
+            try:
+                self._driver.call(self._propose_batch)
+            except BaseException:
+                batch.clear()
+                self._release_room()
+                raise
+        if deadline is None:
+            # No shield: a cancelled caller cancels ``fut``, which only means
+            # nobody waits for the delivery (``_on_ready`` skips done futures).
+            return await fut
+        timer = loop.call_at(deadline, self._expire, fut, timeout)
         try:
-            self._driver.call(propose)
+            return await fut
+        finally:
+            timer.cancel()
+
+    async def _wait_room(self, timeout: float | None) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._room_waiters.append(waiter)
+        try:
+            await within(waiter, timeout, "broadcast (waiting for room)")
         except BaseException:
-            self._slots.release()
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._release_room()  # room handed to us as we left: pass it on
+            else:
+                waiter.cancel()
+                if waiter in self._room_waiters:
+                    self._room_waiters.remove(waiter)
             raise
-        left = None if deadline is None else max(0.0, deadline - loop.time())
-        return await within(asyncio.shield(fut), left, "broadcast")
+
+    def _release_room(self) -> None:
+        waiters = self._room_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # handed over: the counter stays
+                return
+        self._room_free += 1
+
+    def _propose_batch(self) -> None:
+        # Runs in the driver task (it owns the replica).
+        batch, self._to_propose = self._to_propose, []
+        propose = self._replica.propose
+        waiters = self._waiters
+        for data, fut in batch:
+            waiters[propose(data)] = fut
+
+    @staticmethod
+    def _expire(fut: asyncio.Future[Delivery], timeout: float | None) -> None:
+        # The broadcast is not withdrawn: its waiter stays until it is delivered
+        # (then its room is released), only the caller stops waiting.
+        if not fut.done():
+            fut.set_exception(
+                QuorumTimeoutError(
+                    f"broadcast did not complete within {timeout:.3g} s "
+                    "(is a quorum of members reachable?)"
+                )
+            )
 
     async def deliver(self) -> Delivery:
         """The next delivery in total order (own broadcasts included).
@@ -296,24 +364,34 @@ class TotalOrderBroadcast(AsyncLifetime):
 
     def _on_ready(self, ready: Ready) -> None:
         sm = self._sm
-        for i, d in enumerate(ready.deliveries):
-            if i == ready.restore_at and ready.snapshot is not None:
-                self._restore(ready.snapshot.data)
-            if sm is None:
-                self._queue.append(d.delivery)
-            else:
-                sm.apply(d.delivery)
-                self._entries_since += 1
-                self._bytes_since += len(d.delivery.payload)
-            fut = self._waiters.pop(d.id, None)
-            if fut is not None:
-                self._slots.release()
-                if not fut.done():
-                    fut.set_result(d.delivery)
+        deliveries = ready.deliveries
+        if ready.snapshot is not None and ready.restore_at is not None:
+            self._on_ready_restoring(ready)
+        elif sm is None:
+            if deliveries:
+                self._queue.extend([d.delivery for d in deliveries])
+                self._readable.set()
+        else:
+            apply = sm.apply
+            size = 0
+            for d in deliveries:
+                apply(d.delivery)
+                size += len(d.delivery.payload)
+            self._entries_since += len(deliveries)
+            self._bytes_since += size
+        waiters = self._waiters
+        if waiters:
+            release = self._release_room
+            for d in deliveries:
+                fut = waiters.pop(d.id, None)
+                if fut is not None:
+                    release()
+                    if not fut.done():
+                        fut.set_result(d.delivery)
         for dropped in ready.dropped:
-            fut = self._waiters.pop(dropped.id, None)
+            fut = waiters.pop(dropped.id, None)
             if fut is not None:
-                self._slots.release()
+                self._release_room()
                 if not fut.done():
                     error: PaxosError = (
                         AlreadyDeliveredError(dropped.reason)
@@ -321,10 +399,6 @@ class TotalOrderBroadcast(AsyncLifetime):
                         else PayloadTooLargeError(dropped.reason)
                     )
                     fut.set_exception(error)
-        if ready.restore_at == len(ready.deliveries) and ready.snapshot is not None:
-            self._restore(ready.snapshot.data)
-        if ready.deliveries and sm is None:
-            self._readable.set()
         if sm is not None and (
             self._entries_since >= self._snapshot_entries_max
             or self._bytes_since >= self._snapshot_bytes_max
@@ -333,3 +407,22 @@ class TotalOrderBroadcast(AsyncLifetime):
             # log through the replica's decided slot.
             self._replica.compact(sm.snapshot())
             self._entries_since = self._bytes_since = 0
+
+    def _on_ready_restoring(self, ready: Ready) -> None:
+        # The rare Ready that restores a snapshot from a peer at ``restore_at``
+        # between its deliveries: apply them one by one around it.
+        assert ready.snapshot is not None
+        sm = self._sm
+        for i, d in enumerate(ready.deliveries):
+            if i == ready.restore_at:
+                self._restore(ready.snapshot.data)
+            if sm is None:
+                self._queue.append(d.delivery)
+            else:
+                sm.apply(d.delivery)
+                self._entries_since += 1
+                self._bytes_since += len(d.delivery.payload)
+        if ready.restore_at == len(ready.deliveries):
+            self._restore(ready.snapshot.data)
+        if ready.deliveries and sm is None:
+            self._readable.set()

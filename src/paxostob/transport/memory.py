@@ -3,8 +3,9 @@
 Theory of operation: a ``MemoryNetwork`` owns one ``MemoryTransport`` per open
 address. ``send`` asks the network's ``FaultModel`` (shared with the
 simulator) for the delays of the message's copies and schedules each arrival
-on the running asyncio loop: ``call_soon`` for a zero delay, ``call_later``
-otherwise. Nothing is ever delivered synchronously inside ``send``, so a node
+on the running asyncio loop: ``call_later`` for a delay, and for no delay one
+``call_soon`` per loop iteration that delivers every such copy in send order.
+Nothing is ever delivered synchronously inside ``send``, so a node
 that sends to itself does not re-enter its own driver.
 
 Rules:
@@ -180,6 +181,9 @@ class MemoryNetwork:
         self._inbox_max = inbox_max
         self._transports: dict[str, MemoryTransport] = {}
         self._stats = NetworkStats()
+        #: Envelopes sent with no delay, arriving at the next loop iteration.
+        self._due: list[Envelope] = []
+        self._due_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def faults(self) -> FaultModel:
@@ -257,7 +261,21 @@ class MemoryNetwork:
             if delay > 0:
                 loop.call_later(delay, self._arrive, envelope)
             else:
-                loop.call_soon(self._arrive, envelope)
+                # Immediate arrivals share one scheduled callback (in send
+                # order), not one loop handle per message.
+                due = self._due
+                due.append(envelope)
+                if len(due) == 1 or self._due_loop is not loop:
+                    # (A network reused on a new loop must not wait for a
+                    # flush scheduled on a loop that has stopped.)
+                    self._due_loop = loop
+                    loop.call_soon(self._arrive_due)
+
+    def _arrive_due(self) -> None:
+        due, self._due = self._due, []
+        arrive = self._arrive
+        for envelope in due:
+            arrive(envelope)
 
     def _arrive(self, envelope: Envelope) -> None:
         stats = self._stats
