@@ -262,6 +262,8 @@ class MultiPaxosReplica:
         # that lost a chunk cannot starve a newer or older complete one.
         self._incoming: dict[tuple[int, bytes, int], dict[int, bytes]] = {}
         self._snapshot_sent: dict[str, int] = {}
+        #: (slot, meta) of the latest ``snapshot_point`` not yet compacted.
+        self._point: tuple[int, bytes] | None = None
 
         # Role.
         self.role = Role.FOLLOWER
@@ -741,24 +743,63 @@ class MultiPaxosReplica:
 
     # ============================================================ snapshots
 
-    def compact(self, data: bytes) -> Snapshot:
-        """Snapshot the application's state ``data`` at the current delivery point.
+    def compact(self, data: bytes, *, slot: int | None = None) -> Snapshot:
+        """Snapshot the application's state ``data`` and drop the log through its slot.
 
-        Call it only when the application has applied every delivery handed
-        out so far (right after a ``Ready``'s deliveries): ``data`` then
-        reflects exactly the log through ``decided_through``. The log and
-        accepted entries through that slot are dropped here; the next
-        ``Ready`` carries the snapshot for storage.
+        Without ``slot``: call it only when the application has applied every
+        delivery handed out so far (right after a ``Ready``'s deliveries):
+        ``data`` then reflects exactly the log through ``decided_through``.
+
+        With ``slot``: ``data`` is the state at an earlier point, marked by
+        ``snapshot_point()`` when the application copied its state (the state
+        is then encoded off the hot path); only the log through ``slot`` is
+        dropped. ``slot`` must be the latest marked point (or
+        ``decided_through``), at most ``decided_through`` and above the
+        current snapshot's slot: a stale point (a snapshot from a peer
+        overtook it) raises ``ValueError``; check ``compacted_through`` first.
+
+        The next ``Ready`` carries the snapshot for storage.
         """
-        slot = self.decided_through
-        if self.snapshot is not None and slot <= self.snapshot.slot:
-            return self.snapshot
-        seen = {life: (s.low, frozenset(s.above)) for life, s in self._seen.items()}
-        meta = encode_meta(SnapshotMeta(slot, self.delivered, seen))
+        if slot is None:
+            slot = self.decided_through
+            if self.snapshot is not None and slot <= self.snapshot.slot:
+                return self.snapshot
+            meta = self._snapshot_meta()
+        else:
+            if slot > self.decided_through:
+                raise ValueError(f"slot {slot} is not decided here ({self.decided_through})")
+            if slot <= self.compacted_through:
+                raise ValueError(
+                    f"slot {slot} is at or below the snapshot ({self.compacted_through})"
+                )
+            point = self._point
+            if point is not None and point[0] == slot:
+                meta = point[1]
+            elif slot == self.decided_through:
+                meta = self._snapshot_meta()
+            else:
+                raise ValueError(f"no snapshot point was marked at slot {slot}")
+        self._point = None
         snap = Snapshot(slot, meta, data)
         self._drop_through(snap)
         self._snapshot_out = snap
         return snap
+
+    def snapshot_point(self) -> int:
+        """Mark the current delivery point for a later ``compact(data, slot=...)``.
+
+        Call it when the application copies its state, having applied every
+        delivery handed out so far; returns the slot that state corresponds
+        to (``decided_through``). What ``compact`` needs of the log at that
+        point (positions, the ids delivered) is recorded now, so deliveries
+        after it do not leak into the snapshot. Only the latest point is kept.
+        """
+        self._point = (self.decided_through, self._snapshot_meta())
+        return self.decided_through
+
+    def _snapshot_meta(self) -> bytes:
+        seen = {life: (s.low, frozenset(s.above)) for life, s in self._seen.items()}
+        return encode_meta(SnapshotMeta(self.decided_through, self.delivered, seen))
 
     def _drop_through(self, snap: Snapshot) -> None:
         slot = snap.slot

@@ -14,6 +14,8 @@ for its slot and goes on; ``apply`` never raises because of a payload.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..core.types import Delivery
 from ..errors import ConfigurationError, DecodeError
 from .commands import decode_entry
@@ -68,6 +70,10 @@ class KvStateMachine:
     def snapshot(self) -> bytes:
         """The machine's snapshot (the kept replies are local, not state)."""
         return self._machine.snapshot()
+
+    def snapshot_copy(self) -> Callable[[], bytes | None]:
+        """``KvMachine.snapshot_copy``: the node encodes it in steps between its work."""
+        return self._machine.snapshot_copy()
 
     def restore(self, data: bytes) -> None:
         """Replace the machine's state by a snapshot's; ``DecodeError`` if it is damaged."""

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import os
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from ..core.events import Ready
@@ -37,7 +37,7 @@ from ..transport.base import Transport
 from ._common import AsyncLifetime, check_membership, make_rng, within
 from .driver import Driver
 
-__all__ = ["StateMachine", "TotalOrderBroadcast"]
+__all__ = ["CopyingStateMachine", "StateMachine", "TotalOrderBroadcast"]
 
 log = logging.getLogger("paxostob.node")
 
@@ -54,6 +54,24 @@ class StateMachine(Protocol):
     def apply(self, delivery: Delivery) -> None: ...
     def snapshot(self) -> bytes: ...
     def restore(self, data: bytes) -> None: ...
+
+
+class CopyingStateMachine(StateMachine, Protocol):
+    """A ``StateMachine`` whose snapshot is encoded in steps (optional).
+
+    ``snapshot_copy`` takes a consistent copy of the state after everything
+    applied so far, cheaply (e.g. shallow copies of its dictionaries), and
+    returns a step function: each call encodes a bounded part of that copy
+    and returns ``None``; the last call returns exactly the bytes
+    ``snapshot`` would have returned when the copy was taken. The node calls
+    the steps between its other work, so a large state never blocks its
+    event loop for long (a leader that cannot send heartbeats for an
+    election timeout loses its leadership). The steps must touch the copy
+    only, never the live state. A state machine without ``snapshot_copy`` is
+    snapshotted in one synchronous call, as before.
+    """
+
+    def snapshot_copy(self) -> Callable[[], bytes | None]: ...
 
 
 INSTANCE_PREFIX = "tob:"
@@ -145,6 +163,8 @@ class TotalOrderBroadcast(AsyncLifetime):
         self._snapshot_bytes_max = snapshot_bytes_max
         self._entries_since = 0
         self._bytes_since = 0
+        #: The snapshot being encoded off the loop, if any.
+        self._snapshotting: asyncio.Future[None] | None = None
         self._driver = Driver(
             self._replica,
             transport,
@@ -197,6 +217,11 @@ class TotalOrderBroadcast(AsyncLifetime):
 
     async def close(self) -> None:
         await self._driver.close()
+        snapshotting, self._snapshotting = self._snapshotting, None
+        if snapshotting is not None:
+            # Its thread finishes on its own; nothing is compacted after close.
+            snapshotting.cancel()
+            await asyncio.wait({snapshotting})
         if self._storage is not None and self._opened:
             self._opened = False
             await asyncio.to_thread(self._storage.close)
@@ -399,14 +424,51 @@ class TotalOrderBroadcast(AsyncLifetime):
                         else PayloadTooLargeError(dropped.reason)
                     )
                     fut.set_exception(error)
-        if sm is not None and (
-            self._entries_since >= self._snapshot_entries_max
-            or self._bytes_since >= self._snapshot_bytes_max
+        if (
+            sm is not None
+            and (
+                self._entries_since >= self._snapshot_entries_max
+                or self._bytes_since >= self._snapshot_bytes_max
+            )
+            and self._snapshotting is None
         ):
+            self._entries_since = self._bytes_since = 0
             # Every delivery of this Ready is applied: the state matches the
             # log through the replica's decided slot.
-            self._replica.compact(sm.snapshot())
-            self._entries_since = self._bytes_since = 0
+            copy = getattr(sm, "snapshot_copy", None)
+            if copy is None:
+                self._replica.compact(sm.snapshot())
+            else:
+                # Copy now (cheap), encode in steps between the node's other
+                # work: a large state no longer stalls the loop for as long as
+                # an election timeout. One snapshot in flight at a time.
+                step: Callable[[], bytes | None] = copy()
+                slot = self._replica.snapshot_point()
+                self._snapshotting = asyncio.ensure_future(self._snapshot_in_steps(step, slot))
+
+    async def _snapshot_in_steps(self, step: Callable[[], bytes | None], slot: int) -> None:
+        # Threads would not help: a CPU-bound encoder thread holds the GIL
+        # for whole switch intervals, and every loop iteration then waits
+        # for it (measured: worse stalls than encoding at once).
+        try:
+            while (data := step()) is None:
+                await asyncio.sleep(0)  # let everything ready run first
+        except Exception:
+            log.exception("%s: encoding the snapshot at slot %d failed", self.address, slot)
+            self._snapshotting = None
+            return
+
+        def compact() -> None:
+            # In the driver task (it owns the replica). A snapshot from a peer
+            # may have overtaken this one meanwhile: then it is useless.
+            self._snapshotting = None
+            if slot > self._replica.compacted_through:
+                self._replica.compact(data, slot=slot)
+
+        try:
+            self._driver.call(compact)
+        except NotRunningError:
+            self._snapshotting = None
 
     def _on_ready_restoring(self, ready: Ready) -> None:
         # The rare Ready that restores a snapshot from a peer at ``restore_at``
