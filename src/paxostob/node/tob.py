@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -75,6 +76,20 @@ class CopyingStateMachine(StateMachine, Protocol):
 
 
 INSTANCE_PREFIX = "tob:"
+#: A broadcast's timeout fires this much late at most (never early): the
+#: deadlines of a bucket this long share one loop timer.
+TIMEOUT_GRANULARITY_S = 0.005
+
+
+class _Deadlines:
+    """Broadcasts whose deadlines fall in one bucket, and the bucket's timer."""
+
+    __slots__ = ("timer", "waiters")
+
+    def __init__(self, timer: asyncio.TimerHandle) -> None:
+        self.timer = timer
+        #: Each waiting broadcast's future and its timeout (for the message).
+        self.waiters: dict[asyncio.Future[Delivery], float | None] = {}
 
 
 class TotalOrderBroadcast(AsyncLifetime):
@@ -177,6 +192,8 @@ class TotalOrderBroadcast(AsyncLifetime):
         self._waiters: dict[ProposalId, asyncio.Future[Delivery]] = {}
         #: Broadcasts not yet handed to the replica (the driver proposes them).
         self._to_propose: list[tuple[bytes, asyncio.Future[Delivery]]] = []
+        #: Broadcasts waiting with a timeout, by deadline bucket.
+        self._deadlines: dict[int, _Deadlines] = {}
         # Room for ``pending_max`` undelivered broadcasts: a counter, and the
         # broadcasts waiting for room in arrival order (a semaphore of our
         # own: taking room that is free costs no coroutine and no timer).
@@ -283,11 +300,24 @@ class TotalOrderBroadcast(AsyncLifetime):
             # No shield: a cancelled caller cancels ``fut``, which only means
             # nobody waits for the delivery (``_on_ready`` skips done futures).
             return await fut
-        timer = loop.call_at(deadline, self._expire, fut, timeout)
+        # Deadlines share one timer per TIMEOUT_GRANULARITY_S: a timer per
+        # broadcast (a handle, a heap push, a cancel) is a large share of a
+        # broadcast's cost.
+        key = math.ceil(deadline / TIMEOUT_GRANULARITY_S)
+        bucket = self._deadlines.get(key)
+        if bucket is None:
+            bucket = self._deadlines[key] = _Deadlines(
+                loop.call_at(key * TIMEOUT_GRANULARITY_S, self._expire, key)
+            )
+        bucket.waiters[fut] = timeout
         try:
             return await fut
         finally:
-            timer.cancel()
+            waiters = bucket.waiters
+            waiters.pop(fut, None)
+            if not waiters and self._deadlines.get(key) is bucket:
+                bucket.timer.cancel()
+                del self._deadlines[key]
 
     async def _wait_room(self, timeout: float | None) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -320,17 +350,20 @@ class TotalOrderBroadcast(AsyncLifetime):
         for data, fut in batch:
             waiters[propose(data)] = fut
 
-    @staticmethod
-    def _expire(fut: asyncio.Future[Delivery], timeout: float | None) -> None:
-        # The broadcast is not withdrawn: its waiter stays until it is delivered
-        # (then its room is released), only the caller stops waiting.
-        if not fut.done():
-            fut.set_exception(
-                QuorumTimeoutError(
-                    f"broadcast did not complete within {timeout:.3g} s "
-                    "(is a quorum of members reachable?)"
+    def _expire(self, key: int) -> None:
+        # The broadcasts are not withdrawn: their waiters stay until they are
+        # delivered (then their room is released), only the callers stop waiting.
+        bucket = self._deadlines.pop(key, None)
+        if bucket is None:
+            return
+        for fut, timeout in list(bucket.waiters.items()):
+            if not fut.done():
+                fut.set_exception(
+                    QuorumTimeoutError(
+                        f"broadcast did not complete within {timeout:.3g} s "
+                        "(is a quorum of members reachable?)"
+                    )
                 )
-            )
 
     async def deliver(self) -> Delivery:
         """The next delivery in total order (own broadcasts included).
@@ -350,7 +383,14 @@ class TotalOrderBroadcast(AsyncLifetime):
 
     async def deliveries(self) -> AsyncIterator[Delivery]:
         """Every delivery, in total order, until the node is closed."""
+        queue = self._queue
         while True:
+            if queue and self._sm is None:
+                # The common case under load, without a coroutine per delivery.
+                if len(queue) <= self._queue_max // 2:
+                    self._drained.set()
+                yield queue.popleft()
+                continue
             try:
                 yield await self.deliver()
             except NotRunningError:
@@ -407,7 +447,12 @@ class TotalOrderBroadcast(AsyncLifetime):
         waiters = self._waiters
         if waiters:
             release = self._release_room
+            me = self.address
             for d in deliveries:
+                # Only this node's broadcasts have waiters: compare the origin
+                # before hashing the id (a Python-level hash).
+                if d.id.origin != me:
+                    continue
                 fut = waiters.pop(d.id, None)
                 if fut is not None:
                     release()
