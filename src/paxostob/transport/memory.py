@@ -12,7 +12,8 @@ Rules:
 
 - All randomness comes from one ``random.Random(seed)``: the same seed and the
   same sequence of sends give the same loss and duplication decisions (the
-  arrival order of delayed messages also depends on the loop's clock).
+  arrival order of delayed messages also depends on the loop's clock). While
+  the network is fault-free, sends draw nothing.
 - A closed transport is a crashed node: it sends nothing more, its inbox is
   discarded, a pending ``receive`` is woken with ``TransportClosedError``.
   Messages already in flight when their sender crashed still arrive, as they
@@ -43,6 +44,8 @@ __all__ = ["INBOX_MAX_DEFAULT", "MemoryNetwork", "MemoryTransport", "NetworkStat
 #: continuously), yet small enough that a runaway sender fails loudly in the
 #: stats instead of exhausting memory.
 INBOX_MAX_DEFAULT = 100_000
+#: The arrival delays of a message on a fault-free network: one copy, now.
+_AT_ONCE = (0.0,)
 
 
 @dataclass(slots=True)
@@ -176,7 +179,7 @@ class MemoryNetwork:
     ) -> None:
         if not (isinstance(inbox_max, int) and inbox_max >= 1):
             raise ConfigurationError(f"inbox_max must be a positive int, got {inbox_max!r}")
-        self._faults = FaultModel(loss=loss, duplicate=duplicate, delay_s=delay_s)
+        self._set_faults(FaultModel(loss=loss, duplicate=duplicate, delay_s=delay_s))
         self._rng = random.Random(seed)
         self._inbox_max = inbox_max
         self._transports: dict[str, MemoryTransport] = {}
@@ -227,7 +230,7 @@ class MemoryNetwork:
             faults = replace(faults, duplicate=duplicate)
         if delay_s is not None:
             faults = replace(faults, delay_s=delay_s)
-        self._faults = faults
+        self._set_faults(faults)
 
     def partition(self, *groups: Iterable[str]) -> None:
         """Split the network: nodes in different groups cannot talk.
@@ -235,12 +238,23 @@ class MemoryNetwork:
         Replaces any earlier partition. A node named in no group still talks
         to everyone (see ``transport.faults``).
         """
-        self._faults = self._faults.partitioned(*groups)
+        self._set_faults(self._faults.partitioned(*groups))
 
     def heal(self) -> None:
         """Remove every partition."""
-        self._faults = self._faults.healed()
+        self._set_faults(self._faults.healed())
 
+    def _set_faults(self, faults: FaultModel) -> None:
+        self._faults = faults
+        #: No fault at all: every message arrives once, at once, so asking
+        #: the model (several draws per message) is skipped; with these
+        #: parameters its draws decided nothing.
+        self._fault_free = (
+            faults.loss == 0
+            and faults.duplicate == 0
+            and faults.delay_s == (0.0, 0.0)
+            and not faults.partitions
+        )
     def _send(self, src: str, envelope: Envelope) -> None:
         try:
             loop = asyncio.get_running_loop()
@@ -252,7 +266,11 @@ class MemoryNetwork:
             stats.unknown_dst += 1
             stats.dropped += 1
             return
-        delays = self._faults.arrival_delays(self._rng, src, envelope.dst)
+        delays = (
+            _AT_ONCE
+            if self._fault_free
+            else self._faults.arrival_delays(self._rng, src, envelope.dst)
+        )
         if not delays:
             stats.dropped += 1
             return
