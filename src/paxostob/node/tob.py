@@ -19,7 +19,7 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Protocol
 
 from ..core.events import Ready
@@ -79,6 +79,11 @@ INSTANCE_PREFIX = "tob:"
 #: A broadcast's timeout fires this much late at most (never early): the
 #: deadlines of a bucket this long share one loop timer.
 TIMEOUT_GRANULARITY_S = 0.005
+
+
+def _retrieve(fut: asyncio.Future[Delivery]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 class _Deadlines:
@@ -268,14 +273,7 @@ class TotalOrderBroadcast(AsyncLifetime):
         later, exactly once, in its place in the total order.
         Raises ``PayloadTooLargeError`` for a payload above the batch limit.
         """
-        if not isinstance(payload, bytes | bytearray | memoryview):
-            raise TypeError("broadcast() takes bytes")
-        data = bytes(payload)
-        if len(data) + 64 > self.config.batch_bytes_max:
-            raise PayloadTooLargeError(
-                f"payload of {len(data)} bytes exceeds batch_bytes_max "
-                f"({self.config.batch_bytes_max})"
-            )
+        data = self._checked(payload)
         if not self._driver.running:
             raise NotRunningError("the node is not running: use 'async with' or start()")
         loop = asyncio.get_running_loop()
@@ -284,6 +282,62 @@ class TotalOrderBroadcast(AsyncLifetime):
             self._room_free -= 1
         else:
             await self._wait_room(timeout)
+        fut = self._submit(data, loop)
+        if deadline is None:
+            # No shield: a cancelled caller cancels ``fut``, which only means
+            # nobody waits for the delivery (``_on_ready`` skips done futures).
+            return await fut
+        return await self._delivered_by(fut, deadline, timeout, loop)
+
+    async def broadcast_many(
+        self, payloads: Iterable[bytes], *, timeout: float | None = None
+    ) -> list[Delivery]:
+        """Broadcast every payload; resolve with their deliveries once all are delivered here.
+
+        Each payload is broadcast as by ``broadcast`` (delivered once, in its
+        place in the total order; back-pressure by ``pending_max``), for the
+        cost of one call: for an application that has many messages at once.
+        The deliveries are listed in the order of ``payloads``. Every payload
+        is checked first (``TypeError``, ``PayloadTooLargeError``): if one is
+        refused, none is broadcast. ``timeout`` bounds the whole call
+        (``QuorumTimeoutError``); as with ``broadcast``, nothing is withdrawn.
+        """
+        datas = [self._checked(p) for p in payloads]
+        if not self._driver.running:
+            raise NotRunningError("the node is not running: use 'async with' or start()")
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        futs: list[asyncio.Future[Delivery]] = []
+        for data in datas:
+            if self._room_free > 0 and not self._room_waiters:
+                self._room_free -= 1
+            else:
+                left = None if deadline is None else max(0.0, deadline - loop.time())
+                await self._wait_room(left)
+            futs.append(self._submit(data, loop))
+        try:
+            if deadline is None:
+                return [await fut for fut in futs]
+            return [await self._delivered_by(fut, deadline, timeout, loop) for fut in futs]
+        except BaseException:
+            # Nobody will await the others: their errors are not worth a log line.
+            for fut in futs:
+                fut.add_done_callback(_retrieve)
+            raise
+
+    def _checked(self, payload: bytes) -> bytes:
+        if not isinstance(payload, bytes | bytearray | memoryview):
+            raise TypeError("broadcast() takes bytes")
+        data = bytes(payload)
+        if len(data) + 64 > self.config.batch_bytes_max:
+            raise PayloadTooLargeError(
+                f"payload of {len(data)} bytes exceeds batch_bytes_max "
+                f"({self.config.batch_bytes_max})"
+            )
+        return data
+
+    def _submit(self, data: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Delivery]:
+        """Hand ``data`` (its room taken) to the driver; the future of its delivery."""
         fut: asyncio.Future[Delivery] = loop.create_future()
         # Broadcasts made between two driver steps are proposed by one call:
         # one inbox item and one wake-up for all of them, not one each.
@@ -296,10 +350,15 @@ class TotalOrderBroadcast(AsyncLifetime):
                 batch.clear()
                 self._release_room()
                 raise
-        if deadline is None:
-            # No shield: a cancelled caller cancels ``fut``, which only means
-            # nobody waits for the delivery (``_on_ready`` skips done futures).
-            return await fut
+        return fut
+
+    async def _delivered_by(
+        self,
+        fut: asyncio.Future[Delivery],
+        deadline: float,
+        timeout: float | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> Delivery:
         # Deadlines share one timer per TIMEOUT_GRANULARITY_S: a timer per
         # broadcast (a handle, a heap push, a cancel) is a large share of a
         # broadcast's cost.

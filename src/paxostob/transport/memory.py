@@ -255,6 +255,7 @@ class MemoryNetwork:
             and faults.delay_s == (0.0, 0.0)
             and not faults.partitions
         )
+
     def _send(self, src: str, envelope: Envelope) -> None:
         try:
             loop = asyncio.get_running_loop()
