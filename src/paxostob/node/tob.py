@@ -326,9 +326,11 @@ class TotalOrderBroadcast(AsyncLifetime):
             raise
 
     def _checked(self, payload: bytes) -> bytes:
-        if not isinstance(payload, bytes | bytearray | memoryview):
-            raise TypeError("broadcast() takes bytes")
-        data = bytes(payload)
+        data = payload
+        if type(data) is not bytes:  # (an exact type test is the cheap common case)
+            if not isinstance(payload, bytes | bytearray | memoryview):
+                raise TypeError("broadcast() takes bytes")
+            data = bytes(payload)
         if len(data) + 64 > self.config.batch_bytes_max:
             raise PayloadTooLargeError(
                 f"payload of {len(data)} bytes exceeds batch_bytes_max "
