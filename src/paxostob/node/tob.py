@@ -126,7 +126,11 @@ class TotalOrderBroadcast(AsyncLifetime):
     Compaction: with a ``state_machine``, deliveries go to its ``apply``
     (not to ``deliver()``); after ``snapshot_entries_max`` deliveries or
     ``snapshot_bytes_max`` payload bytes the node snapshots it and drops the
-    log through that point, so memory and storage stay bounded. A replica
+    log through that point, so memory and storage stay bounded (a state
+    machine with ``snapshot_copy``, see ``CopyingStateMachine``, is copied
+    there and encoded in steps between the node's other work, so a large
+    state does not stall the node; the log is dropped through the copy's
+    point once the encoding is done). A replica
     that needs dropped slots receives the snapshot in chunks and restores it.
     Use a state machine on every member or on none.
     """
