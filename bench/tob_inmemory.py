@@ -18,6 +18,7 @@ comes first. Nothing is written unless ``--out FILE`` is given.
     python bench/tob_inmemory.py            # a few thousand messages per configuration
     python bench/tob_inmemory.py --quick    # under ~20 s in all
     python bench/tob_inmemory.py --large    # also 4 KiB payloads
+    python bench/tob_inmemory.py --many 64  # also broadcast_many, 64 messages per call
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 from paxostob import LogConfig, MemoryNetwork, TotalOrderBroadcast
@@ -50,6 +51,8 @@ class Config:
     messages: int
     time_max_s: float
     tick_interval_s: float
+    #: Messages per call: 1 is ``broadcast``; more is ``broadcast_many``.
+    per_call: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,10 +138,17 @@ async def run_config(config: Config) -> Result:
         async def broadcaster(node: TotalOrderBroadcast) -> None:
             nonlocal issued
             while issued < config.messages and time.perf_counter() < deadline:
-                issued += 1
+                if config.per_call == 1:
+                    issued += 1
+                    t0 = time.perf_counter()
+                    await node.broadcast(payload, timeout=BROADCAST_TIMEOUT_S)
+                    latencies.append(time.perf_counter() - t0)
+                    continue
+                n = min(config.per_call, config.messages - issued)
+                issued += n
                 t0 = time.perf_counter()
-                await node.broadcast(payload, timeout=BROADCAST_TIMEOUT_S)
-                latencies.append(time.perf_counter() - t0)
+                await node.broadcast_many([payload] * n, timeout=BROADCAST_TIMEOUT_S)
+                latencies.extend([time.perf_counter() - t0] * n)
 
         await asyncio.gather(
             *(broadcaster(nodes[i % len(nodes)]) for i in range(config.concurrency))
@@ -215,7 +225,8 @@ def table_row(r: Result) -> tuple[str, ...]:
     size = f"{c.payload_bytes} B" if c.payload_bytes < 1024 else f"{c.payload_bytes // 1024} KiB"
     return (
         str(c.replicas),
-        "on" if c.batching else "off",
+        ("on" if c.batching else "off")
+        + (f", broadcast_many x{c.per_call}" if c.per_call > 1 else ""),
         size,
         str(c.concurrency),
         str(r.completed),
@@ -258,6 +269,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=0.01,
         help="the nodes' tick (default 0.01, the library's default)",
     )
+    p.add_argument(
+        "--many",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also a row per cluster size with broadcast_many of N messages per call",
+    )
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("--out", metavar="FILE", help="also write the report to FILE")
     args = p.parse_args(argv)
@@ -265,8 +283,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.messages = 2000 if args.quick else 5000
     if args.time_max_s is None:
         args.time_max_s = 3.0 if args.quick else 30.0
-    if args.messages < 1 or args.concurrency < 1 or args.time_max_s <= 0:
-        p.error("--messages, --concurrency and --time-max-s must be positive")
+    if args.messages < 1 or args.concurrency < 1 or args.time_max_s <= 0 or args.many < 0:
+        p.error("--messages, --concurrency and --time-max-s must be positive, --many >= 0")
     return args
 
 
@@ -297,14 +315,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                     time_max_s=args.time_max_s,
                     tick_interval_s=args.tick_interval_s,
                 )
-                result = run(run_config(config))
-                rows.append(table_row(result))
-                print(
-                    f"  done: {replicas} replicas, batching {'on' if batching else 'off'}, "
-                    f"{payload_bytes} B",
-                    file=stream,
-                    flush=True,
-                )
+                configs = [config]
+                if batching and args.many > 1:
+                    configs.append(replace(config, per_call=args.many))
+                for c in configs:
+                    result = run(run_config(c))
+                    rows.append(table_row(result))
+                    print(f"  done: {table_row(result)[:3]}", file=stream, flush=True)
     table = format_table(rows)
     print(table, file=stream, flush=True)
     if args.out:

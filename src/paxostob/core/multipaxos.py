@@ -262,6 +262,8 @@ class MultiPaxosReplica:
         # that lost a chunk cannot starve a newer or older complete one.
         self._incoming: dict[tuple[int, bytes, int], dict[int, bytes]] = {}
         self._snapshot_sent: dict[str, int] = {}
+        #: (slot, meta) of the latest ``snapshot_point`` not yet compacted.
+        self._point: tuple[int, bytes] | None = None
 
         # Role.
         self.role = Role.FOLLOWER
@@ -491,17 +493,21 @@ class MultiPaxosReplica:
         """Cut batches from the queue into new slots while the window has room."""
         cfg = self.config
         queue = self._queue
+        count_max = cfg.batch_count_max
+        bytes_max = cfg.batch_bytes_max
+        is_delivered = self._is_delivered
         while queue and self._next_slot <= self.decided_through + cfg.window_slots_max:
             batch: list[Proposal] = []
             size = 0
-            while queue and len(batch) < cfg.batch_count_max:
+            while queue and len(batch) < count_max:
                 p = queue[0]
-                if self._is_delivered(p.id):
+                pid = p.id
+                if is_delivered(pid):
                     queue.popleft()
-                    self._queued.discard(p.id)
+                    self._queued.discard(pid)
                     continue
-                cost = len(p.payload) + 16 + len(p.id.origin)
-                if batch and size + cost > cfg.batch_bytes_max:
+                cost = len(p.payload) + 16 + len(pid.origin)
+                if batch and size + cost > bytes_max:
                     break
                 queue.popleft()
                 batch.append(p)
@@ -737,24 +743,63 @@ class MultiPaxosReplica:
 
     # ============================================================ snapshots
 
-    def compact(self, data: bytes) -> Snapshot:
-        """Snapshot the application's state ``data`` at the current delivery point.
+    def compact(self, data: bytes, *, slot: int | None = None) -> Snapshot:
+        """Snapshot the application's state ``data`` and drop the log through its slot.
 
-        Call it only when the application has applied every delivery handed
-        out so far (right after a ``Ready``'s deliveries): ``data`` then
-        reflects exactly the log through ``decided_through``. The log and
-        accepted entries through that slot are dropped here; the next
-        ``Ready`` carries the snapshot for storage.
+        Without ``slot``: call it only when the application has applied every
+        delivery handed out so far (right after a ``Ready``'s deliveries):
+        ``data`` then reflects exactly the log through ``decided_through``.
+
+        With ``slot``: ``data`` is the state at an earlier point, marked by
+        ``snapshot_point()`` when the application copied its state (the state
+        is then encoded off the hot path); only the log through ``slot`` is
+        dropped. ``slot`` must be the latest marked point (or
+        ``decided_through``), at most ``decided_through`` and above the
+        current snapshot's slot: a stale point (a snapshot from a peer
+        overtook it) raises ``ValueError``; check ``compacted_through`` first.
+
+        The next ``Ready`` carries the snapshot for storage.
         """
-        slot = self.decided_through
-        if self.snapshot is not None and slot <= self.snapshot.slot:
-            return self.snapshot
-        seen = {life: (s.low, frozenset(s.above)) for life, s in self._seen.items()}
-        meta = encode_meta(SnapshotMeta(slot, self.delivered, seen))
+        if slot is None:
+            slot = self.decided_through
+            if self.snapshot is not None and slot <= self.snapshot.slot:
+                return self.snapshot
+            meta = self._snapshot_meta()
+        else:
+            if slot > self.decided_through:
+                raise ValueError(f"slot {slot} is not decided here ({self.decided_through})")
+            if slot <= self.compacted_through:
+                raise ValueError(
+                    f"slot {slot} is at or below the snapshot ({self.compacted_through})"
+                )
+            point = self._point
+            if point is not None and point[0] == slot:
+                meta = point[1]
+            elif slot == self.decided_through:
+                meta = self._snapshot_meta()
+            else:
+                raise ValueError(f"no snapshot point was marked at slot {slot}")
+        self._point = None
         snap = Snapshot(slot, meta, data)
         self._drop_through(snap)
         self._snapshot_out = snap
         return snap
+
+    def snapshot_point(self) -> int:
+        """Mark the current delivery point for a later ``compact(data, slot=...)``.
+
+        Call it when the application copies its state, having applied every
+        delivery handed out so far; returns the slot that state corresponds
+        to (``decided_through``). What ``compact`` needs of the log at that
+        point (positions, the ids delivered) is recorded now, so deliveries
+        after it do not leak into the snapshot. Only the latest point is kept.
+        """
+        self._point = (self.decided_through, self._snapshot_meta())
+        return self.decided_through
+
+    def _snapshot_meta(self) -> bytes:
+        seen = {life: (s.low, frozenset(s.above)) for life, s in self._seen.items()}
+        return encode_meta(SnapshotMeta(self.decided_through, self.delivered, seen))
 
     def _drop_through(self, snap: Snapshot) -> None:
         slot = snap.slot
@@ -865,30 +910,53 @@ class MultiPaxosReplica:
         self._deliver_ready_slots()
 
     def _deliver_ready_slots(self) -> None:
-        while self.decided_through + 1 in self.log:
-            self.decided_through += 1
-            for p in self.log[self.decided_through]:
+        # The hot loop of every replica: names bound locally, and a
+        # ProposalId (whose hash is a Python call) hashed only where needed.
+        log = self.log
+        if self.decided_through + 1 not in log:
+            return
+        seen_by_life = self._seen
+        deliveries = self._deliveries
+        pending = self.pending
+        queued = self._queued
+        me = self.node_id
+        slot = self.decided_through
+        delivered = self.delivered
+        while slot + 1 in log:
+            slot += 1
+            for p in log[slot]:
                 pid = p.id
-                life = (pid.origin, pid.seq >> SEQ_BITS)
-                counter = pid.seq & COUNTER_MASK
-                seen = self._seen.get(life)
+                origin = pid.origin
+                seq = pid.seq
+                life = (origin, seq >> SEQ_BITS)
+                counter = seq & COUNTER_MASK
+                seen = seen_by_life.get(life)
                 if seen is None:
-                    seen = self._seen[life] = _Seen()
-                elif counter in seen:
+                    seen = seen_by_life[life] = _Seen()
+                elif counter <= seen.low or counter in seen.above:
                     continue  # a retried proposal, delivered before
-                seen.add(counter)
-                self.delivered += 1
-                delivery = Delivery(self.delivered, pid.origin, p.payload)
-                self._deliveries.append(Delivered(pid, delivery))
-                if self.pending.pop(pid, None) is not None:
+                if counter == seen.low + 1 and not seen.above:
+                    seen.low = counter  # in order: the common case
+                else:
+                    seen.add(counter)
+                delivered += 1
+                deliveries.append(Delivered(pid, Delivery(delivered, origin, p.payload)))
+                if origin == me and pending.pop(pid, None) is not None:
                     self._forwarded_at.pop(pid, None)
-                self._queued.discard(pid)
-        if self.known_commit < self.decided_through:
-            self.known_commit = self.decided_through
+                if queued:
+                    queued.discard(pid)
+        self.decided_through = slot
+        self.delivered = delivered
+        if self.known_commit < slot:
+            self.known_commit = slot
 
     def _is_delivered(self, pid: ProposalId) -> bool:
-        seen = self._seen.get((pid.origin, pid.seq >> SEQ_BITS))
-        return seen is not None and pid.seq & COUNTER_MASK in seen
+        seq = pid.seq
+        seen = self._seen.get((pid.origin, seq >> SEQ_BITS))
+        if seen is None:
+            return False
+        counter = seq & COUNTER_MASK
+        return counter <= seen.low or counter in seen.above
 
     # ============================================================= followers
 

@@ -50,7 +50,7 @@ from ..errors import ConfigurationError
 from .commands import COMMANDS, Entry
 from .pattern import compile_pattern
 from .replies import OK, Error, Reply, SimpleString
-from .snapshot import decode_state, encode_state
+from .snapshot import StateEncoder, decode_state, encode_state
 
 __all__ = ["EXPIRE_SWEEP_MAX_DEFAULT", "LOCAL_READS", "VALUE_BYTES_MAX_DEFAULT", "KvMachine"]
 
@@ -295,6 +295,18 @@ class KvMachine:
     def snapshot(self) -> bytes:
         """The logical state, canonical: equal states give equal bytes."""
         return encode_state(self._clock_ms, self._values, self._expiries)
+
+    def snapshot_copy(self) -> Callable[[], bytes | None]:
+        """Copy the state now; encode that copy as ``snapshot`` would, a step per call.
+
+        The copy is two shallow dictionary copies (keys and values are
+        immutable bytes): a few milliseconds for 100,000 keys. Each call of
+        the returned function encodes a bounded number of keys and returns
+        ``None``, the last returns the snapshot: the caller interleaves the
+        steps with other work (this machine goes on applying entries).
+        """
+        values, expiries = self._values.copy(), self._expiries.copy()
+        return StateEncoder(self._clock_ms, values, expiries).step
 
     def restore(self, data: bytes) -> None:
         """Replace the state by ``data``'s (from ``snapshot``); ``DecodeError`` if damaged.

@@ -14,7 +14,7 @@ for its slot and goes on; ``apply`` never raises because of a payload.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..core.types import Delivery
 from ..errors import ConfigurationError, DecodeError
@@ -74,6 +74,10 @@ class KvStateMachine:
     def snapshot(self) -> bytes:
         """The machine's snapshot (the kept replies are local, not state)."""
         return self._machine.snapshot()
+
+    def snapshot_copy(self) -> Callable[[], bytes | None]:
+        """``KvMachine.snapshot_copy``: the node encodes it in steps between its work."""
+        return self._machine.snapshot_copy()
 
     def restore(self, data: bytes) -> None:
         """Replace the machine's state by a snapshot's; ``DecodeError`` if it is damaged."""

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Protocol
 
 from ..core.events import Ready
@@ -30,13 +31,14 @@ from ..errors import (
     NotRunningError,
     PaxosError,
     PayloadTooLargeError,
+    QuorumTimeoutError,
 )
 from ..storage.base import Storage, default_storage, has_durable_part
 from ..transport.base import Transport
 from ._common import AsyncLifetime, check_membership, make_rng, within
 from .driver import Driver
 
-__all__ = ["StateMachine", "TotalOrderBroadcast"]
+__all__ = ["CopyingStateMachine", "StateMachine", "TotalOrderBroadcast"]
 
 log = logging.getLogger("paxostob.node")
 
@@ -55,7 +57,44 @@ class StateMachine(Protocol):
     def restore(self, data: bytes) -> None: ...
 
 
+class CopyingStateMachine(StateMachine, Protocol):
+    """A ``StateMachine`` whose snapshot is encoded in steps (optional).
+
+    ``snapshot_copy`` takes a consistent copy of the state after everything
+    applied so far, cheaply (e.g. shallow copies of its dictionaries), and
+    returns a step function: each call encodes a bounded part of that copy
+    and returns ``None``; the last call returns exactly the bytes
+    ``snapshot`` would have returned when the copy was taken. The node calls
+    the steps between its other work, so a large state never blocks its
+    event loop for long (a leader that cannot send heartbeats for an
+    election timeout loses its leadership). The steps must touch the copy
+    only, never the live state. A state machine without ``snapshot_copy`` is
+    snapshotted in one synchronous call, as before.
+    """
+
+    def snapshot_copy(self) -> Callable[[], bytes | None]: ...
+
+
 INSTANCE_PREFIX = "tob:"
+#: A broadcast's timeout fires this much late at most (never early): the
+#: deadlines of a bucket this long share one loop timer.
+TIMEOUT_GRANULARITY_S = 0.005
+
+
+def _retrieve(fut: asyncio.Future[Delivery]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+class _Deadlines:
+    """Broadcasts whose deadlines fall in one bucket, and the bucket's timer."""
+
+    __slots__ = ("timer", "waiters")
+
+    def __init__(self, timer: asyncio.TimerHandle) -> None:
+        self.timer = timer
+        #: Each waiting broadcast's future and its timeout (for the message).
+        self.waiters: dict[asyncio.Future[Delivery], float | None] = {}
 
 
 class TotalOrderBroadcast(AsyncLifetime):
@@ -87,7 +126,11 @@ class TotalOrderBroadcast(AsyncLifetime):
     Compaction: with a ``state_machine``, deliveries go to its ``apply``
     (not to ``deliver()``); after ``snapshot_entries_max`` deliveries or
     ``snapshot_bytes_max`` payload bytes the node snapshots it and drops the
-    log through that point, so memory and storage stay bounded. A replica
+    log through that point, so memory and storage stay bounded (a state
+    machine with ``snapshot_copy``, see ``CopyingStateMachine``, is copied
+    there and encoded in steps between the node's other work, so a large
+    state does not stall the node; the log is dropped through the copy's
+    point once the encoding is done). A replica
     that needs dropped slots receives the snapshot in chunks and restores it.
     Use a state machine on every member or on none.
     """
@@ -144,6 +187,8 @@ class TotalOrderBroadcast(AsyncLifetime):
         self._snapshot_bytes_max = snapshot_bytes_max
         self._entries_since = 0
         self._bytes_since = 0
+        #: The snapshot being encoded off the loop, if any.
+        self._snapshotting: asyncio.Future[None] | None = None
         self._driver = Driver(
             self._replica,
             transport,
@@ -154,7 +199,15 @@ class TotalOrderBroadcast(AsyncLifetime):
             room=self._room,
         )
         self._waiters: dict[ProposalId, asyncio.Future[Delivery]] = {}
-        self._slots = asyncio.Semaphore(pending_max)
+        #: Broadcasts not yet handed to the replica (the driver proposes them).
+        self._to_propose: list[tuple[bytes, asyncio.Future[Delivery]]] = []
+        #: Broadcasts waiting with a timeout, by deadline bucket.
+        self._deadlines: dict[int, _Deadlines] = {}
+        # Room for ``pending_max`` undelivered broadcasts: a counter, and the
+        # broadcasts waiting for room in arrival order (a semaphore of our
+        # own: taking room that is free costs no coroutine and no timer).
+        self._room_free = pending_max
+        self._room_waiters: deque[asyncio.Future[None]] = deque()
         self._queue: deque[Delivery] = deque()
         self._queue_max = delivery_queue_max
         self._readable = asyncio.Event()
@@ -190,16 +243,27 @@ class TotalOrderBroadcast(AsyncLifetime):
 
     async def close(self) -> None:
         await self._driver.close()
+        snapshotting, self._snapshotting = self._snapshotting, None
+        if snapshotting is not None:
+            # Its thread finishes on its own; nothing is compacted after close.
+            snapshotting.cancel()
+            await asyncio.wait({snapshotting})
         if self._storage is not None and self._opened:
             self._opened = False
             await asyncio.to_thread(self._storage.close)
-        for fut in self._waiters.values():
+        unproposed = [fut for _, fut in self._to_propose]
+        self._to_propose.clear()
+        for fut in [*self._waiters.values(), *unproposed]:
             if not fut.done():
                 fut.set_exception(NotRunningError("the node was closed"))
                 # A broadcast that already timed out no longer awaits this
                 # future: mark the exception seen so asyncio does not log it.
                 fut.exception()
         self._waiters.clear()
+        while self._room_waiters:
+            waiter = self._room_waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(NotRunningError("the node was closed"))
         self._readable.set()
 
     # ----------------------------------------------------------------- API
@@ -213,31 +277,158 @@ class TotalOrderBroadcast(AsyncLifetime):
         later, exactly once, in its place in the total order.
         Raises ``PayloadTooLargeError`` for a payload above the batch limit.
         """
-        if not isinstance(payload, bytes | bytearray | memoryview):
-            raise TypeError("broadcast() takes bytes")
-        data = bytes(payload)
+        data = self._checked(payload)
+        if not self._driver.running:
+            raise NotRunningError("the node is not running: use 'async with' or start()")
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        if self._room_free > 0 and not self._room_waiters:
+            self._room_free -= 1
+        else:
+            await self._wait_room(timeout)
+        fut = self._submit(data, loop)
+        if deadline is None:
+            # No shield: a cancelled caller cancels ``fut``, which only means
+            # nobody waits for the delivery (``_on_ready`` skips done futures).
+            return await fut
+        return await self._delivered_by(fut, deadline, timeout, loop)
+
+    async def broadcast_many(
+        self, payloads: Iterable[bytes], *, timeout: float | None = None
+    ) -> list[Delivery]:
+        """Broadcast every payload; resolve with their deliveries once all are delivered here.
+
+        Each payload is broadcast as by ``broadcast`` (delivered once, in its
+        place in the total order; back-pressure by ``pending_max``), for the
+        cost of one call: for an application that has many messages at once.
+        The deliveries are listed in the order of ``payloads``. Every payload
+        is checked first (``TypeError``, ``PayloadTooLargeError``): if one is
+        refused, none is broadcast. ``timeout`` bounds the whole call
+        (``QuorumTimeoutError``); as with ``broadcast``, nothing is withdrawn.
+        """
+        datas = [self._checked(p) for p in payloads]
+        if not self._driver.running:
+            raise NotRunningError("the node is not running: use 'async with' or start()")
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        futs: list[asyncio.Future[Delivery]] = []
+        for data in datas:
+            if self._room_free > 0 and not self._room_waiters:
+                self._room_free -= 1
+            else:
+                left = None if deadline is None else max(0.0, deadline - loop.time())
+                await self._wait_room(left)
+            futs.append(self._submit(data, loop))
+        try:
+            if deadline is None:
+                return [await fut for fut in futs]
+            return [await self._delivered_by(fut, deadline, timeout, loop) for fut in futs]
+        except BaseException:
+            # Nobody will await the others: their errors are not worth a log line.
+            for fut in futs:
+                fut.add_done_callback(_retrieve)
+            raise
+
+    def _checked(self, payload: bytes) -> bytes:
+        data = payload
+        if type(data) is not bytes:  # (an exact type test is the cheap common case)
+            if not isinstance(payload, bytes | bytearray | memoryview):
+                raise TypeError("broadcast() takes bytes")
+            data = bytes(payload)
         if len(data) + 64 > self.config.batch_bytes_max:
             raise PayloadTooLargeError(
                 f"payload of {len(data)} bytes exceeds batch_bytes_max "
                 f"({self.config.batch_bytes_max})"
             )
-        if not self._driver.running:
-            raise NotRunningError("the node is not running: use 'async with' or start()")
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        await within(self._slots.acquire(), timeout, "broadcast (waiting for room)")
+        return data
+
+    def _submit(self, data: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Delivery]:
+        """Hand ``data`` (its room taken) to the driver; the future of its delivery."""
         fut: asyncio.Future[Delivery] = loop.create_future()
+        # Broadcasts made between two driver steps are proposed by one call:
+        # one inbox item and one wake-up for all of them, not one each.
+        batch = self._to_propose
+        batch.append((data, fut))
+        if len(batch) == 1:
+            try:
+                self._driver.call(self._propose_batch)
+            except BaseException:
+                batch.clear()
+                self._release_room()
+                raise
+        return fut
 
-        def propose() -> None:
-            self._waiters[self._replica.propose(data)] = fut
-
+    async def _delivered_by(
+        self,
+        fut: asyncio.Future[Delivery],
+        deadline: float,
+        timeout: float | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> Delivery:
+        # Deadlines share one timer per TIMEOUT_GRANULARITY_S: a timer per
+        # broadcast (a handle, a heap push, a cancel) is a large share of a
+        # broadcast's cost.
+        key = math.ceil(deadline / TIMEOUT_GRANULARITY_S)
+        bucket = self._deadlines.get(key)
+        if bucket is None:
+            bucket = self._deadlines[key] = _Deadlines(
+                loop.call_at(key * TIMEOUT_GRANULARITY_S, self._expire, key)
+            )
+        bucket.waiters[fut] = timeout
         try:
-            self._driver.call(propose)
+            return await fut
+        finally:
+            waiters = bucket.waiters
+            waiters.pop(fut, None)
+            if not waiters and self._deadlines.get(key) is bucket:
+                bucket.timer.cancel()
+                del self._deadlines[key]
+
+    async def _wait_room(self, timeout: float | None) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._room_waiters.append(waiter)
+        try:
+            await within(waiter, timeout, "broadcast (waiting for room)")
         except BaseException:
-            self._slots.release()
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._release_room()  # room handed to us as we left: pass it on
+            else:
+                waiter.cancel()
+                if waiter in self._room_waiters:
+                    self._room_waiters.remove(waiter)
             raise
-        left = None if deadline is None else max(0.0, deadline - loop.time())
-        return await within(asyncio.shield(fut), left, "broadcast")
+
+    def _release_room(self) -> None:
+        waiters = self._room_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # handed over: the counter stays
+                return
+        self._room_free += 1
+
+    def _propose_batch(self) -> None:
+        # Runs in the driver task (it owns the replica).
+        batch, self._to_propose = self._to_propose, []
+        propose = self._replica.propose
+        waiters = self._waiters
+        for data, fut in batch:
+            waiters[propose(data)] = fut
+
+    def _expire(self, key: int) -> None:
+        # The broadcasts are not withdrawn: their waiters stay until they are
+        # delivered (then their room is released), only the callers stop waiting.
+        bucket = self._deadlines.pop(key, None)
+        if bucket is None:
+            return
+        for fut, timeout in list(bucket.waiters.items()):
+            if not fut.done():
+                fut.set_exception(
+                    QuorumTimeoutError(
+                        f"broadcast did not complete within {timeout:.3g} s "
+                        "(is a quorum of members reachable?)"
+                    )
+                )
 
     async def deliver(self) -> Delivery:
         """The next delivery in total order (own broadcasts included).
@@ -257,7 +448,14 @@ class TotalOrderBroadcast(AsyncLifetime):
 
     async def deliveries(self) -> AsyncIterator[Delivery]:
         """Every delivery, in total order, until the node is closed."""
+        queue = self._queue
         while True:
+            if queue and self._sm is None:
+                # The common case under load, without a coroutine per delivery.
+                if len(queue) <= self._queue_max // 2:
+                    self._drained.set()
+                yield queue.popleft()
+                continue
             try:
                 yield await self.deliver()
             except NotRunningError:
@@ -296,24 +494,39 @@ class TotalOrderBroadcast(AsyncLifetime):
 
     def _on_ready(self, ready: Ready) -> None:
         sm = self._sm
-        for i, d in enumerate(ready.deliveries):
-            if i == ready.restore_at and ready.snapshot is not None:
-                self._restore(ready.snapshot.data)
-            if sm is None:
-                self._queue.append(d.delivery)
-            else:
-                sm.apply(d.delivery)
-                self._entries_since += 1
-                self._bytes_since += len(d.delivery.payload)
-            fut = self._waiters.pop(d.id, None)
-            if fut is not None:
-                self._slots.release()
-                if not fut.done():
-                    fut.set_result(d.delivery)
+        deliveries = ready.deliveries
+        if ready.snapshot is not None and ready.restore_at is not None:
+            self._on_ready_restoring(ready)
+        elif sm is None:
+            if deliveries:
+                self._queue.extend([d.delivery for d in deliveries])
+                self._readable.set()
+        else:
+            apply = sm.apply
+            size = 0
+            for d in deliveries:
+                apply(d.delivery)
+                size += len(d.delivery.payload)
+            self._entries_since += len(deliveries)
+            self._bytes_since += size
+        waiters = self._waiters
+        if waiters:
+            release = self._release_room
+            me = self.address
+            for d in deliveries:
+                # Only this node's broadcasts have waiters: compare the origin
+                # before hashing the id (a Python-level hash).
+                if d.id.origin != me:
+                    continue
+                fut = waiters.pop(d.id, None)
+                if fut is not None:
+                    release()
+                    if not fut.done():
+                        fut.set_result(d.delivery)
         for dropped in ready.dropped:
-            fut = self._waiters.pop(dropped.id, None)
+            fut = waiters.pop(dropped.id, None)
             if fut is not None:
-                self._slots.release()
+                self._release_room()
                 if not fut.done():
                     error: PaxosError = (
                         AlreadyDeliveredError(dropped.reason)
@@ -321,15 +534,67 @@ class TotalOrderBroadcast(AsyncLifetime):
                         else PayloadTooLargeError(dropped.reason)
                     )
                     fut.set_exception(error)
-        if ready.restore_at == len(ready.deliveries) and ready.snapshot is not None:
+        if (
+            sm is not None
+            and (
+                self._entries_since >= self._snapshot_entries_max
+                or self._bytes_since >= self._snapshot_bytes_max
+            )
+            and self._snapshotting is None
+        ):
+            self._entries_since = self._bytes_since = 0
+            # Every delivery of this Ready is applied: the state matches the
+            # log through the replica's decided slot.
+            copy = getattr(sm, "snapshot_copy", None)
+            if copy is None:
+                self._replica.compact(sm.snapshot())
+            else:
+                # Copy now (cheap), encode in steps between the node's other
+                # work: a large state no longer stalls the loop for as long as
+                # an election timeout. One snapshot in flight at a time.
+                step: Callable[[], bytes | None] = copy()
+                slot = self._replica.snapshot_point()
+                self._snapshotting = asyncio.ensure_future(self._snapshot_in_steps(step, slot))
+
+    async def _snapshot_in_steps(self, step: Callable[[], bytes | None], slot: int) -> None:
+        # Threads would not help: a CPU-bound encoder thread holds the GIL
+        # for whole switch intervals, and every loop iteration then waits
+        # for it (measured: worse stalls than encoding at once).
+        try:
+            while (data := step()) is None:
+                await asyncio.sleep(0)  # let everything ready run first
+        except Exception:
+            log.exception("%s: encoding the snapshot at slot %d failed", self.address, slot)
+            self._snapshotting = None
+            return
+
+        def compact() -> None:
+            # In the driver task (it owns the replica). A snapshot from a peer
+            # may have overtaken this one meanwhile: then it is useless.
+            self._snapshotting = None
+            if slot > self._replica.compacted_through:
+                self._replica.compact(data, slot=slot)
+
+        try:
+            self._driver.call(compact)
+        except NotRunningError:
+            self._snapshotting = None
+
+    def _on_ready_restoring(self, ready: Ready) -> None:
+        # The rare Ready that restores a snapshot from a peer at ``restore_at``
+        # between its deliveries: apply them one by one around it.
+        assert ready.snapshot is not None
+        sm = self._sm
+        for i, d in enumerate(ready.deliveries):
+            if i == ready.restore_at:
+                self._restore(ready.snapshot.data)
+            if sm is None:
+                self._queue.append(d.delivery)
+            else:
+                sm.apply(d.delivery)
+                self._entries_since += 1
+                self._bytes_since += len(d.delivery.payload)
+        if ready.restore_at == len(ready.deliveries):
             self._restore(ready.snapshot.data)
         if ready.deliveries and sm is None:
             self._readable.set()
-        if sm is not None and (
-            self._entries_since >= self._snapshot_entries_max
-            or self._bytes_since >= self._snapshot_bytes_max
-        ):
-            # Every delivery of this Ready is applied: the state matches the
-            # log through the replica's decided slot.
-            self._replica.compact(sm.snapshot())
-            self._entries_since = self._bytes_since = 0

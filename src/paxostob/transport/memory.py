@@ -3,15 +3,17 @@
 Theory of operation: a ``MemoryNetwork`` owns one ``MemoryTransport`` per open
 address. ``send`` asks the network's ``FaultModel`` (shared with the
 simulator) for the delays of the message's copies and schedules each arrival
-on the running asyncio loop: ``call_soon`` for a zero delay, ``call_later``
-otherwise. Nothing is ever delivered synchronously inside ``send``, so a node
+on the running asyncio loop: ``call_later`` for a delay, and for no delay one
+``call_soon`` per loop iteration that delivers every such copy in send order.
+Nothing is ever delivered synchronously inside ``send``, so a node
 that sends to itself does not re-enter its own driver.
 
 Rules:
 
 - All randomness comes from one ``random.Random(seed)``: the same seed and the
   same sequence of sends give the same loss and duplication decisions (the
-  arrival order of delayed messages also depends on the loop's clock).
+  arrival order of delayed messages also depends on the loop's clock). While
+  the network is fault-free, sends draw nothing.
 - A closed transport is a crashed node: it sends nothing more, its inbox is
   discarded, a pending ``receive`` is woken with ``TransportClosedError``.
   Messages already in flight when their sender crashed still arrive, as they
@@ -42,6 +44,8 @@ __all__ = ["INBOX_MAX_DEFAULT", "MemoryNetwork", "MemoryTransport", "NetworkStat
 #: continuously), yet small enough that a runaway sender fails loudly in the
 #: stats instead of exhausting memory.
 INBOX_MAX_DEFAULT = 100_000
+#: The arrival delays of a message on a fault-free network: one copy, now.
+_AT_ONCE = (0.0,)
 
 
 @dataclass(slots=True)
@@ -175,11 +179,14 @@ class MemoryNetwork:
     ) -> None:
         if not (isinstance(inbox_max, int) and inbox_max >= 1):
             raise ConfigurationError(f"inbox_max must be a positive int, got {inbox_max!r}")
-        self._faults = FaultModel(loss=loss, duplicate=duplicate, delay_s=delay_s)
+        self._set_faults(FaultModel(loss=loss, duplicate=duplicate, delay_s=delay_s))
         self._rng = random.Random(seed)
         self._inbox_max = inbox_max
         self._transports: dict[str, MemoryTransport] = {}
         self._stats = NetworkStats()
+        #: Envelopes sent with no delay, arriving at the next loop iteration.
+        self._due: list[Envelope] = []
+        self._due_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def faults(self) -> FaultModel:
@@ -223,7 +230,7 @@ class MemoryNetwork:
             faults = replace(faults, duplicate=duplicate)
         if delay_s is not None:
             faults = replace(faults, delay_s=delay_s)
-        self._faults = faults
+        self._set_faults(faults)
 
     def partition(self, *groups: Iterable[str]) -> None:
         """Split the network: nodes in different groups cannot talk.
@@ -231,11 +238,23 @@ class MemoryNetwork:
         Replaces any earlier partition. A node named in no group still talks
         to everyone (see ``transport.faults``).
         """
-        self._faults = self._faults.partitioned(*groups)
+        self._set_faults(self._faults.partitioned(*groups))
 
     def heal(self) -> None:
         """Remove every partition."""
-        self._faults = self._faults.healed()
+        self._set_faults(self._faults.healed())
+
+    def _set_faults(self, faults: FaultModel) -> None:
+        self._faults = faults
+        #: No fault at all: every message arrives once, at once, so asking
+        #: the model (several draws per message) is skipped; with these
+        #: parameters its draws decided nothing.
+        self._fault_free = (
+            faults.loss == 0
+            and faults.duplicate == 0
+            and faults.delay_s == (0.0, 0.0)
+            and not faults.partitions
+        )
 
     def _send(self, src: str, envelope: Envelope) -> None:
         try:
@@ -248,7 +267,11 @@ class MemoryNetwork:
             stats.unknown_dst += 1
             stats.dropped += 1
             return
-        delays = self._faults.arrival_delays(self._rng, src, envelope.dst)
+        delays = (
+            _AT_ONCE
+            if self._fault_free
+            else self._faults.arrival_delays(self._rng, src, envelope.dst)
+        )
         if not delays:
             stats.dropped += 1
             return
@@ -257,7 +280,21 @@ class MemoryNetwork:
             if delay > 0:
                 loop.call_later(delay, self._arrive, envelope)
             else:
-                loop.call_soon(self._arrive, envelope)
+                # Immediate arrivals share one scheduled callback (in send
+                # order), not one loop handle per message.
+                due = self._due
+                due.append(envelope)
+                if len(due) == 1 or self._due_loop is not loop:
+                    # (A network reused on a new loop must not wait for a
+                    # flush scheduled on a loop that has stopped.)
+                    self._due_loop = loop
+                    loop.call_soon(self._arrive_due)
+
+    def _arrive_due(self) -> None:
+        due, self._due = self._due, []
+        arrive = self._arrive
+        for envelope in due:
+            arrive(envelope)
 
     def _arrive(self, envelope: Envelope) -> None:
         stats = self._stats
