@@ -15,8 +15,9 @@ once its save *and every earlier one* returned: so a promise or acceptance
 that a peer (or the leader itself) relies on is on disk first (DESIGN.md
 §3). Readys that queue up behind a save in flight are saved together in the
 next one (``coalesce``: one transaction, one fsync: group commit); at most
-``persist_queue_max`` Readys wait (back-pressure: the driver stops taking
-Readys until the disk catches up). A Ready with nothing to save and nothing
+``persist_queue_max`` Readys wait (back-pressure: the driver then takes no
+Ready until a save returns, but still steps events, whose effects gather in
+the core and leave in one Ready later). A Ready with nothing to save and nothing
 queued before it completes at once; without storage every Ready does.
 
 Several protocol instances may share one transport (a ``Consensus`` per
@@ -251,7 +252,11 @@ class Driver:
         if saving is None or not saving.done():
             return
         self._saving = None
-        saving.result()  # a StorageError stops the node (the store closed itself)
+        if saving.exception() is not None:
+            # A StorageError stops the node: the store closed itself, so
+            # nothing queued can be saved (close() must not try).
+            self._queue.clear()
+            saving.result()
         queue = self._queue
         group = [queue.popleft() for _ in range(self._saving_count)]
         self.saves += 1
@@ -313,13 +318,13 @@ class Driver:
         send = self.transport.send
         queue = self._queue
         while replica.has_ready():
+            if len(queue) >= self.persist_queue_max:
+                # The disk is behind: take no Ready now. Events are still
+                # stepped as they come, and their effects gather in the core
+                # (one batch, one Ready) until a save returns and wakes us.
+                return
             if self._room is not None:
                 await self._room()
-            while len(queue) >= self.persist_queue_max:
-                saving = self._saving
-                assert saving is not None  # a non-empty queue always has a save in flight
-                await asyncio.wait({saving})  # (not cancelled with us: close() waits for it)
-                self._collect()
             ready = replica.ready()
             for envelope in ready.early:
                 send(envelope)
