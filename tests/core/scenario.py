@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Sequence
 
-from paxostob.core.events import Receive, Tick
+from paxostob.core.events import Persisted, Receive, Tick
 from paxostob.core.messages import (
     Accept,
     Accepted,
@@ -116,6 +116,9 @@ class Net:
         sent: list[Envelope] = []
         while r.has_ready():
             rd = r.ready()
+            # Storage is instant here: every message leaves, and the Ready is
+            # durable (``Persisted``) right after it was handled.
+            sent.extend(rd.early)
             sent.extend(rd.messages)
             for d in rd.deliveries:
                 rows = self._rows[node]
@@ -126,6 +129,7 @@ class Net:
                 self._ids[node].add(d.id)
                 rows.append((d.delivery.slot, d.delivery.sender, d.delivery.payload))
             r.advance(rd)
+            r.step(Persisted(rd.seq))
         self.trace.extend(sent)
         return sent
 

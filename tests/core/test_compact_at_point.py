@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from paxostob.core.events import Campaign, Ready
+from paxostob.core.events import Campaign, Persisted, Ready
 from paxostob.core.multipaxos import MultiPaxosReplica, Role
 from paxostob.core.snapshot import decode_meta
 from paxostob.core.types import ZERO_BALLOT, DecidedEntry
@@ -33,6 +33,8 @@ def settle(r: MultiPaxosReplica) -> list[Ready]:
     while r.has_ready():
         ready = r.ready()
         r.advance(ready)
+        if ready.seq:  # durable at once: the leader's own vote counts from here
+            r.step(Persisted(ready.seq))
         readies.append(ready)
     return readies
 

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import random
 
-from paxostob.core.events import Campaign, Receive, Tick
+from paxostob.core.events import Campaign, Persisted, Receive, Tick
 from paxostob.core.messages import Accept, Envelope, SnapshotChunk
 from paxostob.core.multipaxos import LogConfig, MultiPaxosReplica, Role
 from paxostob.core.snapshot import SnapshotMeta, encode_meta
@@ -72,8 +72,10 @@ class Cluster:
         r = self.r[node]
         while r.has_ready():
             rd = r.ready()
+            sent.extend(rd.early)  # instant storage: everything leaves, durable at once
             sent.extend(rd.messages)
             r.advance(rd)
+            r.step(Persisted(rd.seq))
         return sent
 
     def deliver(self, envelopes: list[Envelope]) -> None:

@@ -103,6 +103,8 @@ def test_the_swarm_covers_every_feature() -> None:
         seen["compaction every <= 5"] += 0 < o.snapshot_every <= 5
         seen["small snapshot chunks"] += o.snapshot_every > 0 and o.snapshot_chunk_bytes_max <= 64
         seen["outage and compaction"] += bool(schedule.outages) and o.snapshot_every > 0
+        seen["slow disk"] += o.persist_delay_ticks[1] >= 3
+        seen["slow disk and outage"] += o.persist_delay_ticks[1] >= 3 and bool(schedule.outages)
         for e in schedule.partitions:
             seen[f"partition {e.kind}"] += 1
     for feature in (
@@ -128,6 +130,8 @@ def test_the_swarm_covers_every_feature() -> None:
         "compaction every <= 5",
         "small snapshot chunks",
         "outage and compaction",
+        "slow disk",
+        "slow disk and outage",
         *(f"partition {k}" for k in PARTITION_KINDS),
     ):
         assert seen[feature] >= MULTIPAXOS_RUNS // 50, (feature, seen)

@@ -1,18 +1,33 @@
 """Events into the core, and the ``Ready`` batch of effects out of it.
 
-The runtime handles a ``Ready`` strictly in this order (DESIGN.md §3), then
-calls ``advance(ready)``:
+The runtime handles a ``Ready`` in this order (DESIGN.md §3), then calls
+``advance(ready)``:
 
-1. persist ``promised``, ``accepted`` and ``decided`` (fsync if ``must_sync``);
-2. only then send ``messages`` — a promise or accept that reached a peer
+1. send ``early`` at once: messages that depend on no state of this Ready
+   (the core decides which, per message type: see ``multipaxos.EARLY``);
+2. deliver ``deliveries`` (gap-free, in total order, each proposal once) and
+   fail ``dropped`` proposals, in the order of the Readys;
+3. persist ``promised``, ``accepted``, ``decided`` and ``snapshot`` (fsync if
+   ``must_sync``), after every earlier Ready's durable part;
+4. only once this Ready *and every earlier one* are durable, send
+   ``messages`` — a promise or an accept acknowledgement that reached a peer
    before it reached the disk could be forgotten by a crash, and a restarted
-   acceptor would contradict it;
-3. deliver ``deliveries`` (gap-free, in total order, each proposal once);
-4. fail ``dropped`` proposals.
+   acceptor would contradict it — and step ``Persisted(ready.seq)``, which
+   lets the core count its own votes of this Ready (a leader's own
+   acceptance must be durable before a decision rests on it).
+
+Steps 3 and 4 may overlap with later Readys: the runtime may step events
+and take further Readys (sending their ``early`` messages and applying their
+deliveries) while a save is in flight, and may persist several queued Readys
+in one save (``coalesce``: one transaction, one fsync). A runtime without
+storage does step 3 as a no-op: it sends ``messages`` and steps ``Persisted``
+right away. Deliveries need not wait for the decided entries behind them to
+be durable: a decided value can always be learned again from peers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .messages import Envelope
@@ -24,10 +39,12 @@ __all__ = [
     "Delivered",
     "Dropped",
     "Event",
+    "Persisted",
     "Propose",
     "Ready",
     "Receive",
     "Tick",
+    "coalesce",
 ]
 
 
@@ -53,7 +70,18 @@ class Campaign:
     """Start phase 1 now instead of waiting for the election timeout."""
 
 
-Event = Tick | Receive | Propose | Campaign
+@dataclass(frozen=True, slots=True)
+class Persisted:
+    """Every ``Ready`` up to and including ``Ready.seq == seq`` is durable.
+
+    Stepped by the runtime after the save of that Ready (and of every
+    earlier one) returned; only for Readys with ``seq > 0``.
+    """
+
+    seq: int
+
+
+Event = Tick | Receive | Propose | Campaign | Persisted
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +119,7 @@ class Ready:
     promised: Ballot | None = None
     accepted: tuple[AcceptedEntry, ...] = ()
     decided: tuple[DecidedEntry, ...] = ()
+    #: Sent only once this Ready and every earlier one are durable.
     messages: tuple[Envelope, ...] = ()
     deliveries: tuple[Delivered, ...] = ()
     dropped: tuple[Dropped, ...] = ()
@@ -103,6 +132,11 @@ class Ready:
     #: True when ``promised`` or ``accepted`` changed: those must hit the disk
     #: before ``messages`` leave. Decided entries alone can be re-learned.
     must_sync: bool = field(default=False)
+    #: May be sent at once, before this Ready (or an earlier one) is durable.
+    early: tuple[Envelope, ...] = ()
+    #: 1, 2, ... per replica: what ``Persisted`` names. 0 for a core that keeps
+    #: nothing waiting for storage (it takes no ``Persisted``).
+    seq: int = 0
 
     def is_empty(self) -> bool:
         return not (
@@ -110,7 +144,37 @@ class Ready:
             or self.accepted
             or self.decided
             or self.messages
+            or self.early
             or self.deliveries
             or self.dropped
             or self.snapshot is not None
         )
+
+
+def coalesce(readies: Sequence[Ready]) -> Ready:
+    """One Ready whose durable part is that of ``readies`` saved in order (group commit).
+
+    The latest promise wins, entries keep their order (a later entry for a
+    slot replaces an earlier one, as separate saves would), and one fsync
+    covers all when any needed one. A snapshot may only come first: it is
+    installed before the entries are saved, as for a single Ready. The late
+    ``messages`` of all come along (in order) for the runtime's bookkeeping;
+    ``seq`` is the last one's, so ``Persisted(seq)`` covers them all.
+    """
+    if len(readies) == 1:
+        return readies[0]
+    if any(r.snapshot is not None for r in readies[1:]):
+        raise ValueError("only the first Ready of a coalesced save may carry a snapshot")
+    promised = None
+    for r in readies:
+        if r.promised is not None:
+            promised = r.promised
+    return Ready(
+        promised=promised,
+        accepted=tuple(a for r in readies for a in r.accepted),
+        decided=tuple(d for r in readies for d in r.decided),
+        messages=tuple(m for r in readies for m in r.messages),
+        snapshot=readies[0].snapshot,
+        must_sync=any(r.must_sync for r in readies),
+        seq=readies[-1].seq,
+    )

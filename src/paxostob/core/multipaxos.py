@@ -36,10 +36,41 @@ Theory of operation ("Paxos Made Simple" §3, DESIGN.md §3):
   since the last ``Ready`` shares slots.
 
 Messages a replica sends to itself are handled in place (the local acceptor
-and learner), never through the network. The durable part of a ``Ready``
-(promise, accepted entries) is persisted by the runtime before its messages
-leave and before its deliveries are applied, so counting the local acceptor
-early is safe.
+and learner), never through the network.
+
+Persistence and the pipeline (events.py has the runtime's side): a ``Ready``
+splits its messages in two, by type (``EARLY``). Those that vouch for no
+state of this replica leave at once, before the Ready is durable; those that
+tell a peer what this acceptor promised or accepted wait until this Ready
+and every earlier one are durable. Why each early type is safe:
+
+- ``Accept`` (phase 2a) is a proposal, not a vote. Its ballot is durable
+  before the replica leads it: with two or more members a leader needs a
+  peer's ``Promise``, which answers a ``Prepare`` that left only after the
+  Ready promising that ballot to ourselves was durable. A restarted replica
+  campaigns above its durable promise, so a ballot never proposes two values
+  for a slot, even across crashes. (A single member has no peer to send to.)
+- ``Heartbeat`` carries the leader's ballot (durable, as above) and commit
+  watermark: every slot under it was chosen by a quorum of durable votes.
+- ``Decided``, ``SnapshotChunk``: chosen values, facts no crash undoes.
+- ``Forward``, ``CatchUp``: requests; a proposal id is never reused by a
+  later life (the incarnation is part of it).
+
+The rest wait: ``Promise`` and ``Accepted`` are the acceptor's votes;
+``Prepare`` because its ballot is our own promise, which must be durable
+before it can gather votes (or a restart could reuse the ballot); ``Nack``
+and ``HeartbeatReply`` conservatively (they report our promise and prefix).
+
+The leader's own acceptance is a vote like a peer's: it counts towards a
+quorum only once durable, or a decision could rest on a vote that a crash
+erases (3 nodes: leader and A decide, the leader crashes before its fsync,
+and a new quorum {B, restarted leader} never saw the value). So an
+``Accepted`` to ourselves is held, tagged with the Ready that carries the
+acceptance (``_ready_seq + 1``), and processed when the runtime steps
+``Persisted`` for that Ready. Our own ``Promise`` counts at once: becoming
+leader needs a peer's promise as well, which answers a ``Prepare`` that left
+after our promise was durable (one member: its decisions still wait for its
+own durable acceptance, in the same Ready as the promise or a later one).
 """
 
 from __future__ import annotations
@@ -58,6 +89,7 @@ from .events import (
     Delivered,
     Dropped,
     Event,
+    Persisted,
     Propose,
     Ready,
     Receive,
@@ -103,6 +135,9 @@ INCOMING_SNAPSHOTS_MAX = 3
 #: A leader whose catch-up makes no progress this many times runs phase 1 again.
 CATCHUP_TRIES_BEFORE_PHASE1 = 8
 COUNTER_MASK = (1 << SEQ_BITS) - 1
+#: Messages that may leave before the Ready that produced them is durable
+#: (the module docstring argues each); every other type waits.
+EARLY: tuple[type[Message], ...] = (Accept, Heartbeat, Forward, CatchUp, Decided, SnapshotChunk)
 
 
 class Role(Enum):
@@ -292,8 +327,13 @@ class MultiPaxosReplica:
         self._to_forward: list[Proposal] = []
 
         # Effects not yet handed out in a Ready.
-        self._out: list[Envelope] = []
+        self._out: list[Envelope] = []  # late: sent once this Ready is durable
+        self._out_early: list[Envelope] = []
         self._loopback: deque[Message] = deque()
+        # Our own Accepted votes, with the seq of the Ready carrying the
+        # acceptance: counted once ``Persisted`` covers it.
+        self._held: deque[tuple[int, Accepted]] = deque()
+        self._ready_seq = 0  # the seq of the last Ready advanced
         self._promised_dirty = False
         self._accepted_new: list[AcceptedEntry] = []
         self._decided_new: list[DecidedEntry] = []
@@ -315,6 +355,8 @@ class MultiPaxosReplica:
             self.propose(event.payload)
         elif isinstance(event, Campaign):
             self._campaign()
+        elif isinstance(event, Persisted):
+            self._on_persisted(event.seq)
         else:  # pragma: no cover - the Event union is closed
             raise TypeError(f"not a core event: {event!r}")
         self._drain_loopback()
@@ -1027,9 +1069,26 @@ class MultiPaxosReplica:
 
     def _send(self, dst: str, msg: Message) -> None:
         if dst == self.node_id:
-            self._loopback.append(msg)
+            if isinstance(msg, Accepted):
+                self._hold(msg)
+            else:
+                self._loopback.append(msg)
+        elif isinstance(msg, EARLY):
+            self._out_early.append(Envelope(dst, msg))
         else:
             self._out.append(Envelope(dst, msg))
+
+    def _hold(self, vote: Accepted) -> None:
+        """Count our own acceptance only once the Ready carrying it is durable."""
+        self._held.append((self._ready_seq + 1, vote))
+
+    def _on_persisted(self, seq: int) -> None:
+        # Never beyond the Readys handed out: the acceptance of a vote tagged
+        # ``_ready_seq + 1`` is not in any Ready yet.
+        through = min(seq, self._ready_seq)
+        held = self._held
+        while held and held[0][0] <= through:
+            self._receive(held.popleft()[1])
 
     def _drain_loopback(self) -> None:
         loop = self._loopback
@@ -1041,6 +1100,7 @@ class MultiPaxosReplica:
     def has_ready(self) -> bool:
         return bool(
             self._out
+            or self._out_early
             or self._deliveries
             or self._promised_dirty
             or self._accepted_new
@@ -1078,11 +1138,15 @@ class MultiPaxosReplica:
             snapshot=self._snapshot_out,
             restore_at=self._restore_at,
             must_sync=self._promised_dirty or bool(self._accepted_new),
+            early=tuple(self._out_early),
+            seq=self._ready_seq + 1,
         )
 
     def advance(self, ready: Ready) -> None:
         """Everything in ``ready`` was handled; forget it (newer effects stay)."""
         del self._out[: len(ready.messages)]
+        del self._out_early[: len(ready.early)]
+        self._ready_seq = max(self._ready_seq, ready.seq)
         del self._deliveries[: len(ready.deliveries)]
         del self._accepted_new[: len(ready.accepted)]
         del self._decided_new[: len(ready.decided)]

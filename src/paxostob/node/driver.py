@@ -2,10 +2,23 @@
 
 Theory of operation: exactly one task (the driver) touches the replica, so the
 core needs no locks. Envelopes from the transport and calls from the public
-API land in one inbox; the driver loop wakes on the inbox or on the next tick
-and runs: step every queued event -> ``ready()`` -> persist (if a storage is
-attached) -> send -> deliver -> ``advance``. The order is DESIGN.md §3's and
-is what makes a promise durable before any peer can rely on it.
+API land in one inbox; the driver loop wakes on the inbox, on the next tick
+or on a finished save, and runs: step every queued event -> ``ready()`` ->
+send its ``early`` messages -> deliver -> ``advance`` -> queue its durable
+part (core/events.py has the contract).
+
+The pipeline: saves run in a worker thread, one at a time and in order,
+while the driver keeps stepping events and taking Readys. A Ready's late
+``messages`` (promises, accept acknowledgements, ...) leave, and
+``Persisted`` is stepped (the core then counts its own votes of it), only
+once its save *and every earlier one* returned: so a promise or acceptance
+that a peer (or the leader itself) relies on is on disk first (DESIGN.md
+§3). Readys that queue up behind a save in flight are saved together in the
+next one (``coalesce``: one transaction, one fsync: group commit); at most
+``persist_queue_max`` Readys wait (back-pressure: the driver then takes no
+Ready until a save returns, but still steps events, whose effects gather in
+the core and leave in one Ready later). A Ready with nothing to save and nothing
+queued before it completes at once; without storage every Ready does.
 
 Several protocol instances may share one transport (a ``Consensus`` per
 instance name and a ``TotalOrderBroadcast``): the ``Mux`` reads the transport
@@ -22,7 +35,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from ..core.events import Event, Ready, Receive, Tick
+from ..core.events import Event, Persisted, Ready, Receive, Tick, coalesce
 from ..core.messages import Envelope
 from ..errors import ConfigurationError, NotRunningError, TransportClosedError
 from ..transport.base import Transport
@@ -87,6 +100,15 @@ class Mux:
                 handler(envelope)
 
 
+def _has_durable_part(ready: Ready) -> bool:
+    return (
+        ready.promised is not None
+        or bool(ready.accepted)
+        or bool(ready.decided)
+        or ready.snapshot is not None
+    )
+
+
 class Driver:
     """Runs ``replica`` on a transport: ticks, inbox, and the Ready pipeline."""
 
@@ -101,9 +123,12 @@ class Driver:
         persist: Callable[[Ready], None] | None = None,
         room: Callable[[], Awaitable[None]] | None = None,
         inbox_max: int = 100_000,
+        persist_queue_max: int = 256,
     ) -> None:
         if tick_interval_s <= 0:
             raise ValueError("tick_interval_s must be > 0")
+        if persist_queue_max < 1:
+            raise ValueError("persist_queue_max must be >= 1")
         self.replica = replica
         self.transport = transport
         self.instance = instance
@@ -122,7 +147,16 @@ class Driver:
         self._task: asyncio.Task[None] | None = None
         self._mux: Mux | None = None
         self._closed = False
-        self._persisting: asyncio.Future[None] | None = None
+        #: Readys handed out and not yet durable, oldest first; the first
+        #: ``_saving_count`` of them are in the save ``_saving``.
+        self._queue: deque[Ready] = deque()
+        self._saving: asyncio.Future[None] | None = None
+        self._saving_count = 0
+        #: At most this many Readys wait for the disk (back-pressure).
+        self.persist_queue_max = persist_queue_max
+        #: Saves made, and Readys they covered (group commit: saves <= readies).
+        self.saves = 0
+        self.saved_readies = 0
 
     @property
     def running(self) -> bool:
@@ -137,6 +171,12 @@ class Driver:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=self.instance)
 
     async def close(self) -> None:
+        """Stop; wait for a save in flight, then save what is still queued.
+
+        Nothing more is sent and nothing is stepped: the late messages of the
+        Readys saved here are dropped, as if the node stopped right after the
+        saves (the core relies on none of them being sent).
+        """
         self._closed = True
         if self._mux is not None:
             self._mux.detach(self.instance)
@@ -147,8 +187,20 @@ class Driver:
             # ``wait`` (not ``await task``) so that a cancellation of *our*
             # caller still propagates instead of being swallowed here.
             await asyncio.wait({task})
-        if self._persisting is not None and not self._persisting.done():
-            await asyncio.wait({self._persisting})
+        saving, self._saving = self._saving, None
+        if saving is not None:
+            await asyncio.wait({saving})
+            if saving.cancelled() or saving.exception() is not None:
+                # The store is closed after a failed save (storage/base.py):
+                # what is queued behind it cannot be saved either.
+                self._queue.clear()
+                return
+            for _ in range(self._saving_count):
+                self._queue.popleft()
+        persist = self._persist
+        while self._queue and persist is not None:
+            group = self._next_group()
+            await asyncio.to_thread(persist, coalesce(group))
 
     def call(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` inside the driver task, between two steps (it owns the replica)."""
@@ -164,6 +216,65 @@ class Driver:
         self._inbox.append(envelope)
         self._wake.set()
 
+    # ------------------------------------------------------------ the pipeline
+
+    def _next_group(self) -> list[Ready]:
+        """Pop the queued Readys the next save covers: up to (not past) a snapshot."""
+        queue = self._queue
+        group = [queue.popleft()]
+        while queue and queue[0].snapshot is None:
+            group.append(queue.popleft())
+        return group
+
+    def _start_save(self) -> None:
+        """Start saving the queue's head unless a save is in flight (driver task only)."""
+        persist = self._persist
+        assert persist is not None
+        queue = self._queue
+        while self._saving is None and queue:
+            group = self._next_group()
+            merged = coalesce(group)
+            if not _has_durable_part(merged):
+                self._complete(group)  # nothing to write, and all before it is durable
+                continue
+            # Put back, counted as in flight, until the save returns.
+            queue.extendleft(reversed(group))
+            self._saving_count = len(group)
+            self._saving = saving = asyncio.ensure_future(asyncio.to_thread(persist, merged))
+            saving.add_done_callback(self._saved)
+
+    def _saved(self, _: asyncio.Future[None]) -> None:
+        self._wake.set()
+
+    def _collect(self) -> None:
+        """If the save in flight returned: complete its Readys, start the next save."""
+        saving = self._saving
+        if saving is None or not saving.done():
+            return
+        self._saving = None
+        if saving.exception() is not None:
+            # A StorageError stops the node: the store closed itself, so
+            # nothing queued can be saved (close() must not try).
+            self._queue.clear()
+            saving.result()
+        queue = self._queue
+        group = [queue.popleft() for _ in range(self._saving_count)]
+        self.saves += 1
+        self.saved_readies += len(group)
+        self._complete(group)
+        if queue:
+            self._start_save()
+
+    def _complete(self, group: list[Ready]) -> None:
+        """``group`` (and everything before it) is durable: its late messages may leave."""
+        send = self.transport.send
+        for ready in group:
+            for envelope in ready.messages:
+                send(envelope)
+        seq = group[-1].seq
+        if seq:
+            self.replica.step(Persisted(seq))
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         replica = self.replica
@@ -176,12 +287,14 @@ class Driver:
                 if not inbox and delay > 0:
                     # A timer that sets the same event: no task per wait, and a
                     # cancellation reaches us directly (wait_for can lose it).
+                    # A save returning sets it too (``_saved``).
                     timer = loop.call_later(delay, wake.set)
                     try:
                         await wake.wait()
                     finally:
                         timer.cancel()
                 wake.clear()
+                self._collect()
                 while inbox:
                     item = inbox.popleft()
                     if isinstance(item, Envelope):
@@ -193,29 +306,38 @@ class Driver:
                     replica.step(Tick())
                     # After a long stall, do not replay every missed tick at once.
                     next_tick = max(next_tick + self.tick_interval_s, now)
-                while replica.has_ready():
-                    if self._room is not None:
-                        await self._room()
-                    ready = replica.ready()
-                    if self._persist is not None and (
-                        ready.promised is not None
-                        or ready.accepted
-                        or ready.decided
-                        or ready.snapshot is not None
-                    ):
-                        # Shielded and remembered: a close() in the middle waits
-                        # for the save to finish before the store is closed.
-                        self._persisting = asyncio.ensure_future(
-                            asyncio.to_thread(self._persist, ready)
-                        )
-                        await asyncio.shield(self._persisting)
-                    send = self.transport.send
-                    for envelope in ready.messages:
-                        send(envelope)
-                    self._on_ready(ready)
-                    replica.advance(ready)
+                await self._drain()
         except asyncio.CancelledError:
             raise
         except Exception:  # pragma: no cover - a bug in the core: crash loudly, not silently
             log.exception("driver of %s crashed", self.instance)
             raise
+
+    async def _drain(self) -> None:
+        replica = self.replica
+        send = self.transport.send
+        queue = self._queue
+        while replica.has_ready():
+            if len(queue) >= self.persist_queue_max:
+                # The disk is behind: take no Ready now. Events are still
+                # stepped as they come, and their effects gather in the core
+                # (one batch, one Ready) until a save returns and wakes us.
+                return
+            if self._room is not None:
+                await self._room()
+            ready = replica.ready()
+            for envelope in ready.early:
+                send(envelope)
+            if self._persist is None or (not queue and not _has_durable_part(ready)):
+                # Nothing to wait for: durable as soon as handled.
+                for envelope in ready.messages:
+                    send(envelope)
+                self._on_ready(ready)
+                replica.advance(ready)
+                if ready.seq:
+                    replica.step(Persisted(ready.seq))
+                continue
+            self._on_ready(ready)
+            replica.advance(ready)
+            queue.append(ready)
+            self._start_save()

@@ -45,6 +45,10 @@ Total-order broadcast (``check_tob``), safety first:
   (persist before send), and for every slot it accepted or acknowledged
   it still holds that ballot or a higher one, unless the slot is decided
   or compacted in its storage;
+- durable quorum: when a slot is first decided (anywhere), a majority of
+  acceptors already hold its value, accepted in one ballot, synced in their
+  storage: a decision never rests on a vote that a power loss can erase
+  (a leader counting its own acceptance before its save returned);
 - validity and liveness: a broadcast is *acknowledged* once its origin
   delivered it. Every message delivered anywhere (uniform agreement: an
   acknowledged or chosen value is never lost), and every broadcast of a
@@ -86,6 +90,7 @@ __all__ = [
     "check_agreement",
     "check_chosen_values",
     "check_durability",
+    "check_durable_quorum",
     "check_log_order",
     "check_no_creation",
     "check_no_duplication",
@@ -246,6 +251,9 @@ class TobHistory:
     #: (slot, ballot, first value, other value, tick): an ``Accept`` proposed
     #: another value for a slot in a ballot that already proposed one there.
     conflicts: list[tuple[int, Ballot, Batch, Batch, int]] = field(default_factory=list)
+    #: (slot, ballot) -> the value, and the acceptors whose storage held it
+    #: synced, with the first tick each did. None: not recorded (not checked).
+    durable: dict[tuple[int, Ballot], tuple[Batch, dict[str, int]]] | None = None
 
     @property
     def correct(self) -> list[str]:
@@ -354,6 +362,7 @@ def check_tob(history: TobHistory) -> None:
     check_log_order(history)
     check_snapshot_state(history)
     check_durability(history)
+    check_durable_quorum(history)
     check_validity_and_liveness(history)
 
 
@@ -700,6 +709,39 @@ def check_durability(history: TobHistory) -> None:
                 old = acked.get(slot)
                 if old is None or ballot > old[0]:
                     acked[slot] = (ballot, tick)
+
+
+def check_durable_quorum(history: TobHistory) -> None:
+    """The first decision of every slot rests on a majority of synced acceptances of its value."""
+    if history.durable is None:
+        return
+    majority = len(history.members) // 2 + 1
+    first: dict[int, tuple[int, Batch, str]] = {}
+    for trace, i, life in _lives(history):
+        for tick, e in life.decided:
+            known = first.get(e.slot)
+            if known is None or tick < known[0]:
+                first[e.slot] = (tick, e.value, _who(trace, i))
+    by_slot: dict[int, list[tuple[Ballot, Batch, dict[str, int]]]] = {}
+    for (slot, ballot), (value, acceptors) in history.durable.items():
+        by_slot.setdefault(slot, []).append((ballot, value, acceptors))
+    for slot, (tick, value, who) in sorted(first.items()):
+        best: list[str] = []
+        for _, v, acceptors in by_slot.get(slot, ()):
+            if v != value:
+                continue
+            synced = sorted(a for a, t in acceptors.items() if t <= tick)
+            if len(synced) >= majority:
+                break
+            best = max(best, synced, key=len)
+        else:
+            raise CheckFailure(
+                "durable quorum",
+                f"{who} decided slot {slot} as {describe_batch(value)} at tick {tick}, when "
+                f"at most {len(best)} acceptors ({','.join(best) or 'none'}) had that value "
+                f"accepted in one ballot and synced, fewer than a majority ({majority}): "
+                "the decision rests on a vote a power loss can erase",
+            )
 
 
 def check_validity_and_liveness(history: TobHistory) -> None:

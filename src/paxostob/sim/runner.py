@@ -7,19 +7,23 @@ schedule drawn for it, but not the network's or the replicas' streams), then
 handles ticks 1, 2, ... one at a time:
 
 1. the schedule's events for this tick: restarts, heal, partitions,
-   crash-stops, outages (crashes that restart later);
+   crash-stops, outages (crashes that restart later); then the saves due;
 2. the scheduled broadcasts (single-decree: proposals) of live nodes;
 3. every message copy due at this tick, in (tick, send order);
 4. one ``Tick`` to every live replica, in member order.
 
-Multi-Paxos replicas run as the asyncio runtime runs them (``node.tob``),
-each on a ``MemoryStorage`` with a small application (``app.SimApp``).
-After each event the replica's ``Ready`` batches are drained in the order of
-DESIGN.md §3: install the snapshot, save the durable part, send the
-messages, apply the deliveries (restoring a peer's snapshot at
-``restore_at``), ``advance``; then compact when the application applied
-``snapshot_every`` deliveries since its last snapshot. A crash is a power
-loss: the storage drops what it had not synced, and the replica, its
+Multi-Paxos replicas run as the asyncio runtime runs them (``node.driver``
+and ``node.tob``), each on a ``MemoryStorage`` with a small application
+(``app.SimApp``). After each event the replica's ``Ready`` batches are
+drained as core/events.py says: send the ``early`` messages, apply the
+deliveries (restoring a peer's snapshot at ``restore_at``), ``advance``,
+compact when the application applied ``snapshot_every`` deliveries since
+its last snapshot, and queue the durable part. A save completes
+``persist_delay_ticks`` later (drawn per Ready from its own stream; never
+before an earlier one; 0: at once), at the start of a tick: saves due
+together are one save (group commit); then the late ``messages`` leave and
+``Persisted`` is stepped. A crash is a power loss: the saves in flight are
+lost, the storage drops what it had not synced, and the replica, its
 application and the messages in flight to it are gone. A restart opens the
 storage, builds a new replica (with a new generator) and ``restore``s it,
 restores the application from the snapshot, and drains the replay.
@@ -40,7 +44,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from ..core.events import Event, Propose, Ready, Receive, Tick
+from ..core.events import Event, Persisted, Propose, Ready, Receive, Tick, coalesce
 from ..core.messages import Accept, Accepted, Envelope, Prepare, Promise
 from ..core.multipaxos import LogConfig, MultiPaxosReplica, Role
 from ..core.snapshot import decode_meta
@@ -158,13 +162,17 @@ class RunOutcome:
         return self.failure is None
 
 
-def _streams(seed: int) -> tuple[random.Random, random.Random, random.Random, list[int]]:
+def _streams(
+    seed: int,
+) -> tuple[random.Random, random.Random, random.Random, list[int], random.Random]:
     root = random.Random(seed)
     options_rng = random.Random(root.getrandbits(64))
     schedule_rng = random.Random(root.getrandbits(64))
     network_rng = random.Random(root.getrandbits(64))
     replica_seeds = [root.getrandbits(64) for _ in range(_REPLICA_STREAMS)]
-    return options_rng, schedule_rng, network_rng, replica_seeds
+    # Drawn last: the streams above are those of runs before saves took time.
+    persist_rng = random.Random(root.getrandbits(64))
+    return options_rng, schedule_rng, network_rng, replica_seeds, persist_rng
 
 
 def _options(options_rng: random.Random, overrides: dict[str, Any]) -> SwarmOptions:
@@ -179,7 +187,9 @@ class _Run(abc.ABC):
     """State shared by both modes: the network, the schedule, the clock, crashes."""
 
     def __init__(self, seed: int, synod: bool, overrides: dict[str, Any]) -> None:
-        options_rng, schedule_rng, network_rng, self.replica_seeds = _streams(seed)
+        options_rng, schedule_rng, network_rng, self.replica_seeds, self.persist_rng = _streams(
+            seed
+        )
         self.seed = seed
         self.synod = synod
         self.overrides = overrides
@@ -260,6 +270,9 @@ class _Run(abc.ABC):
     def on_crash(self, node: str) -> None:  # noqa: B027 - an optional hook
         """``node`` (up until now) crashes: its process and unsynced writes are gone."""
 
+    def on_tick_start(self, tick: int) -> None:  # noqa: B027 - an optional hook
+        """After the faults of ``tick``, before its proposals and messages (saves due now)."""
+
     def on_restart(self, node: str) -> None:
         """``node`` starts again on its storage (it is up again when this is called)."""
         raise TypeError(f"{type(self).__name__} runs have no restarts (crash-stop only)")
@@ -282,6 +295,7 @@ class _Run(abc.ABC):
             for tick in range(1, self.deadline + 1):
                 self.now = net.now = tick
                 self.apply_faults(tick)
+                self.on_tick_start(tick)
                 for node in proposals.get(tick, ()):
                     if node in self.live:
                         self.doing = (node, "propose")
@@ -412,8 +426,12 @@ class _TobRun(_Run):
         self.replicas: dict[str, MultiPaxosReplica] = {}
         self.apps: dict[str, SimApp] = {}
         self.traces = {m: TobTrace(m, lives=[]) for m in self.members}
-        #: ``send-first`` only: Readys sent but not yet saved, with their tick.
-        self.unsaved: dict[str, list[tuple[int, Ready]]] = {m: [] for m in self.members}
+        #: Readys handed out and not yet durable, oldest first, with the tick
+        #: their save completes (non-decreasing).
+        self.persisting: dict[str, list[tuple[int, Ready]]] = {m: [] for m in self.members}
+        #: (slot, ballot) -> the value, and the acceptors whose storage holds
+        #: it synced (with the first tick each did): what a decision may rest on.
+        self.durable: dict[tuple[int, Ballot], tuple[Batch, dict[str, int]]] = {}
         self.broadcasts: dict[ProposalId, Broadcast] = {}
         self.counters = dict.fromkeys(self.members, 0)
         # Liveness bookkeeping: the position of everything delivered anywhere,
@@ -485,7 +503,7 @@ class _TobRun(_Run):
     def on_crash(self, node: str) -> None:
         self._end_life(node, self.now)
         storage = self.storages[node]
-        self.unsaved[node].clear()  # sent, never saved: the bug send-first models
+        self.persisting[node].clear()  # saves in flight never reach the disk
         # A power loss: the unsynced tail is lost, or (a disk that wrote part
         # of it) only a prefix of it survives.
         tail = storage.unsynced_saves
@@ -505,6 +523,7 @@ class _TobRun(_Run):
         return max(leaders)[1] if leaders else None
 
     def _persist(self, node: str, rd: Ready) -> None:
+        """Save ``rd`` (a coalesced group); record the acceptances now synced."""
         storage = self.storages[node]
         if rd.snapshot is not None:
             storage.install_snapshot(rd.snapshot)
@@ -512,6 +531,52 @@ class _TobRun(_Run):
             if self.options.persist == "skip-accepted":
                 rd = replace(rd, accepted=())
             storage.save(rd)
+        if storage.unsynced_saves == 0:
+            for a in rd.accepted:
+                self.durable.setdefault((a.slot, a.ballot), (a.value, {}))[1].setdefault(
+                    node, self.now
+                )
+
+    def _save_delay(self) -> int:
+        lo, hi = self.options.persist_delay_ticks
+        delay = self.persist_rng.randint(lo, hi)
+        if self.options.persist in ("send-first", "early-vote"):
+            delay = max(1, delay)  # the bug needs a window to show
+        return delay
+
+    def _complete(self, node: str, group: list[Ready]) -> None:
+        """``group`` is due: save it (one save per run between snapshots), then what waited."""
+        r = self.replicas[node]
+        life = self.traces[node].life
+        start = 0
+        for i in range(1, len(group) + 1):
+            if i == len(group) or group[i].snapshot is not None:
+                self._persist(node, coalesce(group[start:i]))
+                start = i
+        mode = self.options.persist
+        for rd in group:
+            if mode != "send-first":
+                for env in rd.messages:
+                    self._sent(node, r, life, env)
+                    self.net.send(env)
+            if mode != "early-vote":
+                self._counted(node, rd, life)
+        if mode != "early-vote" and group[-1].seq:
+            r.step(Persisted(group[-1].seq))
+
+    def on_tick_start(self, tick: int) -> None:
+        for node in self.live:
+            queue = self.persisting[node]
+            if not queue or queue[0][0] > tick:
+                continue
+            due = 0
+            while due < len(queue) and queue[due][0] <= tick:
+                due += 1
+            group = [rd for _, rd in queue[:due]]
+            del queue[:due]
+            self.doing = (node, "save")
+            self._complete(node, group)
+            self.drain(node)
 
     def drain(self, node: str) -> None:
         r = self.replicas[node]
@@ -519,24 +584,24 @@ class _TobRun(_Run):
         life = self.traces[node].life
         net = self.net
         now = self.now
-        send_first = self.options.persist == "send-first"
+        mode = self.options.persist
         every = self.options.snapshot_every
+        queue = self.persisting[node]
         loops = 0
         while r.has_ready():
             loops += 1
             if loops > READY_LOOP_MAX:
                 raise self.livelock(node)
             rd: Ready = r.ready()
-            # 1. persist (the broken send-first mode saves only later).
-            if send_first:
-                self.unsaved[node].append((now, rd))
-            else:
-                self._persist(node, rd)
-            # 2. send; record what the acceptor promised and acknowledged.
-            self._record_acceptor(node, r, rd, life)
-            for env in rd.messages:
+            # 1. early messages leave at once (the broken send-first: all of them).
+            for env in rd.early:
+                self._sent(node, r, life, env)
                 net.send(env)
-            # 3. decisions and deliveries, the peer's snapshot at its restore point.
+            if mode == "send-first":
+                for env in rd.messages:
+                    self._sent(node, r, life, env)
+                    net.send(env)
+            # 2. decisions and deliveries, the peer's snapshot at its restore point.
             for e in rd.decided:
                 life.decided.append((now, e))
             restore_at = rd.restore_at if rd.snapshot is not None else None
@@ -551,21 +616,31 @@ class _TobRun(_Run):
             if restore_at is not None and restore_at == len(rd.deliveries):
                 self._install(app, rd, life)
             r.advance(rd)
-            # 4. compaction, once every delivery handed out is applied.
+            # 3. compaction, once every delivery handed out is applied.
             if every and app.since_snapshot >= every:
                 before = r.snapshot
                 if r.compact(app.snapshot()) is not before:
                     self.snapshot_count += 1
+            # 4. the save: at once when nothing waits before it and it takes no
+            # time (or has nothing to write), else queued behind the others.
+            if mode == "early-vote":
+                # The bug: the core hears "durable" before the save lands.
+                self._counted(node, rd, life)
+                r.step(Persisted(rd.seq))
+            writes = has_durable_part(rd) or rd.snapshot is not None
+            delay = self._save_delay() if writes else 0
+            if not queue and delay == 0:
+                self._complete(node, [rd])
+            else:
+                queue.append((max(now + delay, queue[-1][0] if queue else 0), rd))
         if r.role is Role.LEADER:
             self.leader_ballots.add(r.ballot)
 
-    def _record_acceptor(self, node: str, r: MultiPaxosReplica, rd: Ready, life: TobLife) -> None:
-        """What this Ready tells others (or the node itself) the acceptor promised and accepted.
+    def _counted(self, node: str, rd: Ready, life: TobLife) -> None:
+        """``rd`` is durable (as far as the core knows): the acceptor may count on its state.
 
-        Its own promise and acceptances count too: a candidate counts its own
-        promise, a leader its own acceptance, towards their quorums. An
-        ``Accepted`` for a slot the acceptor knew decided is not an
-        acceptance to keep (the slot is chosen already).
+        A candidate counts its own promise and a leader its own acceptance
+        towards their quorums; from here on they are the acceptor's word.
         """
         now = self.now
         if rd.promised is not None and rd.promised > life.promised_sent[0]:
@@ -576,21 +651,28 @@ class _TobRun(_Run):
                 self.acceptances.setdefault((a.slot, a.ballot), (a.value, {}))[1].setdefault(
                     node, now
                 )
-        for env in rd.messages:
-            m = env.message
-            if isinstance(m, Accept):
-                proposed = self.acceptances.setdefault((m.slot, m.ballot), (m.value, {}))[0]
-                if proposed != m.value:
-                    self.conflicts.append((m.slot, m.ballot, proposed, m.value, now))
-            elif isinstance(m, Promise | Accepted):
-                if m.ballot > life.promised_sent[0]:
-                    life.promised_sent = (m.ballot, now)
-                if isinstance(m, Accepted):
-                    if m.slot not in r.log:
-                        self._ack(life, m.slot, m.ballot)
-                    known = self.acceptances.get((m.slot, m.ballot))
-                    if known is not None:  # (an Accept from the leader came first)
-                        known[1].setdefault(node, now)
+
+    def _sent(self, node: str, r: MultiPaxosReplica, life: TobLife, env: Envelope) -> None:
+        """What a message leaving now tells others the acceptor promised and accepted.
+
+        An ``Accepted`` for a slot the acceptor knew decided is not an
+        acceptance to keep (the slot is chosen already).
+        """
+        m = env.message
+        now = self.now
+        if isinstance(m, Accept):
+            proposed = self.acceptances.setdefault((m.slot, m.ballot), (m.value, {}))[0]
+            if proposed != m.value:
+                self.conflicts.append((m.slot, m.ballot, proposed, m.value, now))
+        elif isinstance(m, Promise | Accepted):
+            if m.ballot > life.promised_sent[0]:
+                life.promised_sent = (m.ballot, now)
+            if isinstance(m, Accepted):
+                if m.slot not in r.log:
+                    self._ack(life, m.slot, m.ballot)
+                known = self.acceptances.get((m.slot, m.ballot))
+                if known is not None:  # (an Accept from the leader came first)
+                    known[1].setdefault(node, now)
 
     def _ack(self, life: TobLife, slot: int, ballot: Ballot) -> None:
         old = life.acked.get(slot)
@@ -622,13 +704,6 @@ class _TobRun(_Run):
         self.drain(node)
 
     def step(self, node: str, event: Event) -> None:
-        unsaved = self.unsaved[node]
-        if unsaved and isinstance(event, Tick):
-            # send-first: a save lands a tick after its messages left.
-            due = [rd for t, rd in unsaved if t < self.now]
-            del unsaved[: len(due)]
-            for rd in due:
-                self._persist(node, rd)
         self.replicas[node].step(event)
         self.drain(node)
 
@@ -646,6 +721,7 @@ class _TobRun(_Run):
             end_tick=tick,
             acceptances=self.acceptances,
             conflicts=self.conflicts,
+            durable=self.durable,
         )
         check_tob(history)
 
@@ -802,7 +878,7 @@ def run(seed: int, *, synod: bool = False, **overrides: Any) -> RunResult:
 
 def plan(seed: int, *, synod: bool = False, **overrides: Any) -> tuple[SwarmOptions, Schedule]:
     """The options and schedule ``seed`` runs with, without running it (cheap)."""
-    options_rng, schedule_rng, _, _ = _streams(seed)
+    options_rng, schedule_rng, _, _, _ = _streams(seed)
     options = _options(options_rng, overrides)
     return options, draw_schedule(options, schedule_rng, synod=synod)
 

@@ -45,6 +45,7 @@ __all__ = [
     "LIVENESS_TICKS_DEFAULT",
     "LOSS_MAX",
     "PARTITION_KINDS",
+    "PERSIST_DELAYS",
     "PERSIST_MODES",
     "Crash",
     "Outage",
@@ -70,11 +71,17 @@ PARTITION_KINDS = ("leader", "split", "random")
 #: ticks each); 600 leaves a wide margin so that only a stuck run fails.
 LIVENESS_TICKS_DEFAULT = 600
 #: How a replica persists a ``Ready``. ``save-first`` is DESIGN.md §3's order
-#: and the only one ever drawn; the others are deliberate bugs, for tests that
-#: show the checkers catch them: ``send-first`` sends (and delivers) before
-#: saving, the save landing when the node handles its next event, so a crash
-#: in between loses it; ``skip-accepted`` never saves accepted entries.
-PERSIST_MODES = ("save-first", "send-first", "skip-accepted")
+#: (early messages at once, the rest and ``Persisted`` once durable) and the
+#: only one ever drawn; the others are deliberate bugs, for tests that show
+#: the checkers catch them: ``send-first`` sends every message before the save
+#: lands (at least a tick later), so a crash in between loses what peers were
+#: told; ``skip-accepted`` never saves accepted entries; ``early-vote`` steps
+#: ``Persisted`` at once, so a leader counts its own acceptance before it is
+#: durable (the save lands at least a tick later).
+PERSIST_MODES = ("save-first", "send-first", "skip-accepted", "early-vote")
+#: Ranges a save's latency is drawn from, in ticks (0: done before the node's
+#: next event). Long ones make a slow disk that a round trip outruns.
+PERSIST_DELAYS = ((0, 0), (0, 1), (0, 3), (1, 2), (0, 8), (2, 10))
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +124,10 @@ class SwarmOptions:
     snapshot_chunk_bytes_max: int = 1 << 20
     #: One of ``PERSIST_MODES``; never drawn (always ``save-first``).
     persist: str = "save-first"
+    #: Each save completes ``randint(lo, hi)`` ticks after its Ready (in order:
+    #: never before an earlier save). Meanwhile the node runs on, its early
+    #: messages gone; a crash loses the saves still in flight.
+    persist_delay_ticks: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         if self.n not in (1, 2, 3, 4, 5, 6, 7):
@@ -153,6 +164,11 @@ class SwarmOptions:
             raise ConfigurationError(f"outage_ticks must satisfy 1 <= lo <= hi, got {(lo, hi)}")
         if self.snapshot_every < 0 or self.snapshot_chunk_bytes_max < 1:
             raise ConfigurationError("snapshot_every >= 0 and snapshot_chunk_bytes_max >= 1")
+        lo, hi = self.persist_delay_ticks
+        if not 0 <= lo <= hi:
+            raise ConfigurationError(
+                f"persist_delay_ticks must satisfy 0 <= lo <= hi, got {(lo, hi)}"
+            )
         if self.persist not in PERSIST_MODES:
             raise ConfigurationError(
                 f"persist must be one of {PERSIST_MODES}, got {self.persist!r}"
@@ -189,6 +205,8 @@ class SwarmOptions:
             parts.append(f"snap/{self.snapshot_every} chunk={self.snapshot_chunk_bytes_max}")
         if self.persist != "save-first":
             parts.append(f"persist={self.persist}")
+        if self.persist_delay_ticks != (0, 0):
+            parts.append("disk={}-{}t".format(*self.persist_delay_ticks))
         parts.append(f"props<={self.proposals_per_node_max}/node")
         parts.append(f"win={self.window_slots_max} batch={self.batch_count_max}")
         parts.append(f"fault={self.fault_ticks}t")
@@ -232,6 +250,8 @@ def draw_options(rng: random.Random) -> SwarmOptions:
     outage_leader = rng.random() < 0.4
     snapshot_every = rng.choice((3, 5, 10, 30, 100)) if rng.random() < 0.7 else 0
     snapshot_chunk_bytes_max = rng.choice((64, 512, 1 << 20))
+    # The pipelined runtime (drawn after the older features).
+    persist_delay_ticks = rng.choice(PERSIST_DELAYS)
     return SwarmOptions(
         n=n,
         loss=loss,
@@ -254,6 +274,7 @@ def draw_options(rng: random.Random) -> SwarmOptions:
         outage_leader=outage_leader,
         snapshot_every=snapshot_every,
         snapshot_chunk_bytes_max=snapshot_chunk_bytes_max,
+        persist_delay_ticks=persist_delay_ticks,
     )
 
 
@@ -317,12 +338,14 @@ def liveness_bound(options: SwarmOptions, schedule: Schedule) -> int:
 
     ``liveness_ticks`` for recovering from the faults, plus the time a leader
     needs to order the whole backlog at the configured throughput: each round
-    trip (at most ``2 * delay_hi + 2`` ticks) decides at most
+    trip (at most ``2 * delay_hi + 2`` ticks, plus the saves) decides at most
     ``window_slots_max`` slots of at most ``batch_count_max`` proposals.
     """
     per_round = options.window_slots_max * options.batch_count_max
     rounds = -(-len(schedule.proposals) // per_round)
-    return options.liveness_ticks + rounds * (2 * options.delay_ticks[1] + 2)
+    # A round also waits for the acceptors' saves (the leader's runs alongside).
+    disk = 2 * options.persist_delay_ticks[1]
+    return options.liveness_ticks + rounds * (2 * options.delay_ticks[1] + 2 + disk)
 
 
 def members_of(n: int) -> tuple[str, ...]:

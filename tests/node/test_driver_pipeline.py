@@ -1,0 +1,178 @@
+"""The Driver's persistence pipeline, with a scripted replica and a disk that waits for the test.
+
+What it must do (node/driver.py): early messages leave at once; late ones,
+and ``Persisted``, only after the save of their Ready and of every earlier
+one returned; Readys queued behind a save in flight share the next save
+(group commit); at most ``persist_queue_max`` Readys wait; ``close`` waits
+for the save in flight and saves what is queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from paxostob.core.events import AcceptedEntry, Event, Persisted, Ready
+from paxostob.core.messages import Accepted, Envelope, Heartbeat
+from paxostob.core.types import Ballot
+from paxostob.node.driver import Driver
+
+BALLOT = Ballot(1, "a")
+WAIT_S = 10.0  # a bound on every wait, never a pause
+
+
+def ready(seq: int) -> Ready:
+    """Ready ``seq``: an acceptance to save, an early heartbeat, a late acknowledgement."""
+    return Ready(
+        accepted=(AcceptedEntry(seq, BALLOT, ()),),
+        early=(Envelope("b", Heartbeat("i", "a", BALLOT, seq)),),
+        messages=(Envelope("b", Accepted("i", "a", BALLOT, seq, None)),),
+        must_sync=True,
+        seq=seq,
+    )
+
+
+class Replica:
+    """Hands out ``readies`` in order; logs what the driver does with it."""
+
+    def __init__(self, readies: list[Ready], log: list[tuple[str, object]]) -> None:
+        self.readies = readies
+        self.log = log
+        self.handed = 0
+        self.persisted = 0
+        self.done = asyncio.Event()
+
+    def step(self, event: Event) -> None:
+        if isinstance(event, Persisted):
+            assert event.seq > self.persisted, "Persisted went backwards"
+            self.persisted = event.seq
+            self.log.append(("persisted", event.seq))
+            if event.seq == len(self.readies):
+                self.done.set()
+
+    def has_ready(self) -> bool:
+        return self.handed < len(self.readies)
+
+    def ready(self) -> Ready:
+        return self.readies[self.handed]
+
+    def advance(self, rd: Ready) -> None:
+        self.handed = rd.seq
+        self.log.append(("handed", rd.seq))
+
+
+class Transport:
+    def __init__(self, log: list[tuple[str, object]]) -> None:
+        self.log = log
+        self._never: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+
+    @property
+    def address(self) -> str:
+        return "a"
+
+    def send(self, envelope: Envelope) -> None:
+        m = envelope.message
+        kind = "early" if isinstance(m, Heartbeat) else "late"
+        self.log.append((kind, m.commit if isinstance(m, Heartbeat) else m.slot))  # type: ignore[union-attr]
+
+    async def receive(self) -> Envelope:
+        return await self._never
+
+    async def close(self) -> None:
+        pass
+
+
+class Disk:
+    """``persist``: the first save waits until the test opens the gate; every save is logged."""
+
+    def __init__(self, log: list[tuple[str, object]]) -> None:
+        self.log = log
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def __call__(self, rd: Ready) -> None:
+        self.entered.set()
+        assert self.gate.wait(WAIT_S), "the test never opened the gate"
+        self.log.append(("saved", tuple(a.slot for a in rd.accepted)))
+
+
+def make(n: int, queue_max: int) -> tuple[Driver, Replica, Disk, list[tuple[str, object]]]:
+    log: list[tuple[str, object]] = []
+    replica = Replica([ready(i) for i in range(1, n + 1)], log)
+    disk = Disk(log)
+    driver = Driver(
+        replica,
+        Transport(log),
+        "pipeline-test",
+        tick_interval_s=0.001,
+        on_ready=lambda rd: None,
+        persist=disk,
+        persist_queue_max=queue_max,
+    )
+    return driver, replica, disk, log
+
+
+async def test_late_messages_wait_for_every_earlier_save_and_queued_readys_share_one() -> None:
+    driver, replica, disk, log = make(6, queue_max=3)
+    driver.start()
+    try:
+        assert await asyncio.to_thread(disk.entered.wait, WAIT_S)
+        # Ready 1 is being saved; 2 and 3 wait behind it; the bound stops the 4th.
+        assert log == [
+            ("early", 1),
+            ("handed", 1),
+            ("early", 2),
+            ("handed", 2),
+            ("early", 3),
+            ("handed", 3),
+        ]
+        disk.gate.set()
+        await asyncio.wait_for(replica.done.wait(), WAIT_S)
+    finally:
+        disk.gate.set()
+        await driver.close()
+    saved: list[int] = []
+    for i, (kind, what) in enumerate(log):
+        if kind == "late":
+            assert isinstance(what, int)
+            assert what in saved, f"Accepted {what} left before its save: {log[: i + 1]}"
+            assert saved == list(range(1, max(saved) + 1)), "saves out of order"
+        elif kind == "persisted":
+            assert isinstance(what, int) and set(range(1, what + 1)) <= set(saved)
+        elif kind == "saved":
+            assert isinstance(what, tuple)
+            saved.extend(what)
+    assert saved == [1, 2, 3, 4, 5, 6]
+    assert [w for k, w in log if k == "late"] == [1, 2, 3, 4, 5, 6]
+    assert ("saved", (2, 3)) in log, "Readys 2 and 3 were not saved together"
+    assert driver.saves < driver.saved_readies == 6
+    handed = [w for k, w in log if k == "handed"]
+    assert handed == [1, 2, 3, 4, 5, 6]
+
+
+async def test_close_waits_for_the_save_in_flight_and_saves_the_queue() -> None:
+    driver, _, disk, log = make(3, queue_max=10)
+    driver.start()
+    assert await asyncio.to_thread(disk.entered.wait, WAIT_S)
+    await asyncio.gather(driver.close(), asyncio.to_thread(disk.gate.set))
+    assert [w for k, w in log if k == "saved"] == [(1,), (2, 3)]
+    # Stopped: nothing late leaves, nothing is stepped after the saves.
+    assert not [e for e in log if e[0] in ("late", "persisted")]
+
+
+async def test_without_storage_everything_is_immediate() -> None:
+    log: list[tuple[str, object]] = []
+    replica = Replica([ready(i) for i in range(1, 4)], log)
+    driver = Driver(
+        replica,
+        Transport(log),
+        "pipeline-test-2",
+        tick_interval_s=0.001,
+        on_ready=lambda rd: None,
+    )
+    driver.start()
+    try:
+        await asyncio.wait_for(replica.done.wait(), WAIT_S)
+    finally:
+        await driver.close()
+    assert log[:4] == [("early", 1), ("late", 1), ("handed", 1), ("persisted", 1)]
