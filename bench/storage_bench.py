@@ -1,6 +1,8 @@
 """How fast the durable stores save, and how many fsyncs a save costs (docs/storage.md quotes it).
 
-For each case and each store (``SqliteStorage``, ``LogStorage``; ``--store``
+For each case and each store (``SqliteStorage``, ``LogStorage``, and
+``floor``: one bare ``write`` and ``fdatasync`` per save, the cost of the
+system calls alone, to tell a store's own CPU from the kernel's; ``--store``
 picks some) it opens a fresh store in a temporary directory (``--dir`` picks
 the file system: measure on the disk the nodes will use) and times
 ``--rounds`` rounds of ``--saves`` saves, the stores alternating round by
@@ -37,13 +39,57 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from paxostob.core.events import AcceptedEntry, Ready
-from paxostob.core.types import Ballot, Batch, DecidedEntry, Proposal, ProposalId
-from paxostob.storage.base import Storage
+from paxostob.core.types import ZERO_BALLOT, Ballot, Batch, DecidedEntry, Proposal, ProposalId
+from paxostob.storage.base import DurableState, Snapshot, Storage
 from paxostob.storage.log import LogStorage
 from paxostob.storage.sqlite import SqliteStorage
 
 NODE = "n1"
-STORES: dict[str, Callable[[str], Storage]] = {"sqlite": SqliteStorage, "log": LogStorage}
+
+
+class FloorStorage:
+    """Not a store: the least any append-only store must do, to compare the real ones with.
+
+    Each save appends as many bytes as the entries' payloads plus 64 per
+    entry with one ``os.write``, and ``os.fdatasync``s when ``must_sync``:
+    the system calls, without encoding, checksums or indexes.
+    """
+
+    def __init__(self, data_dir: str) -> None:
+        self.path = os.path.join(data_dir, "floor")
+        self._fd = -1
+        self._sync_count = 0
+
+    def open(self, cluster_id: str, node_id: str) -> DurableState:
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+        return DurableState(ZERO_BALLOT, (), (), None, 1)
+
+    def save(self, ready: Ready) -> None:
+        values = [a.value for a in ready.accepted] + [d.value for d in ready.decided]
+        size = sum(64 + sum(len(p.payload) for p in value) for value in values)
+        os.write(self._fd, bytes(size))
+        if ready.must_sync:
+            os.fdatasync(self._fd)
+            self._sync_count += 1
+
+    def install_snapshot(self, snapshot: Snapshot) -> None:
+        raise NotImplementedError("the bench never snapshots")
+
+    @property
+    def sync_count(self) -> int:
+        return self._sync_count
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+STORES: dict[str, Callable[[str], Storage]] = {
+    "sqlite": SqliteStorage,
+    "log": LogStorage,
+    "floor": FloorStorage,
+}
 
 
 @dataclass(frozen=True)

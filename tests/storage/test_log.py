@@ -20,7 +20,7 @@ from paxostob.core.events import AcceptedEntry, Ready
 from paxostob.core.types import Ballot, DecidedEntry, Proposal, ProposalId
 from paxostob.errors import StorageError
 from paxostob.storage import log as log_module
-from paxostob.storage.base import DurableState, Snapshot, Storage
+from paxostob.storage.base import DurableState, Snapshot, Storage, default_storage
 from paxostob.storage.log import FILE_NAME, FORMAT_VERSION, MAGIC, RECORD_MARK, LogStorage
 from paxostob.storage.sqlite import FILE_NAME as SQLITE_FILE_NAME
 from paxostob.storage.sqlite import SqliteStorage
@@ -160,6 +160,26 @@ def test_a_directory_with_an_sqlite_store_is_refused(tmp_path: Path) -> None:
     e = open_error(tmp_path)
     assert SQLITE_FILE_NAME in str(e) and "SqliteStorage" in str(e)
     assert os.listdir(tmp_path) == [SQLITE_FILE_NAME]  # nothing created beside it
+
+
+def test_default_storage_is_the_log_but_keeps_an_existing_sqlite_store(tmp_path: Path) -> None:
+    assert isinstance(default_storage(tmp_path / "new"), LogStorage)
+    old = SqliteStorage(tmp_path / "old")
+    old.open(CLUSTER, NODE)
+    old.save(Ready(decided=(decided(1),), must_sync=True))
+    old.close()
+    kept = default_storage(tmp_path / "old")
+    assert isinstance(kept, SqliteStorage)
+    assert kept.open(CLUSTER, NODE).decided == (decided(1),)
+    kept.close()
+    # Both kinds in one directory: the log store refuses, naming the SQLite file.
+    both = tmp_path / "both"
+    fresh = default_storage(both)
+    assert isinstance(fresh, LogStorage)
+    fresh.open(CLUSTER, NODE)
+    fresh.close()
+    (both / SQLITE_FILE_NAME).write_bytes(b"")
+    assert SQLITE_FILE_NAME in str(open_error(both))
 
 
 def test_a_huge_record_round_trips(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ refused: keep opening it with ``SqliteStorage`` (``default_storage`` does).
 from __future__ import annotations
 
 import binascii
+import fcntl  # POSIX only: default_storage picks SqliteStorage where it is missing
 import os
 import struct
 import tempfile
@@ -155,8 +156,6 @@ def _save_body(promised: Ballot | None, accepted: list[bytes], decided: list[byt
 
 def _sync(fd: int) -> None:
     """Make the file's writes durable: ``F_FULLFSYNC`` where ``fsync`` does not flush the drive."""
-    import fcntl
-
     full = getattr(fcntl, "F_FULLFSYNC", None)
     if full is not None:  # macOS: fsync leaves the data in the drive's cache
         fcntl.fcntl(fd, full)
@@ -355,8 +354,12 @@ class LogStorage:
         if not has_durable_part(ready):
             return
         floor = self._snapshot_slot
-        acc = [(a.slot, _accepted_frame(a)) for a in ready.accepted if a.slot > floor]
-        dec = [(d.slot, _decided_frame(d)) for d in ready.decided if d.slot > floor]
+        try:
+            acc = [(a.slot, _accepted_frame(a)) for a in ready.accepted if a.slot > floor]
+            dec = [(d.slot, _decided_frame(d)) for d in ready.decided if d.slot > floor]
+            body = _save_body(ready.promised, [f for _, f in acc], [f for _, f in dec])
+        except struct.error as e:  # a slot or round out of the u64 range: misuse, nothing written
+            raise ConfigurationError(f"cannot encode the save: {e}") from e
         if ready.promised is None and not acc and not dec:
             # All covered by the snapshot: nothing to write, but a synced save still
             # owes durability to the unsynced saves before it.
@@ -366,10 +369,6 @@ class LogStorage:
                 self._sync_count += 1
                 self._unsynced = False
             return
-        try:
-            body = _save_body(ready.promised, [f for _, f in acc], [f for _, f in dec])
-        except struct.error as e:  # a slot or round out of the u64 range: misuse, nothing written
-            raise ConfigurationError(f"cannot encode the save: {e}") from e
         with self._fatal(fd, "save failed"):
             _write_all(fd, _frame(body))
             if ready.must_sync:
@@ -393,6 +392,7 @@ class LogStorage:
         decided = {slot: f for slot, f in self._decided.items() if slot > s.slot}
         with self._fatal(fd, "install_snapshot failed"):
             new_fd = self._rewrite(s, accepted, decided)
+        with suppress(OSError):  # the replaced file: what happens to it no longer matters
             os.close(fd)  # the new file holds the lock already
         self._fd = new_fd
         self._accepted, self._decided = accepted, decided
@@ -444,8 +444,6 @@ class LogStorage:
         Returns the new file's descriptor, locked before the rename: until the
         old file is closed both are locked by us, so no second opener slips in.
         """
-        import fcntl
-
         snap_body = b"".join(
             (
                 _SNAP.pack(REC_SNAPSHOT, snapshot.slot),
@@ -487,8 +485,6 @@ class LogStorage:
 
     def _load_and_bump(self, fd: int, cluster_id: str, node_id: str) -> DurableState:
         """Lock, validate and replay everything, cut a torn tail, then record the incarnation."""
-        import fcntl
-
         with self._errors("cannot open the store"):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
