@@ -1,6 +1,7 @@
 """The process test_crash.py kills: it saves synced Readys in a loop until it dies.
 
-Usage: ``python crash_child.py DATA_DIR``. It opens ``SqliteStorage(DATA_DIR)``,
+Usage: ``python crash_child.py DATA_DIR [KIND]``. It opens the store of
+``KIND`` (``sqlite``, the default, or ``log``: a key of ``STORES``) on DATA_DIR,
 prints ``open <incarnation>``, then runs save ``n`` for n = h+1, h+2, ...
 where ``h`` is the last save the store holds (its promise is ``Ballot(h)``).
 Save ``n`` is one ``Ready`` with ``must_sync``:
@@ -21,16 +22,20 @@ saves 1..h must contain, exactly.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from paxostob.core.events import AcceptedEntry, Ready
 from paxostob.core.types import Ballot, Batch, DecidedEntry, Proposal, ProposalId
-from paxostob.storage.base import Snapshot
+from paxostob.storage.base import Snapshot, Storage
+from paxostob.storage.log import LogStorage
 from paxostob.storage.sqlite import SqliteStorage
 
 CLUSTER = "crash-test"
 NODE = "n1"
 #: Often enough that kills land in ``install_snapshot`` too, and the store stays small.
 SNAPSHOT_EVERY = 50
+#: The durable stores the crash test runs, by the name the command line gives.
+STORES: dict[str, Callable[[str], Storage]] = {"sqlite": SqliteStorage, "log": LogStorage}
 
 
 def value(slot: int, tag: str) -> Batch:
@@ -66,8 +71,8 @@ def ready_of_save(n: int) -> Ready:
     )
 
 
-def main(data_dir: str) -> None:
-    storage = SqliteStorage(data_dir)
+def main(data_dir: str, kind: str) -> None:
+    storage = STORES[kind](data_dir)
     state = storage.open(CLUSTER, NODE)
     print(f"open {state.incarnation}", flush=True)
     n = state.promised.round
@@ -81,4 +86,4 @@ def main(data_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "sqlite")

@@ -1,4 +1,6 @@
-"""SqliteStorage under real kill -9: what a process reported durable is on disk, intact.
+"""Durable stores under real kill -9: what a process reported durable is on disk, intact.
+
+Each durable store (``STORES``: SqliteStorage, LogStorage) runs the test.
 
 A child process (crash_child.py) saves synced Readys in a loop on one data
 directory and prints the number of each save once ``save`` returned. The
@@ -31,12 +33,12 @@ import pytest
 
 from paxostob.core.types import Ballot
 from paxostob.storage.base import DurableState
-from paxostob.storage.sqlite import SqliteStorage
 
 from .crash_child import (
     CLUSTER,
     NODE,
     SNAPSHOT_EVERY,
+    STORES,
     expected_accepted,
     expected_decided,
 )
@@ -62,7 +64,9 @@ class Run:
     stderr: str = ""
 
 
-def run_and_kill(data_dir: Path, saves_before_kill: int, kill_after_s: float, log: Path) -> Run:
+def run_and_kill(
+    data_dir: Path, kind: str, saves_before_kill: int, kill_after_s: float, log: Path
+) -> Run:
     """Start a child; SIGKILL it after it reports ``saves_before_kill`` new saves.
 
     With ``saves_before_kill == 0`` the kill comes ``kill_after_s`` after the
@@ -70,7 +74,7 @@ def run_and_kill(data_dir: Path, saves_before_kill: int, kill_after_s: float, lo
     """
     with log.open("wb") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, str(CHILD), str(data_dir)], stdout=subprocess.PIPE, stderr=stderr
+            [sys.executable, str(CHILD), str(data_dir), kind], stdout=subprocess.PIPE, stderr=stderr
         )
     assert proc.stdout is not None
     lines: list[bytes] = []
@@ -130,7 +134,8 @@ def check_exactly_saves_through(state: DurableState, run: Run) -> int:
 
 
 @pytest.mark.timeout(60)
-def test_what_was_reported_synced_survives_kill_9(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", sorted(STORES))
+def test_what_was_reported_synced_survives_kill_9(tmp_path: Path, kind: str) -> None:
     seed = int(os.environ.get("PAXOSTOB_CRASH_SEED", random.SystemRandom().randrange(2**32)))
     print(f"crash test seed {seed} (replay: PAXOSTOB_CRASH_SEED={seed})")
     rng = random.Random(seed)
@@ -144,9 +149,9 @@ def test_what_was_reported_synced_survives_kill_9(tmp_path: Path) -> None:
         saves_before_kill = 0 if rng.random() < 0.1 else rng.randint(1, SAVES_BEFORE_KILL_MAX)
         kill_after_s = rng.uniform(0.0, KILL_EARLY_MAX_S)
         log = tmp_path / f"child{kills}.log"
-        run = run_and_kill(data_dir, saves_before_kill, kill_after_s, log)
+        run = run_and_kill(data_dir, kind, saves_before_kill, kill_after_s, log)
         kills += 1
-        storage = SqliteStorage(data_dir)
+        storage = STORES[kind](str(data_dir))
         try:
             state = storage.open(CLUSTER, NODE)
         except Exception as e:
@@ -165,12 +170,13 @@ def test_what_was_reported_synced_survives_kill_9(tmp_path: Path) -> None:
     assert mid_snapshot_interval > 0  # the kills did land between snapshots
 
 
+@pytest.mark.parametrize("kind", sorted(STORES))
 @pytest.mark.parametrize("n", [1, 2, 3])
-def test_expected_state_matches_what_the_child_saves(tmp_path: Path, n: int) -> None:
+def test_expected_state_matches_what_the_child_saves(tmp_path: Path, n: int, kind: str) -> None:
     """The checker itself: saves 1..n done in-process pass it, one save fewer fails it."""
     from .crash_child import ready_of_save
 
-    storage = SqliteStorage(tmp_path)
+    storage = STORES[kind](str(tmp_path))
     storage.open(CLUSTER, NODE)
     for i in range(1, n + 1):
         storage.save(ready_of_save(i))

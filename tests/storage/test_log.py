@@ -1,0 +1,397 @@
+"""LogStorage: the Storage conformance suite, then torn tails, damage, locking and compaction.
+
+Damage is made the way it happens: the file cut inside its last record, or
+zeros and garbage after it (a crash or power loss mid-append: the only damage
+``open`` tolerates, by cutting it off), and bytes flipped or garbled in the
+header or in a record with valid records after it (bit rot, a bad copy),
+which ``open`` must refuse with a ``StorageError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from paxostob.core.events import AcceptedEntry, Ready
+from paxostob.core.types import Ballot, DecidedEntry, Proposal, ProposalId
+from paxostob.errors import StorageError
+from paxostob.storage import log as log_module
+from paxostob.storage.base import DurableState, Snapshot, Storage, default_storage
+from paxostob.storage.log import FILE_NAME, FORMAT_VERSION, MAGIC, RECORD_MARK, LogStorage
+from paxostob.storage.sqlite import FILE_NAME as SQLITE_FILE_NAME
+from paxostob.storage.sqlite import SqliteStorage
+
+from .conformance import CLUSTER, NODE, StorageConformance, accepted, batch, decided
+
+
+class TestLogConformance(StorageConformance):
+    def make_storage(self, tmp_path: Path) -> LogStorage:
+        return LogStorage(tmp_path / "data")
+
+
+class TestLogNewObjectConformance(StorageConformance):
+    """Reopening with a new object: the state lives in the file, not in the object."""
+
+    def make_storage(self, tmp_path: Path) -> LogStorage:
+        return LogStorage(tmp_path / "data")
+
+    def reopen(self, storage: Storage) -> tuple[Storage, DurableState]:
+        assert isinstance(storage, LogStorage)
+        storage.close()
+        fresh = LogStorage(storage.path.parent)
+        return fresh, fresh.open(CLUSTER, NODE)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+SLOTS = range(1, 201)
+
+
+def populate(data_dir: Path, *, snapshot: bool = True) -> DurableState:
+    """A closed store (slots 1..200, a snapshot through slot 3 when asked), reopened once."""
+    s = LogStorage(data_dir)
+    s.open(CLUSTER, NODE)
+    if snapshot:
+        s.install_snapshot(Snapshot(3, b"meta", b"data"))
+    for slot in SLOTS:
+        entry = decided(slot)
+        big = type(entry)(slot, batch(slot, size=4, tag="x" * 100))
+        s.save(Ready(promised=Ballot(slot, NODE), accepted=(accepted(slot, slot),), decided=(big,)))
+    s.close()
+    state = s.open(CLUSTER, NODE)
+    s.close()
+    return state
+
+
+def open_state(data_dir: Path) -> DurableState:
+    s = LogStorage(data_dir)
+    try:
+        return s.open(CLUSTER, NODE)
+    finally:
+        s.close()
+
+
+def open_error(data_dir: Path, cluster: str = CLUSTER, node: str = NODE) -> StorageError:
+    """The StorageError opening ``data_dir`` gives; fails if it opens or raises anything else."""
+    s = LogStorage(data_dir)
+    try:
+        s.open(cluster, node)
+    except StorageError as e:
+        assert str(data_dir / FILE_NAME) in str(e), str(e)
+        return e
+    s.close()
+    raise AssertionError(f"{data_dir} opened although it is damaged")
+
+
+def record_offsets(path: Path) -> list[int]:
+    """Where each record starts (the mark does not occur inside these tests' values)."""
+    raw = path.read_bytes()
+    offsets, at = [], raw.find(RECORD_MARK)
+    while at != -1:
+        offsets.append(at)
+        at = raw.find(RECORD_MARK, at + 1)
+    return offsets
+
+
+def write_at(path: Path, offset: int, data: bytes) -> None:
+    with path.open("r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def test_creates_the_directory_and_leaves_one_file(tmp_path: Path) -> None:
+    data_dir = tmp_path / "a" / "b"
+    populate(data_dir)
+    assert os.listdir(data_dir) == [FILE_NAME]
+
+
+def test_a_path_ending_in_log_is_the_file_itself(tmp_path: Path) -> None:
+    s = LogStorage(tmp_path / "d" / "node.log")
+    s.open(CLUSTER, NODE)
+    s.close()
+    assert os.listdir(tmp_path / "d") == ["node.log"]
+
+
+def test_reopen_after_close_returns_the_same_state(tmp_path: Path) -> None:
+    state = populate(tmp_path)
+    again = open_state(tmp_path)
+    assert again == DurableState(
+        state.promised, state.accepted, state.decided, state.snapshot, state.incarnation + 1
+    )
+    assert state.promised == Ballot(200, NODE)
+    assert [d.slot for d in state.decided] == list(range(4, 201))
+    assert state.snapshot == Snapshot(3, b"meta", b"data")
+
+
+def test_a_second_open_is_refused_while_locked(tmp_path: Path) -> None:
+    first = LogStorage(tmp_path)
+    first.open(CLUSTER, NODE)
+    try:
+        with pytest.raises(StorageError, match="in use") as e:
+            LogStorage(tmp_path).open(CLUSTER, NODE)
+        assert str(tmp_path / FILE_NAME) in str(e.value)
+        first.install_snapshot(Snapshot(1, b"", b""))  # the lock moves to the new file
+        with pytest.raises(StorageError, match="in use"):
+            LogStorage(tmp_path).open(CLUSTER, NODE)
+        first.save(Ready(decided=(decided(2),), must_sync=True))  # the owner is unharmed
+    finally:
+        first.close()
+    assert open_state(tmp_path).decided == (decided(2),)
+
+
+def test_leftovers_of_an_interrupted_creation_or_compaction_are_removed(tmp_path: Path) -> None:
+    populate(tmp_path)
+    (tmp_path / f"{FILE_NAME}.abc123.tmp").write_bytes(b"half a log")
+    open_state(tmp_path)
+    assert os.listdir(tmp_path) == [FILE_NAME]
+
+
+def test_a_directory_with_an_sqlite_store_is_refused(tmp_path: Path) -> None:
+    old = SqliteStorage(tmp_path)
+    old.open(CLUSTER, NODE)
+    old.close()
+    e = open_error(tmp_path)
+    assert SQLITE_FILE_NAME in str(e) and "SqliteStorage" in str(e)
+    assert os.listdir(tmp_path) == [SQLITE_FILE_NAME]  # nothing created beside it
+
+
+def test_default_storage_is_the_log_but_keeps_an_existing_sqlite_store(tmp_path: Path) -> None:
+    assert isinstance(default_storage(tmp_path / "new"), LogStorage)
+    old = SqliteStorage(tmp_path / "old")
+    old.open(CLUSTER, NODE)
+    old.save(Ready(decided=(decided(1),), must_sync=True))
+    old.close()
+    kept = default_storage(tmp_path / "old")
+    assert isinstance(kept, SqliteStorage)
+    assert kept.open(CLUSTER, NODE).decided == (decided(1),)
+    kept.close()
+    # Both kinds in one directory: the log store refuses, naming the SQLite file.
+    both = tmp_path / "both"
+    fresh = default_storage(both)
+    assert isinstance(fresh, LogStorage)
+    fresh.open(CLUSTER, NODE)
+    fresh.close()
+    (both / SQLITE_FILE_NAME).write_bytes(b"")
+    assert SQLITE_FILE_NAME in str(open_error(both))
+
+
+def test_a_huge_record_round_trips(tmp_path: Path) -> None:
+    payload = os.urandom(1 << 20) * 24  # 24 MiB in one value
+    big = (Proposal(ProposalId(NODE, 1), payload),)
+    s = LogStorage(tmp_path)
+    s.open(CLUSTER, NODE)
+    s.save(
+        Ready(
+            accepted=(AcceptedEntry(1, Ballot(1, NODE), big),),
+            decided=(DecidedEntry(1, big),),
+            must_sync=True,
+        )
+    )
+    s.save(Ready(decided=(decided(2),)))
+    s.install_snapshot(Snapshot(0, b"m", payload))
+    s.close()
+    state = open_state(tmp_path)
+    assert state.accepted == (AcceptedEntry(1, Ballot(1, NODE), big),)
+    assert state.decided == (DecidedEntry(1, big), decided(2))
+    assert state.snapshot == Snapshot(0, b"m", payload)
+
+
+def test_compaction_shrinks_the_file(tmp_path: Path) -> None:
+    populate(tmp_path, snapshot=False)
+    path = tmp_path / FILE_NAME
+    before = path.stat().st_size
+    s = LogStorage(tmp_path)
+    s.open(CLUSTER, NODE)
+    s.install_snapshot(Snapshot(190, b"meta", b"data"))
+    after = path.stat().st_size
+    s.save(Ready(decided=(decided(201),)))
+    s.close()
+    assert after < before / 10, (before, after)
+    state = open_state(tmp_path)
+    assert state.promised == Ballot(200, NODE)
+    assert [a.slot for a in state.accepted] == list(range(191, 201))
+    assert [d.slot for d in state.decided] == list(range(191, 202))
+    assert state.accepted[0] == accepted(191, 191)
+
+
+def test_the_incarnation_survives_compaction(tmp_path: Path) -> None:
+    s = LogStorage(tmp_path)
+    for _ in range(3):
+        s.open(CLUSTER, NODE)
+        s.close()
+    assert s.open(CLUSTER, NODE).incarnation == 4
+    s.install_snapshot(Snapshot(1, b"", b""))
+    s.close()
+    assert s.open(CLUSTER, NODE).incarnation == 5
+    s.close()
+
+
+# ---------------------------------------------------------------------------- torn tails
+
+
+@pytest.mark.parametrize("cut", [1, 5, 16, 17, -1])
+def test_a_torn_last_record_is_ignored_and_truncated(tmp_path: Path, cut: int) -> None:
+    """Cut inside the last save (in its frame or its body): the saves before it are all there."""
+    s = LogStorage(tmp_path)
+    s.open(CLUSTER, NODE)
+    s.save(Ready(promised=Ballot(1, NODE), decided=(decided(1),), must_sync=True))
+    path = tmp_path / FILE_NAME
+    last = path.stat().st_size
+    s.save(Ready(promised=Ballot(2, NODE), decided=(decided(2),)))
+    s.close()
+    end = path.stat().st_size
+    os.truncate(path, last + cut if cut > 0 else end + cut)
+    state = open_state(tmp_path)
+    assert state.promised == Ballot(1, NODE) and state.decided == (decided(1),)
+    assert state.incarnation == 2
+    # The torn bytes are gone and the incarnation record follows the last good save:
+    # the next open sees a clean log, one incarnation later.
+    assert open_state(tmp_path).incarnation == 3
+    assert record_offsets(path)[-2] == last
+
+
+@pytest.mark.parametrize("tail", [b"\x00" * 4096, RECORD_MARK + b"\xff" * 100, b"garbage"])
+def test_junk_after_the_last_record_is_ignored_and_truncated(tmp_path: Path, tail: bytes) -> None:
+    """What a power loss can leave past the last complete write: zeros, a half frame, garbage."""
+    state = populate(tmp_path)
+    path = tmp_path / FILE_NAME
+    size = path.stat().st_size
+    with path.open("ab") as f:
+        f.write(tail)
+    again = open_state(tmp_path)
+    assert (again.promised, again.accepted, again.decided) == (
+        state.promised,
+        state.accepted,
+        state.decided,
+    )
+    # Cut at the last good record, which the new incarnation's record now follows.
+    assert record_offsets(path)[-1] == size
+    assert path.read_bytes()[size : size + len(tail)] != tail
+
+
+def test_a_flipped_byte_in_the_last_record_is_a_torn_tail(tmp_path: Path) -> None:
+    """Indistinguishable from a torn write (as for SQLite's WAL): the record is dropped."""
+    s = LogStorage(tmp_path)
+    s.open(CLUSTER, NODE)
+    s.save(Ready(decided=(decided(1),), must_sync=True))
+    s.save(Ready(decided=(decided(2),), must_sync=True))
+    s.close()
+    path = tmp_path / FILE_NAME
+    write_at(path, path.stat().st_size - 1, b"\xee")
+    assert open_state(tmp_path).decided == (decided(1),)
+
+
+# ---------------------------------------------------------------------------- damage
+
+
+@pytest.mark.parametrize("where", ["mark", "length", "crc", "body"])
+def test_a_damaged_record_in_the_middle_is_refused(tmp_path: Path, where: str) -> None:
+    populate(tmp_path)
+    path = tmp_path / FILE_NAME
+    offsets = record_offsets(path)
+    victim = offsets[len(offsets) // 2]
+    at = {"mark": 0, "length": 5, "crc": 13, "body": 40}[where]
+    raw = path.read_bytes()
+    write_at(path, victim + at, bytes([raw[victim + at] ^ 0x40]))
+    e = open_error(tmp_path)
+    assert f"the record at byte {victim} is damaged and a valid record follows it" in str(e)
+    assert "corrupt" in str(e)
+
+
+def test_garbled_bytes_in_the_middle_are_refused(tmp_path: Path) -> None:
+    populate(tmp_path)
+    path = tmp_path / FILE_NAME
+    size = path.stat().st_size
+    write_at(path, size // 2, os.urandom(4096))
+    assert "damaged and a valid record follows" in str(open_error(tmp_path))
+
+
+def test_nothing_is_changed_by_a_refused_open(tmp_path: Path) -> None:
+    state = populate(tmp_path)
+    path = tmp_path / FILE_NAME
+    victim = record_offsets(path)[5]
+    raw = path.read_bytes()
+    write_at(path, victim + 40, bytes([raw[victim + 40] ^ 1]))
+    damaged = path.read_bytes()
+    open_error(tmp_path)
+    open_error(tmp_path)
+    assert path.read_bytes() == damaged  # no truncation, no incarnation record
+    write_at(path, victim + 40, raw[victim + 40 : victim + 41])
+    assert open_state(tmp_path).incarnation == state.incarnation + 1
+
+
+@pytest.mark.parametrize(("cluster", "node"), [("cluster-2", NODE), (CLUSTER, "n2")])
+def test_another_cluster_or_node_is_refused_naming_both(
+    tmp_path: Path, cluster: str, node: str
+) -> None:
+    populate(tmp_path)
+    e = open_error(tmp_path, cluster, node)
+    assert f"belongs to cluster {CLUSTER!r} node {NODE!r}" in str(e)
+    assert f"not cluster {cluster!r} node {node!r}" in str(e)
+
+
+def test_an_unknown_format_version_is_refused(tmp_path: Path) -> None:
+    populate(tmp_path)
+    write_at(tmp_path / FILE_NAME, len(MAGIC), (FORMAT_VERSION + 1).to_bytes(2, "big"))
+    e = open_error(tmp_path)
+    assert f"format version {FORMAT_VERSION + 1}; this paxostob reads only version 1" in str(e)
+
+
+@pytest.mark.parametrize(
+    ("offset", "what"),
+    [(0, "not a paxostob log store"), (len(MAGIC) + 4, "the header fails its checksum")],
+)
+def test_a_damaged_header_is_refused(tmp_path: Path, offset: int, what: str) -> None:
+    populate(tmp_path)
+    path = tmp_path / FILE_NAME
+    raw = path.read_bytes()
+    write_at(path, offset, bytes([raw[offset] ^ 0x20]))
+    assert what in str(open_error(tmp_path))
+
+
+@pytest.mark.parametrize("keep", [0, 5, len(MAGIC) + 3])
+def test_a_cut_header_is_refused(tmp_path: Path, keep: int) -> None:
+    populate(tmp_path)
+    os.truncate(tmp_path / FILE_NAME, keep)
+    open_error(tmp_path)
+
+
+def test_a_foreign_file_is_refused(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / FILE_NAME)
+    conn.execute("CREATE TABLE t(x)")
+    conn.commit()
+    conn.close()
+    assert "not a paxostob log store" in str(open_error(tmp_path))
+
+
+# ---------------------------------------------------------------------------- failures
+
+
+def test_a_failed_save_closes_the_store_and_keeps_the_durable_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = LogStorage(tmp_path)
+    s.open(CLUSTER, NODE)
+    s.save(Ready(decided=(decided(1),), must_sync=True))
+
+    def full_disk(fd: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(log_module, "_write_all", full_disk)
+    with pytest.raises(StorageError, match=r"save failed.*the store is closed") as e:
+        s.save(Ready(decided=(decided(2),), must_sync=True))
+    monkeypatch.undo()
+    assert str(s.path) in str(e.value)
+    with pytest.raises(StorageError, match="not open"):
+        s.save(Ready(decided=(decided(3),), must_sync=True))
+    state = s.open(CLUSTER, NODE)
+    s.close()
+    assert state.decided == (decided(1),)
+    assert state.incarnation == 2
