@@ -95,10 +95,11 @@ def _already(data: bytes) -> Callable[[], bytes | None]:
 def _local_reads(ops: Sequence[Sequence[bytes]]) -> bool:
     """Whether ``ops`` are all point reads ``KvMachine.read`` answers (bytes only)."""
     for op in ops:
-        if not op or not all(type(arg) is bytes for arg in op):
+        if not op or type(op[0]) is not bytes or op[0].lower() not in LOCAL_READS:
             return False
-        if op[0].lower() not in LOCAL_READS:
-            return False
+        for arg in op:
+            if type(arg) is not bytes:
+                return False
     return True
 
 

@@ -123,16 +123,12 @@ def encode_op(args: Sequence[bytes]) -> bytes:
     small = _SMALL_UVARINTS
     parts = [small[len(args)] if len(args) < 0x80 else encode_uvarint(len(args))]
     for arg in args:
+        if type(arg) is not bytes:
+            raise ConfigurationError("op arguments are bytes")
         n = len(arg)
         parts.append(small[n] if n < 0x80 else encode_uvarint(n))
         parts.append(arg)
-    try:
-        encoded = b"".join(parts)
-    except TypeError:
-        raise ConfigurationError("op arguments are bytes") from None
-    if not all(type(arg) is bytes for arg in args):  # bytearray/memoryview join too
-        raise ConfigurationError("op arguments are bytes")
-    return encoded
+    return b"".join(parts)
 
 
 #: ``encode_uvarint(n)`` for the one-byte values (nearly every count and length).

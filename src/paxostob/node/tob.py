@@ -461,6 +461,14 @@ class TotalOrderBroadcast(AsyncLifetime):
             except NotRunningError:
                 return
 
+    @property
+    def leader(self) -> str | None:
+        """The leader this node knows of (itself included), or None during an election.
+
+        ``status().leader`` without building a ``Status``: servers ask it per request.
+        """
+        return self._replica.leader
+
     def status(self) -> Status:
         return self._replica.status()
 

@@ -237,7 +237,7 @@ class NodeCommands:
     # ------------------------------------------------------- key-value
 
     def _no_leader(self) -> Error | None:
-        if self.tob.status().leader is None:
+        if self.tob.leader is None:
             return Error("TRYAGAIN no leader is known yet (an election is under way); retry")
         return None
 
