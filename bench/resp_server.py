@@ -4,7 +4,9 @@ The dispatcher answers PING, and SET/GET from a dict, with no consensus, so
 what is measured is the server (read, parse, dispatch, encode, write).
 ``--mode coroutine`` answers SET/GET with a coroutine that awaits a future
 resolved on the next loop iteration, as a command that goes through
-consensus does, to measure the awaitable-reply path too.
+consensus did; ``--mode future`` answers the SET/GETs of one read with
+futures resolved together by one callback on the next loop iteration, as
+``NodeCommands`` does now (one log entry per read).
 
     python bench/resp_server.py serve [--port 0] [--mode plain]
         # serves until stdin closes; prints "PORT <n>" first
@@ -54,7 +56,36 @@ def make_dispatcher(mode: str) -> object:
         def dispatch_many(
             self, conn: Connection, commands: list[list[bytes]]
         ) -> list[tuple[Reply | Awaitable[Reply], int]]:
-            return [(self.dispatch(conn, args), conn.protocol) for args in commands]
+            if mode != "future":
+                return [(self.dispatch(conn, args), conn.protocol) for args in commands]
+            # One group for the read's SET/GETs, as NodeCommands._kv_group does.
+            loop = asyncio.get_running_loop()
+            group: list[tuple[asyncio.Future[Reply], list[bytes]]] = []
+            out: list[tuple[Reply | Awaitable[Reply], int]] = []
+            for args in commands:
+                if args[0].upper() in (b"SET", b"GET"):
+                    fut: asyncio.Future[Reply] = loop.create_future()
+                    group.append((fut, args))
+                    out.append((fut, conn.protocol))
+                else:
+                    out.append((self.dispatch(conn, args), conn.protocol))
+            if group:
+                loop.call_soon(self.resolve, group)
+            return out
+
+        def resolve(self, group: list[tuple[asyncio.Future[Reply], list[bytes]]]) -> None:
+            for fut, args in group:
+                reply = self.dispatch_now(args)
+                if not fut.done():
+                    fut.set_result(reply)
+
+        def dispatch_now(self, args: list[bytes]) -> Reply:
+            name = args[0].upper()
+            if name == b"SET" and len(args) == 3:
+                return self.set(args)
+            if name == b"GET" and len(args) == 2:
+                return self.get(args)
+            return Error("ERR wrong number of arguments")
 
         def dispatch(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
             name = args[0].upper()
@@ -236,11 +267,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve")
     s.add_argument("--port", type=int, default=0)
-    s.add_argument("--mode", choices=("plain", "coroutine"), default="plain")
+    s.add_argument("--mode", choices=("plain", "coroutine", "future"), default="plain")
     c = sub.add_parser("compare")
     c.add_argument("--old-src", default="/work/main/src")
     c.add_argument("--new-src", default=str(REPO / "src"))
-    c.add_argument("--mode", choices=("plain", "coroutine"), default="plain")
+    c.add_argument("--mode", choices=("plain", "coroutine", "future"), default="plain")
     c.add_argument("--tests", default="ping_mbulk,set,get")
     c.add_argument("--pipelines", type=int, nargs="+", default=[1, 16])
     c.add_argument("--clients", type=int, default=50)

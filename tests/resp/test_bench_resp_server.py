@@ -25,7 +25,7 @@ def load_bench() -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize("mode", ["plain", "coroutine"])
+@pytest.mark.parametrize("mode", ["plain", "coroutine", "future"])
 async def test_the_trivial_dispatcher_answers_ping_set_get(mode: str) -> None:
     server = RespServer(load_bench().make_dispatcher(mode), port=0)
     await server.start()
