@@ -109,6 +109,12 @@ class RespLimits:
     buffer_bytes_max: int = 1024 * 1024 * 1024
 
 
+def _awaitable(reply: object) -> bool:
+    """``inspect.isawaitable``, asking the cheap question first: the dispatcher's
+    consensus replies are futures (``isawaitable`` alone goes through an ABC check)."""
+    return isinstance(reply, asyncio.Future) or inspect.isawaitable(reply)
+
+
 class RespServer:
     def __init__(
         self,
@@ -311,7 +317,7 @@ class _Client(asyncio.Protocol):
         # The common case, encoded here: ready replies with nothing outstanding.
         out = self._out
         for i, (reply, protocol) in enumerate(replies):
-            if type(reply) in _PLAIN_TYPES or not inspect.isawaitable(reply):
+            if type(reply) in _PLAIN_TYPES or not _awaitable(reply):
                 out.append(encode(cast(Reply, reply), protocol))
             else:
                 self._queue.extend(replies[i:])
@@ -326,7 +332,7 @@ class _Client(asyncio.Protocol):
             return
         while queue:
             reply, protocol = queue[0]
-            if type(reply) not in _PLAIN_TYPES and inspect.isawaitable(reply):
+            if type(reply) not in _PLAIN_TYPES and _awaitable(reply):
                 if self._driver is not None:  # parked: the queue is its again
                     self._release_driver()
                     return
@@ -373,7 +379,7 @@ class _Client(asyncio.Protocol):
                     await wakeup
                     continue
                 reply, protocol = queue[0]
-                if type(reply) not in _PLAIN_TYPES and inspect.isawaitable(reply):
+                if type(reply) not in _PLAIN_TYPES and _awaitable(reply):
                     reply = await reply
                 queue.popleft()
                 # A lost connection's dispatched commands still complete, unanswered.
