@@ -11,6 +11,8 @@ from paxostob.core.messages import Accept, Accepted, Heartbeat, Prepare, Promise
 from paxostob.core.multipaxos import MultiPaxosReplica, Role
 from paxostob.core.types import Ballot, DecidedEntry, Snapshot
 
+from .scenario import Net
+
 MEMBERS = ("a", "b", "c")
 
 
@@ -98,3 +100,34 @@ def test_coalesce_is_the_saves_in_order() -> None:
     with pytest.raises(ValueError, match="snapshot"):
         coalesce([first, Ready(snapshot=snap, seq=2)])
     assert coalesce([Ready(snapshot=snap, seq=1), second]).snapshot is snap
+
+
+def test_a_leader_that_runs_phase_1_again_proposes_its_stranded_proposals_later() -> None:
+    """Found by the simulator with slow disks (seed 457, every save 2-6 ticks).
+
+    A leader that re-runs phase 1 (a stalled catch-up, or ``Campaign``) kept
+    its open slots and ``_queued`` ids; after losing the election and
+    leading again, its proposals in those slots (decided otherwise by the
+    other leader) were "already queued" and never proposed again.
+    """
+    net = Net("abc")
+    a, c = net.r["a"], net.r["c"]
+    a.step(Campaign())
+    net.settle()
+    assert a.role is Role.LEADER
+    net.isolated = {"a"}
+    a.propose(b"x")  # only a accepts it
+    net.settle()
+    a.step(Campaign())  # phase 1 again, unheard
+    net.settle()
+    assert a.status().role is Role.CANDIDATE
+    c.step(Campaign())
+    net.settle()
+    c.propose(b"y")  # slot 1 is y, chosen by b and c
+    net.settle()
+    assert c.role is Role.LEADER and c.decided_through == 1
+    net.isolated = set()
+    a.step(Campaign())  # a leads again, above c
+    net.settle()
+    assert a.status().role is Role.LEADER
+    net.run(100, until=lambda: b"x" in [row[2] for row in net.rows("a")])

@@ -37,6 +37,10 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+#: Notified whenever any node logs a line: wait for a log line without sleeping.
+LOGGED = threading.Condition()
+
+
 @dataclass
 class Node:
     node_id: str
@@ -68,7 +72,9 @@ class Node:
     def _follow(self, proc: subprocess.Popen[str], ready: threading.Event) -> None:
         assert proc.stderr is not None
         for line in proc.stderr:
-            self.lines.append(line.rstrip())
+            with LOGGED:
+                self.lines.append(line.rstrip())
+                LOGGED.notify_all()
             if READY_MARK in line:
                 ready.set()
 

@@ -461,6 +461,11 @@ class MultiPaxosReplica:
     def _campaign(self) -> None:
         """Phase 1 for every slot above our decided prefix, with a fresh ballot."""
         top = max(self.promised, self.ballot, self._highest_seen, self._leader_ballot)
+        if self.role is Role.LEADER:
+            # Phase 1 again (a stalled catch-up, or Campaign): leave leadership
+            # as a step-down does, or the proposals of our open slots would
+            # stay "queued" forever should another leader fill those slots.
+            self._drop_leadership()
         self.ballot = Ballot(top.round + 1, self.node_id)
         self.role = Role.CANDIDATE
         self.leader = None
@@ -615,12 +620,18 @@ class MultiPaxosReplica:
             if p.id.origin != m.sender or not self._enqueue(p):
                 self.ignored += 1
 
+    def _drop_leadership(self) -> None:
+        """Forget our open slots and queue: the next leader re-proposes what was
+        accepted; our own proposals stay pending (re-queued or re-forwarded),
+        and other origins re-forward theirs."""
+        self._open.clear()
+        self._queue.clear()
+        self._queued.clear()
+
     def _step_down(self, leader: str | None) -> None:
         """Become a follower. Our open slots are re-proposed by the next leader."""
         if self.role is Role.LEADER:
-            self._open.clear()
-            self._queue.clear()
-            self._queued.clear()
+            self._drop_leadership()
         self.role = Role.FOLLOWER
         self.leader = leader
         self._promises = {}
