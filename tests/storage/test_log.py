@@ -395,3 +395,25 @@ def test_a_failed_save_closes_the_store_and_keeps_the_durable_state(
     s.close()
     assert state.decided == (decided(1),)
     assert state.incarnation == 2
+
+
+def test_a_failed_compaction_closes_the_store_and_keeps_the_old_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = LogStorage(tmp_path)
+    s.open(CLUSTER, NODE)
+    s.save(Ready(decided=(decided(1), decided(2)), must_sync=True))
+    s.save(Ready(decided=(decided(3),)))  # unsynced: still there after the failure
+
+    def failing_rename(src: object, dst: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", failing_rename)
+    with pytest.raises(StorageError, match=r"install_snapshot failed.*the store is closed"):
+        s.install_snapshot(Snapshot(2, b"", b"two"))
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == [FILE_NAME]  # the new file was removed
+    state = s.open(CLUSTER, NODE)
+    s.close()
+    assert state.snapshot is None
+    assert state.decided == (decided(1), decided(2), decided(3))
