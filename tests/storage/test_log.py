@@ -242,11 +242,11 @@ def test_a_torn_last_record_is_ignored_and_truncated(tmp_path: Path, cut: int) -
     s = LogStorage(tmp_path)
     s.open(CLUSTER, NODE)
     s.save(Ready(promised=Ballot(1, NODE), decided=(decided(1),), must_sync=True))
-    path = tmp_path / FILE_NAME
-    last = path.stat().st_size
     s.save(Ready(promised=Ballot(2, NODE), decided=(decided(2),)))
     s.close()
-    end = path.stat().st_size
+    path = tmp_path / FILE_NAME
+    last = record_offsets(path)[-1]  # where save 2 starts
+    end = path.stat().st_size  # close cut the zeros grown ahead: the file ends with save 2
     os.truncate(path, last + cut if cut > 0 else end + cut)
     state = open_state(tmp_path)
     assert state.promised == Ballot(1, NODE) and state.decided == (decided(1),)
@@ -381,7 +381,7 @@ def test_a_failed_save_closes_the_store_and_keeps_the_durable_state(
     s.open(CLUSTER, NODE)
     s.save(Ready(decided=(decided(1),), must_sync=True))
 
-    def full_disk(fd: int, data: bytes) -> None:
+    def full_disk(fd: int, data: bytes, offset: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(log_module, "_write_all", full_disk)
@@ -395,3 +395,45 @@ def test_a_failed_save_closes_the_store_and_keeps_the_durable_state(
     s.close()
     assert state.decided == (decided(1),)
     assert state.incarnation == 2
+
+
+def test_a_failed_compaction_closes_the_store_and_keeps_the_old_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = LogStorage(tmp_path)
+    s.open(CLUSTER, NODE)
+    s.save(Ready(decided=(decided(1), decided(2)), must_sync=True))
+    s.save(Ready(decided=(decided(3),)))  # unsynced: still there after the failure
+
+    def failing_rename(src: object, dst: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", failing_rename)
+    with pytest.raises(StorageError, match=r"install_snapshot failed.*the store is closed"):
+        s.install_snapshot(Snapshot(2, b"", b"two"))
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == [FILE_NAME]  # the new file was removed
+    state = s.open(CLUSTER, NODE)
+    s.close()
+    assert state.snapshot is None
+    assert state.decided == (decided(1), decided(2), decided(3))
+
+
+def test_the_file_is_grown_ahead_with_zeros_and_cut_at_close(tmp_path: Path) -> None:
+    """Most syncs then flush data only; a life that did not close leaves zeros, a clean tail."""
+    s = LogStorage(tmp_path)
+    s.open(CLUSTER, NODE)
+    s.save(Ready(decided=(decided(1),), must_sync=True))
+    path = tmp_path / FILE_NAME
+    grown = path.stat().st_size
+    assert grown >= log_module.PREALLOC_BYTES and grown % 4096 == 0
+    tail = path.read_bytes()[record_offsets(path)[-1] :]
+    assert tail.rstrip(b"\0") and len(tail.rstrip(b"\0")) < 1000
+    # As after kill -9: the zeros are there when another open reads the file.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / FILE_NAME).write_bytes(path.read_bytes())
+    s.close()
+    assert path.stat().st_size < 1000
+    assert open_state(copy).decided == (decided(1),)
+    assert (copy / FILE_NAME).stat().st_size < 1000

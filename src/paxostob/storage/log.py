@@ -5,10 +5,15 @@ a header (magic, format version, cluster id, node id, CRC-32) and then holds
 records, each framed as ``mark, length, CRC-32 over length and body, body``:
 
 - a ``save`` appends one record (its promise, accepted and decided entries)
-  with one ``os.write`` — in the kernel's page cache when ``save`` returns,
+  with one ``os.pwrite`` — in the kernel's page cache when ``save`` returns,
   so it survives ``kill -9`` — and ``os.fdatasync`` only when
-  ``ready.must_sync``. One record per save is what makes a save atomic and
-  the saves ordered: replay applies whole records, in file order.
+  ``ready.must_sync``. The file is grown ahead of the records in zero-filled
+  chunks of ``PREALLOC_BYTES``, so most syncs flush data only: a sync after
+  an append that grew the file must also commit the new size and blocks
+  through the file system's journal, which costs about as much CPU and time
+  again (docs/storage.md). ``close`` cuts the zeros off. One record per save
+  is what makes a save atomic and the saves ordered: replay applies whole
+  records, in file order.
 - ``open`` replays the log into the state, takes an exclusive ``flock``, cuts
   a torn tail and appends (and syncs) an incarnation record.
 - ``install_snapshot`` writes the snapshot and the state above it (kept
@@ -67,6 +72,8 @@ FORMAT_VERSION = 1
 MAGIC = b"PxTBlog\n"
 #: The first bytes of every record: lets ``open`` look for valid records after a bad one.
 RECORD_MARK = b"PxRc"
+#: How far ahead of its records the file is grown with zeros (a whole number of pages).
+PREALLOC_BYTES = 1 << 20
 
 REC_SAVE = 1
 REC_SNAPSHOT = 2
@@ -173,12 +180,13 @@ def _sync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    """``os.write`` until all of ``data`` is written (a regular file may take a short write)."""
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    """``os.pwrite`` until all of ``data`` is written (a regular file may take a short write)."""
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
+        written = os.pwrite(fd, view, offset)
         view = view[written:]
+        offset += written
 
 
 class _Reader:
@@ -304,6 +312,8 @@ class LogStorage:
         self._ids = ("", "")
         self._header = b""
         self._unsynced = False  # a save was written but not yet covered by a sync
+        self._end = 0  # where the next record goes: the end of the valid records
+        self._allocated = 0  # the file's size: zeros from _end to here
         self._sync_count = 0
         self._incarnation = 0
         # The state above the snapshot, encoded as in a SAVE record: compaction
@@ -336,7 +346,7 @@ class LogStorage:
                 )
             if not self.path.exists():
                 self._create(header)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | getattr(os, "O_CLOEXEC", 0))
+            fd = os.open(self.path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
         try:
             state = self._load_and_bump(fd, cluster_id, node_id)
         except BaseException:
@@ -370,7 +380,7 @@ class LogStorage:
                 self._unsynced = False
             return
         with self._fatal(fd, "save failed"):
-            _write_all(fd, _frame(body))
+            self._append(fd, _frame(body))
             if ready.must_sync:
                 _sync(fd)
         if ready.promised is not None:
@@ -410,6 +420,10 @@ class LogStorage:
             return
         self._accepted, self._decided, self._promised = {}, {}, None
         try:
+            if self._allocated > self._end:
+                os.ftruncate(fd, self._end)  # the zeros grown ahead: leave the exact log
+                self._allocated = self._end
+                self._unsynced = True  # the new size is to be synced too
             if self._unsynced:
                 _sync(fd)
                 self._sync_count += 1
@@ -426,7 +440,7 @@ class LogStorage:
         fd, tmp = tempfile.mkstemp(prefix=FILE_NAME + ".", suffix=".tmp", dir=self.path.parent)
         try:
             try:
-                _write_all(fd, header)
+                _write_all(fd, header, 0)
                 _sync(fd)
             finally:
                 os.close(fd)
@@ -463,12 +477,10 @@ class LogStorage:
         renamed = False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # Saves append to this file once it is the log.
-            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
-            _write_all(fd, self._header)
-            _write_all(fd, _frame(snap_body))
-            _write_all(fd, _frame(save_body))
-            _write_all(fd, _frame(inc_body))
+            content = b"".join(
+                (self._header, _frame(snap_body), _frame(save_body), _frame(inc_body))
+            )
+            _write_all(fd, content, 0)
             _sync(fd)
             os.replace(tmp, self.path)
             renamed = True
@@ -479,6 +491,7 @@ class LogStorage:
                 with suppress(OSError):
                     os.unlink(tmp)
             raise
+        self._end = self._allocated = len(content)
         return fd
 
     # ------------------------------------------------------------------ open
@@ -507,8 +520,11 @@ class LogStorage:
         incarnation = replay.incarnation + 1
         with self._errors("cannot open the store"):
             if end < len(data):
-                os.ftruncate(fd, end)  # the torn tail: no valid record follows it
-            _write_all(fd, _frame(_INC.pack(REC_INCARNATION, incarnation)))
+                # The torn tail (no valid record follows it), or the zeros grown
+                # ahead by a life that did not close.
+                os.ftruncate(fd, end)
+            self._end = self._allocated = end
+            self._append(fd, _frame(_INC.pack(REC_INCARNATION, incarnation)))
             _sync(fd)
         self._incarnation = incarnation
         self._promised = replay.promised if replay.promised_set else None
@@ -518,6 +534,17 @@ class LogStorage:
         return DurableState(
             state.promised, state.accepted, state.decided, state.snapshot, incarnation
         )
+
+    def _append(self, fd: int, record: bytes) -> None:
+        """Write ``record`` after the last one, first growing the file with zeros if needed."""
+        end = self._end + len(record)
+        if end > self._allocated:
+            grown = max(end, self._allocated + PREALLOC_BYTES)
+            grown += -grown % 4096  # whole pages
+            _write_all(fd, bytes(grown - self._allocated), self._allocated)
+            self._allocated = grown
+        _write_all(fd, record, self._end)
+        self._end = end
 
     @staticmethod
     def _read_all(fd: int) -> bytes:
