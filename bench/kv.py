@@ -7,7 +7,7 @@
   (full mode: also 10), with p50/p99/p999 latency.
 
 All clients talk to the leader's RESP port (a follower would forward to it,
-one more hop). Each node fsyncs (SQLite, one fsync per batch) before it
+one more hop). Each node fsyncs (its append-only log, one fsync per batch) before it
 answers. Nothing is written unless ``--json FILE`` is given.
 
     python bench/kv.py --quick          # ~20 s
@@ -53,7 +53,7 @@ def system_info() -> SystemInfo:
     return SystemInfo(
         name=SYSTEM,
         version=version("paxostob"),
-        durability="fsync (SQLite WAL, one fsync per batch, before acknowledging)",
+        durability="fsync (append-only log, one fdatasync per batch, before acknowledging)",
         replicas=3,
         uvloop=f"on ({uv})" if uv else "off (not installed)",
     )

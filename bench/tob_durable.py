@@ -1,8 +1,9 @@
 """Durable vs in-memory total-order broadcast, and fsyncs per broadcast (group commit).
 
 Three replicas in one process on a fault-free ``MemoryNetwork``; each either
-keeps its state in memory or in its own SQLite directory (``data_dir=``:
-WAL, fsync on every Ready that changed a promise or accepted entries). ``K``
+keeps its state in memory or in its own directory with the default durable
+store (``default_storage``: fsync on every save that changed a promise or
+accepted entries). ``K``
 concurrent broadcasters (1 and 50) send a bounded number of 100-byte
 messages, spread over the replicas. Reported per configuration: broadcasts/s
 (delivered at their origin), p50/p99 latency of ``broadcast()``, and for the
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paxostob import MemoryNetwork, TotalOrderBroadcast
-from paxostob.storage.sqlite import SqliteStorage
+from paxostob.storage.base import default_storage
 
 MEMBERS = ["peer1", "peer2", "peer3"]
 PAYLOAD = b"x" * 100
@@ -54,7 +55,7 @@ def _pct(samples: list[float], q: float) -> float:
 
 async def measure(durable: bool, concurrency: int, messages: int, tmp: Path) -> Row:
     net = MemoryNetwork(seed=1)
-    storages = {m: SqliteStorage(tmp / m) for m in MEMBERS} if durable else {}
+    storages = {m: default_storage(tmp / m) for m in MEMBERS} if durable else {}
     nodes = [
         TotalOrderBroadcast(net.transport(m), MEMBERS, storage=storages.get(m), seed=1)
         for m in MEMBERS
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         per = f"{r.fsyncs / r.messages:.3f}" if r.durable else "-"
-        store = "sqlite (fsync)" if r.durable else "memory"
+        store = "durable (fsync)" if r.durable else "memory"
         print(
             f"| {store} | {r.concurrency} | {r.messages} | {r.rate:,.0f} | "
             f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {per} |"

@@ -1,7 +1,7 @@
 """``paxostob serve``: one node in the foreground.
 
 Wires the concrete pieces: a ``TcpTransport`` to the peers (HMAC-authenticated,
-optional TLS), a ``TotalOrderBroadcast`` on the durable SQLite store in
+optional TLS), a ``TotalOrderBroadcast`` on the durable default store in
 ``--data-dir``, and a RESP server for clients. Logs to stderr; SIGINT or
 SIGTERM stop it cleanly, with its storage closed.
 """

@@ -107,8 +107,8 @@ class TotalOrderBroadcast(AsyncLifetime):
     when the application falls that far behind, the node stops applying until
     it catches up.
 
-    Durability: with ``data_dir`` (the durable default: SQLite in that
-    directory, one directory per node) or ``storage`` (any object
+    Durability: with ``data_dir`` (the durable default, ``default_storage``:
+    an append-only log in that directory, one directory per node) or ``storage`` (any object
     implementing ``paxostob.storage.base.Storage``) the node persists its promise and
     accepted proposals before any message that depends on them leaves
     (fsync'd, one fsync per batch of work: group commit), and its decided

@@ -1,6 +1,7 @@
 """Storage: what a replica keeps across crashes (layer 1 adapters).
 
 ``base`` is the interface the runtime sees (``Storage``, ``DurableState``,
-``Snapshot``); ``memory`` and ``sqlite`` implement it; ``encoding`` is the
+``Snapshot``); ``memory``, ``log`` (the durable default) and ``sqlite``
+implement it; ``encoding`` is the
 on-disk layout of a slot's value. docs/storage.md states the guarantees.
 """
