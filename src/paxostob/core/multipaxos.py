@@ -274,6 +274,8 @@ class MultiPaxosReplica:
         self._rng = rng
         self._quorum = rules.quorum_size(len(self.members))
         self._now = 0
+        #: (tick, ballot) of our last HeartbeatReply or Accepted to a leader.
+        self._replied: tuple[int, Ballot] = (-1, ZERO_BALLOT)
 
         # Acceptor: durable state.
         self.promised: Ballot = ZERO_BALLOT
@@ -697,6 +699,7 @@ class MultiPaxosReplica:
                 self.accepted[m.slot] = (m.ballot, m.value)
                 self._accepted_new.append(AcceptedEntry(m.slot, m.ballot, m.value))
         self._send(m.sender, Accepted(self.instance, self.node_id, m.ballot, m.slot, None))
+        self._replied = (self._now, m.ballot)  # the leader heard from us this tick
         self._learn_commit(m.ballot, m.commit)
 
     def _set_promised(self, ballot: Ballot) -> None:
@@ -723,8 +726,14 @@ class MultiPaxosReplica:
             return
         self._follow(m.ballot)
         self._learn_commit(m.ballot, m.commit)
-        reply = HeartbeatReply(self.instance, self.node_id, m.ballot, self.decided_through)
-        self._send(m.sender, reply)
+        # The leader only needs to hear from us now and then (its quorum check
+        # spans two election timeouts), and an Accepted counts as hearing:
+        # answer at most once per tick and ballot. Under load a commit
+        # heartbeat follows every decision; answering each doubled our frames.
+        if self._replied != (self._now, m.ballot):
+            self._replied = (self._now, m.ballot)
+            reply = HeartbeatReply(self.instance, self.node_id, m.ballot, self.decided_through)
+            self._send(m.sender, reply)
 
     def _on_nack(self, m: Nack) -> None:
         self._highest_seen = max(self._highest_seen, m.promised)
