@@ -56,4 +56,4 @@ def test_the_durable_bench_runs_and_counts_fsyncs(capsys: pytest.CaptureFixture[
     finally:
         del sys.modules[spec.name]
     out = capsys.readouterr().out
-    assert "| sqlite (fsync) | 50 | 20 |" in out and "fsyncs/broadcast" in out
+    assert "| durable (fsync) | 50 | 20 |" in out and "fsyncs/broadcast" in out
