@@ -176,3 +176,38 @@ async def test_without_storage_everything_is_immediate() -> None:
     finally:
         await driver.close()
     assert log[:4] == [("early", 1), ("late", 1), ("handed", 1), ("persisted", 1)]
+
+
+async def test_a_save_with_nothing_early_runs_on_the_loop_one_with_early_in_a_thread() -> None:
+    # A follower's Ready (votes only, all late) has nothing to overlap its fsync
+    # with: it is saved on the loop thread. A leader's (early Accepts out) is saved
+    # in a worker thread while the loop goes on.
+    log: list[tuple[str, object]] = []
+    votes_only = Ready(
+        accepted=(AcceptedEntry(1, BALLOT, ()),),
+        messages=(Envelope("b", Accepted("i", "a", BALLOT, 1, None)),),
+        must_sync=True,
+        seq=1,
+    )
+    replica = Replica([votes_only, ready(2)], log)
+    threads: list[bool] = []
+
+    def persist(rd: Ready) -> None:
+        threads.append(threading.current_thread() is threading.main_thread())
+
+    driver = Driver(
+        replica,
+        Transport(log),
+        "pipeline-test-3",
+        tick_interval_s=0.001,
+        on_ready=lambda rd: None,
+        persist=persist,
+    )
+    driver.start()
+    try:
+        await asyncio.wait_for(replica.done.wait(), WAIT_S)
+    finally:
+        await driver.close()
+    assert threads == [True, False]  # on the loop, then in a worker thread
+    # Either way the vote left only after its save, and in order.
+    assert [w for k, w in log if k == "late"] == [1, 2]
