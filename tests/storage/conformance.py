@@ -50,6 +50,15 @@ def decided(slot: int, *, size: int = 1) -> DecidedEntry:
     return DecidedEntry(slot, batch(slot, size=size))
 
 
+def fill(storage: Storage, slots: range) -> None:
+    """One save per slot: a promise, an accepted entry and a ~400-byte decided batch."""
+    for slot in slots:
+        big = DecidedEntry(slot, batch(slot, size=4, tag="x" * 100))
+        storage.save(
+            Ready(promised=Ballot(slot, NODE), accepted=(accepted(slot, slot),), decided=(big,))
+        )
+
+
 class StorageConformance:
     """The guarantees of storage/base.py, for the storage ``make_storage`` builds."""
 
@@ -287,3 +296,21 @@ class StorageConformance:
         storage, state = self.reopen(storage)
         assert state.accepted == ()
         assert state.decided == (decided(6),)
+
+
+class NewObjectConformance(StorageConformance):
+    """The suite again, reopening with a *new* object of the store's class on the same path:
+    the state must live in the files, not in the object."""
+
+    def reopen(self, storage: Storage) -> tuple[Storage, DurableState]:
+        path = getattr(storage, "path", None)
+        assert isinstance(path, Path), "a file store names its file in .path"
+        storage.close()
+        fresh = self.make_storage_at(path.parent)
+        return fresh, fresh.open(CLUSTER, NODE)
+
+    def make_storage(self, tmp_path: Path) -> Storage:
+        return self.make_storage_at(tmp_path / "data")
+
+    def make_storage_at(self, data_dir: Path) -> Storage:
+        raise NotImplementedError("a file store's suite builds its store in data_dir here")

@@ -20,12 +20,20 @@ from paxostob.core.events import AcceptedEntry, Ready
 from paxostob.core.types import Ballot, DecidedEntry, Proposal, ProposalId
 from paxostob.errors import StorageError
 from paxostob.storage import log as log_module
-from paxostob.storage.base import DurableState, Snapshot, Storage, default_storage
+from paxostob.storage.base import DurableState, Snapshot, default_storage
 from paxostob.storage.log import FILE_NAME, FORMAT_VERSION, MAGIC, RECORD_MARK, LogStorage
 from paxostob.storage.sqlite import FILE_NAME as SQLITE_FILE_NAME
 from paxostob.storage.sqlite import SqliteStorage
 
-from .conformance import CLUSTER, NODE, StorageConformance, accepted, batch, decided
+from .conformance import (
+    CLUSTER,
+    NODE,
+    NewObjectConformance,
+    StorageConformance,
+    accepted,
+    decided,
+    fill,
+)
 
 
 class TestLogConformance(StorageConformance):
@@ -33,17 +41,9 @@ class TestLogConformance(StorageConformance):
         return LogStorage(tmp_path / "data")
 
 
-class TestLogNewObjectConformance(StorageConformance):
-    """Reopening with a new object: the state lives in the file, not in the object."""
-
-    def make_storage(self, tmp_path: Path) -> LogStorage:
-        return LogStorage(tmp_path / "data")
-
-    def reopen(self, storage: Storage) -> tuple[Storage, DurableState]:
-        assert isinstance(storage, LogStorage)
-        storage.close()
-        fresh = LogStorage(storage.path.parent)
-        return fresh, fresh.open(CLUSTER, NODE)
+class TestLogNewObjectConformance(NewObjectConformance):
+    def make_storage_at(self, data_dir: Path) -> LogStorage:
+        return LogStorage(data_dir)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -57,10 +57,7 @@ def populate(data_dir: Path, *, snapshot: bool = True) -> DurableState:
     s.open(CLUSTER, NODE)
     if snapshot:
         s.install_snapshot(Snapshot(3, b"meta", b"data"))
-    for slot in SLOTS:
-        entry = decided(slot)
-        big = type(entry)(slot, batch(slot, size=4, tag="x" * 100))
-        s.save(Ready(promised=Ballot(slot, NODE), accepted=(accepted(slot, slot),), decided=(big,)))
+    fill(s, SLOTS)
     s.close()
     state = s.open(CLUSTER, NODE)
     s.close()

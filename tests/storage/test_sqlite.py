@@ -21,10 +21,17 @@ import pytest
 from paxostob.core.events import Ready
 from paxostob.core.types import Ballot
 from paxostob.errors import StorageError
-from paxostob.storage.base import DurableState, Snapshot, Storage
+from paxostob.storage.base import DurableState, Snapshot
 from paxostob.storage.sqlite import FILE_NAME, SqliteStorage
 
-from .conformance import CLUSTER, NODE, StorageConformance, accepted, batch, decided
+from .conformance import (
+    CLUSTER,
+    NODE,
+    NewObjectConformance,
+    StorageConformance,
+    decided,
+    fill,
+)
 
 
 class TestSqliteConformance(StorageConformance):
@@ -32,17 +39,9 @@ class TestSqliteConformance(StorageConformance):
         return SqliteStorage(tmp_path / "data")
 
 
-class TestSqliteNewObjectConformance(StorageConformance):
-    """Reopening with a new object: the state lives in the file, not in the object."""
-
-    def make_storage(self, tmp_path: Path) -> SqliteStorage:
-        return SqliteStorage(tmp_path / "data")
-
-    def reopen(self, storage: Storage) -> tuple[Storage, DurableState]:
-        assert isinstance(storage, SqliteStorage)
-        storage.close()
-        fresh = SqliteStorage(storage.path.parent)
-        return fresh, fresh.open(CLUSTER, NODE)
+class TestSqliteNewObjectConformance(NewObjectConformance):
+    def make_storage_at(self, data_dir: Path) -> SqliteStorage:
+        return SqliteStorage(data_dir)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -54,10 +53,7 @@ def populate(data_dir: Path) -> DurableState:
     """A closed store with a snapshot through slot 3 and slots 4..200 (~200 KB), reopened."""
     s = SqliteStorage(data_dir)
     s.open(CLUSTER, NODE)
-    for slot in SLOTS:
-        entry = decided(slot)
-        big = type(entry)(slot, batch(slot, size=4, tag="x" * 100))
-        s.save(Ready(promised=Ballot(slot, NODE), accepted=(accepted(slot, slot),), decided=(big,)))
+    fill(s, SLOTS)
     s.install_snapshot(Snapshot(3, b"meta", b"data"))
     s.close()
     state = s.open(CLUSTER, NODE)
