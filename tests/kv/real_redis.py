@@ -19,7 +19,7 @@ from pathlib import Path
 
 from paxostob.kv.replies import Error, Reply, SimpleString
 
-__all__ = ["RespClient", "running_redis"]
+__all__ = ["RedisUnavailable", "RespClient", "redis_server", "running_redis"]
 
 READY_TIMEOUT_S = 20.0
 REPLY_TIMEOUT_S = 30.0
@@ -111,29 +111,33 @@ def _wait_ready(proc: subprocess.Popen[bytes]) -> bytes:
     return log
 
 
+class RedisUnavailable(Exception):
+    """No redis-server to test against; ``installed`` tells a missing one from a failed start."""
+
+    def __init__(self, reason: str, *, installed: bool) -> None:
+        super().__init__(reason)
+        self.installed = installed
+
+
 @contextlib.contextmanager
-def running_redis(directory: Path) -> Iterator[RespClient | str]:
-    """A client of a fresh redis-server, or the reason there is none (to skip with)."""
+def redis_server(directory: Path) -> Iterator[int]:
+    """The port of a fresh redis-server (no persistence) for the block; stopped after it.
+
+    Raises ``RedisUnavailable`` before the block when there is none.
+    """
     exe = shutil.which("redis-server")
     if exe is None:
-        yield "redis-server is not installed (apt-get install redis-server)"
-        return
+        raise RedisUnavailable(
+            "redis-server is not installed (apt-get install redis-server)", installed=False
+        )
     failures = []
     for _ in range(3):  # another process may take the free port first
         port = _free_port()
         proc = subprocess.Popen(
             [
                 *(exe, "--port", str(port), "--bind", "127.0.0.1", "--save", ""),
-                *(
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(directory),
-                    "--logfile",
-                    "",
-                    "--daemonize",
-                    "no",
-                ),
+                *("--appendonly", "no", "--dir", str(directory), "--logfile", ""),
+                *("--daemonize", "no"),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -145,11 +149,7 @@ def running_redis(directory: Path) -> Iterator[RespClient | str]:
             except (TimeoutError, ConnectionError) as e:
                 failures.append(str(e))
                 continue
-            client = RespClient(port)
-            try:
-                yield client
-            finally:
-                client.close()
+            yield port
             return
         finally:
             proc.terminate()
@@ -160,4 +160,20 @@ def running_redis(directory: Path) -> Iterator[RespClient | str]:
                 proc.wait()
             assert proc.stdout is not None
             proc.stdout.close()
-    yield "redis-server did not start: " + " | ".join(failures)[-2000:]
+    raise RedisUnavailable(
+        "redis-server did not start: " + " | ".join(failures)[-2000:], installed=True
+    )
+
+
+@contextlib.contextmanager
+def running_redis(directory: Path) -> Iterator[RespClient | str]:
+    """A client of a fresh redis-server, or the reason there is none (to skip with)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            port = stack.enter_context(redis_server(directory))
+        except RedisUnavailable as e:
+            yield str(e)
+            return
+        client = RespClient(port)
+        stack.callback(client.close)
+        yield client

@@ -13,14 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
-import selectors
-import shutil
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,9 +23,9 @@ from hypothesis import strategies as st
 
 from paxostob.resp.protocol import ProtocolError, RequestParser
 
+from ..kv.real_redis import RedisUnavailable, redis_server
 from .test_protocol import REDIS_CASES, UNBALANCED_LINES
 
-READY_TIMEOUT_S = 20.0
 REPLY_TIMEOUT_S = 10.0
 
 _parsers: Any = importlib.import_module("redis._parsers")
@@ -39,72 +33,15 @@ _socket_buffer: Any = importlib.import_module("redis._parsers.socket").SocketBuf
 _redis_exceptions: Any = importlib.import_module("redis.exceptions")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait_ready(proc: subprocess.Popen[bytes]) -> None:
-    """Read the server's log until it says it is ready (an event, not a sleep)."""
-    assert proc.stdout is not None
-    log = b""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while b"Ready to accept connections" not in log:
-            left = deadline - time.monotonic()
-            if left <= 0 or not selector.select(left):
-                raise TimeoutError(log.decode(errors="replace"))
-            chunk = os.read(proc.stdout.fileno(), 1 << 16)
-            if not chunk:
-                raise ConnectionError(log.decode(errors="replace"))
-            log += chunk
-
-
-@contextlib.contextmanager
-def _redis_server(directory: Path) -> Iterator[int]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    failures = []
-    for _ in range(3):  # another process may take the free port first
-        port = _free_port()
-        proc = subprocess.Popen(
-            [
-                *(exe, "--port", str(port), "--bind", "127.0.0.1", "--save", ""),
-                *("--appendonly", "no", "--dir", str(directory), "--logfile", ""),
-                *("--daemonize", "no"),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            try:
-                _wait_ready(proc)
-            except (TimeoutError, ConnectionError) as e:
-                failures.append(str(e))
-                continue
-            yield port
-            return
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            assert proc.stdout is not None
-            proc.stdout.close()
-    pytest.fail("redis-server did not start: " + " | ".join(failures)[-2000:])
-
-
 @pytest.fixture(scope="module")
 def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    with _redis_server(tmp_path_factory.mktemp("redis")) as port:
-        yield port
+    try:
+        with redis_server(tmp_path_factory.mktemp("redis")) as port:
+            yield port
+    except RedisUnavailable as e:
+        if e.installed:
+            pytest.fail(str(e))
+        pytest.skip(str(e))
 
 
 def redis_reply(port: int, data: bytes) -> Any:
