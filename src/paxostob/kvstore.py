@@ -1,8 +1,9 @@
 """``KeyValueStore``: a linearizable replicated key-value store on total-order broadcast.
 
-Theory of operation: every command, reads included, is an entry in the
-replicated log (``kv.Entry``: the proposer's wall-clock ``now_ms`` and one
-command or a whole transaction). Every replica applies the same entries in
+Theory of operation: every write is an entry in the replicated log
+(``kv.Entry``: the proposer's wall-clock ``now_ms`` and the commands of one
+or several callers; point reads are ordered by the log without being in it,
+see below). Every replica applies the same entries in
 the same order to a pure ``KvMachine``, so all replicas hold the same data.
 The caller's entry resolves once it is *applied on this node*; its reply is
 the one this replica computed, which every replica computed alike. A read
@@ -60,8 +61,6 @@ __all__ = ["REPLY_NOT_KEPT", "KeyValueStore", "TaggedStateMachine"]
 #: snapshot from a peer (it lagged behind): the entry is in the log exactly
 #: once, but this node did not compute its replies.
 REPLY_NOT_KEPT = Error("TRYAGAIN applied elsewhere; the reply was not kept")
-#: ``get`` reads again when a read's reply was not kept; each try is a log entry.
-READ_TRIES_MAX = 3
 #: One coalesced entry holds at most this many commands and encoded bytes
 #: (it must stay well under a Multi-Paxos batch and a TCP frame).
 GROUP_OPS_MAX = 4096
@@ -365,11 +364,9 @@ class KeyValueStore:
             raise PaxosError(reply.text)
 
     async def get(self, key: bytes) -> bytes | None:
-        """The value of ``key`` (linearizable: read through the log)."""
-        for _ in range(READ_TRIES_MAX):
-            reply = await self.command(b"GET", key)
-            if reply != REPLY_NOT_KEPT:
-                break  # else its reply was lost: a read changes nothing, so read again
+        """The value of ``key``, linearizable: read here once an entry proposed after
+        the call is applied here (a point read always has its reply: it runs locally)."""
+        reply = await self.command(b"GET", key)
         if isinstance(reply, Error):
             raise PaxosError(reply.text)
         assert reply is None or isinstance(reply, bytes)

@@ -1,7 +1,8 @@
 """The commands a paxostob node answers over RESP.
 
 Key-value commands (GET, SET, INCR, MULTI/EXEC, ... every command of
-``kv.commands.COMMANDS``) go through the replicated log, reads included, so
+``kv.commands.COMMANDS``) go through ``kvstore.KeyValueStore``: writes as log
+entries, point reads after an entry proposed after them is applied here, so
 they are linearizable on any node: a follower's proposal is forwarded to the
 leader by the broadcast layer. While no leader is known the client gets
 ``-TRYAGAIN ...`` at once (retryable), never a stale or wrong answer.
