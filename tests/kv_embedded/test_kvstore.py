@@ -184,14 +184,50 @@ async def test_commands_submitted_together_share_one_entry_and_keep_their_replie
         results = await asyncio.gather(*futures)
         assert results == [[OK, b"v%d" % i] for i in range(40)]
         assert store.entries_proposed == before + 1
-        # Later submits (after the first group is in flight) form the next entry, after it.
+        # Later submits (after the first group is in flight) form the next entry.
         first = store.submit([[b"INCR", b"n"]])
         await asyncio.sleep(0)  # the first group is now in flight
         second = [store.submit([[b"INCR", b"n"]]) for _ in range(5)]
-        assert await first == [1]
-        assert [await f for f in second] == [[2], [3], [4], [5], [6]]
+        assert sorted([await first] + [await f for f in second]) == [[i] for i in range(1, 7)]
         assert store.entries_proposed == before + 3
         assert await kv["n3"].get(b"n") == b"6"
+
+
+def _callback_future() -> tuple[asyncio.Future[object], Callable[[object], None]]:
+    fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    return fut, fut.set_result
+
+
+async def test_groups_of_other_callers_fly_together_a_callers_own_wait() -> None:
+    # Caller A's group is in flight. B's group is broadcast without waiting for it
+    # (two rounds overlap), but A's next unit waits until A's first group is
+    # delivered: a caller's units land in the log in the order submitted.
+    async with stores(MemoryNetwork(seed=17)) as kv:
+        store = kv["n1"]
+        assert await store.command("SET", "warm", "up") == OK
+        a, b, c = object(), object(), object()
+        before = store.entries_proposed
+        a1, done_a1 = _callback_future()
+        store.submit_callback([[b"INCR", b"a"]], done_a1, caller=a)
+        await asyncio.sleep(0)  # A's group is in flight
+        assert store.entries_proposed == before + 1
+        b1, done_b1 = _callback_future()
+        store.submit_callback([[b"INCR", b"b"]], done_b1, caller=b)
+        await asyncio.sleep(0)
+        assert not a1.done()
+        assert store.entries_proposed == before + 2  # B did not wait for A
+        a2, done_a2 = _callback_future()
+        store.submit_callback([[b"INCR", b"a"], [b"GET", b"a"]], done_a2, caller=a)
+        c1, done_c1 = _callback_future()
+        store.submit_callback([[b"INCR", b"c"]], done_c1, caller=c)
+        await asyncio.sleep(0)
+        assert not a1.done()
+        assert store.entries_proposed == before + 2  # A's second unit waits for its first
+        assert await a1 == [1]
+        assert await a2 == [2, b"2"]
+        assert await b1 == [1]
+        assert await c1 == [1]
+        assert store.entries_proposed == before + 3
 
 
 async def test_a_group_that_times_out_fails_every_caller_in_it() -> None:
