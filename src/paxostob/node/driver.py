@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -100,6 +102,60 @@ class Mux:
                 handler(envelope)
 
 
+_SaveItem = tuple[Callable[[Ready], None], Ready, "asyncio.Future[None]"]
+
+
+class _Saver:
+    """One long-lived thread that runs the driver's saves, one at a time, in order.
+
+    Cheaper than ``asyncio.to_thread`` per save (a pool submit, a concurrent
+    future with its lock and condition, a context copy, a task and a chained
+    asyncio future): here a save is one ``SimpleQueue.put`` and one
+    ``call_soon_threadsafe`` back. The thread is a daemon: a save in flight
+    when the process exits is cut off, as a crash would cut it.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, name: str) -> None:
+        self._loop = loop
+        self._items: queue.SimpleQueue[_SaveItem | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"save:{name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, persist: Callable[[Ready], None], ready: Ready) -> asyncio.Future[None]:
+        """Run ``persist(ready)`` after the saves submitted before; resolve on the loop."""
+        fut = self._loop.create_future()
+        self._items.put((persist, ready, fut))
+        return fut
+
+    def stop(self) -> None:
+        """Let the thread end once the saves submitted before are done."""
+        self._items.put(None)
+
+    def _run(self) -> None:
+        items = self._items
+        while (item := items.get()) is not None:
+            persist, ready, fut = item
+            try:
+                persist(ready)
+            except BaseException as e:  # handed to the driver, which stops the node
+                error: BaseException | None = e
+            else:
+                error = None
+            try:
+                self._loop.call_soon_threadsafe(_settle, fut, error)
+            except RuntimeError:  # the loop is closed: nobody waits for this save
+                return
+
+
+def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
+    if fut.done():  # cancelled by close()
+        return
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)
+
+
 def _has_durable_part(ready: Ready) -> bool:
     return (
         ready.promised is not None
@@ -158,6 +214,8 @@ class Driver:
         #: Save on the loop when no early message went out with the Readys
         #: (nothing to overlap the fsync with); else in a worker thread.
         self.inline_saves = inline_saves
+        #: The thread of threaded saves, started by the first one.
+        self._saver: _Saver | None = None
         #: Saves made, and Readys they covered (group commit: saves <= readies).
         self.saves = 0
         self.saved_readies = 0
@@ -192,6 +250,9 @@ class Driver:
             # caller still propagates instead of being swallowed here.
             await asyncio.wait({task})
         saving, self._saving = self._saving, None
+        saver, self._saver = self._saver, None
+        if saver is not None:
+            saver.stop()  # after the save in flight, if any
         if saving is not None:
             await asyncio.wait({saving})
             if saving.cancelled() or saving.exception() is not None:
@@ -256,7 +317,10 @@ class Driver:
             # Put back, counted as in flight, until the save returns.
             queue.extendleft(reversed(group))
             self._saving_count = len(group)
-            self._saving = saving = asyncio.ensure_future(asyncio.to_thread(persist, merged))
+            saver = self._saver
+            if saver is None:
+                saver = self._saver = _Saver(asyncio.get_running_loop(), self.instance)
+            self._saving = saving = saver.submit(persist, merged)
             saving.add_done_callback(self._saved)
 
     def _saved(self, _: asyncio.Future[None]) -> None:
