@@ -29,6 +29,11 @@ Theory of operation:
   (Paxos tolerates loss). One writer task per connection writes whatever
   the outbox holds with ``writelines`` and waits for ``drain``, so a slow
   peer fills its own outbox and nobody else's.
+- *Direct write.* The common case skips the outbox and the writer task:
+  when the peer is connected, its outbox is empty and the socket's write
+  buffer is under its high-water mark, ``send`` writes the frame to the
+  socket at once (a task wake-up per message saved). Never while frames are
+  queued, so a peer gets its frames in ``send`` order either way.
 - *Reconnect.* The dial loop retries with capped exponential backoff
   (``connect_backoff_s = (first, cap)``) and jitter (a delay is drawn in
   ``[d/2, d]``), so restarted clusters do not reconnect in lockstep.
@@ -37,6 +42,12 @@ Theory of operation:
   envelopes; when it is full the connections stop reading (TCP back-pressure
   on the senders) until ``receive`` makes room. Messages to self are dropped
   instead (``stats.dropped_inbox``): ``send`` never waits.
+- *Receiver.* ``set_receiver(callback)`` (the optional push path of
+  transport/base.py) bypasses the inbox: each connection's reader calls the
+  callback with every envelope it decodes, in arrival order; messages to
+  self reach it from the event loop (``call_soon``), never from inside
+  ``send``. The callback's owner bounds what it queues (the node driver
+  drops and counts beyond its ``inbox_max``).
 - *TLS.* ``ssl_server`` and ``ssl_client`` (both or neither) wrap the
   listener and the dials; the handshake above runs inside TLS.
 
@@ -73,6 +84,7 @@ from .auth import (
     proof,
     verify_proof,
 )
+from .base import Receiver
 from .frames import FRAME_BYTES_MAX_DEFAULT, FrameDecoder, encode_frame
 
 __all__ = [
@@ -207,6 +219,10 @@ class _Link:
         self.session: asyncio.Task[None] | None = None
         self.dial_task: asyncio.Task[None] | None = None
         self.connected = False
+        #: The current connection's socket while ``send`` may write to it
+        #: directly (set and cleared by the session), and its high-water mark.
+        self.socket: asyncio.WriteTransport | None = None
+        self.high_water = 0
         self.connects = 0
 
 
@@ -286,6 +302,7 @@ class TcpTransport:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._room = asyncio.Event()
         self._room.set()
+        self._receiver: Receiver | None = None
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()  # accepted connections
         self._handshaking = 0
@@ -368,7 +385,12 @@ class TcpTransport:
         stats = self._stats
         dst = envelope.dst
         if dst == self._node_id:
-            if len(self._inbox) >= self._inbox_max:
+            if self._receiver is not None:
+                # Not from inside send (the caller may not expect re-entry);
+                # call_soon keeps messages to self in send order.
+                stats.looped_back += 1
+                asyncio.get_running_loop().call_soon(self._loop_back, envelope)
+            elif len(self._inbox) >= self._inbox_max:
                 stats.dropped_inbox += 1
             else:
                 self._inbox.append(envelope)
@@ -401,11 +423,38 @@ class TcpTransport:
             )
             return
         outbox = link.outbox
+        sock = link.socket
+        if (
+            sock is not None
+            and not outbox
+            and not sock.is_closing()
+            and sock.get_write_buffer_size() < link.high_water
+        ):
+            # Nothing queued before it, so order holds; the socket buffer has
+            # room, so this cannot bypass the writer's back-pressure.
+            sock.write(encode_frame(payload))
+            stats.sent += 1
+            self._changed.set()
+            return
         if len(outbox) == outbox.maxlen:
             stats.dropped_outbox += 1  # the append below pushes the oldest out
             self._changed.set()
         outbox.append(encode_frame(payload))
         link.has_frames.set()
+
+    def set_receiver(self, receiver: Receiver | None) -> None:
+        """Push each arriving envelope to ``receiver`` instead of the inbox (``None``: undo).
+
+        Envelopes already in the inbox are handed to ``receiver`` first, in
+        order, before this returns. See transport/base.py for the contract.
+        """
+        self._receiver = receiver
+        if receiver is None or self._closed:
+            return
+        inbox = self._inbox
+        while inbox and self._receiver is receiver:
+            receiver(inbox.popleft())
+        self._room.set()
 
     async def receive(self) -> Envelope:
         """The next envelope from any peer (or self), waiting if there is none.
@@ -471,16 +520,33 @@ class TcpTransport:
                 waiter.set_result(None)
                 return
 
+    def _loop_back(self, envelope: Envelope) -> None:
+        if self._closed:
+            return
+        receiver = self._receiver
+        if receiver is not None:
+            receiver(envelope)
+        elif len(self._inbox) >= self._inbox_max:
+            self._stats.dropped_inbox += 1  # the receiver was unset meanwhile
+            self._changed.set()
+        else:
+            self._inbox.append(envelope)
+            self._wake_one()
+
     async def _arrive(self, envelope: Envelope) -> None:
-        while len(self._inbox) >= self._inbox_max and not self._closed:
+        while self._receiver is None and len(self._inbox) >= self._inbox_max and not self._closed:
             self._room.clear()
             await self._room.wait()
         if self._closed:
             return
-        self._inbox.append(envelope)
         self._stats.received += 1
-        self._wake_one()
         self._changed.set()
+        receiver = self._receiver
+        if receiver is not None:  # set while this reader waited for room
+            receiver(envelope)
+            return
+        self._inbox.append(envelope)
+        self._wake_one()
 
     def _jitter(self, delay_s: float) -> float:
         return delay_s * (0.5 + 0.5 * self._rng.random())
@@ -617,12 +683,17 @@ class TcpTransport:
             self._stats.reconnects += 1
         self._changed.set()
         log.info("%s: connected to %s (%s)", self._node_id, link.peer, stream.name)
+        sock = stream.writer.transport
+        link.socket = sock
+        link.high_water = sock.get_write_buffer_limits()[1]
         loop = asyncio.get_running_loop()
         reading = loop.create_task(self._read_loop(link, stream))
         writing = loop.create_task(self._write_loop(link, stream))
         try:
             await asyncio.wait({reading, writing}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            if link.socket is sock:
+                link.socket = None  # from now on send queues, for the next connection
             reading.cancel()
             writing.cancel()
             stream.abort()
@@ -666,7 +737,14 @@ class TcpTransport:
                     message.sender,
                 )
                 continue
-            await self._arrive(Envelope(me, message))
+            receiver = self._receiver
+            if receiver is None:
+                await self._arrive(Envelope(me, message))
+            elif not self._closed:
+                # The push path: no inbox, no wake-up of a receive() task.
+                stats.received += 1
+                self._changed.set()
+                receiver(Envelope(me, message))
 
     async def _write_loop(self, link: _Link, stream: _FrameStream) -> None:
         outbox, has_frames, writer = link.outbox, link.has_frames, stream.writer
