@@ -65,9 +65,10 @@ import ssl
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from ..codec import decode_message, encode_message
-from ..core.messages import Envelope
+from ..core.messages import Envelope, Message
 from ..errors import ConfigurationError, DecodeError, NotRunningError, TransportClosedError
 from .auth import (
     HANDSHAKE_FRAME_BYTES_MAX,
@@ -206,6 +207,112 @@ class _FrameStream:
             self.writer.transport.abort()
 
 
+class _SessionReader(asyncio.Protocol):
+    """The read side of an authenticated connection: its socket's protocol after the handshake.
+
+    ``data_received`` feeds the frame decoder and hands each message on at
+    once, in arrival order: no task wakes up per read. The handshake ran on
+    the stream; ``attach`` takes the socket over with the bytes the stream
+    read past it. The write side stays the stream's: flow-control calls are
+    passed to the stream's protocol, which ``drain`` relies on. While the
+    inbox is full (and no receiver is set) the socket stops reading, the
+    rest stays in the decoder, and ``pump`` resumes when there is room.
+    """
+
+    def __init__(self, owner: TcpTransport, peer: str, stream: _FrameStream) -> None:
+        self._owner = owner
+        self._peer = peer
+        self._stream = stream
+        self._decoder = stream.decoder
+        # A StreamWriter's transport reads too (typeshed types it WriteTransport).
+        self._sock = cast(asyncio.Transport, stream.writer.transport)
+        self._flow = self._sock.get_protocol()
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._error: BaseException | None = None
+        self._active = True
+        self._paused = False
+
+    def attach(self) -> None:
+        reader = self._stream.reader
+        self._sock.set_protocol(self)
+        # What the stream read past the handshake (asyncio keeps no public
+        # way to take it without a read); then reading is ours.
+        buffered: bytearray | None = getattr(reader, "_buffer", None)
+        if buffered:
+            data = bytes(buffered)
+            buffered.clear()
+            self.data_received(data)
+        else:
+            self.pump()  # the decoder may hold whole frames already
+        if reader.exception() is not None or reader.at_eof():
+            self._end(ConnectionResetError("the peer closed the connection"))
+        elif not self._paused:
+            self._sock.resume_reading()  # the stream may have paused it; a no-op otherwise
+
+    def detach(self) -> BaseException | None:
+        """Stop delivering (the session ends); the error that ended it, if any."""
+        self._active = False
+        self._owner._paused.discard(self)
+        if not self.done.done():
+            self.done.set_result(None)
+        return self._error
+
+    def _end(self, error: BaseException) -> None:
+        if self._active and not self.done.done():
+            self._error = error
+            self._active = False
+            self._owner._paused.discard(self)
+            self.done.set_result(None)
+
+    def pump(self) -> None:
+        """Deliver the decoded frames while there is room; pause the socket if not."""
+        owner, decoder, peer = self._owner, self._decoder, self._peer
+        try:
+            while self._active and not owner._closed:
+                if not owner._has_room():
+                    if not self._paused:
+                        self._paused = True
+                        owner._paused.add(self)
+                        self._sock.pause_reading()
+                    return
+                payload = decoder.next_payload()
+                if payload is None:
+                    break
+                owner._deliver(peer, decode_message(payload))
+        except Exception as e:  # DecodeError, or a receiver's bug: close this connection
+            self._end(e)
+            return
+        if self._paused:
+            self._paused = False
+            owner._paused.discard(self)
+            if self._active:
+                self._sock.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._active:
+            return
+        try:
+            self._decoder.feed(data)
+        except DecodeError as e:
+            self._end(e)
+            return
+        self.pump()
+
+    def eof_received(self) -> bool:
+        self._end(ConnectionResetError("the peer closed the connection"))
+        return False  # close the socket
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._flow.connection_lost(exc)  # wakes a drain() waiting on the write side
+        self._end(exc or ConnectionResetError("connection lost"))
+
+    def pause_writing(self) -> None:
+        self._flow.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._flow.resume_writing()
+
+
 class _Link:
     """What a node keeps for one peer: the outbox and the current connection."""
 
@@ -300,8 +407,8 @@ class TcpTransport:
         self._changed = asyncio.Event()
         self._inbox: deque[Envelope] = deque()
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._room = asyncio.Event()
-        self._room.set()
+        #: Connections that stopped reading because the inbox was full.
+        self._paused: set[_SessionReader] = set()
         self._receiver: Receiver | None = None
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()  # accepted connections
@@ -454,7 +561,7 @@ class TcpTransport:
         inbox = self._inbox
         while inbox and self._receiver is receiver:
             receiver(inbox.popleft())
-        self._room.set()
+        self._resume_readers()
 
     async def receive(self) -> Envelope:
         """The next envelope from any peer (or self), waiting if there is none.
@@ -467,8 +574,8 @@ class TcpTransport:
                 raise TransportClosedError(f"transport {self._node_id!r} is closed")
             if self._inbox:
                 envelope = self._inbox.popleft()
-                if len(self._inbox) < self._inbox_max:
-                    self._room.set()
+                if self._paused:
+                    self._resume_readers()
                 return envelope
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
@@ -494,7 +601,7 @@ class TcpTransport:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-        self._room.set()  # readers blocked on a full inbox wake up, then get cancelled
+        self._paused.clear()  # their sessions are cancelled below
         server, self._server = self._server, None
         if server is not None:
             server.close()
@@ -533,20 +640,39 @@ class TcpTransport:
             self._inbox.append(envelope)
             self._wake_one()
 
-    async def _arrive(self, envelope: Envelope) -> None:
-        while self._receiver is None and len(self._inbox) >= self._inbox_max and not self._closed:
-            self._room.clear()
-            await self._room.wait()
-        if self._closed:
+    def _has_room(self) -> bool:
+        """Whether a connection may hand over one more envelope now."""
+        return self._receiver is not None or len(self._inbox) < self._inbox_max
+
+    def _resume_readers(self) -> None:
+        for reader in list(self._paused):
+            if not self._has_room():
+                return
+            reader.pump()
+
+    def _deliver(self, peer: str, message: Message) -> None:
+        """Hand a message from ``peer``'s connection to the receiver or the inbox (room checked)."""
+        if message.sender != peer:
+            self._stats.bad_senders += 1
+            self._changed.set()
+            log.warning(
+                "%s: dropped a %s from %s claiming sender %r",
+                self._node_id,
+                type(message).__name__,
+                peer,
+                message.sender,
+            )
             return
+        envelope = Envelope(self._node_id, message)
         self._stats.received += 1
         self._changed.set()
         receiver = self._receiver
-        if receiver is not None:  # set while this reader waited for room
+        if receiver is not None:
+            # The push path: no inbox, no wake-up of a receive() task.
             receiver(envelope)
-            return
-        self._inbox.append(envelope)
-        self._wake_one()
+        else:
+            self._inbox.append(envelope)
+            self._wake_one()
 
     def _jitter(self, delay_s: float) -> float:
         return delay_s * (0.5 + 0.5 * self._rng.random())
@@ -687,27 +813,30 @@ class TcpTransport:
         link.socket = sock
         link.high_water = sock.get_write_buffer_limits()[1]
         loop = asyncio.get_running_loop()
-        reading = loop.create_task(self._read_loop(link, stream))
+        reader = _SessionReader(self, link.peer, stream)
         writing = loop.create_task(self._write_loop(link, stream))
         try:
-            await asyncio.wait({reading, writing}, return_when=asyncio.FIRST_COMPLETED)
+            reader.attach()
+            await asyncio.wait({reader.done, writing}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if link.socket is sock:
                 link.socket = None  # from now on send queues, for the next connection
-            reading.cancel()
+            error = reader.detach()
             writing.cancel()
             stream.abort()
-            await asyncio.wait({reading, writing})
-            for task in (reading, writing):
-                if not task.cancelled():
-                    self._log_session_end(link, stream, task)
+            await asyncio.wait({writing})
+            if error is not None:
+                self._log_session_end(link, stream, error)
+            if not writing.cancelled():
+                self._log_session_end(link, stream, writing.exception())
             if link.session is asyncio.current_task():
                 link.session = None
                 link.connected = False
             self._changed.set()
 
-    def _log_session_end(self, link: _Link, stream: _FrameStream, task: asyncio.Task[None]) -> None:
-        error = task.exception()
+    def _log_session_end(
+        self, link: _Link, stream: _FrameStream, error: BaseException | None
+    ) -> None:
         if isinstance(error, DecodeError):
             self._stats.bad_frames += 1
             log.warning(
@@ -721,30 +850,6 @@ class TcpTransport:
             log.info("%s: lost %s (%s): %s", self._node_id, link.peer, stream.name, error)
         elif error is not None:  # pragma: no cover - a bug here: say so, keep the node up
             log.error("%s: connection to %s failed", self._node_id, link.peer, exc_info=error)
-
-    async def _read_loop(self, link: _Link, stream: _FrameStream) -> None:
-        me, peer, stats = self._node_id, link.peer, self._stats
-        while True:
-            message = decode_message(await stream.read())
-            if message.sender != peer:
-                stats.bad_senders += 1
-                self._changed.set()
-                log.warning(
-                    "%s: dropped a %s from %s claiming sender %r",
-                    me,
-                    type(message).__name__,
-                    peer,
-                    message.sender,
-                )
-                continue
-            receiver = self._receiver
-            if receiver is None:
-                await self._arrive(Envelope(me, message))
-            elif not self._closed:
-                # The push path: no inbox, no wake-up of a receive() task.
-                stats.received += 1
-                self._changed.set()
-                receiver(Envelope(me, message))
 
     async def _write_loop(self, link: _Link, stream: _FrameStream) -> None:
         outbox, has_frames, writer = link.outbox, link.has_frames, stream.writer
