@@ -771,3 +771,44 @@ async def test_no_receiver_call_after_close() -> None:
         assert got == []
     finally:
         await close_all(ts.values())
+
+
+def test_tls_direct_writes_and_the_push_path_on_uvloop(
+    tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    """uvloop's transports (plain and TLS) take the protocol switch after the handshake."""
+    uvloop = pytest.importorskip("uvloop")
+    server, client = tls_contexts
+
+    async def scenario(tls: bool) -> None:
+        if tls:
+            _, ts = await start_cluster("ab", ssl_server=server, ssl_client=client)
+        else:
+            _, ts = await start_cluster("ab")
+        a, b = ts["a"], ts["b"]
+        try:
+            await exchange(a, b, 1)
+            got: list[Envelope] = []
+            b.set_receiver(got.append)
+            sends = 0
+            big = Envelope("b", accept_of("a", 64 << 10))
+            for _ in range(500):
+                if a.outbox_len("b"):
+                    break
+                a.send(big)
+                sends += 1
+            for n in range(10):
+                a.send(envelope("a", "b", n))
+            await until(b, lambda s: s.received == 1 + sends + 10)
+            assert commits(got[sends:]) == list(range(10))
+            b.set_receiver(None)
+            await exchange(a, b, 2)
+        finally:
+            await close_all(ts.values())
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(scenario(tls=False))
+        loop.run_until_complete(scenario(tls=True))
+    finally:
+        loop.close()

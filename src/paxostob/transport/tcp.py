@@ -42,6 +42,10 @@ Theory of operation:
   envelopes; when it is full the connections stop reading (TCP back-pressure
   on the senders) until ``receive`` makes room. Messages to self are dropped
   instead (``stats.dropped_inbox``): ``send`` never waits.
+- *Reading.* After the handshake (run on asyncio streams, inside TLS if
+  any) the socket's protocol becomes ``_SessionReader``: ``data_received``
+  decodes the frames and hands each message on at once, with no task per
+  read. A full inbox pauses the socket's reading until there is room.
 - *Receiver.* ``set_receiver(callback)`` (the optional push path of
   transport/base.py) bypasses the inbox: each connection's reader calls the
   callback with every envelope it decodes, in arrival order; messages to
@@ -132,6 +136,7 @@ class TcpStats:
 
     ``sent``: frames handed to peer connections. ``looped_back``: messages to
     self put in the inbox. ``received``: envelopes from peers put in the inbox.
+    (With ``set_receiver``, "put in the inbox" means handed to the receiver.)
     Drops by ``send``: ``dropped_outbox`` (the oldest frame of a full outbox),
     ``dropped_unknown_dst``, ``dropped_too_large`` (larger than
     ``frame_bytes_max`` or not encodable), ``dropped_inbox`` (to self, inbox
