@@ -683,7 +683,8 @@ async def test_direct_writes_never_overtake_queued_frames() -> None:
         a.send(envelope("a", "b", 0))
         assert (a.outbox_len("b"), a.stats.sent) == (0, 1), "connected and idle: written at once"
         # b reads nothing while this test runs without awaiting (one event loop), so
-        # the socket buffers fill up and later frames must queue in the outbox.
+        # the socket buffer (with this pass's direct frames) reaches its high-water
+        # mark and later frames must queue in the outbox.
         sends = 1
         big = Envelope("b", accept_of("a", 64 << 10))
         for _ in range(500):  # 32 MiB: far above any loopback socket's buffers
