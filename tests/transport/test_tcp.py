@@ -670,3 +670,146 @@ async def test_three_tob_nodes_over_tcp_deliver_one_sequence() -> None:
     )
     assert [d.slot for d in sequences[0]] == sorted({d.slot for d in sequences[0]})
     assert all(t.stats.bad_frames == t.stats.auth_failures == 0 for t in ts.values())
+
+
+# ------------------------------------------------------- direct writes and the push path
+
+
+async def test_direct_writes_never_overtake_queued_frames() -> None:
+    _, ts = await start_cluster("ab")
+    a, b = ts["a"], ts["b"]
+    try:
+        await until_connected(a, ["b"])
+        a.send(envelope("a", "b", 0))
+        assert (a.outbox_len("b"), a.stats.sent) == (0, 1), "connected and idle: written at once"
+        # b reads nothing while this test runs without awaiting (one event loop), so
+        # the socket buffer (with this pass's direct frames) reaches its high-water
+        # mark and later frames must queue in the outbox.
+        sends = 1
+        big = Envelope("b", accept_of("a", 64 << 10))
+        for _ in range(500):  # 32 MiB: far above any loopback socket's buffers
+            if a.outbox_len("b"):
+                break
+            a.send(big)
+            sends += 1
+        assert a.outbox_len("b") > 0, "the socket never pushed back"
+        for n in range(1, 51):  # queued behind the big frames: none may be written first
+            a.send(envelope("a", "b", n))
+            sends += 1
+        got = await receive_n(b, sends)
+        heartbeats = [e for e in got if isinstance(e.message, Heartbeat)]
+        assert commits(heartbeats) == list(range(51)), "per-peer order held"
+        assert got[-50:] == heartbeats[-50:], "nothing queued was overtaken"
+        assert (a.stats.sent, a.stats.dropped_outbox) == (sends, 0)
+        a.send(envelope("a", "b", 51))  # drained: the direct path again
+        assert a.outbox_len("b") == 0
+        assert commits(await receive_n(b, 1)) == [51]
+    finally:
+        await close_all(ts.values())
+
+
+async def test_a_receiver_gets_every_envelope_in_order_then_receive_again() -> None:
+    _, ts = await start_cluster("ab")
+    a, b = ts["a"], ts["b"]
+    try:
+        for n in range(5):
+            a.send(envelope("a", "b", n))
+        await until(b, lambda s: s.received == 5)  # waiting in the inbox
+        got: list[Envelope] = []
+        fence: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def receiver(e: Envelope) -> None:
+            got.append(e)
+            if commits([e]) == [1000] and not fence.done():
+                fence.set_result(None)
+
+        b.set_receiver(receiver)
+        assert commits(got) == list(range(5)), "the inbox is handed over first, in order"
+        for n in range(5, 200):
+            a.send(envelope("a", "b", n))
+        await until(b, lambda s: s.received == 200)
+        assert commits(got) == list(range(200))
+        b.send(envelope("b", "b", 1000))  # to self: from the loop, never inside send
+        assert len(got) == 200
+        async with asyncio.timeout(WAIT_S):
+            await fence
+        assert commits(got[200:]) == [1000] and b.stats.looped_back == 1
+        b.set_receiver(None)
+        a.send(envelope("a", "b", 300))
+        assert commits(await receive_n(b, 1)) == [300], "receive() works again"
+        assert len(got) == 201
+    finally:
+        await close_all(ts.values())
+
+
+async def test_a_receiver_set_while_a_reader_waits_for_room_gets_the_rest() -> None:
+    _, ts = await start_cluster("ab", inbox_max=3)
+    a, b = ts["a"], ts["b"]
+    try:
+        for n in range(10):
+            a.send(envelope("a", "b", n))
+        await until(b, lambda s: s.received == 3)  # full: b's reader waits for room
+        got: list[Envelope] = []
+        b.set_receiver(got.append)
+        await until(b, lambda s: s.received == 10)
+        assert commits(got) == list(range(10))
+    finally:
+        await close_all(ts.values())
+
+
+async def test_no_receiver_call_after_close() -> None:
+    _, ts = await start_cluster("ab")
+    a, b = ts["a"], ts["b"]
+    try:
+        got: list[Envelope] = []
+        b.set_receiver(got.append)
+        b.send(envelope("b", "b", 1))  # its delivery is pending on the loop
+        await b.close()
+        assert got == []
+        b.set_receiver(got.append)  # harmless on a closed transport
+        a.send(envelope("a", "b", 2))
+        await until_disconnected(a, "b")
+        assert got == []
+    finally:
+        await close_all(ts.values())
+
+
+def test_tls_direct_writes_and_the_push_path_on_uvloop(
+    tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    """uvloop's transports (plain and TLS) take the protocol switch after the handshake."""
+    uvloop = pytest.importorskip("uvloop")
+    server, client = tls_contexts
+
+    async def scenario(tls: bool) -> None:
+        if tls:
+            _, ts = await start_cluster("ab", ssl_server=server, ssl_client=client)
+        else:
+            _, ts = await start_cluster("ab")
+        a, b = ts["a"], ts["b"]
+        try:
+            await exchange(a, b, 1)
+            got: list[Envelope] = []
+            b.set_receiver(got.append)
+            sends = 0
+            big = Envelope("b", accept_of("a", 64 << 10))
+            for _ in range(500):
+                if a.outbox_len("b"):
+                    break
+                a.send(big)
+                sends += 1
+            for n in range(10):
+                a.send(envelope("a", "b", n))
+            await until(b, lambda s: s.received == 1 + sends + 10)
+            assert commits(got[sends:]) == list(range(10))
+            b.set_receiver(None)
+            await exchange(a, b, 2)
+        finally:
+            await close_all(ts.values())
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(scenario(tls=False))
+        loop.run_until_complete(scenario(tls=True))
+    finally:
+        loop.close()

@@ -22,7 +22,10 @@ queued before it completes at once; without storage every Ready does.
 
 Several protocol instances may share one transport (a ``Consensus`` per
 instance name and a ``TotalOrderBroadcast``): the ``Mux`` reads the transport
-once and routes each envelope by ``message.instance``. Messages for an
+once and routes each envelope by ``message.instance``. A transport with the
+optional ``set_receiver`` (transport/base.py) pushes envelopes straight to
+the Mux's router, saving a task switch per message; others are read by a task
+looping on ``receive()``. Messages for an
 instance nobody attached are dropped and counted — Paxos tolerates loss, and
 late learners ask their peers.
 """
@@ -63,6 +66,8 @@ class Mux:
         self.transport = transport
         self._handlers: dict[str, Callable[[Envelope], None]] = {}
         self._task: asyncio.Task[None] | None = None
+        #: True while the transport pushes to ``_route`` (``set_receiver``).
+        self._pushed = False
         self.unrouted = 0
 
     @classmethod
@@ -75,8 +80,13 @@ class Mux:
         if instance in mux._handlers:
             raise ConfigurationError(f"instance {instance!r} is already running on this transport")
         mux._handlers[instance] = handler
-        if mux._task is None:
-            mux._task = asyncio.get_running_loop().create_task(mux._read())
+        if mux._task is None and not mux._pushed:
+            set_receiver = getattr(transport, "set_receiver", None)
+            if callable(set_receiver):
+                set_receiver(mux._route)
+                mux._pushed = True
+            else:
+                mux._task = asyncio.get_running_loop().create_task(mux._read())
         return mux
 
     def detach(self, instance: str) -> None:
@@ -85,21 +95,27 @@ class Mux:
             if self._task is not None:
                 self._task.cancel()
                 self._task = None
+            if self._pushed:
+                self._pushed = False
+                self.transport.set_receiver(None)  # type: ignore[attr-defined]
             self._muxes.pop(id(self.transport), None)
+
+    def _route(self, envelope: Envelope) -> None:
+        handler = self._handlers.get(envelope.message.instance)
+        if handler is None:
+            self.unrouted += 1
+        else:
+            handler(envelope)
 
     async def _read(self) -> None:
         receive = self.transport.receive
-        handlers = self._handlers
+        route = self._route
         while True:
             try:
                 envelope = await receive()
             except TransportClosedError:
                 return  # the node crashed (or was closed): nothing more arrives
-            handler = handlers.get(envelope.message.instance)
-            if handler is None:
-                self.unrouted += 1
-            else:
-                handler(envelope)
+            route(envelope)
 
 
 _SaveItem = tuple[Callable[[Ready], None], Ready, "asyncio.Future[None]"]

@@ -14,15 +14,31 @@ Guarantees a transport gives (and the conformance suite checks):
 
 Envelopes are delivered intact: a transport never hands the core a message it
 could not fully decode (bad frames are dropped and counted at the boundary).
+
+Optional push delivery (``SupportsReceiver``): a transport may also offer
+``set_receiver(callback)``. While a callback is set, every envelope that
+would have gone to ``receive()`` is handed to it instead, synchronously, one
+at a time, in the order the transport got them (per peer: arrival order),
+from the event loop's thread; envelopes already waiting for ``receive()``
+are handed over first, at the call. ``set_receiver(None)`` goes back to
+``receive()``. No callback is made after ``close()``. The callback must not
+block; it owns the bounding of whatever it queues (the transport's inbox
+bound no longer applies to pushed envelopes). It saves one task switch per
+message over a task looping on ``receive()``; users find it with
+``getattr`` and fall back to ``receive()`` (``MemoryNetwork`` offers only that).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from ..core.messages import Envelope
 
-__all__ = ["Transport"]
+__all__ = ["Receiver", "SupportsReceiver", "Transport"]
+
+#: What ``set_receiver`` takes: called with each envelope as it arrives.
+Receiver = Callable[[Envelope], None]
 
 
 @runtime_checkable
@@ -42,4 +58,13 @@ class Transport(Protocol):
 
     async def close(self) -> None:
         """Stop sending and receiving; idempotent."""
+        ...
+
+
+@runtime_checkable
+class SupportsReceiver(Protocol):
+    """The optional push path (see the module docstring)."""
+
+    def set_receiver(self, receiver: Receiver | None) -> None:
+        """Hand each arriving envelope to ``receiver`` (None: back to ``receive()``)."""
         ...

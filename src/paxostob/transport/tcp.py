@@ -29,6 +29,15 @@ Theory of operation:
   (Paxos tolerates loss). One writer task per connection writes whatever
   the outbox holds with ``writelines`` and waits for ``drain``, so a slow
   peer fills its own outbox and nobody else's.
+- *Direct write.* The common case skips the outbox and the writer task:
+  when the peer is connected, its outbox is empty and the socket's write
+  buffer (plus what this path holds) is under its high-water mark, ``send``
+  puts the frame in the link's ``pending`` list, and the frames sent in one
+  event-loop pass are written at its end with one ``writelines`` (a task
+  wake-up per message saved, and one syscall per pass instead of one per
+  frame). Never while frames are queued in the outbox, and the writer
+  writes ``pending`` before the outbox, so a peer gets its frames in
+  ``send`` order either way.
 - *Reconnect.* The dial loop retries with capped exponential backoff
   (``connect_backoff_s = (first, cap)``) and jitter (a delay is drawn in
   ``[d/2, d]``), so restarted clusters do not reconnect in lockstep.
@@ -37,6 +46,16 @@ Theory of operation:
   envelopes; when it is full the connections stop reading (TCP back-pressure
   on the senders) until ``receive`` makes room. Messages to self are dropped
   instead (``stats.dropped_inbox``): ``send`` never waits.
+- *Reading.* After the handshake (run on asyncio streams, inside TLS if
+  any) the socket's protocol becomes ``_SessionReader``: ``data_received``
+  decodes the frames and hands each message on at once, with no task per
+  read. A full inbox pauses the socket's reading until there is room.
+- *Receiver.* ``set_receiver(callback)`` (the optional push path of
+  transport/base.py) bypasses the inbox: each connection's reader calls the
+  callback with every envelope it decodes, in arrival order; messages to
+  self reach it from the event loop (``call_soon``), never from inside
+  ``send``. The callback's owner bounds what it queues (the node driver
+  drops and counts beyond its ``inbox_max``).
 - *TLS.* ``ssl_server`` and ``ssl_client`` (both or neither) wrap the
   listener and the dials; the handshake above runs inside TLS.
 
@@ -54,9 +73,10 @@ import ssl
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from ..codec import decode_message, encode_message
-from ..core.messages import Envelope
+from ..core.messages import Envelope, Message
 from ..errors import ConfigurationError, DecodeError, NotRunningError, TransportClosedError
 from .auth import (
     HANDSHAKE_FRAME_BYTES_MAX,
@@ -73,6 +93,7 @@ from .auth import (
     proof,
     verify_proof,
 )
+from .base import Receiver
 from .frames import FRAME_BYTES_MAX_DEFAULT, FrameDecoder, encode_frame
 
 __all__ = [
@@ -119,6 +140,7 @@ class TcpStats:
 
     ``sent``: frames handed to peer connections. ``looped_back``: messages to
     self put in the inbox. ``received``: envelopes from peers put in the inbox.
+    (With ``set_receiver``, "put in the inbox" means handed to the receiver.)
     Drops by ``send``: ``dropped_outbox`` (the oldest frame of a full outbox),
     ``dropped_unknown_dst``, ``dropped_too_large`` (larger than
     ``frame_bytes_max`` or not encodable), ``dropped_inbox`` (to self, inbox
@@ -194,6 +216,112 @@ class _FrameStream:
             self.writer.transport.abort()
 
 
+class _SessionReader(asyncio.Protocol):
+    """The read side of an authenticated connection: its socket's protocol after the handshake.
+
+    ``data_received`` feeds the frame decoder and hands each message on at
+    once, in arrival order: no task wakes up per read. The handshake ran on
+    the stream; ``attach`` takes the socket over with the bytes the stream
+    read past it. The write side stays the stream's: flow-control calls are
+    passed to the stream's protocol, which ``drain`` relies on. While the
+    inbox is full (and no receiver is set) the socket stops reading, the
+    rest stays in the decoder, and ``pump`` resumes when there is room.
+    """
+
+    def __init__(self, owner: TcpTransport, peer: str, stream: _FrameStream) -> None:
+        self._owner = owner
+        self._peer = peer
+        self._stream = stream
+        self._decoder = stream.decoder
+        # A StreamWriter's transport reads too (typeshed types it WriteTransport).
+        self._sock = cast(asyncio.Transport, stream.writer.transport)
+        self._flow = self._sock.get_protocol()
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._error: BaseException | None = None
+        self._active = True
+        self._paused = False
+
+    def attach(self) -> None:
+        reader = self._stream.reader
+        self._sock.set_protocol(self)
+        # What the stream read past the handshake (asyncio keeps no public
+        # way to take it without a read); then reading is ours.
+        buffered: bytearray | None = getattr(reader, "_buffer", None)
+        if buffered:
+            data = bytes(buffered)
+            buffered.clear()
+            self.data_received(data)
+        else:
+            self.pump()  # the decoder may hold whole frames already
+        if reader.exception() is not None or reader.at_eof():
+            self._end(ConnectionResetError("the peer closed the connection"))
+        elif not self._paused:
+            self._sock.resume_reading()  # the stream may have paused it; a no-op otherwise
+
+    def detach(self) -> BaseException | None:
+        """Stop delivering (the session ends); the error that ended it, if any."""
+        self._active = False
+        self._owner._paused.discard(self)
+        if not self.done.done():
+            self.done.set_result(None)
+        return self._error
+
+    def _end(self, error: BaseException) -> None:
+        if self._active and not self.done.done():
+            self._error = error
+            self._active = False
+            self._owner._paused.discard(self)
+            self.done.set_result(None)
+
+    def pump(self) -> None:
+        """Deliver the decoded frames while there is room; pause the socket if not."""
+        owner, decoder, peer = self._owner, self._decoder, self._peer
+        try:
+            while self._active and not owner._closed:
+                if not owner._has_room():
+                    if not self._paused:
+                        self._paused = True
+                        owner._paused.add(self)
+                        self._sock.pause_reading()
+                    return
+                payload = decoder.next_payload()
+                if payload is None:
+                    break
+                owner._deliver(peer, decode_message(payload))
+        except Exception as e:  # DecodeError, or a receiver's bug: close this connection
+            self._end(e)
+            return
+        if self._paused:
+            self._paused = False
+            owner._paused.discard(self)
+            if self._active:
+                self._sock.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._active:
+            return
+        try:
+            self._decoder.feed(data)
+        except DecodeError as e:
+            self._end(e)
+            return
+        self.pump()
+
+    def eof_received(self) -> bool:
+        self._end(ConnectionResetError("the peer closed the connection"))
+        return False  # close the socket
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._flow.connection_lost(exc)  # wakes a drain() waiting on the write side
+        self._end(exc or ConnectionResetError("connection lost"))
+
+    def pause_writing(self) -> None:
+        self._flow.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._flow.resume_writing()
+
+
 class _Link:
     """What a node keeps for one peer: the outbox and the current connection."""
 
@@ -207,6 +335,14 @@ class _Link:
         self.session: asyncio.Task[None] | None = None
         self.dial_task: asyncio.Task[None] | None = None
         self.connected = False
+        #: The current connection's socket while ``send`` may write to it
+        #: directly (set and cleared by the session), and its high-water mark.
+        self.socket: asyncio.WriteTransport | None = None
+        self.high_water = 0
+        #: Frames ``send`` took the direct way this loop pass, written
+        #: together at its end (``_flush``) or by the writer before the outbox.
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
         self.connects = 0
 
 
@@ -284,12 +420,15 @@ class TcpTransport:
         self._changed = asyncio.Event()
         self._inbox: deque[Envelope] = deque()
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._room = asyncio.Event()
-        self._room.set()
+        #: Connections that stopped reading because the inbox was full.
+        self._paused: set[_SessionReader] = set()
+        self._receiver: Receiver | None = None
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()  # accepted connections
         self._handshaking = 0
         self._closed = False
+        #: Links with ``pending`` frames; one ``_flush`` is scheduled for them all.
+        self._dirty: list[_Link] = []
 
     # ------------------------------------------------------------------- API
 
@@ -368,7 +507,12 @@ class TcpTransport:
         stats = self._stats
         dst = envelope.dst
         if dst == self._node_id:
-            if len(self._inbox) >= self._inbox_max:
+            if self._receiver is not None:
+                # Not from inside send (the caller may not expect re-entry);
+                # call_soon keeps messages to self in send order.
+                stats.looped_back += 1
+                asyncio.get_running_loop().call_soon(self._loop_back, envelope)
+            elif len(self._inbox) >= self._inbox_max:
                 stats.dropped_inbox += 1
             else:
                 self._inbox.append(envelope)
@@ -401,11 +545,45 @@ class TcpTransport:
             )
             return
         outbox = link.outbox
+        sock = link.socket
+        frame = encode_frame(payload)
+        if (
+            sock is not None
+            and not outbox
+            and not sock.is_closing()
+            and sock.get_write_buffer_size() + link.pending_bytes < link.high_water
+        ):
+            # Nothing queued before it, so order holds; the socket buffer has
+            # room, so this cannot bypass the writer's back-pressure. Frames
+            # sent in one loop pass leave in one writelines (one syscall).
+            if not link.pending:
+                if not self._dirty:
+                    asyncio.get_running_loop().call_soon(self._flush)
+                self._dirty.append(link)
+            link.pending.append(frame)
+            link.pending_bytes += len(frame)
+            stats.sent += 1
+            self._changed.set()
+            return
         if len(outbox) == outbox.maxlen:
             stats.dropped_outbox += 1  # the append below pushes the oldest out
             self._changed.set()
-        outbox.append(encode_frame(payload))
+        outbox.append(frame)
         link.has_frames.set()
+
+    def set_receiver(self, receiver: Receiver | None) -> None:
+        """Push each arriving envelope to ``receiver`` instead of the inbox (``None``: undo).
+
+        Envelopes already in the inbox are handed to ``receiver`` first, in
+        order, before this returns. See transport/base.py for the contract.
+        """
+        self._receiver = receiver
+        if receiver is None or self._closed:
+            return
+        inbox = self._inbox
+        while inbox and self._receiver is receiver:
+            receiver(inbox.popleft())
+        self._resume_readers()
 
     async def receive(self) -> Envelope:
         """The next envelope from any peer (or self), waiting if there is none.
@@ -418,8 +596,8 @@ class TcpTransport:
                 raise TransportClosedError(f"transport {self._node_id!r} is closed")
             if self._inbox:
                 envelope = self._inbox.popleft()
-                if len(self._inbox) < self._inbox_max:
-                    self._room.set()
+                if self._paused:
+                    self._resume_readers()
                 return envelope
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
@@ -445,7 +623,7 @@ class TcpTransport:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-        self._room.set()  # readers blocked on a full inbox wake up, then get cancelled
+        self._paused.clear()  # their sessions are cancelled below
         server, self._server = self._server, None
         if server is not None:
             server.close()
@@ -457,6 +635,8 @@ class TcpTransport:
             await asyncio.wait(tasks)
         for link in self._links.values():
             link.outbox.clear()
+            link.pending = []
+            link.pending_bytes = 0
             link.connected = False
         if server is not None:
             await server.wait_closed()
@@ -471,16 +651,69 @@ class TcpTransport:
                 waiter.set_result(None)
                 return
 
-    async def _arrive(self, envelope: Envelope) -> None:
-        while len(self._inbox) >= self._inbox_max and not self._closed:
-            self._room.clear()
-            await self._room.wait()
+    def _loop_back(self, envelope: Envelope) -> None:
         if self._closed:
             return
-        self._inbox.append(envelope)
+        receiver = self._receiver
+        if receiver is not None:
+            receiver(envelope)
+        elif len(self._inbox) >= self._inbox_max:
+            self._stats.dropped_inbox += 1  # the receiver was unset meanwhile
+            self._changed.set()
+        else:
+            self._inbox.append(envelope)
+            self._wake_one()
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for link in dirty:
+            self._flush_link(link)
+
+    def _flush_link(self, link: _Link) -> None:
+        pending = link.pending
+        if not pending:
+            return
+        link.pending = []
+        link.pending_bytes = 0
+        sock = link.socket
+        if sock is not None and not sock.is_closing():
+            sock.writelines(pending)
+        # Else the connection broke within this loop pass: the frames are lost
+        # with it, like those its socket buffer held (Paxos tolerates loss).
+
+    def _has_room(self) -> bool:
+        """Whether a connection may hand over one more envelope now."""
+        return self._receiver is not None or len(self._inbox) < self._inbox_max
+
+    def _resume_readers(self) -> None:
+        for reader in list(self._paused):
+            if not self._has_room():
+                return
+            reader.pump()
+
+    def _deliver(self, peer: str, message: Message) -> None:
+        """Hand a message from ``peer``'s connection to the receiver or the inbox (room checked)."""
+        if message.sender != peer:
+            self._stats.bad_senders += 1
+            self._changed.set()
+            log.warning(
+                "%s: dropped a %s from %s claiming sender %r",
+                self._node_id,
+                type(message).__name__,
+                peer,
+                message.sender,
+            )
+            return
+        envelope = Envelope(self._node_id, message)
         self._stats.received += 1
-        self._wake_one()
         self._changed.set()
+        receiver = self._receiver
+        if receiver is not None:
+            # The push path: no inbox, no wake-up of a receive() task.
+            receiver(envelope)
+        else:
+            self._inbox.append(envelope)
+            self._wake_one()
 
     def _jitter(self, delay_s: float) -> float:
         return delay_s * (0.5 + 0.5 * self._rng.random())
@@ -617,26 +850,34 @@ class TcpTransport:
             self._stats.reconnects += 1
         self._changed.set()
         log.info("%s: connected to %s (%s)", self._node_id, link.peer, stream.name)
+        sock = stream.writer.transport
+        link.socket = sock
+        link.high_water = sock.get_write_buffer_limits()[1]
         loop = asyncio.get_running_loop()
-        reading = loop.create_task(self._read_loop(link, stream))
+        reader = _SessionReader(self, link.peer, stream)
         writing = loop.create_task(self._write_loop(link, stream))
         try:
-            await asyncio.wait({reading, writing}, return_when=asyncio.FIRST_COMPLETED)
+            reader.attach()
+            await asyncio.wait({reader.done, writing}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            reading.cancel()
+            if link.socket is sock:
+                link.socket = None  # from now on send queues, for the next connection
+            error = reader.detach()
             writing.cancel()
             stream.abort()
-            await asyncio.wait({reading, writing})
-            for task in (reading, writing):
-                if not task.cancelled():
-                    self._log_session_end(link, stream, task)
+            await asyncio.wait({writing})
+            if error is not None:
+                self._log_session_end(link, stream, error)
+            if not writing.cancelled():
+                self._log_session_end(link, stream, writing.exception())
             if link.session is asyncio.current_task():
                 link.session = None
                 link.connected = False
             self._changed.set()
 
-    def _log_session_end(self, link: _Link, stream: _FrameStream, task: asyncio.Task[None]) -> None:
-        error = task.exception()
+    def _log_session_end(
+        self, link: _Link, stream: _FrameStream, error: BaseException | None
+    ) -> None:
         if isinstance(error, DecodeError):
             self._stats.bad_frames += 1
             log.warning(
@@ -651,23 +892,6 @@ class TcpTransport:
         elif error is not None:  # pragma: no cover - a bug here: say so, keep the node up
             log.error("%s: connection to %s failed", self._node_id, link.peer, exc_info=error)
 
-    async def _read_loop(self, link: _Link, stream: _FrameStream) -> None:
-        me, peer, stats = self._node_id, link.peer, self._stats
-        while True:
-            message = decode_message(await stream.read())
-            if message.sender != peer:
-                stats.bad_senders += 1
-                self._changed.set()
-                log.warning(
-                    "%s: dropped a %s from %s claiming sender %r",
-                    me,
-                    type(message).__name__,
-                    peer,
-                    message.sender,
-                )
-                continue
-            await self._arrive(Envelope(me, message))
-
     async def _write_loop(self, link: _Link, stream: _FrameStream) -> None:
         outbox, has_frames, writer = link.outbox, link.has_frames, stream.writer
         while True:
@@ -675,6 +899,7 @@ class TcpTransport:
                 has_frames.clear()
                 await has_frames.wait()
                 continue
+            self._flush_link(link)  # frames sent the direct way go first
             count = min(len(outbox), WRITE_BATCH_MAX)
             writer.writelines([outbox.popleft() for _ in range(count)])
             self._stats.sent += count
