@@ -22,14 +22,14 @@ import ssl
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgpack  # type: ignore[import-untyped]
 import pytest
 
 from paxostob import Delivery, TotalOrderBroadcast
 from paxostob.codec import encode_message
-from paxostob.core.messages import Accept, Envelope, Heartbeat
+from paxostob.core.messages import Accept, Envelope, Heartbeat, Message
 from paxostob.core.types import Ballot, Proposal, ProposalId
 from paxostob.errors import ConfigurationError, NotRunningError
 from paxostob.transport.auth import (
@@ -44,7 +44,13 @@ from paxostob.transport.auth import (
     verify_proof,
 )
 from paxostob.transport.frames import FrameDecoder, encode_frame
-from paxostob.transport.tcp import TcpStats, TcpTransport, install_uvloop
+from paxostob.transport.tcp import (
+    TcpStats,
+    TcpTransport,
+    _FrameStream,
+    _SessionReader,
+    install_uvloop,
+)
 
 from .conformance import RECEIVE_TIMEOUT_S, TransportConformance, Trio, envelope, receive_n
 
@@ -427,6 +433,88 @@ async def test_a_raw_peer_with_the_secret_is_accepted() -> None:
             await until_connected(b, ["a", "c"])
     finally:
         await close_all(ts.values())
+
+
+async def test_frames_sent_with_the_last_handshake_message_arrive_in_order() -> None:
+    """Bytes the handshake's stream read past its last message are frames, not lost.
+
+    The dialer writes its proof and 600 KiB of messages in one write, so the
+    listener's stream buffers some of them (more than one read takes) before
+    the protocol switch: they must reach ``receive`` first, in order.
+    """
+    members, ts = await start_cluster("abc", running="bc")
+    b = ts["b"]
+
+    def message(i: int) -> Accept:
+        value = (Proposal(ProposalId("a", i), b"x" * 1000),)
+        return Accept("i", "a", Ballot(1, "a"), i + 1, value, 0)
+
+    count = 600
+    try:
+        async with raw_peer(members["b"]) as raw:
+            nonce = new_nonce()
+            raw.send_payload(encode_hello(Hello(CLUSTER, "a", "b", nonce)))
+            theirs = decode_hello(await raw.read_payload())
+            args = (CLUSTER, "a", "b", nonce, theirs.nonce)
+            early = b"".join(encode_frame(encode_message(message(i))) for i in range(count))
+            raw.send_raw(encode_frame(encode_proof(proof(SECRET, "dialer", *args))) + early)
+            verify_proof(proof(SECRET, "listener", *args), decode_proof(await raw.read_payload()))
+            raw.send_payload(encode_message(message(count)))
+            got = await receive_n(b, count + 1)
+            assert [e.message for e in got] == [message(i) for i in range(count + 1)]
+    finally:
+        await close_all(ts.values())
+
+
+async def test_the_session_reader_takes_what_the_stream_buffered_first() -> None:
+    """Bytes in the stream's buffer at the protocol switch come before later arrivals.
+
+    In a node they arrive there only if the socket delivers during an await
+    between the handshake's last read and the switch; here they are put in
+    the buffer by hand, half a frame included, and the rest of that frame and
+    a whole one more arrive on the socket after the switch.
+    """
+    delivered: list[Message] = []
+    all_four = asyncio.Event()
+
+    class Owner:  # the part of TcpTransport the reader calls
+        _closed = False
+        _paused: set[object] = set()  # noqa: RUF012
+
+        def _has_room(self) -> bool:
+            return True
+
+        def _deliver(self, peer: str, message: Message) -> None:
+            delivered.append(message)
+            if len(delivered) == 4:
+                all_four.set()
+
+    frames = [encode_frame(encode_message(envelope("a", "b", i).message)) for i in range(4)]
+    listener_side: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+    listener_side = asyncio.get_running_loop().create_future()
+    server = await asyncio.start_server(
+        lambda r, w: listener_side.set_result((r, w)), "127.0.0.1", 0
+    )
+    port = server.sockets[0].getsockname()[1]
+    _, dialer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await listener_side
+    try:
+        stream = _FrameStream(reader, writer, 1 << 20)
+        stream.decoder.feed(frames[0])  # read by the handshake, not yet decoded
+        buffered = frames[1] + frames[2][:5]
+        reader.feed_data(buffered)  # read from the socket, not yet by the handshake
+        session = _SessionReader(cast(TcpTransport, Owner()), "a", stream)
+        await session.attach()
+        dialer.write(frames[2][5:] + frames[3])
+        async with asyncio.timeout(WAIT_S):
+            await all_four.wait()
+        assert delivered == [envelope("a", "b", i).message for i in range(4)]
+        session.detach()
+    finally:
+        dialer.transport.abort()
+        writer.transport.abort()
+        server.close()
+        await server.wait_closed()
 
 
 # ------------------------------------------------------------------------- bad frames

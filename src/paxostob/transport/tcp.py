@@ -240,22 +240,37 @@ class _SessionReader(asyncio.Protocol):
         self._error: BaseException | None = None
         self._active = True
         self._paused = False
+        #: Arrivals held back while ``attach`` takes the stream's buffer.
+        self._holding: list[bytes] | None = None
 
-    def attach(self) -> None:
+    async def attach(self) -> None:
         reader = self._stream.reader
-        self._sock.set_protocol(self)
-        # What the stream read past the handshake (asyncio keeps no public
-        # way to take it without a read); then reading is ours.
-        buffered: bytearray | None = getattr(reader, "_buffer", None)
-        if buffered:
-            data = bytes(buffered)
-            buffered.clear()
-            self.data_received(data)
-        else:
-            self.pump()  # the decoder may hold whole frames already
         if reader.exception() is not None or reader.at_eof():
+            self._sock.set_protocol(self)
             self._end(ConnectionResetError("the peer closed the connection"))
-        elif not self._paused:
+            return
+        # From here on the socket's bytes come to data_received; those the
+        # stream read past the handshake are taken with public calls only:
+        # ending the stream makes ``read()`` return its buffer without
+        # waiting. Arrivals meanwhile are held back, so the order holds.
+        # (An EOF the stream saw with bytes still buffered is not seen here:
+        # the socket then fails on the next write, which ends the session.)
+        held: list[bytes] = []
+        self._holding = held
+        self._sock.set_protocol(self)
+        reader.feed_eof()
+        try:
+            data = await reader.read()
+        except Exception as e:  # pragma: no cover - the stream saw no error above
+            self._end(e)
+            return
+        finally:
+            self._holding = None
+        for chunk in [data, *held]:
+            if chunk:
+                self.data_received(chunk)
+        self.pump()  # the decoder may hold whole frames already
+        if self._active and not self._paused:
             self._sock.resume_reading()  # the stream may have paused it; a no-op otherwise
 
     def detach(self) -> BaseException | None:
@@ -299,6 +314,9 @@ class _SessionReader(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if not self._active:
+            return
+        if self._holding is not None:
+            self._holding.append(data)
             return
         try:
             self._decoder.feed(data)
@@ -857,7 +875,7 @@ class TcpTransport:
         reader = _SessionReader(self, link.peer, stream)
         writing = loop.create_task(self._write_loop(link, stream))
         try:
-            reader.attach()
+            await reader.attach()
             await asyncio.wait({reader.done, writing}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if link.socket is sock:
