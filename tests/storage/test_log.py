@@ -1,10 +1,13 @@
 """LogStorage: the Storage conformance suite, then torn tails, damage, locking and compaction.
 
 Damage is made the way it happens: the file cut inside its last record, or
-zeros and garbage after it (a crash or power loss mid-append: the only damage
-``open`` tolerates, by cutting it off), and bytes flipped or garbled in the
-header or in a record with valid records after it (bit rot, a bad copy),
-which ``open`` must refuse with a ``StorageError`` naming the file.
+zeros and garbage after it (a crash or power loss mid-append), or an unsynced
+record lost while a later one reached the disk (a power loss writes pages
+back in any order): all written after the last completed sync, the only
+damage ``open`` tolerates, by cutting it off. And bytes flipped or garbled in
+the header or in a record that had been synced, with a valid record after
+it that proves so (bit rot, a bad copy), which ``open`` must refuse with a
+``StorageError`` naming the file. test_log_power_loss.py does both at random.
 """
 
 from __future__ import annotations

@@ -417,7 +417,7 @@ class LogStorage:
         try:
             state, fd = self._load_and_bump(fd, cluster_id, node_id)
         except BaseException:
-            os.close(fd)  # releases the lock; nothing was written
+            os.close(fd)  # releases the lock; a refused open wrote nothing
             raise
         self._fd = fd
         self._ids = (cluster_id, node_id)
