@@ -1,10 +1,13 @@
 """LogStorage: the Storage conformance suite, then torn tails, damage, locking and compaction.
 
 Damage is made the way it happens: the file cut inside its last record, or
-zeros and garbage after it (a crash or power loss mid-append: the only damage
-``open`` tolerates, by cutting it off), and bytes flipped or garbled in the
-header or in a record with valid records after it (bit rot, a bad copy),
-which ``open`` must refuse with a ``StorageError`` naming the file.
+zeros and garbage after it (a crash or power loss mid-append), or an unsynced
+record lost while a later one reached the disk (a power loss writes pages
+back in any order): all written after the last completed sync, the only
+damage ``open`` tolerates, by cutting it off. And bytes flipped or garbled in
+the header or in a record that had been synced, with a valid record after
+it that proves so (bit rot, a bad copy), which ``open`` must refuse with a
+``StorageError`` naming the file. test_log_power_loss.py does both at random.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class TestLogNewObjectConformance(NewObjectConformance):
 # ---------------------------------------------------------------------------- helpers
 
 SLOTS = range(1, 201)
+#: The bytes of a record before its body.
+FRAME = log_module._FRAME.size
 
 
 def populate(data_dir: Path, *, snapshot: bool = True) -> DurableState:
@@ -92,6 +97,23 @@ def record_offsets(path: Path) -> list[int]:
         offsets.append(at)
         at = raw.find(RECORD_MARK, at + 1)
     return offsets
+
+
+def record_end(path: Path, offset: int) -> int:
+    """Where the record starting at ``offset`` ends (from its length field)."""
+    raw = path.read_bytes()
+    return offset + FRAME + int.from_bytes(raw[offset + 4 : offset + 12], "big")
+
+
+def crashed_copy(s: LogStorage, data_dir: Path) -> Path:
+    """``data_dir`` holding the open store's file as ``kill -9`` leaves it (zeros grown ahead too).
+
+    What a process left in the page cache is what the next open reads; ``s``
+    keeps the lock on its own file, so the copy is opened instead.
+    """
+    data_dir.mkdir()
+    (data_dir / FILE_NAME).write_bytes(s.path.read_bytes())
+    return data_dir
 
 
 def write_at(path: Path, offset: int, data: bytes) -> None:
@@ -233,24 +255,25 @@ def test_the_incarnation_survives_compaction(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- torn tails
 
 
-@pytest.mark.parametrize("cut", [1, 5, 16, 17, -1])
+@pytest.mark.parametrize("cut", [1, 5, FRAME - 1, FRAME, FRAME + 1, -1])
 def test_a_torn_last_record_is_ignored_and_truncated(tmp_path: Path, cut: int) -> None:
     """Cut inside the last save (in its frame or its body): the saves before it are all there."""
-    s = LogStorage(tmp_path)
+    s = LogStorage(tmp_path / "live")
     s.open(CLUSTER, NODE)
     s.save(Ready(promised=Ballot(1, NODE), decided=(decided(1),), must_sync=True))
     s.save(Ready(promised=Ballot(2, NODE), decided=(decided(2),)))
+    data_dir = crashed_copy(s, tmp_path / "crashed")
     s.close()
-    path = tmp_path / FILE_NAME
+    path = data_dir / FILE_NAME
     last = record_offsets(path)[-1]  # where save 2 starts
-    end = path.stat().st_size  # close cut the zeros grown ahead: the file ends with save 2
+    end = record_end(path, last)
     os.truncate(path, last + cut if cut > 0 else end + cut)
-    state = open_state(tmp_path)
+    state = open_state(data_dir)
     assert state.promised == Ballot(1, NODE) and state.decided == (decided(1),)
     assert state.incarnation == 2
     # The torn bytes are gone and the incarnation record follows the last good save:
     # the next open sees a clean log, one incarnation later.
-    assert open_state(tmp_path).incarnation == 3
+    assert open_state(data_dir).incarnation == 3
     assert record_offsets(path)[-2] == last
 
 
@@ -283,6 +306,212 @@ def test_a_flipped_byte_in_the_last_record_is_a_torn_tail(tmp_path: Path) -> Non
     path = tmp_path / FILE_NAME
     write_at(path, path.stat().st_size - 1, b"\xee")
     assert open_state(tmp_path).decided == (decided(1),)
+
+
+# ---------------------------------------------------------------------------- power loss
+
+
+def unsynced_tail(tmp_path: Path, *, size: int = 1) -> tuple[Path, list[int]]:
+    """A crashed copy of a log: a synced save (slot 1), then unsynced saves of slots 2..6.
+
+    Returns the copy's directory and where the five unsynced saves start.
+    ``size`` proposals per decided value (500 make a record span whole pages).
+    """
+    s = LogStorage(tmp_path / "live")
+    s.open(CLUSTER, NODE)
+    s.save(
+        Ready(
+            promised=Ballot(1, NODE),
+            accepted=(accepted(1),),
+            decided=(decided(1),),
+            must_sync=True,
+        )
+    )
+    for slot in range(2, 7):
+        s.save(Ready(decided=(decided(slot, size=size),)))
+    data_dir = crashed_copy(s, tmp_path / "crashed")
+    s.close()
+    return data_dir, record_offsets(data_dir / FILE_NAME)[-5:]
+
+
+@pytest.mark.parametrize("lost", ["record", "page"])
+def test_an_unsynced_record_lost_before_a_later_one_is_cut_with_it(
+    tmp_path: Path, lost: str
+) -> None:
+    """The reviewer's case: a power loss wrote a later unsynced page but not an earlier one.
+
+    Nothing after the last sync was promised, so open keeps the synced prefix
+    and the unsynced saves before the hole, and cuts the rest (format 1
+    refused this as damage in the middle of the file).
+    """
+    data_dir, unsynced = unsynced_tail(tmp_path, size=500)
+    path = data_dir / FILE_NAME
+    victim = unsynced[2]  # slot 4's save; slots 5 and 6 stay intact after it
+    end = record_end(path, victim)
+    if lost == "record":
+        write_at(path, victim, bytes(end - victim))
+    else:
+        page = -(-victim // 4096) * 4096  # the first whole page inside the record
+        assert page + 4096 < end
+        write_at(path, page, bytes(4096))
+    state = open_state(data_dir)
+    assert state.promised == Ballot(1, NODE)
+    assert state.accepted == (accepted(1),)
+    assert state.decided == (decided(1), decided(2, size=500), decided(3, size=500))
+    # Cut at the hole: the incarnation record took its place, slots 5 and 6 are gone.
+    assert record_offsets(path)[-1] == victim
+    assert open_state(data_dir).decided == state.decided
+
+
+def test_damage_in_the_last_synced_record_is_refused(tmp_path: Path) -> None:
+    """The unsynced saves after it note the log synced through its end: bit rot, not a tail."""
+    data_dir, unsynced = unsynced_tail(tmp_path)
+    path = data_dir / FILE_NAME
+    synced = record_offsets(path)[-6]  # the synced save of slot 1
+    raw = path.read_bytes()
+    write_at(path, synced + 40, bytes([raw[synced + 40] ^ 0x10]))
+    e = open_error(data_dir)
+    assert f"the record at byte {synced} is damaged and a valid record follows it at byte" in str(e)
+    assert f"noting the log synced through byte {unsynced[0]}" in str(e)
+    assert path.read_bytes()[synced + 40] != raw[synced + 40]  # nothing was cut
+
+
+def test_damage_before_a_synced_save_is_refused(tmp_path: Path) -> None:
+    """A synced save after an unsynced one: its sync covered the earlier record."""
+    s = LogStorage(tmp_path / "live")
+    s.open(CLUSTER, NODE)
+    s.save(Ready(decided=(decided(1),)))
+    s.save(Ready(decided=(decided(2),)))
+    s.save(Ready(promised=Ballot(3, NODE), decided=(decided(3),), must_sync=True))
+    s.save(Ready(decided=(decided(4),)))
+    data_dir = crashed_copy(s, tmp_path / "crashed")
+    s.close()
+    path = data_dir / FILE_NAME
+    victim = record_offsets(path)[-4]  # slot 1's save
+    write_at(path, victim, bytes(record_end(path, victim) - victim))
+    e = open_error(data_dir)
+    assert f"the record at byte {victim} is damaged and a valid record follows it" in str(e)
+    assert "one followed by a sync" in str(e)
+
+
+def test_damage_in_saves_a_close_made_durable_is_refused(tmp_path: Path) -> None:
+    """``close`` syncs the unsynced saves: the record it appends first says so."""
+    s = LogStorage(tmp_path)
+    s.open(CLUSTER, NODE)
+    s.save(Ready(decided=(decided(1),), must_sync=True))
+    s.save(Ready(decided=(decided(2),)))
+    s.save(Ready(decided=(decided(3),)))
+    s.close()
+    path = tmp_path / FILE_NAME
+    victim = record_offsets(path)[-3]  # slot 2's save; slot 3's is intact after it
+    write_at(path, victim, bytes(record_end(path, victim) - victim))
+    assert "one followed by a sync" in str(open_error(tmp_path))
+
+
+def test_damage_before_a_synced_save_the_snapshot_covered_is_refused(tmp_path: Path) -> None:
+    """A synced save with nothing left to write still syncs, and appends a record saying so."""
+    s = LogStorage(tmp_path / "live")
+    s.open(CLUSTER, NODE)
+    s.install_snapshot(Snapshot(5, b"", b"s"))
+    s.save(Ready(decided=(decided(6),)))
+    s.save(Ready(decided=(decided(7),)))
+    s.save(Ready(accepted=(accepted(4),), must_sync=True))  # all at or below the snapshot
+    s.save(Ready(decided=(decided(8),)))
+    data_dir = crashed_copy(s, tmp_path / "crashed")
+    s.close()
+    path = data_dir / FILE_NAME
+    victim = record_offsets(path)[-4]  # slot 6's save
+    write_at(path, victim, bytes(record_end(path, victim) - victim))
+    assert "one followed by a sync" in str(open_error(data_dir))
+
+
+# ---------------------------------------------------------------------------- format 1
+
+#: A log written by the format-1 LogStorage (data/make_v1_log.py says how).
+V1_LOG = Path(__file__).with_name("data") / "v1.log"
+
+
+def v1_value(slot: int) -> tuple[Proposal, ...]:
+    return (Proposal(ProposalId(NODE, slot), f"v{slot}".encode()),)
+
+
+#: What V1_LOG holds: a snapshot through slot 1, then slots 2..5 accepted and decided; opened twice.
+V1_STATE = DurableState(
+    Ballot(5, NODE),
+    tuple(AcceptedEntry(slot, Ballot(slot, NODE), v1_value(slot)) for slot in range(2, 6)),
+    tuple(DecidedEntry(slot, v1_value(slot)) for slot in range(2, 6)),
+    Snapshot(1, b"meta", b"data"),
+    3,
+)
+
+
+def v1_store(data_dir: Path, tail: bytes = b"") -> Path:
+    data_dir.mkdir()
+    (data_dir / FILE_NAME).write_bytes(V1_LOG.read_bytes() + tail)
+    return data_dir / FILE_NAME
+
+
+def format_version(path: Path) -> int:
+    return int.from_bytes(path.read_bytes()[len(MAGIC) : len(MAGIC) + 2], "big")
+
+
+@pytest.mark.parametrize(
+    "tail", [b"", bytes(8192), RECORD_MARK + b"\0" * 9], ids=["clean", "zeros", "torn"]
+)
+def test_a_format_1_log_is_read_and_rewritten_in_the_current_format(
+    tmp_path: Path, tail: bytes
+) -> None:
+    """Existing data directories keep opening; a torn format-1 tail is cut as before."""
+    path = v1_store(tmp_path / "d", tail)
+    assert format_version(path) == 1
+    assert open_state(path.parent) == V1_STATE
+    assert format_version(path) == FORMAT_VERSION
+    assert os.listdir(path.parent) == [FILE_NAME]
+    # It goes on as any current log, the unsynced-tail rule included.
+    s = LogStorage(path.parent)
+    assert s.open(CLUSTER, NODE).incarnation == 4
+    s.save(Ready(decided=(decided(6),), must_sync=True))
+    s.save(Ready(decided=(decided(7),)))
+    s.save(Ready(decided=(decided(8),)))
+    crashed = crashed_copy(s, tmp_path / "crashed")
+    s.close()
+    hole = record_offsets(crashed / FILE_NAME)[-2]  # slot 7's save
+    write_at(crashed / FILE_NAME, hole, bytes(record_end(crashed / FILE_NAME, hole) - hole))
+    assert open_state(crashed) == DurableState(
+        V1_STATE.promised,
+        V1_STATE.accepted,
+        (*V1_STATE.decided, decided(6)),
+        V1_STATE.snapshot,
+        5,
+    )
+
+
+def test_a_format_1_log_damaged_in_the_middle_is_refused_as_before(tmp_path: Path) -> None:
+    """Format 1 notes no syncs: any valid record after the damage refuses it, untouched."""
+    path = v1_store(tmp_path / "d")
+    victim = record_offsets(path)[2]
+    write_at(path, victim + 20, b"\xff")
+    damaged = path.read_bytes()
+    e = open_error(path.parent)
+    assert f"the record at byte {victim} is damaged and a valid record follows it" in str(e)
+    assert path.read_bytes() == damaged
+
+
+def test_a_failed_rewrite_of_a_format_1_log_keeps_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = v1_store(tmp_path / "d")
+
+    def failing_rename(src: object, dst: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", failing_rename)
+    with pytest.raises(StorageError, match="cannot rewrite the store in the current format"):
+        LogStorage(path.parent).open(CLUSTER, NODE)
+    monkeypatch.undo()
+    assert path.read_bytes() == V1_LOG.read_bytes()
+    assert os.listdir(path.parent) == [FILE_NAME]
+    assert open_state(path.parent) == V1_STATE
 
 
 # ---------------------------------------------------------------------------- damage
@@ -338,7 +567,9 @@ def test_an_unknown_format_version_is_refused(tmp_path: Path) -> None:
     populate(tmp_path)
     write_at(tmp_path / FILE_NAME, len(MAGIC), (FORMAT_VERSION + 1).to_bytes(2, "big"))
     e = open_error(tmp_path)
-    assert f"format version {FORMAT_VERSION + 1}; this paxostob reads only version 1" in str(e)
+    assert f"format version {FORMAT_VERSION + 1}; this paxostob reads only versions 1 and 2" in str(
+        e
+    )
 
 
 @pytest.mark.parametrize(

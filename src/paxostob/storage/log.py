@@ -2,36 +2,78 @@
 
 Theory of operation: the data directory holds ``paxostob.log``. It starts with
 a header (magic, format version, cluster id, node id, CRC-32) and then holds
-records, each framed as ``mark, length, CRC-32 over length and body, body``:
+records, each framed as ``mark, length, synced_upto, flags, CRC-32, body``
+(the CRC covers everything after the mark). ``synced_upto`` is the length of
+the file known durable when the record was written (the end of the records
+at the last completed sync); the flag ``FLAG_SYNCED`` says a sync followed
+the record's write:
 
 - a ``save`` appends one record (its promise, accepted and decided entries)
   with one ``os.pwrite`` — in the kernel's page cache when ``save`` returns,
   so it survives ``kill -9`` — and ``os.fdatasync`` only when
-  ``ready.must_sync``. The file is grown ahead of the records in zero-filled
-  chunks of ``PREALLOC_BYTES``, so most syncs flush data only: a sync after
-  an append that grew the file must also commit the new size and blocks
-  through the file system's journal, which costs about as much CPU and time
-  again (docs/storage.md). ``close`` cuts the zeros off. One record per save
-  is what makes a save atomic and the saves ordered: replay applies whole
-  records, in file order.
+  ``ready.must_sync`` (then the record is flagged). Every sync the store
+  makes comes right after a flagged record: ``close`` and a synced save the
+  snapshot wholly covered, which have no record of their own, append a
+  ``REC_SYNC`` record (nothing but the flag) first. The file is grown ahead
+  of the records in zero-filled chunks of ``PREALLOC_BYTES``, so most syncs
+  flush data only: a sync after an append that grew the file must also
+  commit the new size and blocks through the file system's journal, which
+  costs about as much CPU and time again (docs/storage.md). ``close`` cuts
+  the zeros off. One record per save is what makes a save atomic and the
+  saves ordered: replay applies whole records, in file order.
 - ``open`` replays the log into the state, takes an exclusive ``flock``, cuts
-  a torn tail and appends (and syncs) an incarnation record.
+  a torn tail and appends (and syncs) a flagged incarnation record.
 - ``install_snapshot`` writes the snapshot and the state above it (kept
   encoded in memory, bounded by the snapshots the runtime takes) into a new
   file, syncs it and renames it over the log: compaction, so the file stays
   bounded. The rename is the commit point; the directory is synced after it.
+  Its records are all flagged (one sync covered them before the rename).
 
 Why a log and not SQLite: a save here costs a few ``struct.pack`` calls, one
 CRC and one ``write``; SQLite's costs a transaction, B-tree inserts and about
 a dozen page writes and reads (docs/storage.md has the measurements).
 
-Damage: a crash may cut the last record, or (power loss) leave garbage or
-zeros after the last complete one. So a bad record is tolerated only when no
-valid record follows it anywhere in the file: then it is the torn tail, and
-``open`` truncates it. A bad record with a valid one after it, a bad header,
-another cluster's or node's store, an unknown format version or record type,
-and a record that passes its checksum but does not decode are all refused
-with a ``StorageError`` naming the file and what is wrong.
+Damage: a kill cuts at most the last record. A power loss may leave
+anything in what was written after the last completed sync — the page cache
+writes pages back in any order, so an unsynced record can be lost while a
+later one reached the disk — and nothing of that was promised (base.py,
+guarantee 3). What a completed sync covered is kept intact by an honest disk.
+So at the first bad record, at byte X, ``open`` looks at every valid record
+after it: one with ``synced_upto > X``, or a flagged one (its sync covered
+X), shows X lay in a synced region, so the damage is bit rot or a bad copy:
+refused. Without one, everything from X on was written after the last sync
+that completed, and ``open`` cuts it all off (the saves kept stay a prefix).
+
+Why this never drops a synced record: every sync of the store follows a
+flagged record at the end of the records, and every record notes how far
+the file was synced before it. On an honest disk the records up to the last
+completed sync's end S are intact, so the first bad record lies at or past
+S: only unsynced saves are cut. If bytes before S did rot, the flagged
+record ending at S shows it, or, when that very record is the damaged one,
+any record written after that sync (it notes ``synced_upto = S``): refused.
+Only damage to the last synced record with no valid record after it passes
+for a torn tail (as in format 1, as a bad last frame in SQLite's WAL). The
+price of the flag: a power loss *during* a sync may leave the flagged record
+on the disk but an earlier unsynced page not; that is refused too (safe,
+but the operator must act), while damage anywhere after the last sync is
+tolerated. When records are cut that way, ``open`` syncs the cut before it
+writes its incarnation record over the hole, so a second power loss cannot
+leave an old record right behind the new one.
+
+Refused as well, with a ``StorageError`` naming the file and what is wrong:
+a bad header, another cluster's or node's store, an unknown format version
+or record type, and a record that passes its checksum but does not decode
+(or notes a ``synced_upto`` past its own start or below its predecessor's).
+
+Format 1 (before ``synced_upto`` and the flag) is read, with its own damage
+rule — any valid record after a bad one refuses it, as format 1 always did —
+and then rewritten in the current format before ``open`` returns, the way a
+compaction rewrites the log (a new file, synced, renamed over the old one; a
+crash leaves the old file, read again next time). Appending format-2 records
+to a format-1 file was the alternative; it would leave records that say
+nothing about syncs in front of ones that do, and an older paxostob would
+see format-2 records as a torn tail to cut — losing promises — where a
+rewritten file's header makes it refuse the store by its version instead.
 
 The store is created atomically: a complete empty log is written to a
 temporary name, synced and hard-linked to the real name (``link`` never
@@ -66,8 +108,10 @@ __all__ = ["FILE_NAME", "FORMAT_VERSION", "SQLITE_FILE_NAME", "LogStorage"]
 FILE_NAME = "paxostob.log"
 #: The file SqliteStorage keeps in a data directory; its presence means "an SQLite store".
 SQLITE_FILE_NAME = "paxostob.sqlite3"
-#: The layout of header and records; ``open`` refuses any other.
-FORMAT_VERSION = 1
+#: The layout of header and records that this code writes.
+FORMAT_VERSION = 2
+#: The layouts ``open`` reads: version 1 (no sync notes) is rewritten as version 2 at open.
+FORMAT_VERSIONS_READ = (1, 2)
 #: The first bytes of the file: tells a log store apart from anything else.
 MAGIC = b"PxTBlog\n"
 #: The first bytes of every record: lets ``open`` look for valid records after a bad one.
@@ -78,13 +122,21 @@ PREALLOC_BYTES = 1 << 20
 REC_SAVE = 1
 REC_SNAPSHOT = 2
 REC_INCARNATION = 3
+REC_SYNC = 4  # nothing of its own: marks a sync of the records before it (close, a covered save)
+
+#: A record's flag: a sync followed its write (the save returned only after it), so if that
+#: sync completed, this record and every byte before it were durable.
+FLAG_SYNCED = 1
 
 _U8 = struct.Struct(">B")
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _VERSION = struct.Struct(">H")
-_FRAME = struct.Struct(">4sQI")  # mark, body length, CRC-32 over the length bytes and the body
+# mark, body length, synced_upto, flags, CRC-32 over the three fields' bytes and the body
+_FRAME = struct.Struct(">4sQQBI")
+_FRAME_FIELDS = struct.Struct(">QQB")  # body length, synced_upto, flags: the CRC's first bytes
+_FRAME_V1 = struct.Struct(">4sQI")  # format 1: mark, body length, CRC-32 over length and body
 _LENGTH = struct.Struct(">Q")
 _PROMISED = struct.Struct(">BBQH")  # type SAVE, has promise (1), round, node id length
 _PROMISED_TAIL = struct.Struct(">QH")  # what replay reads after the type and the flag
@@ -93,6 +145,7 @@ _ACC = struct.Struct(">QQH")  # slot, ballot round, ballot node length (then nod
 _DEC = struct.Struct(">QI")  # slot, value length (then value)
 _SNAP = struct.Struct(">BQ")  # type SNAPSHOT, slot (then meta, data with u64 lengths)
 _INC = struct.Struct(">BQ")  # type INCARNATION, incarnation
+_SYNC_BODY = _U8.pack(REC_SYNC)
 _U64_MAX = (1 << 64) - 1
 _U16_MAX = (1 << 16) - 1
 
@@ -107,9 +160,10 @@ def _crc(length: bytes | memoryview, body: bytes | memoryview) -> int:
     return binascii.crc32(body, binascii.crc32(length))
 
 
-def _frame(body: bytes) -> bytes:
-    length = _LENGTH.pack(len(body))
-    return _FRAME.pack(RECORD_MARK, len(body), _crc(length, body)) + body
+def _frame(body: bytes, synced_upto: int, flags: int) -> bytes:
+    """One record: ``synced_upto`` is how far the file was durable when it was written."""
+    fields = _FRAME_FIELDS.pack(len(body), synced_upto, flags)
+    return b"".join((RECORD_MARK, fields, _U32.pack(_crc(fields, body)), body))
 
 
 def _header(cluster_id: str, node_id: str) -> bytes:
@@ -249,6 +303,8 @@ class _Replay:
             self.snapshot = Snapshot(slot, meta, data)
             self.accepted = {s: a for s, a in self.accepted.items() if s > slot}
             self.decided = {s: d for s, d in self.decided.items() if s > slot}
+        elif kind == REC_SYNC:
+            pass
         elif kind == REC_INCARNATION:
             (incarnation,) = r.unpack(_U64)
             if incarnation <= self.incarnation:
@@ -287,15 +343,22 @@ class _Replay:
                 self.decided[slot] = (bytes(r.view[start : r.pos]), value)
 
 
-def _valid_record_at(data: memoryview, pos: int) -> bool:
-    """Whether a whole record with a good checksum starts at byte ``pos``."""
-    if pos + _FRAME.size > len(data):
-        return False
-    mark, length, crc = _FRAME.unpack_from(data, pos)
-    end = pos + _FRAME.size + length
-    if mark != RECORD_MARK or end > len(data):
-        return False
-    return bool(_crc(data[pos + 4 : pos + 12], data[pos + _FRAME.size : end]) == crc)
+def _record_end(data: memoryview, pos: int, frame: struct.Struct) -> int:
+    """Where the record at byte ``pos`` ends if a whole one with a good checksum starts there.
+
+    -1 if none does. ``frame`` is the version's frame; in both the mark comes
+    first, then the u64 body length, and the CRC-32 last, covering the bytes
+    between mark and CRC and then the body.
+    """
+    body = pos + frame.size
+    if body > len(data) or data[pos : pos + 4] != RECORD_MARK:
+        return -1
+    (length,) = _LENGTH.unpack_from(data, pos + 4)
+    end = body + length
+    if end > len(data):
+        return -1
+    (crc,) = _U32.unpack_from(data, body - 4)
+    return end if _crc(data[pos + 4 : body - 4], data[body:end]) == crc else -1
 
 
 class LogStorage:
@@ -313,6 +376,9 @@ class LogStorage:
         self._header = b""
         self._unsynced = False  # a save was written but not yet covered by a sync
         self._end = 0  # where the next record goes: the end of the valid records
+        # The file is durable before this byte: the end of the records at the last
+        # completed sync. Every record notes it (its synced_upto), for open's damage rule.
+        self._synced_end = 0
         self._allocated = 0  # the file's size: zeros from _end to here
         self._sync_count = 0
         self._incarnation = 0
@@ -347,14 +413,14 @@ class LogStorage:
             if not self.path.exists():
                 self._create(header)
             fd = os.open(self.path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+        self._header = header
         try:
-            state = self._load_and_bump(fd, cluster_id, node_id)
+            state, fd = self._load_and_bump(fd, cluster_id, node_id)
         except BaseException:
-            os.close(fd)  # releases the lock; nothing was written
+            os.close(fd)  # releases the lock; a refused open wrote nothing
             raise
         self._fd = fd
         self._ids = (cluster_id, node_id)
-        self._header = header
         self._unsynced = False
         self._sync_count += 1
         return state
@@ -374,13 +440,10 @@ class LogStorage:
             # All covered by the snapshot: nothing to write, but a synced save still
             # owes durability to the unsynced saves before it.
             if ready.must_sync and self._unsynced:
-                with self._fatal(fd, "save failed"):
-                    _sync(fd)
-                self._sync_count += 1
-                self._unsynced = False
+                self._sync_with_mark(fd, "save failed")
             return
         with self._fatal(fd, "save failed"):
-            self._append(fd, _frame(body))
+            self._append(fd, _frame(body, self._synced_end, FLAG_SYNCED if ready.must_sync else 0))
             if ready.must_sync:
                 _sync(fd)
         if ready.promised is not None:
@@ -390,6 +453,7 @@ class LogStorage:
         if ready.must_sync:
             self._sync_count += 1
             self._unsynced = False
+            self._synced_end = self._end
         else:
             self._unsynced = True
 
@@ -401,7 +465,7 @@ class LogStorage:
         accepted = {slot: f for slot, f in self._accepted.items() if slot > s.slot}
         decided = {slot: f for slot, f in self._decided.items() if slot > s.slot}
         with self._fatal(fd, "install_snapshot failed"):
-            new_fd = self._rewrite(s, accepted, decided)
+            new_fd = self._rewrite(s, self._promised, accepted, decided)
         with suppress(OSError):  # the replaced file: what happens to it no longer matters
             os.close(fd)  # the new file holds the lock already
         self._fd = new_fd
@@ -420,6 +484,10 @@ class LogStorage:
             return
         self._accepted, self._decided, self._promised = {}, {}, None
         try:
+            if self._unsynced:
+                # The sync below makes the unsynced saves durable: a record with the
+                # flag says so to open's damage rule, as after a synced save.
+                self._append(fd, _frame(_SYNC_BODY, self._synced_end, FLAG_SYNCED))
             if self._allocated > self._end:
                 os.ftruncate(fd, self._end)  # the zeros grown ahead: leave the exact log
                 self._allocated = self._end
@@ -432,6 +500,19 @@ class LogStorage:
             raise StorageError(f"{self.path}: close failed: {e}") from e
         finally:
             os.close(fd)
+
+    def _sync_with_mark(self, fd: int, doing: str) -> None:
+        """Sync the unsynced saves with no record of their own: append a flagged REC_SYNC first.
+
+        Without it, damage in those saves (now durable) followed by valid
+        unsynced records would pass for the unsynced tail at the next open.
+        """
+        with self._fatal(fd, doing):
+            self._append(fd, _frame(_SYNC_BODY, self._synced_end, FLAG_SYNCED))
+            _sync(fd)
+        self._sync_count += 1
+        self._unsynced = False
+        self._synced_end = self._end
 
     # ------------------------------------------------------------------ files
 
@@ -451,35 +532,46 @@ class LogStorage:
         _sync_dir(self.path.parent)
 
     def _rewrite(
-        self, snapshot: Snapshot, accepted: dict[int, bytes], decided: dict[int, bytes]
+        self,
+        snapshot: Snapshot | None,
+        promised: Ballot | None,
+        accepted: dict[int, bytes],
+        decided: dict[int, bytes],
     ) -> int:
         """A new log of ``snapshot`` and the state above it, synced and renamed over the log.
 
         Returns the new file's descriptor, locked before the rename: until the
         old file is closed both are locked by us, so no second opener slips in.
+        Every record is flagged as synced (one sync covers them all before the
+        rename makes the file the log) and notes synced_upto 0: nothing of
+        the new file was durable while it was written.
         """
-        snap_body = b"".join(
-            (
-                _SNAP.pack(REC_SNAPSHOT, snapshot.slot),
-                _U64.pack(len(snapshot.meta)),
-                snapshot.meta,
-                _U64.pack(len(snapshot.data)),
-                snapshot.data,
+        bodies = []
+        if snapshot is not None:
+            bodies.append(
+                b"".join(
+                    (
+                        _SNAP.pack(REC_SNAPSHOT, snapshot.slot),
+                        _U64.pack(len(snapshot.meta)),
+                        snapshot.meta,
+                        _U64.pack(len(snapshot.data)),
+                        snapshot.data,
+                    )
+                )
+            )
+        bodies.append(
+            _save_body(
+                promised,
+                [accepted[slot] for slot in sorted(accepted)],
+                [decided[slot] for slot in sorted(decided)],
             )
         )
-        save_body = _save_body(
-            self._promised,
-            [accepted[slot] for slot in sorted(accepted)],
-            [decided[slot] for slot in sorted(decided)],
-        )
-        inc_body = _INC.pack(REC_INCARNATION, self._incarnation)
+        bodies.append(_INC.pack(REC_INCARNATION, self._incarnation))
         fd, tmp = tempfile.mkstemp(prefix=FILE_NAME + ".", suffix=".tmp", dir=self.path.parent)
         renamed = False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            content = b"".join(
-                (self._header, _frame(snap_body), _frame(save_body), _frame(inc_body))
-            )
+            content = b"".join((self._header, *(_frame(b, 0, FLAG_SYNCED) for b in bodies)))
             _write_all(fd, content, 0)
             _sync(fd)
             os.replace(tmp, self.path)
@@ -491,13 +583,17 @@ class LogStorage:
                 with suppress(OSError):
                     os.unlink(tmp)
             raise
-        self._end = self._allocated = len(content)
+        self._end = self._allocated = self._synced_end = len(content)
         return fd
 
     # ------------------------------------------------------------------ open
 
-    def _load_and_bump(self, fd: int, cluster_id: str, node_id: str) -> DurableState:
-        """Lock, validate and replay everything, cut a torn tail, then record the incarnation."""
+    def _load_and_bump(self, fd: int, cluster_id: str, node_id: str) -> tuple[DurableState, int]:
+        """Lock, validate and replay everything, cut a torn tail, then record the incarnation.
+
+        Returns the state and the log's descriptor: ``fd``, or the new file's
+        when a format-1 log was rewritten in the current format.
+        """
         with self._errors("cannot open the store"):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -515,25 +611,44 @@ class LogStorage:
             for leftover in self.path.parent.glob(FILE_NAME + ".*.tmp"):
                 leftover.unlink()  # a creation or compaction a crash interrupted
             data = self._read_all(fd)
-        replay, end = self._replay(data, cluster_id, node_id)
+        replay, version, end, synced_upto, dropped = self._replay(data, cluster_id, node_id)
         state = self._state(replay)
         incarnation = replay.incarnation + 1
-        with self._errors("cannot open the store"):
-            if end < len(data):
-                # The torn tail (no valid record follows it), or the zeros grown
-                # ahead by a life that did not close.
-                os.ftruncate(fd, end)
-            self._end = self._allocated = end
-            self._append(fd, _frame(_INC.pack(REC_INCARNATION, incarnation)))
-            _sync(fd)
         self._incarnation = incarnation
         self._promised = replay.promised if replay.promised_set else None
         self._accepted = {s: a[0] for s, a in replay.accepted.items()}
         self._decided = {s: d[0] for s, d in replay.decided.items()}
         self._snapshot_slot = replay.floor
-        return DurableState(
+        bumped = DurableState(
             state.promised, state.accepted, state.decided, state.snapshot, incarnation
         )
+        if version != FORMAT_VERSION:
+            # A format-1 log has no sync notes to append after: rewrite it whole, as a
+            # compaction does (synced, renamed over it; a crash leaves the old file).
+            with self._errors("cannot rewrite the store in the current format"):
+                new_fd = self._rewrite(
+                    replay.snapshot, self._promised, self._accepted, self._decided
+                )
+            with suppress(OSError):
+                os.close(fd)  # the old file; the new one holds the lock already
+            return bumped, new_fd
+        with self._errors("cannot open the store"):
+            if end < len(data):
+                # The torn tail or unsynced damage (see _replay), or the zeros grown
+                # ahead by a life that did not close.
+                os.ftruncate(fd, end)
+                if dropped:
+                    # Valid records lay past the cut. Make the cut durable before the
+                    # incarnation lands at `end`: else a power loss during its sync
+                    # could leave it with one of them, an older save, right behind it.
+                    _sync(fd)
+                    self._sync_count += 1
+            self._end = self._allocated = end
+            inc = _INC.pack(REC_INCARNATION, incarnation)
+            self._append(fd, _frame(inc, synced_upto, FLAG_SYNCED))
+            _sync(fd)
+        self._synced_end = self._end
+        return bumped, fd
 
     def _append(self, fd: int, record: bytes) -> None:
         """Write ``record`` after the last one, first growing the file with zeros if needed."""
@@ -558,38 +673,81 @@ class LogStorage:
             chunks.append(chunk)
             offset += len(chunk)
 
-    def _replay(self, raw: bytes, cluster_id: str, node_id: str) -> tuple[_Replay, int]:
-        """The state the log holds and where its valid records end."""
+    def _replay(
+        self, raw: bytes, cluster_id: str, node_id: str
+    ) -> tuple[_Replay, int, int, int, bool]:
+        """The state the log holds, its format version, where its valid records end,
+        the last synced_upto they note, and whether valid records follow that end
+        (unsynced ones: any other damage is refused)."""
         data = memoryview(raw)
-        pos = self._check_header(data, cluster_id, node_id)
+        pos, version = self._check_header(data, cluster_id, node_id)
+        frame = _FRAME if version == FORMAT_VERSION else _FRAME_V1
         replay = _Replay()
+        synced_upto = 0
         n = len(data)
         while pos < n:
-            if not _valid_record_at(data, pos):
+            end = _record_end(data, pos, frame)
+            if end < 0:
                 break
-            (length,) = _LENGTH.unpack_from(data, pos + 4)
-            start = pos + _FRAME.size
             try:
-                replay.apply(data[start : start + length])
+                if frame is _FRAME:
+                    _, _, claim, flags, _ = _FRAME.unpack_from(data, pos)
+                    if flags & ~FLAG_SYNCED:
+                        raise _Corrupt(f"has the unknown flags {flags:#x}")
+                    if not synced_upto <= claim <= pos:
+                        raise _Corrupt(
+                            f"notes the log synced through byte {claim}, not between the "
+                            f"previous record's {synced_upto} and its own start"
+                        )
+                    synced_upto = claim
+                replay.apply(data[pos + frame.size : end])
             except (_Corrupt, struct.error) as e:
                 raise StorageError(
                     f"{self.path}: the record at byte {pos} passes its checksum but {e} {_CORRUPT}"
                 ) from e
-            pos = start + length
-        if pos < n:
-            # A bad record: the torn tail of a crash, unless a valid record follows it.
-            later = raw.find(RECORD_MARK, pos + 1)
-            while later != -1:
-                if _valid_record_at(data, later):
-                    raise StorageError(
-                        f"{self.path}: the record at byte {pos} is damaged and a valid record "
-                        f"follows it at byte {later} {_CORRUPT}"
-                    )
-                later = raw.find(RECORD_MARK, later + 1)
-        return replay, pos
+            pos = end
+        dropped = pos < n and self._check_damage(raw, pos, version)
+        return replay, version, pos, synced_upto, dropped
 
-    def _check_header(self, data: memoryview, cluster_id: str, node_id: str) -> int:
-        """The header's length, after checking magic, version, checksum and ownership."""
+    def _check_damage(self, raw: bytes, bad: int, version: int) -> bool:
+        """Refuse the bad record at byte ``bad`` unless it starts the unsynced tail.
+
+        Returns whether valid records follow it (they go with it). The rule:
+        a valid record after ``bad`` that notes the log synced past ``bad``, or
+        that was itself followed by a sync (``FLAG_SYNCED``: that sync covered
+        ``bad``), shows ``bad`` lay in a synced region, where only bit rot or a
+        bad copy can damage a record: refused. Without one, everything from
+        ``bad`` on was written after the last sync that may have completed, so
+        a power loss may have left any of it damaged: cut. A format-1 log notes
+        no syncs, so there any valid record after the damage refuses it.
+        """
+        data = memoryview(raw)
+        frame = _FRAME if version == FORMAT_VERSION else _FRAME_V1
+        dropped = False
+        later = raw.find(RECORD_MARK, bad + 1)
+        while later != -1:
+            if _record_end(data, later, frame) >= 0:
+                damaged = f"{self.path}: the record at byte {bad} is damaged and a valid record"
+                if frame is not _FRAME:
+                    raise StorageError(f"{damaged} follows it at byte {later} {_CORRUPT}")
+                _, _, claim, flags, _ = _FRAME.unpack_from(data, later)
+                if flags:
+                    raise StorageError(
+                        f"{damaged} follows it at byte {later}, one followed by a sync, which "
+                        f"covered byte {bad}: the damage is not an unsynced tail {_CORRUPT}"
+                    )
+                if claim > bad:
+                    raise StorageError(
+                        f"{damaged} follows it at byte {later}, noting the log synced through "
+                        f"byte {claim}: the damage is not an unsynced tail {_CORRUPT}"
+                    )
+                dropped = True
+            later = raw.find(RECORD_MARK, later + 1)
+        return dropped
+
+    def _check_header(self, data: memoryview, cluster_id: str, node_id: str) -> tuple[int, int]:
+        """The header's length and format version, after checking magic, version,
+        checksum and ownership (the header's layout is the same in every version)."""
         if bytes(data[: len(MAGIC)]) != MAGIC:
             raise StorageError(
                 f"{self.path}: not a paxostob log store (it does not start with {MAGIC!r}): "
@@ -599,10 +757,11 @@ class LogStorage:
         try:
             r.take(len(MAGIC))
             (version,) = r.unpack(_VERSION)
-            if version != FORMAT_VERSION:
+            if version not in FORMAT_VERSIONS_READ:
+                readable = " and ".join(map(str, FORMAT_VERSIONS_READ))
                 raise StorageError(
                     f"{self.path}: written in storage format version {version!r}; this "
-                    f"paxostob reads only version {FORMAT_VERSION}"
+                    f"paxostob reads only versions {readable}"
                 )
             (cluster_len,) = r.unpack(_U16)
             their_cluster_raw = bytes(r.take(cluster_len))
@@ -622,7 +781,7 @@ class LogStorage:
                 f"{their_node!r}, not cluster {cluster_id!r} node {node_id!r}; refusing to "
                 "open it (a node that used another node's promises could break consensus)"
             )
-        return r.pos
+        return r.pos, version
 
     def _state(self, replay: _Replay) -> DurableState:
         """The replayed state with every value decoded (incarnation not yet bumped)."""
