@@ -12,9 +12,12 @@ it that proves so (bit rot, a bad copy), which ``open`` must refuse with a
 
 from __future__ import annotations
 
+import binascii
 import errno
 import os
 import sqlite3
+import struct
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -238,6 +241,65 @@ def test_compaction_shrinks_the_file(tmp_path: Path) -> None:
     assert [a.slot for a in state.accepted] == list(range(191, 201))
     assert [d.slot for d in state.decided] == list(range(191, 202))
     assert state.accepted[0] == accepted(191, 191)
+
+
+def test_a_compaction_writes_the_snapshot_as_one_framed_record(tmp_path: Path) -> None:
+    # The snapshot is written in pieces, its checksum computed over them: the
+    # file must hold exactly the record one joined body would have made.
+    data = os.urandom(300_000)
+    s = LogStorage(tmp_path)
+    s.open(CLUSTER, NODE)
+    fill(s, range(1, 11))
+    s.install_snapshot(Snapshot(7, b"meta", data))
+    raw = (tmp_path / FILE_NAME).read_bytes()
+    s.close()
+    body = b"".join(
+        (
+            struct.pack(">BQ", 2, 7),  # SNAPSHOT, slot
+            struct.pack(">Q", 4),
+            b"meta",
+            struct.pack(">Q", len(data)),
+            data,
+        )
+    )
+    # length, synced_upto (0: nothing of the new file was durable), flags (synced)
+    fields = struct.pack(">QQB", len(body), 0, 1)
+    record = RECORD_MARK + fields + struct.pack(">I", binascii.crc32(body, binascii.crc32(fields)))
+    header_end = raw.find(RECORD_MARK)
+    assert raw[header_end : header_end + len(record) + len(body)] == record + body
+    state = open_state(tmp_path)
+    assert state.snapshot == Snapshot(7, b"meta", data)
+    assert [d.slot for d in state.decided] == [8, 9, 10]
+
+
+def test_the_state_above_the_snapshot_is_kept_without_copies_of_the_values(
+    tmp_path: Path,
+) -> None:
+    # Until the next compaction the store keeps what it must write again; the
+    # values are the caller's objects (the core's log holds them anyway), not
+    # encoded copies: two 4 MiB ones for an entry both accepted and decided.
+    big = (Proposal(ProposalId(NODE, 1), os.urandom(4 << 20)),)
+    s = LogStorage(tmp_path)
+    s.open(CLUSTER, NODE)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        s.save(
+            Ready(
+                accepted=(AcceptedEntry(1, Ballot(1, NODE), big),),
+                decided=(DecidedEntry(1, big),),
+                must_sync=True,
+            )
+        )
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    s.install_snapshot(Snapshot(0, b"m", b"d"))  # rewrites the entry from the kept value
+    s.close()
+    assert kept < 1 << 20, kept
+    state = open_state(tmp_path)
+    assert state.accepted == (AcceptedEntry(1, Ballot(1, NODE), big),)
+    assert state.decided == (DecidedEntry(1, big),)
 
 
 def test_the_incarnation_survives_compaction(tmp_path: Path) -> None:

@@ -23,11 +23,17 @@ the record's write:
   saves ordered: replay applies whole records, in file order.
 - ``open`` replays the log into the state, takes an exclusive ``flock``, cuts
   a torn tail and appends (and syncs) a flagged incarnation record.
-- ``install_snapshot`` writes the snapshot and the state above it (kept
-  encoded in memory, bounded by the snapshots the runtime takes) into a new
-  file, syncs it and renames it over the log: compaction, so the file stays
-  bounded. The rename is the commit point; the directory is synced after it.
-  Its records are all flagged (one sync covered them before the rename).
+- ``install_snapshot`` writes the snapshot and the state above it into a
+  new file, syncs it and renames it over the log: compaction, so the file
+  stays bounded. The rename is the commit point; the directory is synced
+  after it. Its records are all flagged (one sync covered them before the
+  rename). The state above the snapshot is kept in memory as the entries
+  the saves were given (the core holds the same values in its log, so they
+  cost no second copy) and encoded again at compaction, when only the few
+  entries above the new snapshot are left. The snapshot itself is written in
+  pieces (``os.pwrite`` each, the checksum computed over the pieces), never
+  copied into one record buffer: with a large state, each such copy is
+  another snapshot-sized allocation.
 
 Why a log and not SQLite: a save here costs a few ``struct.pack`` calls, one
 CRC and one ``write``; SQLite's costs a transaction, B-tree inserts and about
@@ -92,7 +98,7 @@ import fcntl  # POSIX only: default_storage picks SqliteStorage where it is miss
 import os
 import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -164,6 +170,15 @@ def _frame(body: bytes, synced_upto: int, flags: int) -> bytes:
     """One record: ``synced_upto`` is how far the file was durable when it was written."""
     fields = _FRAME_FIELDS.pack(len(body), synced_upto, flags)
     return b"".join((RECORD_MARK, fields, _U32.pack(_crc(fields, body)), body))
+
+
+def _frame_head(pieces: Sequence[bytes], synced_upto: int, flags: int) -> bytes:
+    """``_frame`` without its body, for a body given as ``pieces`` (never joined)."""
+    fields = _FRAME_FIELDS.pack(sum(len(p) for p in pieces), synced_upto, flags)
+    crc = binascii.crc32(fields)
+    for piece in pieces:
+        crc = binascii.crc32(piece, crc)
+    return b"".join((RECORD_MARK, fields, _U32.pack(crc)))
 
 
 def _header(cluster_id: str, node_id: str) -> bytes:
@@ -243,6 +258,14 @@ def _write_all(fd: int, data: bytes, offset: int) -> None:
         offset += written
 
 
+def _write_pieces(fd: int, pieces: Sequence[bytes], offset: int) -> int:
+    """Write ``pieces`` one after another from ``offset``; returns the offset after them."""
+    for piece in pieces:
+        _write_all(fd, piece, offset)
+        offset += len(piece)
+    return offset
+
+
 class _Reader:
     """Reads fields of one record's body; never trusts a length."""
 
@@ -271,15 +294,14 @@ class _Reader:
 class _Replay:
     """The state a log describes, built record by record.
 
-    Entries are kept as the encoded frames a SAVE record holds (to write them
-    again at compaction) plus their raw value (decoded once, at the end).
+    Entries are kept as their raw value (decoded once, at the end).
     """
 
     def __init__(self) -> None:
         self.promised = ZERO_BALLOT
         self.promised_set = False
-        self.accepted: dict[int, tuple[bytes, Ballot, bytes]] = {}
-        self.decided: dict[int, tuple[bytes, bytes]] = {}
+        self.accepted: dict[int, tuple[Ballot, bytes]] = {}
+        self.decided: dict[int, bytes] = {}
         self.snapshot: Snapshot | None = None
         self.incarnation = 0
 
@@ -326,21 +348,18 @@ class _Replay:
         floor = self.floor
         (count,) = r.unpack(_U32)
         for _ in range(count):
-            start = r.pos
             slot, round_, node_len = r.unpack(_ACC)
             node = r.text(node_len)
             (value_len,) = r.unpack(_U32)
             value = bytes(r.take(value_len))
             if slot > floor:
-                frame = bytes(r.view[start : r.pos])
-                self.accepted[slot] = (frame, Ballot(round_, node), value)
+                self.accepted[slot] = (Ballot(round_, node), value)
         (count,) = r.unpack(_U32)
         for _ in range(count):
-            start = r.pos
             slot, value_len = r.unpack(_DEC)
             value = bytes(r.take(value_len))
             if slot > floor:
-                self.decided[slot] = (bytes(r.view[start : r.pos]), value)
+                self.decided[slot] = value
 
 
 def _record_end(data: memoryview, pos: int, frame: struct.Struct) -> int:
@@ -382,11 +401,12 @@ class LogStorage:
         self._allocated = 0  # the file's size: zeros from _end to here
         self._sync_count = 0
         self._incarnation = 0
-        # The state above the snapshot, encoded as in a SAVE record: compaction
-        # writes it again. Bounded by the runtime's snapshots, as the core's own.
+        # The state above the snapshot, as the saves gave it (the values are
+        # the core's own objects, not copies): compaction writes it again.
+        # Bounded by the runtime's snapshots, as the core's log.
         self._promised: Ballot | None = None
-        self._accepted: dict[int, bytes] = {}
-        self._decided: dict[int, bytes] = {}
+        self._accepted: dict[int, AcceptedEntry] = {}
+        self._decided: dict[int, DecidedEntry] = {}
         self._snapshot_slot = -1
 
     def __repr__(self) -> str:
@@ -431,9 +451,11 @@ class LogStorage:
             return
         floor = self._snapshot_slot
         try:
-            acc = [(a.slot, _accepted_frame(a)) for a in ready.accepted if a.slot > floor]
-            dec = [(d.slot, _decided_frame(d)) for d in ready.decided if d.slot > floor]
-            body = _save_body(ready.promised, [f for _, f in acc], [f for _, f in dec])
+            acc = [a for a in ready.accepted if a.slot > floor]
+            dec = [d for d in ready.decided if d.slot > floor]
+            body = _save_body(
+                ready.promised, [_accepted_frame(a) for a in acc], [_decided_frame(d) for d in dec]
+            )
         except struct.error as e:  # a slot or round out of the u64 range: misuse, nothing written
             raise ConfigurationError(f"cannot encode the save: {e}") from e
         if ready.promised is None and not acc and not dec:
@@ -448,8 +470,8 @@ class LogStorage:
                 _sync(fd)
         if ready.promised is not None:
             self._promised = ready.promised
-        self._accepted.update(acc)
-        self._decided.update(dec)
+        self._accepted.update((a.slot, a) for a in acc)
+        self._decided.update((d.slot, d) for d in dec)
         if ready.must_sync:
             self._sync_count += 1
             self._unsynced = False
@@ -462,8 +484,8 @@ class LogStorage:
         if snapshot.slot < self._snapshot_slot:
             return
         s = snapshot
-        accepted = {slot: f for slot, f in self._accepted.items() if slot > s.slot}
-        decided = {slot: f for slot, f in self._decided.items() if slot > s.slot}
+        accepted = {slot: a for slot, a in self._accepted.items() if slot > s.slot}
+        decided = {slot: d for slot, d in self._decided.items() if slot > s.slot}
         with self._fatal(fd, "install_snapshot failed"):
             new_fd = self._rewrite(s, self._promised, accepted, decided)
         with suppress(OSError):  # the replaced file: what happens to it no longer matters
@@ -535,8 +557,8 @@ class LogStorage:
         self,
         snapshot: Snapshot | None,
         promised: Ballot | None,
-        accepted: dict[int, bytes],
-        decided: dict[int, bytes],
+        accepted: dict[int, AcceptedEntry],
+        decided: dict[int, DecidedEntry],
     ) -> int:
         """A new log of ``snapshot`` and the state above it, synced and renamed over the log.
 
@@ -546,33 +568,33 @@ class LogStorage:
         rename makes the file the log) and notes synced_upto 0: nothing of
         the new file was durable while it was written.
         """
-        bodies = []
+        bodies: list[tuple[bytes, ...]] = []
         if snapshot is not None:
-            bodies.append(
-                b"".join(
-                    (
-                        _SNAP.pack(REC_SNAPSHOT, snapshot.slot),
-                        _U64.pack(len(snapshot.meta)),
-                        snapshot.meta,
-                        _U64.pack(len(snapshot.data)),
-                        snapshot.data,
-                    )
+            head = b"".join(
+                (
+                    _SNAP.pack(REC_SNAPSHOT, snapshot.slot),
+                    _U64.pack(len(snapshot.meta)),
+                    snapshot.meta,
+                    _U64.pack(len(snapshot.data)),
                 )
             )
-        bodies.append(
-            _save_body(
-                promised,
-                [accepted[slot] for slot in sorted(accepted)],
-                [decided[slot] for slot in sorted(decided)],
-            )
+            bodies.append((head, snapshot.data))  # the data is never copied
+        save_body = _save_body(
+            promised,
+            [_accepted_frame(accepted[slot]) for slot in sorted(accepted)],
+            [_decided_frame(decided[slot]) for slot in sorted(decided)],
         )
-        bodies.append(_INC.pack(REC_INCARNATION, self._incarnation))
+        bodies.append((save_body,))
+        bodies.append((_INC.pack(REC_INCARNATION, self._incarnation),))
         fd, tmp = tempfile.mkstemp(prefix=FILE_NAME + ".", suffix=".tmp", dir=self.path.parent)
         renamed = False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            content = b"".join((self._header, *(_frame(b, 0, FLAG_SYNCED) for b in bodies)))
-            _write_all(fd, content, 0)
+            pieces = [self._header]
+            for body in bodies:
+                pieces.append(_frame_head(body, 0, FLAG_SYNCED))
+                pieces.extend(body)
+            end = _write_pieces(fd, pieces, 0)
             _sync(fd)
             os.replace(tmp, self.path)
             renamed = True
@@ -583,7 +605,7 @@ class LogStorage:
                 with suppress(OSError):
                     os.unlink(tmp)
             raise
-        self._end = self._allocated = self._synced_end = len(content)
+        self._end = self._allocated = self._synced_end = end
         return fd
 
     # ------------------------------------------------------------------ open
@@ -616,8 +638,8 @@ class LogStorage:
         incarnation = replay.incarnation + 1
         self._incarnation = incarnation
         self._promised = replay.promised if replay.promised_set else None
-        self._accepted = {s: a[0] for s, a in replay.accepted.items()}
-        self._decided = {s: d[0] for s, d in replay.decided.items()}
+        self._accepted = {a.slot: a for a in state.accepted}
+        self._decided = {d.slot: d for d in state.decided}
         self._snapshot_slot = replay.floor
         bumped = DurableState(
             state.promised, state.accepted, state.decided, state.snapshot, incarnation
@@ -787,11 +809,11 @@ class LogStorage:
         """The replayed state with every value decoded (incarnation not yet bumped)."""
         accepted = tuple(
             AcceptedEntry(slot, ballot, self._batch(f"accepted slot {slot}", value))
-            for slot, (_, ballot, value) in sorted(replay.accepted.items())
+            for slot, (ballot, value) in sorted(replay.accepted.items())
         )
         decided = tuple(
             DecidedEntry(slot, self._batch(f"decided slot {slot}", value))
-            for slot, (_, value) in sorted(replay.decided.items())
+            for slot, value in sorted(replay.decided.items())
         )
         return DurableState(replay.promised, accepted, decided, replay.snapshot, replay.incarnation)
 
