@@ -99,9 +99,19 @@ class _Group:
     callers: set[object] = field(default_factory=set)
 
 
-def _already(data: bytes) -> Callable[[], bytes | None]:
+def _already(data: bytes) -> Callable[[], list[bytes] | None]:
     """A one-step encoder of a snapshot taken already."""
-    return lambda: data
+    return lambda: [data]
+
+
+def _in_one_piece(step: Callable[[], bytes | None]) -> Callable[[], list[bytes] | None]:
+    """A ``snapshot_copy`` step as a ``snapshot_copy_parts`` one."""
+
+    def parts() -> list[bytes] | None:
+        data = step()
+        return None if data is None else [data]
+
+    return parts
 
 
 def _local_reads(ops: Sequence[Sequence[bytes]]) -> bool:
@@ -164,24 +174,41 @@ class TaggedStateMachine:
         function (``None`` until the last step returns the same bytes as
         ``snapshot()`` would have). Applications without ``snapshot_copy`` are
         snapshotted at once, here.
+
+        An application's snapshot is taken in pieces where it offers that
+        (``snapshot_copy_parts``) and everything is joined once, at the end:
+        the snapshot of a large state is then allocated once rather than
+        copied again for its frame and again for the whole (the node's
+        memory would otherwise swing by a few snapshot sizes at each one).
         """
-        steps: list[tuple[bytes, Callable[[], bytes | None]]] = []
+        steps: list[tuple[bytes, Callable[[], list[bytes] | None]]] = []
         for tag, app in self._all.items():
+            copy_parts = getattr(app, "snapshot_copy_parts", None)
             copy = getattr(app, "snapshot_copy", None)
-            if copy is not None:
-                steps.append((tag, copy()))
+            if copy_parts is not None:
+                steps.append((tag, copy_parts()))
+            elif copy is not None:
+                steps.append((tag, _in_one_piece(copy())))
             else:
                 steps.append((tag, _already(app.snapshot())))
-        parts: list[bytes] = []
+        pieces: list[bytes] = []
+        done = 0
 
         def step() -> bytes | None:
-            tag, encode = steps[len(parts)]
-            data = encode()
-            if data is not None:
-                parts.append(tag + len(data).to_bytes(8, "big") + data)
-                if len(parts) == len(steps):
-                    return b"".join(parts)
-            return None
+            nonlocal done, pieces
+            tag, encode = steps[done]
+            parts = encode()
+            if parts is None:
+                return None
+            size = sum(len(p) for p in parts)
+            pieces += (tag, size.to_bytes(8, "big"), *parts)
+            del parts
+            done += 1
+            if done < len(steps):
+                return None
+            data = b"".join(pieces)
+            pieces = []
+            return data
 
         return step
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from paxostob.errors import DecodeError
 from paxostob.kv.machine import KvMachine
-from paxostob.kv.snapshot import SNAPSHOT_MAGIC, decode_state, encode_state
+from paxostob.kv.snapshot import SNAPSHOT_MAGIC, StateEncoder, decode_state, encode_state
 
 from .util import T0_MS, one, run
 
@@ -48,6 +48,18 @@ def test_encoding_is_canonical(state: tuple[int, dict[bytes, bytes], dict[bytes,
     assert encode_state(clock, reordered, expiries) == encoded
     decoded = decode_state(encoded)
     assert encode_state(decoded.clock_ms, decoded.values, decoded.expiries) == encoded
+
+
+@given(states, st.integers(1, 5))
+def test_the_pieces_of_a_stepped_encoding_join_to_the_snapshot(
+    state: tuple[int, dict[bytes, bytes], dict[bytes, int]], keys_per_step: int
+) -> None:
+    clock, values, expiries = state
+    encoder = StateEncoder(clock, values, expiries, keys_per_step=keys_per_step)
+    parts = encoder.step_parts()
+    while parts is None:
+        parts = encoder.step_parts()
+    assert b"".join(parts) == encode_state(clock, values, expiries)
 
 
 def _sample() -> bytes:

@@ -323,3 +323,52 @@ def test_tagged_snapshot_copy_equals_snapshot_at_the_copy_point() -> None:
     TaggedStateMachine({b"a": fresh_a, b"b": fresh_b}).restore(data)
     assert fresh_a.read([[b"GET", b"x"], [b"GET", b"z"], [b"GET", b"w"]]) == [b"v1", b"v3", None]
     assert fresh_b.read([[b"GET", b"y"]]) == [b"v2"]
+
+
+class _OneShot:
+    """An application with ``snapshot`` only (no ``snapshot_copy``)."""
+
+    def __init__(self) -> None:
+        self.state = b""
+
+    def apply(self, delivery: Delivery) -> None:
+        self.state += delivery.payload
+
+    def snapshot(self) -> bytes:
+        return self.state
+
+    def restore(self, data: bytes) -> None:
+        self.state = data
+
+
+class _WholeCopy(_OneShot):
+    """An application whose ``snapshot_copy`` returns the snapshot whole, in two steps."""
+
+    def snapshot_copy(self) -> Callable[[], bytes | None]:
+        copied, calls = self.state, []
+
+        def step() -> bytes | None:
+            calls.append(1)
+            return copied if len(calls) > 1 else None
+
+        return step
+
+
+def test_tagged_snapshot_copy_joins_pieces_and_whole_snapshots_as_snapshot_does() -> None:
+    # The KV machine hands its snapshot over in pieces (snapshot_copy_parts),
+    # the others whole, or only through snapshot(): one join must frame them
+    # exactly as snapshot() does.
+    kv = KvStateMachine()
+    tagged = TaggedStateMachine({b"a": _OneShot(), b"k": kv}, observer=_WholeCopy())
+    for i in range(5_000):  # more than one StateEncoder step
+        entry = Entry(1_000 + i, (Op((b"SET", b"key:%d" % i, b"v" * (i % 300))),))
+        tagged.apply(Delivery(2 * i + 1, "n1", b"k" + encode_entry(entry)))
+        tagged.apply(Delivery(2 * i + 2, "n1", b"a%d" % i))
+    expected = tagged.snapshot()
+    step = tagged.snapshot_copy()
+    tagged.apply(Delivery(10_001, "n1", b"a-after-the-copy"))
+    steps, data = 1, step()
+    while data is None:
+        steps, data = steps + 1, step()
+    assert steps > 3  # really in steps
+    assert data == expected

@@ -305,8 +305,15 @@ class KvMachine:
         ``None``, the last returns the snapshot: the caller interleaves the
         steps with other work (this machine goes on applying entries).
         """
+        return self._encoder().step
+
+    def snapshot_copy_parts(self) -> Callable[[], list[bytes] | None]:
+        """``snapshot_copy``, the snapshot left in pieces (``StateEncoder.step_parts``)."""
+        return self._encoder().step_parts
+
+    def _encoder(self) -> StateEncoder:
         values, expiries = self._values.copy(), self._expiries.copy()
-        return StateEncoder(self._clock_ms, values, expiries).step
+        return StateEncoder(self._clock_ms, values, expiries)
 
     def restore(self, data: bytes) -> None:
         """Replace the state by ``data``'s (from ``snapshot``); ``DecodeError`` if damaged.

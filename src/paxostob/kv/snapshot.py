@@ -87,6 +87,12 @@ class StateEncoder:
     gives. The first step also selects and sorts the live keys (a C sort,
     milliseconds for 100,000 keys). ``values`` and ``expiries`` must not
     change until the last step: give it copies of a live state.
+
+    ``step_parts`` is ``step`` with the last result left in pieces (their
+    concatenation is the snapshot): a caller that frames the snapshot in a
+    larger record joins everything once, instead of joining here and copying
+    the whole snapshot again (each copy of a large state is another
+    snapshot-sized allocation).
     """
 
     def __init__(
@@ -109,6 +115,11 @@ class StateEncoder:
 
     def step(self) -> bytes | None:
         """Encode the next keys; the snapshot once every key is encoded, else ``None``."""
+        parts = self.step_parts()
+        return None if parts is None else b"".join(parts)
+
+    def step_parts(self) -> list[bytes] | None:
+        """``step``, but the snapshot is returned as the pieces it is the concatenation of."""
         values, expiries = self._values, self._expiries
         live = self._live
         if live is None:
@@ -160,10 +171,12 @@ class StateEncoder:
         self._at = stop
         if stop < len(live):
             return None
-        head = _HEAD.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, self._crc)
-        data = b"".join([head, *self._chunks])
-        self._chunks = []
-        return data
+        parts, self._chunks = self._chunks, []
+        parts.insert(0, _HEAD.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, self._crc))
+        # The copies of the state are no longer needed: drop them now, not
+        # when the caller drops this encoder.
+        self._values, self._expiries, self._live = {}, {}, []
+        return parts
 
     def _add(self, chunk: bytes) -> None:
         self._chunks.append(chunk)
