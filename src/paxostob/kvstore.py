@@ -252,6 +252,8 @@ class KeyValueStore:
                 raise ConfigurationError("a tag needs a TaggedStateMachine and machine=")
             machine = KvStateMachine()
             tob.set_state_machine(machine)
+        # Only this node's entries are answered here (by ``_send``).
+        machine.keep_replies_of(tob.address)
         self.tob = tob
         self.machine = machine
         self.tag = tag

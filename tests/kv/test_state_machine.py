@@ -38,6 +38,19 @@ def test_replies_are_bounded_oldest_first() -> None:
     assert [sm.replies_for(s) for s in range(1, 6)] == [None, None, [OK], [OK], [OK]]
 
 
+def test_only_the_given_senders_deliveries_keep_replies_and_all_are_applied() -> None:
+    sm = KvStateMachine()
+    sm.keep_replies_of("n1")
+    other = Entry(T0_MS, (op("SET k other"),))
+    sm.apply(delivery(1, "SET k v"))
+    sm.apply(Delivery(2, "n2", encode_entry(other)))
+    assert (sm.replies_for(1), sm.replies_for(2)) == ([OK], None)
+    assert sm.read([[b"GET", b"k"]]) == [b"other"]
+    sm.keep_replies_of(None)
+    sm.apply(Delivery(3, "n2", encode_entry(other)))
+    assert sm.replies_for(3) == [OK]
+
+
 def test_a_malformed_payload_is_an_error_reply_on_every_node() -> None:
     nodes = [KvStateMachine(), KvStateMachine()]
     for sm in nodes:
