@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 
 from paxostob import Delivery, LogConfig, MemoryNetwork, TotalOrderBroadcast
+from paxostob.node.tob import SNAPSHOT_BYTES_MAX_DEFAULT
 from paxostob.storage.memory import MemoryStorage
 from paxostob.transport.base import Transport
 
@@ -46,10 +47,17 @@ class ListMachine:
 
 
 class Group:
-    def __init__(self, seed: int, config: LogConfig, snapshot_entries_max: int) -> None:
+    def __init__(
+        self,
+        seed: int,
+        config: LogConfig,
+        snapshot_entries_max: int,
+        snapshot_bytes_max: int = SNAPSHOT_BYTES_MAX_DEFAULT,
+    ) -> None:
         self.net = MemoryNetwork(seed=seed)
         self.config = config
         self.snapshot_entries_max = snapshot_entries_max
+        self.snapshot_bytes_max = snapshot_bytes_max
         self.storage = {m: MemoryStorage() for m in MEMBERS}
         self.transport: dict[str, Transport] = {}
         self.sm: dict[str, ListMachine] = {}
@@ -66,6 +74,7 @@ class Group:
             storage=self.storage[m],
             state_machine=self.sm[m],
             snapshot_entries_max=self.snapshot_entries_max,
+            snapshot_bytes_max=self.snapshot_bytes_max,
         )
         await self.node[m].start()
 
@@ -104,6 +113,34 @@ async def test_the_log_stays_bounded_under_traffic() -> None:
             # >= 75 slots were decided (4 per slot at most); far fewer are kept.
             assert replica.compacted_through > 0
             assert len(replica.log) <= 25 + replica.config.window_slots_max
+    finally:
+        await g.close()
+
+
+async def test_the_log_stays_bounded_in_bytes_whatever_the_entry_count() -> None:
+    # Few, large entries: the byte bound, not the entry bound, triggers compaction.
+    g = Group(
+        seed=3, config=LogConfig(batch_count_max=4), snapshot_entries_max=10**6,
+        snapshot_bytes_max=4_000,
+    )  # fmt: skip
+    for m in MEMBERS:
+        await g.start(m)
+    try:
+        sem = asyncio.Semaphore(10)
+
+        async def one(i: int) -> None:
+            async with sem:
+                await g.node["peer1"].broadcast(b"%03d" % i + b"x" * 497, timeout=WAIT_S)
+
+        await asyncio.gather(*(one(i) for i in range(120)))  # 60,000 bytes
+        for m in MEMBERS:
+            await g.sm[m].until(lambda sm: len(sm.items) >= 120)
+        for m in MEMBERS:
+            replica = g.node[m]._replica
+            assert replica.compacted_through > 0
+            kept = sum(len(p.payload) for batch in replica.log.values() for p in batch)
+            # The bound plus the Ready that crossed it (at most the 10 in flight).
+            assert kept <= 4_000 + 10 * 500, kept
     finally:
         await g.close()
 
