@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from paxostob import Delivery, LogConfig, MemoryNetwork, TotalOrderBroadcast
 from paxostob.node.tob import SNAPSHOT_BYTES_MAX_DEFAULT
@@ -95,6 +96,17 @@ class Group:
             await n.close()
 
 
+@asynccontextmanager
+async def running(g: Group) -> AsyncIterator[Group]:
+    """Every member started; every node closed on exit."""
+    for m in MEMBERS:
+        await g.start(m)
+    try:
+        yield g
+    finally:
+        await g.close()
+
+
 async def broadcast_many(node: TotalOrderBroadcast, prefix: str, count: int) -> None:
     sem = asyncio.Semaphore(20)
 
@@ -107,9 +119,7 @@ async def broadcast_many(node: TotalOrderBroadcast, prefix: str, count: int) -> 
 
 async def test_the_log_stays_bounded_under_traffic() -> None:
     g = Group(seed=1, config=LogConfig(batch_count_max=4), snapshot_entries_max=25)
-    for m in MEMBERS:
-        await g.start(m)
-    try:
+    async with running(g):
         await broadcast_many(g.node["peer1"], "m", 300)
         for m in MEMBERS:
             await g.sm[m].until(lambda sm: len(sm.items) >= 300)
@@ -121,17 +131,13 @@ async def test_the_log_stays_bounded_under_traffic() -> None:
             # (the bound is staggered by member, up to 1.5 times).
             assert replica.compacted_through > 0
             assert len(replica.log) <= 25 * STAGGER_MAX + replica.config.window_slots_max
-    finally:
-        await g.close()
 
 
 async def test_members_compact_at_different_points_of_the_same_log() -> None:
     # All deliver the same log; with one threshold all would snapshot at the same
     # deliveries, and every follower's votes would wait for its snapshot at once.
     g = Group(seed=4, config=LogConfig(batch_count_max=1), snapshot_entries_max=20)
-    for m in MEMBERS:
-        await g.start(m)
-    try:
+    async with running(g):
         for i in range(60):  # one at a time: a Ready delivers one entry
             await g.node["peer1"].broadcast(b"m%d" % i, timeout=WAIT_S)
         for m in MEMBERS:
@@ -141,8 +147,6 @@ async def test_members_compact_at_different_points_of_the_same_log() -> None:
         # And each within its bound (20, 23, 26 entries: 1 + k / 2n times 20).
         for m, first in zip(MEMBERS, firsts, strict=True):
             assert first <= 20 * STAGGER_MAX + 1, (m, first)
-    finally:
-        await g.close()
 
 
 async def test_the_log_stays_bounded_in_bytes_whatever_the_entry_count() -> None:
@@ -151,9 +155,7 @@ async def test_the_log_stays_bounded_in_bytes_whatever_the_entry_count() -> None
         seed=3, config=LogConfig(batch_count_max=4), snapshot_entries_max=10**6,
         snapshot_bytes_max=4_000,
     )  # fmt: skip
-    for m in MEMBERS:
-        await g.start(m)
-    try:
+    async with running(g):
         sem = asyncio.Semaphore(10)
 
         async def one(i: int) -> None:
@@ -169,17 +171,13 @@ async def test_the_log_stays_bounded_in_bytes_whatever_the_entry_count() -> None
             kept = sum(len(p.payload) for batch in replica.log.values() for p in batch)
             # The (staggered) bound plus the Ready that crossed it (at most the 10 in flight).
             assert kept <= 4_000 * STAGGER_MAX + 10 * 500, kept
-    finally:
-        await g.close()
 
 
 async def test_a_lagging_replica_catches_up_from_a_snapshot_in_chunks() -> None:
     # Tiny chunks: the snapshot must travel in many pieces.
     config = LogConfig(batch_count_max=4, snapshot_chunk_bytes_max=256)
     g = Group(seed=2, config=config, snapshot_entries_max=20)
-    for m in MEMBERS:
-        await g.start(m)
-    try:
+    async with running(g):
         await broadcast_many(g.node["peer1"], "a", 10)
         await g.sm["peer3"].until(lambda sm: len(sm.items) >= 10)
         g.net.partition(["peer3"], ["peer1", "peer2"])
@@ -194,15 +192,11 @@ async def test_a_lagging_replica_catches_up_from_a_snapshot_in_chunks() -> None:
         for m in MEMBERS:
             await g.sm[m].until(lambda sm: len(sm.items) >= d.slot)
             assert g.sm[m].items[d.slot - 1] == (d.slot, "peer3", "back")
-    finally:
-        await g.close()
 
 
 async def test_a_restarted_replica_restores_its_snapshot_then_replays_the_rest() -> None:
     g = Group(seed=3, config=LogConfig(batch_count_max=4), snapshot_entries_max=30)
-    for m in MEMBERS:
-        await g.start(m)
-    try:
+    async with running(g):
         await broadcast_many(g.node["peer2"], "m", 100)
         await g.sm["peer2"].until(lambda sm: len(sm.items) >= 100)
         before = list(g.sm["peer2"].items)
@@ -215,5 +209,3 @@ async def test_a_restarted_replica_restores_its_snapshot_then_replays_the_rest()
         assert g.sm["peer2"].items[:100] == before
         d = await g.node["peer2"].broadcast(b"after", timeout=WAIT_S)
         assert d.slot == 101
-    finally:
-        await g.close()
