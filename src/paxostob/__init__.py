@@ -15,8 +15,10 @@ from .errors import (
     NotRunningError,
     PaxosError,
     PayloadTooLargeError,
+    ProposalConflictError,
     QuorumTimeoutError,
     StorageError,
+    StoreMissingError,
     TransportClosedError,
 )
 from .node.consensus import Consensus
@@ -34,8 +36,10 @@ __all__ = [
     "NotRunningError",
     "PaxosError",
     "PayloadTooLargeError",
+    "ProposalConflictError",
     "QuorumTimeoutError",
     "StorageError",
+    "StoreMissingError",
     "TcpTransport",
     "TotalOrderBroadcast",
     "TransportClosedError",

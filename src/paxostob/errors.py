@@ -13,8 +13,10 @@ __all__ = [
     "NotRunningError",
     "PaxosError",
     "PayloadTooLargeError",
+    "ProposalConflictError",
     "QuorumTimeoutError",
     "StorageError",
+    "StoreMissingError",
     "TransportClosedError",
 ]
 
@@ -50,6 +52,25 @@ class DecodeError(PaxosError, ValueError):
 
 class StorageError(PaxosError):
     """The durable store is unreadable, corrupt, or belongs to another node."""
+
+
+class StoreMissingError(StorageError):
+    """A node's store is not there and it was not asked to make one (``bootstrap``).
+
+    Its data directory was wiped, lost or mistyped, or this is the first
+    start of a cluster that was not bootstrapped. A member must not vote
+    without the state it had: the message says what to do.
+    """
+
+
+class ProposalConflictError(PaxosError):
+    """A broadcast's id was already used by an earlier life of this node.
+
+    Peers take it for the earlier proposal and never deliver it, so it fails
+    instead of waiting forever, and is never reported as delivered. Seen only
+    when a node's store was made again under an old id and drew an
+    incarnation that an earlier store of that id had used.
+    """
 
 
 class TransportClosedError(PaxosError):

@@ -107,11 +107,15 @@ class Dropped:
 
     ``delivered``: it *was* delivered, inside a snapshot installed from a
     peer, so its position is unknown here (do not propose it again).
+    ``conflict``: its id was already taken by another proposal (an earlier
+    life of this node used the same incarnation), so peers will never
+    deliver it; the delivery carrying that id, if any, is not this one.
     """
 
     id: ProposalId
     reason: str
     delivered: bool = False
+    conflict: bool = False
 
 
 @dataclass(frozen=True, slots=True)

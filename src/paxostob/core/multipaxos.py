@@ -135,6 +135,10 @@ INCOMING_SNAPSHOTS_MAX = 3
 #: A leader whose catch-up makes no progress this many times runs phase 1 again.
 CATCHUP_TRIES_BEFORE_PHASE1 = 8
 COUNTER_MASK = (1 << SEQ_BITS) - 1
+_CONFLICT = (
+    "an earlier life of this node used this proposal id (its store was made again and drew "
+    "an incarnation already used): restart the node to draw another"
+)
 #: Messages that may leave before the Ready that produced them is durable
 #: (the module docstring argues each); every other type waits.
 EARLY: tuple[type[Message], ...] = (Accept, Heartbeat, Forward, CatchUp, Decided, SnapshotChunk)
@@ -370,6 +374,11 @@ class MultiPaxosReplica:
         proposal = Proposal(pid, payload)
         if batch_size_bytes((proposal,)) > self.config.batch_bytes_max:
             self._dropped.append(Dropped(pid, "payload larger than batch_bytes_max"))
+            return pid
+        if self._is_delivered(pid):
+            # An earlier life with this incarnation had this id delivered:
+            # every replica would skip it as a retry, so it would never come.
+            self._dropped.append(Dropped(pid, _CONFLICT, conflict=True))
             return pid
         self.pending[pid] = proposal
         if self.role is Role.LEADER:
@@ -1003,8 +1012,14 @@ class MultiPaxosReplica:
                     seen.add(counter)
                 delivered += 1
                 deliveries.append(Delivered(pid, Delivery(delivered, origin, p.payload)))
-                if origin == me and pending.pop(pid, None) is not None:
+                if origin == me and pid in pending:
+                    mine = pending.pop(pid)
                     self._forwarded_at.pop(pid, None)
+                    if mine.payload != p.payload:
+                        # Another proposal under our id (an earlier life that
+                        # drew this incarnation): ours is skipped everywhere
+                        # as its retry. Fail it; never report that one as ours.
+                        self._dropped.append(Dropped(pid, _CONFLICT, conflict=True))
                 if queued:
                     queued.discard(pid)
         self.decided_through = slot

@@ -102,6 +102,27 @@ class SynodReplica:
         self._deliveries: list[Delivered] = []
         self.ignored = 0
 
+    def restore(
+        self,
+        promised: Ballot,
+        accepted: tuple[AcceptedEntry, ...],
+        decided: tuple[DecidedEntry, ...],
+    ) -> None:
+        """Take back a restarted node's durable state, before its first step.
+
+        The acceptor gets its promise and accepted value back, so it never
+        contradicts what it told peers; a decision it had is delivered again
+        (in the next ``Ready``).
+        """
+        assert self._now == 0 and self.decision is None, "restore() runs before the first step"
+        self.promised = self._highest_seen = promised
+        for a in accepted:
+            if a.slot == SLOT:
+                self.accepted = (a.ballot, a.value)
+        for d in decided:
+            if d.slot == SLOT and d.value:
+                self._decide(d.value)
+
     # ----------------------------------------------------------------- events
 
     def step(self, event: Event) -> None:

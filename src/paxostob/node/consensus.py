@@ -13,10 +13,13 @@ network that may lose, duplicate, delay and reorder messages):
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 
 from ..core.events import Propose, Ready
 from ..core.synod import SynodConfig, SynodReplica
 from ..errors import ConfigurationError, NotRunningError
+from ..storage.base import Storage, default_storage
 from ..transport.base import Transport
 from ._common import AsyncLifetime, check_membership, make_rng, within
 from .driver import Driver
@@ -35,6 +38,17 @@ class Consensus(AsyncLifetime):
     may share one transport. The transport stays the caller's: closing a
     ``Consensus`` stops this instance only; closing the transport crashes the
     node.
+
+    Durability, as for ``TotalOrderBroadcast``: with ``data_dir`` (one
+    directory per node *and* instance) or ``storage``, the node's promise and
+    accepted value are on disk before any message that depends on them
+    leaves, so a restarted node keeps its word and knows its decision. The
+    first start of each member passes ``bootstrap=True`` to make the store;
+    a later start that finds no store refuses (``StoreMissingError``).
+    Without either, the state is in memory: a node that restarts under the
+    same id has forgotten its promises, which is safe only if no member
+    counts on them (tests in one process, or instances whose every member
+    restarts together).
     """
 
     def __init__(
@@ -46,6 +60,10 @@ class Consensus(AsyncLifetime):
         tick_interval_s: float = 0.01,
         seed: int | None = None,
         config: SynodConfig | None = None,
+        storage: Storage | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        cluster_id: str = "default",
+        bootstrap: bool = False,
     ) -> None:
         if not instance:
             raise ConfigurationError("instance must be a non-empty name")
@@ -59,6 +77,14 @@ class Consensus(AsyncLifetime):
             make_rng(seed, f"{instance}:{self.address}"),
             config,
         )
+        if data_dir is not None:
+            if storage is not None:
+                raise ConfigurationError("give data_dir or storage, not both")
+            storage = default_storage(data_dir)
+        self._storage = storage
+        self._opened = False
+        self.cluster_id = cluster_id
+        self._bootstrap = bootstrap
         self._decision: bytes | None = None
         self._decided = asyncio.Event()
         self._driver = Driver(
@@ -67,13 +93,36 @@ class Consensus(AsyncLifetime):
             INSTANCE_PREFIX + instance,
             tick_interval_s=tick_interval_s,
             on_ready=self._on_ready,
+            persist=None if storage is None else storage.save,
         )
 
     async def start(self) -> None:
+        storage = self._storage
+        if storage is not None and not self._opened and not self._driver.running:
+            founding = self.members if self._bootstrap else None
+            state = await asyncio.to_thread(
+                functools.partial(
+                    storage.open,
+                    f"{self.cluster_id}/{self.instance}",
+                    self.address,
+                    bootstrap=founding,
+                )
+            )
+            if state.members and state.members != self.members:
+                await asyncio.to_thread(storage.close)
+                raise ConfigurationError(
+                    f"node {self.address!r}: the store of instance {self.instance!r} was "
+                    f"made for the members {list(state.members)}, not {list(self.members)}"
+                )
+            self._opened = True
+            self._replica.restore(state.promised, state.accepted, state.decided)
         self._driver.start()
 
     async def close(self) -> None:
         await self._driver.close()
+        if self._storage is not None and self._opened:
+            self._opened = False
+            await asyncio.to_thread(self._storage.close)
 
     @property
     def decision(self) -> bytes | None:

@@ -15,6 +15,7 @@ nodes and a network that loses, duplicates, delays, reorders and partitions:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -31,6 +32,7 @@ from ..errors import (
     NotRunningError,
     PaxosError,
     PayloadTooLargeError,
+    ProposalConflictError,
     QuorumTimeoutError,
 )
 from ..storage.base import Storage, default_storage, has_durable_part
@@ -134,7 +136,18 @@ class TotalOrderBroadcast(AsyncLifetime):
     already applied. A broadcast that resolved was delivered here, so a
     quorum accepted it durably: no crash of any minority, nor a restart of
     every node, loses it. Without ``data_dir``/``storage`` everything is in
-    memory: a restarted node is a new, empty member.
+    memory: a restarted node is a new, empty member, which is safe only when
+    no running member counts on what it promised before (docs/operations.md:
+    over a real network, run durable nodes).
+
+    A cluster is made once: the first start of each founding member passes
+    ``bootstrap=True``, which makes its store (recording ``members``) when
+    there is none. Every later start finds the store; one that finds none
+    refuses to start (``StoreMissingError``) rather than vote with promises
+    it has lost, and one whose store was made for another membership refuses
+    too (``ConfigurationError``). ``bootstrap`` on an existing store does
+    nothing, but it must never be passed for a member whose store was lost:
+    that member would rejoin having forgotten its votes.
 
     Compaction: with a ``state_machine``, deliveries go to its ``apply``
     (not to ``deliver()``); after ``snapshot_entries_max`` deliveries or
@@ -167,6 +180,7 @@ class TotalOrderBroadcast(AsyncLifetime):
         state_machine: StateMachine | None = None,
         snapshot_entries_max: int = 10_000,
         snapshot_bytes_max: int = SNAPSHOT_BYTES_MAX_DEFAULT,
+        bootstrap: bool = False,
     ) -> None:
         if not instance:
             raise ConfigurationError("instance must be a non-empty name")
@@ -195,6 +209,7 @@ class TotalOrderBroadcast(AsyncLifetime):
                 raise ConfigurationError("give data_dir or storage, not both")
             storage = default_storage(data_dir)
         self._storage = storage
+        self._bootstrap = bootstrap
         self._opened = False
         self.cluster_id = cluster_id
         self._sm = state_machine
@@ -251,8 +266,19 @@ class TotalOrderBroadcast(AsyncLifetime):
     async def start(self) -> None:
         storage = self._storage
         if storage is not None and not self._opened:
+            founding = self.members if self._bootstrap else None
+            state = await asyncio.to_thread(
+                functools.partial(storage.open, self.cluster_id, self.address, bootstrap=founding)
+            )
+            if state.members and state.members != self.members:
+                await asyncio.to_thread(storage.close)
+                raise ConfigurationError(
+                    f"node {self.address!r}: its store was made for the members "
+                    f"{list(state.members)}, but it was started with {list(self.members)}; "
+                    "restarting with other members does not change a membership safely "
+                    "(quorums of the two need not overlap)"
+                )
             self._opened = True
-            state = await asyncio.to_thread(storage.open, self.cluster_id, self.address)
             if state.snapshot is not None:
                 self._restore(state.snapshot.data)
             self._replica.restore(
@@ -541,6 +567,21 @@ class TotalOrderBroadcast(AsyncLifetime):
             self._entries_since += len(deliveries)
             self._bytes_since += size
         waiters = self._waiters
+        # Drops first: a proposal whose id another proposal took (``conflict``)
+        # fails, and the delivery carrying that id below then finds no waiter.
+        for dropped in ready.dropped:
+            fut = waiters.pop(dropped.id, None)
+            if fut is not None:
+                self._release_room()
+                if not fut.done():
+                    error: PaxosError
+                    if dropped.conflict:
+                        error = ProposalConflictError(dropped.reason)
+                    elif dropped.delivered:
+                        error = AlreadyDeliveredError(dropped.reason)
+                    else:
+                        error = PayloadTooLargeError(dropped.reason)
+                    fut.set_exception(error)
         if waiters:
             release = self._release_room
             me = self.address
@@ -554,17 +595,6 @@ class TotalOrderBroadcast(AsyncLifetime):
                     release()
                     if not fut.done():
                         fut.set_result(d.delivery)
-        for dropped in ready.dropped:
-            fut = waiters.pop(dropped.id, None)
-            if fut is not None:
-                self._release_room()
-                if not fut.done():
-                    error: PaxosError = (
-                        AlreadyDeliveredError(dropped.reason)
-                        if dropped.delivered
-                        else PayloadTooLargeError(dropped.reason)
-                    )
-                    fut.set_exception(error)
         if (
             sm is not None
             and (

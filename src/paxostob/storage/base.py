@@ -14,9 +14,19 @@ The durable state of one replica:
 - ``decided``: the chosen value of each slot the node has learned;
 - ``snapshot``: the state of everything through ``snapshot.slot``, which
   replaces the accepted and decided entries of those slots (compaction);
-- ``incarnation``: how many times the store was opened, counting this open
-  (1, 2, ...). It lets the runtime tell its restarts apart (e.g. to start
-  proposal sequence numbers past anything an earlier incarnation used).
+- ``incarnation``: this open's number, one more than the last open's. A
+  new store starts from a random number (``random_incarnation``), so two
+  lives of one node id never share an incarnation, even when the first
+  life's disk was wiped and a store was made again: the runtime numbers its
+  proposals by incarnation, and a reused number would make peers take new
+  proposals for old ones.
+- ``members``: the membership the store was made for (``open``'s
+  ``bootstrap``), sorted; ``()`` for a store made before stores recorded it.
+
+A store is made once, when its cluster is made (``bootstrap``). Opening a
+store that is not there is refused (``StoreMissingError``): a node whose
+directory was wiped or lost has forgotten what it promised and accepted, and
+a member that votes with lost state can let two different values be chosen.
 
 Guarantees every implementation gives (and ``tests/storage/conformance.py``
 checks):
@@ -31,9 +41,10 @@ checks):
    ``must_sync`` a save survives a crash of the process but may be lost with
    the power until a later synced save, ``install_snapshot`` or ``close``.
 4. ``install_snapshot`` and ``open`` are durable before they return.
-5. ``open`` refuses a store that belongs to another cluster or node, and a
-   store that is damaged, rather than starting from a partial state: a node
-   that forgot a promise could let two different values be chosen.
+5. ``open`` refuses a store that belongs to another cluster or node, a store
+   that is damaged, and a store that is missing unless ``bootstrap`` is
+   given, rather than starting from a partial or empty state: a node that
+   forgot a promise could let two different values be chosen.
 6. Every failure is a ``StorageError`` naming the store and what is wrong
    (``ConfigurationError`` for an empty id). After a ``StorageError`` from
    ``save`` or ``install_snapshot`` the store is closed: what reached the disk
@@ -49,13 +60,53 @@ works.
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ..core.events import AcceptedEntry, Ready
 from ..core.types import Ballot, DecidedEntry, Snapshot
+from ..errors import StoreMissingError
 
-__all__ = ["DurableState", "Snapshot", "Storage", "default_storage", "has_durable_part"]
+__all__ = [
+    "INCARNATION_BASE_MAX",
+    "INCARNATION_BASE_MIN",
+    "DurableState",
+    "Snapshot",
+    "Storage",
+    "StoreMissingError",
+    "default_storage",
+    "has_durable_part",
+    "missing_store_message",
+    "random_incarnation",
+]
+
+#: A new store's first incarnation is drawn from this range. Above every
+#: count of opens a store made before incarnations were drawn could have
+#: reached, and far enough below 2**32 (the core's limit) for 2**31 more
+#: opens. Two stores of one node id then share an incarnation with a chance
+#: of about (opens of both) / 2**31: one in a million for lives of a
+#: thousand restarts each.
+INCARNATION_BASE_MIN = 1 << 20
+INCARNATION_BASE_MAX = 1 << 31
+
+
+def random_incarnation() -> int:
+    """A new store's first incarnation: random, so a remade store never repeats an old life."""
+    return INCARNATION_BASE_MIN + secrets.randbelow(INCARNATION_BASE_MAX - INCARNATION_BASE_MIN)
+
+
+def missing_store_message(where: object, node_id: str) -> str:
+    """What ``StoreMissingError`` says: what happened, and what the operator can do."""
+    return (
+        f"{where}: node {node_id!r} has no store here (the data directory is empty or "
+        "missing). If this node was a member of its cluster, its promises and votes are "
+        "lost, and a member that votes without them can lose acknowledged writes: restore "
+        "the directory (from its disk or a backup), or keep the node out of the cluster. "
+        "If this is the first start of a new cluster, start every founding member once "
+        "with --bootstrap (library: bootstrap=True)."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +123,7 @@ class DurableState:
     decided: tuple[DecidedEntry, ...]
     snapshot: Snapshot | None
     incarnation: int
+    members: tuple[str, ...] = ()
 
 
 def has_durable_part(ready: Ready) -> bool:
@@ -83,9 +135,15 @@ def has_durable_part(ready: Ready) -> bool:
 class Storage(Protocol):
     """The durable state of one replica; see the module docstring for the guarantees."""
 
-    def open(self, cluster_id: str, node_id: str) -> DurableState:
-        """Load the store, creating an empty one on first use, and bump its incarnation.
+    def open(
+        self, cluster_id: str, node_id: str, *, bootstrap: Sequence[str] | None = None
+    ) -> DurableState:
+        """Load the store and bump its incarnation.
 
+        A store that is not there is made only when ``bootstrap`` gives the
+        founding membership (recorded in it, ``DurableState.members``), with
+        a random first incarnation; without it, ``StoreMissingError``. An
+        existing store ignores ``bootstrap``.
         Raises ``StorageError`` when the store was made for another
         ``cluster_id`` or ``node_id`` (the message names both pairs), is
         damaged or unreadable, is already open, or is in use by another

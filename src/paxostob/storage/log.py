@@ -81,6 +81,13 @@ nothing about syncs in front of ones that do, and an older paxostob would
 see format-2 records as a torn tail to cut — losing promises — where a
 rewritten file's header makes it refuse the store by its version instead.
 
+The store is made only when ``open`` is given ``bootstrap`` (the founding
+membership); a missing log is otherwise refused (``StoreMissingError``): a
+node whose directory was wiped must not vote again as if it had promised
+nothing. A new log holds a ``REC_MEMBERS`` record (the membership, kept by
+every compaction) and an incarnation record one below a random first
+incarnation (base.py says why).
+
 The store is created atomically: a complete empty log is written to a
 temporary name, synced and hard-linked to the real name (``link`` never
 replaces an existing file, so two racing creators cannot clobber each
@@ -104,8 +111,14 @@ from pathlib import Path
 
 from ..core.events import AcceptedEntry, Ready
 from ..core.types import ZERO_BALLOT, Ballot, Batch, DecidedEntry
-from ..errors import ConfigurationError, DecodeError, StorageError
-from .base import DurableState, Snapshot, has_durable_part
+from ..errors import ConfigurationError, DecodeError, StorageError, StoreMissingError
+from .base import (
+    DurableState,
+    Snapshot,
+    has_durable_part,
+    missing_store_message,
+    random_incarnation,
+)
 from .encoding import decode_batch, encode_batch
 
 __all__ = ["FILE_NAME", "FORMAT_VERSION", "SQLITE_FILE_NAME", "LogStorage"]
@@ -129,6 +142,7 @@ REC_SAVE = 1
 REC_SNAPSHOT = 2
 REC_INCARNATION = 3
 REC_SYNC = 4  # nothing of its own: marks a sync of the records before it (close, a covered save)
+REC_MEMBERS = 5  # the membership the store was made for (bootstrap); every compaction keeps it
 
 #: A record's flag: a sync followed its write (the save returned only after it), so if that
 #: sync completed, this record and every byte before it were durable.
@@ -152,6 +166,7 @@ _DEC = struct.Struct(">QI")  # slot, value length (then value)
 _SNAP = struct.Struct(">BQ")  # type SNAPSHOT, slot (then meta, data with u64 lengths)
 _INC = struct.Struct(">BQ")  # type INCARNATION, incarnation
 _SYNC_BODY = _U8.pack(REC_SYNC)
+_MEMBERS = struct.Struct(">BH")  # type MEMBERS, count (then u16 length and UTF-8 id each)
 _U64_MAX = (1 << 64) - 1
 _U16_MAX = (1 << 16) - 1
 
@@ -188,6 +203,14 @@ def _header(cluster_id: str, node_id: str) -> bytes:
     version = _VERSION.pack(FORMAT_VERSION)
     head = b"".join((MAGIC, version, _U16.pack(len(cluster)), cluster, _U16.pack(len(node)), node))
     return head + _U32.pack(binascii.crc32(head))
+
+
+def _members_body(members: Sequence[str]) -> bytes:
+    parts = [_MEMBERS.pack(REC_MEMBERS, len(members))]
+    for member in members:
+        raw = _node_bytes(member)
+        parts += (_U16.pack(len(raw)), raw)
+    return b"".join(parts)
 
 
 def _node_bytes(node_id: str) -> bytes:
@@ -304,6 +327,7 @@ class _Replay:
         self.decided: dict[int, bytes] = {}
         self.snapshot: Snapshot | None = None
         self.incarnation = 0
+        self.members: tuple[str, ...] = ()
 
     @property
     def floor(self) -> int:
@@ -327,6 +351,13 @@ class _Replay:
             self.decided = {s: d for s, d in self.decided.items() if s > slot}
         elif kind == REC_SYNC:
             pass
+        elif kind == REC_MEMBERS:
+            (count,) = r.unpack(_U16)
+            members = []
+            for _ in range(count):
+                (length,) = r.unpack(_U16)
+                members.append(r.text(length))
+            self.members = tuple(members)
         elif kind == REC_INCARNATION:
             (incarnation,) = r.unpack(_U64)
             if incarnation <= self.incarnation:
@@ -401,6 +432,7 @@ class LogStorage:
         self._allocated = 0  # the file's size: zeros from _end to here
         self._sync_count = 0
         self._incarnation = 0
+        self._members: tuple[str, ...] = ()
         # The state above the snapshot, as the saves gave it (the values are
         # the core's own objects, not copies): compaction writes it again.
         # Bounded by the runtime's snapshots, as the core's log.
@@ -415,14 +447,15 @@ class LogStorage:
 
     # ------------------------------------------------------------------ Storage
 
-    def open(self, cluster_id: str, node_id: str) -> DurableState:
+    def open(
+        self, cluster_id: str, node_id: str, *, bootstrap: Sequence[str] | None = None
+    ) -> DurableState:
         if not cluster_id or not node_id:
             raise ConfigurationError("cluster_id and node_id must be non-empty")
         if self._fd is not None:
             raise StorageError(f"{self.path}: already open (close it first)")
         header = _header(cluster_id, node_id)
         with self._errors("cannot open the store"):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             sqlite = self.path.with_name(SQLITE_FILE_NAME)
             if sqlite.exists() or sqlite.with_name(SQLITE_FILE_NAME + "-wal").exists():
                 raise StorageError(
@@ -431,7 +464,10 @@ class LogStorage:
                     "(default_storage does), or move one of the two away"
                 )
             if not self.path.exists():
-                self._create(header)
+                if bootstrap is None:
+                    raise StoreMissingError(missing_store_message(self.path, node_id))
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._create(header, tuple(sorted(set(bootstrap))))
             fd = os.open(self.path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
         self._header = header
         try:
@@ -538,12 +574,22 @@ class LogStorage:
 
     # ------------------------------------------------------------------ files
 
-    def _create(self, header: bytes) -> None:
-        """Write a complete empty log beside the real name, then link it into place."""
+    def _create(self, header: bytes, members: tuple[str, ...]) -> None:
+        """Write a complete empty log beside the real name, then link it into place.
+
+        It records ``members`` and an incarnation one below a random first
+        one (``open`` bumps it), so a store made again under an old node id
+        does not repeat the incarnations of the one it replaces.
+        """
+        first = random_incarnation() - 1
+        records = [
+            _frame(_members_body(members), 0, FLAG_SYNCED),
+            _frame(_INC.pack(REC_INCARNATION, first), 0, FLAG_SYNCED),
+        ]
         fd, tmp = tempfile.mkstemp(prefix=FILE_NAME + ".", suffix=".tmp", dir=self.path.parent)
         try:
             try:
-                _write_all(fd, header, 0)
+                _write_all(fd, b"".join([header, *records]), 0)
                 _sync(fd)
             finally:
                 os.close(fd)
@@ -569,6 +615,8 @@ class LogStorage:
         the new file was durable while it was written.
         """
         bodies: list[tuple[bytes, ...]] = []
+        if self._members:
+            bodies.append((_members_body(self._members),))
         if snapshot is not None:
             head = b"".join(
                 (
@@ -637,12 +685,18 @@ class LogStorage:
         state = self._state(replay)
         incarnation = replay.incarnation + 1
         self._incarnation = incarnation
+        self._members = replay.members
         self._promised = replay.promised if replay.promised_set else None
         self._accepted = {a.slot: a for a in state.accepted}
         self._decided = {d.slot: d for d in state.decided}
         self._snapshot_slot = replay.floor
         bumped = DurableState(
-            state.promised, state.accepted, state.decided, state.snapshot, incarnation
+            state.promised,
+            state.accepted,
+            state.decided,
+            state.snapshot,
+            incarnation,
+            replay.members,
         )
         if version != FORMAT_VERSION:
             # A format-1 log has no sync notes to append after: rewrite it whole, as a
@@ -815,7 +869,9 @@ class LogStorage:
             DecidedEntry(slot, self._batch(f"decided slot {slot}", value))
             for slot, value in sorted(replay.decided.items())
         )
-        return DurableState(replay.promised, accepted, decided, replay.snapshot, replay.incarnation)
+        return DurableState(
+            replay.promised, accepted, decided, replay.snapshot, replay.incarnation, replay.members
+        )
 
     def _batch(self, what: str, value: bytes) -> Batch:
         try:

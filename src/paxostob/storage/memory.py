@@ -19,12 +19,19 @@ before they are folded in or dropped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..core.events import AcceptedEntry, Ready
 from ..core.types import ZERO_BALLOT, Ballot, DecidedEntry
-from ..errors import ConfigurationError, StorageError
-from .base import DurableState, Snapshot, has_durable_part
+from ..errors import ConfigurationError, StorageError, StoreMissingError
+from .base import (
+    DurableState,
+    Snapshot,
+    has_durable_part,
+    missing_store_message,
+    random_incarnation,
+)
 
 __all__ = ["MemoryStorage"]
 
@@ -33,7 +40,8 @@ __all__ = ["MemoryStorage"]
 class _Image:
     """The store's content; ``accepted``/``decided`` hold only slots above the snapshot."""
 
-    ids: tuple[str, str] | None = None  # (cluster_id, node_id), set by the first open
+    ids: tuple[str, str] | None = None  # (cluster_id, node_id), set when the store is made
+    members: tuple[str, ...] = ()
     incarnation: int = 0
     promised: Ballot = ZERO_BALLOT
     accepted: dict[int, AcceptedEntry] = field(default_factory=dict)
@@ -62,13 +70,22 @@ class _Image:
             decided=tuple(self.decided[s] for s in sorted(self.decided)),
             snapshot=self.snapshot,
             incarnation=self.incarnation,
+            members=self.members,
         )
 
 
 class MemoryStorage:
-    """A ``Storage`` in memory whose ``crash()`` loses what was not synced."""
+    """A ``Storage`` in memory whose ``crash()`` loses what was not synced.
 
-    def __init__(self) -> None:
+    ``incarnation_base``: the first incarnation when the store is made
+    (default: ``random_incarnation()``); a simulator passes one drawn from
+    its seed so that its runs replay exactly. ``wipe()`` models a lost disk.
+    """
+
+    def __init__(self, *, incarnation_base: int | None = None) -> None:
+        if incarnation_base is not None and incarnation_base < 1:
+            raise ConfigurationError("incarnation_base must be >= 1")
+        self._incarnation_base = incarnation_base
         self._synced = _Image()
         self._pending: list[Ready] = []
         self._is_open = False
@@ -76,14 +93,21 @@ class MemoryStorage:
 
     # ------------------------------------------------------------------ Storage
 
-    def open(self, cluster_id: str, node_id: str) -> DurableState:
+    def open(
+        self, cluster_id: str, node_id: str, *, bootstrap: Sequence[str] | None = None
+    ) -> DurableState:
         if not cluster_id or not node_id:
             raise ConfigurationError("cluster_id and node_id must be non-empty")
         if self._is_open:
             raise StorageError("memory store: already open (close it first)")
         image = self._synced
         if image.ids is None:
+            if bootstrap is None:
+                raise StoreMissingError(missing_store_message("memory store", node_id))
             image.ids = (cluster_id, node_id)
+            image.members = tuple(sorted(set(bootstrap)))
+            base = self._incarnation_base
+            image.incarnation = (random_incarnation() if base is None else base) - 1
         elif image.ids != (cluster_id, node_id):
             mine_cluster, mine_node = image.ids
             raise StorageError(
@@ -143,6 +167,15 @@ class MemoryStorage:
             raise ConfigurationError("keep_unsynced_saves must be >= 0")
         for ready in self._pending[:keep_unsynced_saves]:
             self._synced.apply(ready)
+        self._pending.clear()
+        self._is_open = False
+
+    def wipe(self) -> None:
+        """A lost disk: everything is gone, as if the store had never been made.
+
+        The store is closed; ``open`` then refuses it unless bootstrapping.
+        """
+        self._synced = _Image()
         self._pending.clear()
         self._is_open = False
 

@@ -37,15 +37,21 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from ..core.events import AcceptedEntry, Ready
 from ..core.types import Ballot, Batch, DecidedEntry
-from ..errors import ConfigurationError, DecodeError, StorageError
-from .base import DurableState, Snapshot, has_durable_part
+from ..errors import ConfigurationError, DecodeError, StorageError, StoreMissingError
+from .base import (
+    DurableState,
+    Snapshot,
+    has_durable_part,
+    missing_store_message,
+    random_incarnation,
+)
 from .encoding import decode_batch, encode_batch, row_crc
 
 __all__ = ["FILE_NAME", "FORMAT_VERSION", "SqliteStorage"]
@@ -126,20 +132,25 @@ class SqliteStorage:
 
     # ------------------------------------------------------------------ Storage
 
-    def open(self, cluster_id: str, node_id: str) -> DurableState:
+    def open(
+        self, cluster_id: str, node_id: str, *, bootstrap: Sequence[str] | None = None
+    ) -> DurableState:
+        # This format does not record the founding membership (members is ()).
         if not cluster_id or not node_id:
             raise ConfigurationError("cluster_id and node_id must be non-empty")
         if self._conn is not None:
             raise StorageError(f"{self.path}: already open (close it first)")
         wal = self.path.with_name(self.path.name + "-wal")
         with self._errors("cannot open the store"):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             if not self.path.exists():
                 if wal.exists():
                     raise StorageError(
                         f"{self.path}: the file is missing but its write-ahead log {wal.name} "
                         "is there: the store was damaged or moved; refusing to start empty"
                     )
+                if bootstrap is None:
+                    raise StoreMissingError(missing_store_message(self.path, node_id))
+                self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._create(cluster_id, node_id)
         with self._errors("cannot open the store"):
             conn = sqlite3.connect(
@@ -241,13 +252,16 @@ class SqliteStorage:
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             for statement in _SCHEMA:
                 conn.execute(statement)
+            # The first open bumps it to a random first incarnation (base.py).
+            incarnation = random_incarnation() - 1
             conn.execute(
-                "INSERT INTO meta VALUES (0, ?, ?, ?, 0, ?)",
+                "INSERT INTO meta VALUES (0, ?, ?, ?, ?, ?)",
                 (
                     FORMAT_VERSION,
                     cluster_id,
                     node_id,
-                    row_crc("meta", FORMAT_VERSION, cluster_id, node_id, 0),
+                    incarnation,
+                    row_crc("meta", FORMAT_VERSION, cluster_id, node_id, incarnation),
                 ),
             )
             conn.execute("INSERT INTO promised VALUES (0, 0, '', ?)", (row_crc("promised", 0, ""),))
