@@ -73,7 +73,7 @@ def ready_of_save(n: int) -> Ready:
 
 def main(data_dir: str, kind: str) -> None:
     storage = STORES[kind](data_dir)
-    state = storage.open(CLUSTER, NODE)
+    state = storage.open(CLUSTER, NODE, bootstrap=[NODE])
     print(f"open {state.incarnation}", flush=True)
     n = state.promised.round
     while True:

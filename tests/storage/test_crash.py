@@ -153,7 +153,7 @@ def test_what_was_reported_synced_survives_kill_9(tmp_path: Path, kind: str) -> 
         kills += 1
         storage = STORES[kind](str(data_dir))
         try:
-            state = storage.open(CLUSTER, NODE)
+            state = storage.open(CLUSTER, NODE, bootstrap=[NODE])
         except Exception as e:
             raise AssertionError(f"seed {seed}, kill {kills}: {e}\n{run.stderr}") from e
         finally:
@@ -177,11 +177,11 @@ def test_expected_state_matches_what_the_child_saves(tmp_path: Path, n: int, kin
     from .crash_child import ready_of_save
 
     storage = STORES[kind](str(tmp_path))
-    storage.open(CLUSTER, NODE)
+    storage.open(CLUSTER, NODE, bootstrap=[NODE])
     for i in range(1, n + 1):
         storage.save(ready_of_save(i))
     storage.close()
-    state = storage.open(CLUSTER, NODE)
+    state = storage.open(CLUSTER, NODE, bootstrap=[NODE])
     storage.close()
     assert check_exactly_saves_through(state, Run(saves=n)) == n
     with pytest.raises(AssertionError):

@@ -62,12 +62,12 @@ FRAME = log_module._FRAME.size
 def populate(data_dir: Path, *, snapshot: bool = True) -> DurableState:
     """A closed store (slots 1..200, a snapshot through slot 3 when asked), reopened once."""
     s = LogStorage(data_dir)
-    s.open(CLUSTER, NODE)
+    s.open(CLUSTER, NODE, bootstrap=[NODE])
     if snapshot:
         s.install_snapshot(Snapshot(3, b"meta", b"data"))
     fill(s, SLOTS)
     s.close()
-    state = s.open(CLUSTER, NODE)
+    state = s.open(CLUSTER, NODE, bootstrap=[NODE])
     s.close()
     return state
 
@@ -75,7 +75,7 @@ def populate(data_dir: Path, *, snapshot: bool = True) -> DurableState:
 def open_state(data_dir: Path) -> DurableState:
     s = LogStorage(data_dir)
     try:
-        return s.open(CLUSTER, NODE)
+        return s.open(CLUSTER, NODE, bootstrap=[NODE])
     finally:
         s.close()
 
@@ -84,7 +84,7 @@ def open_error(data_dir: Path, cluster: str = CLUSTER, node: str = NODE) -> Stor
     """The StorageError opening ``data_dir`` gives; fails if it opens or raises anything else."""
     s = LogStorage(data_dir)
     try:
-        s.open(cluster, node)
+        s.open(cluster, node, bootstrap=[node])
     except StorageError as e:
         assert str(data_dir / FILE_NAME) in str(e), str(e)
         return e
@@ -136,7 +136,7 @@ def test_creates_the_directory_and_leaves_one_file(tmp_path: Path) -> None:
 
 def test_a_path_ending_in_log_is_the_file_itself(tmp_path: Path) -> None:
     s = LogStorage(tmp_path / "d" / "node.log")
-    s.open(CLUSTER, NODE)
+    s.open(CLUSTER, NODE, bootstrap=[NODE])
     s.close()
     assert os.listdir(tmp_path / "d") == ["node.log"]
 
@@ -145,7 +145,12 @@ def test_reopen_after_close_returns_the_same_state(tmp_path: Path) -> None:
     state = populate(tmp_path)
     again = open_state(tmp_path)
     assert again == DurableState(
-        state.promised, state.accepted, state.decided, state.snapshot, state.incarnation + 1
+        state.promised,
+        state.accepted,
+        state.decided,
+        state.snapshot,
+        state.incarnation + 1,
+        (NODE,),
     )
     assert state.promised == Ballot(200, NODE)
     assert [d.slot for d in state.decided] == list(range(4, 201))
@@ -154,14 +159,14 @@ def test_reopen_after_close_returns_the_same_state(tmp_path: Path) -> None:
 
 def test_a_second_open_is_refused_while_locked(tmp_path: Path) -> None:
     first = LogStorage(tmp_path)
-    first.open(CLUSTER, NODE)
+    first.open(CLUSTER, NODE, bootstrap=[NODE])
     try:
         with pytest.raises(StorageError, match="in use") as e:
-            LogStorage(tmp_path).open(CLUSTER, NODE)
+            LogStorage(tmp_path).open(CLUSTER, NODE, bootstrap=[NODE])
         assert str(tmp_path / FILE_NAME) in str(e.value)
         first.install_snapshot(Snapshot(1, b"", b""))  # the lock moves to the new file
         with pytest.raises(StorageError, match="in use"):
-            LogStorage(tmp_path).open(CLUSTER, NODE)
+            LogStorage(tmp_path).open(CLUSTER, NODE, bootstrap=[NODE])
         first.save(Ready(decided=(decided(2),), must_sync=True))  # the owner is unharmed
     finally:
         first.close()
@@ -177,7 +182,7 @@ def test_leftovers_of_an_interrupted_creation_or_compaction_are_removed(tmp_path
 
 def test_a_directory_with_an_sqlite_store_is_refused(tmp_path: Path) -> None:
     old = SqliteStorage(tmp_path)
-    old.open(CLUSTER, NODE)
+    old.open(CLUSTER, NODE, bootstrap=[NODE])
     old.close()
     e = open_error(tmp_path)
     assert SQLITE_FILE_NAME in str(e) and "SqliteStorage" in str(e)
@@ -187,18 +192,18 @@ def test_a_directory_with_an_sqlite_store_is_refused(tmp_path: Path) -> None:
 def test_default_storage_is_the_log_but_keeps_an_existing_sqlite_store(tmp_path: Path) -> None:
     assert isinstance(default_storage(tmp_path / "new"), LogStorage)
     old = SqliteStorage(tmp_path / "old")
-    old.open(CLUSTER, NODE)
+    old.open(CLUSTER, NODE, bootstrap=[NODE])
     old.save(Ready(decided=(decided(1),), must_sync=True))
     old.close()
     kept = default_storage(tmp_path / "old")
     assert isinstance(kept, SqliteStorage)
-    assert kept.open(CLUSTER, NODE).decided == (decided(1),)
+    assert kept.open(CLUSTER, NODE, bootstrap=[NODE]).decided == (decided(1),)
     kept.close()
     # Both kinds in one directory: the log store refuses, naming the SQLite file.
     both = tmp_path / "both"
     fresh = default_storage(both)
     assert isinstance(fresh, LogStorage)
-    fresh.open(CLUSTER, NODE)
+    fresh.open(CLUSTER, NODE, bootstrap=[NODE])
     fresh.close()
     (both / SQLITE_FILE_NAME).write_bytes(b"")
     assert SQLITE_FILE_NAME in str(open_error(both))
@@ -208,7 +213,7 @@ def test_a_huge_record_round_trips(tmp_path: Path) -> None:
     payload = os.urandom(1 << 20) * 24  # 24 MiB in one value
     big = (Proposal(ProposalId(NODE, 1), payload),)
     s = LogStorage(tmp_path)
-    s.open(CLUSTER, NODE)
+    s.open(CLUSTER, NODE, bootstrap=[NODE])
     s.save(
         Ready(
             accepted=(AcceptedEntry(1, Ballot(1, NODE), big),),
@@ -230,7 +235,7 @@ def test_compaction_shrinks_the_file(tmp_path: Path) -> None:
     path = tmp_path / FILE_NAME
     before = path.stat().st_size
     s = LogStorage(tmp_path)
-    s.open(CLUSTER, NODE)
+    s.open(CLUSTER, NODE, bootstrap=[NODE])
     s.install_snapshot(Snapshot(190, b"meta", b"data"))
     after = path.stat().st_size
     s.save(Ready(decided=(decided(201),)))
@@ -248,7 +253,7 @@ def test_a_compaction_writes_the_snapshot_as_one_framed_record(tmp_path: Path) -
     # file must hold exactly the record one joined body would have made.
     data = os.urandom(300_000)
     s = LogStorage(tmp_path)
-    s.open(CLUSTER, NODE)
+    s.open(CLUSTER, NODE, bootstrap=[NODE])
     fill(s, range(1, 11))
     s.install_snapshot(Snapshot(7, b"meta", data))
     raw = (tmp_path / FILE_NAME).read_bytes()
@@ -265,8 +270,9 @@ def test_a_compaction_writes_the_snapshot_as_one_framed_record(tmp_path: Path) -
     # length, synced_upto (0: nothing of the new file was durable), flags (synced)
     fields = struct.pack(">QQB", len(body), 0, 1)
     record = RECORD_MARK + fields + struct.pack(">I", binascii.crc32(body, binascii.crc32(fields)))
-    header_end = raw.find(RECORD_MARK)
-    assert raw[header_end : header_end + len(record) + len(body)] == record + body
+    # The members record comes first, then the snapshot, whole in one record.
+    first = raw.find(RECORD_MARK)
+    assert raw.find(record + body) == raw.find(RECORD_MARK, first + 1)
     state = open_state(tmp_path)
     assert state.snapshot == Snapshot(7, b"meta", data)
     assert [d.slot for d in state.decided] == [8, 9, 10]
@@ -280,7 +286,7 @@ def test_the_state_above_the_snapshot_is_kept_without_copies_of_the_values(
     # encoded copies: two 4 MiB ones for an entry both accepted and decided.
     big = (Proposal(ProposalId(NODE, 1), os.urandom(4 << 20)),)
     s = LogStorage(tmp_path)
-    s.open(CLUSTER, NODE)
+    s.open(CLUSTER, NODE, bootstrap=[NODE])
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
@@ -304,13 +310,15 @@ def test_the_state_above_the_snapshot_is_kept_without_copies_of_the_values(
 
 def test_the_incarnation_survives_compaction(tmp_path: Path) -> None:
     s = LogStorage(tmp_path)
-    for _ in range(3):
+    first = s.open(CLUSTER, NODE, bootstrap=[NODE]).incarnation
+    s.close()
+    for _ in range(2):
         s.open(CLUSTER, NODE)
         s.close()
-    assert s.open(CLUSTER, NODE).incarnation == 4
+    assert s.open(CLUSTER, NODE).incarnation == first + 3
     s.install_snapshot(Snapshot(1, b"", b""))
     s.close()
-    assert s.open(CLUSTER, NODE).incarnation == 5
+    assert s.open(CLUSTER, NODE).incarnation == first + 4
     s.close()
 
 
@@ -321,7 +329,7 @@ def test_the_incarnation_survives_compaction(tmp_path: Path) -> None:
 def test_a_torn_last_record_is_ignored_and_truncated(tmp_path: Path, cut: int) -> None:
     """Cut inside the last save (in its frame or its body): the saves before it are all there."""
     s = LogStorage(tmp_path / "live")
-    s.open(CLUSTER, NODE)
+    first = s.open(CLUSTER, NODE, bootstrap=[NODE]).incarnation
     s.save(Ready(promised=Ballot(1, NODE), decided=(decided(1),), must_sync=True))
     s.save(Ready(promised=Ballot(2, NODE), decided=(decided(2),)))
     data_dir = crashed_copy(s, tmp_path / "crashed")
@@ -332,10 +340,10 @@ def test_a_torn_last_record_is_ignored_and_truncated(tmp_path: Path, cut: int) -
     os.truncate(path, last + cut if cut > 0 else end + cut)
     state = open_state(data_dir)
     assert state.promised == Ballot(1, NODE) and state.decided == (decided(1),)
-    assert state.incarnation == 2
+    assert state.incarnation == first + 1
     # The torn bytes are gone and the incarnation record follows the last good save:
     # the next open sees a clean log, one incarnation later.
-    assert open_state(data_dir).incarnation == 3
+    assert open_state(data_dir).incarnation == first + 2
     assert record_offsets(path)[-2] == last
 
 
@@ -361,7 +369,7 @@ def test_junk_after_the_last_record_is_ignored_and_truncated(tmp_path: Path, tai
 def test_a_flipped_byte_in_the_last_record_is_a_torn_tail(tmp_path: Path) -> None:
     """Indistinguishable from a torn write (as for SQLite's WAL): the record is dropped."""
     s = LogStorage(tmp_path)
-    s.open(CLUSTER, NODE)
+    s.open(CLUSTER, NODE, bootstrap=[NODE])
     s.save(Ready(decided=(decided(1),), must_sync=True))
     s.save(Ready(decided=(decided(2),), must_sync=True))
     s.close()
@@ -380,7 +388,7 @@ def unsynced_tail(tmp_path: Path, *, size: int = 1) -> tuple[Path, list[int]]:
     ``size`` proposals per decided value (500 make a record span whole pages).
     """
     s = LogStorage(tmp_path / "live")
-    s.open(CLUSTER, NODE)
+    s.open(CLUSTER, NODE, bootstrap=[NODE])
     s.save(
         Ready(
             promised=Ballot(1, NODE),
@@ -441,7 +449,7 @@ def test_damage_in_the_last_synced_record_is_refused(tmp_path: Path) -> None:
 def test_damage_before_a_synced_save_is_refused(tmp_path: Path) -> None:
     """A synced save after an unsynced one: its sync covered the earlier record."""
     s = LogStorage(tmp_path / "live")
-    s.open(CLUSTER, NODE)
+    s.open(CLUSTER, NODE, bootstrap=[NODE])
     s.save(Ready(decided=(decided(1),)))
     s.save(Ready(decided=(decided(2),)))
     s.save(Ready(promised=Ballot(3, NODE), decided=(decided(3),), must_sync=True))
@@ -459,7 +467,7 @@ def test_damage_before_a_synced_save_is_refused(tmp_path: Path) -> None:
 def test_damage_in_saves_a_close_made_durable_is_refused(tmp_path: Path) -> None:
     """``close`` syncs the unsynced saves: the record it appends first says so."""
     s = LogStorage(tmp_path)
-    s.open(CLUSTER, NODE)
+    s.open(CLUSTER, NODE, bootstrap=[NODE])
     s.save(Ready(decided=(decided(1),), must_sync=True))
     s.save(Ready(decided=(decided(2),)))
     s.save(Ready(decided=(decided(3),)))
@@ -473,7 +481,7 @@ def test_damage_in_saves_a_close_made_durable_is_refused(tmp_path: Path) -> None
 def test_damage_before_a_synced_save_the_snapshot_covered_is_refused(tmp_path: Path) -> None:
     """A synced save with nothing left to write still syncs, and appends a record saying so."""
     s = LogStorage(tmp_path / "live")
-    s.open(CLUSTER, NODE)
+    s.open(CLUSTER, NODE, bootstrap=[NODE])
     s.install_snapshot(Snapshot(5, b"", b"s"))
     s.save(Ready(decided=(decided(6),)))
     s.save(Ready(decided=(decided(7),)))
@@ -531,7 +539,7 @@ def test_a_format_1_log_is_read_and_rewritten_in_the_current_format(
     assert os.listdir(path.parent) == [FILE_NAME]
     # It goes on as any current log, the unsynced-tail rule included.
     s = LogStorage(path.parent)
-    assert s.open(CLUSTER, NODE).incarnation == 4
+    assert s.open(CLUSTER, NODE, bootstrap=[NODE]).incarnation == 4
     s.save(Ready(decided=(decided(6),), must_sync=True))
     s.save(Ready(decided=(decided(7),)))
     s.save(Ready(decided=(decided(8),)))
@@ -569,7 +577,7 @@ def test_a_failed_rewrite_of_a_format_1_log_keeps_it(
 
     monkeypatch.setattr(os, "replace", failing_rename)
     with pytest.raises(StorageError, match="cannot rewrite the store in the current format"):
-        LogStorage(path.parent).open(CLUSTER, NODE)
+        LogStorage(path.parent).open(CLUSTER, NODE, bootstrap=[NODE])
     monkeypatch.undo()
     assert path.read_bytes() == V1_LOG.read_bytes()
     assert os.listdir(path.parent) == [FILE_NAME]
@@ -668,7 +676,7 @@ def test_a_failed_save_closes_the_store_and_keeps_the_durable_state(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s = LogStorage(tmp_path)
-    s.open(CLUSTER, NODE)
+    first = s.open(CLUSTER, NODE, bootstrap=[NODE]).incarnation
     s.save(Ready(decided=(decided(1),), must_sync=True))
 
     def full_disk(fd: int, data: bytes, offset: int) -> None:
@@ -681,17 +689,17 @@ def test_a_failed_save_closes_the_store_and_keeps_the_durable_state(
     assert str(s.path) in str(e.value)
     with pytest.raises(StorageError, match="not open"):
         s.save(Ready(decided=(decided(3),), must_sync=True))
-    state = s.open(CLUSTER, NODE)
+    state = s.open(CLUSTER, NODE, bootstrap=[NODE])
     s.close()
     assert state.decided == (decided(1),)
-    assert state.incarnation == 2
+    assert state.incarnation == first + 1
 
 
 def test_a_failed_compaction_closes_the_store_and_keeps_the_old_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s = LogStorage(tmp_path)
-    s.open(CLUSTER, NODE)
+    s.open(CLUSTER, NODE, bootstrap=[NODE])
     s.save(Ready(decided=(decided(1), decided(2)), must_sync=True))
     s.save(Ready(decided=(decided(3),)))  # unsynced: still there after the failure
 
@@ -703,7 +711,7 @@ def test_a_failed_compaction_closes_the_store_and_keeps_the_old_log(
         s.install_snapshot(Snapshot(2, b"", b"two"))
     monkeypatch.undo()
     assert os.listdir(tmp_path) == [FILE_NAME]  # the new file was removed
-    state = s.open(CLUSTER, NODE)
+    state = s.open(CLUSTER, NODE, bootstrap=[NODE])
     s.close()
     assert state.snapshot is None
     assert state.decided == (decided(1), decided(2), decided(3))
@@ -712,7 +720,7 @@ def test_a_failed_compaction_closes_the_store_and_keeps_the_old_log(
 def test_the_file_is_grown_ahead_with_zeros_and_cut_at_close(tmp_path: Path) -> None:
     """Most syncs then flush data only; a life that did not close leaves zeros, a clean tail."""
     s = LogStorage(tmp_path)
-    s.open(CLUSTER, NODE)
+    s.open(CLUSTER, NODE, bootstrap=[NODE])
     s.save(Ready(decided=(decided(1),), must_sync=True))
     path = tmp_path / FILE_NAME
     grown = path.stat().st_size

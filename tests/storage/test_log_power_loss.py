@@ -125,7 +125,7 @@ def run(seed: int, live: Path) -> list[Crash]:
     rng = random.Random(seed)
     moments = set(rng.sample(range(1, OPERATIONS + 1), CRASHES))
     s = LogStorage(live)
-    s.open(CLUSTER, NODE)
+    s.open(CLUSTER, NODE, bootstrap=[NODE])
     model = Model()
     views = [model.view()]  # the states since the last completed sync, that one first
     durable = s.path.read_bytes()
@@ -166,7 +166,7 @@ def run(seed: int, live: Path) -> list[Crash]:
                 model.install(snapshot)
             else:
                 s.close()
-                s.open(CLUSTER, NODE)
+                s.open(CLUSTER, NODE, bootstrap=[NODE])
             if synced:
                 views = [model.view()]
                 durable = s.path.read_bytes()
@@ -197,7 +197,7 @@ def open_image(data_dir: Path, image: bytes) -> DurableState:
     (data_dir / FILE_NAME).write_bytes(image)
     s = LogStorage(data_dir)
     try:
-        return s.open(CLUSTER, NODE)
+        return s.open(CLUSTER, NODE, bootstrap=[NODE])
     finally:
         s.close()
 

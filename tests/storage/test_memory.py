@@ -20,10 +20,14 @@ class TestMemoryConformance(StorageConformance):
         return MemoryStorage()
 
 
+#: The first incarnation of the fixture's store (fixed, where a new store draws one).
+FIRST = 1000
+
+
 @pytest.fixture
 def storage() -> MemoryStorage:
-    s = MemoryStorage()
-    s.open(CLUSTER, NODE)
+    s = MemoryStorage(incarnation_base=FIRST)
+    s.open(CLUSTER, NODE, bootstrap=[NODE])
     return s
 
 
@@ -33,11 +37,11 @@ def test_crash_drops_unsynced_writes_and_keeps_synced_ones(storage: MemoryStorag
     storage.save(Ready(promised=Ballot(3, NODE), accepted=(accepted(1, 3, tag="late"),)))
     assert storage.unsynced_saves == 2
     storage.crash()
-    state = storage.open(CLUSTER, NODE)
+    state = storage.open(CLUSTER, NODE, bootstrap=[NODE])
     assert state.promised == Ballot(2, NODE)
     assert state.accepted == (accepted(1, 2),)
     assert state.decided == ()
-    assert state.incarnation == 2
+    assert state.incarnation == FIRST + 1
 
 
 def test_a_synced_save_makes_the_earlier_unsynced_ones_durable(storage: MemoryStorage) -> None:
@@ -46,7 +50,7 @@ def test_a_synced_save_makes_the_earlier_unsynced_ones_durable(storage: MemorySt
     storage.save(Ready(accepted=(accepted(3),), must_sync=True))
     assert storage.unsynced_saves == 0
     storage.crash()
-    state = storage.open(CLUSTER, NODE)
+    state = storage.open(CLUSTER, NODE, bootstrap=[NODE])
     assert [d.slot for d in state.decided] == [1, 2]
     assert [a.slot for a in state.accepted] == [3]
 
@@ -55,7 +59,7 @@ def test_crash_can_keep_a_prefix_of_the_unsynced_saves(storage: MemoryStorage) -
     for slot in (1, 2, 3, 4):
         storage.save(Ready(decided=(decided(slot),)))
     storage.crash(keep_unsynced_saves=2)
-    assert [d.slot for d in storage.open(CLUSTER, NODE).decided] == [1, 2]
+    assert [d.slot for d in storage.open(CLUSTER, NODE, bootstrap=[NODE]).decided] == [1, 2]
 
 
 def test_crash_with_a_negative_prefix_is_misuse(storage: MemoryStorage) -> None:
@@ -68,7 +72,7 @@ def test_install_snapshot_makes_earlier_saves_durable(storage: MemoryStorage) ->
     storage.install_snapshot(Snapshot(1, b"", b"one"))
     storage.save(Ready(decided=(decided(4),)))
     storage.crash()
-    state = storage.open(CLUSTER, NODE)
+    state = storage.open(CLUSTER, NODE, bootstrap=[NODE])
     assert state.snapshot == Snapshot(1, b"", b"one")
     assert [d.slot for d in state.decided] == [2, 3]
 
@@ -78,13 +82,13 @@ def test_crash_closes_the_store(storage: MemoryStorage) -> None:
     with pytest.raises(StorageError, match="not open"):
         storage.save(Ready(decided=(decided(1),)))
     storage.crash()  # a crashed node can crash again: nothing to lose
-    assert storage.open(CLUSTER, NODE).incarnation == 2
+    assert storage.open(CLUSTER, NODE).incarnation == FIRST + 1
 
 
 def test_crash_keeps_the_owner(storage: MemoryStorage) -> None:
     storage.crash()
     with pytest.raises(StorageError, match="'n1'"):
-        storage.open(CLUSTER, "n2")
+        storage.open(CLUSTER, "n2", bootstrap=["n2"])
 
 
 def test_a_synced_save_covered_by_the_snapshot_makes_earlier_saves_durable(
@@ -94,4 +98,4 @@ def test_a_synced_save_covered_by_the_snapshot_makes_earlier_saves_durable(
     storage.save(Ready(decided=(decided(6),)))
     storage.save(Ready(decided=(decided(5),), must_sync=True))
     storage.crash()
-    assert storage.open(CLUSTER, NODE).decided == (decided(6),)
+    assert storage.open(CLUSTER, NODE, bootstrap=[NODE]).decided == (decided(6),)

@@ -4,6 +4,12 @@ Each node is a separate OS process (``paxostob serve``), with its state in
 ``DATA_DIR/nodeI`` and its log in ``DATA_DIR/nodeI.log``. The cluster secret
 is generated once into ``DATA_DIR/secret`` (mode 0600) unless one is given.
 Nothing is restarted automatically: a node that exits is reported as such.
+
+The first run on a data directory makes the cluster: it draws a random
+cluster id into ``DATA_DIR/cluster-id`` and starts every node with
+``--bootstrap``. Later runs start the nodes without it, so a node whose
+directory was deleted refuses to start (its log says why) instead of
+rejoining with its votes forgotten.
 """
 
 from __future__ import annotations
@@ -79,6 +85,31 @@ def _secret_file(ns: argparse.Namespace) -> Path:
     return path
 
 
+#: The file that marks a data directory whose cluster was made, holding its id.
+CLUSTER_ID_FILE = "cluster-id"
+#: The id of clusters made before the id was drawn (``serve``'s default).
+LEGACY_CLUSTER_ID = "paxostob"
+
+
+def _cluster_id(data: Path, ids: list[str]) -> tuple[str, bool]:
+    """The cluster's id, and whether this run makes the cluster (bootstraps its nodes)."""
+    path = data / CLUSTER_ID_FILE
+    if path.exists():
+        cluster_id = path.read_text().strip()
+        if not cluster_id:
+            raise ConfigError(f"{path} is empty: it should hold the cluster id")
+        return cluster_id, False
+    if any((data / f"node{i}").exists() for i in ids):
+        # Made by a version that did not draw an id: its stores carry the default.
+        cluster_id, new = LEGACY_CLUSTER_ID, False
+    else:
+        cluster_id, new = f"local-{secrets.token_hex(8)}", True
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(cluster_id + "\n")
+    tmp.replace(path)
+    return cluster_id, new
+
+
 def run(ns: argparse.Namespace, out: TextIO) -> int:
     if not 1 <= ns.nodes <= NODES_MAX:
         raise ConfigError(f"--nodes must be 1..{NODES_MAX}")
@@ -94,6 +125,10 @@ def run(ns: argparse.Namespace, out: TextIO) -> int:
         raise ConfigError(f"cannot prepare {data}: {e.strerror}") from None
 
     ids = [str(i) for i in range(1, ns.nodes + 1)]
+    try:
+        cluster_id, bootstrap = _cluster_id(data, ids)
+    except OSError as e:
+        raise ConfigError(f"cannot prepare {data}: {e.strerror}") from None
     peer = {i: (ns.host, ns.base_port + k) for k, i in enumerate(ids)}
     members = ",".join(f"{i}={h}:{p}" for i, (h, p) in peer.items())
     out.write(f"starting {ns.nodes} nodes (data in {data}/, secret in {secret})\n")
@@ -106,6 +141,7 @@ def run(ns: argparse.Namespace, out: TextIO) -> int:
         cmd = [
             sys.executable, "-m", "paxostob", "serve", "--id", i, "--members", members,
             "--data-dir", str(data / f"node{i}"), "--secret-file", str(secret),
+            "--cluster-id", cluster_id, *(["--bootstrap"] if bootstrap else []),
         ]  # fmt: skip
         procs[i] = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
         host, port = peer[i]

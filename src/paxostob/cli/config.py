@@ -44,6 +44,8 @@ class NodeConfig:
     tls_ca: Path | None = None
     requirepass: str | None = None
     tick_interval_s: float = 0.01
+    #: Make the store if there is none (the first start of a founding member).
+    bootstrap: bool = False
 
     @property
     def tls(self) -> bool:
@@ -109,6 +111,7 @@ KNOWN_KEYS = frozenset(
         "tls_ca",
         "requirepass",
         "tick_interval_s",
+        "bootstrap",
     }
 )
 
@@ -185,4 +188,11 @@ def load_node_config(flags: dict[str, Any], config_file: Path | None) -> NodeCon
         tls_ca=None if tls["tls_ca"] is None else Path(tls["tls_ca"]),
         requirepass=None if raw.get("requirepass") is None else str(raw["requirepass"]),
         tick_interval_s=tick,
+        bootstrap=_flag(raw.get("bootstrap", False), "bootstrap"),
     )
+
+
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, not {value!r}")
+    return value

@@ -70,6 +70,13 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="cluster name; nodes of another cluster are refused (default paxostob)",
     )
+    p.add_argument(
+        "--bootstrap",
+        action="store_true",
+        default=None,
+        help="first start of a founding member: make its store if there is none "
+        "(never for a node whose data directory was lost)",
+    )
     p.add_argument("--tls-cert", dest="tls_cert", metavar="FILE", help="TLS certificate (PEM)")
     p.add_argument("--tls-key", dest="tls_key", metavar="FILE", help="TLS private key (PEM)")
     p.add_argument("--tls-ca", dest="tls_ca", metavar="FILE", help="CA that signed peer certs")
@@ -103,6 +110,7 @@ def _flags(ns: argparse.Namespace) -> dict[str, object]:
         "tls_ca",
         "requirepass",
         "tick_interval_s",
+        "bootstrap",
     )
     return {k: getattr(ns, k) for k in keys}
 
@@ -221,6 +229,7 @@ async def serve_node(cfg: NodeConfig) -> int:
         cluster_id=cfg.cluster_id,
         state_machine=TaggedStateMachine({KV_TAG: kv_machine}, observer=log_app),
         tick_interval_s=cfg.tick_interval_s,
+        bootstrap=cfg.bootstrap,
     )
     kv = KeyValueStore(tob, machine=kv_machine, tag=KV_TAG)
     server = RespServer(

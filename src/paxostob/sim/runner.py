@@ -50,7 +50,7 @@ from ..core.multipaxos import LogConfig, MultiPaxosReplica, Role
 from ..core.snapshot import decode_meta
 from ..core.synod import SynodReplica
 from ..core.types import Ballot, Batch, ProposalId, Snapshot
-from ..errors import DecodeError
+from ..errors import DecodeError, StoreMissingError
 from ..storage.base import has_durable_part
 from ..storage.memory import MemoryStorage
 from ..transport.faults import FaultModel
@@ -74,6 +74,7 @@ from .swarm import (
     PartitionEpisode,
     Schedule,
     SwarmOptions,
+    Wipe,
     draw_options,
     draw_schedule,
     liveness_bound,
@@ -136,6 +137,8 @@ class RunResult:
     restarts: int = 0
     snapshots: int = 0
     installs: int = 0
+    #: Restarts refused because the node's store was wiped.
+    refused: int = 0
 
     def status_line(self) -> str:
         crashed = ",".join(self.crashed) or "-"
@@ -145,7 +148,7 @@ class RunResult:
             f"msgs={self.messages_sent} drop={self.messages_dropped} "
             f"dup={self.messages_duplicated} elections={self.elections} "
             f"crashes={self.crashes} restarts={self.restarts} snapshots={self.snapshots} "
-            f"installs={self.installs} stopped={crashed}"
+            f"installs={self.installs} refused={self.refused} stopped={crashed}"
         )
 
 
@@ -231,6 +234,11 @@ class _Run(abc.ABC):
         self._outages: dict[int, list[Outage]] = {}
         for outage in self.schedule.outages:
             self._outages.setdefault(outage.tick, []).append(outage)
+        self._wipes: dict[int, list[Wipe]] = {}
+        for wipe in self.schedule.wipes:
+            self._wipes.setdefault(wipe.tick, []).append(wipe)
+        #: Restarts refused (a wiped store), and wiped nodes that rejoined anyway.
+        self.refused_count = 0
         self._restarts: dict[int, list[str]] = {}
 
     @staticmethod
@@ -273,7 +281,7 @@ class _Run(abc.ABC):
     def on_tick_start(self, tick: int) -> None:  # noqa: B027 - an optional hook
         """After the faults of ``tick``, before its proposals and messages (saves due now)."""
 
-    def on_restart(self, node: str) -> None:
+    def on_restart(self, node: str) -> bool:
         """``node`` starts again on its storage (it is up again when this is called)."""
         raise TypeError(f"{type(self).__name__} runs have no restarts (crash-stop only)")
 
@@ -382,6 +390,14 @@ class _Run(abc.ABC):
                     self._crash(victim)
                     self.down_until[victim] = outage.restart
                     self._restarts.setdefault(outage.restart, []).append(victim)
+        for wipe in self._wipes.get(tick, ()):
+            if wipe.node in self.crashed_at:
+                continue  # crash-stopped already: its disk no longer matters
+            if wipe.node in self.live:
+                self._crash(wipe.node)
+            self.on_wipe(wipe.node)
+            self.down_until[wipe.node] = wipe.restart
+            self._restarts.setdefault(wipe.restart, []).append(wipe.node)
 
     def _crash_stop(self, target: str | None) -> None:
         """Crash ``target`` (the leader when None) for good; a node already down stays down."""
@@ -400,13 +416,21 @@ class _Run(abc.ABC):
         self.live.remove(node)
         self.net.crash(node)
 
+    def on_wipe(self, node: str) -> None:  # noqa: B027 - an optional hook
+        """``node`` (down) lost its disk."""
+
     def _restart(self, node: str) -> None:
         del self.down_until[node]
         self.restart_count += 1
         self.net.restart(node)
         self.live = [m for m in self.members if m in self.live or m == node]
         self.doing = (node, "restart")
-        self.on_restart(node)
+        if not self.on_restart(node):
+            # It refused to start (no store): down for good, like a crash-stop.
+            self.refused_count += 1
+            self.live.remove(node)
+            self.net.crash(node)
+            self.crashed_at[node] = self.now
 
 
 # ============================================================ Multi-Paxos
@@ -422,7 +446,8 @@ class _TobRun(_Run):
             snapshot_chunk_bytes_max=o.snapshot_chunk_bytes_max,
         )
         self.seeds = dict(zip(self.members, self.replica_seeds, strict=False))
-        self.storages = {m: MemoryStorage() for m in self.members}
+        # Incarnations from 1, as a store's opens count, so a life's seed is fixed.
+        self.storages = {m: MemoryStorage(incarnation_base=1) for m in self.members}
         self.replicas: dict[str, MultiPaxosReplica] = {}
         self.apps: dict[str, SimApp] = {}
         self.traces = {m: TobTrace(m, lives=[]) for m in self.members}
@@ -446,13 +471,14 @@ class _TobRun(_Run):
         self.snapshot_count = 0
         self.install_count = 0
         for m in self.members:
-            self._start(m)
+            self._start(m, bootstrap=True)
 
     # ------------------------------------------------------------- lives
 
-    def _start(self, node: str) -> None:
+    def _start(self, node: str, *, bootstrap: bool = False) -> None:
         """Open the node's storage, build and restore a replica, restore the app, replay."""
-        state = self.storages[node].open(CLUSTER_ID, node)
+        founding = self.members if bootstrap else None
+        state = self.storages[node].open(CLUSTER_ID, node, bootstrap=founding)
         # A new generator per life: a restarted node must not replay its old timeouts.
         rng = random.Random(self.seeds[node] + (state.incarnation - 1) * (1 << 64))
         replica = MultiPaxosReplica(node, self.members, rng, config=self.config)
@@ -513,8 +539,20 @@ class _TobRun(_Run):
         # Its undelivered broadcasts died with it; delivered ones stay owed by position.
         self.owed = {pid for pid in self.owed if pid.origin != node}
 
-    def on_restart(self, node: str) -> None:
-        self._start(node)
+    def on_restart(self, node: str) -> bool:
+        try:
+            self._start(node)
+        except StoreMissingError:
+            if self.options.wiped == "refuse":
+                return False
+            # The deliberate bugs: start on an empty store.
+            if self.options.wiped == "rejoin-new-ids":
+                self.storages[node] = MemoryStorage(incarnation_base=1 << 20)
+            self._start(node, bootstrap=True)
+        return True
+
+    def on_wipe(self, node: str) -> None:
+        self.storages[node].wipe()
 
     # ------------------------------------------------------------- Readys
 
@@ -746,6 +784,7 @@ class _TobRun(_Run):
             restarts=self.restart_count,
             snapshots=self.snapshot_count,
             installs=self.install_count,
+            refused=self.refused_count,
         )
 
     def _describe(self, node: str) -> str:

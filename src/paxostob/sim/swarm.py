@@ -47,12 +47,14 @@ __all__ = [
     "PARTITION_KINDS",
     "PERSIST_DELAYS",
     "PERSIST_MODES",
+    "WIPED_MODES",
     "Crash",
     "Outage",
     "PartitionEpisode",
     "ProposeAt",
     "Schedule",
     "SwarmOptions",
+    "Wipe",
     "draw_options",
     "draw_schedule",
     "liveness_bound",
@@ -79,6 +81,12 @@ LIVENESS_TICKS_DEFAULT = 600
 #: ``Persisted`` at once, so a leader counts its own acceptance before it is
 #: durable (the save lands at least a tick later).
 PERSIST_MODES = ("save-first", "send-first", "skip-accepted", "early-vote")
+#: What a node whose disk was wiped does at its restart: ``refuse`` (the
+#: runtime's rule: no store, no start), or one of two deliberate bugs for the
+#: tests: ``rejoin`` starts on an empty store whose incarnations start over
+#: (its proposal ids repeat an earlier life's), ``rejoin-new-ids`` on an empty
+#: store with fresh incarnations (amnesia alone).
+WIPED_MODES = ("refuse", "rejoin", "rejoin-new-ids")
 #: Ranges a save's latency is drawn from, in ticks (0: done before the node's
 #: next event). Long ones make a slow disk that a round trip outruns; at most
 #: 6, so that a phase-1 round (two saves, two network delays) still fits in an
@@ -131,6 +139,12 @@ class SwarmOptions:
     #: never before an earlier save). Meanwhile the node runs on, its early
     #: messages gone; a crash loses the saves still in flight.
     persist_delay_ticks: tuple[int, int] = (0, 0)
+    #: Nodes whose disk is lost in the fault phase: each crashes, its store is
+    #: wiped, and at its restart it tries to start again. Counted with the
+    #: crash-stops (at most ``(n - 1) // 2`` in all): it must stay out.
+    wipes: int = 0
+    #: One of ``WIPED_MODES``; never drawn (always ``refuse``).
+    wiped: str = "refuse"
 
     def __post_init__(self) -> None:
         if self.n not in (1, 2, 3, 4, 5, 6, 7):
@@ -172,6 +186,13 @@ class SwarmOptions:
             raise ConfigurationError(
                 f"persist_delay_ticks must satisfy 0 <= lo <= hi, got {(lo, hi)}"
             )
+        if not 0 <= self.wipes <= (self.n - 1) // 2 - self.crashes:
+            raise ConfigurationError(
+                f"wipes must be in [0, (n-1)//2 - crashes = "
+                f"{(self.n - 1) // 2 - self.crashes}], got {self.wipes}"
+            )
+        if self.wiped not in WIPED_MODES:
+            raise ConfigurationError(f"wiped must be one of {WIPED_MODES}, got {self.wiped!r}")
         if self.persist not in PERSIST_MODES:
             raise ConfigurationError(
                 f"persist must be one of {PERSIST_MODES}, got {self.persist!r}"
@@ -255,6 +276,9 @@ def draw_options(rng: random.Random) -> SwarmOptions:
     snapshot_chunk_bytes_max = rng.choice((64, 512, 1 << 20))
     # The pipelined runtime (drawn after the older features).
     persist_delay_ticks = rng.choice(PERSIST_DELAYS)
+    # Lost disks (drawn after the older features).
+    room = (n - 1) // 2 - crashes
+    wipes = rng.randint(1, room) if room > 0 and rng.random() < 0.3 else 0
     return SwarmOptions(
         n=n,
         loss=loss,
@@ -278,6 +302,7 @@ def draw_options(rng: random.Random) -> SwarmOptions:
         snapshot_every=snapshot_every,
         snapshot_chunk_bytes_max=snapshot_chunk_bytes_max,
         persist_delay_ticks=persist_delay_ticks,
+        wipes=wipes,
     )
 
 
@@ -320,6 +345,15 @@ class Outage:
 
 
 @dataclass(frozen=True, slots=True)
+class Wipe:
+    """At ``tick`` ``node`` crashes and its disk is lost; at ``restart`` it tries to start."""
+
+    tick: int
+    restart: int
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
 class ProposeAt:
     """``node`` broadcasts (or, single-decree, proposes) at ``tick``."""
 
@@ -334,6 +368,7 @@ class Schedule:
     crashes: tuple[Crash, ...]
     proposals: tuple[ProposeAt, ...]
     outages: tuple[Outage, ...] = ()
+    wipes: tuple[Wipe, ...] = ()
 
 
 def liveness_bound(options: SwarmOptions, schedule: Schedule) -> int:
@@ -439,4 +474,14 @@ def draw_schedule(options: SwarmOptions, rng: random.Random, *, synod: bool = Fa
                 Outage(tick, min(tick + down, options.heal_tick), nodes, options.outage_leader)
             )
         outages.sort(key=lambda o: (o.tick, o.nodes))
-    return Schedule(members, tuple(episodes), tuple(crashes), tuple(proposals), tuple(outages))
+    # Drawn after the outages, so that the draws above are those of a schedule without wipes.
+    wipes: list[Wipe] = []
+    if not synod:
+        for node in rng.sample(members, options.wipes):
+            tick = rng.randint(1, fault)
+            restart = min(tick + rng.randint(*options.outage_ticks), options.heal_tick)
+            wipes.append(Wipe(tick, max(restart, tick + 1), node))
+        wipes.sort(key=lambda w: (w.tick, w.node))
+    return Schedule(
+        members, tuple(episodes), tuple(crashes), tuple(proposals), tuple(outages), tuple(wipes)
+    )
