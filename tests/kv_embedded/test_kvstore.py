@@ -100,15 +100,29 @@ async def test_execute_applies_several_commands_as_one_entry() -> None:
 async def test_data_survives_a_restart_of_every_node(durable: str, tmp_path: Path) -> None:
     net = MemoryNetwork(seed=4, loss=LOSS)
     storages = {m: MemoryStorage() for m in MEMBERS}
+    started: set[str] = set()
 
     def make(m: str, t: Transport) -> TotalOrderBroadcast:
+        # Made once: the second start of each node must find its store.
+        bootstrap = m not in started
+        started.add(m)
         # A snapshot every few entries: the restart restores one, then replays the rest.
         if durable == "memory-storage":
             return TotalOrderBroadcast(
-                t, MEMBERS, tick_interval_s=TICK_S, storage=storages[m], snapshot_entries_max=7
+                t,
+                MEMBERS,
+                tick_interval_s=TICK_S,
+                storage=storages[m],
+                snapshot_entries_max=7,
+                bootstrap=bootstrap,
             )
         return TotalOrderBroadcast(
-            t, MEMBERS, tick_interval_s=TICK_S, data_dir=tmp_path / m, snapshot_entries_max=7
+            t,
+            MEMBERS,
+            tick_interval_s=TICK_S,
+            data_dir=tmp_path / m,
+            snapshot_entries_max=7,
+            bootstrap=bootstrap,
         )
 
     written = {f"key{k}".encode(): f"value{k}".encode() for k in range(30)}

@@ -70,6 +70,8 @@ class Group:
         self.transport: dict[str, Transport] = {}
         self.sm: dict[str, ListMachine] = {}
         self.node: dict[str, TotalOrderBroadcast] = {}
+        #: Members started once: later starts find their store (no bootstrap).
+        self.started: set[str] = set()
 
     async def start(self, m: str) -> None:
         self.transport[m] = self.net.transport(m)
@@ -81,10 +83,12 @@ class Group:
             config=self.config,
             storage=self.storage[m],
             state_machine=self.sm[m],
+            bootstrap=m not in self.started,
             snapshot_entries_max=self.snapshot_entries_max,
             snapshot_bytes_max=self.snapshot_bytes_max,
         )
         await self.node[m].start()
+        self.started.add(m)
 
     async def crash(self, m: str) -> None:
         await self.node[m].close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -35,8 +36,10 @@ class RecordingStorage:
         self.rec = rec
         self.node = node
 
-    def open(self, cluster_id: str, node_id: str) -> DurableState:
-        return self.inner.open(cluster_id, node_id)
+    def open(
+        self, cluster_id: str, node_id: str, *, bootstrap: Sequence[str] | None = None
+    ) -> DurableState:
+        return self.inner.open(cluster_id, node_id, bootstrap=bootstrap)
 
     def save(self, ready: Ready) -> None:
         self.inner.save(ready)
@@ -88,6 +91,7 @@ async def test_promises_and_accepts_are_persisted_before_their_messages_leave() 
             MEMBERS,
             tick_interval_s=TICK,
             storage=RecordingStorage(MemoryStorage(), rec, m),
+            bootstrap=True,
         )
         for m in MEMBERS
     ]
@@ -133,13 +137,13 @@ async def test_a_restarted_node_replays_its_decided_log_in_the_same_positions() 
     storages = {m: MemoryStorage() for m in MEMBERS}
     transports: dict[str, Transport] = {}
 
-    def make(m: str) -> TotalOrderBroadcast:
+    def make(m: str, *, bootstrap: bool = False) -> TotalOrderBroadcast:
         transports[m] = net.transport(m)
         return TotalOrderBroadcast(
-            transports[m], MEMBERS, tick_interval_s=TICK, storage=storages[m]
+            transports[m], MEMBERS, tick_interval_s=TICK, storage=storages[m], bootstrap=bootstrap
         )
 
-    nodes = {m: make(m) for m in MEMBERS}
+    nodes = {m: make(m, bootstrap=True) for m in MEMBERS}
     for n in nodes.values():
         await n.start()
     try:
@@ -169,13 +173,13 @@ async def test_a_whole_cluster_restarts_from_its_data_dirs_and_loses_nothing(
     net = MemoryNetwork(seed=9)
     transports: dict[str, Transport] = {}
 
-    def make(m: str) -> TotalOrderBroadcast:
+    def make(m: str, *, bootstrap: bool = False) -> TotalOrderBroadcast:
         transports[m] = net.transport(m)
         return TotalOrderBroadcast(
-            transports[m], MEMBERS, tick_interval_s=TICK, data_dir=tmp_path / m
+            transports[m], MEMBERS, tick_interval_s=TICK, data_dir=tmp_path / m, bootstrap=bootstrap
         )
 
-    nodes = {m: make(m) for m in MEMBERS}
+    nodes = {m: make(m, bootstrap=True) for m in MEMBERS}
     for n in nodes.values():
         await n.start()
     acked = []
@@ -203,8 +207,10 @@ async def test_a_whole_cluster_restarts_from_its_data_dirs_and_loses_nothing(
 
 async def test_a_data_dir_of_another_node_is_refused(tmp_path: Path) -> None:
     net = MemoryNetwork(seed=10)
-    async with TotalOrderBroadcast(net.transport("peer1"), MEMBERS, data_dir=tmp_path):
+    async with TotalOrderBroadcast(
+        net.transport("peer1"), MEMBERS, data_dir=tmp_path, bootstrap=True
+    ):
         pass
-    other = TotalOrderBroadcast(net.transport("peer2"), MEMBERS, data_dir=tmp_path)
+    other = TotalOrderBroadcast(net.transport("peer2"), MEMBERS, data_dir=tmp_path, bootstrap=True)
     with pytest.raises(StorageError, match="peer1"):
         await other.start()

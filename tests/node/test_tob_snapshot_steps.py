@@ -55,7 +55,9 @@ def stepped_node(g: Group, m: str, sm: SteppedListMachine, entries_max: int) -> 
         storage=g.storage[m],
         state_machine=sm,
         snapshot_entries_max=entries_max,
+        bootstrap=m not in g.started,
     )
+    g.started.add(m)
     return g.node[m]
 
 
