@@ -87,6 +87,8 @@ class PaxosCluster:
                 sys.executable, "-m", "paxostob", "serve", "--id", i, "--members", members,
                 "--data-dir", str(data_dir), "--secret-file", str(secret),
                 "--resp-port", str(ports[self.n + k]), "--log-level", "INFO",
+                # Each benchmark makes its cluster afresh.
+                *([] if data_dir.exists() else ["--bootstrap"]),
             ]  # fmt: skip
             if self.tick_interval_s is not None:
                 cmd += ["--tick-interval", str(self.tick_interval_s)]

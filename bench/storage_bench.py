@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from paxostob.core.events import AcceptedEntry, Ready
@@ -62,7 +62,9 @@ class FloorStorage:
         self._fd = -1
         self._sync_count = 0
 
-    def open(self, cluster_id: str, node_id: str) -> DurableState:
+    def open(
+        self, cluster_id: str, node_id: str, *, bootstrap: Sequence[str] | None = None
+    ) -> DurableState:
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
         return DurableState(ZERO_BALLOT, (), (), None, 1)
 
@@ -141,7 +143,7 @@ def run_case(store: str, case: Case, saves: int, payload: bytes, base_dir: str |
     data_dir = tempfile.mkdtemp(prefix="paxostob-bench-", dir=base_dir)
     try:
         storage = STORES[store](data_dir)
-        storage.open("bench", NODE)
+        storage.open("bench", NODE, bootstrap=[NODE])
         readies = [case.ready(n, payload) for n in range(saves)]
         syncs = storage.sync_count
         os.getppid()  # a marker for strace: the timed part starts

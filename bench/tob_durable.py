@@ -57,7 +57,9 @@ async def measure(durable: bool, concurrency: int, messages: int, tmp: Path) -> 
     net = MemoryNetwork(seed=1)
     storages = {m: default_storage(tmp / m) for m in MEMBERS} if durable else {}
     nodes = [
-        TotalOrderBroadcast(net.transport(m), MEMBERS, storage=storages.get(m), seed=1)
+        TotalOrderBroadcast(
+            net.transport(m), MEMBERS, storage=storages.get(m), seed=1, bootstrap=True
+        )
         for m in MEMBERS
     ]
     for n in nodes:

@@ -54,15 +54,22 @@ class Node:
     proc: subprocess.Popen[str] | None = None
     lines: list[str] = field(default_factory=list)
     ready: threading.Event = field(default_factory=threading.Event)
+    #: Starts so far: the first one makes the node's store (``--bootstrap``).
+    starts: int = 0
 
-    def start(self) -> None:
+    def start(self, *, bootstrap: bool | None = None) -> None:
+        """Start the process; ``bootstrap`` defaults to "this is its first start"."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.ready = threading.Event()
+        if bootstrap is None:
+            bootstrap = self.starts == 0
+        self.starts += 1
         cmd = [
             sys.executable, "-m", "paxostob", "serve", "--id", self.node_id,
             "--members", self.members, "--data-dir", str(self.data_dir),
             "--secret-file", str(self.secret_file), "--resp-port", str(self.resp_port),
             "--tick-interval", "0.005", *self.extra_args,
+            *(["--bootstrap"] if bootstrap else []),
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
