@@ -491,6 +491,11 @@ class MultiPaxosReplica:
         # Decided slots above a gap are known; fetch the gap from peers.
         self.known_commit = max([self.decided_through, *self.log])
 
+    @property
+    def leader_ballot(self) -> Ballot:
+        """The ballot of the leader we know (ours when we lead): ``status().ballot``, cheaply."""
+        return self.ballot if self.role is not Role.FOLLOWER else self._leader_ballot
+
     def status(self) -> Status:
         return Status(
             node_id=self.node_id,
