@@ -240,7 +240,7 @@ def test_a_node_refused_while_the_leader_lived_still_wins_once_it_is_gone(seed: 
     proposal made meanwhile is delivered."""
     net = Net("abc", config=ON, seed=seed)
     net.shuffle = True
-    a, b, c = net.r["a"], net.r["b"], net.r["c"]
+    b, c = net.r["b"], net.r["c"]
     elect(net, "a")
     net.isolated = {"b"}  # b alone times out and asks; its asks are lost
     net.run(3 * T)
