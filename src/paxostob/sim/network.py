@@ -109,7 +109,7 @@ class SimNetwork:
         self.faults = self.faults.partitioned(*groups)
 
     def heal(self) -> None:
-        """No partitions, no loss, no duplication, no spikes: only the base delays remain."""
+        """No partitions, loss, duplication, spikes or deaf nodes: only the base delays remain."""
         self.faults = replace(self.faults, loss=0.0, duplicate=0.0, partitions=())
         self.spike_probability = 0.0
         self.deaf.clear()
