@@ -13,6 +13,8 @@ from paxostob.codec import (
     TAG_ACCEPT,
     TAG_ACCEPTED,
     TAG_HEARTBEAT,
+    TAG_PRE_VOTE,
+    TAG_PRE_VOTE_REPLY,
     TAG_PREPARE,
     TAG_SNAPSHOT_CHUNK,
     decode_message,
@@ -29,6 +31,8 @@ from paxostob.core.messages import (
     Message,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
     PromiseEntry,
     SnapshotChunk,
@@ -55,6 +59,8 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Forward, ids, ids, batches),
     st.builds(CatchUp, ids, ids, uints),
     st.builds(Decided, ids, ids, st.lists(decided_entries, max_size=3).map(tuple)),
+    st.builds(PreVote, ids, ids, ballots, uints),
+    st.builds(PreVoteReply, ids, ids, ballots, st.booleans(), ballots),
 )
 
 
@@ -169,6 +175,8 @@ def test_every_message_type_has_its_own_tag() -> None:
         CatchUp("i", "a", 1),
         Decided("i", "a", ()),
         SnapshotChunk("i", "a", 4, b"meta", 10, 2, b"abc"),
+        PreVote("i", "a", Ballot(1, "a"), 0),
+        PreVoteReply("i", "a", Ballot(1, "a"), True, Ballot(0, "")),
     ]
     assert {type(m) for m in samples} == set(typing.get_args(Message))
     tags = [msgpack.unpackb(encode_message(m))[0] for m in samples]
@@ -198,6 +206,11 @@ def test_encode_refuses_what_msgpack_cannot_carry() -> None:
         (pack([TAG_HEARTBEAT, b"i", "a", BALLOT, 1]), "Heartbeat.instance: expected a str"),
         (pack([TAG_HEARTBEAT, "i", None, BALLOT, 1]), "Heartbeat.sender: expected a str"),
         (pack([TAG_HEARTBEAT, "i", "a", BALLOT, -1]), "Heartbeat.commit: expected a non-neg"),
+        (pack([TAG_PRE_VOTE, "i", "a", BALLOT]), "PreVote: expected 5 elements, got 4"),
+        (
+            pack([TAG_PRE_VOTE_REPLY, "i", "a", BALLOT, 1, BALLOT]),
+            "PreVoteReply.granted: expected a bool",
+        ),
         (pack([TAG_HEARTBEAT, "i", "a", BALLOT, 1.0]), "Heartbeat.commit: expected an int"),
         (pack([TAG_HEARTBEAT, "i", "a", BALLOT, False]), "Heartbeat.commit: expected an int"),
         (pack([TAG_HEARTBEAT, "i", "a", [3], 1]), "Heartbeat.ballot: expected 2 elements"),

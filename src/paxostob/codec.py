@@ -14,7 +14,12 @@ Nested values are arrays too, never maps, so no field names travel:
 Rules:
 
 - Tags are part of the wire format: never renumber or reuse one; a new message
-  type takes a new tag.
+  type takes a new tag. There is no version byte: a node of an older release
+  refuses a newer tag with ``DecodeError`` (the TCP transport then closes
+  that connection), and every older message reads as before. ``PreVote`` and
+  ``PreVoteReply`` (12, 13) are such additions: upgrade a cluster from a
+  release without them with ``LogConfig.pre_vote`` off, and turn it on once
+  every node reads them.
 - ``decode_message`` reads bytes from outside (a peer): it checks every type,
   arity and range and raises ``DecodeError`` for anything else, never another
   exception. Integers are non-negative (slots, rounds, seqs and watermarks
@@ -49,6 +54,8 @@ from .core.messages import (
     Message,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
     PromiseEntry,
     SnapshotChunk,
@@ -73,6 +80,8 @@ __all__ = [
     "TAG_HEARTBEAT_REPLY",
     "TAG_NACK",
     "TAG_PREPARE",
+    "TAG_PRE_VOTE",
+    "TAG_PRE_VOTE_REPLY",
     "TAG_PROMISE",
     "TAG_SNAPSHOT_CHUNK",
     "decode_message",
@@ -90,6 +99,8 @@ TAG_FORWARD = 8
 TAG_CATCH_UP = 9
 TAG_DECIDED = 10
 TAG_SNAPSHOT_CHUNK = 11
+TAG_PRE_VOTE = 12
+TAG_PRE_VOTE_REPLY = 13
 
 # ---------------------------------------------------------------------------------- encoding
 
@@ -145,6 +156,17 @@ def _fields(m: Message) -> list[Any]:
             m.size,
             m.offset,
             m.chunk,
+        ]
+    if isinstance(m, PreVote):
+        return [TAG_PRE_VOTE, m.instance, m.sender, _ballot(m.ballot), m.decided_through]
+    if isinstance(m, PreVoteReply):
+        return [
+            TAG_PRE_VOTE_REPLY,
+            m.instance,
+            m.sender,
+            _ballot(m.ballot),
+            m.granted,
+            _ballot(m.promised),
         ]
     raise TypeError(f"not a core message: {type(m).__name__}")
 
@@ -331,6 +353,27 @@ def _snapshot_chunk(i: str, s: str, f: list[Any]) -> Message:
     return m
 
 
+def _pre_vote(i: str, s: str, f: list[Any]) -> Message:
+    ballot, decided_through = f
+    return PreVote(
+        i,
+        s,
+        _read_ballot(ballot, "PreVote.ballot"),
+        _uint(decided_through, "PreVote.decided_through"),
+    )
+
+
+def _pre_vote_reply(i: str, s: str, f: list[Any]) -> Message:
+    ballot, granted, promised = f
+    return PreVoteReply(
+        i,
+        s,
+        _read_ballot(ballot, "PreVoteReply.ballot"),
+        _bool(granted, "PreVoteReply.granted"),
+        _read_ballot(promised, "PreVoteReply.promised"),
+    )
+
+
 #: tag -> (name, number of fields after instance and sender, reader)
 _READERS: dict[int, tuple[str, int, Callable[[str, str, list[Any]], Message]]] = {
     TAG_PREPARE: ("Prepare", 2, _prepare),
@@ -344,6 +387,8 @@ _READERS: dict[int, tuple[str, int, Callable[[str, str, list[Any]], Message]]] =
     TAG_CATCH_UP: ("CatchUp", 1, _catch_up),
     TAG_DECIDED: ("Decided", 1, _decided),
     TAG_SNAPSHOT_CHUNK: ("SnapshotChunk", 5, _snapshot_chunk),
+    TAG_PRE_VOTE: ("PreVote", 2, _pre_vote),
+    TAG_PRE_VOTE_REPLY: ("PreVoteReply", 3, _pre_vote_reply),
 }
 
 

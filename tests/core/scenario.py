@@ -36,6 +36,8 @@ from paxostob.core.messages import (
     HeartbeatReply,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
 )
 from paxostob.core.multipaxos import LogConfig, MultiPaxosReplica, Role
@@ -74,6 +76,10 @@ def show(env: Envelope) -> str:
         return f"{head} {[p.payload.decode() for p in m.proposals]}"
     if isinstance(m, CatchUp):
         return f"{head} from #{m.slot}"
+    if isinstance(m, PreVote):
+        return f"{head} {m.ballot} decided_through={m.decided_through}"
+    if isinstance(m, PreVoteReply):
+        return f"{head} {m.ballot} {'yes' if m.granted else 'no'} promised={m.promised}"
     assert isinstance(m, Decided)
     slots = [e.slot for e in m.entries]
     return f"{head} #{slots[0]}..#{slots[-1]}" if slots else f"{head} (none)"
@@ -140,6 +146,16 @@ class Net:
     def rows(self, node: str) -> list[Row]:
         """What ``node`` delivered in the Readys drained so far: (position, sender, payload)."""
         return list(self._rows[node])
+
+    def restart_empty(self, node: str, seed: int = 0) -> MultiPaxosReplica:
+        """Replace ``node`` by a new replica with no state (a restart on a lost disk)."""
+        old = self.r[node]
+        self.r[node] = MultiPaxosReplica(
+            node, self.members, random.Random(f"{seed}/{node}/new"), config=old.config
+        )
+        self._rows[node] = []
+        self._ids[node] = set()
+        return self.r[node]
 
     def leaders(self) -> list[str]:
         return [m for m, r in self.r.items() if r.role is Role.LEADER]

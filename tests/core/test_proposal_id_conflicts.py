@@ -1,4 +1,4 @@
-"""A proposal whose id an earlier life of its node already used fails; it never takes that life's delivery.
+"""A proposal whose id an earlier life of its node used fails; it never takes that life's delivery.
 
 Proposal ids are ``(origin, incarnation << SEQ_BITS | counter)``. Replicas
 skip an id they delivered before (a retry), so if a node's store is made

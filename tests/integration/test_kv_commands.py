@@ -183,6 +183,9 @@ def test_info_server_replication_keyspace_and_paxos(
         assert applied > before[i], "a write and a read were applied since"
         assert chosen >= applied
         assert replication[i]["role"] == ("master" if i == leader else "slave")
+        # Counters of elections: the leader ran phase 1 at least once.
+        assert int(paxos[i]["elections"]) >= (1 if i == leader else 0)
+        assert paxos[i]["leader_changes"].isdigit() and paxos[i]["pre_votes_lost"].isdigit()
     with raw(cluster.nodes["1"]) as r:
         text = cmd(r, "INFO")
     assert isinstance(text, bytes)

@@ -105,6 +105,10 @@ def test_the_swarm_covers_every_feature() -> None:
         seen["outage and compaction"] += bool(schedule.outages) and o.snapshot_every > 0
         seen["slow disk"] += o.persist_delay_ticks[1] >= 3
         seen["slow disk and outage"] += o.persist_delay_ticks[1] >= 3 and bool(schedule.outages)
+        seen["rejoining laggard"] += bool(schedule.laggards)
+        seen["laggard back before the heal"] += any(
+            g.restart < o.heal_tick for g in schedule.laggards
+        )
         for e in schedule.partitions:
             seen[f"partition {e.kind}"] += 1
     for feature in (
@@ -132,6 +136,8 @@ def test_the_swarm_covers_every_feature() -> None:
         "outage and compaction",
         "slow disk",
         "slow disk and outage",
+        "rejoining laggard",
+        "laggard back before the heal",
         *(f"partition {k}" for k in PARTITION_KINDS),
     ):
         assert seen[feature] >= MULTIPAXOS_RUNS // 50, (feature, seen)

@@ -28,6 +28,8 @@ __all__ = [
     "HeartbeatReply",
     "Message",
     "Nack",
+    "PreVote",
+    "PreVoteReply",
     "Prepare",
     "Promise",
     "PromiseEntry",
@@ -166,6 +168,32 @@ class Decided:
 
 
 @dataclass(frozen=True, slots=True)
+class PreVote:
+    """Would you let me run phase 1 now? Asked before ``Prepare``; changes no promise.
+
+    ``ballot`` is the ballot the sender would campaign with (it names this
+    round of asking: replies echo it); ``decided_through`` is the sender's
+    contiguous decided prefix, which the receiver compares with its own.
+    """
+
+    instance: str
+    sender: str
+    ballot: Ballot
+    decided_through: int
+
+
+@dataclass(frozen=True, slots=True)
+class PreVoteReply:
+    """The answer to ``PreVote(ballot)``; ``promised`` lets the asker pick a ballot above it."""
+
+    instance: str
+    sender: str
+    ballot: Ballot
+    granted: bool
+    promised: Ballot
+
+
+@dataclass(frozen=True, slots=True)
 class SnapshotChunk:
     """Bytes ``[offset, offset + len(chunk))`` of a snapshot at ``slot``, to a lagging replica.
 
@@ -195,6 +223,8 @@ Message = (
     | CatchUp
     | Decided
     | SnapshotChunk
+    | PreVote
+    | PreVoteReply
 )
 
 

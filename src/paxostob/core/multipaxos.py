@@ -18,7 +18,44 @@ Theory of operation ("Paxos Made Simple" §3, DESIGN.md §3):
 - Leader failure is detected by missing heartbeats within a randomized
   election timeout; the suspecting node campaigns with a higher round.
   Leaders that hear a higher ballot (a ``Nack``) or lose contact with a
-  quorum step down; randomized timeouts make dueling candidates terminate.
+  quorum step down (check-quorum); randomized timeouts make dueling
+  candidates terminate.
+- Pre-vote (``LogConfig.pre_vote``, as etcd-raft's PreVote): before raising
+  its ballot, a node whose election timer fired asks its peers whether they
+  would let it campaign (``PreVote``), and sends ``Prepare`` only once a
+  quorum (itself included) said yes. Asking changes nobody's promise, so a
+  node that cannot win (a partitioned node rejoining, a restarted laggard
+  whose leader's messages have not reached it yet) no longer makes every
+  acceptor promise a higher ballot and so deposes a healthy leader. A peer
+  says yes only if
+
+  1. it has not heard from a live leader within ``election_timeout_ticks``
+     (stickiness, the leader lease: a leader refuses while it leads, a
+     follower while the leader it follows spoke within the timeout), and
+  2. the asker is not behind it: ``PreVote.decided_through`` >= its own
+     ``decided_through``.
+
+  What "up to date" means here: Paxos needs no log comparison for safety
+  (phase 1 reports every accepted value of a quorum and P2c re-proposes it,
+  and a Promise carries the decided slots the candidate lacks), unlike Raft,
+  whose election restriction is what keeps committed entries. It matters
+  for liveness only: a leader opens slots only within ``window_slots_max``
+  of its own decided prefix, so a leader elected far behind (a follower back
+  after a long outage) proposes nothing until it has fetched the whole gap,
+  and every client waits. Accepted-but-undecided slots are not compared:
+  phase 1 recovers them from any quorum, so they make no candidate better.
+  The decided prefix is also the one measure that only grows and that
+  every replica keeps, compaction or not.
+
+  Pre-vote only gates campaigning; no acceptor rule changes, so it cannot
+  affect safety. Liveness: when the leader is really gone, every live peer
+  stops refusing for (1) one timeout after it last heard it, and among any
+  quorum of live, connected replicas the one with the highest
+  ``decided_through`` is refused by none of them for (2), so it wins once
+  its (randomized) timer fires; the others keep asking at every timeout.
+  A refused node stays a follower without a leader and keeps catching up.
+  The ``Campaign`` event and a leader's own re-run of phase 1 skip the
+  pre-vote (an explicit request, and a node that leads already).
 - Learning: the leader learns a slot is chosen from a quorum of
   ``Accepted`` in its ballot. Others learn from the leader's commit
   watermark: a follower marks slot s decided when the leader of ballot b says
@@ -55,11 +92,17 @@ and every earlier one are durable. Why each early type is safe:
 - ``Decided``, ``SnapshotChunk``: chosen values, facts no crash undoes.
 - ``Forward``, ``CatchUp``: requests; a proposal id is never reused by a
   later life (the incarnation is part of it).
+- ``HeartbeatReply``: "I still hear ballot b". The leader uses it only for
+  check-quorum (liveness: whether to step down); no decision and no ballot
+  choice rests on it. Held behind our saves it made a leader step down
+  while its followers were only slow to fsync a large batch.
+- ``PreVote``, ``PreVoteReply``: no promise is made or reported as made; a
+  reply's ``promised`` only lets the asker pick a higher ballot.
 
 The rest wait: ``Promise`` and ``Accepted`` are the acceptor's votes;
 ``Prepare`` because its ballot is our own promise, which must be durable
 before it can gather votes (or a restart could reuse the ballot); ``Nack``
-and ``HeartbeatReply`` conservatively (they report our promise and prefix).
+conservatively (it reports our promise).
 
 The leader's own acceptance is a vote like a peer's: it counts towards a
 quorum only once durable, or a decision could rest on a vote that a crash
@@ -107,6 +150,8 @@ from .messages import (
     Message,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
     PromiseEntry,
     SnapshotChunk,
@@ -141,7 +186,17 @@ _CONFLICT = (
 )
 #: Messages that may leave before the Ready that produced them is durable
 #: (the module docstring argues each); every other type waits.
-EARLY: tuple[type[Message], ...] = (Accept, Heartbeat, Forward, CatchUp, Decided, SnapshotChunk)
+EARLY: tuple[type[Message], ...] = (
+    Accept,
+    Heartbeat,
+    HeartbeatReply,
+    Forward,
+    CatchUp,
+    Decided,
+    SnapshotChunk,
+    PreVote,
+    PreVoteReply,
+)
 
 
 class Role(Enum):
@@ -181,6 +236,12 @@ class LogConfig:
     #: than ``snapshot_resend_ticks`` (a big transfer outlives catch-up retries).
     snapshot_chunk_bytes_max: int = 1 << 20
     snapshot_resend_ticks: int = 50
+    #: Ask peers (``PreVote``) before campaigning, and refuse to let others
+    #: campaign while a live leader is heard (the module docstring). Off: a
+    #: node whose timer fires runs phase 1 at once, as releases before it
+    #: did (and as a rolling upgrade from one needs until every node reads
+    #: the new messages).
+    pre_vote: bool = True
 
     def __post_init__(self) -> None:
         for name in (
@@ -218,6 +279,10 @@ class Status:
     #: Messages delivered so far (the position of the last delivery).
     delivered: int
     pending: int
+    #: Phase 1 runs this replica started (each with a higher ballot), and
+    #: pre-votes it asked for that a quorum refused.
+    elections: int = 0
+    pre_votes_lost: int = 0
 
 
 class _Seen:
@@ -313,6 +378,13 @@ class MultiPaxosReplica:
         self._highest_seen: Ballot = ZERO_BALLOT
         self._election_due = self._now + self._election_timeout()
         self.ballot: Ballot = ZERO_BALLOT
+        #: The tick we last heard the leader we follow (Accept or Heartbeat).
+        self._leader_heard_at = -cfg.election_timeout_ticks
+        # Pre-candidate: the ballot we asked about, and who said yes.
+        self._pre_ballot: Ballot | None = None
+        self._pre_votes: set[str] = set()
+        self.elections = 0
+        self.pre_votes_lost = 0
         # Candidate.
         self._promises: dict[str, Promise] = {}
         self._prepare_due = 0
@@ -428,6 +500,11 @@ class MultiPaxosReplica:
         # Decided slots above a gap are known; fetch the gap from peers.
         self.known_commit = max([self.decided_through, *self.log])
 
+    @property
+    def leader_ballot(self) -> Ballot:
+        """The ballot of the leader we know (ours when we lead): ``status().ballot``, cheaply."""
+        return self.ballot if self.role is not Role.FOLLOWER else self._leader_ballot
+
     def status(self) -> Status:
         return Status(
             node_id=self.node_id,
@@ -439,6 +516,8 @@ class MultiPaxosReplica:
             known_commit=self.known_commit,
             delivered=self.delivered,
             pending=len(self.pending),
+            elections=self.elections,
+            pre_votes_lost=self.pre_votes_lost,
         )
 
     # ================================================================= ticks
@@ -454,7 +533,7 @@ class MultiPaxosReplica:
                 self._check_quorum()
         else:
             if now >= self._election_due:
-                self._campaign()
+                self._on_election_timeout()
             elif self.role is Role.CANDIDATE and now >= self._prepare_due:
                 self._send_prepare(only_missing=True)
             self._reforward_due()
@@ -467,6 +546,60 @@ class MultiPaxosReplica:
             return 1  # nobody to wait for
         return self._rng.randint(t, 2 * t)
 
+    # ======================================================== pre-candidate
+
+    def _on_election_timeout(self) -> None:
+        if not self.config.pre_vote or not self.peers:
+            self._campaign()
+            return
+        if self._pre_ballot is not None:
+            self.pre_votes_lost += 1  # the last round found no quorum in time
+        top = max(self.promised, self.ballot, self._highest_seen, self._leader_ballot)
+        # Stop following (and forwarding to) the leader we no longer hear,
+        # as a candidate would, but raise nothing: nobody promises anything.
+        self.role = Role.FOLLOWER
+        self.leader = None
+        self._promises = {}
+        self._pre_ballot = ballot = Ballot(top.round + 1, self.node_id)
+        self._pre_votes = {self.node_id}
+        self._election_due = self._now + self._election_timeout()
+        msg = PreVote(self.instance, self.node_id, ballot, self.decided_through)
+        for dst in self.peers:
+            self._send(dst, msg)
+
+    def _grants_pre_vote(self, m: PreVote) -> bool:
+        """Would we let ``m.sender`` campaign now? (The module docstring argues both rules.)"""
+        if self.role is Role.LEADER:
+            return False  # we lead: check-quorum steps us down once we cannot
+        if (
+            self.leader is not None
+            and self._now - self._leader_heard_at < self.config.election_timeout_ticks
+        ):
+            return False  # our leader spoke recently
+        return m.decided_through >= self.decided_through
+
+    def _on_pre_vote(self, m: PreVote) -> None:
+        granted = self._grants_pre_vote(m)
+        self._send(
+            m.sender,
+            PreVoteReply(self.instance, self.node_id, m.ballot, granted, self.promised),
+        )
+
+    def _on_pre_vote_reply(self, m: PreVoteReply) -> None:
+        self._highest_seen = max(self._highest_seen, m.promised)
+        if (
+            m.ballot != self._pre_ballot
+            or self.role is not Role.FOLLOWER
+            or self.leader is not None
+        ):
+            self.ignored += 1  # an older round, or we follow someone again
+            return
+        if not m.granted:
+            return
+        self._pre_votes.add(m.sender)
+        if len(self._pre_votes) >= self._quorum:
+            self._campaign()
+
     # ============================================================ candidate
 
     def _campaign(self) -> None:
@@ -478,6 +611,8 @@ class MultiPaxosReplica:
             # stay "queued" forever should another leader fill those slots.
             self._drop_leadership()
         self.ballot = Ballot(top.round + 1, self.node_id)
+        self.elections += 1
+        self._pre_ballot = None
         self.role = Role.CANDIDATE
         self.leader = None
         self._promises = {}
@@ -646,6 +781,7 @@ class MultiPaxosReplica:
         self.role = Role.FOLLOWER
         self.leader = leader
         self._promises = {}
+        self._pre_ballot = None
         self._election_due = self._now + self._election_timeout()
         # Our own undelivered proposals go to whoever leads next (due now).
         due = self._now - self.config.forward_retry_ticks
@@ -663,6 +799,7 @@ class MultiPaxosReplica:
             # Someone campaigns with a ballot we now promised: let them finish.
             if self.role is not Role.FOLLOWER or self.leader is not None:
                 self._step_down(None)
+            self._pre_ballot = None  # and not start a phase 1 of our own
             self._election_due = self._now + self._election_timeout()
         # Decided slots the candidate lacks, from its first missing one: the
         # candidate must learn them here, since we may be the only live node
@@ -726,6 +863,7 @@ class MultiPaxosReplica:
         if not following or self.leader != ballot.node_id:
             self._step_down(ballot.node_id)
         self._leader_ballot = max(self._leader_ballot, ballot)
+        self._leader_heard_at = self._now
         self._election_due = self._now + self._election_timeout()
 
     def _on_heartbeat(self, m: Heartbeat) -> None:
@@ -1099,6 +1237,10 @@ class MultiPaxosReplica:
             self._on_decided(m)
         elif isinstance(m, SnapshotChunk):
             self._on_snapshot_chunk(m)
+        elif isinstance(m, PreVote):
+            self._on_pre_vote(m)
+        elif isinstance(m, PreVoteReply):
+            self._on_pre_vote_reply(m)
         else:
             self.ignored += 1
 

@@ -25,7 +25,7 @@ from typing import Protocol
 
 from ..core.events import Ready
 from ..core.multipaxos import SEQ_BITS, LogConfig, MultiPaxosReplica, Status
-from ..core.types import Delivery, ProposalId
+from ..core.types import Ballot, Delivery, ProposalId
 from ..errors import (
     AlreadyDeliveredError,
     ConfigurationError,
@@ -250,6 +250,10 @@ class TotalOrderBroadcast(AsyncLifetime):
         self._queue_max = delivery_queue_max
         self._readable = asyncio.Event()
         self._drained = asyncio.Event()
+        #: The last leader this node knew, and its ballot (the log line's "was").
+        self._known_leader: tuple[str, Ballot] | None = None
+        #: Times this node saw the leader change (a new leader, or a new ballot).
+        self.leader_changes = 0
 
     # ------------------------------------------------------------- lifetime
 
@@ -549,7 +553,31 @@ class TotalOrderBroadcast(AsyncLifetime):
             return
         self._sm.restore(data)
 
+    def _note_leader(self) -> None:
+        """Log a change of leader (or of its ballot) once this node knows the new one."""
+        r = self._replica
+        leader = r.leader
+        if leader is None:
+            return  # an election under way: logged once it has a winner
+        now = (leader, r.leader_ballot)
+        was = self._known_leader
+        if now == was:
+            return
+        self._known_leader = now
+        if was is not None:
+            self.leader_changes += 1
+        log.info(
+            "%s: leader is %s at ballot %s (was %s at ballot %s; %d leader changes seen)",
+            self.address,
+            leader,
+            now[1],
+            was[0] if was is not None else "none",
+            was[1] if was is not None else "-",
+            self.leader_changes,
+        )
+
     def _on_ready(self, ready: Ready) -> None:
+        self._note_leader()
         sm = self._sm
         deliveries = ready.deliveries
         if ready.snapshot is not None and ready.restore_at is not None:

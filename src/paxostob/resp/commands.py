@@ -489,6 +489,9 @@ class NodeCommands:
             f"applied_slot:{st.decided_through}",
             f"delivered:{st.delivered}",
             f"pending:{st.pending}",
+            f"elections:{st.elections}",
+            f"pre_votes_lost:{st.pre_votes_lost}",
+            f"leader_changes:{self.tob.leader_changes}",
             "",
         ]
         if self.kv is not None:

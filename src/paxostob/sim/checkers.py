@@ -56,6 +56,14 @@ Total-order broadcast (``check_tob``), safety first:
   a snapshot) by every correct replica within ``liveness_ticks`` after the
   heal. A broadcast nobody delivered is not owed once its origin crashed.
 
+Leader stability (``check_leader_stability``, not a Paxos property: pre-vote's
+promise): a follower rejoining after a long outage (a rejoining laggard)
+while a leader is healthy and nothing else goes wrong must not cause a
+leader change. ``Rejoin`` records each such restart; the ballots that first
+led from it until two check-quorum windows after it can hear again are the
+*needless* leader changes (``needless_leader_changes``); with pre-vote on
+there must be none.
+
 Single-decree consensus (``check_synod``): validity (the decision was
 proposed), integrity (a replica decides at most once, and never changes its
 decision), uniform agreement (no two replicas decide differently), and
@@ -81,6 +89,7 @@ __all__ = [
     "Broadcast",
     "CheckFailure",
     "Recovered",
+    "Rejoin",
     "Restore",
     "SynodHistory",
     "SynodTrace",
@@ -91,6 +100,7 @@ __all__ = [
     "check_chosen_values",
     "check_durability",
     "check_durable_quorum",
+    "check_leader_stability",
     "check_log_order",
     "check_no_creation",
     "check_no_duplication",
@@ -103,6 +113,7 @@ __all__ = [
     "check_validity_and_liveness",
     "chosen_log",
     "describe_batch",
+    "needless_leader_changes",
 ]
 
 
@@ -258,6 +269,44 @@ class TobHistory:
     @property
     def correct(self) -> list[str]:
         return [n for n in self.members if self.traces[n].crashed_at is None]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejoin:
+    """``node`` restarted at ``tick`` far behind, deaf until ``deaf_until``.
+
+    ``quiet``: a leader had led since well before (``leader``, a ballot) and
+    no other fault (loss, spikes, partitions, crashes, outages, other
+    laggards) touched the run from well before ``tick`` until ``until``, so
+    a leader change in ``(tick, until]`` has no cause but the rejoin.
+    """
+
+    node: str
+    tick: int
+    deaf_until: int
+    until: int
+    leader: Ballot | None
+    quiet: bool
+
+
+def needless_leader_changes(rejoins: Iterable[Rejoin], leaders: dict[Ballot, int]) -> int:
+    """Ballots that first led (``leaders``: ballot -> tick) inside a quiet rejoin's window."""
+    windows = [(r.tick, r.until) for r in rejoins if r.quiet]
+    return sum(1 for at in leaders.values() if any(lo < at <= hi for lo, hi in windows))
+
+
+def check_leader_stability(rejoins: Iterable[Rejoin], leaders: dict[Ballot, int]) -> None:
+    for r in rejoins:
+        if not r.quiet:
+            continue
+        new = sorted(b for b, at in leaders.items() if r.tick < at <= r.until)
+        if new:
+            raise CheckFailure(
+                "leader stability",
+                f"{r.node} rejoined at tick {r.tick} (deaf until {r.deaf_until}) while "
+                f"{r.leader} led a healthy cluster, and by tick {r.until} "
+                f"{', '.join(f'{b} (tick {leaders[b]})' for b in new)} led instead",
+            )
 
 
 @dataclass(slots=True)

@@ -86,6 +86,9 @@ class SimNetwork:
         self.spike_probability = spike_probability
         self.spike_ticks = spike_ticks
         self.crashed: set[str] = set()
+        #: Node -> the tick until which nothing reaches it (what it sends
+        #: still arrives): a rejoining node whose peers have not reconnected.
+        self.deaf: dict[str, int] = {}
         self.stats = NetworkStats()
         #: The tick being handled; the runner sets it before anything is sent in it.
         self.now = 0
@@ -106,9 +109,10 @@ class SimNetwork:
         self.faults = self.faults.partitioned(*groups)
 
     def heal(self) -> None:
-        """No partitions, no loss, no duplication, no spikes: only the base delays remain."""
+        """No partitions, loss, duplication, spikes or deaf nodes: only the base delays remain."""
         self.faults = replace(self.faults, loss=0.0, duplicate=0.0, partitions=())
         self.spike_probability = 0.0
+        self.deaf.clear()
 
     def crash(self, node: str) -> None:
         assert node in self.members, f"unknown node {node!r}"
@@ -161,7 +165,7 @@ class SimNetwork:
             if dst in self.crashed or life != self._life[dst]:
                 stats.dropped += 1
                 stats.crashed += 1
-            elif not self.faults.can_reach(src, dst):
+            elif not self.faults.can_reach(src, dst) or self.deaf.get(dst, 0) > now:
                 stats.dropped += 1
                 stats.cut += 1
             else:

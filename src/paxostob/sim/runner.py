@@ -7,7 +7,9 @@ schedule drawn for it, but not the network's or the replicas' streams), then
 handles ticks 1, 2, ... one at a time:
 
 1. the schedule's events for this tick: restarts, heal, partitions,
-   crash-stops, outages (crashes that restart later); then the saves due;
+   crash-stops, outages (crashes that restart later), rejoining laggards
+   (a follower down long, then back and deaf for a while); then the saves
+   due;
 2. the scheduled broadcasts (single-decree: proposals) of live nodes;
 3. every message copy due at this tick, in (tick, send order);
 4. one ``Tick`` to every live replica, in member order.
@@ -59,17 +61,21 @@ from .checkers import (
     Broadcast,
     CheckFailure,
     Recovered,
+    Rejoin,
     Restore,
     SynodHistory,
     SynodTrace,
     TobHistory,
     TobLife,
     TobTrace,
+    check_leader_stability,
     check_synod,
     check_tob,
+    needless_leader_changes,
 )
 from .network import SimNetwork
 from .swarm import (
+    Laggard,
     Outage,
     PartitionEpisode,
     Schedule,
@@ -137,6 +143,11 @@ class RunResult:
     restarts: int = 0
     snapshots: int = 0
     installs: int = 0
+    #: Rejoining laggards restarted, those in a quiet run, and the leader
+    #: changes that followed those (``checkers.needless_leader_changes``).
+    rejoins: int = 0
+    quiet_rejoins: int = 0
+    needless_elections: int = 0
     #: Restarts refused because the node's store was wiped.
     refused: int = 0
 
@@ -148,7 +159,9 @@ class RunResult:
             f"msgs={self.messages_sent} drop={self.messages_dropped} "
             f"dup={self.messages_duplicated} elections={self.elections} "
             f"crashes={self.crashes} restarts={self.restarts} snapshots={self.snapshots} "
-            f"installs={self.installs} refused={self.refused} stopped={crashed}"
+            f"installs={self.installs} rejoins={self.rejoins} "
+            f"needless_elections={self.needless_elections} refused={self.refused} "
+            f"stopped={crashed}"
         )
 
 
@@ -240,6 +253,12 @@ class _Run(abc.ABC):
         #: Restarts refused (a wiped store), and wiped nodes that rejoined anyway.
         self.refused_count = 0
         self._restarts: dict[int, list[str]] = {}
+        self._laggards: dict[int, list[Laggard]] = {}
+        for g in self.schedule.laggards:
+            self._laggards.setdefault(g.tick, []).append(g)
+        #: Laggards down now, and the tick until which each is deaf once back.
+        self._deaf_after: dict[str, Laggard] = {}
+        self.rejoins: list[Rejoin] = []
 
     @staticmethod
     def _partition_timeline(
@@ -390,6 +409,15 @@ class _Run(abc.ABC):
                     self._crash(victim)
                     self.down_until[victim] = outage.restart
                     self._restarts.setdefault(outage.restart, []).append(victim)
+        for laggard in self._laggards.get(tick, ()):
+            leader = self.leader()
+            followers = [m for m in self.live if m != leader]
+            if len(self.live) > 1 and followers:
+                victim = self.rng.choice(followers)
+                self._crash(victim)
+                self.down_until[victim] = laggard.restart
+                self._restarts.setdefault(laggard.restart, []).append(victim)
+                self._deaf_after[victim] = laggard
         for wipe in self._wipes.get(tick, ()):
             if wipe.node in self.crashed_at:
                 continue  # crash-stopped already: its disk no longer matters
@@ -425,12 +453,47 @@ class _Run(abc.ABC):
         self.net.restart(node)
         self.live = [m for m in self.members if m in self.live or m == node]
         self.doing = (node, "restart")
-        if not self.on_restart(node):
+        started = self.on_restart(node)
+        laggard = self._deaf_after.pop(node, None)
+        if not started:
             # It refused to start (no store): down for good, like a crash-stop.
             self.refused_count += 1
             self.live.remove(node)
             self.net.crash(node)
             self.crashed_at[node] = self.now
+            return
+        if laggard is not None and laggard.restart == self.now:
+            self.net.deaf[node] = laggard.deaf_until
+            self.rejoins.append(self._rejoin(node, laggard))
+
+    #: A rejoin is judged from this long before it (an election then under
+    #: way is not its doing) until two check-quorum windows after it hears.
+    REJOIN_CALM_BEFORE = 100
+    REJOIN_SETTLE_AFTER = 60
+
+    def leader_since(self) -> tuple[Ballot | None, int]:
+        """The ballot leading now and the tick it first led (None: no leader)."""
+        return None, 0
+
+    def _rejoin(self, node: str, laggard: Laggard) -> Rejoin:
+        o = self.options
+        lo = self.now - self.REJOIN_CALM_BEFORE
+        until = laggard.deaf_until + self.REJOIN_SETTLE_AFTER
+        s = self.schedule
+        events = [t for e in s.partitions for t in (e.start, e.end)]
+        events += [c.tick for c in s.crashes]
+        events += [t for x in s.outages for t in (x.tick, x.restart)]
+        events += [t for g in s.laggards if g is not laggard for t in (g.tick, g.restart)]
+        events += [t for w in s.wipes for t in (w.tick, w.restart)]
+        ballot, since = self.leader_since()
+        quiet = (
+            o.loss == 0
+            and o.spike_probability == 0
+            and not any(lo <= t <= until for t in events)
+            and ballot is not None
+            and since <= lo
+        )
+        return Rejoin(node, self.now, laggard.deaf_until, until, ballot, quiet)
 
 
 # ============================================================ Multi-Paxos
@@ -444,6 +507,7 @@ class _TobRun(_Run):
             window_slots_max=o.window_slots_max,
             batch_count_max=o.batch_count_max,
             snapshot_chunk_bytes_max=o.snapshot_chunk_bytes_max,
+            pre_vote=o.pre_vote,
         )
         self.seeds = dict(zip(self.members, self.replica_seeds, strict=False))
         # Incarnations from 1, as a store's opens count, so a life's seed is fixed.
@@ -465,6 +529,8 @@ class _TobRun(_Run):
         self.max_position = 0
         self.owed: set[ProposalId] = set()
         self.leader_ballots: set[Ballot] = set()
+        #: Ballot -> the tick some replica first led in it.
+        self.leader_first: dict[Ballot, int] = {}
         #: (slot, ballot) -> the value proposed and who accepted it (first tick each).
         self.acceptances: dict[tuple[int, Ballot], tuple[Batch, dict[str, int]]] = {}
         self.conflicts: list[tuple[int, Ballot, Batch, Batch, int]] = []
@@ -559,6 +625,13 @@ class _TobRun(_Run):
     def leader(self) -> str | None:
         leaders = [(r.ballot, m) for m in self.live if (r := self.replicas[m]).role is Role.LEADER]
         return max(leaders)[1] if leaders else None
+
+    def leader_since(self) -> tuple[Ballot | None, int]:
+        node = self.leader()
+        if node is None:
+            return None, 0
+        ballot = self.replicas[node].ballot
+        return ballot, self.leader_first.get(ballot, self.now)
 
     def _persist(self, node: str, rd: Ready) -> None:
         """Save ``rd`` (a coalesced group); record the acceptances now synced."""
@@ -671,8 +744,9 @@ class _TobRun(_Run):
                 self._complete(node, [rd])
             else:
                 queue.append((max(now + delay, queue[-1][0] if queue else 0), rd))
-        if r.role is Role.LEADER:
+        if r.role is Role.LEADER and r.ballot not in self.leader_ballots:
             self.leader_ballots.add(r.ballot)
+            self.leader_first[r.ballot] = now
 
     def _counted(self, node: str, rd: Ready, life: TobLife) -> None:
         """``rd`` is durable (as far as the core knows): the acceptor may count on its state.
@@ -762,6 +836,7 @@ class _TobRun(_Run):
             durable=self.durable,
         )
         check_tob(history)
+        check_leader_stability(self.rejoins, self.leader_first)
 
     def result(self, tick: int) -> RunResult:
         stats = self.net.stats
@@ -784,6 +859,9 @@ class _TobRun(_Run):
             restarts=self.restart_count,
             snapshots=self.snapshot_count,
             installs=self.install_count,
+            rejoins=len(self.rejoins),
+            quiet_rejoins=sum(r.quiet for r in self.rejoins),
+            needless_elections=needless_leader_changes(self.rejoins, self.leader_first),
             refused=self.refused_count,
         )
 

@@ -30,6 +30,14 @@ Bounds, and why:
 - Compaction every ``snapshot_every`` deliveries: 3 to 100 (small values
   make many snapshots and lagging replicas that need one), or never.
 - Loss is at most ``LOSS_MAX`` (30%): more mostly tests elections.
+- Rejoining laggards (``laggards``): a follower is down for a long while
+  (``LAGGARD_DOWN_TICKS``: 10-40 election timeouts) while the others keep
+  writing, then restarts on its storage far behind; for ``laggard_deaf_ticks``
+  after the restart nothing reaches it (its peers' links to it are not back
+  yet: a reconnect backoff) while what it sends arrives, so its election
+  timer fires with a healthy leader present. ``check_leader_stability``
+  counts the leader changes that follow in a quiet run (the red team's
+  "follower restarted after 60 s down forced two leader changes").
 - Proposals per node and phase lengths are bounded so a run costs tens of
   milliseconds and thousands fit in a CI run.
 """
@@ -49,6 +57,7 @@ __all__ = [
     "PERSIST_MODES",
     "WIPED_MODES",
     "Crash",
+    "Laggard",
     "Outage",
     "PartitionEpisode",
     "ProposeAt",
@@ -93,6 +102,9 @@ WIPED_MODES = ("refuse", "rejoin", "rejoin-new-ids")
 #: election timeout (15-30 ticks): with 3-12 ticks, 5 nodes, 2 crashed and
 #: 3-9 tick delays, candidates dueled past the liveness bound (seed 360).
 PERSIST_DELAYS = ((0, 0), (0, 1), (0, 3), (1, 2), (0, 6), (2, 6))
+#: How long a rejoining laggard is down, in ticks: long enough that the
+#: others decide many slots meanwhile (10-40 election timeouts of 15 ticks).
+LAGGARD_DOWN_TICKS = (150, 600)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +151,13 @@ class SwarmOptions:
     #: never before an earlier save). Meanwhile the node runs on, its early
     #: messages gone; a crash loses the saves still in flight.
     persist_delay_ticks: tuple[int, int] = (0, 0)
+    #: Rejoining-laggard episodes (Multi-Paxos only): a follower down for
+    #: ``LAGGARD_DOWN_TICKS`` (by the heal tick at the latest), deaf for
+    #: ``laggard_deaf_ticks`` after its restart.
+    laggards: int = 0
+    laggard_deaf_ticks: int = 1
+    #: The core's ``LogConfig.pre_vote`` (never drawn: always on, as shipped).
+    pre_vote: bool = True
     #: Nodes whose disk is lost in the fault phase: each crashes, its store is
     #: wiped, and at its restart it tries to start again. Counted with the
     #: crash-stops (at most ``(n - 1) // 2`` in all): it must stay out.
@@ -186,6 +205,8 @@ class SwarmOptions:
             raise ConfigurationError(
                 f"persist_delay_ticks must satisfy 0 <= lo <= hi, got {(lo, hi)}"
             )
+        if self.laggards < 0 or self.laggard_deaf_ticks < 1:
+            raise ConfigurationError("laggards >= 0 and laggard_deaf_ticks >= 1 required")
         if not 0 <= self.wipes <= (self.n - 1) // 2 - self.crashes:
             raise ConfigurationError(
                 f"wipes must be in [0, (n-1)//2 - crashes = "
@@ -231,6 +252,10 @@ class SwarmOptions:
             parts.append(f"persist={self.persist}")
         if self.persist_delay_ticks != (0, 0):
             parts.append("disk={}-{}t".format(*self.persist_delay_ticks))
+        if self.laggards:
+            parts.append(f"laggards={self.laggards} deaf={self.laggard_deaf_ticks}t")
+        if not self.pre_vote:
+            parts.append("pre-vote=off")
         parts.append(f"props<={self.proposals_per_node_max}/node")
         parts.append(f"win={self.window_slots_max} batch={self.batch_count_max}")
         parts.append(f"fault={self.fault_ticks}t")
@@ -276,6 +301,10 @@ def draw_options(rng: random.Random) -> SwarmOptions:
     snapshot_chunk_bytes_max = rng.choice((64, 512, 1 << 20))
     # The pipelined runtime (drawn after the older features).
     persist_delay_ticks = rng.choice(PERSIST_DELAYS)
+    # Rejoining laggards (drawn after the older features). Deaf for 2-5
+    # election timeouts: longer than a timer, so the laggard's fires.
+    laggards = rng.choice((1, 1, 2)) if rng.random() < 0.3 else 0
+    laggard_deaf_ticks = rng.choice((30, 45, 75))
     # Lost disks (drawn after the older features).
     room = (n - 1) // 2 - crashes
     wipes = rng.randint(1, room) if room > 0 and rng.random() < 0.3 else 0
@@ -302,6 +331,8 @@ def draw_options(rng: random.Random) -> SwarmOptions:
         snapshot_every=snapshot_every,
         snapshot_chunk_bytes_max=snapshot_chunk_bytes_max,
         persist_delay_ticks=persist_delay_ticks,
+        laggards=laggards,
+        laggard_deaf_ticks=laggard_deaf_ticks,
         wipes=wipes,
     )
 
@@ -345,6 +376,17 @@ class Outage:
 
 
 @dataclass(frozen=True, slots=True)
+class Laggard:
+    """At ``tick`` a follower (the runner picks a live non-leader) crashes; at
+    ``restart`` it starts again on its storage, and hears nothing until
+    ``deaf_until`` (what it sends arrives)."""
+
+    tick: int
+    restart: int
+    deaf_until: int
+
+
+@dataclass(frozen=True, slots=True)
 class Wipe:
     """At ``tick`` ``node`` crashes and its disk is lost; at ``restart`` it tries to start."""
 
@@ -368,6 +410,7 @@ class Schedule:
     crashes: tuple[Crash, ...]
     proposals: tuple[ProposeAt, ...]
     outages: tuple[Outage, ...] = ()
+    laggards: tuple[Laggard, ...] = ()
     wipes: tuple[Wipe, ...] = ()
 
 
@@ -474,7 +517,15 @@ def draw_schedule(options: SwarmOptions, rng: random.Random, *, synod: bool = Fa
                 Outage(tick, min(tick + down, options.heal_tick), nodes, options.outage_leader)
             )
         outages.sort(key=lambda o: (o.tick, o.nodes))
-    # Drawn after the outages, so that the draws above are those of a schedule without wipes.
+    # Drawn after the outages, for the same reason.
+    laggards: list[Laggard] = []
+    if not synod:
+        for _ in range(options.laggards):
+            tick = rng.randint(1, fault)
+            restart = min(tick + rng.randint(*LAGGARD_DOWN_TICKS), options.heal_tick)
+            laggards.append(Laggard(tick, restart, restart + options.laggard_deaf_ticks))
+        laggards.sort(key=lambda g: g.tick)
+    # Drawn after the laggards, for the same reason.
     wipes: list[Wipe] = []
     if not synod:
         for node in rng.sample(members, options.wipes):
@@ -483,5 +534,11 @@ def draw_schedule(options: SwarmOptions, rng: random.Random, *, synod: bool = Fa
             wipes.append(Wipe(tick, max(restart, tick + 1), node))
         wipes.sort(key=lambda w: (w.tick, w.node))
     return Schedule(
-        members, tuple(episodes), tuple(crashes), tuple(proposals), tuple(outages), tuple(wipes)
+        members,
+        tuple(episodes),
+        tuple(crashes),
+        tuple(proposals),
+        tuple(outages),
+        laggards=tuple(laggards),
+        wipes=tuple(wipes),
     )
