@@ -107,6 +107,7 @@ def test_a_node_whose_disk_fills_exits_non_zero_with_one_clear_line_and_loses_no
             errors = [line for line in node.lines if " ERROR " in line]
             assert len(errors) == 1, "\n".join(node.lines[-20:])
             line = errors[0]
+            print(line)
             for part in (str(node.data_dir), disk.errno_name, disk.advice, "acknowledged are safe"):
                 assert part in line, f"{part!r} missing from: {line}"
             assert not any("Traceback" in x for x in node.lines), "\n".join(node.lines)
@@ -185,6 +186,7 @@ def test_paxostob_cluster_shows_why_a_node_exited(tmp_path: Path) -> None:
                 seen.wait_for(lambda: any("stopped (exit code" in x for x in lines), 10)
             why = [x for x in lines if x.startswith("node 1 exited with code 1: ")]
             assert len(why) == 1, "\n".join(lines)
+            print(why[0])
             for part in (disk.errno_name, disk.advice, "the node stopped: storage failed"):
                 assert part in why[0], f"{part!r} missing from: {why[0]}"
         finally:
