@@ -18,7 +18,7 @@ import os
 
 from ..core.events import Propose, Ready
 from ..core.synod import SynodConfig, SynodReplica
-from ..errors import ConfigurationError, NodeFailedError, NotRunningError
+from ..errors import ConfigurationError, NodeFailedError
 from ..storage.base import Storage, default_storage
 from ..transport.base import Transport
 from ._common import (
