@@ -10,6 +10,7 @@ __all__ = [
     "AlreadyDeliveredError",
     "ConfigurationError",
     "DecodeError",
+    "NodeFailedError",
     "NotRunningError",
     "PaxosError",
     "PayloadTooLargeError",
@@ -31,6 +32,17 @@ class ConfigurationError(PaxosError, ValueError):
 
 class NotRunningError(PaxosError, RuntimeError):
     """The node was used before ``start()`` or after ``close()``."""
+
+
+class NodeFailedError(NotRunningError):
+    """The node stopped on its own: its storage failed (a full disk, a limit) or its driver did.
+
+    Fail-stop: the node sends and applies nothing more, and every call names
+    the cause (``__cause__`` is the underlying error, e.g. the ``StorageError``).
+    A subclass of ``NotRunningError``: the node is not running. Nothing it
+    acknowledged is lost; restart it on the same data once the cause is
+    fixed (the message says what to do).
+    """
 
 
 class QuorumTimeoutError(PaxosError, TimeoutError):

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ class Node:
     secret_file: Path
     #: More ``paxostob serve`` flags, e.g. ``("--requirepass", "pw")``.
     extra_args: tuple[str, ...] = ()
+    #: Run in the child before ``paxostob serve`` starts, e.g. to set a resource limit.
+    preexec: Callable[[], None] | None = None
     proc: subprocess.Popen[str] | None = None
     lines: list[str] = field(default_factory=list)
     ready: threading.Event = field(default_factory=threading.Event)
@@ -72,7 +75,11 @@ class Node:
             *(["--bootstrap"] if bootstrap else []),
         ]  # fmt: skip
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=self.preexec,
         )
         threading.Thread(target=self._follow, args=(self.proc, self.ready), daemon=True).start()
 

@@ -3,7 +3,8 @@
 Each node is a separate OS process (``paxostob serve``), with its state in
 ``DATA_DIR/nodeI`` and its log in ``DATA_DIR/nodeI.log``. The cluster secret
 is generated once into ``DATA_DIR/secret`` (mode 0600) unless one is given.
-Nothing is restarted automatically: a node that exits is reported as such.
+Nothing is restarted automatically: a node that exits is reported as such,
+with the last error line of its log (why it stopped, and what to do).
 
 The first run on a data directory makes the cluster: it draws a random
 cluster id into ``DATA_DIR/cluster-id`` and starts every node with
@@ -33,6 +34,9 @@ __all__ = ["configure", "run"]
 
 NODES_MAX = 9
 STOP_GRACE_S = 10.0
+#: How much of the end of a node's log is searched for its last error line:
+#: the line is logged as the node stops, so only a few lines follow it.
+LOG_TAIL_BYTES = 64 << 10
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -166,6 +170,22 @@ def run(ns: argparse.Namespace, out: TextIO) -> int:
             f.close()
 
 
+def last_error(log_path: Path) -> str | None:
+    """The message of the last ERROR line in a node's log (``paxostob serve``'s format), if any."""
+    try:
+        with log_path.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
+            tail = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    for line in reversed(tail.splitlines()):
+        _, level, rest = line.partition(" ERROR ")
+        if level:
+            # "node ID LOGGER: MESSAGE": the message says what failed and what to do.
+            return rest.split(": ", 1)[-1]
+    return None
+
+
 async def _watch(
     ns: argparse.Namespace,
     out: TextIO,
@@ -179,19 +199,28 @@ async def _watch(
     deadline = None if ns.duration is None else time.monotonic() + ns.duration
     tty = out.isatty()
     drawn = 0
+    reported: set[str] = set()
     while not stop.is_set():
         lines = []
+        reasons = []
         for i, proc in procs.items():
             host, port = peer[i]
             address = f"{host}:{port + RESP_PORT_OFFSET}"
             code = proc.poll()
             if code is not None:
                 lines.append(f"node {i:<4} {address:<21} exited with code {code} (not restarted)")
+                if i not in reported:
+                    reported.add(i)
+                    why = last_error(Path(ns.data_dir) / f"node{i}.log")
+                    reasons.append(f"node {i} exited with code {code}: {why or 'no error logged'}")
                 continue
             st = await fetch_status(host, port + RESP_PORT_OFFSET, timeout_s=ns.interval)
             lines.append(format_status(i, address, st))
         if tty and drawn:
             out.write(f"\x1b[{drawn}F\x1b[J")  # redraw the status block in place
+        # Above the block and never redrawn: a long reason may wrap on screen.
+        for reason in reasons:
+            out.write(reason + "\n")
         out.write("\n".join(lines) + "\n")
         out.flush()
         drawn = len(lines)

@@ -3,7 +3,10 @@
 Wires the concrete pieces: a ``TcpTransport`` to the peers (HMAC-authenticated,
 optional TLS), a ``TotalOrderBroadcast`` on the durable default store in
 ``--data-dir``, and a RESP server for clients. Logs to stderr; SIGINT or
-SIGTERM stop it cleanly, with its storage closed.
+SIGTERM stop it cleanly, with its storage closed (exit status 0). A node
+whose storage or driver fails stops on its own (fail-stop): one log line
+says what failed and what to do, and the exit status is 1, so a supervisor
+restarts it; a SIGTERM that comes after such a failure does not turn it into 0.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import TextIO
 from ..errors import ConfigurationError, StorageError
 from ..kv.state_machine import KvStateMachine
 from ..kvstore import KeyValueStore, TaggedStateMachine
+from ..node._common import failure_message
 from ..node.tob import TotalOrderBroadcast
 from ..resp.broadcast_log import BroadcastLog
 from ..resp.commands import NodeCommands
@@ -38,6 +42,8 @@ KV_TAG = b"K"
 
 #: The line a supervisor (``paxostob cluster``, tests) waits for on stderr.
 READY_MARK = "ready:"
+#: The exit status of a node that could not start or that failed while running.
+EXIT_FAILED = 1
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -242,6 +248,7 @@ async def serve_node(cfg: NodeConfig) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     started: list[object] = []
+    code = 0
     try:
         await transport.start()
         started.append(transport)
@@ -265,16 +272,30 @@ async def serve_node(cfg: NodeConfig) -> int:
             server.port,
             server.port,
         )
-        await stop.wait()
-        log.info("stopping")
-        return 0
+        # Until a signal, or until the node fails (its storage, its driver):
+        # then it has logged what failed and what to do, and exits non-zero.
+        signalled = asyncio.ensure_future(stop.wait())
+        ended = asyncio.ensure_future(tob.wait_closed())
+        await asyncio.wait({signalled, ended}, return_when=asyncio.FIRST_COMPLETED)
+        signalled.cancel()
+        ended.cancel()
+        if ended.done() and not ended.cancelled():
+            ended.exception()  # seen: tob.failure says it
+        if tob.failure is None:
+            log.info("stopping")
     except (ConfigurationError, StorageError) as e:
         log.error("%s", e)
-        return 1
+        code = EXIT_FAILED
     finally:
         if server in started:
             await server.close()
         if tob in started:
-            await tob.close()
+            try:
+                await tob.close()
+            except (StorageError, OSError) as e:  # its last saves, as it stopped
+                log.error("%s", failure_message(cfg.node_id, e, str(cfg.data_dir)))
+                code = EXIT_FAILED
         await transport.close()
         log.info("stopped")
+    # Checked last: a failure (even one that a SIGTERM raced) never exits 0.
+    return EXIT_FAILED if tob.failure is not None else code

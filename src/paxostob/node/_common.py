@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import errno
+import os
 import random
 from collections.abc import Awaitable
 from types import TracebackType
 from typing import Self, TypeVar
 
-from ..errors import ConfigurationError, QuorumTimeoutError
+from ..errors import ConfigurationError, QuorumTimeoutError, StorageError
 
 T = TypeVar("T")
 
@@ -51,6 +53,63 @@ async def within(aw: Awaitable[T], timeout: float | None, what: str) -> T:
         raise QuorumTimeoutError(
             f"{what} did not complete within {timeout:.3g} s (is a quorum of members reachable?)"
         ) from None
+
+
+#: What the operator does, by the name of the OS error under a storage failure.
+_ADVICE = {
+    "ENOSPC": "free space on {where} and restart the node",
+    "EDQUOT": "raise the disk quota of {where} (or free space) and restart the node",
+    "EFBIG": "raise the file size limit (ulimit -f) of the node and restart it",
+    "EMFILE": "raise the open-file limit (ulimit -n, systemd LimitNOFILE=) and restart the node",
+    "ENFILE": "the system is out of open files: raise fs.file-max or stop what holds them, "
+    "and restart the node",
+    "EROFS": "make {where} writable again and restart the node",
+}
+_ADVICE_OTHER = "check the disk of {where} (the kernel log shows I/O errors) and restart the node"
+
+
+def store_directory(store: object) -> str | None:
+    """The directory of a store with a ``path`` (the file, as in ``LogStorage``), if it has one."""
+    path = getattr(store, "path", None)
+    return None if path is None else os.path.dirname(os.fspath(path))
+
+
+def _os_error_of(error: BaseException) -> OSError | None:
+    """The OS error under ``error`` (itself, or its cause), if any."""
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError) and e.errno is not None:
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def failure_message(node: str, error: BaseException, where: str | None = None) -> str:
+    """One line for the log and the ``NodeFailedError``: what failed, its errno, what to do.
+
+    ``where`` is the node's data directory: the place to fix.
+    """
+    if not isinstance(error, StorageError | OSError):
+        return (
+            f"{node}: the node stopped: its driver failed: {type(error).__name__}: {error}; "
+            "this is a bug (report it with this log); restart the node: it recovers its "
+            "state from its data"
+        )
+    os_error = _os_error_of(error)
+    name = None
+    if os_error is not None and os_error.errno is not None:
+        name = errno.errorcode.get(os_error.errno, f"errno {os_error.errno}")
+    place = where or "its data directory"
+    advice = _ADVICE.get(name or "", _ADVICE_OTHER).format(where=place)
+    cause = f"{error} ({name})" if name else str(error)
+    # Safe: a broadcast resolves (a client gets its reply) only once a quorum
+    # saved it, and a failed save closes the store, which open() recovers.
+    return (
+        f"{node}: the node stopped: storage failed: {cause}. To do: {advice}; "
+        "the writes it acknowledged are safe"
+    )
 
 
 class AsyncLifetime(abc.ABC):

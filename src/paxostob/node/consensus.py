@@ -18,10 +18,17 @@ import os
 
 from ..core.events import Propose, Ready
 from ..core.synod import SynodConfig, SynodReplica
-from ..errors import ConfigurationError, NotRunningError
+from ..errors import ConfigurationError, NodeFailedError
 from ..storage.base import Storage, default_storage
 from ..transport.base import Transport
-from ._common import AsyncLifetime, check_membership, make_rng, within
+from ._common import (
+    AsyncLifetime,
+    check_membership,
+    failure_message,
+    make_rng,
+    store_directory,
+    within,
+)
 from .driver import Driver
 
 __all__ = ["Consensus"]
@@ -49,6 +56,13 @@ class Consensus(AsyncLifetime):
     same id has forgotten its promises, which is safe only if no member
     counts on them (tests in one process, or instances whose every member
     restarts together).
+
+    Failure: if a save fails (a full disk, a file limit, an I/O error) or the
+    node's driver fails, the instance stops on its own (fail-stop) and logs
+    one line: what failed, the OS error's name and what to do. ``failure`` is
+    then a ``NodeFailedError`` naming the cause, which ``propose`` and
+    ``decided`` raise, waiting ones included, and ``await wait_closed()``
+    raises (it returns normally once ``close()`` is called).
     """
 
     def __init__(
@@ -94,6 +108,7 @@ class Consensus(AsyncLifetime):
             tick_interval_s=tick_interval_s,
             on_ready=self._on_ready,
             persist=None if storage is None else storage.save,
+            on_failure=self._on_failure,
         )
 
     async def start(self) -> None:
@@ -125,6 +140,20 @@ class Consensus(AsyncLifetime):
             await asyncio.to_thread(self._storage.close)
 
     @property
+    def failure(self) -> NodeFailedError | None:
+        """Why the instance stopped on its own, or None."""
+        return self._driver.failure
+
+    async def wait_closed(self) -> None:
+        """Return once ``close()`` was called; raise ``failure`` if the instance failed first."""
+        await self._driver.wait_closed()
+
+    def _on_failure(self, error: Exception) -> NodeFailedError:
+        self._decided.set()  # wake ``decided()``: it raises the failure
+        where = store_directory(self._storage)
+        return NodeFailedError(failure_message(self.address, error, where))
+
+    @property
     def decision(self) -> bytes | None:
         """The decided value, or ``None`` while undecided."""
         return self._decision
@@ -150,9 +179,10 @@ class Consensus(AsyncLifetime):
         if self._decision is not None:
             return self._decision
         if not self._driver.running:
-            raise NotRunningError("the node is not running: use 'async with' or start()")
+            raise self._driver.not_running()
         await within(self._decided.wait(), timeout, f"consensus {self.instance!r}")
-        assert self._decision is not None
+        if self._decision is None:
+            raise self._driver.not_running()
         return self._decision
 
     def _on_ready(self, ready: Ready) -> None:

@@ -28,6 +28,13 @@ the Mux's router, saving a task switch per message; others are read by a task
 looping on ``receive()``. Messages for an
 instance nobody attached are dropped and counted — Paxos tolerates loss, and
 late learners ask their peers.
+
+Fail-stop: a save that raises (a full disk, a file limit: the store closed
+itself) or any other error in the loop stops the node for good. The driver
+stops routing, keeps nothing queued, logs one line saying what failed and
+what to do, and keeps the error as ``failure``: a ``NodeFailedError`` that
+every later call raises and ``wait_closed`` reports. Nothing waiting for that
+save was released, so nothing unsaved was acknowledged.
 """
 
 from __future__ import annotations
@@ -42,8 +49,15 @@ from typing import Protocol
 
 from ..core.events import Event, Persisted, Ready, Receive, Tick, coalesce
 from ..core.messages import Envelope
-from ..errors import ConfigurationError, NotRunningError, TransportClosedError
+from ..errors import (
+    ConfigurationError,
+    NodeFailedError,
+    NotRunningError,
+    StorageError,
+    TransportClosedError,
+)
 from ..transport.base import Transport
+from ._common import failure_message
 
 __all__ = ["Driver", "Mux", "ReplicaLike"]
 
@@ -197,6 +211,7 @@ class Driver:
         inbox_max: int = 100_000,
         persist_queue_max: int = 256,
         inline_saves: bool = True,
+        on_failure: Callable[[Exception], NodeFailedError] | None = None,
     ) -> None:
         if tick_interval_s <= 0:
             raise ValueError("tick_interval_s must be > 0")
@@ -235,6 +250,12 @@ class Driver:
         #: Saves made, and Readys they covered (group commit: saves <= readies).
         self.saves = 0
         self.saved_readies = 0
+        #: Called once, in the driver task, when the node fails: makes the
+        #: error every caller gets (and fails what waits on the node).
+        self._on_failure = on_failure
+        #: Why the node stopped on its own, once it did.
+        self.failure: NodeFailedError | None = None
+        self._ended = asyncio.Event()
 
     @property
     def running(self) -> bool:
@@ -256,6 +277,7 @@ class Driver:
         saves (the core relies on none of them being sent).
         """
         self._closed = True
+        self._ended.set()
         if self._mux is not None:
             self._mux.detach(self.instance)
             self._mux = None
@@ -271,7 +293,7 @@ class Driver:
             saver.stop()  # after the save in flight, if any
         if saving is not None:
             await asyncio.wait({saving})
-            if saving.cancelled() or saving.exception() is not None:
+            if saving.cancelled() or saving.exception() is not None or self.failure is not None:
                 # The store is closed after a failed save (storage/base.py):
                 # what is queued behind it cannot be saved either.
                 self._queue.clear()
@@ -286,9 +308,42 @@ class Driver:
     def call(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` inside the driver task, between two steps (it owns the replica)."""
         if not self.running:
-            raise NotRunningError("the node is not running: use 'async with' or start()")
+            raise self.not_running()
         self._inbox.append(fn)
         self._wake.set()
+
+    def not_running(self) -> NotRunningError:
+        """The error for a call on a node that is not running: its failure, if it failed."""
+        if self.failure is not None:
+            return self.failure
+        return NotRunningError("the node is not running: use 'async with' or start()")
+
+    async def wait_closed(self) -> None:
+        """Return once ``close()`` was called; raise ``failure`` if the node failed first."""
+        await self._ended.wait()
+        if self.failure is not None:
+            raise self.failure
+
+    def _fail(self, error: Exception) -> None:
+        """Stop for good after ``error``: route nothing more, keep nothing queued, say why."""
+        failure = (
+            self._on_failure(error)
+            if self._on_failure is not None
+            else NodeFailedError(failure_message(self.instance, error))
+        )
+        failure.__cause__ = error
+        self.failure = failure
+        # After a failed save the store closed itself (storage/base.py): what
+        # is queued cannot be saved, and close() must not try.
+        self._queue.clear()
+        if self._mux is not None:
+            self._mux.detach(self.instance)
+            self._mux = None
+        if isinstance(error, OSError | StorageError):
+            log.error("%s", failure)  # one line: the message says it all
+        else:  # a bug: the traceback is what its report needs
+            log.error("%s", failure, exc_info=error)
+        self._ended.set()
 
     def _on_envelope(self, envelope: Envelope) -> None:
         if len(self._inbox) >= self.inbox_max:
@@ -409,9 +464,8 @@ class Driver:
                 await self._drain()
         except asyncio.CancelledError:
             raise
-        except Exception:  # pragma: no cover - a bug in the core: crash loudly, not silently
-            log.exception("driver of %s crashed", self.instance)
-            raise
+        except Exception as e:  # a failed save, or a bug: stop, never limp on
+            self._fail(e)
 
     async def _drain(self) -> None:
         replica = self.replica

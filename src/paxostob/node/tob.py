@@ -29,6 +29,7 @@ from ..core.types import Ballot, Delivery, ProposalId
 from ..errors import (
     AlreadyDeliveredError,
     ConfigurationError,
+    NodeFailedError,
     NotRunningError,
     PaxosError,
     PayloadTooLargeError,
@@ -37,7 +38,14 @@ from ..errors import (
 )
 from ..storage.base import Storage, default_storage, has_durable_part
 from ..transport.base import Transport
-from ._common import AsyncLifetime, check_membership, make_rng, within
+from ._common import (
+    AsyncLifetime,
+    check_membership,
+    failure_message,
+    make_rng,
+    store_directory,
+    within,
+)
 from .driver import Driver
 
 __all__ = ["CopyingStateMachine", "StateMachine", "TotalOrderBroadcast"]
@@ -161,6 +169,19 @@ class TotalOrderBroadcast(AsyncLifetime):
     point once the encoding is done). A replica
     that needs dropped slots receives the snapshot in chunks and restores it.
     Use a state machine on every member or on none.
+
+    Failure: when a save fails (a full disk, the file size or open-file
+    limit, an I/O error) or the node's driver fails, the node stops on its
+    own (fail-stop) and logs one line: what failed, the OS error's name and
+    what to do. ``failure`` is then a ``NodeFailedError`` naming the cause
+    (a ``NotRunningError``; ``__cause__`` is the original error): every
+    pending ``broadcast`` raises it, so do later calls and ``deliveries()``,
+    and ``await wait_closed()`` raises it (it returns normally once
+    ``close()`` is called on a node that did not fail). Nothing the failed
+    save held was acknowledged. Watch for it, e.g. run
+    ``wait_closed()`` beside the application and exit non-zero when it
+    raises (``paxostob serve`` does), then ``close()`` and restart on the
+    same data once the cause is fixed.
     """
 
     def __init__(
@@ -235,6 +256,7 @@ class TotalOrderBroadcast(AsyncLifetime):
             on_ready=self._on_ready,
             persist=None if storage is None else self._persist,
             room=self._room,
+            on_failure=self._on_failure,
         )
         self._waiters: dict[ProposalId, asyncio.Future[Delivery]] = {}
         #: Broadcasts not yet handed to the replica (the driver proposes them).
@@ -304,11 +326,30 @@ class TotalOrderBroadcast(AsyncLifetime):
         if self._storage is not None and self._opened:
             self._opened = False
             await asyncio.to_thread(self._storage.close)
+        self._fail_waiters(lambda: NotRunningError("the node was closed"))
+
+    @property
+    def failure(self) -> NodeFailedError | None:
+        """Why the node stopped on its own (see the class docstring), or None."""
+        return self._driver.failure
+
+    async def wait_closed(self) -> None:
+        """Wait until the node stops: return after ``close()``, raise ``failure`` if it failed."""
+        await self._driver.wait_closed()
+
+    def _on_failure(self, error: Exception) -> NodeFailedError:
+        # In the driver task, as the node stops: every waiter learns why.
+        where = store_directory(self._storage)
+        failure = NodeFailedError(failure_message(self.address, error, where))
+        self._fail_waiters(lambda: failure)
+        return failure
+
+    def _fail_waiters(self, make_error: Callable[[], NotRunningError]) -> None:
         unproposed = [fut for _, fut in self._to_propose]
         self._to_propose.clear()
         for fut in [*self._waiters.values(), *unproposed]:
             if not fut.done():
-                fut.set_exception(NotRunningError("the node was closed"))
+                fut.set_exception(make_error())
                 # A broadcast that already timed out no longer awaits this
                 # future: mark the exception seen so asyncio does not log it.
                 fut.exception()
@@ -316,7 +357,7 @@ class TotalOrderBroadcast(AsyncLifetime):
         while self._room_waiters:
             waiter = self._room_waiters.popleft()
             if not waiter.done():
-                waiter.set_exception(NotRunningError("the node was closed"))
+                waiter.set_exception(make_error())
         self._readable.set()
 
     # ----------------------------------------------------------------- API
@@ -332,7 +373,7 @@ class TotalOrderBroadcast(AsyncLifetime):
         """
         data = self._checked(payload)
         if not self._driver.running:
-            raise NotRunningError("the node is not running: use 'async with' or start()")
+            raise self._driver.not_running()
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         if self._room_free > 0 and not self._room_waiters:
@@ -361,7 +402,7 @@ class TotalOrderBroadcast(AsyncLifetime):
         """
         datas = [self._checked(p) for p in payloads]
         if not self._driver.running:
-            raise NotRunningError("the node is not running: use 'async with' or start()")
+            raise self._driver.not_running()
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         futs: list[asyncio.Future[Delivery]] = []
@@ -492,7 +533,7 @@ class TotalOrderBroadcast(AsyncLifetime):
             raise ConfigurationError("deliveries go to the state_machine of this node")
         while not self._queue:
             if not self._driver.running:
-                raise NotRunningError("the node is not running")
+                raise self._driver.not_running()
             self._readable.clear()
             await self._readable.wait()
         if len(self._queue) <= self._queue_max // 2:
@@ -500,7 +541,7 @@ class TotalOrderBroadcast(AsyncLifetime):
         return self._queue.popleft()
 
     async def deliveries(self) -> AsyncIterator[Delivery]:
-        """Every delivery, in total order, until the node is closed."""
+        """Every delivery, in total order, until the node is closed (``failure`` if it failed)."""
         queue = self._queue
         while True:
             if queue and self._sm is None:
@@ -510,9 +551,12 @@ class TotalOrderBroadcast(AsyncLifetime):
                 yield queue.popleft()
                 continue
             try:
-                yield await self.deliver()
+                delivery = await self.deliver()
+            except NodeFailedError:
+                raise
             except NotRunningError:
                 return
+            yield delivery
 
     @property
     def leader(self) -> str | None:
