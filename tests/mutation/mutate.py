@@ -241,6 +241,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "core/synod.py",
         "must_sync=self._promised_dirty or self._accepted_dirty",
         "must_sync=False",
+        "tests/core/test_synod_rules.py",
         _SWARM_FILE + "single_decree_schedules_keep_every_property[seeds0-199]",
         _SWARM_FILE + "single_decree_schedules_keep_every_property[seeds200-399]",
     ),
@@ -263,7 +264,12 @@ MUTANTS: tuple[Mutant, ...] = (
 )
 
 #: Mutants the tests are known not to kill, and why (reported, not hidden).
-SURVIVORS_EXPECTED: dict[str, str] = {}
+SURVIVORS_EXPECTED: dict[str, str] = {
+    "handshake: the dialer does not check the listener's proof": (
+        "no test has a listener answer with a wrong proof yet (the dialer-side "
+        "tests check the listener's hello only)"
+    ),
+}
 
 
 @dataclass
@@ -285,7 +291,7 @@ def mutated_tree(mutant: Mutant, into: Path) -> None:
         path.write_text(text.replace(old, new))
 
 
-def run_one(mutant: Mutant, timeout_s: float) -> Outcome:
+def run_one(mutant: Mutant, timeout_s: float, *, every: bool = False) -> Outcome:
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="paxostob-mutant-") as tmp:
         try:
@@ -302,7 +308,8 @@ def run_one(mutant: Mutant, timeout_s: float) -> Outcome:
         ).stdout.strip()
         if not where.startswith(tmp):
             return Outcome(mutant, "error", 0.0, f"imported {where}, not the mutated copy")
-        argv = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+        argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        argv += [] if every else ["-x"]
         argv += ["-o", "addopts=", *mutant.tests]
         try:
             done = subprocess.run(
@@ -313,7 +320,10 @@ def run_one(mutant: Mutant, timeout_s: float) -> Outcome:
     seconds = time.monotonic() - start
     lines = done.stdout.strip().splitlines()
     failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
-    summary = failed[0] if failed else (lines[-1] if lines else done.stderr.strip()[-200:])
+    if failed:
+        summary = "\n".join(line.split(" - ")[0] for line in failed)
+    else:
+        summary = lines[-1] if lines else done.stderr.strip()[-200:]
     if done.returncode == 1:
         return Outcome(mutant, "killed", seconds, summary)
     if done.returncode == 0:
@@ -326,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", default=[], help="mutants whose name has this")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per mutant")
+    ap.add_argument(
+        "--every", action="store_true", help="run every named test (not -x): all that catch it"
+    )
     args = ap.parse_args(argv)
     chosen = [x for x in MUTANTS if not args.only or any(o in x.name for o in args.only)]
     if args.list:
@@ -334,9 +347,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     outcomes: list[Outcome] = []
     for x in chosen:
-        o = run_one(x, args.timeout)
+        o = run_one(x, args.timeout, every=args.every)
         outcomes.append(o)
-        print(f"{o.verdict:8} {o.seconds:6.1f}s  {x.name}\n{'':18}{o.detail}", flush=True)
+        detail = o.detail.replace("\n", "\n" + " " * 18)
+        print(f"{o.verdict:8} {o.seconds:6.1f}s  {x.name}\n{'':18}{detail}", flush=True)
     killed = sum(o.verdict == "killed" for o in outcomes)
     scored = sum(o.verdict != "error" for o in outcomes)
     print(f"\nscore: {killed}/{scored} mutants killed", end="")

@@ -96,6 +96,20 @@ def test_a_synced_log_save_returns_only_after_a_real_sync_of_the_log(
     assert store.sync_count == syncs.files, "sync_count is not the number of real syncs"
 
 
+def test_close_really_syncs_the_unsynced_saves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    syncs = SyncCalls(monkeypatch)
+    store = LogStorage(tmp_path)
+    store.open(CLUSTER, NODE)
+    store.save(Ready(decided=(decided(1),)))
+    log = store.path
+    before = syncs.of_file(log)
+    store.close()
+    assert syncs.of_file(log) == before + 1, "close left an unsynced save unsynced"
+    assert store.sync_count == syncs.files
+
+
 def test_sync_count_counts_only_syncs_that_ran(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
