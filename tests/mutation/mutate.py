@@ -117,6 +117,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "tests/storage/test_log.py",
         "tests/storage/test_log_power_loss.py",
     ),
+    m(
+        "log recovery: the cut of an unsynced tail is not synced before the new incarnation",
+        "storage/log.py",
+        "                if dropped:\n",
+        "                if False:\n",
+        "tests/storage/test_log.py",
+        "tests/storage/test_log_power_loss.py",
+        "tests/storage/test_real_syncs.py",
+    ),
     # ---------------------------------------------------------------- quorums
     m(
         "rules: a quorum is a minority (n // 2)",

@@ -6,8 +6,10 @@ the store's word for its syncs; these tests do not:
 - LogStorage: ``os.fdatasync``/``os.fsync`` are wrapped to record the file
   each call synced (by inode, from ``os.fstat`` of its descriptor). Every
   synced save must be followed by a sync of the log file before it returns,
-  an unsynced save must make none, and ``sync_count`` must equal the syncs
-  of the store's files that really ran.
+  an unsynced save must make none, ``close`` must sync what is unsynced,
+  ``open`` must sync a cut of the unsynced tail before it appends behind
+  it, and ``sync_count`` must equal the syncs of the store's files that
+  really ran.
 - SqliteStorage: SQLite syncs inside its C code, out of Python's reach, so
   the test reads the ``PRAGMA synchronous`` SQLite applies to each commit
   (FULL: the WAL is fsynced at commit), and a child process runs under
@@ -34,10 +36,11 @@ import pytest
 from paxostob.core.events import Ready
 from paxostob.core.types import Ballot
 from paxostob.storage.base import Snapshot
-from paxostob.storage.log import LogStorage
+from paxostob.storage.log import FILE_NAME, LogStorage
 from paxostob.storage.sqlite import SqliteStorage
 
 from .conformance import CLUSTER, NODE, accepted, decided
+from .test_log import record_end, unsynced_tail, write_at
 
 
 class SyncCalls:
@@ -130,6 +133,33 @@ def test_sync_count_counts_only_syncs_that_ran(
     store.close()
 
 
+def test_a_cut_with_valid_records_behind_it_is_synced_before_the_incarnation_lands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Else a power loss during the incarnation's sync could leave an older save behind it."""
+    data_dir, unsynced = unsynced_tail(tmp_path, size=500)
+    path = data_dir / FILE_NAME
+    victim = unsynced[2]  # lost; the saves of slots 5 and 6 stay valid behind it
+    write_at(path, victim, bytes(record_end(path, victim) - victim))
+    sizes: list[int] = []  # the log's size at each of its syncs
+    ino = os.stat(path).st_ino
+    for name in ("fdatasync", "fsync"):
+        real = getattr(os, name)
+
+        def sync(fd: int, real: Callable[[int], None] = real) -> None:
+            st = os.fstat(fd)
+            if st.st_ino == ino:
+                sizes.append(st.st_size)
+            real(fd)
+
+        monkeypatch.setattr(os, name, sync)
+    store = LogStorage(data_dir)
+    store.open(CLUSTER, NODE)
+    store.close()
+    assert sizes, "open synced nothing"
+    assert sizes[0] == victim, f"the first sync saw {sizes[0]} bytes, not the cut at {victim}"
+
+
 def synchronous(store: SqliteStorage) -> int:
     conn = store._conn  # private: the setting SQLite applies is the thing checked
     assert conn is not None
@@ -161,7 +191,7 @@ CHILD = textwrap.dedent(
     import os, sys
     from paxostob.core.events import Ready
     from paxostob.core.types import Ballot
-    from paxostob.storage.log import LogStorage
+    from paxostob.storage.log import FILE_NAME, LogStorage
     from paxostob.storage.sqlite import SqliteStorage
     from tests.storage.conformance import CLUSTER, NODE, accepted, decided
 
