@@ -94,7 +94,7 @@ def test_a_power_cut_keeps_every_synced_save_and_loses_the_unsynced_tail(
 ) -> None:
     make = STORES[kind]
     store = make(disk.mount / "node")
-    store.open(CLUSTER, NODE)
+    store.open(CLUSTER, NODE, bootstrap=[NODE])
     try:
         for slot in range(1, 6):
             store.save(Ready(decided=(decided(slot - 1),)) if slot > 1 else Ready())

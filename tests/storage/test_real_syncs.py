@@ -76,7 +76,7 @@ def test_a_synced_log_save_returns_only_after_a_real_sync_of_the_log(
 ) -> None:
     syncs = SyncCalls(monkeypatch)
     store = LogStorage(tmp_path)
-    store.open(CLUSTER, NODE)
+    store.open(CLUSTER, NODE, bootstrap=[NODE])
     try:
         for slot in range(1, 6):
             before, count = syncs.of_file(store.path), store.sync_count
@@ -104,7 +104,7 @@ def test_close_really_syncs_the_unsynced_saves(
 ) -> None:
     syncs = SyncCalls(monkeypatch)
     store = LogStorage(tmp_path)
-    store.open(CLUSTER, NODE)
+    store.open(CLUSTER, NODE, bootstrap=[NODE])
     store.save(Ready(decided=(decided(1),)))
     log = store.path
     before = syncs.of_file(log)
@@ -118,7 +118,7 @@ def test_sync_count_counts_only_syncs_that_ran(
 ) -> None:
     """With the system call failing, a synced save raises and the count does not move."""
     store = LogStorage(tmp_path)
-    store.open(CLUSTER, NODE)
+    store.open(CLUSTER, NODE, bootstrap=[NODE])
     count = store.sync_count
 
     def broken(fd: int) -> None:
@@ -154,7 +154,7 @@ def test_a_cut_with_valid_records_behind_it_is_synced_before_the_incarnation_lan
 
         monkeypatch.setattr(os, name, sync)
     store = LogStorage(data_dir)
-    store.open(CLUSTER, NODE)
+    store.open(CLUSTER, NODE)  # the store is there: no bootstrap
     store.close()
     assert sizes, "open synced nothing"
     assert sizes[0] == victim, f"the first sync saw {sizes[0]} bytes, not the cut at {victim}"
@@ -170,7 +170,7 @@ def synchronous(store: SqliteStorage) -> int:
 def test_sqlite_commits_a_synced_save_with_synchronous_full(tmp_path: Path) -> None:
     """FULL (2) fsyncs the WAL at commit; NORMAL (1) for the unsynced ones; never OFF."""
     store = SqliteStorage(tmp_path)
-    store.open(CLUSTER, NODE)
+    store.open(CLUSTER, NODE, bootstrap=[NODE])
     try:
         for slot in range(1, 4):
             count = store.sync_count
@@ -196,7 +196,7 @@ CHILD = textwrap.dedent(
     from tests.storage.conformance import CLUSTER, NODE, accepted, decided
 
     store = {"log": LogStorage, "sqlite": SqliteStorage}[sys.argv[1]](sys.argv[2])
-    store.open(CLUSTER, NODE)
+    store.open(CLUSTER, NODE, bootstrap=[NODE])
     for slot in range(1, 4):
         os.access("mark:unsynced", os.F_OK)
         store.save(Ready(decided=(decided(slot),)))
