@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint run sim bench
+.PHONY: install test lint run sim bench mutate
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,11 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# Plants each bug of tests/mutation/mutate.py in a copy of src and runs the tests that must
+# catch it; prints the killed/survived score. Not part of `make test` (several minutes).
+mutate: $(STAMP)
+	$(BIN)/python tests/mutation/mutate.py $(ARGS)
 
 run: $(STAMP)
 	$(BIN)/paxostob cluster --nodes 3 --data-dir ./data

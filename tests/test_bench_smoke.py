@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import os
+import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -44,7 +47,22 @@ def test_the_bench_runs_a_tiny_configuration(loop: list[str], tmp_path: Path) ->
     assert report.read_text().endswith(rows[-1] + "\n")
 
 
-def test_the_durable_bench_runs_and_counts_fsyncs(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_durable_bench_runs_and_counts_fsyncs(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fsyncs it reports are real ones (the system calls, counted here), with group commit."""
+    real = 0
+
+    def counted(sync: Callable[[int], None]) -> Callable[[int], None]:
+        def call(fd: int) -> None:
+            nonlocal real
+            sync(fd)
+            real += stat.S_ISREG(os.fstat(fd).st_mode)  # a directory's sync is no commit
+
+        return call
+
+    for name in ("fdatasync", "fsync"):
+        monkeypatch.setattr(os, name, counted(getattr(os, name)))
     path = BENCH.parent / "tob_durable.py"
     spec = importlib.util.spec_from_file_location("tob_durable", path)
     assert spec is not None and spec.loader is not None
@@ -56,4 +74,15 @@ def test_the_durable_bench_runs_and_counts_fsyncs(capsys: pytest.CaptureFixture[
     finally:
         del sys.modules[spec.name]
     out = capsys.readouterr().out
-    assert "| durable (fsync) | 50 | 20 |" in out and "fsyncs/broadcast" in out
+    per = {}  # K -> fsyncs per broadcast, as reported
+    for line in out.splitlines():
+        if line.startswith("| durable (fsync) |"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            assert cells[2] == "20", line
+            per[int(cells[1])] = float(cells[6])
+    assert set(per) == {1, 50}, out
+    # One broadcast at a time: its value is synced by the leader and at least one acceptor.
+    assert per[1] >= 2, out
+    assert per[50] < per[1], f"no group commit under concurrency: {out}"
+    reported = round(20 * (per[1] + per[50]))
+    assert 0 < reported <= real, f"reported {reported} fsyncs, the system saw {real}"

@@ -571,9 +571,9 @@ def test_pipelined_requests_are_answered_in_order(cluster: Cluster) -> None:
 def test_a_10000_command_pipeline_gets_10000_replies_in_order(cluster: Cluster) -> None:
     """Key-value commands (through consensus) interleaved with connection commands.
 
-    One command in ten is a key-value command: the node runs a connection's
-    key-value commands one consensus round after another (see the xfail test
-    below), so 10,000 of them would take 25-60 s on this machine.
+    One command in ten is a key-value command, so most of the replies are
+    local and the order is checked across both kinds
+    (test_a_pipeline_shares_consensus_slots pipelines key-value commands alone).
     """
     n, kv_every = 10_000, 10
     node = cluster.nodes["2"]

@@ -29,12 +29,18 @@ class Recorder:
 
 
 class RecordingStorage:
-    """A storage double: records each save (the Ready it was given) in the common log."""
+    """A storage double: records each save in the common log once a crash could not undo it.
+
+    The inner ``MemoryStorage`` keeps the saves a power loss would drop
+    (``unsynced_saves``); a save is logged when none is left, so an unsynced
+    save is logged only when a later synced one covers it.
+    """
 
     def __init__(self, inner: MemoryStorage, rec: Recorder, node: str) -> None:
         self.inner = inner
         self.rec = rec
         self.node = node
+        self.pending: list[Ready] = []  # saved, not yet synced
 
     def open(
         self, cluster_id: str, node_id: str, *, bootstrap: Sequence[str] | None = None
@@ -43,8 +49,11 @@ class RecordingStorage:
 
     def save(self, ready: Ready) -> None:
         self.inner.save(ready)
-        # Logged once saved: a send logged after it really came after the save.
-        self.rec.events.append(("save", self.node, ready))
+        self.pending.append(ready)
+        if self.inner.unsynced_saves == 0:
+            # Logged once synced: a send logged after it really came after the sync.
+            self.rec.events.extend(("save", self.node, r) for r in self.pending)
+            self.pending.clear()
 
     def install_snapshot(self, snapshot: object) -> None:
         raise AssertionError("not used here")
@@ -77,8 +86,8 @@ class RecordingTransport:
         await self.inner.close()
 
 
-async def test_promises_and_accepts_are_persisted_before_their_messages_leave() -> None:
-    """Every Promise and Accepted leaves after the promise or acceptance it reports was saved.
+async def test_promises_and_accepts_are_synced_before_their_messages_leave() -> None:
+    """Every Promise and Accepted leaves after the promise or acceptance it reports was synced.
 
     And the pipeline does overlap: a leader's Accept leaves before its own
     acceptance of that value is saved (that is safe; see core/multipaxos.py).

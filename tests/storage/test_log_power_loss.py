@@ -24,6 +24,7 @@ deterministic except the timing of the disk.
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,17 +47,35 @@ CRASHES = 4  # moments per run at which disk images are taken
 PAGE = 4096
 
 
+class Disk:
+    """What the store's syncs made durable: each file's bytes when its last sync ran."""
+
+    def __init__(self) -> None:
+        self.synced: dict[int, bytes] = {}  # by inode
+
+    def sync(self, fd: int) -> None:
+        st = os.fstat(fd)
+        self.synced[st.st_ino] = os.pread(fd, st.st_size, 0)
+
+    def durable(self, path: Path) -> bytes:
+        return self.synced.get(path.stat().st_ino, b"")
+
+
 @pytest.fixture(autouse=True)
-def no_disk_flushes(monkeypatch: pytest.MonkeyPatch) -> None:
+def disk(monkeypatch: pytest.MonkeyPatch) -> Disk:
     """The test builds the disk images itself, so real flushes would only cost time.
 
-    What a sync promises is modelled by ``Crash.durable`` (the file when the
-    last sync returned); tests/storage/test_crash.py runs real ones. The file
-    grows 64 KiB ahead instead of 1 MiB: fewer bytes to copy per image.
+    The store's sync function records the file as it stands when called
+    (``Crash.durable``): a sync the store skips is a sync the images lack.
+    tests/storage/test_real_syncs.py checks that function really syncs, and
+    test_crash.py and test_power_loss_disk.py run real ones. The file grows
+    64 KiB ahead instead of 1 MiB: fewer bytes to copy per image.
     """
-    monkeypatch.setattr(log_module, "_sync", lambda fd: None)
+    recorder = Disk()
+    monkeypatch.setattr(log_module, "_sync", recorder.sync)
     monkeypatch.setattr(log_module, "_sync_dir", lambda path: None)
     monkeypatch.setattr(log_module, "PREALLOC_BYTES", 16 * PAGE)
+    return recorder
 
 
 View = tuple[Ballot, tuple[AcceptedEntry, ...], tuple[DecidedEntry, ...], Snapshot | None]
@@ -120,7 +139,7 @@ def records(raw: bytes) -> list[tuple[int, int]]:
     return out
 
 
-def run(seed: int, live: Path) -> list[Crash]:
+def run(seed: int, live: Path, disk: Disk) -> list[Crash]:
     """Random operations on a store in ``live``; the file at ``CRASHES`` random moments."""
     rng = random.Random(seed)
     moments = set(rng.sample(range(1, OPERATIONS + 1), CRASHES))
@@ -128,7 +147,7 @@ def run(seed: int, live: Path) -> list[Crash]:
     s.open(CLUSTER, NODE, bootstrap=[NODE])
     model = Model()
     views = [model.view()]  # the states since the last completed sync, that one first
-    durable = s.path.read_bytes()
+    durable = disk.durable(s.path)
     slot, round_ = 0, 0
     last: AcceptedEntry | None = None
     crashes: list[Crash] = []
@@ -167,11 +186,11 @@ def run(seed: int, live: Path) -> list[Crash]:
             else:
                 s.close()
                 s.open(CLUSTER, NODE, bootstrap=[NODE])
-            if synced:
+            if synced:  # the operation promised durability: the store must have synced
                 views = [model.view()]
-                durable = s.path.read_bytes()
             else:
                 views.append(model.view())
+            durable = disk.durable(s.path)
             if i in moments:
                 crashes.append(Crash(s.path.read_bytes(), durable, list(views)))
     finally:
@@ -203,9 +222,11 @@ def open_image(data_dir: Path, image: bytes) -> DurableState:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_a_power_loss_keeps_every_synced_save_and_opens(tmp_path: Path, seed: int) -> None:
+def test_a_power_loss_keeps_every_synced_save_and_opens(
+    tmp_path: Path, seed: int, disk: Disk
+) -> None:
     rng = random.Random(seed)
-    for n, crash in enumerate(run(seed, tmp_path / "live")):
+    for n, crash in enumerate(run(seed, tmp_path / "live", disk)):
         for k in range(3):
             image = power_loss(rng, crash) if k else crash.cached  # k == 0: a kill -9
             where = tmp_path / f"crash{n}.{k}"
@@ -218,9 +239,9 @@ def test_a_power_loss_keeps_every_synced_save_and_opens(tmp_path: Path, seed: in
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_bit_rot_in_a_synced_record_is_refused(tmp_path: Path, seed: int) -> None:
+def test_bit_rot_in_a_synced_record_is_refused(tmp_path: Path, seed: int, disk: Disk) -> None:
     rng = random.Random(seed)
-    for n, crash in enumerate(run(seed, tmp_path / "live")):
+    for n, crash in enumerate(run(seed, tmp_path / "live", disk)):
         synced = records(crash.durable)
         after = [r for r in records(crash.cached) if r[0] >= synced[-1][1]]
         # The last synced record is proven synced only by a record written after its sync.

@@ -478,7 +478,6 @@ class LogStorage:
         self._fd = fd
         self._ids = (cluster_id, node_id)
         self._unsynced = False
-        self._sync_count += 1
         return state
 
     def save(self, ready: Ready) -> None:
@@ -503,13 +502,12 @@ class LogStorage:
         with self._fatal(fd, "save failed"):
             self._append(fd, _frame(body, self._synced_end, FLAG_SYNCED if ready.must_sync else 0))
             if ready.must_sync:
-                _sync(fd)
+                self._sync_file(fd)
         if ready.promised is not None:
             self._promised = ready.promised
         self._accepted.update((a.slot, a) for a in acc)
         self._decided.update((d.slot, d) for d in dec)
         if ready.must_sync:
-            self._sync_count += 1
             self._unsynced = False
             self._synced_end = self._end
         else:
@@ -529,7 +527,6 @@ class LogStorage:
         self._fd = new_fd
         self._accepted, self._decided = accepted, decided
         self._snapshot_slot = s.slot
-        self._sync_count += 1
         self._unsynced = False
 
     @property
@@ -551,13 +548,17 @@ class LogStorage:
                 self._allocated = self._end
                 self._unsynced = True  # the new size is to be synced too
             if self._unsynced:
-                _sync(fd)
-                self._sync_count += 1
+                self._sync_file(fd)
                 self._unsynced = False
         except OSError as e:
             raise StorageError(f"{self.path}: close failed: {e}") from e
         finally:
             os.close(fd)
+
+    def _sync_file(self, fd: int) -> None:
+        """Sync one of the log's files; ``sync_count`` counts the syncs that returned, no more."""
+        _sync(fd)
+        self._sync_count += 1
 
     def _sync_with_mark(self, fd: int, doing: str) -> None:
         """Sync the unsynced saves with no record of their own: append a flagged REC_SYNC first.
@@ -567,8 +568,7 @@ class LogStorage:
         """
         with self._fatal(fd, doing):
             self._append(fd, _frame(_SYNC_BODY, self._synced_end, FLAG_SYNCED))
-            _sync(fd)
-        self._sync_count += 1
+            self._sync_file(fd)
         self._unsynced = False
         self._synced_end = self._end
 
@@ -590,7 +590,7 @@ class LogStorage:
         try:
             try:
                 _write_all(fd, b"".join([header, *records]), 0)
-                _sync(fd)
+                self._sync_file(fd)
             finally:
                 os.close(fd)
             with suppress(FileExistsError):  # another creator won the race: use its store
@@ -643,7 +643,7 @@ class LogStorage:
                 pieces.append(_frame_head(body, 0, FLAG_SYNCED))
                 pieces.extend(body)
             end = _write_pieces(fd, pieces, 0)
-            _sync(fd)
+            self._sync_file(fd)
             os.replace(tmp, self.path)
             renamed = True
             _sync_dir(self.path.parent)
@@ -717,12 +717,11 @@ class LogStorage:
                     # Valid records lay past the cut. Make the cut durable before the
                     # incarnation lands at `end`: else a power loss during its sync
                     # could leave it with one of them, an older save, right behind it.
-                    _sync(fd)
-                    self._sync_count += 1
+                    self._sync_file(fd)
             self._end = self._allocated = end
             inc = _INC.pack(REC_INCARNATION, incarnation)
             self._append(fd, _frame(inc, synced_upto, FLAG_SYNCED))
-            _sync(fd)
+            self._sync_file(fd)
         self._synced_end = self._end
         return bumped, fd
 

@@ -105,6 +105,10 @@ def _fsync_path(path: Path, *, directory: bool) -> None:
         os.close(fd)
 
 
+#: ``PRAGMA synchronous``'s answer: its levels by number.
+_SYNC_LEVELS = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+
+
 def _close_quietly(conn: sqlite3.Connection) -> None:
     with suppress(sqlite3.Error):  # already failing: the first error is the one to report
         conn.close()
@@ -168,7 +172,6 @@ class SqliteStorage:
         self._conn = conn
         self._unsynced = False
         self._snapshot_slot = -1 if state.snapshot is None else state.snapshot.slot
-        self._sync_count += 1
         return state
 
     def save(self, ready: Ready) -> None:
@@ -198,9 +201,8 @@ class SqliteStorage:
                 conn.executemany("INSERT OR REPLACE INTO accepted VALUES (?, ?, ?, ?, ?)", accepted)
             if decided:
                 conn.executemany("INSERT OR REPLACE INTO decided VALUES (?, ?, ?)", decided)
-            conn.execute("COMMIT")
+            self._commit(conn)
         if ready.must_sync:
-            self._sync_count += 1
             self._unsynced = False
         else:
             self._unsynced = True
@@ -219,9 +221,8 @@ class SqliteStorage:
             )
             conn.execute("DELETE FROM accepted WHERE slot <= ?", (s.slot,))
             conn.execute("DELETE FROM decided WHERE slot <= ?", (s.slot,))
-            conn.execute("COMMIT")
+            self._commit(conn)
         self._snapshot_slot = s.slot
-        self._sync_count += 1
         self._unsynced = False
 
     @property
@@ -295,7 +296,7 @@ class SqliteStorage:
                 "UPDATE meta SET incarnation = ?, crc = ? WHERE id = 0",
                 (incarnation, row_crc("meta", FORMAT_VERSION, cluster_id, node_id, incarnation)),
             )
-            conn.execute("COMMIT")
+            self._commit(conn)
         return state
 
     def _load(
@@ -460,13 +461,22 @@ class SqliteStorage:
             (busy, _, _) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             if busy:  # cannot happen while we hold the exclusive lock; never pass it silently
                 raise sqlite3.OperationalError("the checkpoint was blocked (SQLITE_BUSY)")
-        self._sync_count += 1
+        if self._sync_mode != "OFF":  # a checkpoint fsyncs unless synchronous is OFF
+            self._sync_count += 1
         self._unsynced = False
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        """COMMIT, counted in ``sync_count`` only if SQLite fsyncs the WAL at it (FULL, EXTRA)."""
+        conn.execute("COMMIT")
+        if self._sync_mode in ("FULL", "EXTRA"):
+            self._sync_count += 1
 
     def _set_sync_mode(self, conn: sqlite3.Connection, mode: str) -> None:
         if mode != self._sync_mode:
             conn.execute(f"PRAGMA synchronous = {mode}")
-            self._sync_mode = mode
+            # The mode SQLite reports, not the one asked for: sync_count trusts this.
+            (level,) = conn.execute("PRAGMA synchronous").fetchone()
+            self._sync_mode = _SYNC_LEVELS.get(level, str(level))
 
     def _require_open(self, what: str) -> sqlite3.Connection:
         if self._conn is None:
