@@ -108,7 +108,7 @@ class StorageConformance:
         first = state.incarnation
         assert INCARNATION_BASE_MIN <= first < INCARNATION_BASE_MAX
         assert state == DurableState(
-            ZERO_BALLOT, (), (), None, first, self.members(NODE, "n2", "n3")
+            ZERO_BALLOT, (), (), None, first, self.members(NODE, "n2", "n3"), created=True
         )
 
     def test_incarnation_bumps_on_every_open(self, storage: Storage) -> None:
@@ -117,6 +117,7 @@ class StorageConformance:
             storage, state = self.reopen(storage)
             assert state.incarnation == expected
             assert state.members == self.members(NODE)
+            assert not state.created
 
     def test_a_missing_store_is_refused_without_bootstrap(self, storage: Storage) -> None:
         # A wiped or lost directory must not come back as an empty member.

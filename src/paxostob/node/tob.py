@@ -305,6 +305,21 @@ class TotalOrderBroadcast(AsyncLifetime):
                     "(quorums of the two need not overlap)"
                 )
             self._opened = True
+            if state.created:
+                log.info(
+                    "%s: made a new store for cluster %r, members %s (first incarnation %d)",
+                    self.address,
+                    self.cluster_id,
+                    ",".join(self.members),
+                    state.incarnation,
+                )
+            elif self._bootstrap:
+                log.warning(
+                    "%s: bootstrap was asked for but the store exists (it was left alone): "
+                    "bootstrap only a founding member's first start; if this node's data "
+                    "directory were lost, bootstrap would bring it back with its votes forgotten",
+                    self.address,
+                )
             if state.snapshot is not None:
                 self._restore(state.snapshot.data)
             self._replica.restore(

@@ -21,7 +21,8 @@ The durable state of one replica:
   proposals by incarnation, and a reused number would make peers take new
   proposals for old ones.
 - ``members``: the membership the store was made for (``open``'s
-  ``bootstrap``), sorted; ``()`` for a store made before stores recorded it.
+  ``bootstrap``), sorted; ``()`` for a store made before stores recorded it;
+- ``created``: whether this open made the store.
 
 A store is made once, when its cluster is made (``bootstrap``). Opening a
 store that is not there is refused (``StoreMissingError``): a node whose
@@ -124,6 +125,8 @@ class DurableState:
     snapshot: Snapshot | None
     incarnation: int
     members: tuple[str, ...] = ()
+    #: True when this ``open`` made the store (``bootstrap`` on a missing one).
+    created: bool = False
 
 
 def has_durable_part(ready: Ready) -> bool:

@@ -101,6 +101,7 @@ refused: keep opening it with ``SqliteStorage`` (``default_storage`` does).
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import fcntl  # POSIX only: default_storage picks SqliteStorage where it is missing
 import os
 import struct
@@ -455,6 +456,7 @@ class LogStorage:
         if self._fd is not None:
             raise StorageError(f"{self.path}: already open (close it first)")
         header = _header(cluster_id, node_id)
+        created = False
         with self._errors("cannot open the store"):
             sqlite = self.path.with_name(SQLITE_FILE_NAME)
             if sqlite.exists() or sqlite.with_name(SQLITE_FILE_NAME + "-wal").exists():
@@ -468,6 +470,7 @@ class LogStorage:
                     raise StoreMissingError(missing_store_message(self.path, node_id))
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._create(header, tuple(sorted(set(bootstrap))))
+                created = True
             fd = os.open(self.path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
         self._header = header
         try:
@@ -478,7 +481,7 @@ class LogStorage:
         self._fd = fd
         self._ids = (cluster_id, node_id)
         self._unsynced = False
-        return state
+        return dataclasses.replace(state, created=True) if created else state
 
     def save(self, ready: Ready) -> None:
         fd = self._require_open("save")

@@ -20,7 +20,7 @@ before they are folded in or dropped.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..core.events import AcceptedEntry, Ready
 from ..core.types import ZERO_BALLOT, Ballot, DecidedEntry
@@ -108,7 +108,10 @@ class MemoryStorage:
             image.members = tuple(sorted(set(bootstrap)))
             base = self._incarnation_base
             image.incarnation = (random_incarnation() if base is None else base) - 1
-        elif image.ids != (cluster_id, node_id):
+            created = True
+        else:
+            created = False
+        if image.ids != (cluster_id, node_id):
             mine_cluster, mine_node = image.ids
             raise StorageError(
                 f"memory store: belongs to cluster {mine_cluster!r} node {mine_node!r}, "
@@ -117,7 +120,7 @@ class MemoryStorage:
         image.incarnation += 1
         self._sync_count += 1
         self._is_open = True
-        return image.state()
+        return replace(image.state(), created=created)
 
     def save(self, ready: Ready) -> None:
         self._check_open("save")

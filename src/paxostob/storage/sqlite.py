@@ -35,6 +35,7 @@ one row). Every row carries its ``crc``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -145,6 +146,7 @@ class SqliteStorage:
         if self._conn is not None:
             raise StorageError(f"{self.path}: already open (close it first)")
         wal = self.path.with_name(self.path.name + "-wal")
+        created = False
         with self._errors("cannot open the store"):
             if not self.path.exists():
                 if wal.exists():
@@ -156,6 +158,7 @@ class SqliteStorage:
                     raise StoreMissingError(missing_store_message(self.path, node_id))
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._create(cluster_id, node_id)
+                created = True
         with self._errors("cannot open the store"):
             conn = sqlite3.connect(
                 self.path.as_uri() + "?mode=rw",
@@ -172,7 +175,7 @@ class SqliteStorage:
         self._conn = conn
         self._unsynced = False
         self._snapshot_slot = -1 if state.snapshot is None else state.snapshot.slot
-        return state
+        return dataclasses.replace(state, created=True) if created else state
 
     def save(self, ready: Ready) -> None:
         conn = self._require_open("save")
