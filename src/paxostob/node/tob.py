@@ -18,6 +18,7 @@ import asyncio
 import logging
 import math
 import os
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Protocol
@@ -148,6 +149,16 @@ class TotalOrderBroadcast(AsyncLifetime):
     point once the encoding is done). A replica
     that needs dropped slots receives the snapshot in chunks and restores it.
     Use a state machine on every member or on none.
+
+    Time: each tick the node reads ``wall_clock`` (Unix seconds) and its
+    loop's monotonic clock; the leader stamps every batch it proposes, and
+    each ``Delivery.clock_ms`` is the log's clock at that position, the same
+    on every node, never decreasing, advancing by at most
+    ``config.clock_step_ms_max`` per tick (``core.multipaxos`` states the
+    rule). Only the leader's clock counts; a member whose clock is wrong
+    changes nothing while it follows. Without ``config`` the step is twice
+    the tick interval; a ``config`` whose step is below the tick interval is
+    refused.
     """
 
     def __init__(
@@ -167,6 +178,7 @@ class TotalOrderBroadcast(AsyncLifetime):
         state_machine: StateMachine | None = None,
         snapshot_entries_max: int = 10_000,
         snapshot_bytes_max: int = SNAPSHOT_BYTES_MAX_DEFAULT,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if not instance:
             raise ConfigurationError("instance must be a non-empty name")
@@ -177,7 +189,18 @@ class TotalOrderBroadcast(AsyncLifetime):
         self.address = transport.address
         self.members = check_membership(self.address, members)
         self.instance = instance
-        self.config = config or LogConfig()
+        tick_ms = tick_interval_s * 1000
+        if config is None:
+            # The log's clock must be able to keep pace with real time.
+            step = max(LogConfig().clock_step_ms_max, math.ceil(2 * tick_ms))
+            config = LogConfig(clock_step_ms_max=step)
+        elif config.clock_step_ms_max < tick_ms:
+            raise ConfigurationError(
+                f"LogConfig.clock_step_ms_max ({config.clock_step_ms_max} ms) is below the "
+                f"tick interval ({tick_ms:g} ms): the log's clock could not keep up with "
+                "real time"
+            )
+        self.config = config
         rng = make_rng(seed, f"tob:{instance}:{self.address}")
         # Without storage nothing counts this node's lives, so each life draws
         # its own: proposal ids of an earlier life must never be reused.
@@ -220,6 +243,7 @@ class TotalOrderBroadcast(AsyncLifetime):
             on_ready=self._on_ready,
             persist=None if storage is None else self._persist,
             room=self._room,
+            wall_clock=wall_clock,
         )
         self._waiters: dict[ProposalId, asyncio.Future[Delivery]] = {}
         #: Broadcasts not yet handed to the replica (the driver proposes them).
