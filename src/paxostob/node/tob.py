@@ -191,9 +191,9 @@ class TotalOrderBroadcast(AsyncLifetime):
         self.instance = instance
         tick_ms = tick_interval_s * 1000
         if config is None:
-            # The log's clock must be able to keep pace with real time.
-            step = max(LogConfig().clock_step_ms_max, math.ceil(2 * tick_ms))
-            config = LogConfig(clock_step_ms_max=step)
+            # Twice the tick, as the default for a 10 ms tick: the log's clock
+            # runs at most twice as fast as real time, whatever the tick.
+            config = LogConfig(clock_step_ms_max=max(1, math.ceil(2 * tick_ms)))
         elif config.clock_step_ms_max < tick_ms:
             raise ConfigurationError(
                 f"LogConfig.clock_step_ms_max ({config.clock_step_ms_max} ms) is below the "
