@@ -16,6 +16,7 @@ from paxostob.core.multipaxos import LogConfig, MultiPaxosReplica
 from paxostob.core.snapshot import SnapshotMeta, decode_meta, encode_meta
 from paxostob.core.types import (
     CLOCK_ORIGIN,
+    ZERO_BALLOT,
     DecidedEntry,
     Delivery,
     Proposal,
@@ -224,3 +225,17 @@ def test_only_a_well_formed_stamp_of_the_reserved_origin_is_a_clock_reading() ->
     assert stamp_ms(clock_stamp(T0)) == T0
     assert stamp_ms(Proposal(ProposalId(CLOCK_ORIGIN, 0), b"short")) is None
     assert stamp_ms(Proposal(ProposalId("a", 1), clock_stamp(T0).payload)) is None
+
+
+def test_a_lower_stamp_later_in_the_log_does_not_move_the_clock_back() -> None:
+    """A stale leader's slot (P2c keeps its stamp) can follow a newer, higher stamp."""
+    replica = MultiPaxosReplica("a", ("a", "b", "c"), random.Random(1))
+    high, low = T0 + 5_000, T0 + 1_000
+    decided = [
+        DecidedEntry(1, (clock_stamp(high), Proposal(ProposalId("b", 1), b"first"))),
+        DecidedEntry(2, (clock_stamp(low), Proposal(ProposalId("c", 1), b"second"))),
+    ]
+    replica.restore(ZERO_BALLOT, [], decided, incarnation=1)
+    got = [(d.delivery.payload, d.delivery.clock_ms) for d in replica.ready().deliveries]
+    assert got == [(b"first", high), (b"second", high)]
+    assert replica.clock_ms == high

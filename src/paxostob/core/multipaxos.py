@@ -509,14 +509,25 @@ class MultiPaxosReplica:
         step = self.config.clock_step_ms_max
         est = self.clock_estimate_ms
         if est == 0:
-            if self.role is Role.LEADER:
-                est = wall_ms  # the first leader of a log without any stamp
+            if self._may_start_clock():
+                est = wall_ms
         else:
             ran = est + min(max(elapsed_ms, 0), step)
             if self.role is Role.LEADER:
                 ran = max(ran, min(wall_ms, est + step))
             est = ran
         self.clock_estimate_ms = max(est, self.clock_ms)
+
+    def _may_start_clock(self) -> bool:
+        """Whether this leader may start the log's clock at its own wall clock.
+
+        Only when it knows no stamp *and* has every slot a quorum reported
+        decided: then the decided log has no stamp (a chosen stamped value
+        is reported by every promise quorum). A leader still catching up
+        (say, a new member of a compacted group) proposes unstamped batches,
+        which move no clock, until it learned the log's clock.
+        """
+        return self.role is Role.LEADER and self.decided_through >= self.known_commit
 
     def _election_timeout(self) -> int:
         t = self.config.election_timeout_ticks
@@ -595,8 +606,8 @@ class MultiPaxosReplica:
             default=0,
         )
         est = max(self.clock_estimate_ms, self.clock_ms, known)
-        if est == 0 and self._wall_ms is not None:
-            est = self._wall_ms  # the first leader of a log without any stamp
+        if est == 0 and self._wall_ms is not None and self._may_start_clock():
+            est = self._wall_ms
         self.clock_estimate_ms = est
         # Everything we proposed ourselves and have not delivered goes first.
         for proposal in self.pending.values():

@@ -32,6 +32,10 @@ Bounds, and why:
 - Loss is at most ``LOSS_MAX`` (30%): more mostly tests elections.
 - Proposals per node and phase lengths are bounded so a run costs tens of
   milliseconds and thousands fit in a CI run.
+- Clocks: every node's wall clock is the true time plus its own offset; in
+  about half the runs some nodes start skewed and ``clock_jumps`` offsets
+  change during the fault phase (to a node, or to whoever leads then), by
+  anything from 50 ms to two days either way (``CLOCK_OFFSETS_MS``).
 """
 
 from __future__ import annotations
@@ -42,11 +46,13 @@ from dataclasses import dataclass
 from ..errors import ConfigurationError
 
 __all__ = [
+    "CLOCK_OFFSETS_MS",
     "LIVENESS_TICKS_DEFAULT",
     "LOSS_MAX",
     "PARTITION_KINDS",
     "PERSIST_DELAYS",
     "PERSIST_MODES",
+    "ClockJump",
     "Crash",
     "Outage",
     "PartitionEpisode",
@@ -85,6 +91,14 @@ PERSIST_MODES = ("save-first", "send-first", "skip-accepted", "early-vote")
 #: election timeout (15-30 ticks): with 3-12 ticks, 5 nodes, 2 crashed and
 #: 3-9 tick delays, candidates dueled past the liveness bound (seed 360).
 PERSIST_DELAYS = ((0, 0), (0, 1), (0, 3), (1, 2), (0, 6), (2, 6))
+_DAY_MS = 86_400_000
+#: Offsets a node's wall clock may have from the true time: a little (NTP
+#: noise), seconds, an hour (a time zone mistake), two days (a red team's
+#: libfaketime), either way.
+CLOCK_OFFSETS_MS = (
+    *(-2 * _DAY_MS, -3_600_000, -5_000, -50),
+    *(50, 5_000, 3_600_000, 2 * _DAY_MS),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +145,10 @@ class SwarmOptions:
     #: never before an earlier save). Meanwhile the node runs on, its early
     #: messages gone; a crash loses the saves still in flight.
     persist_delay_ticks: tuple[int, int] = (0, 0)
+    #: Nodes whose clock is off from the start, and offset changes (clock
+    #: jumps) in the fault phase; half of the jumps hit whoever leads then.
+    clock_skewed: int = 0
+    clock_jumps: int = 0
 
     def __post_init__(self) -> None:
         if self.n not in (1, 2, 3, 4, 5, 6, 7):
@@ -172,6 +190,8 @@ class SwarmOptions:
             raise ConfigurationError(
                 f"persist_delay_ticks must satisfy 0 <= lo <= hi, got {(lo, hi)}"
             )
+        if not 0 <= self.clock_skewed <= self.n or self.clock_jumps < 0:
+            raise ConfigurationError("clock_skewed must be in [0, n] and clock_jumps >= 0")
         if self.persist not in PERSIST_MODES:
             raise ConfigurationError(
                 f"persist must be one of {PERSIST_MODES}, got {self.persist!r}"
@@ -210,6 +230,8 @@ class SwarmOptions:
             parts.append(f"persist={self.persist}")
         if self.persist_delay_ticks != (0, 0):
             parts.append("disk={}-{}t".format(*self.persist_delay_ticks))
+        if self.clock_skewed or self.clock_jumps:
+            parts.append(f"clocks={self.clock_skewed}skewed+{self.clock_jumps}jumps")
         parts.append(f"props<={self.proposals_per_node_max}/node")
         parts.append(f"win={self.window_slots_max} batch={self.batch_count_max}")
         parts.append(f"fault={self.fault_ticks}t")
@@ -255,6 +277,10 @@ def draw_options(rng: random.Random) -> SwarmOptions:
     snapshot_chunk_bytes_max = rng.choice((64, 512, 1 << 20))
     # The pipelined runtime (drawn after the older features).
     persist_delay_ticks = rng.choice(PERSIST_DELAYS)
+    # Clocks (drawn after the older features).
+    clocks_on = rng.random() < 0.5
+    clock_skewed = rng.randint(0, n) if clocks_on else 0
+    clock_jumps = rng.choice((0, 1, 3, 8)) if clocks_on else 0
     return SwarmOptions(
         n=n,
         loss=loss,
@@ -278,6 +304,8 @@ def draw_options(rng: random.Random) -> SwarmOptions:
         snapshot_every=snapshot_every,
         snapshot_chunk_bytes_max=snapshot_chunk_bytes_max,
         persist_delay_ticks=persist_delay_ticks,
+        clock_skewed=clock_skewed,
+        clock_jumps=clock_jumps,
     )
 
 
@@ -320,6 +348,16 @@ class Outage:
 
 
 @dataclass(frozen=True, slots=True)
+class ClockJump:
+    """At ``tick`` the wall clock of ``node`` (whoever leads then, if None) is
+    set to the true time plus ``offset_ms`` (tick 0: its offset from the start)."""
+
+    tick: int
+    node: str | None
+    offset_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class ProposeAt:
     """``node`` broadcasts (or, single-decree, proposes) at ``tick``."""
 
@@ -334,6 +372,7 @@ class Schedule:
     crashes: tuple[Crash, ...]
     proposals: tuple[ProposeAt, ...]
     outages: tuple[Outage, ...] = ()
+    clock_jumps: tuple[ClockJump, ...] = ()
 
 
 def liveness_bound(options: SwarmOptions, schedule: Schedule) -> int:
@@ -439,4 +478,22 @@ def draw_schedule(options: SwarmOptions, rng: random.Random, *, synod: bool = Fa
                 Outage(tick, min(tick + down, options.heal_tick), nodes, options.outage_leader)
             )
         outages.sort(key=lambda o: (o.tick, o.nodes))
-    return Schedule(members, tuple(episodes), tuple(crashes), tuple(proposals), tuple(outages))
+
+    # Drawn after the outages, for the same reason.
+    jumps: list[ClockJump] = []
+    if not synod:
+        for node in rng.sample(members, options.clock_skewed):
+            jumps.append(ClockJump(0, node, rng.choice(CLOCK_OFFSETS_MS)))
+        for _ in range(options.clock_jumps):
+            tick = rng.randint(1, fault)
+            target = None if rng.random() < 0.5 else rng.choice(members)
+            jumps.append(ClockJump(tick, target, rng.choice((0, *CLOCK_OFFSETS_MS))))
+        jumps.sort(key=lambda j: (j.tick, j.node or ""))
+    return Schedule(
+        members,
+        tuple(episodes),
+        tuple(crashes),
+        tuple(proposals),
+        tuple(outages),
+        tuple(jumps),
+    )
