@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -402,7 +401,7 @@ class KeyValueStore:
     async def _send(self, group: _Group) -> None:
         # The log's clock decides when this entry happens; the proposer's
         # time is kept in the entry for a log without a clock only.
-        payload = self.tag + encode_entry_of(int(time.time() * 1000), group.parts)
+        payload = self.tag + encode_entry_of(int(self.tob.wall_clock() * 1000), group.parts)
         try:
             d = await self.tob.broadcast(payload, timeout=self.timeout_s)
         except AlreadyDeliveredError:  # applied, inside a snapshot this node took from a peer

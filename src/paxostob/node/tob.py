@@ -187,6 +187,8 @@ class TotalOrderBroadcast(AsyncLifetime):
                 "pending_max, delivery_queue_max and snapshot_*_max must be >= 1"
             )
         self.address = transport.address
+        #: This node's wall clock (Unix seconds), read every tick.
+        self.wall_clock = wall_clock
         self.members = check_membership(self.address, members)
         self.instance = instance
         tick_ms = tick_interval_s * 1000
