@@ -1,12 +1,15 @@
 """``KeyValueStore``: a linearizable replicated key-value store on total-order broadcast.
 
 Theory of operation: every write is an entry in the replicated log
-(``kv.Entry``: the proposer's wall-clock ``now_ms`` and the commands of one
-or several callers; point reads are ordered by the log without being in it,
-see below). Every replica applies the same entries in
-the same order to a pure ``KvMachine``, so all replicas hold the same data.
-The caller's entry resolves once it is *applied on this node*; its reply is
-the one this replica computed, which every replica computed alike. A read
+(``kv.Entry``: the commands of one or several callers; point reads are
+ordered by the log without being in it, see below). An entry is applied at
+the log's clock, which the leader decides (``core.multipaxos``: clock
+stamps), never at the proposer's: the ``now_ms`` this node writes into the
+entry is only read for a log without a clock (``kv.state_machine``). Every
+replica applies the same entries in the same order to a pure
+``KvMachine``, so all replicas hold the same data. The caller's entry
+resolves once it is *applied on this node*; its reply is the one this
+replica computed, which every replica computed alike. A read
 that goes through the log is linearizable: it is ordered after every write
 acknowledged before it was issued (that write's entry precedes it in the
 log). The Go original read its local map instead, which could be stale.
@@ -47,7 +50,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -158,7 +160,9 @@ class TaggedStateMachine:
     def apply(self, delivery: Delivery) -> None:
         app = self.apps.get(delivery.payload[:1])
         if app is not None:
-            app.apply(Delivery(delivery.slot, delivery.sender, delivery.payload[1:]))
+            app.apply(
+                Delivery(delivery.slot, delivery.sender, delivery.payload[1:], delivery.clock_ms)
+            )
         if self.observer is not None:
             self.observer.apply(delivery)
 
@@ -395,7 +399,9 @@ class KeyValueStore:
             self._pump()
 
     async def _send(self, group: _Group) -> None:
-        payload = self.tag + encode_entry_of(int(time.time() * 1000), group.parts)
+        # The log's clock decides when this entry happens; the proposer's
+        # time is kept in the entry for a log without a clock only.
+        payload = self.tag + encode_entry_of(int(self.tob.wall_clock() * 1000), group.parts)
         try:
             d = await self.tob.broadcast(payload, timeout=self.timeout_s)
         except AlreadyDeliveredError:  # applied, inside a snapshot this node took from a peer

@@ -74,3 +74,29 @@ def test_snapshot_and_restore() -> None:
     other.apply(delivery(2, "TTL k", "GET stale"))
     assert other.replies_for(2) == [100, None]
     assert other.machine.apply(Entry(T0_MS, (Op.of("GET", "k"),))) == [b"v"]
+
+
+DAY_MS = 86_400_000
+
+
+def test_an_entry_is_applied_at_the_logs_clock_never_at_its_proposers() -> None:
+    """A node whose clock is two days ahead proposes a write and a read barrier: no key expires."""
+    sm = KvStateMachine()
+    sm.apply(Delivery(1, "n1", _entry(T0_MS, "SET k v EX 100"), clock_ms=T0_MS))
+    ahead = T0_MS + 2 * DAY_MS
+    sm.apply(Delivery(2, "n3", _entry(ahead, "SET other x"), clock_ms=T0_MS + 1_000))
+    sm.apply(Delivery(3, "n3", _entry(ahead), clock_ms=T0_MS + 2_000))  # a read barrier
+    assert sm.read([[b"GET", b"k"], [b"TTL", b"k"]]) == [b"v", 98]
+    assert sm.machine.clock_ms == T0_MS + 2_000
+
+
+def test_a_delivery_without_a_clock_is_applied_at_its_entrys_time() -> None:
+    """A log written before clock stamps replays as it was applied then."""
+    sm = KvStateMachine()
+    sm.apply(Delivery(1, "n1", _entry(T0_MS, "SET k v PX 500")))
+    sm.apply(Delivery(2, "n1", _entry(T0_MS + 400)))
+    assert sm.read([[b"PTTL", b"k"]]) == [100]
+
+
+def _entry(now_ms: int, *commands: str) -> bytes:
+    return encode_entry(Entry(now_ms, tuple(op(c) for c in commands)))

@@ -50,7 +50,17 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """One unit of logical time passed (the runtime maps it to ``tick_interval_s``)."""
+    """One unit of logical time passed (the runtime maps it to ``tick_interval_s``).
+
+    A runtime that keeps the log's clock (``multipaxos``: clock stamps) also
+    reads its clocks for each tick: ``clock_ms`` is its wall clock (Unix
+    ms), ``elapsed_ms`` the time its monotonic clock says passed since its
+    previous ``Tick`` (0 for the first). Without ``clock_ms`` the replica
+    keeps no clock and stamps nothing.
+    """
+
+    clock_ms: int | None = None
+    elapsed_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)

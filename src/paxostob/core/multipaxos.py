@@ -75,6 +75,37 @@ Theory of operation ("Paxos Made Simple" §3, DESIGN.md §3):
 Messages a replica sends to itself are handled in place (the local acceptor
 and learner), never through the network.
 
+The log's clock (time for applications, e.g. key expiry; DESIGN: the
+leader's clock governs, as a Redis primary's does). Time enters only as
+data: the runtime steps ``Tick(clock_ms=W, elapsed_ms=e)`` with its wall
+clock ``W`` and the monotonic time ``e`` since its previous tick. The rule:
+
+- Stamps: a leader puts a clock stamp (``types.clock_stamp``) first in
+  every batch it proposes, its *clock estimate* ``E``. Re-proposed values
+  (P2c) keep their stamps; no-ops carry none. Nobody else adds stamps: a
+  proposer's or forwarder's clock never enters the log.
+- Replay: the clock of the log through slot ``s`` is
+  ``C(s) = max(C(s-1), stamp(s))`` (``C(s-1)`` when ``s`` has no stamp;
+  ``C = 0`` before the first stamp). It is a function of the decided log
+  alone, so every replica computes the same clock for every position
+  (``Delivery.clock_ms``), and it never moves backwards, whoever leads.
+- The estimate ``E``, on every replica, per tick, with
+  ``step = clock_step_ms_max``: never below the log's clock it learned
+  (``E = max(E, C)``); a follower lets it run on the monotonic clock
+  (``E += min(e, step)``), so it keeps up with the log without trusting its
+  own wall clock; a leader also pulls it towards its wall clock, by at most
+  ``step`` (``E' = max(E + min(e, step), min(W, E + step))``). A new leader
+  starts from its estimate, raised to every stamp the promises reported.
+  Only the very first leader of a log without any stamp starts at ``W``.
+
+So the log's clock follows the leader's wall clock and advances by at most
+``clock_step_ms_max`` per tick of any replica: a leader whose clock is far
+ahead drags it forward at most that fast (twice real time with the
+defaults), and a leader whose clock is behind does not move it back (the log
+clock then runs on the leader's monotonic clock until the wall clock catches
+up). A stale leader's stamps can reach the log later through P2c; they were
+bounded the same way when taken.
+
 Persistence and the pipeline (events.py has the runtime's side): a ``Ready``
 splits its messages in two, by type (``EARLY``). Those that vouch for no
 state of this replica leave at once, before the Ready is durable; those that
@@ -158,6 +189,8 @@ from .messages import (
 )
 from .snapshot import SnapshotMeta, decode_meta, encode_meta
 from .types import (
+    CLOCK_ORIGIN,
+    CLOCK_STAMP_BYTES,
     NOOP,
     ZERO_BALLOT,
     Ballot,
@@ -168,6 +201,8 @@ from .types import (
     ProposalId,
     Snapshot,
     batch_size_bytes,
+    clock_stamp,
+    stamp_ms,
 )
 
 __all__ = ["LogConfig", "MultiPaxosReplica", "Role", "Status"]
@@ -242,6 +277,13 @@ class LogConfig:
     #: did (and as a rolling upgrade from one needs until every node reads
     #: the new messages).
     pre_vote: bool = True
+    #: The log's clock advances by at most this many ms per tick (see the
+    #: module docstring). Twice the 10 ms tick: the clock keeps up with a
+    #: leader whose ticks come late, and a leader whose wall clock jumped
+    #: ahead moves it at most at twice real time, so a key's TTL shrinks by
+    #: at most half. Must be at least the tick interval (``tob`` checks),
+    #: or the log's clock falls behind real time.
+    clock_step_ms_max: int = 20
 
     def __post_init__(self) -> None:
         for name in (
@@ -258,6 +300,7 @@ class LogConfig:
             "catchup_bytes_max",
             "snapshot_chunk_bytes_max",
             "snapshot_resend_ticks",
+            "clock_step_ms_max",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"LogConfig.{name} must be >= 1")
@@ -343,6 +386,12 @@ class MultiPaxosReplica:
         self._rng = rng
         self._quorum = rules.quorum_size(len(self.members))
         self._now = 0
+        #: The log's clock through ``decided_through`` (Unix ms; 0: no stamp yet).
+        self.clock_ms = 0
+        #: This replica's estimate of the log's clock now: what it stamps as
+        #: leader (0: unknown). The last wall-clock reading of the runtime.
+        self.clock_estimate_ms = 0
+        self._wall_ms: int | None = None
         #: (tick, ballot) of our last HeartbeatReply or Accepted to a leader.
         self._replied: tuple[int, Ballot] = (-1, ZERO_BALLOT)
 
@@ -428,6 +477,8 @@ class MultiPaxosReplica:
         if isinstance(event, Receive):
             self._receive(event.envelope.message)
         elif isinstance(event, Tick):
+            if event.clock_ms is not None:
+                self._advance_clock(event.clock_ms, event.elapsed_ms)
             self._tick()
         elif isinstance(event, Propose):
             self.propose(event.payload)
@@ -444,7 +495,7 @@ class MultiPaxosReplica:
         self._seq += 1
         pid = ProposalId(self.node_id, self._seq)
         proposal = Proposal(pid, payload)
-        if batch_size_bytes((proposal,)) > self.config.batch_bytes_max:
+        if batch_size_bytes((proposal,)) + CLOCK_STAMP_BYTES > self.config.batch_bytes_max:
             self._dropped.append(Dropped(pid, "payload larger than batch_bytes_max"))
             return pid
         if self._is_delivered(pid):
@@ -539,6 +590,32 @@ class MultiPaxosReplica:
             self._reforward_due()
         if self.decided_through < self.known_commit and now >= self._catchup_due:
             self._ask_catchup()
+
+    def _advance_clock(self, wall_ms: int, elapsed_ms: int) -> None:
+        """One tick of the clock estimate (the rule is in the module docstring)."""
+        self._wall_ms = wall_ms
+        step = self.config.clock_step_ms_max
+        est = self.clock_estimate_ms
+        if est == 0:
+            if self._may_start_clock():
+                est = wall_ms
+        else:
+            ran = est + min(max(elapsed_ms, 0), step)
+            if self.role is Role.LEADER:
+                ran = max(ran, min(wall_ms, est + step))
+            est = ran
+        self.clock_estimate_ms = max(est, self.clock_ms)
+
+    def _may_start_clock(self) -> bool:
+        """Whether this leader may start the log's clock at its own wall clock.
+
+        Only when it knows no stamp *and* has every slot a quorum reported
+        decided: then the decided log has no stamp (a chosen stamped value
+        is reported by every promise quorum). A leader still catching up
+        (say, a new member of a compacted group) proposes unstamped batches,
+        which move no clock, until it learned the log's clock.
+        """
+        return self.role is Role.LEADER and self.decided_through >= self.known_commit
 
     def _election_timeout(self) -> int:
         t = self.config.election_timeout_ticks
@@ -662,6 +739,20 @@ class MultiPaxosReplica:
             best = rules.highest_accepted(reports.get(slot, ()))
             self._open_slot(slot, best[1] if best is not None else NOOP)
         self._next_slot = top + 1
+        # Our stamps continue from every stamp we know the log may hold.
+        known = max(
+            (
+                t
+                for value in (*self.log.values(), *(o.value for o in self._open.values()))
+                for p in value[:1]
+                if (t := stamp_ms(p)) is not None
+            ),
+            default=0,
+        )
+        est = max(self.clock_estimate_ms, self.clock_ms, known)
+        if est == 0 and self._wall_ms is not None and self._may_start_clock():
+            est = self._wall_ms
+        self.clock_estimate_ms = est
         # Everything we proposed ourselves and have not delivered goes first.
         for proposal in self.pending.values():
             self._enqueue(proposal)
@@ -690,9 +781,13 @@ class MultiPaxosReplica:
         bytes_max = cfg.batch_bytes_max
         is_delivered = self._is_delivered
         while queue and self._next_slot <= self.decided_through + cfg.window_slots_max:
-            batch: list[Proposal] = []
-            size = 0
-            while queue and len(batch) < count_max:
+            # The leader's clock stamp goes first (only leaders stamp: the
+            # log's time is never a proposer's). Without a clock, none.
+            est = self.clock_estimate_ms
+            batch: list[Proposal] = [clock_stamp(est)] if est else []
+            stamped = len(batch)
+            size = CLOCK_STAMP_BYTES * stamped
+            while queue and len(batch) - stamped < count_max:
                 p = queue[0]
                 pid = p.id
                 if is_delivered(pid):
@@ -700,12 +795,12 @@ class MultiPaxosReplica:
                     self._queued.discard(pid)
                     continue
                 cost = len(p.payload) + 16 + len(pid.origin)
-                if batch and size + cost > bytes_max:
+                if len(batch) > stamped and size + cost > bytes_max:
                     break
                 queue.popleft()
                 batch.append(p)
                 size += cost
-            if not batch:
+            if len(batch) == stamped:
                 break
             slot = self._next_slot
             self._next_slot += 1
@@ -1008,7 +1103,7 @@ class MultiPaxosReplica:
 
     def _snapshot_meta(self) -> bytes:
         seen = {life: (s.low, frozenset(s.above)) for life, s in self._seen.items()}
-        return encode_meta(SnapshotMeta(self.decided_through, self.delivered, seen))
+        return encode_meta(SnapshotMeta(self.decided_through, self.delivered, seen, self.clock_ms))
 
     def _drop_through(self, snap: Snapshot) -> None:
         slot = snap.slot
@@ -1025,6 +1120,8 @@ class MultiPaxosReplica:
         self.decided_through = snap.slot
         self.known_commit = max(self.known_commit, snap.slot)
         self.delivered = meta.delivered
+        self.clock_ms = max(self.clock_ms, meta.clock_ms)
+        self.clock_estimate_ms = max(self.clock_estimate_ms, self.clock_ms)
         self._seen = {}
         for life, (low, above) in meta.seen.items():
             seen = self._seen[life] = _Seen()
@@ -1131,11 +1228,18 @@ class MultiPaxosReplica:
         me = self.node_id
         slot = self.decided_through
         delivered = self.delivered
+        clock = self.clock_ms
         while slot + 1 in log:
             slot += 1
             for p in log[slot]:
                 pid = p.id
                 origin = pid.origin
+                if origin == CLOCK_ORIGIN:
+                    # A clock stamp: it moves the log's clock, never backwards.
+                    t = stamp_ms(p)
+                    if t is not None and t > clock:
+                        clock = t
+                    continue
                 seq = pid.seq
                 life = (origin, seq >> SEQ_BITS)
                 counter = seq & COUNTER_MASK
@@ -1149,7 +1253,7 @@ class MultiPaxosReplica:
                 else:
                     seen.add(counter)
                 delivered += 1
-                deliveries.append(Delivered(pid, Delivery(delivered, origin, p.payload)))
+                deliveries.append(Delivered(pid, Delivery(delivered, origin, p.payload, clock)))
                 if origin == me and pid in pending:
                     mine = pending.pop(pid)
                     self._forwarded_at.pop(pid, None)
@@ -1162,6 +1266,9 @@ class MultiPaxosReplica:
                     queued.discard(pid)
         self.decided_through = slot
         self.delivered = delivered
+        self.clock_ms = clock
+        if self.clock_estimate_ms < clock:
+            self.clock_estimate_ms = clock
         if self.known_commit < slot:
             self.known_commit = slot
 

@@ -4,12 +4,15 @@ Theory of operation: a snapshot at consensus slot *s* replaces the decided
 log through *s*. To go on delivering exactly as before, a replica that
 installs it needs the delivery position reached at *s* (``delivered``) and
 which proposals were delivered (the dedup table, so a retried proposal is
-still delivered once). That is ``SnapshotMeta``; the application's state
-travels beside it as opaque bytes.
+still delivered once), and the log's clock at *s* (``multipaxos``: clock
+stamps). That is ``SnapshotMeta``; the application's state travels beside
+it as opaque bytes.
 
-Encoding (versioned, big-endian, no dependencies): ``B version``, ``Q slot``,
-``Q delivered``, ``I lives``, then per life ``H len + origin utf-8``,
-``Q incarnation``, ``Q low``, ``I n`` and ``n * Q`` counters above ``low``.
+Encoding (versioned, big-endian, no dependencies): ``B version`` (2),
+``Q slot``, ``Q delivered``, ``Q clock_ms``, ``I lives``, then per life
+``H len + origin utf-8``, ``Q incarnation``, ``Q low``, ``I n`` and ``n * Q``
+counters above ``low``. Version 1, written before the log had a clock, is
+the same without ``clock_ms`` and still read (its clock is 0: unknown).
 ``decode_meta`` raises ``DecodeError`` on anything else.
 """
 
@@ -22,8 +25,9 @@ from ..errors import DecodeError
 
 __all__ = ["SnapshotMeta", "decode_meta", "encode_meta"]
 
-VERSION = 1
-_HEAD = struct.Struct(">BQQI")
+VERSION = 2
+_HEAD_V1 = struct.Struct(">BQQI")
+_HEAD = struct.Struct(">BQQQI")
 _LIFE = struct.Struct(">QQI")
 _LEN = struct.Struct(">H")
 _Q = struct.Struct(">Q")
@@ -35,10 +39,12 @@ class SnapshotMeta:
     delivered: int
     #: ``(origin, incarnation) -> (low, counters above low)`` delivered.
     seen: dict[tuple[str, int], tuple[int, frozenset[int]]]
+    #: The log's clock through ``slot`` (0: no stamp yet, or a version-1 meta).
+    clock_ms: int = 0
 
 
 def encode_meta(meta: SnapshotMeta) -> bytes:
-    parts = [_HEAD.pack(VERSION, meta.slot, meta.delivered, len(meta.seen))]
+    parts = [_HEAD.pack(VERSION, meta.slot, meta.delivered, meta.clock_ms, len(meta.seen))]
     for (origin, incarnation), (low, above) in sorted(meta.seen.items()):
         name = origin.encode()
         parts.append(_LEN.pack(len(name)) + name)
@@ -49,10 +55,15 @@ def encode_meta(meta: SnapshotMeta) -> bytes:
 
 def decode_meta(data: bytes) -> SnapshotMeta:
     try:
-        version, slot, delivered, lives = _HEAD.unpack_from(data, 0)
-        if version != VERSION:
-            raise DecodeError(f"snapshot meta version {version} (this build reads {VERSION})")
-        pos = _HEAD.size
+        version = data[0] if data else None
+        if version == VERSION:
+            version, slot, delivered, clock_ms, lives = _HEAD.unpack_from(data, 0)
+            pos = _HEAD.size
+        elif version == 1:
+            version, slot, delivered, lives = _HEAD_V1.unpack_from(data, 0)
+            clock_ms, pos = 0, _HEAD_V1.size
+        else:
+            raise DecodeError(f"snapshot meta version {version} (this build reads 1 and {VERSION})")
         seen: dict[tuple[str, int], tuple[int, frozenset[int]]] = {}
         for _ in range(lives):
             (n,) = _LEN.unpack_from(data, pos)
@@ -71,4 +82,4 @@ def decode_meta(data: bytes) -> SnapshotMeta:
         raise DecodeError(f"snapshot meta is malformed: {e}") from e
     if pos != len(data):
         raise DecodeError("snapshot meta has trailing bytes")
-    return SnapshotMeta(slot, delivered, seen)
+    return SnapshotMeta(slot, delivered, seen, clock_ms)

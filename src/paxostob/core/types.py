@@ -9,13 +9,23 @@ ballot: DESIGN.md §1 defect 2).
 A *value* in a slot is a ``Batch``: a tuple of proposals, each identified by a
 ``ProposalId(origin, seq)`` so that a proposal retried after a leader change
 is delivered once. The empty batch is the no-op that fills gaps.
+
+The log's clock: a leader puts a *clock stamp* first in every batch it
+proposes, a proposal of the reserved origin ``CLOCK_ORIGIN`` whose payload
+is its clock reading in milliseconds (``clock_stamp``). A stamp is never
+delivered as a message; every replica folds the stamps of the decided log
+into the log's clock (``multipaxos`` states the rule), which each
+``Delivery`` carries.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, field
 
 __all__ = [
+    "CLOCK_ORIGIN",
+    "CLOCK_STAMP_BYTES",
     "NOOP",
     "ZERO_BALLOT",
     "Ballot",
@@ -26,6 +36,8 @@ __all__ = [
     "ProposalId",
     "Snapshot",
     "batch_size_bytes",
+    "clock_stamp",
+    "stamp_ms",
 ]
 
 
@@ -77,6 +89,27 @@ def batch_size_bytes(batch: Batch) -> int:
     return sum(len(p.payload) + 16 + len(p.id.origin) for p in batch)
 
 
+#: The origin of clock stamps. Node ids are never empty, so no node's own
+#: proposal carries it, and a ``Forward`` is only taken for its sender's own
+#: proposals: only a leader's ``Accept`` (or a decided value) brings a stamp.
+CLOCK_ORIGIN = ""
+_STAMP = struct.Struct(">Q")
+#: What a stamp costs in a batch (``batch_size_bytes`` of one stamp).
+CLOCK_STAMP_BYTES = _STAMP.size + 16
+
+
+def clock_stamp(ms: int) -> Proposal:
+    """The stamp of a batch proposed when the leader's clock read ``ms``."""
+    return Proposal(ProposalId(CLOCK_ORIGIN, 0), _STAMP.pack(ms))
+
+
+def stamp_ms(p: Proposal) -> int | None:
+    """The time of a clock stamp; ``None`` for any other proposal (or a malformed stamp)."""
+    if p.id.origin != CLOCK_ORIGIN or len(p.payload) != _STAMP.size:
+        return None
+    return int(_STAMP.unpack(p.payload)[0])
+
+
 @dataclass(frozen=True, slots=True)
 class DecidedEntry:
     """A slot whose value is chosen: known to every learner, never changes."""
@@ -98,6 +131,11 @@ class Delivery:
     slot: int
     sender: str
     payload: bytes
+    #: The log's clock at this message (Unix ms): the same on every node,
+    #: never decreasing along the order; 0 while the log holds no clock stamp
+    #: (a runtime that gives its replicas no clock). Metadata of the
+    #: position, not of the message: equality and ``repr`` leave it out.
+    clock_ms: int = field(default=0, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

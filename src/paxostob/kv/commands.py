@@ -4,8 +4,11 @@ Theory of operation: every replica applies the same log of ``Entry`` values in
 the same order, so every replica must reach the same state and produce the
 same replies. An entry therefore carries everything a command depends on:
 
-- ``now_ms``, the wall-clock time chosen by the *proposer* of the entry: key
-  expiry is a function of the log, never of a replica's own clock;
+- ``now_ms``, the time the entry is applied at: key expiry is a function of
+  the log, never of a replica's own clock. ``KvStateMachine`` replaces it by
+  the log's clock, which the leader decides (``core.multipaxos``: clock
+  stamps); the proposer's ``now_ms`` in the encoding counts only in a log
+  without a clock;
 - ``ops``, one command or a whole ``MULTI``/``EXEC`` transaction, applied in
   order with nothing in between (replies are collected, one per op; like
   Redis, an op that fails does not undo the others).

@@ -6,8 +6,10 @@ state and the same replies on every replica. So nothing here reads a clock,
 draws a random number, or depends on the iteration order of a dict:
 
 - Time is the log's: the machine's clock is the largest ``now_ms`` of any
-  entry applied so far (a proposer with a slow clock cannot move time back,
-  so an expired key never comes back to life).
+  entry applied so far (time never moves back, so an expired key never
+  comes back to life). ``KvStateMachine`` applies each entry at the log's
+  clock, which the leader decides (``core.multipaxos``: clock stamps), so
+  no proposer's clock reaches the machine.
 - A key is expired when ``clock > expiry`` (as in Redis); an expired key is
   invisible to every command. It is also removed: lazily when a command
   touches it, and actively by a sweep at the start of each entry that

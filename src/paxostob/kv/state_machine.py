@@ -8,6 +8,13 @@ for ``replies_for``/``take_replies``, up to ``replies_max`` slots: the oldest
 are forgotten first. With ``keep_replies_of`` only that node's deliveries
 keep them: the others' would never be taken here.
 
+Time: an entry is applied at the log's clock, ``Delivery.clock_ms``, which
+the leader decides (``core.multipaxos``: clock stamps); the ``now_ms`` the
+proposer wrote into the entry is ignored, so a node with a wrong clock that
+proposes a write or a read barrier moves no key's expiry. Only a delivery
+without a clock (``clock_ms == 0``: a log written before clock stamps, or a
+runtime that keeps no clock) is applied at its entry's ``now_ms``, as then.
+
 Rules: a payload that is not a valid entry (a bug or a hostile peer) is
 deterministic input like any other: every node records the same error reply
 for its slot and goes on; ``apply`` never raises because of a payload.
@@ -19,7 +26,7 @@ from collections.abc import Callable, Sequence
 
 from ..core.types import Delivery
 from ..errors import ConfigurationError, DecodeError
-from .commands import decode_entry
+from .commands import Entry, decode_entry
 from .machine import KvMachine
 from .replies import Error, Reply
 
@@ -72,6 +79,8 @@ class KvStateMachine:
         except DecodeError as e:
             replies: list[Reply] = [Error(f"ERR malformed command entry: {e}")]
         else:
+            if delivery.clock_ms:
+                entry = Entry(delivery.clock_ms, entry.ops)  # the leader's time, not the proposer's
             replies = self._machine.apply(entry)
         if self._replies_of is not None and delivery.sender != self._replies_of:
             return  # nobody here waits for them

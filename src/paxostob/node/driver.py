@@ -212,6 +212,7 @@ class Driver:
         persist_queue_max: int = 256,
         inline_saves: bool = True,
         on_failure: Callable[[Exception], NodeFailedError] | None = None,
+        wall_clock: Callable[[], float] | None = None,
     ) -> None:
         if tick_interval_s <= 0:
             raise ValueError("tick_interval_s must be > 0")
@@ -221,6 +222,9 @@ class Driver:
         self.transport = transport
         self.instance = instance
         self.tick_interval_s = tick_interval_s
+        #: Read (Unix seconds) for every tick, with the loop's monotonic
+        #: clock, when the replica keeps the log's clock; None: plain ticks.
+        self._wall_clock = wall_clock
         self._on_ready = on_ready
         self._persist = persist
         #: Awaited before each Ready: the application's back-pressure.
@@ -436,6 +440,8 @@ class Driver:
         # a tick that is due within the slack is taken now instead of waking
         # again for the remainder (that made an idle node wake ~8 times a tick).
         slack = min(0.001, self.tick_interval_s / 10)
+        wall_clock = self._wall_clock
+        last_ms: int | None = None  # the monotonic reading at the previous tick
         try:
             while True:
                 delay = next_tick - loop.time()
@@ -458,7 +464,15 @@ class Driver:
                         item()
                 now = loop.time()
                 if now >= next_tick - slack:
-                    replica.step(Tick())
+                    if wall_clock is None:
+                        replica.step(Tick())
+                    else:
+                        # Whole milliseconds of the monotonic clock, differenced:
+                        # rounding each interval instead would drift.
+                        mono_ms = int(now * 1000)
+                        elapsed = 0 if last_ms is None else mono_ms - last_ms
+                        last_ms = mono_ms
+                        replica.step(Tick(int(wall_clock() * 1000), elapsed))
                     # After a long stall, do not replay every missed tick at once.
                     next_tick = max(next_tick + self.tick_interval_s, now)
                 await self._drain()

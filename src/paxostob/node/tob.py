@@ -19,6 +19,7 @@ import functools
 import logging
 import math
 import os
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Protocol
@@ -182,6 +183,16 @@ class TotalOrderBroadcast(AsyncLifetime):
     ``wait_closed()`` beside the application and exit non-zero when it
     raises (``paxostob serve`` does), then ``close()`` and restart on the
     same data once the cause is fixed.
+
+    Time: each tick the node reads ``wall_clock`` (Unix seconds) and its
+    loop's monotonic clock; the leader stamps every batch it proposes, and
+    each ``Delivery.clock_ms`` is the log's clock at that position, the same
+    on every node, never decreasing, advancing by at most
+    ``config.clock_step_ms_max`` per tick (``core.multipaxos`` states the
+    rule). Only the leader's clock counts; a member whose clock is wrong
+    changes nothing while it follows. Without ``config`` the step is twice
+    the tick interval; a ``config`` whose step is below the tick interval is
+    refused.
     """
 
     def __init__(
@@ -202,6 +213,7 @@ class TotalOrderBroadcast(AsyncLifetime):
         snapshot_entries_max: int = 10_000,
         snapshot_bytes_max: int = SNAPSHOT_BYTES_MAX_DEFAULT,
         bootstrap: bool = False,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if not instance:
             raise ConfigurationError("instance must be a non-empty name")
@@ -210,9 +222,22 @@ class TotalOrderBroadcast(AsyncLifetime):
                 "pending_max, delivery_queue_max and snapshot_*_max must be >= 1"
             )
         self.address = transport.address
+        #: This node's wall clock (Unix seconds), read every tick.
+        self.wall_clock = wall_clock
         self.members = check_membership(self.address, members)
         self.instance = instance
-        self.config = config or LogConfig()
+        tick_ms = tick_interval_s * 1000
+        if config is None:
+            # Twice the tick, as the default for a 10 ms tick: the log's clock
+            # runs at most twice as fast as real time, whatever the tick.
+            config = LogConfig(clock_step_ms_max=max(1, math.ceil(2 * tick_ms)))
+        elif config.clock_step_ms_max < tick_ms:
+            raise ConfigurationError(
+                f"LogConfig.clock_step_ms_max ({config.clock_step_ms_max} ms) is below the "
+                f"tick interval ({tick_ms:g} ms): the log's clock could not keep up with "
+                "real time"
+            )
+        self.config = config
         rng = make_rng(seed, f"tob:{instance}:{self.address}")
         # Without storage nothing counts this node's lives, so each life draws
         # its own: proposal ids of an earlier life must never be reused.
@@ -257,6 +282,7 @@ class TotalOrderBroadcast(AsyncLifetime):
             persist=None if storage is None else self._persist,
             room=self._room,
             on_failure=self._on_failure,
+            wall_clock=wall_clock,
         )
         self._waiters: dict[ProposalId, asyncio.Future[Delivery]] = {}
         #: Broadcasts not yet handed to the replica (the driver proposes them).

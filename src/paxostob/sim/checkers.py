@@ -49,6 +49,20 @@ Total-order broadcast (``check_tob``), safety first:
   acceptors already hold its value, accepted in one ballot, synced in their
   storage: a decision never rests on a vote that a power loss can erase
   (a leader counting its own acceptance before its save returned);
+- the log's clock (when the run recorded one, ``TobHistory.clock``): every
+  replica delivers each position with the same clock (agreement), each
+  life's clocks never decrease (monotonic); once a stamped slot was decided
+  anywhere, the highest clock any replica holds (its estimate, which it
+  stamps when it leads) grows by at most ``clock_step_ms_max`` per tick
+  (step); and expiry: every delivered message stands for a key with a TTL
+  of ``ttl_ms`` set at its clock, and no key expires (the log's clock
+  passes its set time plus the TTL) sooner than ``ttl_ms /
+  clock_step_ms_max`` ticks, less one, after the replicas' clocks first
+  reached its set time: TTLs are measured on the clocks the leaders stamp
+  with, which no node's wall clock moves faster than that; and source: no
+  replica's estimate (so no stamp, and not the log's clock) is ever ahead
+  of the true time by more than the largest offset that a node which led
+  so far had while it led: a follower's or forwarder's clock moves nothing;
 - validity and liveness: a broadcast is *acknowledged* once its origin
   delivered it. Every message delivered anywhere (uniform agreement: an
   acknowledged or chosen value is never lost), and every broadcast of a
@@ -82,12 +96,21 @@ from dataclasses import dataclass, field
 
 from ..core.events import Delivered
 from ..core.multipaxos import SEQ_BITS
-from ..core.types import ZERO_BALLOT, Ballot, Batch, DecidedEntry, Proposal, ProposalId
+from ..core.types import (
+    CLOCK_ORIGIN,
+    ZERO_BALLOT,
+    Ballot,
+    Batch,
+    DecidedEntry,
+    Proposal,
+    ProposalId,
+)
 from .app import AppEntry
 
 __all__ = [
     "Broadcast",
     "CheckFailure",
+    "ClockRecord",
     "Recovered",
     "Rejoin",
     "Restore",
@@ -98,6 +121,7 @@ __all__ = [
     "TobTrace",
     "check_agreement",
     "check_chosen_values",
+    "check_clock",
     "check_durability",
     "check_durable_quorum",
     "check_leader_stability",
@@ -244,6 +268,25 @@ class TobTrace:
 
 
 @dataclass(slots=True)
+class ClockRecord:
+    """What ``check_clock`` needs besides the deliveries (their ``clock_ms``)."""
+
+    #: The core's ``LogConfig.clock_step_ms_max``.
+    step_ms_max: int
+    #: The TTL of the key each delivered message stands for.
+    ttl_ms: int
+    #: Tick -> the highest clock any replica held then: its estimate of the
+    #: log's clock (what it stamps when it leads), or a stamp it proposed.
+    highest: dict[int, int] = field(default_factory=dict)
+    #: The first tick some replica decided a slot holding a stamp (None: never).
+    first_decided: int | None = None
+    #: The first (tick, node, estimate, bound) where a replica's clock estimate
+    #: was above ``bound``: the true time plus the largest offset any node
+    #: that led so far had while it led (None: never).
+    ahead: tuple[int, str, int, int] | None = None
+
+
+@dataclass(slots=True)
 class TobHistory:
     members: tuple[str, ...]
     broadcasts: dict[ProposalId, Broadcast]
@@ -265,6 +308,8 @@ class TobHistory:
     #: (slot, ballot) -> the value, and the acceptors whose storage held it
     #: synced, with the first tick each did. None: not recorded (not checked).
     durable: dict[tuple[int, Ballot], tuple[Batch, dict[str, int]]] | None = None
+    #: The log's clock as the run saw it; None: not recorded (not checked).
+    clock: ClockRecord | None = None
 
     @property
     def correct(self) -> list[str]:
@@ -412,6 +457,7 @@ def check_tob(history: TobHistory) -> None:
     check_snapshot_state(history)
     check_durability(history)
     check_durable_quorum(history)
+    check_clock(history)
     check_validity_and_liveness(history)
 
 
@@ -623,6 +669,89 @@ def check_total_order(history: TobHistory) -> None:
                 )
 
 
+def check_clock(history: TobHistory) -> None:
+    """The log's clock: agreement, monotonic, step and expiry (the module docstring)."""
+    record = history.clock
+    if record is None:
+        return
+    at: dict[int, tuple[int, str]] = {}  # position -> (clock, who delivered it first)
+    for trace, i, life in _lives(history):
+        who = _who(trace, i)
+        last = 0
+        for tick, d in life.deliveries:
+            clock = d.delivery.clock_ms
+            if clock < last:
+                raise CheckFailure(
+                    "clock monotonic",
+                    f"{who} delivered position {d.delivery.slot} at tick {tick} with clock "
+                    f"{clock}, below the {last} of its previous delivery",
+                )
+            last = clock
+            first = at.setdefault(d.delivery.slot, (clock, who))
+            if first[0] != clock:
+                raise CheckFailure(
+                    "clock agreement",
+                    f"{who} delivered position {d.delivery.slot} with clock {clock}, "
+                    f"{first[1]} with {first[0]}",
+                )
+    if record.ahead is not None:
+        tick, node, estimate, bound = record.ahead
+        raise CheckFailure(
+            "clock source",
+            f"{node}'s clock estimate was {estimate} at tick {tick}, {estimate - bound} ms "
+            f"ahead of every clock a leader had so far (at most {bound})",
+        )
+    if record.first_decided is None:
+        return
+    # G(t): the highest clock held by tick t; reached[k] is the first tick
+    # at which G reached heights[k] (both increasing).
+    heights: list[int] = []
+    reached: list[int] = []
+    for tick, stamp in sorted(record.highest.items()):
+        if heights and stamp <= heights[-1]:
+            continue
+        if heights and tick > record.first_decided:
+            rise = stamp - heights[-1]
+            if rise > record.step_ms_max * (tick - reached[-1]):
+                raise CheckFailure(
+                    "clock step",
+                    f"a replica held clock {stamp} at tick {tick}, {rise} ms above the "
+                    f"highest before ({heights[-1]}, tick {reached[-1]}): more than "
+                    f"clock_step_ms_max ({record.step_ms_max}) per tick",
+                )
+        heights.append(stamp)
+        reached.append(tick)
+
+    def when(clock: int) -> int:
+        """The first tick some leader's stamp reached ``clock``."""
+        k = bisect.bisect_left(heights, clock)
+        return reached[k] if k < len(reached) else history.end_tick
+
+    clocks = [at[p][0] for p in sorted(at)]
+    positions = sorted(at)
+    allowed = record.ttl_ms // record.step_ms_max - 1
+    q = 0
+    for k, p in enumerate(positions):
+        set_at = clocks[k]
+        t_set = when(set_at)
+        if set_at == 0 or t_set <= record.first_decided:
+            continue  # before the log had a clock, or while its first leader started it
+        q = max(q, k)
+        while q < len(clocks) and clocks[q] <= set_at + record.ttl_ms:
+            q += 1
+        if q == len(clocks):
+            break  # no later key outlived it: nothing expired
+        t_gone = when(clocks[q])
+        if t_gone - t_set < allowed:
+            raise CheckFailure(
+                "expiry",
+                f"the key of position {p} (set at clock {set_at}, stamped by tick {t_set}, "
+                f"TTL {record.ttl_ms} ms) expired at position {positions[q]} (clock "
+                f"{clocks[q]}, stamped by tick {t_gone}): {t_gone - t_set} ticks, fewer than "
+                f"{allowed} (the TTL at clock_step_ms_max {record.step_ms_max} per tick)",
+            )
+
+
 def _sequence(chosen: dict[int, Batch]) -> tuple[list[Proposal], list[int]]:
     """The delivery sequence the chosen log implies, and the positions through each slot.
 
@@ -635,6 +764,8 @@ def _sequence(chosen: dict[int, Batch]) -> tuple[list[Proposal], list[int]]:
     slot = 1
     while slot in chosen:
         for p in chosen[slot]:
+            if p.id.origin == CLOCK_ORIGIN:
+                continue  # the leader's clock stamp: no message
             if p.id not in seen:
                 seen.add(p.id)
                 order.append(p)

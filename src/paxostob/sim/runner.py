@@ -12,7 +12,10 @@ handles ticks 1, 2, ... one at a time:
    due;
 2. the scheduled broadcasts (single-decree: proposals) of live nodes;
 3. every message copy due at this tick, in (tick, send order);
-4. one ``Tick`` to every live replica, in member order.
+4. one ``Tick`` to every live replica, in member order; a Multi-Paxos
+   replica's carries its wall clock (the true time, ``SIM_EPOCH_MS`` plus
+   ``SIM_TICK_MS`` per tick, plus the node's offset, which the schedule's
+   clock jumps change) and 10 ms of monotonic time.
 
 Multi-Paxos replicas run as the asyncio runtime runs them (``node.driver``
 and ``node.tob``), each on a ``MemoryStorage`` with a small application
@@ -51,7 +54,7 @@ from ..core.messages import Accept, Accepted, Envelope, Prepare, Promise
 from ..core.multipaxos import LogConfig, MultiPaxosReplica, Role
 from ..core.snapshot import decode_meta
 from ..core.synod import SynodReplica
-from ..core.types import Ballot, Batch, ProposalId, Snapshot
+from ..core.types import Ballot, Batch, ProposalId, Snapshot, stamp_ms
 from ..errors import DecodeError, StoreMissingError
 from ..storage.base import has_durable_part
 from ..storage.memory import MemoryStorage
@@ -60,6 +63,7 @@ from .app import SimApp
 from .checkers import (
     Broadcast,
     CheckFailure,
+    ClockRecord,
     Recovered,
     Rejoin,
     Restore,
@@ -107,6 +111,11 @@ SYNOD_INSTANCE = "sim/consensus"
 #: The cluster id every simulated storage is opened with.
 CLUSTER_ID = "sim"
 _TICK = Tick()
+#: The true time at tick 0 (2026-01-01T00:00:00Z) and one tick, on the replicas' clocks.
+SIM_EPOCH_MS = 1_767_225_600_000
+SIM_TICK_MS = 10
+#: Every broadcast stands for a key with this TTL, for the expiry checker.
+KEY_TTL_MS = 1_000
 
 
 def replay_command(seed: int, *, synod: bool = False) -> str:
@@ -307,6 +316,10 @@ class _Run(abc.ABC):
     @abc.abstractmethod
     def step(self, node: str, event: Event) -> None: ...
 
+    def tick_event(self, node: str) -> Tick:
+        """The ``Tick`` ``node`` gets this tick (plain: no clock)."""
+        return _TICK
+
     def loop(self) -> tuple[int, CheckFailure | None]:
         """Handle ticks until converged after the heal, or the deadline.
 
@@ -332,7 +345,7 @@ class _Run(abc.ABC):
                     self.step(env.dst, Receive(env))
                 for node in self.live:
                     self.doing = (node, "tick")
-                    self.step(node, _TICK)
+                    self.step(node, self.tick_event(node))
                 if tick == self.heal_tick:
                     self.on_heal()
                 if tick >= self.heal_tick and self.converged():
@@ -536,6 +549,17 @@ class _TobRun(_Run):
         self.conflicts: list[tuple[int, Ballot, Batch, Batch, int]] = []
         self.snapshot_count = 0
         self.install_count = 0
+        #: Each node's wall-clock offset from the true time (ms), and the jumps.
+        self.offsets = dict.fromkeys(self.members, 0)
+        self._jumps: dict[int, list[tuple[str | None, int]]] = {}
+        for j in self.schedule.clock_jumps:
+            if j.tick == 0 and j.node is not None:
+                self.offsets[j.node] = j.offset_ms
+            else:
+                self._jumps.setdefault(j.tick, []).append((j.node, j.offset_ms))
+        self.clock = ClockRecord(self.config.clock_step_ms_max, KEY_TTL_MS)
+        #: The largest offset a node had while it led, so far (None: nobody led).
+        self.leader_offset_max: int | None = None
         for m in self.members:
             self._start(m, bootstrap=True)
 
@@ -675,7 +699,15 @@ class _TobRun(_Run):
         if mode != "early-vote" and group[-1].seq:
             r.step(Persisted(group[-1].seq))
 
+    def tick_event(self, node: str) -> Tick:
+        wall = SIM_EPOCH_MS + self.now * SIM_TICK_MS + self.offsets[node]
+        return Tick(wall, SIM_TICK_MS)
+
     def on_tick_start(self, tick: int) -> None:
+        for target, offset in self._jumps.pop(tick, ()):
+            node = target if target is not None else self.leader()
+            if node is not None:
+                self.offsets[node] = offset
         for node in self.live:
             queue = self.persisting[node]
             if not queue or queue[0][0] > tick:
@@ -715,6 +747,8 @@ class _TobRun(_Run):
             # 2. decisions and deliveries, the peer's snapshot at its restore point.
             for e in rd.decided:
                 life.decided.append((now, e))
+                if self.clock.first_decided is None and e.value and stamp_ms(e.value[0]):
+                    self.clock.first_decided = now
             restore_at = rd.restore_at if rd.snapshot is not None else None
             for i, d in enumerate(rd.deliveries):
                 if i == restore_at:
@@ -773,6 +807,9 @@ class _TobRun(_Run):
         m = env.message
         now = self.now
         if isinstance(m, Accept):
+            stamp = stamp_ms(m.value[0]) if m.value else None
+            if stamp is not None and stamp > self.clock.highest.get(now, 0):
+                self.clock.highest[now] = stamp
             proposed = self.acceptances.setdefault((m.slot, m.ballot), (m.value, {}))[0]
             if proposed != m.value:
                 self.conflicts.append((m.slot, m.ballot, proposed, m.value, now))
@@ -816,8 +853,26 @@ class _TobRun(_Run):
         self.drain(node)
 
     def step(self, node: str, event: Event) -> None:
-        self.replicas[node].step(event)
+        r = self.replicas[node]
+        r.step(event)
+        self._saw_clock(node, r)
         self.drain(node)
+
+    def _saw_clock(self, node: str, r: MultiPaxosReplica) -> None:
+        """Record ``r``'s clock estimate, and whether a non-leader's clock got into it."""
+        clock = r.clock_estimate_ms
+        highest = self.clock.highest
+        if clock > highest.get(self.now, 0):
+            highest[self.now] = clock
+        if r.role is Role.LEADER:
+            offset = self.offsets[node]
+            if self.leader_offset_max is None or offset > self.leader_offset_max:
+                self.leader_offset_max = offset
+        if clock and self.clock.ahead is None:
+            top = self.leader_offset_max
+            bound = SIM_EPOCH_MS + self.now * SIM_TICK_MS + (top if top is not None else 0)
+            if top is None or clock > bound:
+                self.clock.ahead = (self.now, node, clock, bound)
 
     def check(self, tick: int) -> None:
         for m in self.live:
@@ -834,6 +889,7 @@ class _TobRun(_Run):
             acceptances=self.acceptances,
             conflicts=self.conflicts,
             durable=self.durable,
+            clock=self.clock,
         )
         check_tob(history)
         check_leader_stability(self.rejoins, self.leader_first)

@@ -40,6 +40,10 @@ Bounds, and why:
   "follower restarted after 60 s down forced two leader changes").
 - Proposals per node and phase lengths are bounded so a run costs tens of
   milliseconds and thousands fit in a CI run.
+- Clocks: every node's wall clock is the true time plus its own offset; in
+  about half the runs some nodes start skewed and ``clock_jumps`` offsets
+  change during the fault phase (to a node, or to whoever leads then), by
+  anything from 50 ms to two days either way (``CLOCK_OFFSETS_MS``).
 """
 
 from __future__ import annotations
@@ -50,12 +54,14 @@ from dataclasses import dataclass
 from ..errors import ConfigurationError
 
 __all__ = [
+    "CLOCK_OFFSETS_MS",
     "LIVENESS_TICKS_DEFAULT",
     "LOSS_MAX",
     "PARTITION_KINDS",
     "PERSIST_DELAYS",
     "PERSIST_MODES",
     "WIPED_MODES",
+    "ClockJump",
     "Crash",
     "Laggard",
     "Outage",
@@ -105,6 +111,14 @@ PERSIST_DELAYS = ((0, 0), (0, 1), (0, 3), (1, 2), (0, 6), (2, 6))
 #: How long a rejoining laggard is down, in ticks: long enough that the
 #: others decide many slots meanwhile (10-40 election timeouts of 15 ticks).
 LAGGARD_DOWN_TICKS = (150, 600)
+_DAY_MS = 86_400_000
+#: Offsets a node's wall clock may have from the true time: a little (NTP
+#: noise), seconds, an hour (a time zone mistake), two days (a red team's
+#: libfaketime), either way.
+CLOCK_OFFSETS_MS = (
+    *(-2 * _DAY_MS, -3_600_000, -5_000, -50),
+    *(50, 5_000, 3_600_000, 2 * _DAY_MS),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +178,10 @@ class SwarmOptions:
     wipes: int = 0
     #: One of ``WIPED_MODES``; never drawn (always ``refuse``).
     wiped: str = "refuse"
+    #: Nodes whose clock is off from the start, and offset changes (clock
+    #: jumps) in the fault phase; half of the jumps hit whoever leads then.
+    clock_skewed: int = 0
+    clock_jumps: int = 0
 
     def __post_init__(self) -> None:
         if self.n not in (1, 2, 3, 4, 5, 6, 7):
@@ -214,6 +232,8 @@ class SwarmOptions:
             )
         if self.wiped not in WIPED_MODES:
             raise ConfigurationError(f"wiped must be one of {WIPED_MODES}, got {self.wiped!r}")
+        if not 0 <= self.clock_skewed <= self.n or self.clock_jumps < 0:
+            raise ConfigurationError("clock_skewed must be in [0, n] and clock_jumps >= 0")
         if self.persist not in PERSIST_MODES:
             raise ConfigurationError(
                 f"persist must be one of {PERSIST_MODES}, got {self.persist!r}"
@@ -256,6 +276,8 @@ class SwarmOptions:
             parts.append(f"laggards={self.laggards} deaf={self.laggard_deaf_ticks}t")
         if not self.pre_vote:
             parts.append("pre-vote=off")
+        if self.clock_skewed or self.clock_jumps:
+            parts.append(f"clocks={self.clock_skewed}skewed+{self.clock_jumps}jumps")
         parts.append(f"props<={self.proposals_per_node_max}/node")
         parts.append(f"win={self.window_slots_max} batch={self.batch_count_max}")
         parts.append(f"fault={self.fault_ticks}t")
@@ -308,6 +330,10 @@ def draw_options(rng: random.Random) -> SwarmOptions:
     # Lost disks (drawn after the older features).
     room = (n - 1) // 2 - crashes
     wipes = rng.randint(1, room) if room > 0 and rng.random() < 0.3 else 0
+    # Clocks (drawn after the older features).
+    clocks_on = rng.random() < 0.5
+    clock_skewed = rng.randint(0, n) if clocks_on else 0
+    clock_jumps = rng.choice((0, 1, 3, 8)) if clocks_on else 0
     return SwarmOptions(
         n=n,
         loss=loss,
@@ -334,6 +360,8 @@ def draw_options(rng: random.Random) -> SwarmOptions:
         laggards=laggards,
         laggard_deaf_ticks=laggard_deaf_ticks,
         wipes=wipes,
+        clock_skewed=clock_skewed,
+        clock_jumps=clock_jumps,
     )
 
 
@@ -396,6 +424,16 @@ class Wipe:
 
 
 @dataclass(frozen=True, slots=True)
+class ClockJump:
+    """At ``tick`` the wall clock of ``node`` (whoever leads then, if None) is
+    set to the true time plus ``offset_ms`` (tick 0: its offset from the start)."""
+
+    tick: int
+    node: str | None
+    offset_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class ProposeAt:
     """``node`` broadcasts (or, single-decree, proposes) at ``tick``."""
 
@@ -412,6 +450,7 @@ class Schedule:
     outages: tuple[Outage, ...] = ()
     laggards: tuple[Laggard, ...] = ()
     wipes: tuple[Wipe, ...] = ()
+    clock_jumps: tuple[ClockJump, ...] = ()
 
 
 def liveness_bound(options: SwarmOptions, schedule: Schedule) -> int:
@@ -533,6 +572,17 @@ def draw_schedule(options: SwarmOptions, rng: random.Random, *, synod: bool = Fa
             restart = min(tick + rng.randint(*options.outage_ticks), options.heal_tick)
             wipes.append(Wipe(tick, max(restart, tick + 1), node))
         wipes.sort(key=lambda w: (w.tick, w.node))
+
+    # Drawn after the outages, for the same reason.
+    jumps: list[ClockJump] = []
+    if not synod:
+        for node in rng.sample(members, options.clock_skewed):
+            jumps.append(ClockJump(0, node, rng.choice(CLOCK_OFFSETS_MS)))
+        for _ in range(options.clock_jumps):
+            tick = rng.randint(1, fault)
+            target = None if rng.random() < 0.5 else rng.choice(members)
+            jumps.append(ClockJump(tick, target, rng.choice((0, *CLOCK_OFFSETS_MS))))
+        jumps.sort(key=lambda j: (j.tick, j.node or ""))
     return Schedule(
         members,
         tuple(episodes),
@@ -541,4 +591,5 @@ def draw_schedule(options: SwarmOptions, rng: random.Random, *, synod: bool = Fa
         tuple(outages),
         laggards=tuple(laggards),
         wipes=tuple(wipes),
+        clock_jumps=tuple(jumps),
     )
