@@ -115,11 +115,13 @@ def serve_command(node: Node) -> list[str]:
         sys.executable, "-m", "paxostob", "serve", "--id", node.node_id,
         "--members", node.members, "--data-dir", str(node.data_dir),
         "--secret-file", str(node.secret_file), "--resp-port", str(node.resp_port),
+        "--bootstrap",
     ]  # fmt: skip
 
 
 def start_node(tmp: Path, *flags: str) -> Iterator[Node]:
-    cluster = Cluster(tmp, n=1, extra_args=flags)
+    # A fresh one-member cluster: its first start makes its store.
+    cluster = Cluster(tmp, n=1, extra_args=("--bootstrap", *flags))
     cluster.start()
     try:
         yield cluster.nodes["1"]
