@@ -110,23 +110,6 @@ async def test_idle_and_half_sent_clients_are_closed_after_timeout_and_a_busy_on
         busy[1].close()
 
 
-# ------------------------------------------------------------------------- bulk lengths
-
-
-async def test_a_bulk_length_over_the_bound_is_refused_from_its_header() -> None:
-    limits = RespLimits(bulk_bytes_max=1024)
-    async for server in running(RespServer(Script(), port=0, limits=limits)):
-        client = await connect(server)
-        # The length line alone: nothing it announces is sent, and the refusal comes anyway.
-        client[1].write(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$209715200\r\n")
-        await expect(client, INVALID_BULK)
-        await expect_eof(client)
-        ok = await connect(server)
-        ok[1].write(pack(b"ECHO", b"x" * 1024))  # the bound itself is accepted
-        await expect(ok, bulk(b"x" * 1024))
-        ok[1].close()
-
-
 # ---------------------------------------------------------------- before authentication
 
 
