@@ -110,6 +110,30 @@ async def test_idle_and_half_sent_clients_are_closed_after_timeout_and_a_busy_on
         busy[1].close()
 
 
+async def test_a_client_trickling_one_command_is_closed_after_timeout() -> None:
+    """A command's bytes are not activity: only complete commands (and replies) are."""
+    limits = RespLimits(timeout_s=TINY_TIMEOUT_S)
+    async for server in running(RespServer(Script(), port=0, limits=limits)):
+        loop = asyncio.get_running_loop()
+        reader, writer = await connect(server)
+        size = 100
+        writer.write(b"*2\r\n$4\r\nECHO\r\n$%d\r\n" % size)
+        start = loop.time()
+        sent = 0
+        while sent < size:
+            try:  # wait for the close, and send one more byte each time it has not come
+                closed = await asyncio.wait_for(reader.read(), TINY_TIMEOUT_S / 4)
+            except TimeoutError:
+                writer.write(b"x")
+                sent += 1
+                continue
+            assert closed == b""
+            break
+        assert sent < size, "the trickling client was never closed"
+        assert loop.time() - start >= TINY_TIMEOUT_S
+        writer.close()
+
+
 # ---------------------------------------------------------------- before authentication
 
 
