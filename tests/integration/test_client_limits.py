@@ -120,8 +120,7 @@ def serve_command(node: Node) -> list[str]:
 
 
 def start_node(tmp: Path, *flags: str) -> Iterator[Node]:
-    # A fresh one-member cluster: its first start makes its store.
-    cluster = Cluster(tmp, n=1, extra_args=("--bootstrap", *flags))
+    cluster = Cluster(tmp, n=1, extra_args=flags)  # the first start makes the store
     cluster.start()
     try:
         yield cluster.nodes["1"]
