@@ -603,6 +603,9 @@ class _Client(asyncio.Protocol):
             return
         if not self._queue and (self.conn.closing or self._eof):
             self._stopped = True
+            # Its maxclients slot is free from now: the client may see the close (and
+            # connect again) before connection_lost runs (uvloop closes the socket first).
+            self._server._clients.discard(self)
             assert self._transport is not None
             self._transport.close()
             return
@@ -630,6 +633,7 @@ class _Client(asyncio.Protocol):
     def _end(self) -> None:
         """Drop this client: nothing more is dispatched or written; close it."""
         self._stopped = True
+        self._server._clients.discard(self)
         self._out.clear()
         self.abandon()
         self._release_driver()
