@@ -120,9 +120,10 @@ class RedisUnavailable(Exception):
 
 
 @contextlib.contextmanager
-def redis_server(directory: Path) -> Iterator[int]:
+def redis_server(directory: Path, extra_args: Sequence[str] = ()) -> Iterator[int]:
     """The port of a fresh redis-server (no persistence) for the block; stopped after it.
 
+    ``extra_args``: more configuration, e.g. ``("--requirepass", "pw")``.
     Raises ``RedisUnavailable`` before the block when there is none.
     """
     exe = shutil.which("redis-server")
@@ -138,6 +139,7 @@ def redis_server(directory: Path) -> Iterator[int]:
                 *(exe, "--port", str(port), "--bind", "127.0.0.1", "--save", ""),
                 *("--appendonly", "no", "--dir", str(directory), "--logfile", ""),
                 *("--daemonize", "no"),
+                *extra_args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..resp.server import TIMEOUT_S_DEFAULT
+
 __all__ = [
+    "CLIENT_QUERY_BUFFER_LIMIT_DEFAULT",
     "RESP_PORT_OFFSET",
     "ConfigError",
     "NodeConfig",
@@ -23,6 +26,13 @@ __all__ = [
 #: Without ``--resp-port`` a node serves clients on its peer port + this,
 #: so ``paxostob status`` can find every node from the membership alone.
 RESP_PORT_OFFSET = 1000
+
+#: One client's unfinished command (and unparsed input) may hold this much.
+#: Redis allows 1 GiB, but here no write larger than one log entry (1 MiB by
+#: default) can succeed, so only a read of hundreds of thousands of keys
+#: (MGET) needs more than a few MiB; at 1 GiB three half-sent commands took
+#: 1.6 GB of memory.
+CLIENT_QUERY_BUFFER_LIMIT_DEFAULT = 32 * 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -46,6 +56,15 @@ class NodeConfig:
     tick_interval_s: float = 0.01
     #: Make the store if there is none (the first start of a founding member).
     bootstrap: bool = False
+    #: Client limits (Redis's names). ``maxclients`` None: as many as the
+    #: open-files limit allows after the descriptors kept for peers and storage.
+    maxclients: int | None = None
+    #: Idle clients are closed after this many seconds (0: never).
+    timeout_s: float = TIMEOUT_S_DEFAULT
+    #: The longest argument; None: the largest entry the log accepts.
+    proto_max_bulk_len: int | None = None
+    #: Bytes one client's unparsed input and unfinished command may hold.
+    client_query_buffer_limit: int = CLIENT_QUERY_BUFFER_LIMIT_DEFAULT
 
     @property
     def tls(self) -> bool:
@@ -112,6 +131,10 @@ KNOWN_KEYS = frozenset(
         "requirepass",
         "tick_interval_s",
         "bootstrap",
+        "maxclients",
+        "timeout",
+        "proto_max_bulk_len",
+        "client_query_buffer_limit",
     }
 )
 
@@ -175,6 +198,21 @@ def load_node_config(flags: dict[str, Any], config_file: Path | None) -> NodeCon
     if not 0.0005 <= tick <= 1.0:
         raise ConfigError(f"tick_interval_s {tick} is out of range 0.0005-1.0")
 
+    maxclients = _positive_int(raw, "maxclients")
+    proto_max_bulk_len = _positive_int(raw, "proto_max_bulk_len")
+    buffer_limit = _positive_int(raw, "client_query_buffer_limit")
+    if buffer_limit is None:
+        buffer_limit = CLIENT_QUERY_BUFFER_LIMIT_DEFAULT
+    timeout = raw.get("timeout", TIMEOUT_S_DEFAULT)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float | str):
+        raise ConfigError(f"timeout {timeout!r} is not a number of seconds")
+    try:
+        timeout = float(timeout)
+    except ValueError:
+        raise ConfigError(f"timeout {timeout!r} is not a number of seconds") from None
+    if not 0 <= timeout <= 10**9:  # also refuses nan
+        raise ConfigError(f"timeout {timeout} must be >= 0 seconds (0: never close idle clients)")
+
     return NodeConfig(
         node_id=node_id,
         members=members,
@@ -189,6 +227,10 @@ def load_node_config(flags: dict[str, Any], config_file: Path | None) -> NodeCon
         requirepass=None if raw.get("requirepass") is None else str(raw["requirepass"]),
         tick_interval_s=tick,
         bootstrap=_flag(raw.get("bootstrap", False), "bootstrap"),
+        maxclients=maxclients,
+        timeout_s=timeout,
+        proto_max_bulk_len=proto_max_bulk_len,
+        client_query_buffer_limit=buffer_limit,
     )
 
 
@@ -196,3 +238,20 @@ def _flag(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{name} must be true or false, not {value!r}")
     return value
+
+
+def _positive_int(raw: dict[str, Any], key: str) -> int | None:
+    """``raw[key]`` as an int >= 1, or None when absent; a ConfigError naming the key else."""
+    value = raw.get(key)
+    if value is None:
+        return None
+    flag = "--" + key.replace("_", "-")
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ConfigError(f"{flag} {value!r} is not a whole number")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{flag} {value!r} is not a whole number") from None
+    if number < 1:
+        raise ConfigError(f"{flag} must be at least 1, got {number}")
+    return number

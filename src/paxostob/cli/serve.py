@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from ..core.multipaxos import LogConfig
 from ..errors import ConfigurationError, StorageError
 from ..kv.state_machine import KvStateMachine
 from ..kvstore import KeyValueStore, TaggedStateMachine
@@ -30,9 +31,10 @@ from ..node._common import failure_message
 from ..node.tob import TotalOrderBroadcast
 from ..resp.broadcast_log import BroadcastLog
 from ..resp.commands import NodeCommands
-from ..resp.server import RespServer
+from ..resp.server import MAXCLIENTS_DEFAULT, TIMEOUT_S_DEFAULT, RespLimits, RespServer
 from ..transport.tcp import TcpTransport, install_uvloop
-from .config import ConfigError, NodeConfig, load_node_config
+from .config import CLIENT_QUERY_BUFFER_LIMIT_DEFAULT, ConfigError, NodeConfig, load_node_config
+from .descriptors import client_budget
 
 __all__ = ["configure", "run", "serve_node"]
 
@@ -94,6 +96,38 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="protocol tick in seconds (default 0.01)",
     )
+    limits = p.add_argument_group(
+        "client limits",
+        "Redis's names and meanings; see docs/operations.md, 'Client limits'",
+    )
+    limits.add_argument(
+        "--maxclients",
+        metavar="N",
+        help="clients served at once; the next gets '-ERR max number of clients reached' "
+        f"(default {MAXCLIENTS_DEFAULT}, lowered to what the open files limit allows after "
+        "the descriptors kept for peers and storage)",
+    )
+    limits.add_argument(
+        "--timeout",
+        metavar="S",
+        help="close a client idle for S seconds, a half-sent command included; 0: never "
+        f"(default {TIMEOUT_S_DEFAULT:g})",
+    )
+    limits.add_argument(
+        "--proto-max-bulk-len",
+        dest="proto_max_bulk_len",
+        metavar="BYTES",
+        help="longest argument, refused from its length before it is read "
+        "(default and maximum: the largest log entry, "
+        f"{LogConfig().batch_bytes_max} bytes)",
+    )
+    limits.add_argument(
+        "--client-query-buffer-limit",
+        dest="client_query_buffer_limit",
+        metavar="BYTES",
+        help="bytes one client's unfinished command may hold "
+        f"(default {CLIENT_QUERY_BUFFER_LIMIT_DEFAULT})",
+    )
     p.add_argument(
         "--log-level",
         default="INFO",
@@ -117,6 +151,10 @@ def _flags(ns: argparse.Namespace) -> dict[str, object]:
         "requirepass",
         "tick_interval_s",
         "bootstrap",
+        "maxclients",
+        "timeout",
+        "proto_max_bulk_len",
+        "client_query_buffer_limit",
     )
     return {k: getattr(ns, k) for k in keys}
 
@@ -129,9 +167,10 @@ def run(ns: argparse.Namespace, out: TextIO) -> int:
         format=f"%(asctime)s %(levelname)s node {cfg.node_id} %(name)s: %(message)s",
     )
     _bound_malloc()
+    limits = client_limits(cfg, LogConfig())
     install_uvloop()
     try:
-        return asyncio.run(serve_node(cfg))
+        return asyncio.run(serve_node(cfg, limits))
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         return 130
 
@@ -213,8 +252,50 @@ def _tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
-async def serve_node(cfg: NodeConfig) -> int:
-    """Run one node until SIGINT/SIGTERM; returns the process exit code."""
+def client_limits(cfg: NodeConfig, log_config: LogConfig) -> RespLimits:
+    """The client port's limits: configured, or derived from the log and the open-files limit.
+
+    No argument longer than the largest entry the log accepts can be stored,
+    so none is read: ``proto_max_bulk_len`` defaults to ``batch_bytes_max``
+    (a longer length line is refused before its bytes arrive). Raises the
+    soft open-files limit as needed (see ``descriptors``); call it once, at start.
+    """
+    entry_max = log_config.batch_bytes_max
+    bulk_max = entry_max if cfg.proto_max_bulk_len is None else cfg.proto_max_bulk_len
+    if bulk_max > entry_max:
+        raise ConfigError(
+            f"--proto-max-bulk-len {bulk_max} exceeds the largest log entry ({entry_max} bytes):"
+            " longer values could be read but never stored"
+        )
+    if cfg.client_query_buffer_limit < bulk_max:
+        raise ConfigError(
+            f"--client-query-buffer-limit {cfg.client_query_buffer_limit} is below "
+            f"--proto-max-bulk-len {bulk_max}: the longest value could never arrive"
+        )
+    maxclients = client_budget(cfg.maxclients, MAXCLIENTS_DEFAULT, peers=len(cfg.members) - 1)
+    log.info(
+        "client limits: maxclients %d, timeout %gs, proto-max-bulk-len %d, "
+        "client-query-buffer-limit %d",
+        maxclients,
+        cfg.timeout_s,
+        bulk_max,
+        cfg.client_query_buffer_limit,
+    )
+    return RespLimits(
+        bulk_bytes_max=bulk_max,
+        buffer_bytes_max=cfg.client_query_buffer_limit,
+        maxclients=maxclients,
+        timeout_s=cfg.timeout_s,
+    )
+
+
+async def serve_node(cfg: NodeConfig, limits: RespLimits | None = None) -> int:
+    """Run one node until SIGINT/SIGTERM; returns the process exit code.
+
+    ``limits``: the client port's (``client_limits`` of the node's log when None;
+    ``run`` computes them before the event loop starts, from the same default
+    ``LogConfig`` the node's log has).
+    """
     ssl_server, ssl_client = _ssl_contexts(cfg)
     transport = TcpTransport(
         cfg.node_id,
@@ -238,10 +319,14 @@ async def serve_node(cfg: NodeConfig) -> int:
         bootstrap=cfg.bootstrap,
     )
     kv = KeyValueStore(tob, machine=kv_machine, tag=KV_TAG)
+    if limits is None:
+        limits = client_limits(cfg, tob.config)
     server = RespServer(
         NodeCommands(tob, log_app, node_id=cfg.node_id, requirepass=cfg.requirepass, kv=kv),
         host=cfg.resp_host,
         port=cfg.resp_port,
+        limits=limits,
+        auth_required=cfg.requirepass is not None,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

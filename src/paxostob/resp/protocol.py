@@ -41,7 +41,14 @@ Rules, as Redis's ``networking.c`` has them (their texts are its texts):
   line, and one length line, as Redis's ``PROTO_INLINE_MAX_SIZE``) and
   ``buffer_bytes_max`` (bytes held: unparsed input plus the partial command).
   A malformed stream is therefore detected after a bounded number of bytes,
-  and the parser's memory is bounded whatever the peer sends.
+  and the parser's memory is bounded whatever the peer sends. A length is
+  checked against its bound when its header arrives, before any byte it
+  announces is read: a ``$536870912`` header over the bound costs nothing.
+- ``restrict()`` tightens the argument and bulk bounds for a client that has
+  not authenticated yet, as Redis 7 does (``UNAUTHENTICATED_ARGS_MAX``,
+  ``UNAUTHENTICATED_BULK_BYTES_MAX``, refused with Redis's "unauthenticated"
+  texts); ``unrestrict()`` lifts them once it has. A length over the general
+  bound gets the general error first, as in Redis.
 
 Speed: the buffer is an immutable ``bytes`` object read at an offset, so an
 argument is one slice (one copy) and a pipeline of many small commands is
@@ -92,6 +99,8 @@ __all__ = [
     "BULK_BYTES_MAX_DEFAULT",
     "INLINE_BYTES_MAX_DEFAULT",
     "NULL_ARRAY",
+    "UNAUTHENTICATED_ARGS_MAX",
+    "UNAUTHENTICATED_BULK_BYTES_MAX",
     "Error",
     "NullArray",
     "ProtocolError",
@@ -117,6 +126,11 @@ INLINE_BYTES_MAX_DEFAULT: Final = 64 * 1024
 #: Redis's ``client-query-buffer-limit`` default. It should exceed
 #: ``bulk_bytes_max`` for a maximal argument to fit.
 BUFFER_BYTES_MAX_DEFAULT: Final = 1024 * _MIB
+#: Before a client authenticated (when a password is required): Redis 7's
+#: fixed bounds (networking.c), so a client without the password cannot make
+#: the server hold more than a few small arguments: AUTH and HELLO need no more.
+UNAUTHENTICATED_ARGS_MAX: Final = 10
+UNAUTHENTICATED_BULK_BYTES_MAX: Final = 16384
 
 # Redis's own texts (networking.c), sent back as "-ERR <text>".
 _TOO_BIG_INLINE: Final = "Protocol error: too big inline request"
@@ -125,6 +139,8 @@ _TOO_BIG_MBULK_COUNT: Final = "Protocol error: too big mbulk count string"
 _INVALID_MBULK: Final = "Protocol error: invalid multibulk length"
 _TOO_BIG_BULK_COUNT: Final = "Protocol error: too big bulk count string"
 _INVALID_BULK: Final = "Protocol error: invalid bulk length"
+_UNAUTHENTICATED_MBULK: Final = "Protocol error: unauthenticated multibulk length"
+_UNAUTHENTICATED_BULK: Final = "Protocol error: unauthenticated bulk length"
 # Ours: Redis has no such check (see the module rules) or closes silently.
 _MISSING_BULK_CRLF: Final = "Protocol error: expected CRLF after bulk string"
 _BUFFER_FULL: Final = "Protocol error: query buffer limit exceeded"
@@ -308,11 +324,13 @@ class RequestParser:
     __slots__ = (
         "_args",
         "_args_left",
+        "_args_limit",
         "_args_max",
         "_buffer",
         "_buffer_bytes_max",
         "_bulk_bytes",
         "_bulk_bytes_max",
+        "_bulk_limit",
         "_command_bytes",
         "_failure",
         "_inline_bytes_max",
@@ -344,6 +362,11 @@ class RequestParser:
                 raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
         self._bulk_bytes_max = bulk_bytes_max
         self._args_max = args_max
+        # The bounds in force: the ones above, or tighter ones (restrict()). The
+        # hot path compares with these only; which text a refusal gets is decided
+        # after, by comparing with the general bound.
+        self._bulk_limit = bulk_bytes_max
+        self._args_limit = args_max
         self._inline_bytes_max = inline_bytes_max
         self._buffer_bytes_max = buffer_bytes_max
         # Unparsed input is _buffer[_offset:] followed by the chunks of _queue.
@@ -369,6 +392,34 @@ class RequestParser:
         self._bulk_bytes = -1
         self._command_bytes = 0
         self._failure: ProtocolError | None = None
+
+    def restrict(
+        self,
+        *,
+        args_max: int = UNAUTHENTICATED_ARGS_MAX,
+        bulk_bytes_max: int = UNAUTHENTICATED_BULK_BYTES_MAX,
+    ) -> None:
+        """Tighter bounds until ``unrestrict()``: a client that has not authenticated.
+
+        A command or argument over them is refused from its length line with
+        Redis's "unauthenticated multibulk length" or "unauthenticated bulk
+        length". Takes effect at the next length line: call it between commands.
+        """
+        for name, value in (("args_max", args_max), ("bulk_bytes_max", bulk_bytes_max)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
+        self._args_limit = min(args_max, self._args_max)
+        self._bulk_limit = min(bulk_bytes_max, self._bulk_bytes_max)
+
+    def unrestrict(self) -> None:
+        """Back to the general bounds (the client authenticated)."""
+        self._args_limit = self._args_max
+        self._bulk_limit = self._bulk_bytes_max
+
+    @property
+    def restricted(self) -> bool:
+        """Whether ``restrict()`` bounds are in force."""
+        return self._args_limit < self._args_max or self._bulk_limit < self._bulk_bytes_max
 
     @property
     def buffered_bytes(self) -> int:
@@ -566,8 +617,10 @@ class RequestParser:
                     count = _length(text)
                     if count is None:
                         raise ProtocolError(_INVALID_MBULK)
-                if count > self._args_max:
-                    raise ProtocolError(_INVALID_MBULK)
+                if count > self._args_limit:
+                    raise ProtocolError(
+                        _INVALID_MBULK if count > self._args_max else _UNAUTHENTICATED_MBULK
+                    )
                 start = pos
                 pos = newline + 2
                 if count > 0:
@@ -576,7 +629,7 @@ class RequestParser:
             args = []
             bulk = -1
 
-        bulk_max = self._bulk_bytes_max
+        bulk_max = self._bulk_limit
         lengths = _SMALL_BULK_LENGTHS
         find = buf.find
         append = args.append
@@ -599,7 +652,9 @@ class RequestParser:
                         raise ProtocolError(_INVALID_BULK)
                     bulk = length
                 if bulk > bulk_max:
-                    raise ProtocolError(_INVALID_BULK)
+                    raise ProtocolError(
+                        _INVALID_BULK if bulk > self._bulk_bytes_max else _UNAUTHENTICATED_BULK
+                    )
                 pos = newline + 2
             stop = pos + bulk
             if stop + 2 > end:

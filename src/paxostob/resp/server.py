@@ -30,6 +30,17 @@ Back-pressure: reading pauses while the transport's write buffer is above its
 high-water mark (``pause_writing``) and while more than ``READ_BYTES`` wait
 unparsed behind an outstanding reply; it resumes when both are over.
 
+Limits (``RespLimits``, Redis's names where Redis has one): beyond
+``maxclients`` connections a new one gets ``-ERR max number of clients
+reached`` and is closed; a connection idle for ``timeout_s`` is closed (see
+``RespLimits.timeout_s`` for what counts as idle); every length a client
+sends is checked against the parser's bounds from its header, before the
+bytes it announces are read. While a password is required and the client has
+not authenticated (``auth_required``), the parser has Redis 7's small
+unauthenticated bounds, and commands are parsed and dispatched one at a time
+so that the commands after a successful ``AUTH`` in the same read are parsed
+with the general bounds, as Redis does.
+
 A protocol error is answered with its Redis error text and closes that
 connection only; a command that sets ``Connection.closing`` (QUIT) closes the
 connection after its reply; a bug of ours while serving one client (an
@@ -49,15 +60,52 @@ from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, cast
 
-from .protocol import Error, ProtocolError, Reply, RequestParser, SimpleString, encode
+from ..errors import ConfigurationError
+from .protocol import (
+    UNAUTHENTICATED_ARGS_MAX,
+    UNAUTHENTICATED_BULK_BYTES_MAX,
+    Error,
+    ProtocolError,
+    Reply,
+    RequestParser,
+    SimpleString,
+    encode,
+)
 
-__all__ = ["Connection", "Dispatcher", "RespLimits", "RespServer"]
+__all__ = [
+    "MAXCLIENTS_DEFAULT",
+    "TIMEOUT_S_DEFAULT",
+    "Connection",
+    "Dispatcher",
+    "RespLimits",
+    "RespServer",
+]
 
 log = logging.getLogger("paxostob.resp")
 
 #: Unparsed bytes a connection may hold behind an outstanding reply before
 #: reading pauses (the stream server read this much at a time).
 READ_BYTES = 64 * 1024
+
+#: Redis's ``maxclients`` default. A node lowers it to what its open-files
+#: limit allows after keeping descriptors for peers and storage
+#: (``paxostob serve`` does that at start and logs the outcome).
+MAXCLIENTS_DEFAULT: Final = 10_000
+#: Idle clients are closed after this many seconds. Redis's default is 0
+#: (never), which lets abandoned and half-open connections (a client that
+#: crashed behind a NAT, a half-sent command) hold a ``maxclients`` slot and a
+#: descriptor for ever, until new clients are refused. Five minutes frees
+#: such a slot soon enough to matter, while a pooled client that is merely
+#: quiet between bursts rarely loses its connection (and redis-py reconnects
+#: a pooled connection the server closed, without an error).
+TIMEOUT_S_DEFAULT: Final = 300.0
+#: The idle sweep runs this often at most, and four times per ``timeout_s``
+#: when that is shorter: a client is closed between ``timeout_s`` and
+#: ``timeout_s`` plus one sweep interval after it went idle.
+IDLE_SWEEP_INTERVAL_S_MAX: Final = 1.0
+IDLE_SWEEPS_PER_TIMEOUT: Final = 4
+
+_MAXCLIENTS_REPLY: Final = b"-ERR max number of clients reached\r\n"
 
 # Reply types that are never awaitable: checked by type first, because
 # inspect.isawaitable costs more than encoding a small reply.
@@ -100,13 +148,47 @@ class Dispatcher(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RespLimits:
-    """Bounds on what one client may send (named, configurable)."""
+    """Bounds on clients and on what one client may send (named, configurable)."""
 
+    #: One argument: Redis's ``proto-max-bulk-len``. A node sets it to the
+    #: largest entry its log accepts, so a value that could never be stored is
+    #: refused from its length line instead of being read first.
     bulk_bytes_max: int = 512 * 1024 * 1024
     args_max: int = 1024 * 1024
     inline_bytes_max: int = 64 * 1024
-    #: Unparsed plus partial-command bytes held per connection.
+    #: Unparsed plus partial-command bytes held per connection: Redis's
+    #: ``client-query-buffer-limit``.
     buffer_bytes_max: int = 1024 * 1024 * 1024
+    #: Connections served at once (Redis's ``maxclients``); the next one is
+    #: answered ``-ERR max number of clients reached`` and closed.
+    maxclients: int = MAXCLIENTS_DEFAULT
+    #: Seconds after which an idle client is closed (Redis's ``timeout``; 0:
+    #: never). Idle means no complete command arrived and no reply was
+    #: written for that long, and no reply is outstanding (a command waiting
+    #: for consensus or ``PAXOS.WAIT`` is not idle). Unlike Redis, the bytes
+    #: of an unfinished command are not activity: a half-sent command is idle,
+    #: so a client that trickles a command a byte at a time is closed too.
+    timeout_s: float = TIMEOUT_S_DEFAULT
+    #: Bounds before ``AUTH`` succeeded, while a password is required (Redis 7's).
+    unauthenticated_args_max: int = UNAUTHENTICATED_ARGS_MAX
+    unauthenticated_bulk_bytes_max: int = UNAUTHENTICATED_BULK_BYTES_MAX
+
+    def __post_init__(self) -> None:
+        for name in (
+            "bulk_bytes_max",
+            "args_max",
+            "inline_bytes_max",
+            "buffer_bytes_max",
+            "maxclients",
+            "unauthenticated_args_max",
+            "unauthenticated_bulk_bytes_max",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
+        timeout = self.timeout_s
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0:
+            raise ConfigurationError(f"timeout_s must be >= 0 (0: never), got {timeout!r}")
 
 
 def _awaitable(reply: object) -> bool:
@@ -123,11 +205,15 @@ class RespServer:
         host: str = "127.0.0.1",
         port: int = 6379,
         limits: RespLimits | None = None,
+        auth_required: bool = False,
     ) -> None:
+        """``auth_required``: clients must authenticate (the dispatcher checks a
+        password) and have the small unauthenticated bounds until they did."""
         self.dispatcher = dispatcher
         self.host = host
         self.port = port
         self.limits = limits or RespLimits()
+        self.auth_required = auth_required
         self._server: asyncio.Server | None = None
         self._ids = itertools.count(1)
         self._clients: set[_Client] = set()
@@ -135,17 +221,48 @@ class RespServer:
         self._drivers: set[asyncio.Task[None]] = set()
         self.protocol_errors = 0
         self.connections = 0
+        #: Connections refused because ``maxclients`` were connected.
+        self.rejected_connections = 0
+        #: Connections closed for being idle ``timeout_s``.
+        self.idle_closed = 0
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def clients(self) -> int:
+        """Connections being served now."""
+        return len(self._clients)
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Client(self), self.host, self.port)
         sock = self._server.sockets[0].getsockname()
         self.port = int(sock[1])
+        if self.limits.timeout_s > 0:
+            self._sweeper = loop.call_later(self._sweep_interval(), self._sweep_idle)
+
+    def _sweep_interval(self) -> float:
+        return min(IDLE_SWEEP_INTERVAL_S_MAX, self.limits.timeout_s / IDLE_SWEEPS_PER_TIMEOUT)
+
+    def _sweep_idle(self) -> None:
+        """Close the clients idle for ``timeout_s``; one timer for all, not one per client."""
+        loop = self._loop
+        assert loop is not None
+        idle_since = loop.time() - self.limits.timeout_s
+        for client in [c for c in self._clients if c.idle_since(idle_since)]:
+            self.idle_closed += 1
+            log.debug("client %s: idle for %ss, closed", client.conn.peer, self.limits.timeout_s)
+            client.shut()
+            self._clients.discard(client)
+        self._sweeper = loop.call_later(self._sweep_interval(), self._sweep_idle)
 
     async def close(self) -> None:
         """Stop listening, close every connection and drop its outstanding replies."""
         if self._server is None:
             return
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         self._server.close()
         clients = list(self._clients)
         for client in clients:
@@ -173,6 +290,8 @@ class _Client(asyncio.Protocol):
     """One client connection: parser, dispatch, and replies in request order."""
 
     __slots__ = (
+        "_active_at",
+        "_clock",
         "_dispatch_many",
         "_driver",
         "_eof",
@@ -180,6 +299,7 @@ class _Client(asyncio.Protocol):
         "_parser",
         "_queue",
         "_reading_paused",
+        "_restricted",
         "_server",
         "_stopped",
         "_transport",
@@ -199,7 +319,20 @@ class _Client(asyncio.Protocol):
             inline_bytes_max=lim.inline_bytes_max,
             buffer_bytes_max=lim.buffer_bytes_max,
         )
+        # Until AUTH succeeds: Redis 7's small bounds, one command at a time.
+        self._restricted = server.auth_required
+        if self._restricted:
+            self._parser.restrict(
+                args_max=lim.unauthenticated_args_max,
+                bulk_bytes_max=lim.unauthenticated_bulk_bytes_max,
+            )
         self.conn = Connection(0, "?")
+        # When a reply was last written or drained, or the connection was made
+        # (loop time): every command gets a reply, and an outstanding one makes
+        # the client busy, not idle.
+        loop = server._loop
+        self._clock = loop.time if loop is not None else asyncio.get_running_loop().time
+        self._active_at = 0.0
         self._transport: asyncio.Transport | None = None
         # Replies not yet encoded, in order; the first one is an awaitable
         # being waited for (nothing is queued behind a ready reply).
@@ -223,8 +356,17 @@ class _Client(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
         server = self._server
+        if len(server._clients) >= server.limits.maxclients:
+            # Redis's reply and behaviour: the descriptor is already taken, so
+            # say why and give it back at once.
+            self._stopped = True
+            server.rejected_connections += 1
+            self._transport.write(_MAXCLIENTS_REPLY)
+            self._transport.close()
+            return
         server.connections += 1
         server._clients.add(self)
+        self._active_at = self._clock()
         peer = transport.get_extra_info("peername")
         self.conn = Connection(next(server._ids), f"{peer[0]}:{peer[1]}" if peer else "?")
 
@@ -251,6 +393,7 @@ class _Client(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        self._active_at = self._clock()  # the client reads its replies: not idle
         self._update_reading()
 
     def data_received(self, data: bytes) -> None:
@@ -265,6 +408,10 @@ class _Client(asyncio.Protocol):
         self._pump()
 
     # ------------------------------------------------------------------------ internals
+
+    def idle_since(self, moment: float) -> bool:
+        """No command arrived and no reply was written since ``moment``, and none is outstanding."""
+        return not self._queue and not self._stopped and self._active_at < moment
 
     def _pump(self) -> None:
         """Encode ready replies in order; dispatch parsed commands when none is outstanding."""
@@ -298,6 +445,8 @@ class _Client(asyncio.Protocol):
         Ready replies up to the first awaitable one are encoded at once (the
         common case); the rest are queued.
         """
+        if self._restricted:
+            return self._dispatch_unauthenticated()
         parser = self._parser
         self._unparsed = False  # every complete command is taken below
         commands: list[list[bytes]] = []
@@ -310,6 +459,40 @@ class _Client(asyncio.Protocol):
             return False
         conn = self.conn
         replies = self._dispatch_many(conn, commands) if commands else []
+        self._encode_ready(replies, failure)
+        return True
+
+    def _dispatch_unauthenticated(self) -> bool:
+        """``_dispatch`` before AUTH: one command at a time, so each is parsed with
+        the bounds in force after the previous one ran (Redis's order)."""
+        parser = self._parser
+        conn = self.conn
+        dispatched = False
+        while True:
+            try:
+                command = parser.parse()
+            except ProtocolError as e:
+                self._encode_ready([], e)
+                return True
+            if command is None:
+                self._unparsed = False
+                return dispatched
+            dispatched = True
+            self._encode_ready(self._dispatch_many(conn, [command]), None)
+            if conn.authenticated:
+                self._restricted = False
+                parser.unrestrict()
+                if not (self._queue or conn.closing):
+                    self._dispatch()  # the rest of the read, with the general bounds
+                return True
+            if self._queue or conn.closing:
+                # An outstanding reply: the rest waits for it (_unparsed stays set).
+                return True
+
+    def _encode_ready(
+        self, replies: list[tuple[Reply | Awaitable[Reply], int]], failure: ProtocolError | None
+    ) -> None:
+        conn = self.conn
         if failure is not None and not conn.closing:
             self._server.protocol_errors += 1
             replies.append((failure.reply, conn.protocol))
@@ -322,7 +505,6 @@ class _Client(asyncio.Protocol):
             else:
                 self._queue.extend(replies[i:])
                 break
-        return True
 
     def _advance(self) -> None:
         """Encode the queue's ready replies; wait for the first one that is not ready."""
@@ -413,6 +595,7 @@ class _Client(asyncio.Protocol):
             # One write: the replies of one read go out in one send.
             transport.write(out[0] if len(out) == 1 else b"".join(out))
         out.clear()
+        self._active_at = self._clock()
 
     def _settle(self) -> None:
         """Close once nothing is outstanding after QUIT, an error or EOF; else pace reading."""
@@ -420,6 +603,9 @@ class _Client(asyncio.Protocol):
             return
         if not self._queue and (self.conn.closing or self._eof):
             self._stopped = True
+            # Its maxclients slot is free from now: the client may see the close (and
+            # connect again) before connection_lost runs (uvloop closes the socket first).
+            self._server._clients.discard(self)
             assert self._transport is not None
             self._transport.close()
             return
@@ -447,6 +633,7 @@ class _Client(asyncio.Protocol):
     def _end(self) -> None:
         """Drop this client: nothing more is dispatched or written; close it."""
         self._stopped = True
+        self._server._clients.discard(self)
         self._out.clear()
         self.abandon()
         self._release_driver()
