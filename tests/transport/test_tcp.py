@@ -27,7 +27,7 @@ from typing import Any, cast
 import msgpack  # type: ignore[import-untyped]
 import pytest
 
-from paxostob import Delivery, TotalOrderBroadcast
+from paxostob import Consensus, Delivery, TotalOrderBroadcast
 from paxostob.codec import encode_message
 from paxostob.core.messages import Accept, Envelope, Heartbeat, Message
 from paxostob.core.types import Ballot, Proposal, ProposalId
@@ -733,7 +733,9 @@ def test_rejects_bad_configuration(kwargs: dict[str, object]) -> None:
 async def test_three_tob_nodes_over_tcp_deliver_one_sequence() -> None:
     per_node = 20
     members, ts = await start_cluster(["n1", "n2", "n3"])
-    nodes = [TotalOrderBroadcast(ts[m], list(members), tick_interval_s=0.005) for m in ts]
+    nodes = [
+        TotalOrderBroadcast(ts[m], list(members), tick_interval_s=0.005, in_memory=True) for m in ts
+    ]
     total = per_node * len(nodes)
 
     async def collect(node: TotalOrderBroadcast) -> list[Delivery]:
@@ -905,3 +907,17 @@ def test_tls_direct_writes_and_the_push_path_on_uvloop(
         loop.run_until_complete(scenario(tls=True))
     finally:
         loop.close()
+
+
+async def test_a_node_over_tcp_without_storage_must_say_so() -> None:
+    # Over a network a node restarts for real: without its promises it could
+    # vote against them, so running in memory there is an explicit choice.
+    members, ts = await start_cluster(["n1", "n2"])
+    try:
+        for make in (TotalOrderBroadcast, Consensus):
+            with pytest.raises(ConfigurationError, match="in_memory=True"):
+                make(ts["n1"], list(members))
+            make(ts["n1"], list(members), in_memory=True)
+    finally:
+        for t in ts.values():
+            await t.close()

@@ -20,7 +20,7 @@ from ..core.events import Propose, Ready
 from ..core.synod import SynodConfig, SynodReplica
 from ..errors import ConfigurationError, NodeFailedError
 from ..storage.base import Storage, default_storage
-from ..transport.base import Transport
+from ..transport.base import Transport, reaches_other_processes
 from ._common import (
     AsyncLifetime,
     check_membership,
@@ -78,6 +78,7 @@ class Consensus(AsyncLifetime):
         data_dir: str | os.PathLike[str] | None = None,
         cluster_id: str = "default",
         bootstrap: bool = False,
+        in_memory: bool = False,
     ) -> None:
         if not instance:
             raise ConfigurationError("instance must be a non-empty name")
@@ -95,6 +96,12 @@ class Consensus(AsyncLifetime):
             if storage is not None:
                 raise ConfigurationError("give data_dir or storage, not both")
             storage = default_storage(data_dir)
+        if storage is None and not in_memory and reaches_other_processes(transport):
+            raise ConfigurationError(
+                "a node on a network transport needs durable storage (data_dir= or "
+                "storage=): one that restarts without its promises can lose acknowledged "
+                "writes; pass in_memory=True to run without it knowingly"
+            )
         self._storage = storage
         self._opened = False
         self.cluster_id = cluster_id

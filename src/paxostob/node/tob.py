@@ -38,7 +38,7 @@ from ..errors import (
     QuorumTimeoutError,
 )
 from ..storage.base import Storage, default_storage, has_durable_part
-from ..transport.base import Transport
+from ..transport.base import Transport, reaches_other_processes
 from ._common import (
     AsyncLifetime,
     check_membership,
@@ -213,6 +213,7 @@ class TotalOrderBroadcast(AsyncLifetime):
         snapshot_entries_max: int = 10_000,
         snapshot_bytes_max: int = SNAPSHOT_BYTES_MAX_DEFAULT,
         bootstrap: bool = False,
+        in_memory: bool = False,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if not instance:
@@ -254,6 +255,12 @@ class TotalOrderBroadcast(AsyncLifetime):
             if storage is not None:
                 raise ConfigurationError("give data_dir or storage, not both")
             storage = default_storage(data_dir)
+        if storage is None and not in_memory and reaches_other_processes(transport):
+            raise ConfigurationError(
+                "a node on a network transport needs durable storage (data_dir= or "
+                "storage=): one that restarts without its promises can lose acknowledged "
+                "writes; pass in_memory=True to run without it knowingly"
+            )
         self._storage = storage
         self._bootstrap = bootstrap
         self._opened = False

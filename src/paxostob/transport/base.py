@@ -35,7 +35,7 @@ from typing import Protocol, runtime_checkable
 
 from ..core.messages import Envelope
 
-__all__ = ["Receiver", "SupportsReceiver", "Transport"]
+__all__ = ["Receiver", "SupportsReceiver", "Transport", "reaches_other_processes"]
 
 #: What ``set_receiver`` takes: called with each envelope as it arrives.
 Receiver = Callable[[Envelope], None]
@@ -59,6 +59,16 @@ class Transport(Protocol):
     async def close(self) -> None:
         """Stop sending and receiving; idempotent."""
         ...
+
+
+def reaches_other_processes(transport: object) -> bool:
+    """Whether ``transport``'s peers live in other processes (its optional ``remote`` attribute).
+
+    There a peer's restart is a real restart: a node that kept its state
+    only in memory comes back having forgotten its promises. Transports
+    inside one process (``MemoryNetwork``) leave the attribute out.
+    """
+    return bool(getattr(transport, "remote", False))
 
 
 @runtime_checkable

@@ -374,6 +374,9 @@ class TcpTransport:
     Raises ``ConfigurationError`` for invalid options.
     """
 
+    #: Peers are other processes: a node on it keeps its state on disk (base.py).
+    remote = True
+
     def __init__(
         self,
         node_id: str,
