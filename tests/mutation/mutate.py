@@ -254,6 +254,51 @@ MUTANTS: tuple[Mutant, ...] = (
         _SWARM_FILE + "single_decree_schedules_keep_every_property[seeds0-199]",
         _SWARM_FILE + "single_decree_schedules_keep_every_property[seeds200-399]",
     ),
+    # ---------------------------------------------------------------- identity
+    Mutant(
+        "log: a missing store is made without bootstrap (a wiped node rejoins empty)",
+        (
+            (
+                "storage/log.py",
+                "                if bootstrap is None:\n"
+                "                    raise StoreMissingError("
+                "missing_store_message(self.path, node_id))\n",
+                "",
+            ),
+            (
+                "storage/log.py",
+                "self._create(header, tuple(sorted(set(bootstrap))))",
+                "self._create(header, tuple(sorted(set(bootstrap or ()))))",
+            ),
+        ),
+        (
+            "tests/storage/test_log.py::TestLogConformance",
+            "tests/integration/test_wiped_disk.py",
+        ),
+    ),
+    m(
+        "storage: a new store's first incarnation is not random (ids of a wiped life repeat)",
+        "storage/base.py",
+        "    return INCARNATION_BASE_MIN + "
+        "secrets.randbelow(INCARNATION_BASE_MAX - INCARNATION_BASE_MIN)",
+        "    return 2",
+        "tests/storage/test_memory.py",
+        "tests/integration/test_wiped_disk.py",
+    ),
+    m(
+        "multipaxos: a delivery under our pending id is taken as ours whatever its payload",
+        "core/multipaxos.py",
+        "                    if mine.payload != p.payload:",
+        "                    if False:",
+        "tests/core/test_proposal_id_conflicts.py",
+    ),
+    m(
+        "tob: a node's store made for other members is opened anyway",
+        "node/tob.py",
+        "            if state.members and state.members != self.members:",
+        "            if False:",
+        "tests/node/test_tob_durability.py",
+    ),
     # ---------------------------------------------------------------- handshake
     m(
         "handshake: a wrong proof is accepted",

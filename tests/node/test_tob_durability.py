@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from paxostob import MemoryNetwork, StorageError, TotalOrderBroadcast
+from paxostob import (
+    ConfigurationError,
+    MemoryNetwork,
+    StorageError,
+    StoreMissingError,
+    TotalOrderBroadcast,
+)
 from paxostob.core.events import Ready
 from paxostob.core.messages import Accept, Accepted, Envelope, Promise
 from paxostob.core.types import ZERO_BALLOT, Ballot
@@ -223,3 +229,30 @@ async def test_a_data_dir_of_another_node_is_refused(tmp_path: Path) -> None:
     other = TotalOrderBroadcast(net.transport("peer2"), MEMBERS, data_dir=tmp_path, bootstrap=True)
     with pytest.raises(StorageError, match="peer1"):
         await other.start()
+
+
+async def test_a_store_made_for_other_members_is_refused(tmp_path: Path) -> None:
+    # Restarting with another --members is no membership change: a quorum of
+    # four need not overlap one of three that decided before.
+    async with TotalOrderBroadcast(
+        MemoryNetwork(seed=12).transport("peer1"), MEMBERS, data_dir=tmp_path, bootstrap=True
+    ):
+        pass
+    grown = TotalOrderBroadcast(
+        MemoryNetwork(seed=12).transport("peer1"), [*MEMBERS, "peer4"], data_dir=tmp_path
+    )
+    with pytest.raises(ConfigurationError, match=r"made for the members .*peer4"):
+        await grown.start()
+    # The refusal closed the store: the node starts again with its own members.
+    async with TotalOrderBroadcast(
+        MemoryNetwork(seed=12).transport("peer1"), MEMBERS, data_dir=tmp_path
+    ):
+        pass
+
+
+async def test_a_missing_store_is_refused_unless_bootstrapping(tmp_path: Path) -> None:
+    net = MemoryNetwork(seed=13)
+    node = TotalOrderBroadcast(net.transport("peer1"), MEMBERS, data_dir=tmp_path / "wiped")
+    with pytest.raises(StoreMissingError, match="no store here"):
+        await node.start()
+    assert not (tmp_path / "wiped").exists()
