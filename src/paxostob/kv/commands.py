@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigurationError, DecodeError
-from . import keys, strings
+from . import hashes, keys, lists, sets, strings, zsets
 from .table import Command, CommandSpec
 from .wire import encode_uvarint, read_uvarint
 
@@ -211,7 +211,14 @@ _set_field = object.__setattr__
 # --- the command table ------------------------------------------------------------------
 
 #: The command families (one module each, with its own table), in the order ``COMMAND`` lists them.
-FAMILIES: tuple[dict[bytes, Command], ...] = (strings.TABLE, keys.TABLE)
+FAMILIES: tuple[dict[bytes, Command], ...] = (
+    strings.TABLE,
+    keys.TABLE,
+    hashes.TABLE,
+    lists.TABLE,
+    sets.TABLE,
+    zsets.TABLE,
+)
 
 #: Every command of every family, by lower-case name.
 TABLE: dict[bytes, Command] = {}

@@ -10,11 +10,9 @@ command that set the expiry).
 
 from __future__ import annotations
 
-from bisect import bisect_left
-
+from .cursor import hash_order, page, parse_scan_options
 from .keyspace import (
     INT64_MAX,
-    SCAN_COUNT_DEFAULT,
     SECONDS_MAX,
     SYNTAX,
     Failed,
@@ -23,17 +21,16 @@ from .keyspace import (
     expire_error,
     parse_cursor,
     parse_int,
-    scan_hash,
     text,
 )
 from .pattern import compile_pattern
 from .replies import OK, Error, Reply, SimpleString
 from .table import ALL, NO_KEYS, ONE, Command, command
+from .values import HashValue, ListValue, SetValue, Value, ZSetValue
 
 __all__ = ["TABLE"]
 
 _NO_SUCH_KEY = Error("ERR no such key")
-_STRING = SimpleString("string")
 _NONE = SimpleString("none")
 
 
@@ -123,8 +120,23 @@ def persist(ks: Keyspace, args: tuple[bytes, ...]) -> Reply:
     return 0 if ks.expiries.pop(args[1], None) is None else 1
 
 
+_TYPE_NAMES: dict[type, bytes] = {
+    bytes: b"string",
+    HashValue: b"hash",
+    ListValue: b"list",
+    SetValue: b"set",
+    ZSetValue: b"zset",
+}
+_TYPE_REPLIES = {kind: SimpleString(name.decode()) for kind, name in _TYPE_NAMES.items()}
+
+
+def _type_name(value: Value) -> bytes:
+    return _TYPE_NAMES[type(value)]
+
+
 def type_(ks: Keyspace, args: tuple[bytes, ...]) -> Reply:
-    return _STRING if ks.exists(args[1]) else _NONE
+    value = ks.get(args[1])
+    return _NONE if value is None else _TYPE_REPLIES[type(value)]
 
 
 def rename(ks: Keyspace, args: tuple[bytes, ...]) -> Reply:
@@ -136,7 +148,7 @@ def renamenx(ks: Keyspace, args: tuple[bytes, ...]) -> Reply:
 
 
 def _rename_generic(ks: Keyspace, source: bytes, target: bytes, *, nx: bool) -> Reply:
-    value = ks.lookup(source)
+    value = ks.get(source)
     if value is None:
         return _NO_SUCH_KEY
     if source == target:
@@ -167,37 +179,18 @@ def keys(ks: Keyspace, args: tuple[bytes, ...]) -> Reply:
 
 def scan(ks: Keyspace, args: tuple[bytes, ...]) -> Reply:
     cursor = parse_cursor(args[1])
-    count = SCAN_COUNT_DEFAULT
-    match: bytes | None = None
-    type_name: bytes | None = None
-    i = 2
-    while i < len(args):
-        option = args[i].lower()
-        if option == b"count" and len(args) - i >= 2:
-            count = parse_int(args[i + 1])
-            if count < 1:
-                return SYNTAX
-        elif option == b"match" and len(args) - i >= 2:
-            match = None if args[i + 1] == b"*" else args[i + 1]
-        elif option == b"type" and len(args) - i >= 2:
-            type_name = args[i + 1].lower()
-        else:
-            return SYNTAX
-        i += 2
+    options = parse_scan_options(args, 2, allow_type=True)
     ks.sweep(None)
     order = ks.scan_order
     if order is None:
-        order = ks.scan_order = sorted((scan_hash(key), key) for key in ks.values)
-    start = bisect_left(order, (cursor, b""))
-    stop = min(start + count, len(order))
-    # Never split keys of one hash across calls: the cursor is a hash.
-    while start < stop < len(order) and order[stop][0] == order[stop - 1][0]:
-        stop += 1
-    next_cursor = 0 if stop >= len(order) else order[stop - 1][0] + 1
-    pattern = None if match is None else compile_pattern(match)
-    found: list[Reply] = []
-    if type_name is None or type_name == b"string":
-        found += (k for _, k in order[start:stop] if pattern is None or pattern.matches(k))
+        order = ks.scan_order = hash_order(ks.values)
+    next_cursor, page_keys = page(order, cursor, options.count)
+    found: list[Reply] = [
+        key
+        for key in page_keys
+        if options.matches(key)
+        and (options.type_name is None or _type_name(ks.values[key]) == options.type_name)
+    ]
     return [str(next_cursor).encode("ascii"), found]
 
 

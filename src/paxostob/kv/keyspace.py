@@ -18,8 +18,10 @@ import hashlib
 import heapq
 import re
 from collections.abc import Callable
+from typing import TypeVar
 
 from .replies import Error, Reply
+from .values import Aggregate, HashValue, ListValue, SetValue, Value, ZSetValue
 
 __all__ = [
     "INT64_MAX",
@@ -47,6 +49,9 @@ _INTEGER = re.compile(rb"0|-?[1-9][0-9]{0,19}")
 SYNTAX = Error("ERR syntax error")
 NOT_INTEGER = Error("ERR value is not an integer or out of range")
 INVALID_CURSOR = Error("ERR invalid cursor")
+T = TypeVar("T", HashValue, ListValue, SetValue, ZSetValue)
+
+WRONGTYPE = Error("WRONGTYPE Operation against a key holding the wrong kind of value")
 
 # SET/GETEX option names (Redis' OBJ_* flags).
 EX, PX, EXAT, PXAT = "EX", "PX", "EXAT", "PXAT"
@@ -118,7 +123,7 @@ class Keyspace:
         self.value_bytes_max = value_bytes_max
         self.expire_sweep_max = expire_sweep_max
         self.clock_ms = 0
-        self.values: dict[bytes, bytes] = {}
+        self.values: dict[bytes, Value] = {}
         # Invariant: keys of expiries are keys of values; every (at, key) of
         # expiries is in expiry_heap (which may also hold stale pairs).
         self.expiries: dict[bytes, int] = {}
@@ -127,9 +132,15 @@ class Keyspace:
         self.scan_order: list[tuple[int, bytes]] | None = None
         #: True inside ``KvMachine.read``: an expired key is reported absent but left in place.
         self.reading = False
+        #: The generation of new aggregates; a snapshot copy starts a new one, and an
+        #: aggregate of an older generation is copied before it is changed.
+        self.gen = 0
+        #: Random draws made by applied entries (SPOP): part of the state, so
+        #: every replica, restored or not, draws the same next members.
+        self.draws = 0
 
-    def lookup(self, key: bytes) -> bytes | None:
-        """The live value of ``key`` (removing it if it has expired)."""
+    def get(self, key: bytes) -> Value | None:
+        """The live value of ``key``, of any type (removing it if it has expired)."""
         value = self.values.get(key)
         if value is not None and key in self.expiries and self.clock_ms > self.expiries[key]:
             if not self.reading:
@@ -137,10 +148,47 @@ class Keyspace:
             return None
         return value
 
-    def exists(self, key: bytes) -> bool:
-        return self.lookup(key) is not None
+    def lookup(self, key: bytes) -> bytes | None:
+        """The live string value of ``key``; ``Failed(WRONGTYPE)`` if it holds another type."""
+        value = self.get(key)
+        if value is None or type(value) is bytes:
+            return value
+        raise Failed(WRONGTYPE)
 
-    def store(self, key: bytes, value: bytes, *, keep_ttl: bool = False) -> None:
+    def lookup_as(self, key: bytes, kind: type[T]) -> T | None:
+        """The live ``kind`` value of ``key`` for reading; ``Failed(WRONGTYPE)`` if another type."""
+        value = self.get(key)
+        if value is None or type(value) is kind:
+            return value
+        raise Failed(WRONGTYPE)
+
+    def writable(self, key: bytes, kind: type[T]) -> T | None:
+        """``lookup_as`` for a change: a value a snapshot still holds is copied first."""
+        value = self.lookup_as(key, kind)
+        if value is not None and value.gen != self.gen:
+            value = value.clone(self.gen)
+            self.values[key] = value
+        return value
+
+    def create(self, key: bytes, kind: type[T]) -> T:
+        """A new empty ``kind`` at ``key`` (which holds nothing live); no expiry."""
+        value = kind(self.gen)
+        self.store(key, value)
+        return value
+
+    def writable_or_create(self, key: bytes, kind: type[T]) -> T:
+        value = self.writable(key, kind)
+        return self.create(key, kind) if value is None else value
+
+    def drop_if_empty(self, key: bytes, value: Aggregate) -> None:
+        """Redis never keeps an empty aggregate: the key goes when its last element does."""
+        if not len(value):
+            self.remove(key)
+
+    def exists(self, key: bytes) -> bool:
+        return self.get(key) is not None
+
+    def store(self, key: bytes, value: Value, *, keep_ttl: bool = False) -> None:
         if key not in self.values:
             self.scan_order = None
         self.values[key] = value

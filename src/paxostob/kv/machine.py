@@ -166,13 +166,15 @@ class KvMachine:
     def snapshot(self) -> bytes:
         """The logical state, canonical: equal states give equal bytes."""
         ks = self._ks
-        return encode_state(ks.clock_ms, ks.values, ks.expiries)
+        return encode_state(ks.clock_ms, ks.values, ks.expiries, ks.draws)
 
     def snapshot_copy(self) -> Callable[[], bytes | None]:
         """Copy the state now; encode that copy as ``snapshot`` would, a step per call.
 
-        The copy is two shallow dictionary copies (keys and values are
-        immutable bytes): a few milliseconds for 100,000 keys. Each call of
+        The copy is two shallow dictionary copies: a few milliseconds for
+        100,000 keys. Strings are immutable bytes; an aggregate (a hash,
+        list, set or sorted set) is copied by the machine before its next
+        change, not here (``Keyspace.writable``: copy-on-write). Each call of
         the returned function encodes a bounded number of keys and returns
         ``None``, the last returns the snapshot: the caller interleaves the
         steps with other work (this machine goes on applying entries).
@@ -185,7 +187,8 @@ class KvMachine:
 
     def _encoder(self) -> StateEncoder:
         ks = self._ks
-        return StateEncoder(ks.clock_ms, ks.values.copy(), ks.expiries.copy())
+        ks.gen += 1  # every aggregate of the copy is now one the machine must not change
+        return StateEncoder(ks.clock_ms, ks.values.copy(), ks.expiries.copy(), ks.draws)
 
     def restore(self, data: bytes) -> None:
         """Replace the state by ``data``'s (from ``snapshot``); ``DecodeError`` if damaged.
@@ -197,6 +200,8 @@ class KvMachine:
         ks.clock_ms = state.clock_ms
         ks.values = state.values
         ks.expiries = state.expiries
+        ks.draws = state.draws
+        ks.gen = 0  # the decoded aggregates' generation: no snapshot holds them
         ks.expiry_heap = [(at, key) for key, at in state.expiries.items()]
         heapq.heapify(ks.expiry_heap)
         ks.scan_order = None

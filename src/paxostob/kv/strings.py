@@ -1,10 +1,15 @@
 """The string commands: GET, SET and its options, counters, ranges of a value.
 
 A string value is ``bytes`` of at most ``value_bytes_max``; integers are
-stored as their decimal text, as in Redis.
+stored as their decimal text, as in Redis. ``INCRBYFLOAT`` adds in x87
+80-bit ``long double`` precision and prints ``%.17Lf`` as Redis on x86-64
+does, computed exactly (``values.add_long_double``), so every replica, on any
+machine, stores the same text. ``TIME`` is the log's clock, not a replica's.
 """
 
 from __future__ import annotations
+
+from fractions import Fraction
 
 from .keyspace import (
     EX,
@@ -21,7 +26,8 @@ from .keyspace import (
     text,
 )
 from .replies import OK, Error, Reply
-from .table import ONE, Command, command
+from .table import NO_KEYS, ONE, Command, command
+from .values import NOT_FLOAT, add_long_double, format_long_double, parse_long_double
 
 __all__ = ["TABLE"]
 
@@ -46,9 +52,11 @@ def set_(ks: Keyspace, args: tuple[bytes, ...]) -> Reply:
         return OK
     flags, expiry = _parse_string_options(args, 3, for_set=True)
     at = None if expiry is None else ks.expire_at(expiry[1], expiry[0], "set")
-    old = ks.lookup(key)
+    # Only SET ... GET reads the old value (WRONGTYPE if it is not a string).
+    old = ks.lookup(key) if _GET in flags else None
+    found = old is not None if _GET in flags else ks.exists(key)
     reply: Reply = old if _GET in flags else OK
-    if (_NX in flags and old is not None) or (_XX in flags and old is None):
+    if (_NX in flags and found) or (_XX in flags and not found):
         return old if _GET in flags else None
     ks.store(key, value, keep_ttl=_KEEPTTL in flags)
     if at is not None:
@@ -113,7 +121,8 @@ def getex(ks: Keyspace, args: tuple[bytes, ...]) -> Reply:
 
 
 def mget(ks: Keyspace, args: tuple[bytes, ...]) -> Reply:
-    return [ks.lookup(key) for key in args[1:]]
+    # A key of another type is nil here, not WRONGTYPE (as in Redis).
+    return [value if type(value := ks.get(key)) is bytes else None for key in args[1:]]
 
 
 def _mset_pairs(ks: Keyspace, args: tuple[bytes, ...]) -> list[tuple[bytes, bytes]]:
@@ -169,6 +178,27 @@ def _incr_by(ks: Keyspace, key: bytes, increment: int) -> Reply:
     value += increment
     ks.store(key, str(value).encode("ascii"), keep_ttl=True)
     return value
+
+
+def incrbyfloat(ks: Keyspace, args: tuple[bytes, ...]) -> Reply:
+    old = ks.lookup(args[1])
+    value = Fraction(0) if old is None else parse_long_double(old)
+    increment = parse_long_double(args[2])
+    if value is None or increment is None:
+        return NOT_FLOAT
+    total = add_long_double(value, increment)
+    if total is None:
+        return Error("ERR increment would produce NaN or Infinity")
+    new = format_long_double(total)
+    ks.check_size(len(new))
+    ks.store(args[1], new, keep_ttl=True)
+    return new
+
+
+def time(ks: Keyspace, args: tuple[bytes, ...]) -> Reply:
+    """The log's clock (``clock_ms``), as Redis' TIME: seconds and microseconds."""
+    seconds, ms = divmod(ks.clock_ms, 1000)
+    return [str(seconds).encode("ascii"), str(ms * 1000).encode("ascii")]
 
 
 def append(ks: Keyspace, args: tuple[bytes, ...]) -> Reply:
@@ -273,6 +303,8 @@ TABLE: dict[bytes, Command] = dict(
         command("incrby", 3, "write denyoom fast", ONE, "@write @string @fast", incrby),
         command("decr", 2, "write denyoom fast", ONE, "@write @string @fast", decr),
         command("decrby", 3, "write denyoom fast", ONE, "@write @string @fast", decrby),
+        command("incrbyfloat", 3, "write denyoom fast", ONE, "@write @string @fast", incrbyfloat),
+        command("time", 1, "fast", NO_KEYS, "@fast", time, local_read=True),
         command("append", 3, "write denyoom fast", ONE, "@write @string @fast", append),
         command("strlen", 2, "readonly fast", ONE, "@read @string @fast", strlen, local_read=True),
         command("getrange", 4, "readonly", ONE, "@read @string @slow", getrange, local_read=True),
