@@ -685,3 +685,87 @@ def test_random_sequences_of_one_type_match_redis(
             f"  redis: {theirs!r}\nrecent ops:\n  {recent}"
         )
     check_state(machine, redis, f"{family} seed {seed}: final state")
+
+
+#: Edge cases random sequences rarely reach, each compared with Redis in order.
+EDGE_CASES = [
+    "ZADD z 1 a 2 b",
+    "ZADD z GT INCR 0 a",
+    "ZADD z LT INCR 0 a",
+    "ZADD z GT CH 1 a 3 b",
+    "ZADD z XX INCR 1 nosuch",
+    "ZADD z NX INCR 1 a",
+    "ZADD z INCR 1 a 2 b",
+    "ZINCRBY z inf a",
+    "ZINCRBY z -inf a",
+    "ZADD z 1 a 1 b 1 c 1 d 1 e",
+    "ZRANGE z (1 +inf BYSCORE",
+    "ZRANGE z +inf -inf BYSCORE REV LIMIT 1 2 WITHSCORES",
+    "ZRANGE z 0 -1 REV",
+    "ZRANGE z -2 -1 REV WITHSCORES",
+    "ZRANGE z 0 1 LIMIT 0 1",
+    "ZRANGEBYSCORE z -inf +inf LIMIT -1 2",
+    "ZRANGEBYSCORE z -inf +inf LIMIT 2 -1",
+    "ZRANGEBYSCORE z 1 1 LIMIT 10 1",
+    "ZREVRANGEBYSCORE z +inf -inf WITHSCORES LIMIT 1 1",
+    "ZREMRANGEBYRANK z 1 -2",
+    "ZRANGE z 0 -1 WITHSCORES",
+    "ZPOPMAX z 0",
+    "ZPOPMIN z 10",
+    "EXISTS z",
+    "RPUSH l a b a c a",
+    "LPOS l a RANK -1 COUNT 2",
+    "LPOS l a RANK 2 MAXLEN 3",
+    "LPOS l a COUNT 0 MAXLEN 2",
+    "LPOS l a RANK 0",
+    "LREM l -2 a",
+    "LRANGE l 0 -1",
+    "LMOVE l l RIGHT LEFT",
+    "LRANGE l -100 100",
+    "LTRIM l 5 1",
+    "EXISTS l",
+    "RPUSH one x",
+    "RPOPLPUSH one one",
+    "LPOP one 0",
+    "LPOP one 5",
+    "LPOP one 5",
+    "SADD s a b c",
+    "SINTERSTORE s s nosuch",
+    "EXISTS s",
+    "SADD s a b",
+    "SMOVE s s a",
+    "SMOVE s t a",
+    "SMOVE s t b",
+    "EXISTS s",
+    "SMEMBERS t",
+    "SPOP t 0",
+    "SRANDMEMBER t 0",
+    "HSET h a 1",
+    "HINCRBY h a 9223372036854775806",
+    "HINCRBY h a 1",
+    "HSET h f 1.5",
+    "HINCRBY h f 1",
+    "HINCRBYFLOAT h f 1e5000",
+    "HINCRBYFLOAT h nan 1",
+    "HSCAN nosuch 0 BADOPTION",
+    "HSCAN h 0 BADOPTION",
+    "HSCAN h 0 COUNT 0",
+    "HSCAN h 0 TYPE string",
+    "SET n 1e3",
+    "INCRBYFLOAT n 1",
+    "INCRBYFLOAT n 0x10",
+    "SET n 1",
+    "INCRBYFLOAT n -1",
+    "INCRBYFLOAT n 1.0000000000000000001",
+    "INCRBYFLOAT n 1e-4000",
+]
+
+
+def test_edge_cases_match_redis(redis: RespClient) -> None:
+    machine = KvMachine()
+    for command in EDGE_CASES:
+        args = tuple(word.encode() for word in command.split(" "))
+        [ours] = machine.apply(Entry(now_ms(), (Op(args),)))
+        theirs = redis.call(*args)
+        assert same_reply(args, ours, theirs), f"{command}: ours {ours!r}, redis {theirs!r}"
+    check_state(machine, redis, "edge cases: final state")
