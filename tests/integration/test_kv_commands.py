@@ -420,6 +420,9 @@ def test_hashes_lists_sets_and_sorted_sets_across_nodes(
         assert cmd(r, "LPUSH", "t:h", "x") == Error(
             "WRONGTYPE Operation against a key holding the wrong kind of value"
         )
+    # HGETALL is a map in RESP3 (fields and values in turn in RESP2), as in Redis.
+    received = exchange(cluster.nodes["2"], b"HELLO 3\r\nHGETALL t:h\r\nQUIT\r\n")
+    assert b"%2\r\n$2\r\nf1\r\n$2\r\nv1\r\n$2\r\nf2\r\n$2\r\n42\r\n+OK\r\n" in received
 
 
 def test_set_draws_and_orders_are_the_same_on_every_node(cluster: Cluster) -> None:

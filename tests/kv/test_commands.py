@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -168,3 +169,9 @@ def test_read_only_entries() -> None:
         *(b"zrangebyscore", b"zrevrangebyscore", b"zrangebylex", b"zrank", b"zrevrank"),
         b"zscan",
     }
+
+
+def test_docs_commands_lists_every_command() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "commands.md").read_text()
+    missing = [name for name in COMMANDS if f"`{name.decode().upper()}`" not in docs]
+    assert not missing, f"docs/commands.md does not list {missing}"

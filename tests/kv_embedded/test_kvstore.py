@@ -285,7 +285,7 @@ async def test_a_read_on_a_lagging_node_waits_for_its_barrier() -> None:
 @pytest.mark.parametrize(
     ("write", "read", "expected"),
     [
-        (["HSET", "h", "f", "v"], ["HGETALL", "h"], [b"f", b"v"]),
+        (["HSET", "h", "f", "v"], ["HGETALL", "h"], {b"f": b"v"}),
         (["RPUSH", "l", "a", "b"], ["LRANGE", "l", "0", "-1"], [b"a", b"b"]),
         (["SADD", "s", "m"], ["SMEMBERS", "s"], [b"m"]),
         (["SADD", "s", "m"], ["SRANDMEMBER", "s"], b"m"),

@@ -147,12 +147,9 @@ def hincrbyfloat(ks: Keyspace, args: tuple[bytes, ...]) -> Reply:
 
 
 def hgetall(ks: Keyspace, args: tuple[bytes, ...]) -> Reply:
+    # A map, as Redis replies in RESP3 (RESP2 flattens it: fields and values in turn).
     value = ks.lookup_as(args[1], HashValue)
-    out: list[Reply] = []
-    if value is not None:
-        for field, item in value.items():
-            out += (field, item)
-    return out
+    return {} if value is None else dict(value)
 
 
 def hkeys(ks: Keyspace, args: tuple[bytes, ...]) -> Reply:

@@ -25,11 +25,14 @@ draws a random number, or depends on the iteration order of a dict:
   included (their texts are what clients and tests compare), except where
   determinism or our bounds decide otherwise: ``DBSIZE`` counts live keys only
   (Redis also counts expired keys it has not yet evicted); ``KEYS`` is sorted
-  and ``SCAN`` pages and cursors differ (both unordered in Redis); a value
+  and ``SCAN`` pages and cursors differ (both unordered in Redis); orders
+  Redis leaves to its hash tables follow the aggregate's own order
+  (``values``); ``SPOP``/``SRANDMEMBER`` draw from the log (``sets``); a value
   above ``value_bytes_max`` gets "ERR string exceeds maximum allowed size
-  (value_bytes_max)" (Redis names ``proto-max-bulk-len``).
+  (value_bytes_max)" (Redis names ``proto-max-bulk-len``). docs/commands.md
+  lists every difference.
 
-Only the *logical* state (clock, live keys, values, expiry times) is
+Only the *logical* state (clock, live keys, values, expiry times, draws) is
 deterministic: two replicas may hold different already-expired keys not yet
 swept (for example one restored from a snapshot), which no command can see.
 ``snapshot`` writes the logical state only (``kv.snapshot``), so replicas in the
