@@ -150,8 +150,15 @@ class Keyspace:
 
     def lookup(self, key: bytes) -> bytes | None:
         """The live string value of ``key``; ``Failed(WRONGTYPE)`` if it holds another type."""
-        value = self.get(key)
-        if value is None or type(value) is bytes:
+        # ``get`` inlined: this is GET's path, the most common command.
+        value = self.values.get(key)
+        if value is None:
+            return None
+        if key in self.expiries and self.clock_ms > self.expiries[key]:
+            if not self.reading:
+                self.remove(key)
+            return None
+        if type(value) is bytes:
             return value
         raise Failed(WRONGTYPE)
 
