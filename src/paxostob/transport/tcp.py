@@ -14,8 +14,17 @@ Theory of operation:
   ``auth`` within ``handshake_timeout_s``. Failures (unknown node, wrong
   cluster, bad proof, timeout, an oversized or malformed handshake frame)
   close the connection, are logged on ``paxostob.transport`` and counted in
-  ``stats.auth_failures``. At most ``PENDING_HANDSHAKES_MAX`` unauthenticated
-  connections are served at once; more are closed at once.
+  ``stats.auth_failures``.
+- *Strangers.* Anyone who reaches the port can open connections, so what an
+  unauthenticated connection may hold is bounded: at most
+  ``handshakes_per_address_max`` handshakes in progress per source address
+  and ``handshakes_max`` in all; beyond a limit a new connection takes the
+  place of the oldest handshake that has not sent an acceptable ``Hello``
+  yet, or is closed at once if there is none (``admission`` says why:
+  a first-come limit lets a stranger who reopens its connections keep the
+  peers out). Every handshake has one deadline, ``handshake_timeout_s``.
+  Warnings about strangers are written at most once per source address per
+  ``warning_interval_s``, with a count of those held back.
 - *Frames.* ``frames``: 4-byte big-endian length, 1 version byte, then a
   ``codec`` message. A malformed, oversized (> ``frame_bytes_max``) or
   undecodable frame closes that connection only (``stats.bad_frames``); the
@@ -78,6 +87,7 @@ from typing import cast
 from ..codec import decode_message, encode_message
 from ..core.messages import Envelope, Message
 from ..errors import ConfigurationError, DecodeError, NotRunningError, TransportClosedError
+from .admission import PendingHandshakes, WarningLimiter
 from .auth import (
     HANDSHAKE_FRAME_BYTES_MAX,
     SECRET_BYTES_MIN,
@@ -100,10 +110,12 @@ __all__ = [
     "CONNECT_BACKOFF_S_DEFAULT",
     "CONNECT_TIMEOUT_S_DEFAULT",
     "FRAME_BYTES_MAX_DEFAULT",
+    "HANDSHAKES_MAX_DEFAULT",
+    "HANDSHAKES_PER_ADDRESS_MAX_DEFAULT",
     "HANDSHAKE_TIMEOUT_S_DEFAULT",
     "INBOX_MAX_DEFAULT",
     "OUTBOX_MAX_DEFAULT",
-    "PENDING_HANDSHAKES_MAX",
+    "WARNING_INTERVAL_S_DEFAULT",
     "TcpStats",
     "TcpTransport",
     "install_uvloop",
@@ -117,16 +129,28 @@ OUTBOX_MAX_DEFAULT = 10_000
 #: Envelopes received and not yet taken by ``receive``; the driver drains the
 #: inbox continuously, so this is reached only when the node is overloaded.
 INBOX_MAX_DEFAULT = 100_000
-#: A handshake is four small frames; a peer that takes longer is broken or hostile.
-HANDSHAKE_TIMEOUT_S_DEFAULT = 5.0
+#: The deadline of a whole handshake (and, with TLS, of the TLS handshake
+#: before it): four small frames, two round trips, about 1 ms on a LAN and
+#: under 1 s between continents (300 ms round trips, TLS included), so 2 s
+#: is ample for a real peer and caps how long a stranger holds a slot.
+HANDSHAKE_TIMEOUT_S_DEFAULT = 2.0
 #: One TCP connect; a dead host is retried after the backoff anyway.
 CONNECT_TIMEOUT_S_DEFAULT = 5.0
 #: 50 ms first retry (a restarting peer is usually back quickly), capped at 2 s
 #: (a peer that was down for long is found within 2 s of its return).
 CONNECT_BACKOFF_S_DEFAULT = (0.05, 2.0)
-#: Unauthenticated connections served at once; each holds at most a
-#: handshake frame, and the excess is closed at once.
-PENDING_HANDSHAKES_MAX = 64
+#: Handshakes in progress from one source address. One host dials this node
+#: once per node it runs (one connection at a time each), so 16 is more than
+#: any real host needs, and one stranger's address holds at most 16 slots.
+HANDSHAKES_PER_ADDRESS_MAX_DEFAULT = 16
+#: Handshakes in progress in all: 16 addresses at their limit. Each holds a
+#: socket, a task and at most a handshake frame (a few KiB), and the file
+#: descriptors stay well under the usual limit of 1024 per process.
+HANDSHAKES_MAX_DEFAULT = 256
+#: At most one warning line per source address per 10 s: an attack is
+#: reported at once and then every 10 s with a count, a few lines a minute
+#: per address instead of one per connection.
+WARNING_INTERVAL_S_DEFAULT = 10.0
 #: One read from a socket; frames may span reads.
 READ_CHUNK_BYTES = 256 << 10
 #: Frames per ``writelines``: large enough to amortize the syscalls, small
@@ -149,7 +173,10 @@ class TcpStats:
     (dials that failed before the handshake, a failed TLS handshake included;
     a listener's failed TLS handshakes are asyncio's to log, before this
     transport sees the connection), ``auth_failures`` (handshakes
-    failed, either side), ``bad_frames`` (connections closed for a malformed,
+    failed, either side), ``handshakes_refused`` (accepted connections closed
+    at once: every handshake under a limit was past its ``Hello``),
+    ``handshakes_pushed_out`` (handshakes closed to make room for a newer
+    connection), ``bad_frames`` (connections closed for a malformed,
     oversized or undecodable frame), ``bad_senders`` (messages dropped because
     they claim a sender other than the authenticated peer).
     """
@@ -165,6 +192,8 @@ class TcpStats:
     reconnects: int = 0
     connect_failures: int = 0
     auth_failures: int = 0
+    handshakes_refused: int = 0
+    handshakes_pushed_out: int = 0
     bad_frames: int = 0
     bad_senders: int = 0
 
@@ -193,8 +222,12 @@ class _FrameStream:
         self.writer = writer
         self.decoder = FrameDecoder(frame_bytes_max)
         self._aborted = False
+        #: Set when a newer connection took this handshake's place.
+        self.pushed_out = False
         peer = writer.get_extra_info("peername")
         self.name = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        #: The source address (the host): what the handshake limits count by.
+        self.address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
 
     async def read(self) -> bytes:
         """The next payload; ``DecodeError`` for a bad frame, ``ConnectionError`` at EOF."""
@@ -392,6 +425,9 @@ class TcpTransport:
         connect_backoff_s: tuple[float, float] = CONNECT_BACKOFF_S_DEFAULT,
         connect_timeout_s: float = CONNECT_TIMEOUT_S_DEFAULT,
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S_DEFAULT,
+        handshakes_max: int = HANDSHAKES_MAX_DEFAULT,
+        handshakes_per_address_max: int = HANDSHAKES_PER_ADDRESS_MAX_DEFAULT,
+        warning_interval_s: float = WARNING_INTERVAL_S_DEFAULT,
     ) -> None:
         self._members = _check_members(node_id, members)
         if not (isinstance(cluster_id, str) and cluster_id):
@@ -402,6 +438,8 @@ class TcpTransport:
             ("frame_bytes_max", frame_bytes_max, HANDSHAKE_FRAME_BYTES_MAX),
             ("outbox_max", outbox_max, 1),
             ("inbox_max", inbox_max, 1),
+            ("handshakes_max", handshakes_max, 1),
+            ("handshakes_per_address_max", handshakes_per_address_max, 1),
         ):
             if not (type(value) is int and value >= low):
                 raise ConfigurationError(f"{name} must be an int >= {low}, got {value!r}")
@@ -414,6 +452,7 @@ class TcpTransport:
         for name, timeout in (
             ("connect_timeout_s", connect_timeout_s),
             ("handshake_timeout_s", handshake_timeout_s),
+            ("warning_interval_s", warning_interval_s),
         ):
             if not timeout > 0:
                 raise ConfigurationError(f"{name} must be > 0, got {timeout!r}")
@@ -446,7 +485,10 @@ class TcpTransport:
         self._receiver: Receiver | None = None
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()  # accepted connections
-        self._handshaking = 0
+        self._pending: PendingHandshakes[_FrameStream] = PendingHandshakes(
+            total_max=handshakes_max, per_address_max=handshakes_per_address_max
+        )
+        self._warnings = WarningLimiter(log, node_id, warning_interval_s)
         self._closed = False
         #: Links with ``pending`` frames; one ``_flush`` is scheduled for them all.
         self._dirty: list[_Link] = []
@@ -661,6 +703,7 @@ class TcpTransport:
             link.connected = False
         if server is not None:
             await server.wait_closed()
+        self._warnings.close()
         self._changed.set()
 
     # ------------------------------------------------------------- internals
@@ -805,31 +848,54 @@ class TcpTransport:
     def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # A plain callback that starts our own task: asyncio 3.11 logs an error
         # when a cancelled client_connected_cb task ends, and close() cancels.
-        if self._closed or self._handshaking >= PENDING_HANDSHAKES_MAX:
+        # Nothing here waits: a stranger's connection costs the accept path a
+        # few dictionary operations, never a peer's turn.
+        if self._closed:
             writer.transport.abort()
-            if not self._closed:
-                log.warning("%s: too many pending handshakes; closed a connection", self._node_id)
             return
-        self._handshaking += 1
+        stream = _FrameStream(reader, writer, HANDSHAKE_FRAME_BYTES_MAX)
+        pending = self._pending
+        served, victim = pending.admit(stream.address, stream)
+        if not served:
+            stream.abort()
+            self._stats.handshakes_refused += 1
+            self._changed.set()
+            self._warnings.warn(
+                stream.address,
+                f"closed a connection from {stream.name} at once: "
+                f"{pending.count(stream.address)} handshakes in progress from "
+                f"{stream.address} (handshakes_per_address_max {pending.per_address_max}), "
+                f"{len(pending)} in all (handshakes_max {pending.total_max})",
+            )
+            return
+        if victim is not None:
+            victim.pushed_out = True
+            victim.abort()  # its handshake task ends, and logs it, on its next read
+            self._stats.handshakes_pushed_out += 1
+            self._changed.set()
         task = asyncio.get_running_loop().create_task(
-            self._serve(reader, writer), name=f"paxostob-accepted-{self._node_id}"
+            self._serve(stream), name=f"paxostob-accepted-{self._node_id}"
         )
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, stream: _FrameStream) -> None:
         """Run one accepted connection: the handshake, then the session."""
-        stream = _FrameStream(reader, writer, HANDSHAKE_FRAME_BYTES_MAX)
         try:
             try:
                 async with asyncio.timeout(self._handshake_timeout_s):
                     peer = await self._handshake_as_listener(stream)
             except (HandshakeError, DecodeError, OSError, TimeoutError) as e:
                 stream.abort()
-                self._auth_failed(stream, "refused a connection", e)
+                error: BaseException = e
+                if stream.pushed_out:
+                    error = ConnectionAbortedError(
+                        "closed before its Hello to make room for a newer connection"
+                    )
+                self._auth_failed(stream, "refused a connection", error)
                 return
             finally:
-                self._handshaking -= 1
+                self._pending.remove(stream)
             stream.decoder.frame_bytes_max = self._frame_bytes_max
             link = self._links[peer]
             old = link.session
@@ -845,6 +911,7 @@ class TcpTransport:
         me, cluster = self._node_id, self._cluster_id
         theirs = decode_hello(await stream.read())
         check_dialer_hello(theirs, cluster_id=cluster, listener=me, members=self._links)
+        self._pending.claim(stream)  # a member's Hello: no longer pushed out by newcomers
         peer = theirs.sender
         nonce = new_nonce()
         stream.write(encode_hello(Hello(cluster, me, peer, nonce)))
@@ -857,7 +924,9 @@ class TcpTransport:
         self._stats.auth_failures += 1
         self._changed.set()
         why = "timed out" if isinstance(error, TimeoutError) else str(error) or type(error).__name__
-        log.warning("%s: %s (%s): %s", self._node_id, what, stream.name, why)
+        # Rate-limited by source address: a stranger's connections are cheap
+        # to make, and one log line each would let it flood the log.
+        self._warnings.warn(stream.address, f"{what} ({stream.name}): {why}")
 
     # -- an authenticated connection
 
