@@ -13,17 +13,25 @@ peers out:
   *claimed* after that;
 - a new connection beyond a limit takes the place of the oldest anonymous
   handshake under that limit, which is closed; when every handshake under
-  the limit is claimed, the new connection is closed at once.
+  the limit is claimed, the new connection is closed at once;
+- a member dials this node over one connection at a time, so there is at
+  most one claimed handshake per member: a newer claim of the same member
+  takes the place of the older one.
 
 Why a new connection may push out an old one, instead of always being
 refused: a limit that refuses newcomers is first come, first served, and a
 stranger who reopens every connection the moment it closes keeps it full
 for as long as it likes. A node's real peer dials one connection at a time
-and sends its ``Hello`` in its first packet, so its connection is the
-newest, and it is claimed one round trip after the accept; a stranger who
-sends nothing, garbage or a trickle stays anonymous and is pushed out. On
-one source address (peers and a stranger on one host, or behind one NAT)
-this is what lets the peer in at all.
+and sends its ``Hello`` in its first packet, so its connection is among
+the newest, and it is claimed as soon as that arrives (the transport
+claims it from the socket's data callback, and before pushing out a
+handshake it looks, without reading, for a ``Hello`` waiting in its
+socket); a stranger who sends nothing, garbage or a trickle stays
+anonymous and is pushed out. On one source address (peers and a stranger
+on one host, or behind one NAT) this is what lets the peer in at all. A
+``Hello`` is not a secret (it names the cluster and two members): one who
+sends a member's ``Hello`` and then stalls holds one slot per member,
+until its deadline or the member's next dial, whichever comes first.
 
 ``WarningLimiter`` writes at most one log line per key (a source address)
 per interval; what it holds back is counted and reported in one line when
@@ -36,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -55,6 +64,9 @@ class PendingHandshakes(Generic[H]):
         #: Anonymous handshakes, oldest first: per address and in all.
         self._anonymous: dict[str, dict[H, None]] = {}
         self._anonymous_all: dict[H, None] = {}
+        #: Claimed handshakes by the member their Hello names, and back.
+        self._claims: dict[str, H] = {}
+        self._claimant: dict[H, str] = {}
 
     def __len__(self) -> int:
         return len(self._address)
@@ -62,28 +74,72 @@ class PendingHandshakes(Generic[H]):
     def count(self, address: str) -> int:
         return self._count.get(address, 0)
 
-    def admit(self, address: str, handle: H) -> tuple[bool, H | None]:
-        """Whether ``handle`` (from ``address``) is served, and the handshake it pushes out.
+    def admit(
+        self, address: str, handle: H, peek: Callable[[H], str | None] | None = None
+    ) -> tuple[bool, list[H]]:
+        """Whether ``handle`` (from ``address``) is served, and the handshakes to close.
 
-        ``(False, None)``: close the new connection. ``(True, victim)``: serve
-        it; if ``victim`` is not None, close that one (it is no longer counted).
+        ``(False, [])``: close the new connection. ``(True, closing)``: serve
+        it, and close every handshake in ``closing`` (they are no longer
+        counted). Before an anonymous handshake is pushed out, ``peek`` may
+        name the member whose ``Hello`` already waits in its socket: it is
+        claimed instead (a claim may push out an older one of that member).
         """
-        victim: H | None = None
-        if self._count.get(address, 0) >= self.per_address_max:
-            victim = next(iter(self._anonymous.get(address, ())), None)
-        elif len(self._address) >= self.total_max:
-            victim = next(iter(self._anonymous_all), None)
-        else:
-            self._add(address, handle)
-            return True, None
-        if victim is None:
-            return False, None
-        self.remove(victim)
-        self._add(address, handle)
-        return True, victim
+        closing: list[H] = []
+        while True:
+            if self._count.get(address, 0) >= self.per_address_max:
+                victim = next(iter(self._anonymous.get(address, ())), None)
+            elif len(self._address) >= self.total_max:
+                victim = next(iter(self._anonymous_all), None)
+            else:
+                self._add(address, handle)
+                return True, closing
+            if victim is None:
+                return False, closing
+            member = None if peek is None else peek(victim)
+            if member is None:
+                self.remove(victim)
+                self._add(address, handle)
+                return True, [*closing, victim]
+            older = self.claim(victim, member)  # a peer's, not a stranger's: keep it
+            if older is not None:
+                closing.append(older)
 
-    def claim(self, handle: H) -> None:
-        """``handle`` sent an acceptable first message: it is no longer pushed out."""
+    def claim(self, handle: H, member: str) -> H | None:
+        """``handle`` sent an acceptable ``Hello`` from ``member``; it is no longer anonymous.
+
+        Returns the older handshake claiming ``member``, if any: close it (it
+        is no longer counted).
+        """
+        if handle not in self._address:
+            return None
+        self._unlist(handle)
+        older = self._claims.get(member)
+        if older is not None and older is not handle:
+            self.remove(older)
+        else:
+            older = None
+        self._claims[member] = handle
+        self._claimant[handle] = member
+        return older
+
+    def remove(self, handle: H) -> None:
+        """``handle``'s handshake ended (done, failed or pushed out); idempotent."""
+        self._unlist(handle)
+        member = self._claimant.pop(handle, None)
+        if member is not None and self._claims.get(member) is handle:
+            del self._claims[member]
+        address = self._address.pop(handle, None)
+        if address is None:
+            return
+        left = self._count[address] - 1
+        if left:
+            self._count[address] = left
+        else:
+            del self._count[address]
+
+    def _unlist(self, handle: H) -> None:
+        """Take ``handle`` off the anonymous lists."""
         address = self._address.get(handle)
         if address is None:
             return
@@ -93,18 +149,6 @@ class PendingHandshakes(Generic[H]):
             anonymous.pop(handle, None)
             if not anonymous:
                 del self._anonymous[address]
-
-    def remove(self, handle: H) -> None:
-        """``handle``'s handshake ended (done, failed or pushed out); idempotent."""
-        self.claim(handle)
-        address = self._address.pop(handle, None)
-        if address is None:
-            return
-        left = self._count[address] - 1
-        if left:
-            self._count[address] = left
-        else:
-            del self._count[address]
 
     def _add(self, address: str, handle: H) -> None:
         self._address[handle] = address

@@ -19,8 +19,8 @@ Theory of operation:
   unauthenticated connection may hold is bounded: at most
   ``handshakes_per_address_max`` handshakes in progress per source address
   and ``handshakes_max`` in all; beyond a limit a new connection takes the
-  place of the oldest handshake that has not sent an acceptable ``Hello``
-  yet, or is closed at once if there is none (``admission`` says why:
+  place of the oldest handshake that has waited for data and not sent an
+  acceptable ``Hello``, or is closed at once if there is none (``admission`` says why:
   a first-come limit lets a stranger who reopens its connections keep the
   peers out). Every handshake has one deadline, ``handshake_timeout_s``.
   Warnings about strangers are written at most once per source address per
@@ -78,11 +78,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import ssl
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import SupportsIndex, cast
 
 from ..codec import decode_message, encode_message
 from ..core.messages import Envelope, Message
@@ -104,7 +105,7 @@ from .auth import (
     verify_proof,
 )
 from .base import Receiver
-from .frames import FRAME_BYTES_MAX_DEFAULT, FrameDecoder, encode_frame
+from .frames import FRAME_BYTES_MAX_DEFAULT, HEADER_BYTES, FrameDecoder, encode_frame
 
 __all__ = [
     "CONNECT_BACKOFF_S_DEFAULT",
@@ -151,6 +152,8 @@ HANDSHAKES_MAX_DEFAULT = 256
 #: reported at once and then every 10 s with a count, a few lines a minute
 #: per address instead of one per connection.
 WARNING_INTERVAL_S_DEFAULT = 10.0
+#: A look at what a socket holds, without taking it and without waiting.
+_PEEK_NOW = socket.MSG_PEEK | socket.MSG_DONTWAIT
 #: One read from a socket; frames may span reads.
 READ_CHUNK_BYTES = 256 << 10
 #: Frames per ``writelines``: large enough to amortize the syscalls, small
@@ -173,8 +176,9 @@ class TcpStats:
     (dials that failed before the handshake, a failed TLS handshake included;
     a listener's failed TLS handshakes are asyncio's to log, before this
     transport sees the connection), ``auth_failures`` (handshakes
-    failed, either side), ``handshakes_refused`` (accepted connections closed
-    at once: every handshake under a limit was past its ``Hello``),
+    failed, either side), ``accepted`` (connections accepted on the peer
+    port, those then closed included), ``handshakes_refused`` (accepted connections closed
+    at once: no handshake under the limit could be replaced),
     ``handshakes_pushed_out`` (handshakes closed to make room for a newer
     connection), ``bad_frames`` (connections closed for a malformed,
     oversized or undecodable frame), ``bad_senders`` (messages dropped because
@@ -192,6 +196,7 @@ class TcpStats:
     reconnects: int = 0
     connect_failures: int = 0
     auth_failures: int = 0
+    accepted: int = 0
     handshakes_refused: int = 0
     handshakes_pushed_out: int = 0
     bad_frames: int = 0
@@ -222,8 +227,10 @@ class _FrameStream:
         self.writer = writer
         self.decoder = FrameDecoder(frame_bytes_max)
         self._aborted = False
-        #: Set when a newer connection took this handshake's place.
-        self.pushed_out = False
+        #: Why a newer connection took this handshake's place, if one did.
+        self.pushed_out: str | None = None
+        #: The member whose acceptable Hello this connection sent, once it did.
+        self.claimed_as: str | None = None
         peer = writer.get_extra_info("peername")
         self.name = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         #: The source address (the host): what the handshake limits count by.
@@ -247,6 +254,23 @@ class _FrameStream:
         if not self._aborted:
             self._aborted = True
             self.writer.transport.abort()
+
+
+class _HandshakeReader(asyncio.StreamReader):
+    """An accepted connection's stream reader; ``on_head`` gets its first bytes as they arrive."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop=loop)
+        self.on_head: Callable[[bytes], None] | None = None
+        self._head = bytearray()
+
+    def feed_data(self, data: Iterable[SupportsIndex]) -> None:
+        super().feed_data(data)
+        on_head = self.on_head
+        if on_head is not None:
+            room = HEADER_BYTES + HANDSHAKE_FRAME_BYTES_MAX - len(self._head)
+            self._head += bytes(data)[:room]
+            on_head(bytes(self._head))
 
 
 class _SessionReader(asyncio.Protocol):
@@ -540,9 +564,16 @@ class TcpTransport:
         if self._server is not None:
             return
         host, port = self.listen_address
+        loop = asyncio.get_running_loop()
+
+        def accepted() -> asyncio.StreamReaderProtocol:
+            # asyncio.start_server's factory, with a reader that reports the
+            # first bytes of the handshake from the data callback.
+            return asyncio.StreamReaderProtocol(_HandshakeReader(loop=loop), self._on_accept)
+
         try:
-            self._server = await asyncio.start_server(
-                self._on_accept,
+            self._server = await loop.create_server(
+                accepted,
                 host,
                 port,
                 ssl=self._ssl_server,
@@ -552,7 +583,6 @@ class TcpTransport:
             raise ConfigurationError(
                 f"node {self._node_id!r} cannot listen on {host}:{port}: {e.strerror or e}"
             ) from e
-        loop = asyncio.get_running_loop()
         for link in self._links.values():
             if link.dials:
                 link.dial_task = loop.create_task(
@@ -854,30 +884,109 @@ class TcpTransport:
             writer.transport.abort()
             return
         stream = _FrameStream(reader, writer, HANDSHAKE_FRAME_BYTES_MAX)
+        self._stats.accepted += 1
+        self._changed.set()
         pending = self._pending
-        served, victim = pending.admit(stream.address, stream)
+        served, closing = pending.admit(stream.address, stream, self._peek)
+        for older in closing:
+            if older.claimed_as is None:
+                why = "closed before its Hello to make room for a newer connection"
+            else:
+                why = f"a newer connection claims to be {older.claimed_as!r}"
+            self._push_out(older, why)
         if not served:
             stream.abort()
             self._stats.handshakes_refused += 1
-            self._changed.set()
             self._warnings.warn(
                 stream.address,
                 f"closed a connection from {stream.name} at once: "
                 f"{pending.count(stream.address)} handshakes in progress from "
                 f"{stream.address} (handshakes_per_address_max {pending.per_address_max}), "
-                f"{len(pending)} in all (handshakes_max {pending.total_max})",
+                f"{len(pending)} in all (handshakes_max {pending.total_max}), "
+                "every one past its Hello",
             )
             return
-        if victim is not None:
-            victim.pushed_out = True
-            victim.abort()  # its handshake task ends, and logs it, on its next read
-            self._stats.handshakes_pushed_out += 1
-            self._changed.set()
+        if isinstance(reader, _HandshakeReader):
+            reader.on_head = lambda head: self._heard(stream, head)
         task = asyncio.get_running_loop().create_task(
             self._serve(stream), name=f"paxostob-accepted-{self._node_id}"
         )
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)
+
+    def _peek(self, stream: _FrameStream) -> str | None:
+        """The member whose acceptable Hello already waits in ``stream``'s socket, if one does.
+
+        Read with ``MSG_PEEK``: the bytes stay for the handshake to read. Asked
+        before a handshake is pushed out: a flood of connections from one
+        address is accepted up to a hundred per loop pass, faster than the
+        handshakes are given their first bytes, and without this a peer's
+        connection could be pushed out with its ``Hello`` (sent in its first
+        packet) already there. (With TLS the socket holds ciphertext: a
+        stranger must finish a TLS handshake before it is counted here.)
+        """
+        if self._ssl_server is not None:
+            return None
+        sock = stream.writer.get_extra_info("socket")
+        if sock is None:
+            return None
+        try:
+            # A view of the transport's descriptor: detached, never closed here.
+            view = socket.socket(fileno=sock.fileno())
+        except OSError:
+            return None
+        try:
+            data = view.recv(HEADER_BYTES + HANDSHAKE_FRAME_BYTES_MAX, _PEEK_NOW)
+        except OSError:  # nothing there yet (BlockingIOError), or a reset
+            return None
+        finally:
+            view.detach()
+        member = self._hello_from(data)
+        if member is not None:
+            stream.claimed_as = member
+        return member
+
+    def _heard(self, stream: _FrameStream, head: bytes) -> None:
+        """The first bytes of an accepted connection arrived (``head``: all of them so far).
+
+        Claimed here, in the socket's data callback, rather than when the
+        handshake task next runs: a loop pass later, when a flood of newer
+        connections may have pushed it out.
+        """
+        reader = stream.reader
+        assert isinstance(reader, _HandshakeReader)
+        if len(head) < HEADER_BYTES + HANDSHAKE_FRAME_BYTES_MAX:
+            decoder = FrameDecoder(HANDSHAKE_FRAME_BYTES_MAX)
+            decoder.feed(head)
+            try:
+                if decoder.next_payload() is None:
+                    return  # not a whole frame yet
+            except DecodeError:
+                pass  # not a handshake: the task says so
+        reader.on_head = None
+        member = self._hello_from(head)
+        if member is None:
+            return
+        stream.claimed_as = member
+        older = self._pending.claim(stream, member)
+        if older is not None:
+            self._push_out(older, f"a newer connection claims to be {member!r}")
+
+    def _hello_from(self, data: bytes) -> str | None:
+        """The member whose acceptable Hello is the first frame of ``data``, if one is."""
+        decoder = FrameDecoder(HANDSHAKE_FRAME_BYTES_MAX)
+        decoder.feed(data)
+        try:
+            payload = decoder.next_payload()
+            if payload is None:
+                return None
+            hello = decode_hello(payload)
+            check_dialer_hello(
+                hello, cluster_id=self._cluster_id, listener=self._node_id, members=self._links
+            )
+        except (DecodeError, HandshakeError):
+            return None  # the handshake reads it again, and says what is wrong
+        return hello.sender
 
     async def _serve(self, stream: _FrameStream) -> None:
         """Run one accepted connection: the handshake, then the session."""
@@ -888,10 +997,8 @@ class TcpTransport:
             except (HandshakeError, DecodeError, OSError, TimeoutError) as e:
                 stream.abort()
                 error: BaseException = e
-                if stream.pushed_out:
-                    error = ConnectionAbortedError(
-                        "closed before its Hello to make room for a newer connection"
-                    )
+                if stream.pushed_out is not None:
+                    error = ConnectionAbortedError(stream.pushed_out)
                 self._auth_failed(stream, "refused a connection", error)
                 return
             finally:
@@ -911,14 +1018,23 @@ class TcpTransport:
         me, cluster = self._node_id, self._cluster_id
         theirs = decode_hello(await stream.read())
         check_dialer_hello(theirs, cluster_id=cluster, listener=me, members=self._links)
-        self._pending.claim(stream)  # a member's Hello: no longer pushed out by newcomers
         peer = theirs.sender
+        stream.claimed_as = peer
+        older = self._pending.claim(stream, peer)  # no longer pushed out by newcomers
+        if older is not None:
+            self._push_out(older, f"a newer connection claims to be {peer!r}")
         nonce = new_nonce()
         stream.write(encode_hello(Hello(cluster, me, peer, nonce)))
         args = (cluster, peer, me, theirs.nonce, nonce)
         verify_proof(proof(self._secret, "dialer", *args), decode_proof(await stream.read()))
         stream.write(encode_proof(proof(self._secret, "listener", *args)))
         return peer
+
+    def _push_out(self, stream: _FrameStream, why: str) -> None:
+        """Close a handshake that a newer connection replaces; its task logs it."""
+        stream.pushed_out = why
+        stream.abort()  # the handshake's next read fails
+        self._stats.handshakes_pushed_out += 1
 
     def _auth_failed(self, stream: _FrameStream, what: str, error: BaseException) -> None:
         self._stats.auth_failures += 1
