@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Iterable
 from typing import Any
 
 import pytest
 
-from paxostob.transport.auth import Hello, encode_hello, new_nonce
+from paxostob.transport.auth import Hello, decode_hello, encode_hello, new_nonce
+from paxostob.transport.frames import encode_frame
 from paxostob.transport.tcp import HANDSHAKE_TIMEOUT_S_DEFAULT, TcpTransport
 
 from .strangers import attack
@@ -28,6 +30,7 @@ from .test_tcp import (
     CLUSTER,
     HOST,
     WAIT_S,
+    RawPeer,
     close_all,
     exchange,
     free_members,
@@ -135,6 +138,41 @@ async def test_a_new_connection_takes_the_place_of_the_oldest_one_without_a_hell
                 assert not newer.reader.at_eof()
             finally:
                 await close_all(a.values())
+    finally:
+        await close_all(ts.values())
+
+
+async def test_a_connection_whose_hello_waits_in_its_socket_is_not_pushed_out() -> None:
+    """Both connections reach c's kernel before c's event loop runs: one sent a's Hello.
+
+    c accepts them in one burst and admits each before any of their data
+    callbacks run; at the limit of 1 the newer, silent one must not push
+    out the one whose Hello is already there (c looks into its socket), so
+    the silent one is closed at once instead.
+    """
+    members, ts = await start_cluster(
+        "abc", running="bc", handshakes_per_address_max=1, handshake_timeout_s=WAIT_S * 2
+    )
+    c = ts["c"]
+    try:
+        await until_connected(c, ["b"])
+        accepted = c.stats.accepted
+        # No await from here to the until(): c cannot run in between.
+        with_hello = socket.create_connection(members["c"], timeout=WAIT_S)
+        with_hello.sendall(encode_frame(encode_hello(Hello(CLUSTER, "a", "c", new_nonce()))))
+        silent = socket.create_connection(members["c"], timeout=WAIT_S)
+        for sock in (with_hello, silent):
+            sock.setblocking(False)
+        first = RawPeer(*await asyncio.open_connection(sock=with_hello))
+        second = RawPeer(*await asyncio.open_connection(sock=silent))
+        try:
+            await until(c, lambda s: s.accepted == accepted + 2)
+            await second.closed_by_listener()
+            assert decode_hello(await first.read_payload()).sender == "c"
+            assert (c.stats.handshakes_refused, c.stats.handshakes_pushed_out) == (1, 0)
+        finally:
+            first.close()
+            second.close()
     finally:
         await close_all(ts.values())
 

@@ -23,15 +23,21 @@ refused: a limit that refuses newcomers is first come, first served, and a
 stranger who reopens every connection the moment it closes keeps it full
 for as long as it likes. A node's real peer dials one connection at a time
 and sends its ``Hello`` in its first packet, so its connection is among
-the newest, and it is claimed as soon as that arrives (the transport
-claims it from the socket's data callback, and before pushing out a
-handshake it looks, without reading, for a ``Hello`` waiting in its
-socket); a stranger who sends nothing, garbage or a trickle stays
+the newest; before a handshake is pushed out, the transport looks (without
+reading) for a ``Hello`` already waiting in its socket, and claims it
+instead. A stranger who sends nothing, garbage or a trickle stays
 anonymous and is pushed out. On one source address (peers and a stranger
-on one host, or behind one NAT) this is what lets the peer in at all. A
+on one host, or behind one NAT) this is what lets the peer in at all.
+
+What is left: a ``Hello`` that asyncio has taken from the socket and the
+handshake has not read yet (one loop pass) is not seen, so a flood of
+more than ``per_address_max`` new connections in that pass can still push
+a peer's connection out; the peer dials again after its backoff. A
 ``Hello`` is not a secret (it names the cluster and two members): one who
 sends a member's ``Hello`` and then stalls holds one slot per member,
-until its deadline or the member's next dial, whichever comes first.
+until its deadline or that member's next dial, whichever comes first.
+Mutual TLS keeps both out: a stranger without a certificate never reaches
+this accounting.
 
 ``WarningLimiter`` writes at most one log line per key (a source address)
 per interval; what it holds back is counted and reported in one line when

@@ -81,9 +81,9 @@ import random
 import socket
 import ssl
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import SupportsIndex, cast
+from typing import cast
 
 from ..codec import decode_message, encode_message
 from ..core.messages import Envelope, Message
@@ -254,23 +254,6 @@ class _FrameStream:
         if not self._aborted:
             self._aborted = True
             self.writer.transport.abort()
-
-
-class _HandshakeReader(asyncio.StreamReader):
-    """An accepted connection's stream reader; ``on_head`` gets its first bytes as they arrive."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(loop=loop)
-        self.on_head: Callable[[bytes], None] | None = None
-        self._head = bytearray()
-
-    def feed_data(self, data: Iterable[SupportsIndex]) -> None:
-        super().feed_data(data)
-        on_head = self.on_head
-        if on_head is not None:
-            room = HEADER_BYTES + HANDSHAKE_FRAME_BYTES_MAX - len(self._head)
-            self._head += bytes(data)[:room]
-            on_head(bytes(self._head))
 
 
 class _SessionReader(asyncio.Protocol):
@@ -564,16 +547,9 @@ class TcpTransport:
         if self._server is not None:
             return
         host, port = self.listen_address
-        loop = asyncio.get_running_loop()
-
-        def accepted() -> asyncio.StreamReaderProtocol:
-            # asyncio.start_server's factory, with a reader that reports the
-            # first bytes of the handshake from the data callback.
-            return asyncio.StreamReaderProtocol(_HandshakeReader(loop=loop), self._on_accept)
-
         try:
-            self._server = await loop.create_server(
-                accepted,
+            self._server = await asyncio.start_server(
+                self._on_accept,
                 host,
                 port,
                 ssl=self._ssl_server,
@@ -583,6 +559,7 @@ class TcpTransport:
             raise ConfigurationError(
                 f"node {self._node_id!r} cannot listen on {host}:{port}: {e.strerror or e}"
             ) from e
+        loop = asyncio.get_running_loop()
         for link in self._links.values():
             if link.dials:
                 link.dial_task = loop.create_task(
@@ -906,8 +883,6 @@ class TcpTransport:
                 "every one past its Hello",
             )
             return
-        if isinstance(reader, _HandshakeReader):
-            reader.on_head = lambda head: self._heard(stream, head)
         task = asyncio.get_running_loop().create_task(
             self._serve(stream), name=f"paxostob-accepted-{self._node_id}"
         )
@@ -945,32 +920,6 @@ class TcpTransport:
         if member is not None:
             stream.claimed_as = member
         return member
-
-    def _heard(self, stream: _FrameStream, head: bytes) -> None:
-        """The first bytes of an accepted connection arrived (``head``: all of them so far).
-
-        Claimed here, in the socket's data callback, rather than when the
-        handshake task next runs: a loop pass later, when a flood of newer
-        connections may have pushed it out.
-        """
-        reader = stream.reader
-        assert isinstance(reader, _HandshakeReader)
-        if len(head) < HEADER_BYTES + HANDSHAKE_FRAME_BYTES_MAX:
-            decoder = FrameDecoder(HANDSHAKE_FRAME_BYTES_MAX)
-            decoder.feed(head)
-            try:
-                if decoder.next_payload() is None:
-                    return  # not a whole frame yet
-            except DecodeError:
-                pass  # not a handshake: the task says so
-        reader.on_head = None
-        member = self._hello_from(head)
-        if member is None:
-            return
-        stream.claimed_as = member
-        older = self._pending.claim(stream, member)
-        if older is not None:
-            self._push_out(older, f"a newer connection claims to be {member!r}")
 
     def _hello_from(self, data: bytes) -> str | None:
         """The member whose acceptable Hello is the first frame of ``data``, if one is."""
