@@ -89,6 +89,18 @@ async def test_peers_connect_and_talk_while_200_strangers_hold_handshakes_open(
         await close_all([*peers.values(), c])
 
 
+def test_peers_connect_through_the_strangers_on_uvloop(caplog: pytest.LogCaptureFixture) -> None:
+    """The same on uvloop, the loop ``paxostob serve`` runs (it reads sockets differently)."""
+    uvloop = pytest.importorskip("uvloop")
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(
+            test_peers_connect_and_talk_while_200_strangers_hold_handshakes_open(caplog)
+        )
+    finally:
+        loop.close()
+
+
 # ------------------------------------------------------------------------------- the limits
 
 
