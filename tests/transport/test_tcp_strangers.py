@@ -116,6 +116,7 @@ async def test_beyond_a_limit_of_claimed_handshakes_a_new_connection_is_closed_a
     )
     d = ts["d"]
     try:
+        await until_connected(d, ["b", "c"])  # their handshakes are done: only the raw ones count
         async with raw_peer(members["d"]) as first, raw_peer(members["d"]) as second:
             for raw, claimed in ((first, "a"), (second, "b")):
                 raw.send_payload(encode_hello(Hello(CLUSTER, claimed, "d", new_nonce())))
@@ -135,8 +136,9 @@ async def test_a_new_connection_takes_the_place_of_the_oldest_one_without_a_hell
         "abc", running="bc", handshakes_per_address_max=2, handshake_timeout_s=WAIT_S * 2
     )
     c = ts["c"]
-    accepted = c.stats.accepted
     try:
+        await until_connected(c, ["b"])  # b's handshake is done: only the raw ones count
+        accepted = c.stats.accepted
         async with raw_peer(members["c"]) as oldest, raw_peer(members["c"]) as newer:
             await until(c, lambda s: s.accepted == accepted + 2)
             _, a = await start_cluster("abc", running="a", members=members)
