@@ -19,11 +19,12 @@ Theory of operation:
   unauthenticated connection may hold is bounded: at most
   ``handshakes_per_address_max`` handshakes in progress per source address
   and ``handshakes_max`` in all; beyond a limit a new connection takes the
-  place of the oldest handshake that has waited for data and not sent an
-  acceptable ``Hello``, or is closed at once if there is none (``admission`` says why:
-  a first-come limit lets a stranger who reopens its connections keep the
-  peers out). Every handshake has one deadline, ``handshake_timeout_s``.
-  Warnings about strangers are written at most once per source address per
+  place of the oldest handshake that has not sent an acceptable ``Hello``
+  (one waiting unread in its socket counts as sent), or is closed at once
+  if there is none (``admission`` says why: a first-come limit lets a
+  stranger who reopens its connections keep the peers out). Every
+  handshake has one deadline, ``handshake_timeout_s``. Warnings about
+  strangers are written at most once per source address per
   ``warning_interval_s``, with a count of those held back.
 - *Frames.* ``frames``: 4-byte big-endian length, 1 version byte, then a
   ``codec`` message. A malformed, oversized (> ``frame_bytes_max``) or
