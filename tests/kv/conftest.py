@@ -6,6 +6,7 @@ import pytest
 
 from paxostob.kv.replies import OK
 
+from ..tools import missing_tool
 from .real_redis import RespClient, running_redis
 
 
@@ -19,6 +20,6 @@ def redis_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RespClie
 def redis(redis_session: RespClient | str) -> RespClient:
     """A real redis-server with an empty database (the test is skipped if there is none)."""
     if isinstance(redis_session, str):
-        pytest.skip(redis_session)
+        missing_tool(redis_session)
     assert redis_session.call(b"FLUSHALL") == OK
     return redis_session
