@@ -183,21 +183,12 @@ MUTANTS: tuple[Mutant, ...] = (
         *SWARM,
     ),
     # ---------------------------------------------------------------- ballots
-    Mutant(
+    m(
         "ballots: ordering and equality ignore the proposer (colliding ballots)",
-        (
-            (
-                "core/types.py",
-                "from dataclasses import dataclass\n",
-                "from dataclasses import dataclass, field\n",
-            ),
-            (
-                "core/types.py",
-                "    round: int\n    node_id: str\n",
-                "    round: int\n    node_id: str = field(compare=False)\n",
-            ),
-        ),
-        ("tests/sim/test_ballot_ownership.py",),
+        "core/types.py",
+        "    round: int\n    node_id: str\n",
+        "    round: int\n    node_id: str = field(compare=False)\n",
+        "tests/sim/test_ballot_ownership.py",
     ),
     m(
         "multipaxos: a new ballot takes the node id of the highest seen (Go defect 2)",
