@@ -561,7 +561,13 @@ class _TobRun(_Run):
             else:
                 self._jumps.setdefault(j.tick, []).append((j.node, j.offset_ms))
         self.clock = ClockRecord(self.config.clock_step_ms_max, KEY_TTL_MS)
-        #: The largest offset a node had while it led, so far (None: nobody led).
+        #: Each node's offset in the last wall clock its replica read (its last
+        #: ``Tick``; None: this life read none yet). A jump changes ``offsets``
+        #: at the start of a tick, but the replica only sees it at its Tick:
+        #: until then its clock is the one it read before the jump.
+        self.read_offsets: dict[str, int | None] = dict.fromkeys(self.members)
+        #: The largest offset a node had in the wall clock it read while it led,
+        #: so far (None: nobody led).
         self.leader_offset_max: int | None = None
         for m in self.members:
             self._start(m, bootstrap=True)
@@ -595,6 +601,7 @@ class _TobRun(_Run):
             life.restores.append(self._restore_app(app, state.snapshot, 0, "storage"))
         self.traces[node].lives.append(life)
         self.replicas[node] = replica
+        self.read_offsets[node] = None  # a new replica has read no wall clock
         # The runtime's own ordering of sends and saves (its default queue bound too).
         self.pipelines[node] = Pipeline(replica, durable=True)
         self.apps[node] = app
@@ -696,6 +703,7 @@ class _TobRun(_Run):
             if action is None:
                 return
             if isinstance(action, Complete):
+                self._saw_clock(node, r)  # the pipeline stepped Persisted
                 for rd in action.readies:
                     if mode != "send-first":
                         for env in rd.messages:
@@ -712,8 +720,8 @@ class _TobRun(_Run):
             pipeline.saved()
 
     def tick_event(self, node: str) -> Tick:
-        wall = SIM_EPOCH_MS + self.now * SIM_TICK_MS + self.offsets[node]
-        return Tick(wall, SIM_TICK_MS)
+        offset = self.read_offsets[node] = self.offsets[node]
+        return Tick(SIM_EPOCH_MS + self.now * SIM_TICK_MS + offset, SIM_TICK_MS)
 
     def on_tick_start(self, tick: int) -> None:
         for target, offset in self._jumps.pop(tick, ()):
@@ -769,7 +777,8 @@ class _TobRun(_Run):
                     self.max_position = max(self.max_position, d.delivery.slot)
             if restore_at is not None and restore_at == len(rd.deliveries):
                 self._install(app, rd, life)
-            pipeline.handled(rd)
+            pipeline.handled(rd)  # (may step Persisted)
+            self._saw_clock(node, r)
             if at_once and mode != "early-vote":
                 self._counted(node, rd, life)
             # 3. compaction, once every delivery handed out is applied.
@@ -781,6 +790,7 @@ class _TobRun(_Run):
                 # The bug: the core hears "durable" before the save lands.
                 self._counted(node, rd, life)
                 r.step(Persisted(rd.seq))
+                self._saw_clock(node, r)
             # 4. the saves, and the late messages of what they made durable.
             self._pump(node)
         if r.role is Role.LEADER and r.ballot not in self.leader_ballots:
@@ -869,10 +879,13 @@ class _TobRun(_Run):
         highest = self.clock.highest
         if clock > highest.get(self.now, 0):
             highest[self.now] = clock
-        if r.role is Role.LEADER:
-            offset = self.offsets[node]
-            if self.leader_offset_max is None or offset > self.leader_offset_max:
-                self.leader_offset_max = offset
+        # A leader's clock is the wall clock it read: a jump it has not read
+        # yet (one at the start of this tick, before its Tick) is not in its
+        # estimate, and a leader that read none yet has no clock of its own.
+        offset = self.read_offsets[node]
+        if r.role is Role.LEADER and offset is not None:
+            top = self.leader_offset_max
+            self.leader_offset_max = offset if top is None else max(top, offset)
         if clock and self.clock.ahead is None:
             top = self.leader_offset_max
             bound = SIM_EPOCH_MS + self.now * SIM_TICK_MS + (top if top is not None else 0)
