@@ -1,7 +1,8 @@
 """paxostob: Paxos consensus and total-order broadcast.
 
 The public surface is ``__all__``; everything else is internal. Modules inside
-the package never import this file (it is the re-export hub, DESIGN.md §2).
+the package never import this file (it is the re-export hub: docs/design.md,
+'Layers and the dependency rule').
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""The command line, ``paxostob <command> [flags]``: the composition root (DESIGN.md §2, §5).
+"""The command line, ``paxostob <command> [flags]``: the composition root.
+
+See docs/design.md, 'Layers and the dependency rule' and 'The public surface'.
 
 Each subcommand is one entry of ``COMMANDS``: a function that adds its
 flags to its subparser and a function that runs it and returns the exit
