@@ -17,17 +17,20 @@ handles ticks 1, 2, ... one at a time:
    ``SIM_TICK_MS`` per tick, plus the node's offset, which the schedule's
    clock jumps change) and 10 ms of monotonic time.
 
-Multi-Paxos replicas run as the asyncio runtime runs them (``node.driver``
-and ``node.tob``), each on a ``MemoryStorage`` with a small application
-(``app.SimApp``). After each event the replica's ``Ready`` batches are
-drained as core/events.py says: send the ``early`` messages, apply the
-deliveries (restoring a peer's snapshot at ``restore_at``), ``advance``,
-compact when the application applied ``snapshot_every`` deliveries since
-its last snapshot, and queue the durable part. A save completes
-``persist_delay_ticks`` later (drawn per Ready from its own stream; never
-before an earlier one; 0: at once), at the start of a tick: saves due
-together are one save (group commit); then the late ``messages`` leave and
-``Persisted`` is stepped. A crash is a power loss: the saves in flight are
+Multi-Paxos replicas run as the asyncio runtime runs them, each on a
+``MemoryStorage`` with a small application (``app.SimApp``): their Readys go
+through ``core.pipeline.Pipeline``, the very object the asyncio driver
+(``node.driver``) drives. After each event: take a Ready, send its
+``early`` messages (the late ones too when nothing is to be waited for),
+apply the deliveries (restoring a peer's snapshot at ``restore_at``), hand
+it back (``handled``: ``advance``), compact when the application applied
+``snapshot_every`` deliveries since its last snapshot, and let the pipeline
+say what to write. Each save completes ``persist_delay_ticks`` later (drawn
+per save from its own stream; 0: at once), at the start of a tick; Readys
+taken meanwhile queue behind it and are written together by the next save
+(group commit), as the driver's saver thread does; once a save lands, the
+late ``messages`` of what it made durable leave and ``Persisted`` is
+stepped. A crash is a power loss: the saves in flight are
 lost, the storage drops what it had not synced, and the replica, its
 application and the messages in flight to it are gone. A restart opens the
 storage, builds a new replica (with a new generator) and ``restore``s it,
