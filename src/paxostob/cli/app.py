@@ -1,4 +1,4 @@
-"""The command line, ``paxostob <command> [flags]``: the composition root (DESIGN.md §2, §5).
+"""The command line, ``paxostob <command> [flags]``: the composition root (docs/design.md §2, §5).
 
 Each subcommand is one entry of ``COMMANDS``: a function that adds its
 flags to its subparser and a function that runs it and returns the exit
@@ -20,6 +20,7 @@ from typing import NoReturn, TextIO
 
 from ..sim.checkers import CheckFailure
 from ..sim.runner import RunResult, replay_command, run_many, simulate
+from ..version import __version__
 from . import cluster as cluster
 from . import serve as serve
 from . import status as status
@@ -169,6 +170,7 @@ COMMANDS: dict[str, Command] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="paxostob", description="Paxos consensus and total-order broadcast.")
+    parser.add_argument("--version", action="version", version=f"paxostob {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, help=command.help, description=command.help)

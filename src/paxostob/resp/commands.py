@@ -37,6 +37,7 @@ from ..errors import NotRunningError, PaxosError, QuorumTimeoutError
 from ..kv.commands import COMMANDS, CommandSpec
 from ..kv.replies import Reply as KvReply
 from ..node.tob import TotalOrderBroadcast
+from ..version import __version__
 from .broadcast_log import TAG_BROADCAST, BroadcastLog
 from .protocol import Error, Reply, SimpleString
 from .server import Connection
@@ -46,6 +47,15 @@ __all__ = ["NodeCommands"]
 log = logging.getLogger("paxostob.resp")
 
 OK = SimpleString("OK")
+#: The Redis release whose replies the key-value commands reproduce (the
+#: differential tests run them against redis-server 7.0). Clients read it
+#: from HELLO and INFO to decide which commands and options they may send.
+REDIS_VERSION = "7.0.0"
+#: Every node accepts every command (a follower forwards writes through the
+#: log), so to a client each one is a master: a client library that saw
+#: "replica"/"slave" would refuse to send it writes. The Paxos role is in
+#: INFO's ``# Paxos`` section and PAXOS.STATUS.
+REDIS_ROLE = "master"
 QUEUED = SimpleString("QUEUED")
 
 #: Consecutive pipelined key-value commands of one connection share a log
@@ -105,6 +115,39 @@ def unknown_command(args: list[bytes]) -> Error:
     name = args[0].split(b"\0", 1)[0][:128]
     text = b"ERR unknown command '" + name + b"', with args beginning with: " + shown
     return Error(text.decode(errors="replace"))
+
+
+_CLIENT_HELP = (
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "SETNAME <connection-name>",
+    "    Assign the name <connection-name> to the current connection.",
+    "SETINFO <option> <value>, NO-EVICT (ON|OFF), NO-TOUCH (ON|OFF)",
+    "    Accepted and ignored (client libraries send them when they connect).",
+)
+_COMMAND_HELP = (
+    "(no subcommand)",
+    "    Return details about all commands.",
+    "COUNT",
+    "    Return the total number of commands.",
+    "DOCS [<command-name> ...]",
+    "    Return an empty map (no command documentation is kept).",
+    "INFO [<command-name> ...]",
+    "    Return details about the named commands.",
+)
+
+
+def _help(command: str, lines: Sequence[str]) -> Reply:
+    """Redis's HELP reply: a header line, the subcommands, then HELP itself."""
+    text = [
+        f"{command} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        *lines,
+        "HELP",
+        "    Print this help.",
+    ]
+    return [SimpleString(line) for line in text]
 
 
 class NodeCommands:
@@ -387,11 +430,11 @@ class NodeCommands:
         conn.protocol = protocol
         return {
             b"server": b"redis",
-            b"version": b"7.2.0",
+            b"version": REDIS_VERSION.encode(),
             b"proto": protocol,
             b"id": conn.id,
             b"mode": b"standalone",
-            b"role": b"master",
+            b"role": REDIS_ROLE.encode(),
             b"modules": [],
         }
 
@@ -412,6 +455,8 @@ class NodeCommands:
             return conn.id
         if sub in (b"SETINFO", b"NO-EVICT", b"NO-TOUCH"):
             return OK  # client libraries send these at connect: accept quietly
+        if sub == b"HELP" and len(args) == 2:
+            return _help("CLIENT", _CLIENT_HELP)
         return Error(
             f"ERR unknown subcommand '{args[1].decode(errors='replace')}'. Try CLIENT HELP."
         )
@@ -450,6 +495,8 @@ class NodeCommands:
             return [info(specs[a.lower()]) if a.lower() in specs else None for a in args[2:]]
         if sub == b"":
             return [info(spec) for spec in specs.values()]
+        if sub == b"HELP" and len(args) == 2:
+            return _help("COMMAND", _COMMAND_HELP)
         return Error(
             f"ERR unknown subcommand '{args[1].decode(errors='replace')}'. Try COMMAND HELP."
         )
@@ -470,14 +517,14 @@ class NodeCommands:
         st = self.tob.status()
         lines = [
             "# Server",
-            "redis_version:7.2.0",
-            "paxostob_version:0.1.0",
+            f"redis_version:{REDIS_VERSION}",
+            f"paxostob_version:{__version__}",
             f"os:{platform.system()} {platform.release()}",
             f"process_id:{os.getpid()}",
             f"uptime_in_seconds:{int(time.monotonic() - self.started)}",
             "",
             "# Replication",
-            f"role:{'master' if st.role.value == 'leader' else 'slave'}",
+            f"role:{REDIS_ROLE}",
             "",
             "# Paxos",
             f"node_id:{self.node_id}",
