@@ -22,6 +22,7 @@ from ..sim.checkers import CheckFailure
 from ..sim.runner import RunResult, replay_command, run_many, simulate
 from ..version import __version__
 from . import cluster as cluster
+from . import init as init
 from . import serve as serve
 from . import status as status
 from .config import ConfigError
@@ -154,6 +155,11 @@ COMMANDS: dict[str, Command] = {
         help="start N local nodes with durable storage, show their status, stop on Ctrl-C",
         configure=cluster.configure,
         run=cluster.run,
+    ),
+    "init": Command(
+        help="write a new cluster's secret (mode 0600) and one node config (TOML) per member",
+        configure=init.configure,
+        run=init.run,
     ),
     "status": Command(
         help="print each node's role, leader, ballot and positions (or that it is unreachable)",
