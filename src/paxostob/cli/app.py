@@ -24,6 +24,7 @@ from ..version import __version__
 from . import cluster as cluster
 from . import init as init
 from . import serve as serve
+from . import snapshot as snapshot
 from . import status as status
 from .config import ConfigError
 
@@ -160,6 +161,11 @@ COMMANDS: dict[str, Command] = {
         help="write a new cluster's secret (mode 0600) and one node config (TOML) per member",
         configure=init.configure,
         run=init.run,
+    ),
+    "snapshot": Command(
+        help="save a live node's state to a file, or restore one into a new cluster's stores",
+        configure=snapshot.configure,
+        run=snapshot.run,
     ),
     "status": Command(
         help="print each node's role, leader, ballot and positions (or that it is unreachable)",

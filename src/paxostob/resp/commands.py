@@ -17,7 +17,13 @@ unchanged. ``PAXOS.*`` commands reach the node's total-order broadcast:
   of raw broadcasts at positions >= ``start`` still kept by this node;
 - ``PAXOS.WAIT position timeout_ms`` -> the applied position, once this node
   applied ``position`` (``-TRYAGAIN`` after the timeout);
-- ``PAXOS.STATUS`` -> this node's role, leader, ballot and positions.
+- ``PAXOS.STATUS`` -> this node's role, leader, ballot and positions;
+- ``PAXOS.SNAPSHOT`` -> ``[position, clock_ms, state]``: the whole state of
+  the node's applications (key-value store and broadcast log) at log
+  position ``position``, taken after a read barrier, so it holds every write
+  acknowledged (on any node) before the command arrived. ``paxostob
+  snapshot save`` writes it to a file; ``paxostob snapshot restore`` makes a
+  new cluster from it.
 
 Anything else gets Redis's ``-ERR unknown command ...`` reply.
 """
@@ -25,6 +31,7 @@ Anything else gets Redis's ``-ERR unknown command ...`` reply.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import os
@@ -185,6 +192,7 @@ class NodeCommands:
             b"PAXOS.READ": self._read,
             b"PAXOS.STATUS": self._status,
             b"PAXOS.WAIT": self._wait,
+            b"PAXOS.SNAPSHOT": self._snapshot,
         }
         if kv is not None:
             self.table[b"MULTI"] = self._multi
@@ -617,6 +625,56 @@ class NodeCommands:
         except TimeoutError:
             return Error(f"TRYAGAIN position {position} not applied yet (at {self.log.applied})")
         return self.log.applied
+
+    def _snapshot(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
+        if len(args) != 1:
+            return wrong_arity(args[0])
+        sm = self.tob.state_machine
+        if self.kv is None or sm is None:
+            return Error("ERR PAXOS.SNAPSHOT needs the node's key-value store")
+        busy = self._no_leader()
+        if busy is not None:
+            return busy
+        out: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+
+        def barrier_done(result: list[KvReply] | BaseException) -> None:
+            if out.done():
+                return
+            if isinstance(result, BaseException):
+                out.set_result(_as_error(result))
+                return
+            # The barrier was applied here: the state now holds every write
+            # acknowledged before the command arrived. Copy it at this one
+            # point, with its position and clock (no await in between).
+            position, clock_ms = self.log.applied, self.log.clock_ms
+            copy = getattr(sm, "snapshot_copy", None)
+            step: Callable[[], bytes | None] = (
+                copy() if copy is not None else functools.partial(bytes, sm.snapshot())
+            )
+            task = asyncio.ensure_future(self._encode(step, position, clock_ms))
+            task.add_done_callback(encoded)
+
+        def encoded(task: asyncio.Future[Reply]) -> None:
+            if out.done():
+                return
+            error = None if task.cancelled() else task.exception()
+            if task.cancelled() or error is not None:
+                out.set_result(_as_error(error or asyncio.CancelledError()))
+            else:
+                out.set_result(task.result())
+
+        # A point read of no key: an empty entry ordered after the command
+        # arrived (kvstore's read barrier), nothing written to the log.
+        self._kv_submit(conn, [[b"EXISTS", b""]], barrier_done)
+        return out
+
+    async def _encode(self, step: Callable[[], bytes | None], position: int, clock: int) -> Reply:
+        # Encoded a step at a time between the node's other work, as the node's
+        # own snapshots are: a large state must not stall the loop (and the
+        # leader's heartbeats) for the whole encoding.
+        while (data := step()) is None:
+            await asyncio.sleep(0)
+        return [position, clock, data]
 
     def _status(self, conn: Connection, args: list[bytes]) -> Reply:
         st = self.tob.status()
