@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # What running a node needs, without the dev tools: `make run` on a fresh machine.
 RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: install test lint run sim bench mutate
+.PHONY: install test lint docs run sim bench mutate
 
 $(BIN)/python:
 	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
@@ -16,7 +16,7 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install -e '.[dev,docs]'
 	touch $(STAMP) $(RUN_STAMP)
 
 $(RUN_STAMP): pyproject.toml | $(BIN)/python
@@ -30,8 +30,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint docs
 	$(BIN)/pytest
+
+# The documentation site into site/ (mkdocs.yml: strict, nothing fetched from the network).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --quiet --strict
 
 # Plants each bug of tests/mutation/mutate.py in a copy of src and runs the tests that must
 # catch it; prints the killed/survived score. Not part of `make test` (several minutes).

@@ -334,7 +334,7 @@ def generated_block(
         "",
         systems_table(systems),
         "",
-        "### Goals of issue 7",
+        "### Performance goals",
         "",
         format_table(
             [("goal", "measured", "holds", "ratio in this run")]

@@ -1,4 +1,4 @@
-"""The command line, ``paxostob <command>``: the composition root (DESIGN.md §2).
+"""The command line, ``paxostob <command>``: the composition root (docs/design.md §2).
 
 The only place that picks concrete classes (TCP transport, the default store,
 the RESP server) and wires them together.

@@ -1,6 +1,6 @@
 """Events into the core, and the ``Ready`` batch of effects out of it.
 
-The runtime handles a ``Ready`` in this order (DESIGN.md §3), then calls
+The runtime handles a ``Ready`` in this order (docs/design.md §3), then calls
 ``advance(ready)``:
 
 1. send ``early`` at once: messages that depend on no state of this Ready

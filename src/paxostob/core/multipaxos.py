@@ -1,6 +1,6 @@
 """Multi-Paxos: a replicated log of slots, the engine of total-order broadcast.
 
-Theory of operation ("Paxos Made Simple" §3, DESIGN.md §3):
+Theory of operation ("Paxos Made Simple" §3, docs/design.md §3):
 
 - Every replica is acceptor and learner for every slot; the per-slot rules are
   those of ``rules`` (the same ones single-decree consensus uses).
@@ -14,7 +14,7 @@ Theory of operation ("Paxos Made Simple" §3, DESIGN.md §3):
   delivered there and is re-forwarded after a leader change; replicas skip
   ids already delivered, so a retried proposal is delivered once. A node
   whose proposal lost a slot therefore proposes *its own* value again
-  later (the Go original re-proposed the winner: DESIGN.md §1 defect 5).
+  later (the Go original re-proposed the winner: docs/design.md §1 defect 5).
 - Leader failure is detected by missing heartbeats within a randomized
   election timeout; the suspecting node campaigns with a higher round.
   Leaders that hear a higher ballot (a ``Nack``) or lose contact with a

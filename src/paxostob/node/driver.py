@@ -12,7 +12,7 @@ while the driver keeps stepping events and taking Readys. A Ready's late
 ``messages`` (promises, accept acknowledgements, ...) leave, and
 ``Persisted`` is stepped (the core then counts its own votes of it), only
 once its save *and every earlier one* returned: so a promise or acceptance
-that a peer (or the leader itself) relies on is on disk first (DESIGN.md
+that a peer (or the leader itself) relies on is on disk first (docs/design.md
 §3). Readys that queue up behind a save in flight are saved together in the
 next one (``coalesce``: one transaction, one fsync: group commit); at most
 ``persist_queue_max`` Readys wait (back-pressure: the driver then takes no

@@ -87,7 +87,7 @@ PARTITION_KINDS = ("leader", "split", "random")
 #: candidates collide), a re-forward (30 ticks) and some catch-up rounds (5
 #: ticks each); 600 leaves a wide margin so that only a stuck run fails.
 LIVENESS_TICKS_DEFAULT = 600
-#: How a replica persists a ``Ready``. ``save-first`` is DESIGN.md §3's order
+#: How a replica persists a ``Ready``. ``save-first`` is docs/design.md §3's order
 #: (early messages at once, the rest and ``Persisted`` once durable) and the
 #: only one ever drawn; the others are deliberate bugs, for tests that show
 #: the checkers catch them: ``send-first`` sends every message before the save

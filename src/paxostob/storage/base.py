@@ -3,7 +3,7 @@
 Theory of operation: a Paxos acceptor may answer a peer only with what it has
 written down first. The core hands the runtime one ``Ready`` at a time; the
 runtime calls ``save(ready)`` *before* sending ``ready.messages``
-(DESIGN.md §3), so a promise or an accepted value that left the node is never
+(docs/design.md §3), so a promise or an accepted value that left the node is never
 forgotten by a crash. ``open`` gives back everything saved, as a
 ``DurableState``, when the node starts again.
 
@@ -197,7 +197,7 @@ def default_storage(data_dir: str | os.PathLike[str]) -> Storage:
     ``SqliteStorage`` stays selectable: pass ``storage=SqliteStorage(dir)``.
 
     The runtime reaches the default only through this function, so it
-    depends on the interface module alone (DESIGN.md §2).
+    depends on the interface module alone (docs/design.md §2).
     """
     from pathlib import Path
 

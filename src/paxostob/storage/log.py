@@ -890,7 +890,7 @@ class LogStorage:
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
-        """Translate OS errors at the boundary (DESIGN.md §7)."""
+        """Translate OS errors at the boundary (docs/design.md §7)."""
         try:
             yield
         except OSError as e:
