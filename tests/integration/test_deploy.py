@@ -68,6 +68,7 @@ def test_init_configs_start_a_three_node_cluster_that_replicates(tmp_path: Path)
         await_leader(ports[3], None)  # node 1 delivered a broadcast: it knows the leader
         with redis.Redis(port=ports[3], socket_timeout=15) as one:
             assert one.set("deploy:k", "v") is True
+        await_leader(ports[5], None)  # and so does node 3 (else it answers TRYAGAIN at once)
         with redis.Redis(port=ports[5], socket_timeout=15) as three:
             assert three.get("deploy:k") == b"v"
     finally:
