@@ -52,6 +52,8 @@ LAYER_PREFIXES: tuple[tuple[str, int], ...] = (
     ("sim", 3),
     ("bench", 3),
     ("kvstore", 3),
+    # Reads the installed package's metadata (a file): not pure, needs nothing else.
+    ("version", 1),
     ("cli", 4),
     ("__main__", 4),
 )

@@ -143,7 +143,7 @@ def load_node_config(flags: dict[str, Any], config_file: Path | None) -> NodeCon
     """Merge a TOML file (if any) with flags (flags win) and validate everything."""
     raw: dict[str, Any] = {}
     if config_file is not None:
-        raw = _read_toml(config_file)
+        raw = _dashes_as_underscores(_read_toml(config_file), config_file)
         unknown = sorted(set(raw) - KNOWN_KEYS)
         if unknown:
             raise ConfigError(f"config {config_file}: unknown key(s) {', '.join(unknown)}")
@@ -232,6 +232,17 @@ def load_node_config(flags: dict[str, Any], config_file: Path | None) -> NodeCon
         proto_max_bulk_len=proto_max_bulk_len,
         client_query_buffer_limit=buffer_limit,
     )
+
+
+def _dashes_as_underscores(raw: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Accept a key as its flag is spelled (``data-dir``) or as Python spells it (``data_dir``)."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name in out:
+            raise ConfigError(f"config {path}: {name} is given twice (as {key} and {name})")
+        out[name] = value
+    return out
 
 
 def _flag(value: object, name: str) -> bool:

@@ -17,9 +17,11 @@ import ctypes
 import gc
 import logging
 import os
+import platform
 import signal
 import ssl
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TextIO
 
@@ -33,6 +35,7 @@ from ..resp.broadcast_log import BroadcastLog
 from ..resp.commands import NodeCommands
 from ..resp.server import MAXCLIENTS_DEFAULT, TIMEOUT_S_DEFAULT, RespLimits, RespServer
 from ..transport.tcp import TcpTransport, install_uvloop
+from ..version import __version__
 from .config import CLIENT_QUERY_BUFFER_LIMIT_DEFAULT, ConfigError, NodeConfig, load_node_config
 from .descriptors import client_budget
 
@@ -166,13 +169,31 @@ def run(ns: argparse.Namespace, out: TextIO) -> int:
         level=ns.log_level,
         format=f"%(asctime)s %(levelname)s node {cfg.node_id} %(name)s: %(message)s",
     )
+    # First, so every node log says what it runs on: uvloop, or asyncio's
+    # own loop (slower: the figures in docs/benchmarks.md are with uvloop).
+    log.info(
+        "paxostob %s on Python %s, event loop %s",
+        __version__,
+        platform.python_version(),
+        _event_loop(install_uvloop()),
+    )
     _bound_malloc()
     limits = client_limits(cfg, LogConfig())
-    install_uvloop()
     try:
         return asyncio.run(serve_node(cfg, limits))
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         return 130
+
+
+def _event_loop(uvloop: bool) -> str:
+    if uvloop:
+        try:
+            return f"uvloop {version('uvloop')}"
+        except PackageNotFoundError:
+            return "uvloop"
+    if sys.platform == "win32":
+        return "asyncio (uvloop does not run on Windows)"
+    return "asyncio (uvloop is not installed: reinstall paxostob to get it, or pip install uvloop)"
 
 
 def _ssl_contexts(cfg: NodeConfig) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:

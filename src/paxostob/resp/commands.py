@@ -17,7 +17,13 @@ unchanged. ``PAXOS.*`` commands reach the node's total-order broadcast:
   of raw broadcasts at positions >= ``start`` still kept by this node;
 - ``PAXOS.WAIT position timeout_ms`` -> the applied position, once this node
   applied ``position`` (``-TRYAGAIN`` after the timeout);
-- ``PAXOS.STATUS`` -> this node's role, leader, ballot and positions.
+- ``PAXOS.STATUS`` -> this node's role, leader, ballot and positions;
+- ``PAXOS.SNAPSHOT`` -> ``[position, clock_ms, state]``: the whole state of
+  the node's applications (key-value store and broadcast log) at log
+  position ``position``, taken after a read barrier, so it holds every write
+  acknowledged (on any node) before the command arrived. ``paxostob
+  snapshot save`` writes it to a file; ``paxostob snapshot restore`` makes a
+  new cluster from it.
 
 Anything else gets Redis's ``-ERR unknown command ...`` reply.
 """
@@ -25,6 +31,7 @@ Anything else gets Redis's ``-ERR unknown command ...`` reply.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import os
@@ -37,6 +44,7 @@ from ..errors import NotRunningError, PaxosError, QuorumTimeoutError
 from ..kv.commands import COMMANDS, CommandSpec
 from ..kv.replies import Reply as KvReply
 from ..node.tob import TotalOrderBroadcast
+from ..version import __version__
 from .broadcast_log import TAG_BROADCAST, BroadcastLog
 from .protocol import Error, Reply, SimpleString
 from .server import Connection
@@ -46,6 +54,15 @@ __all__ = ["NodeCommands"]
 log = logging.getLogger("paxostob.resp")
 
 OK = SimpleString("OK")
+#: The Redis release whose replies the key-value commands reproduce (the
+#: differential tests run them against redis-server 7.0). Clients read it
+#: from HELLO and INFO to decide which commands and options they may send.
+REDIS_VERSION = "7.0.0"
+#: Every node accepts every command (a follower forwards writes through the
+#: log), so to a client each one is a master: a client library that saw
+#: "replica"/"slave" would refuse to send it writes. The Paxos role is in
+#: INFO's ``# Paxos`` section and PAXOS.STATUS.
+REDIS_ROLE = "master"
 QUEUED = SimpleString("QUEUED")
 
 #: Consecutive pipelined key-value commands of one connection share a log
@@ -107,6 +124,39 @@ def unknown_command(args: list[bytes]) -> Error:
     return Error(text.decode(errors="replace"))
 
 
+_CLIENT_HELP = (
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "SETNAME <connection-name>",
+    "    Assign the name <connection-name> to the current connection.",
+    "SETINFO <option> <value>, NO-EVICT (ON|OFF), NO-TOUCH (ON|OFF)",
+    "    Accepted and ignored (client libraries send them when they connect).",
+)
+_COMMAND_HELP = (
+    "(no subcommand)",
+    "    Return details about all commands.",
+    "COUNT",
+    "    Return the total number of commands.",
+    "DOCS [<command-name> ...]",
+    "    Return an empty map (no command documentation is kept).",
+    "INFO [<command-name> ...]",
+    "    Return details about the named commands.",
+)
+
+
+def _help(command: str, lines: Sequence[str]) -> Reply:
+    """Redis's HELP reply: a header line, the subcommands, then HELP itself."""
+    text = [
+        f"{command} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        *lines,
+        "HELP",
+        "    Print this help.",
+    ]
+    return [SimpleString(line) for line in text]
+
+
 class NodeCommands:
     """Dispatches one node's RESP commands (see the module docstring)."""
 
@@ -142,6 +192,7 @@ class NodeCommands:
             b"PAXOS.READ": self._read,
             b"PAXOS.STATUS": self._status,
             b"PAXOS.WAIT": self._wait,
+            b"PAXOS.SNAPSHOT": self._snapshot,
         }
         if kv is not None:
             self.table[b"MULTI"] = self._multi
@@ -387,11 +438,11 @@ class NodeCommands:
         conn.protocol = protocol
         return {
             b"server": b"redis",
-            b"version": b"7.2.0",
+            b"version": REDIS_VERSION.encode(),
             b"proto": protocol,
             b"id": conn.id,
             b"mode": b"standalone",
-            b"role": b"master",
+            b"role": REDIS_ROLE.encode(),
             b"modules": [],
         }
 
@@ -412,6 +463,8 @@ class NodeCommands:
             return conn.id
         if sub in (b"SETINFO", b"NO-EVICT", b"NO-TOUCH"):
             return OK  # client libraries send these at connect: accept quietly
+        if sub == b"HELP" and len(args) == 2:
+            return _help("CLIENT", _CLIENT_HELP)
         return Error(
             f"ERR unknown subcommand '{args[1].decode(errors='replace')}'. Try CLIENT HELP."
         )
@@ -450,6 +503,8 @@ class NodeCommands:
             return [info(specs[a.lower()]) if a.lower() in specs else None for a in args[2:]]
         if sub == b"":
             return [info(spec) for spec in specs.values()]
+        if sub == b"HELP" and len(args) == 2:
+            return _help("COMMAND", _COMMAND_HELP)
         return Error(
             f"ERR unknown subcommand '{args[1].decode(errors='replace')}'. Try COMMAND HELP."
         )
@@ -470,14 +525,14 @@ class NodeCommands:
         st = self.tob.status()
         lines = [
             "# Server",
-            "redis_version:7.2.0",
-            "paxostob_version:0.1.0",
+            f"redis_version:{REDIS_VERSION}",
+            f"paxostob_version:{__version__}",
             f"os:{platform.system()} {platform.release()}",
             f"process_id:{os.getpid()}",
             f"uptime_in_seconds:{int(time.monotonic() - self.started)}",
             "",
             "# Replication",
-            f"role:{'master' if st.role.value == 'leader' else 'slave'}",
+            f"role:{REDIS_ROLE}",
             "",
             "# Paxos",
             f"node_id:{self.node_id}",
@@ -570,6 +625,56 @@ class NodeCommands:
         except TimeoutError:
             return Error(f"TRYAGAIN position {position} not applied yet (at {self.log.applied})")
         return self.log.applied
+
+    def _snapshot(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
+        if len(args) != 1:
+            return wrong_arity(args[0])
+        sm = self.tob.state_machine
+        if self.kv is None or sm is None:
+            return Error("ERR PAXOS.SNAPSHOT needs the node's key-value store")
+        busy = self._no_leader()
+        if busy is not None:
+            return busy
+        out: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+
+        def barrier_done(result: list[KvReply] | BaseException) -> None:
+            if out.done():
+                return
+            if isinstance(result, BaseException):
+                out.set_result(_as_error(result))
+                return
+            # The barrier was applied here: the state now holds every write
+            # acknowledged before the command arrived. Copy it at this one
+            # point, with its position and clock (no await in between).
+            position, clock_ms = self.log.applied, self.log.clock_ms
+            copy = getattr(sm, "snapshot_copy", None)
+            step: Callable[[], bytes | None] = (
+                copy() if copy is not None else functools.partial(bytes, sm.snapshot())
+            )
+            task = asyncio.ensure_future(self._encode(step, position, clock_ms))
+            task.add_done_callback(encoded)
+
+        def encoded(task: asyncio.Future[Reply]) -> None:
+            if out.done():
+                return
+            error = None if task.cancelled() else task.exception()
+            if task.cancelled() or error is not None:
+                out.set_result(_as_error(error or asyncio.CancelledError()))
+            else:
+                out.set_result(task.result())
+
+        # A point read of no key: an empty entry ordered after the command
+        # arrived (kvstore's read barrier), nothing written to the log.
+        self._kv_submit(conn, [[b"EXISTS", b""]], barrier_done)
+        return out
+
+    async def _encode(self, step: Callable[[], bytes | None], position: int, clock: int) -> Reply:
+        # Encoded a step at a time between the node's other work, as the node's
+        # own snapshots are: a large state must not stall the loop (and the
+        # leader's heartbeats) for the whole encoding.
+        while (data := step()) is None:
+            await asyncio.sleep(0)
+        return [position, clock, data]
 
     def _status(self, conn: Connection, args: list[bytes]) -> Reply:
         st = self.tob.status()
