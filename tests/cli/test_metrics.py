@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
+import re
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -390,3 +392,16 @@ def test_peer_bytes_never_go_back_across_connections() -> None:
     assert counts.update(30, 5) == (180, 25)  # a new connection: counted on top
     assert counts.update(0, 0) == (180, 25)  # no connection now
     assert counts.update(7, 1) == (187, 26)
+
+
+def test_the_grafana_dashboard_uses_only_series_a_node_exports() -> None:
+    root = Path(__file__).resolve().parents[2]
+    dashboard = json.loads((root / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(exprs) > 20
+    source = (root / "src" / "paxostob" / "cli" / "metrics.py").read_text()
+    used = {n for e in exprs for n in re.findall(r"\b(paxostob_\w+)", e)}
+    for name in sorted(used):
+        base = re.sub(r"_(total|bucket|sum|count)$", "", name)
+        assert f'"{base}"' in source, f"the dashboard uses {name}, which no collector exports"
+    assert any("process_resident_memory_bytes" in e for e in exprs)
