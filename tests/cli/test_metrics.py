@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
+import os
 import re
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +23,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from paxostob import Delivery, MemoryNetwork, TotalOrderBroadcast
+from paxostob import Delivery, MemoryNetwork, NodeFailedError, TotalOrderBroadcast
 from paxostob.cli import metrics as metrics_mod
 from paxostob.cli.metrics import (
     FSYNC_BUCKETS_S,
@@ -33,8 +35,10 @@ from paxostob.cli.metrics import (
     readiness,
     tcp_info,
 )
+from paxostob.core.events import Ready
 from paxostob.node.repeats import RepeatLimiter
 from paxostob.resp.stats import CommandStats
+from paxostob.storage.base import has_durable_part
 from paxostob.storage.log import LogStorage
 
 TICK_S = 0.002
@@ -405,3 +409,43 @@ def test_the_grafana_dashboard_uses_only_series_a_node_exports() -> None:
         base = re.sub(r"_(total|bucket|sum|count)$", "", name)
         assert f'"{base}"' in source, f"the dashboard uses {name}, which no collector exports"
     assert any("process_resident_memory_bytes" in e for e in exprs)
+
+
+class _FullDisk(LogStorage):
+    """A log whose durable saves fail with ENOSPC from the ``at``-th on: the disk filled up."""
+
+    def __init__(self, path: Path, at: int) -> None:
+        super().__init__(path)
+        self.at = at
+        self.saves = 0
+
+    def save(self, ready: Ready) -> None:
+        if has_durable_part(ready):
+            self.saves += 1
+            if self.saves >= self.at:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+        super().save(ready)
+
+
+async def test_a_failed_node_is_neither_healthy_nor_ready(tmp_path: Path) -> None:
+    net = MemoryNetwork(seed=SEED)
+    transport = net.transport("a")
+    tob = TotalOrderBroadcast(
+        transport, ["a"], tick_interval_s=TICK_S, storage=_FullDisk(tmp_path, at=3), bootstrap=True
+    )
+    await tob.start()
+    registry, _ = make_registry(NodeCollector(tob))
+    server = MetricsServer(registry, tob, host="127.0.0.1", port=0, ready_lag_slots_max=1000)
+    await server.start()
+    try:
+        with pytest.raises(NodeFailedError):
+            for k in range(20):
+                await asyncio.wait_for(tob.broadcast(b"f%d" % k), WAIT_S)
+        status, _, body = await get(server.port, "/health")
+        assert status == 503 and b'"health": false' in body and b"ENOSPC" in body
+        status, _, body = await get(server.port, "/ready")
+        assert status == 503 and b'"reason": "the node failed"' in body
+    finally:
+        await server.close()
+        await tob.close()
+        await transport.close()
