@@ -123,8 +123,9 @@ def test_status_reports_unreachable_nodes(capsys: pytest.CaptureFixture[str]) ->
     members = f"1=127.0.0.1:{ports[0]},2=127.0.0.1:{ports[1]}"
     resp = f"1=127.0.0.1:{ports[0]},2=127.0.0.1:{ports[1]}"
     assert main(["status", "--members", members, "--resp-members", resp, "--timeout", "1"]) == 1
-    out = capsys.readouterr().out.splitlines()
-    assert len(out) == 2 and all("unreachable" in line for line in out)
+    *nodes, quorum = capsys.readouterr().out.splitlines()
+    assert len(nodes) == 2 and all("unreachable" in line for line in nodes)
+    assert quorum.startswith("quorum: NO: 0 of 2 nodes answered"), quorum
 
 
 def test_toml_keys_may_be_spelled_with_dashes_like_the_flags(tmp_path: Path) -> None:

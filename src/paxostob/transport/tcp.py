@@ -524,6 +524,16 @@ class TcpTransport:
         """Peers with an authenticated connection right now."""
         return frozenset(p for p, link in self._links.items() if link.connected)
 
+    def peer_socket(self, peer: str) -> object | None:
+        """The socket of the connection to ``peer`` now (None while there is none).
+
+        For readings the kernel keeps per connection (``TCP_INFO``: its
+        round-trip time, bytes sent and received); do not read or write it.
+        """
+        link = self._links.get(peer)
+        sock = None if link is None else link.socket
+        return None if sock is None else sock.get_extra_info("socket")
+
     def outbox_len(self, peer: str) -> int:
         """Frames waiting for ``peer`` (0 for an unknown peer)."""
         link = self._links.get(peer)
