@@ -23,7 +23,9 @@ Rules:
 - ``decode_message`` reads bytes from outside (a peer): it checks every type,
   arity and range and raises ``DecodeError`` for anything else, never another
   exception. Integers are non-negative (slots, rounds, seqs and watermarks
-  all are), ints are never bools, payloads are msgpack bin (``bytes``), ids
+  all are; the watermarks of a ``Promise`` and an ``Accept`` may be -1:
+  nothing decided, as a single-decree instance sends), ints are
+  never bools, payloads are msgpack bin (``bytes``), ids
   are msgpack str, and nothing may follow the message.
 - Decoding allocates in proportion to the input: every msgpack length limit is
   the input's own length (a header that claims 2**32 elements fails at once),
@@ -190,11 +192,12 @@ def _str(x: object, what: str) -> str:
     return x
 
 
-def _uint(x: object, what: str) -> int:
+def _uint(x: object, what: str, *, low: int = 0) -> int:
     if type(x) is not int:
         raise DecodeError(f"{what}: expected an int, got {type(x).__name__}")
-    if x < 0:
-        raise DecodeError(f"{what}: expected a non-negative int, got {x}")
+    if x < low:
+        bound = "a non-negative int" if low == 0 else f"an int >= {low}"
+        raise DecodeError(f"{what}: expected {bound}, got {x}")
     return x
 
 
@@ -269,7 +272,8 @@ def _promise(i: str, s: str, f: list[Any]) -> Message:
         i,
         s,
         _read_ballot(ballot, "Promise.ballot"),
-        _uint(decided_through, "Promise.decided_through"),
+        # -1: nothing decided (a single-decree instance's one slot is 0).
+        _uint(decided_through, "Promise.decided_through", low=-1),
         _read_promise_entries(entries, "Promise.entries"),
     )
 
@@ -287,7 +291,7 @@ def _accept(i: str, s: str, f: list[Any]) -> Message:
         _read_ballot(ballot, "Accept.ballot"),
         _uint(slot, "Accept.slot"),
         _read_batch(value, "Accept.value"),
-        _uint(commit, "Accept.commit"),
+        _uint(commit, "Accept.commit", low=-1),  # -1 in a single-decree Accept
     )
 
 

@@ -921,3 +921,22 @@ async def test_a_node_over_tcp_without_storage_must_say_so() -> None:
     finally:
         for t in ts.values():
             await t.close()
+
+
+async def test_consensus_over_tcp_decides_one_value_everywhere() -> None:
+    # Every message of the single-decree protocol crosses the wire codec here
+    # (a Promise with nothing decided carries the watermark -1).
+    members, ts = await start_cluster(["n1", "n2", "n3"])
+    nodes = [Consensus(ts[m], list(members), tick_interval_s=0.005, in_memory=True) for m in ts]
+    try:
+        for node in nodes:
+            await node.start()
+        decided = await asyncio.gather(
+            *(node.propose(f"v-{node.address}".encode(), timeout=20) for node in nodes)
+        )
+        assert len(set(decided)) == 1 and decided[0] in {b"v-n1", b"v-n2", b"v-n3"}
+    finally:
+        for node in nodes:
+            await node.close()
+        for t in ts.values():
+            await t.close()

@@ -67,7 +67,8 @@ class Promise:
     """Phase 1b: the sender promised ``ballot``.
 
     ``decided_through``: every slot <= it is decided at the sender (its
-    contiguous prefix); ``entries`` covers the slots above it (and >= the
+    contiguous prefix; -1 when none is, as for a single-decree instance,
+    whose one slot is 0); ``entries`` covers the slots above it (and >= the
     prepare's slot) that the sender accepted or knows decided.
     """
 
