@@ -75,6 +75,18 @@ def status_command(cluster: Cluster) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def linked_to_every_peer(node: Node, peers: list[str]) -> bool:
+    """Whether ``node``'s log says its last word on each peer's link was "connected"."""
+    state: dict[str, bool] = {}
+    for line in node.lines:
+        for peer in peers:
+            if f": connected to {peer} (" in line:
+                state[peer] = True
+            elif f": lost {peer} (" in line:
+                state[peer] = False
+    return all(state.get(peer, False) for peer in peers)
+
+
 def test_metrics_health_status_and_logs_of_a_live_cluster(cluster: Cluster) -> None:
     nodes = cluster.nodes
     # A broadcast from each node is delivered there: each knows the leader now.
@@ -92,6 +104,13 @@ def test_metrics_health_status_and_logs_of_a_live_cluster(cluster: Cluster) -> N
     position = int(cluster.status("1")[b"applied"])
     for node in nodes.values():  # every node applied the writes
         node.call("PAXOS.WAIT", position, int(WAIT_S * 1000), timeout_s=WAIT_S + 5)
+    # A link that was refused while its peer started is dialed again after a
+    # backoff: wait for each node to log every link up, then scrape.
+    with LOGGED:
+        for i, node in nodes.items():
+            peers = [p for p in nodes if p != i]
+            up = LOGGED.wait_for(lambda: linked_to_every_peer(node, peers), WAIT_S)  # noqa: B023
+            assert up, f"node {i} never logged a link to every peer"
     after = {i: scrape(n) for i, n in nodes.items()}
 
     one, one_before = after["1"], before["1"]
