@@ -420,6 +420,52 @@ def test_expire_pexpire_ttl_pttl_persist_type(clients: dict[str, redis.Redis]) -
     assert b.type("e") == b"none"
 
 
+def test_hashes_lists_sets_and_sorted_sets_across_nodes(
+    cluster: Cluster, clients: dict[str, redis.Redis]
+) -> None:
+    a, b, c = abc(clients)
+    assert a.hset("t:h", mapping={"f1": "v1", "f2": "2"}) == 2
+    assert b.hincrby("t:h", "f2", 40) == 42
+    assert c.hgetall("t:h") == {b"f1": b"v1", b"f2": b"42"}
+    assert a.rpush("t:l", "x", "y", "z") == 3
+    assert b.lpop("t:l") == b"x"
+    assert c.lrange("t:l", 0, -1) == [b"y", b"z"]
+    assert a.zadd("t:z", {"low": 1, "high": 10, "mid": 5}) == 3
+    assert b.zincrby("t:z", 0.5, "low") == 1.5
+    assert c.zrange("t:z", 0, -1, withscores=True) == [
+        (b"low", 1.5),
+        (b"mid", 5.0),
+        (b"high", 10.0),
+    ]
+    assert a.zrangebyscore("t:z", "(1.5", "+inf") == [b"mid", b"high"]
+    assert b.type("t:z") == b"zset" and c.type("t:h") == b"hash"
+    with raw(cluster.nodes["3"]) as r:
+        assert cmd(r, "LPUSH", "t:h", "x") == Error(
+            "WRONGTYPE Operation against a key holding the wrong kind of value"
+        )
+    # HGETALL is a map in RESP3 (fields and values in turn in RESP2), as in Redis.
+    received = exchange(cluster.nodes["2"], b"HELLO 3\r\nHGETALL t:h\r\nQUIT\r\n")
+    assert b"%2\r\n$2\r\nf1\r\n$2\r\nv1\r\n$2\r\nf2\r\n$2\r\n42\r\n+OK\r\n" in received
+
+
+def test_set_draws_and_orders_are_the_same_on_every_node(cluster: Cluster) -> None:
+    # Each node is its own Python process with its own hash seed: an order that
+    # followed Python's set iteration, or a draw from a process's random source,
+    # would leave the replicas with different sets.
+    members = [f"m{i}" for i in range(200)]
+    with raw(cluster.nodes["1"]) as r:
+        assert cmd(r, "SADD", "t:s", *members) == 200
+        popped = cmd(r, "SPOP", "t:s", "17")
+        assert cmd(r, "SPOP", "t:s") not in (None, *popped)  # type: ignore[misc]
+        assert isinstance(popped, list) and len(set(popped)) == 17
+    views = []
+    for node in cluster.nodes.values():
+        with raw(node) as r:
+            views.append((cmd(r, "SMEMBERS", "t:s"), cmd(r, "SSCAN", "t:s", "0", "COUNT", "5")))
+    assert views[0] == views[1] == views[2]
+    assert isinstance(views[0][0], list) and len(views[0][0]) == 182
+
+
 def test_dbsize_keys_scan_flushdb(cluster: Cluster, clients: dict[str, redis.Redis]) -> None:
     a, b, c = abc(clients)
     assert a.flushdb() is True

@@ -18,7 +18,7 @@ def redis_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RespClie
 
 @pytest.fixture
 def redis(redis_session: RespClient | str) -> RespClient:
-    """A real redis-server with an empty database (the test is skipped if there is none)."""
+    """A real redis-server with an empty database (none: ``missing_tool`` fails in CI)."""
     if isinstance(redis_session, str):
         missing_tool(redis_session)
     assert redis_session.call(b"FLUSHALL") == OK

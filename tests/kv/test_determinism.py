@@ -19,6 +19,10 @@ WORDS = [
     *(b"k0", b"k1", b"k2", b"", b"v", b"0", b"1", b"-1", b"2", b"10", b"100", b"1500", b"abc"),
     *(b"NX", b"XX", b"GT", b"LT", b"GET", b"EX", b"PX", b"EXAT", b"PXAT", b"KEEPTTL", b"PERSIST"),
     *(b"*", b"k?", b"[k]*", b"COUNT", b"MATCH", b"TYPE", b"string", b"9223372036854775807"),
+    # The aggregate types' members, scores, ranges and options.
+    *(b"a", b"b", b"c", b"1.5", b"-inf", b"+inf", b"(1", b"[a", b"(b", b"-", b"+", b"0.1"),
+    *(b"LEFT", b"RIGHT", b"WITHSCORES", b"BYSCORE", b"BYLEX", b"REV", b"LIMIT", b"RANK"),
+    *(b"CH", b"INCR", b"MAXLEN", b"hash", b"list", b"set", b"zset"),
 ]
 START_MS = 1_000
 
@@ -28,6 +32,24 @@ ops = st.one_of(
         lambda name, args: Op((name, *args)),
         st.sampled_from(NAMES),
         st.lists(st.sampled_from(WORDS), max_size=5),
+    ),
+    # Aggregates of several members, so pops, draws and ranges have something to take.
+    st.builds(
+        lambda name, key, members: Op((name, key, *members)),
+        st.sampled_from([b"SADD", b"RPUSH", b"LPUSH", b"HSET", b"SPOP", b"SRANDMEMBER"]),
+        st.sampled_from(KEYS),
+        st.lists(st.sampled_from([b"a", b"b", b"c", b"d", b"1", b"2", b"-1"]), max_size=6),
+    ),
+    st.builds(
+        lambda key, pairs: Op((b"ZADD", key, *(w for pair in pairs for w in pair))),
+        st.sampled_from(KEYS),
+        st.lists(
+            st.tuples(
+                st.sampled_from([b"1", b"2", b"-1.5", b"inf"]), st.sampled_from([b"a", b"b"])
+            ),
+            min_size=1,
+            max_size=4,
+        ),
     ),
     # Many keys with short lives, so the sweep has work and the snapshot has expired keys.
     st.builds(

@@ -92,9 +92,12 @@ def test_the_sweep_takes_the_oldest_expiry_first() -> None:
     machine = KvMachine(expire_sweep_max=1)
     run(machine, T0_MS, "SET late v PX 20", "SET early v PX 10", "SET never v")
     run(machine, T0_MS + 25)  # both have expired; the sweep may remove one
-    assert sorted(machine._values) == [b"late", b"never"]  # white box: unswept keys are hidden
+    assert sorted(machine.keyspace.values) == [
+        b"late",
+        b"never",
+    ]  # white box: unswept keys are hidden
     run(machine, T0_MS + 25)
-    assert sorted(machine._values) == [b"never"]
+    assert sorted(machine.keyspace.values) == [b"never"]
 
 
 def test_a_changed_expiry_is_the_one_that_counts() -> None:
@@ -111,7 +114,7 @@ def test_rewriting_expiries_keeps_memory_bounded() -> None:
     run(machine, T0_MS, "SET k v")
     for i in range(10_000):
         run(machine, T0_MS, f"PEXPIRE k {10_000 + i}")
-    assert len(machine._expiry_heap) < 200  # stale heap pairs are compacted away
+    assert len(machine.keyspace.expiry_heap) < 200  # stale heap pairs are compacted away
 
 
 def test_expire_family_with_past_times_delete_at_once() -> None:

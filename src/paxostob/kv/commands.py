@@ -29,7 +29,9 @@ Entry, version 1 (``uvarint`` = unsigned LEB128, shortest form)::
 ``COMMANDS`` describes each command like Redis' ``COMMAND INFO`` (arity, flags,
 key positions, ACL categories): the server uses it to answer ``COMMAND``, to
 check arity before proposing, and to tell reads (which may take the read
-path) from writes.
+path) from writes. It is the union of the command families' tables
+(``strings``, ``keys``, ...: one module per family, each command next to its
+handler).
 
 Rules: ``decode_entry`` reads bytes from outside: it never trusts a count or a
 length, consumes its input exactly, and raises ``DecodeError`` (never another
@@ -43,12 +45,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigurationError, DecodeError
+from . import hashes, keys, lists, sets, strings, zsets
+from .table import Command, CommandSpec
 from .wire import encode_uvarint, read_uvarint
 
 __all__ = [
     "COMMANDS",
     "ENTRY_VERSION",
+    "FAMILIES",
     "NOW_MS_MAX",
+    "TABLE",
     "CommandSpec",
     "Entry",
     "Op",
@@ -204,100 +210,24 @@ _set_field = object.__setattr__
 
 # --- the command table ------------------------------------------------------------------
 
+#: The command families (one module each, with its own table), in the order ``COMMAND`` lists them.
+FAMILIES: tuple[dict[bytes, Command], ...] = (
+    strings.TABLE,
+    keys.TABLE,
+    hashes.TABLE,
+    lists.TABLE,
+    sets.TABLE,
+    zsets.TABLE,
+)
 
-@dataclass(frozen=True, slots=True)
-class CommandSpec:
-    """What Redis' ``COMMAND INFO`` says of a command (the fields this store implements).
-
-    ``arity`` counts the name: ``n > 0`` means exactly ``n`` arguments, ``-n``
-    at least ``n``. Keys are at ``first_key``, ``first_key + step``, ... up to
-    ``last_key`` (``-1``: the last argument); ``0, 0, 0`` means no keys.
-    ``flags`` holds ``write`` or ``readonly`` and, as in Redis, ``denyoom``
-    (may grow memory) and ``fast`` (O(1) or O(log n)).
-    """
-
-    name: str
-    arity: int
-    flags: frozenset[str]
-    first_key: int
-    last_key: int
-    step: int
-    categories: tuple[str, ...]
-
-    @property
-    def is_write(self) -> bool:
-        """Whether the command may change the state (``False``: a read-only command)."""
-        return "write" in self.flags
-
-    def arity_ok(self, argc: int) -> bool:
-        """Whether ``argc`` arguments (the name included) fit the arity."""
-        return argc == self.arity if self.arity > 0 else argc >= -self.arity
-
-    def key_positions(self, argc: int) -> range:
-        """The argument indexes that hold keys in a command of ``argc`` arguments."""
-        if self.first_key == 0:
-            return range(0)
-        last = self.last_key if self.last_key >= 0 else argc + self.last_key
-        return range(self.first_key, min(last, argc - 1) + 1, self.step)
-
-
-def _spec(
-    name: str, arity: int, flags: str, keys: tuple[int, int, int], categories: str
-) -> tuple[bytes, CommandSpec]:
-    spec = CommandSpec(name, arity, frozenset(flags.split()), *keys, tuple(categories.split()))
-    return name.encode("ascii"), spec
-
-
-_ONE = (1, 1, 1)
-_ALL = (1, -1, 1)
-_NONE = (0, 0, 0)
+#: Every command of every family, by lower-case name.
+TABLE: dict[bytes, Command] = {}
+for _family in FAMILIES:
+    assert TABLE.keys().isdisjoint(_family), "a command belongs to one family"
+    TABLE.update(_family)
 
 #: Every command the state machine implements, by lower-case name; as Redis 7.0 describes it.
-COMMANDS: dict[bytes, CommandSpec] = dict(
-    [
-        _spec("get", 2, "readonly fast", _ONE, "@read @string @fast"),
-        _spec("set", -3, "write denyoom", _ONE, "@write @string @slow"),
-        _spec("setnx", 3, "write denyoom fast", _ONE, "@write @string @fast"),
-        _spec("setex", 4, "write denyoom", _ONE, "@write @string @slow"),
-        _spec("psetex", 4, "write denyoom", _ONE, "@write @string @slow"),
-        _spec("getset", 3, "write denyoom fast", _ONE, "@write @string @fast"),
-        _spec("getdel", 2, "write fast", _ONE, "@write @string @fast"),
-        _spec("getex", -2, "write fast", _ONE, "@write @string @fast"),
-        _spec("mget", -2, "readonly fast", _ALL, "@read @string @fast"),
-        _spec("mset", -3, "write denyoom", (1, -1, 2), "@write @string @slow"),
-        _spec("msetnx", -3, "write denyoom", (1, -1, 2), "@write @string @slow"),
-        _spec("del", -2, "write", _ALL, "@keyspace @write @slow"),
-        _spec("unlink", -2, "write fast", _ALL, "@keyspace @write @fast"),
-        _spec("exists", -2, "readonly fast", _ALL, "@keyspace @read @fast"),
-        _spec("touch", -2, "readonly fast", _ALL, "@keyspace @read @fast"),
-        _spec("incr", 2, "write denyoom fast", _ONE, "@write @string @fast"),
-        _spec("incrby", 3, "write denyoom fast", _ONE, "@write @string @fast"),
-        _spec("decr", 2, "write denyoom fast", _ONE, "@write @string @fast"),
-        _spec("decrby", 3, "write denyoom fast", _ONE, "@write @string @fast"),
-        _spec("append", 3, "write denyoom fast", _ONE, "@write @string @fast"),
-        _spec("strlen", 2, "readonly fast", _ONE, "@read @string @fast"),
-        _spec("getrange", 4, "readonly", _ONE, "@read @string @slow"),
-        _spec("substr", 4, "readonly", _ONE, "@read @string @slow"),
-        _spec("setrange", 4, "write denyoom", _ONE, "@write @string @slow"),
-        _spec("expire", -3, "write fast", _ONE, "@keyspace @write @fast"),
-        _spec("pexpire", -3, "write fast", _ONE, "@keyspace @write @fast"),
-        _spec("expireat", -3, "write fast", _ONE, "@keyspace @write @fast"),
-        _spec("pexpireat", -3, "write fast", _ONE, "@keyspace @write @fast"),
-        _spec("ttl", 2, "readonly fast", _ONE, "@keyspace @read @fast"),
-        _spec("pttl", 2, "readonly fast", _ONE, "@keyspace @read @fast"),
-        _spec("expiretime", 2, "readonly fast", _ONE, "@keyspace @read @fast"),
-        _spec("pexpiretime", 2, "readonly fast", _ONE, "@keyspace @read @fast"),
-        _spec("persist", 2, "write fast", _ONE, "@keyspace @write @fast"),
-        _spec("type", 2, "readonly fast", _ONE, "@keyspace @read @fast"),
-        _spec("rename", 3, "write", (1, 2, 1), "@keyspace @write @slow"),
-        _spec("renamenx", 3, "write fast", (1, 2, 1), "@keyspace @write @fast"),
-        _spec("dbsize", 1, "readonly fast", _NONE, "@keyspace @read @fast"),
-        _spec("keys", 2, "readonly", _NONE, "@keyspace @read @slow @dangerous"),
-        _spec("scan", -2, "readonly", _NONE, "@keyspace @read @slow"),
-        _spec("flushdb", -1, "write", _NONE, "@keyspace @write @slow @dangerous"),
-        _spec("flushall", -1, "write", _NONE, "@keyspace @write @slow @dangerous"),
-    ]
-)
+COMMANDS: dict[bytes, CommandSpec] = {name: c.spec for name, c in TABLE.items()}
 
 
 def is_read_only(entry: Entry) -> bool:

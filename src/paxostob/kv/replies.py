@@ -8,7 +8,9 @@ A reply is one of:
 - ``int``: a 64-bit signed integer (never ``bool``);
 - ``bytes``: a bulk string (a value or a key);
 - ``None``: the null bulk string (a missing value);
-- ``list``: an array of replies (``MGET``, ``KEYS``, ``SCAN``).
+- ``list``: an array of replies (``MGET``, ``KEYS``, ``SCAN``);
+- ``dict``: a map of field to value (``HGETALL``): a RESP3 map, and in RESP2
+  the flat array of fields and values, in the dict's order.
 
 The RESP server maps these to RESP2/RESP3 frames; the state machine never
 knows which protocol a client speaks.
@@ -39,4 +41,4 @@ class Error:
 #: The reply of a command that succeeded and has nothing else to say.
 OK: Final = SimpleString("OK")
 
-Reply: TypeAlias = "SimpleString | Error | int | bytes | list[Reply] | None"
+Reply: TypeAlias = "SimpleString | Error | int | bytes | list[Reply] | dict[bytes, Reply] | None"
