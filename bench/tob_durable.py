@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paxostob import MemoryNetwork, TotalOrderBroadcast
-from paxostob.storage.base import default_storage
+from paxostob.storage.default import default_storage
 
 MEMBERS = ["peer1", "peer2", "peer3"]
 PAYLOAD = b"x" * 100

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
-from paxostob import MemoryNetwork, TotalOrderBroadcast
-from paxostob.kvstore import KeyValueStore
+from paxostob import KeyValueStore, MemoryNetwork, TotalOrderBroadcast
 
 MEMBERS = ["peer1", "peer2", "peer3"]
 #: Everything below finishes in milliseconds; this only bounds a bug.

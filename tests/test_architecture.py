@@ -10,8 +10,16 @@ Rules (one failure line per violation: file, line, import, rule):
 - ``upward``: a module imports only modules of its own layer or lower.
 - ``siblings``: ``storage`` and ``transport`` do not import each other; at
   layer 3, ``resp``, ``sim`` and ``bench`` do not import each other.
+- ``layer0``: inside layer 0, each part imports only what ``LAYER0_ALLOWED``
+  lists: ``errors`` nothing, ``core`` only itself and ``errors``; ``kv`` and
+  ``codec`` only core's data (``CORE_DATA``: types, messages, events), never
+  the replicas; ``resp.protocol`` only ``kv.replies``.
+- ``interface``: the interface modules (``INTERFACES``) import only layer 0
+  and each other, never an implementation.
 - ``runtime``: ``node`` imports layer 0, the interfaces ``storage.base`` and
-  ``transport.base``, and itself; never a concrete adapter.
+  ``transport.base``, the default store factory ``storage.default`` (the one
+  edge to an adapter: ``data_dir=`` is a public contract), and itself; never
+  a concrete adapter.
 - ``sim``: the simulator runs on virtual time: no asyncio, no ``node``.
 - ``pure``: layer 0 does no IO and reads no clock: it imports none of
   ``LAYER0_FORBIDDEN``, and uses ``random`` only as the ``random.Random``
@@ -19,6 +27,10 @@ Rules (one failure line per violation: file, line, import, rule):
 - ``hub``: nothing inside the package imports ``paxostob/__init__.py``.
 - ``cli``: nothing imports ``cli`` (``__main__`` alone may, to run it; the
   ``cli`` package's own modules import each other).
+- ``scripts``: the scripts outside the package (``examples/``, ``bench/``)
+  are users: ``examples`` import only the public surface (``paxostob``);
+  ``bench`` also the documented modules and the internals it measures
+  (``BENCH_MODULES``, each with its reason).
 """
 
 from __future__ import annotations
@@ -58,6 +70,20 @@ LAYER_PREFIXES: tuple[tuple[str, int], ...] = (
     ("__main__", 4),
 )
 INTERFACES = frozenset({"storage.base", "transport.base"})
+#: The one adapter module the runtime may import: what ``data_dir=`` means.
+RUNTIME_FACTORIES = frozenset({"storage.default"})
+#: Core's data (what crosses its boundary), as opposed to the replicas.
+CORE_DATA = ("core.types", "core.messages", "core.events")
+#: Layer 0 in order: a module of the first matching part imports only the listed
+#: prefixes (each a module or a package with its modules).
+LAYER0_ALLOWED: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("errors", ()),
+    ("core", ("errors", "core")),
+    ("kv", ("errors", "kv", *CORE_DATA)),
+    ("codec", ("errors", *CORE_DATA)),
+    ("resp.protocol", ("errors", "kv.replies")),
+    ("transport.faults", ("errors",)),
+)
 LAYER1_SIBLINGS = frozenset({"storage", "transport"})
 HUB = ""  # paxostob/__init__.py, named relative to the package
 
@@ -74,6 +100,19 @@ def layer_of(module: str) -> int | None:
 
 def top(module: str) -> str:
     return module.split(".")[0]
+
+
+def under(module: str, prefix: str) -> bool:
+    """Whether ``module`` is ``prefix`` or one of its modules."""
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def layer0_allowed(module: str) -> tuple[str, ...] | None:
+    """What layer-0 ``module`` may import (``LAYER0_ALLOWED``); None outside layer 0."""
+    for prefix, allowed in LAYER0_ALLOWED:
+        if under(module, prefix):
+            return allowed
+    return None
 
 
 @dataclass(frozen=True)
@@ -155,10 +194,22 @@ def _import_rules(src: str, target: str) -> Iterator[tuple[str, str]]:
         {top(src), top(target)} <= LAYER1_SIBLINGS or src_layer == target_layer == 3
     ):
         yield "siblings", f"{top(src)} and {top(target)} are siblings: neither imports the other"
+    allowed = layer0_allowed(src) if src_layer == 0 else None
+    if target_layer == 0 and allowed is not None and not any(under(target, a) for a in allowed):
+        yield "layer0", f"{src} imports only {', '.join(allowed) or 'nothing of the package'}"
+    if src in INTERFACES and not (target_layer == 0 or target in INTERFACES):
+        yield "interface", "an interface module imports no implementation"
     if top(src) == "node" and not (
-        target_layer == 0 or target in INTERFACES or top(target) == "node"
+        target_layer == 0
+        or target in INTERFACES
+        or target in RUNTIME_FACTORIES
+        or top(target) == "node"
     ):
-        yield "runtime", "node imports only layer 0 and the interfaces storage.base, transport.base"
+        yield (
+            "runtime",
+            "node imports only layer 0, the interfaces storage.base, transport.base "
+            "and the default store factory storage.default",
+        )
     if top(src) == "sim" and top(target) == "node":
         yield "sim", "the simulator drives the core directly, never node"
 
@@ -221,6 +272,79 @@ def check_package(modules: list[SourceModule]) -> list[str]:
     return [v for m in modules for v in check_module(m, known)]
 
 
+# --- the scripts outside the package ------------------------------------------------------
+
+ROOT = SRC.parents[1]
+#: The modules the docs teach besides the hub (docs/reference.md, docs/storage.md).
+DOCUMENTED_MODULES = frozenset(
+    {
+        "errors",
+        "kvstore",
+        "storage.base",
+        "storage.default",
+        "storage.log",
+        "storage.memory",
+        "storage.sqlite",
+        "transport.base",
+        "transport.tcp",
+    }
+)
+#: What each folder of scripts may import from the package besides the hub.
+SCRIPT_MODULES: dict[str, frozenset[str]] = {
+    "examples": frozenset(),
+    "bench": DOCUMENTED_MODULES
+    | {
+        # storage_bench.py saves what the runtime hands a store: Readys of core's data.
+        "core.events",
+        "core.types",
+        # compaction_stall.py snapshots the KV state machine the server runs;
+        # kv_types_memory.py measures the memory of the KV machine's values.
+        "kv.commands",
+        "kv.machine",
+        "kv.state_machine",
+        # resp_parse.py and resp_server.py measure the RESP parser and connection.
+        "resp.protocol",
+        "resp.server",
+    },
+}
+
+
+def check_script(
+    path: str, source: str, allowed: frozenset[str], known: frozenset[str]
+) -> list[str]:
+    """One line per import of ``paxostob`` in a script that is neither the hub nor ``allowed``."""
+    tree = ast.parse(source, filename=path)
+    script = SourceModule("__script__", False, path, source)
+    violations = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Import | ast.ImportFrom) or (
+            isinstance(node, ast.ImportFrom) and node.level
+        ):
+            continue
+        for target in dict.fromkeys(_internal_imports(node, script, known)):
+            if target != HUB and target not in allowed:
+                violations.append(
+                    f"{path}:{node.lineno}: {ast.unparse(node)}: scripts: paxostob.{target} is "
+                    "internal: import the public surface (paxostob) or a documented module"
+                )
+    return violations
+
+
+@pytest.mark.parametrize("folder", sorted(SCRIPT_MODULES))
+def test_scripts_import_only_the_public_surface(folder: str) -> None:
+    scripts = sorted((ROOT / folder).rglob("*.py"))
+    assert scripts, f"no scripts found under {ROOT / folder}"
+    known = frozenset(m.name for m in discover())
+    violations = [
+        v
+        for path in scripts
+        for v in check_script(
+            str(path), path.read_text(encoding="utf-8"), SCRIPT_MODULES[folder], known
+        )
+    ]
+    assert not violations, f"{folder}/ imports internals:\n" + "\n".join(violations)
+
+
 # --- the package itself -------------------------------------------------------------------
 
 
@@ -240,12 +364,19 @@ KNOWN = frozenset(
         "core",
         "core.messages",
         "core.synod",
+        "core.types",
+        "core.multipaxos",
+        "kv",
+        "kv.machine",
+        "kv.replies",
+        "codec",
         "transport",
         "transport.base",
         "transport.faults",
         "transport.memory",
         "storage",
         "storage.base",
+        "storage.default",
         "storage.file",
         "node",
         "node.runtime",
@@ -290,6 +421,21 @@ def _check(name: str, source: str, *, is_package: bool = False) -> list[str]:
         ("core", "from .. import ConfigurationError\n", "hub"),
         ("resp.server", "from ..cli import main\n", "cli"),
         ("core.synod", "from ..metrics import counter\n", "layers"),
+        ("core.synod", "from ..kv.machine import KvMachine\n", "layer0"),
+        ("core.synod", "from ..codec import encode_message\n", "layer0"),
+        ("core.synod", "from ..resp.protocol import x\n", "layer0"),
+        ("kv.machine", "from ..core.multipaxos import Status\n", "layer0"),
+        ("kv.machine", "from ..core import synod\n", "layer0"),
+        ("kv.machine", "from ..codec import encode_message\n", "layer0"),
+        ("codec", "from .core.synod import SynodReplica\n", "layer0"),
+        ("codec", "from .kv import machine\n", "layer0"),
+        ("errors", "from .core.types import Ballot\n", "layer0"),
+        ("resp.protocol", "from ..kv.machine import KvMachine\n", "layer0"),
+        ("transport.faults", "from ..core.messages import Envelope\n", "layer0"),
+        ("storage.base", "from .file import FileStorage\n", "interface"),
+        ("storage.base", "def f():\n    from . import file\n", "interface"),
+        ("transport.base", "from .memory import MemoryNetwork\n", "interface"),
+        ("node.runtime", "from ..storage.file import FileStorage\n", "runtime"),
         ("metrics", "", "layers"),
     ],
 )
@@ -314,6 +460,13 @@ def test_checker_names_file_line_and_import() -> None:
         ("transport.memory", "from .faults import FaultModel\nfrom . import base\n"),
         ("node.runtime", "import asyncio\nfrom ..transport.base import Transport\n"),
         ("node.runtime", "from ..storage import base\nfrom ..core import synod\n"),
+        ("node.runtime", "from ..storage.default import default_storage\n"),
+        ("core.synod", "from . import types\nfrom ..errors import PaxosError\n"),
+        ("kv.machine", "from ..core.types import Delivery\nfrom .replies import OK\n"),
+        ("codec", "from .core.messages import Envelope\nfrom .core import types\n"),
+        ("resp.protocol", "from ..kv.replies import OK\nfrom ..errors import DecodeError\n"),
+        ("storage.base", "from ..core.types import Snapshot\nfrom ..errors import StorageError\n"),
+        ("transport.base", "from ..core.messages import Envelope\n"),
         ("sim.runner", "import random\nfrom ..transport.faults import FaultModel\n"),
         ("resp.server", "import asyncio\nfrom ..node import runtime\nfrom .protocol import x\n"),
         ("cli", "import asyncio\nfrom .transport.memory import MemoryNetwork\n"),
@@ -324,3 +477,31 @@ def test_checker_names_file_line_and_import() -> None:
 def test_checker_accepts_allowed_imports(module: str, source: str) -> None:
     is_package = module in (HUB, "core")
     assert _check(module, source, is_package=is_package) == []
+
+
+@pytest.mark.parametrize(
+    ("folder", "source"),
+    [
+        ("examples", "from paxostob.kvstore import KeyValueStore\n"),
+        ("examples", "import paxostob.core.multipaxos\n"),
+        ("examples", "from paxostob.node import driver\n"),
+        ("bench", "from paxostob.node.driver import Endpoint\n"),
+        ("bench", "from paxostob.core.multipaxos import MultiPaxosReplica\n"),
+    ],
+)
+def test_script_checker_reports_internal_imports(folder: str, source: str) -> None:
+    [violation] = check_script(f"<{folder}>", source, SCRIPT_MODULES[folder], KNOWN)
+    assert ": scripts: " in violation, violation
+
+
+@pytest.mark.parametrize(
+    ("folder", "source"),
+    [
+        ("examples", "from paxostob import KeyValueStore, TotalOrderBroadcast\nimport paxostob\n"),
+        ("examples", "import asyncio\nfrom pathlib import Path\n"),
+        ("bench", "from paxostob.kvstore import KeyValueStore\nfrom paxostob import Consensus\n"),
+        ("bench", "from paxostob.storage.default import default_storage\n"),
+    ],
+)
+def test_script_checker_accepts_the_public_surface(folder: str, source: str) -> None:
+    assert check_script(f"<{folder}>", source, SCRIPT_MODULES[folder], KNOWN) == []

@@ -21,7 +21,9 @@ if tuple(sys.version_info[:2]) < PYTHON_MIN:
         )
     )
 
-from .core.multipaxos import LogConfig
+from typing import TYPE_CHECKING
+
+from .core.multipaxos import LogConfig, Status
 from .core.types import Delivery
 from .errors import (
     AlreadyDeliveredError,
@@ -37,10 +39,20 @@ from .errors import (
     StoreMissingError,
     TransportClosedError,
 )
+from .kvstore import KeyValueStore, TaggedStateMachine
 from .node.consensus import Consensus
-from .node.tob import TotalOrderBroadcast
+from .node.tob import StateMachine, TotalOrderBroadcast
+from .storage.base import Storage
+from .storage.default import default_storage
+from .storage.memory import MemoryStorage
+from .storage.sqlite import SqliteStorage
+from .transport.base import Transport
 from .transport.memory import MemoryNetwork
+from .transport.tcp import TcpTransport
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .storage.log import LogStorage
 
 __all__ = [
     "AlreadyDeliveredError",
@@ -48,27 +60,38 @@ __all__ = [
     "Consensus",
     "DecodeError",
     "Delivery",
+    "KeyValueStore",
     "LogConfig",
+    "LogStorage",
     "MemoryNetwork",
+    "MemoryStorage",
     "NodeFailedError",
     "NotRunningError",
     "PaxosError",
     "PayloadTooLargeError",
     "ProposalConflictError",
     "QuorumTimeoutError",
+    "SqliteStorage",
+    "StateMachine",
+    "Status",
+    "Storage",
     "StorageError",
     "StoreMissingError",
+    "TaggedStateMachine",
     "TcpTransport",
     "TotalOrderBroadcast",
+    "Transport",
     "TransportClosedError",
     "__version__",
+    "default_storage",
 ]
 
 
 def __getattr__(name: str) -> object:
-    # The TCP transport pulls in msgpack: load it only when asked for.
-    if name == "TcpTransport":
-        from .transport.tcp import TcpTransport
+    # LogStorage needs fcntl (POSIX only): loaded when asked for, so that
+    # ``import paxostob`` works where the default store is SQLite (Windows).
+    if name == "LogStorage":
+        from .storage.log import LogStorage
 
-        return TcpTransport
+        return LogStorage
     raise AttributeError(f"module 'paxostob' has no attribute {name!r}")

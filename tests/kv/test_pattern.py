@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from paxostob.kv.pattern import compile_pattern, pattern_matches
 
 
-def stringmatchlen(pattern: bytes, string: bytes) -> bool:
+def stringmatchlen(pattern: bytes, string: bytes) -> bool:  # noqa: C901 - Redis C, transcribed
     """Redis' matcher, transcribed (with its skipLongerMatches shortcut)."""
     skip = [False]
 
@@ -25,7 +25,7 @@ def stringmatchlen(pattern: bytes, string: bytes) -> bool:
     def signed(c: int) -> int:
         return c - 256 if c >= 128 else c
 
-    def impl(p: int, s: int) -> bool:
+    def impl(p: int, s: int) -> bool:  # noqa: C901 - Redis C, line for line
         plen, slen = len(pattern) - p, len(string) - s
         while plen and slen:
             c = pattern[p]

@@ -26,7 +26,8 @@ from paxostob.core.events import AcceptedEntry, Ready
 from paxostob.core.types import Ballot, DecidedEntry, Proposal, ProposalId
 from paxostob.errors import StorageError
 from paxostob.storage import log as log_module
-from paxostob.storage.base import DurableState, Snapshot, default_storage
+from paxostob.storage.base import DurableState, Snapshot
+from paxostob.storage.default import default_storage
 from paxostob.storage.log import FILE_NAME, FORMAT_VERSION, MAGIC, RECORD_MARK, LogStorage
 from paxostob.storage.sqlite import FILE_NAME as SQLITE_FILE_NAME
 from paxostob.storage.sqlite import SqliteStorage

@@ -172,7 +172,9 @@ KNOWN_KEYS = frozenset(
 )
 
 
-def load_node_config(flags: dict[str, Any], config_file: Path | None) -> NodeConfig:
+def load_node_config(  # noqa: C901 - one flat check per setting, in the order of the docs
+    flags: dict[str, Any], config_file: Path | None
+) -> NodeConfig:
     """Merge a TOML file (if any) with flags (flags win) and validate everything."""
     raw: dict[str, Any] = {}
     if config_file is not None:

@@ -42,7 +42,7 @@ from typing import Any, TextIO
 from ..core.snapshot import SnapshotMeta, encode_meta
 from ..core.types import Snapshot
 from ..errors import StorageError
-from ..storage.base import default_storage
+from ..storage.default import default_storage
 from ..version import __version__
 from .client import RespClientError, request
 from .config import RESP_PORT_OFFSET, ConfigError, parse_members

@@ -19,7 +19,8 @@ import os
 from ..core.events import Propose, Ready
 from ..core.synod import SynodConfig, SynodReplica
 from ..errors import ConfigurationError, NodeFailedError
-from ..storage.base import Storage, default_storage
+from ..storage.base import Storage
+from ..storage.default import default_storage
 from ..transport.base import Transport, reaches_other_processes
 from ._common import (
     AsyncLifetime,

@@ -1,4 +1,4 @@
-"""The asyncio driver that owns one sans-IO replica, and the per-transport mux.
+"""The asyncio driver that owns one sans-IO replica, and the per-transport endpoint.
 
 Theory of operation: exactly one task (the driver) touches the replica, so the
 core needs no locks. Envelopes from the transport and calls from the public
@@ -19,13 +19,15 @@ together in the next one (group commit); at most ``persist_queue_max``
 Readys wait (back-pressure).
 
 Several protocol instances may share one transport (a ``Consensus`` per
-instance name and a ``TotalOrderBroadcast``): the ``Mux`` reads the transport
-once and routes each envelope by ``message.instance``. A transport with the
-optional ``set_receiver`` (transport/base.py) pushes envelopes straight to
-the Mux's router, saving a task switch per message; others are read by a task
-looping on ``receive()``. Messages for an
-instance nobody attached are dropped and counted — Paxos tolerates loss, and
-late learners ask their peers.
+instance name and a ``TotalOrderBroadcast``): the transport's ``Endpoint``
+reads it once and routes each envelope by ``message.instance``. The endpoint
+lives on the transport it reads (``Endpoint.of``): it is found from the
+transport itself, so there is no process-wide registry, and it goes away with
+the transport. A transport with the optional ``set_receiver``
+(transport/base.py) pushes envelopes straight to the endpoint's router,
+saving a task switch per message; others are read by a task looping on
+``receive()``. Messages for an instance nobody attached are dropped and
+counted — Paxos tolerates loss, and late learners ask their peers.
 
 Fail-stop: a save that raises (a full disk, a file limit: the store closed
 itself) or any other error in the loop stops the node for good. The driver
@@ -57,15 +59,26 @@ from ..errors import (
 from ..transport.base import Transport
 from ._common import failure_message
 
-__all__ = ["Driver", "Mux", "ReplicaLike"]
+__all__ = ["ENDPOINT_ATTRIBUTE", "Driver", "Endpoint", "ReplicaLike"]
 
 log = logging.getLogger("paxostob.node")
 
 
-class Mux:
-    """One reader per transport; routes envelopes to the instance they name."""
+#: The attribute of a transport that holds its ``Endpoint`` (in the
+#: transport's own ``__dict__``: a wrapper that forwards attribute reads to
+#: the transport it wraps still gets an endpoint of its own).
+ENDPOINT_ATTRIBUTE = "_paxostob_endpoint"
 
-    _muxes: dict[int, Mux] = {}  # noqa: RUF012 - a registry keyed by transport identity
+
+class Endpoint:
+    """The one reader of a transport; routes envelopes to the instance they name.
+
+    One per transport, made on first use and kept on the transport
+    (``Endpoint.of``). It reads while at least one instance is attached: the
+    first ``attach`` starts the reading (``set_receiver``, or a task looping
+    on ``receive()``), the last ``detach`` stops it and hands the transport
+    back to ``receive()``; a later ``attach`` starts it again.
+    """
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
@@ -75,35 +88,46 @@ class Mux:
         self._pushed = False
         self.unrouted = 0
 
-    @classmethod
-    def attach(
-        cls, transport: Transport, instance: str, handler: Callable[[Envelope], None]
-    ) -> Mux:
-        mux = cls._muxes.get(id(transport))
-        if mux is None:
-            mux = cls._muxes[id(transport)] = Mux(transport)
-        if instance in mux._handlers:
+    @staticmethod
+    def of(transport: Transport) -> Endpoint:
+        """``transport``'s endpoint: the one every instance on it shares."""
+        attributes = getattr(transport, "__dict__", None)
+        if attributes is None:
+            raise ConfigurationError(
+                f"{type(transport).__name__} keeps no attributes (__slots__ without "
+                f"__dict__): paxostob keeps the transport's endpoint, the router that lets "
+                f"several instances share it, in its {ENDPOINT_ATTRIBUTE!r} attribute"
+            )
+        endpoint = attributes.get(ENDPOINT_ATTRIBUTE)
+        if endpoint is None:
+            endpoint = attributes[ENDPOINT_ATTRIBUTE] = Endpoint(transport)
+        assert isinstance(endpoint, Endpoint)
+        return endpoint
+
+    def attach(self, instance: str, handler: Callable[[Envelope], None]) -> None:
+        """Route envelopes for ``instance`` to ``handler``; start reading if not yet."""
+        if instance in self._handlers:
             raise ConfigurationError(f"instance {instance!r} is already running on this transport")
-        mux._handlers[instance] = handler
-        if mux._task is None and not mux._pushed:
-            set_receiver = getattr(transport, "set_receiver", None)
+        self._handlers[instance] = handler
+        if self._task is None and not self._pushed:
+            set_receiver = getattr(self.transport, "set_receiver", None)
             if callable(set_receiver):
-                set_receiver(mux._route)
-                mux._pushed = True
+                set_receiver(self._route)
+                self._pushed = True
             else:
-                mux._task = asyncio.get_running_loop().create_task(mux._read())
-        return mux
+                self._task = asyncio.get_running_loop().create_task(self._read())
 
     def detach(self, instance: str) -> None:
+        """Stop routing to ``instance``; the last one out stops the reading."""
         self._handlers.pop(instance, None)
-        if not self._handlers:
-            if self._task is not None:
-                self._task.cancel()
-                self._task = None
-            if self._pushed:
-                self._pushed = False
-                self.transport.set_receiver(None)  # type: ignore[attr-defined]
-            self._muxes.pop(id(self.transport), None)
+        if self._handlers:
+            return
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        if self._pushed:
+            self._pushed = False
+            self.transport.set_receiver(None)  # type: ignore[attr-defined]
 
     def _route(self, envelope: Envelope) -> None:
         handler = self._handlers.get(envelope.message.instance)
@@ -219,7 +243,7 @@ class Driver:
         self.inbox_dropped = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._mux: Mux | None = None
+        self._endpoint: Endpoint | None = None
         self._closed = False
         #: The order of saves and sends (core/pipeline.py); the save in
         #: flight in the saver thread, if any.
@@ -261,7 +285,9 @@ class Driver:
             return
         if self._closed:
             raise NotRunningError("a closed node cannot be started again; make a new one")
-        self._mux = Mux.attach(self.transport, self.instance, self._on_envelope)
+        endpoint = Endpoint.of(self.transport)
+        endpoint.attach(self.instance, self._on_envelope)
+        self._endpoint = endpoint
         self._task = asyncio.get_running_loop().create_task(self._run(), name=self.instance)
 
     async def close(self) -> None:
@@ -273,9 +299,9 @@ class Driver:
         """
         self._closed = True
         self._ended.set()
-        if self._mux is not None:
-            self._mux.detach(self.instance)
-            self._mux = None
+        if self._endpoint is not None:
+            self._endpoint.detach(self.instance)
+            self._endpoint = None
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -330,9 +356,9 @@ class Driver:
         # After a failed save the store closed itself (storage/base.py): what
         # is queued cannot be saved, and close() must not try.
         self.pipeline.clear()
-        if self._mux is not None:
-            self._mux.detach(self.instance)
-            self._mux = None
+        if self._endpoint is not None:
+            self._endpoint.detach(self.instance)
+            self._endpoint = None
         if isinstance(error, OSError | StorageError):
             log.error("%s", failure)  # one line: the message says it all
         else:  # a bug: the traceback is what its report needs

@@ -38,7 +38,8 @@ from ..errors import (
     ProposalConflictError,
     QuorumTimeoutError,
 )
-from ..storage.base import Storage, default_storage, has_durable_part
+from ..storage.base import Storage, has_durable_part
+from ..storage.default import default_storage
 from ..transport.base import Transport, reaches_other_processes
 from ._common import (
     AsyncLifetime,

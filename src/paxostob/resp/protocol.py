@@ -566,7 +566,7 @@ class RequestParser:
         self._join_at_bytes = join_at_bytes
         self._wait_newline = wait_newline
 
-    def _parse(self) -> list[bytes] | None:
+    def _parse(self) -> list[bytes] | None:  # noqa: C901 - the hot path, inlined on purpose
         # The hot path of a server: locals and literals, no calls but bytes methods.
         buf = self._buffer
         pos = self._offset
@@ -759,7 +759,9 @@ def _format_double(value: float) -> bytes:
     return repr(value).encode()
 
 
-def _encode_into(reply: Reply, resp3: bool, out: list[bytes | bytearray | memoryview]) -> None:
+def _encode_into(  # noqa: C901 - one branch per reply type, the hot path, inlined
+    reply: Reply, resp3: bool, out: list[bytes | bytearray | memoryview]
+) -> None:
     kind = type(reply)
     if kind is bytes or kind is bytearray or kind is memoryview:
         assert isinstance(reply, bytes | bytearray | memoryview)

@@ -183,7 +183,7 @@ class SwarmOptions:
     clock_skewed: int = 0
     clock_jumps: int = 0
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # noqa: C901 - one flat check per field
         if self.n not in (1, 2, 3, 4, 5, 6, 7):
             raise ConfigurationError(f"n must be between 1 and 7, got {self.n}")
         for name in ("loss", "duplicate", "spike_probability"):

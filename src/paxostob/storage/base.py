@@ -60,7 +60,6 @@ works.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,7 +76,6 @@ __all__ = [
     "Snapshot",
     "Storage",
     "StoreMissingError",
-    "default_storage",
     "has_durable_part",
     "missing_store_message",
     "random_incarnation",
@@ -183,37 +181,3 @@ class Storage(Protocol):
     def close(self) -> None:
         """Release the store (making pending unsynced saves durable); idempotent."""
         ...
-
-
-def default_storage(data_dir: str | os.PathLike[str]) -> Storage:
-    """The durable default for one node's directory ``data_dir``.
-
-    ``LogStorage`` (``<data_dir>/paxostob.log``): an append-only record log,
-    several times cheaper in CPU per save than SQLite (docs/storage.md has
-    the figures). A directory that already holds an SQLite store
-    (``paxostob.sqlite3``, made before the log was the default) keeps
-    ``SqliteStorage``, so an upgrade never starts a node from an empty store
-    beside its old one; so does a platform without ``fcntl`` (Windows).
-    ``SqliteStorage`` stays selectable: pass ``storage=SqliteStorage(dir)``.
-
-    The runtime reaches the default only through this function, so it
-    imports the interface module alone; this function is where the layer
-    rule bends (docs/design.md, 'Where the code does not yet follow the intent').
-    """
-    from pathlib import Path
-
-    from .sqlite import FILE_NAME as SQLITE_FILE_NAME
-    from .sqlite import SqliteStorage
-
-    if os.name == "nt":
-        return SqliteStorage(data_dir)
-    from .log import FILE_NAME, LogStorage
-
-    directory = Path(data_dir)
-    has_sqlite = any(
-        (directory / name).exists() for name in (SQLITE_FILE_NAME, SQLITE_FILE_NAME + "-wal")
-    )
-    if has_sqlite and not (directory / FILE_NAME).exists():
-        return SqliteStorage(data_dir)
-    # Both files present is ambiguous: LogStorage.open refuses it, naming both.
-    return LogStorage(data_dir)
