@@ -5,6 +5,8 @@ from __future__ import annotations
 import abc
 import asyncio
 import errno
+import functools
+import logging
 import os
 import random
 from collections.abc import Awaitable
@@ -12,8 +14,13 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 from ..errors import ConfigurationError, QuorumTimeoutError, StorageError
+from ..storage.base import DurableState, Storage
+from ..storage.default import default_storage
+from ..transport.base import reaches_other_processes
 
 T = TypeVar("T")
+
+log = logging.getLogger("paxostob.node")
 
 
 def check_membership(address: str, members: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -66,6 +73,76 @@ _ADVICE = {
     "EROFS": "make {where} writable again and restart the node",
 }
 _ADVICE_OTHER = "check the disk of {where} (the kernel log shows I/O errors) and restart the node"
+
+
+def choose_storage(
+    transport: object,
+    storage: Storage | None,
+    data_dir: str | os.PathLike[str] | None,
+    *,
+    in_memory: bool,
+) -> Storage | None:
+    """The node's store: ``storage``, the default one in ``data_dir``, or none.
+
+    None only when asked for: over a network transport a restart is real,
+    and a node that restarts without its promises can lose acknowledged
+    writes.
+    """
+    if data_dir is not None:
+        if storage is not None:
+            raise ConfigurationError("give data_dir or storage, not both")
+        storage = default_storage(data_dir)
+    if storage is None and not in_memory and reaches_other_processes(transport):
+        raise ConfigurationError(
+            "a node on a network transport needs durable storage (data_dir= or "
+            "storage=): one that restarts without its promises can lose acknowledged "
+            "writes; pass in_memory=True to run without it knowingly"
+        )
+    return storage
+
+
+async def open_store(
+    storage: Storage,
+    cluster_id: str,
+    address: str,
+    members: tuple[str, ...],
+    *,
+    bootstrap: bool,
+) -> DurableState:
+    """Open ``storage`` for this node (making it only with ``bootstrap``), checked and logged.
+
+    A store made for other members is closed and refused: restarting with
+    another membership does not change it safely (quorums of the two need
+    not overlap).
+    """
+    founding = members if bootstrap else None
+    state = await asyncio.to_thread(
+        functools.partial(storage.open, cluster_id, address, bootstrap=founding)
+    )
+    if state.members and state.members != members:
+        await asyncio.to_thread(storage.close)
+        raise ConfigurationError(
+            f"node {address!r}: its store ({cluster_id}) was made for the members "
+            f"{list(state.members)}, but it was started with {list(members)}; "
+            "restarting with other members does not change a membership safely "
+            "(quorums of the two need not overlap)"
+        )
+    if state.created:
+        log.info(
+            "%s: made a new store for cluster %r, members %s (first incarnation %d)",
+            address,
+            cluster_id,
+            ",".join(members),
+            state.incarnation,
+        )
+    elif bootstrap:
+        log.warning(
+            "%s: bootstrap was asked for but the store exists (it was left alone): "
+            "bootstrap only a founding member's first start; if this node's data "
+            "directory were lost, bootstrap would bring it back with its votes forgotten",
+            address,
+        )
+    return state
 
 
 def store_directory(store: object) -> str | None:

@@ -13,20 +13,20 @@ network that may lose, duplicate, delay and reorder messages):
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 
 from ..core.events import Propose, Ready
 from ..core.synod import SynodConfig, SynodReplica
 from ..errors import ConfigurationError, NodeFailedError
 from ..storage.base import Storage
-from ..storage.default import default_storage
-from ..transport.base import Transport, reaches_other_processes
+from ..transport.base import Transport
 from ._common import (
     AsyncLifetime,
     check_membership,
+    choose_storage,
     failure_message,
     make_rng,
+    open_store,
     store_directory,
     within,
 )
@@ -93,16 +93,7 @@ class Consensus(AsyncLifetime):
             make_rng(seed, f"{instance}:{self.address}"),
             config,
         )
-        if data_dir is not None:
-            if storage is not None:
-                raise ConfigurationError("give data_dir or storage, not both")
-            storage = default_storage(data_dir)
-        if storage is None and not in_memory and reaches_other_processes(transport):
-            raise ConfigurationError(
-                "a node on a network transport needs durable storage (data_dir= or "
-                "storage=): one that restarts without its promises can lose acknowledged "
-                "writes; pass in_memory=True to run without it knowingly"
-            )
+        storage = choose_storage(transport, storage, data_dir, in_memory=in_memory)
         self._storage = storage
         self._opened = False
         self.cluster_id = cluster_id
@@ -122,21 +113,13 @@ class Consensus(AsyncLifetime):
     async def start(self) -> None:
         storage = self._storage
         if storage is not None and not self._opened and not self._driver.running:
-            founding = self.members if self._bootstrap else None
-            state = await asyncio.to_thread(
-                functools.partial(
-                    storage.open,
-                    f"{self.cluster_id}/{self.instance}",
-                    self.address,
-                    bootstrap=founding,
-                )
+            state = await open_store(
+                storage,
+                f"{self.cluster_id}/{self.instance}",
+                self.address,
+                self.members,
+                bootstrap=self._bootstrap,
             )
-            if state.members and state.members != self.members:
-                await asyncio.to_thread(storage.close)
-                raise ConfigurationError(
-                    f"node {self.address!r}: the store of instance {self.instance!r} was "
-                    f"made for the members {list(state.members)}, not {list(self.members)}"
-                )
             self._opened = True
             self._replica.restore(state.promised, state.accepted, state.decided)
         self._driver.start()

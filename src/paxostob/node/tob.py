@@ -15,7 +15,6 @@ nodes and a network that loses, duplicates, delays, reorders and partitions:
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 import os
@@ -39,13 +38,14 @@ from ..errors import (
     QuorumTimeoutError,
 )
 from ..storage.base import Storage, has_durable_part
-from ..storage.default import default_storage
-from ..transport.base import Transport, reaches_other_processes
+from ..transport.base import Transport
 from ._common import (
     AsyncLifetime,
     check_membership,
+    choose_storage,
     failure_message,
     make_rng,
+    open_store,
     store_directory,
     within,
 )
@@ -278,16 +278,7 @@ class TotalOrderBroadcast(AsyncLifetime):
             config=self.config,
             incarnation=rng.getrandbits(SEQ_BITS),
         )
-        if data_dir is not None:
-            if storage is not None:
-                raise ConfigurationError("give data_dir or storage, not both")
-            storage = default_storage(data_dir)
-        if storage is None and not in_memory and reaches_other_processes(transport):
-            raise ConfigurationError(
-                "a node on a network transport needs durable storage (data_dir= or "
-                "storage=): one that restarts without its promises can lose acknowledged "
-                "writes; pass in_memory=True to run without it knowingly"
-            )
+        storage = choose_storage(transport, storage, data_dir, in_memory=in_memory)
         self._storage = storage
         self._bootstrap = bootstrap
         self._opened = False
@@ -376,34 +367,10 @@ class TotalOrderBroadcast(AsyncLifetime):
     async def start(self) -> None:
         storage = self._storage
         if storage is not None and not self._opened:
-            founding = self.members if self._bootstrap else None
-            state = await asyncio.to_thread(
-                functools.partial(storage.open, self.cluster_id, self.address, bootstrap=founding)
+            state = await open_store(
+                storage, self.cluster_id, self.address, self.members, bootstrap=self._bootstrap
             )
-            if state.members and state.members != self.members:
-                await asyncio.to_thread(storage.close)
-                raise ConfigurationError(
-                    f"node {self.address!r}: its store was made for the members "
-                    f"{list(state.members)}, but it was started with {list(self.members)}; "
-                    "restarting with other members does not change a membership safely "
-                    "(quorums of the two need not overlap)"
-                )
             self._opened = True
-            if state.created:
-                log.info(
-                    "%s: made a new store for cluster %r, members %s (first incarnation %d)",
-                    self.address,
-                    self.cluster_id,
-                    ",".join(self.members),
-                    state.incarnation,
-                )
-            elif self._bootstrap:
-                log.warning(
-                    "%s: bootstrap was asked for but the store exists (it was left alone): "
-                    "bootstrap only a founding member's first start; if this node's data "
-                    "directory were lost, bootstrap would bring it back with its votes forgotten",
-                    self.address,
-                )
             if state.snapshot is not None:
                 self._restore(state.snapshot.data)
             self._replica.restore(
