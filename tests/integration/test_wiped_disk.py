@@ -60,7 +60,7 @@ def test_a_wiped_node_refuses_to_start_and_no_acknowledged_write_is_lost(
     n3.start()
     assert exit_code(n1) != 0
     refusal = "\n".join(n1.lines)
-    assert "has no store here" in refusal and "restore the directory" in refusal, refusal
+    assert "has no store here" in refusal and "own latest directory" in refusal, refusal
     n3.wait_ready()
     n2.start()
     n2.wait_ready()

@@ -101,8 +101,9 @@ def missing_store_message(where: object, node_id: str) -> str:
     return (
         f"{where}: node {node_id!r} has no store here (the data directory is empty or "
         "missing). If this node was a member of its cluster, its promises and votes are "
-        "lost, and a member that votes without them can lose acknowledged writes: restore "
-        "the directory (from its disk or a backup), or keep the node out of the cluster. "
+        "lost, and a member that votes without them can lose acknowledged writes: bring back "
+        "this node's own latest directory (its disk; never an older copy or a backup, whose "
+        "votes are stale), or keep the node out of the cluster. "
         "If this is the first start of a new cluster, start every founding member once "
         "with --bootstrap (library: bootstrap=True)."
     )
