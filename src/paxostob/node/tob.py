@@ -26,7 +26,7 @@ from typing import Protocol
 
 from ..core.events import Ready
 from ..core.multipaxos import SEQ_BITS, LogConfig, MultiPaxosReplica, Status
-from ..core.types import Ballot, Delivery, ProposalId
+from ..core.types import CLOCK_STAMP_BYTES, Ballot, Delivery, ProposalId
 from ..errors import (
     AlreadyDeliveredError,
     ConfigurationError,
@@ -278,6 +278,8 @@ class TotalOrderBroadcast(AsyncLifetime):
             config=self.config,
             incarnation=rng.getrandbits(SEQ_BITS),
         )
+        #: Bytes a proposal of this node counts beyond its payload (batch_size_bytes).
+        self._proposal_overhead = 16 + len(self.address) + CLOCK_STAMP_BYTES
         storage = choose_storage(transport, storage, data_dir, in_memory=in_memory)
         self._storage = storage
         self._bootstrap = bootstrap
@@ -495,7 +497,10 @@ class TotalOrderBroadcast(AsyncLifetime):
             if not isinstance(payload, bytes | bytearray | memoryview):
                 raise TypeError("broadcast() takes bytes")
             data = bytes(payload)
-        if len(data) + 64 > self.config.batch_bytes_max:
+        # The core's own measure (batch_size_bytes and the leader's clock stamp): a
+        # payload it would drop after numbering it would leave a hole in this
+        # life's proposal numbers, which every replica then remembers for good.
+        if len(data) + self._proposal_overhead > self.config.batch_bytes_max:
             raise PayloadTooLargeError(
                 f"payload of {len(data)} bytes exceeds batch_bytes_max "
                 f"({self.config.batch_bytes_max})"
