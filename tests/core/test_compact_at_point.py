@@ -1,7 +1,7 @@
-"""``compact(data, slot=...)``: a snapshot of the state at an earlier point of the log.
+"""``Compact(data, slot=...)``: a snapshot of the state at an earlier point of the log.
 
 The runtime copies the application's state, marks that point with
-``snapshot_point()``, encodes the copy while later entries are delivered, and
+``MarkSnapshotPoint``, encodes the copy while later entries are delivered, and
 only then compacts. The snapshot must describe the log exactly at the point:
 later deliveries must not leak into its metadata (positions, delivered ids),
 or a replica restored from it would skip them as duplicates.
@@ -13,7 +13,15 @@ import random
 
 import pytest
 
-from paxostob.core.events import Campaign, Persisted, Ready
+from paxostob.core.events import (
+    Campaign,
+    Compact,
+    MarkSnapshotPoint,
+    Persisted,
+    Propose,
+    Ready,
+    Restore,
+)
 from paxostob.core.multipaxos import MultiPaxosReplica, Role
 from paxostob.core.snapshot import decode_meta
 from paxostob.core.types import ZERO_BALLOT, DecidedEntry
@@ -46,7 +54,7 @@ def delivered(readies: list[Ready]) -> list[tuple[int, bytes]]:
 def propose_each(r: MultiPaxosReplica, payloads: list[bytes]) -> list[tuple[int, bytes]]:
     out = []
     for p in payloads:  # one slot each
-        r.propose(p)
+        r.step(Propose(p))
         out += delivered(settle(r))
     return out
 
@@ -55,12 +63,15 @@ def test_the_snapshot_describes_the_marked_point_not_the_present() -> None:
     r = solo()
     first = propose_each(r, [b"p1", b"p2", b"p3"])
     assert first == [(1, b"p1"), (2, b"p2"), (3, b"p3")]
-    point = r.snapshot_point()
+    r.step(MarkSnapshotPoint())
+    point = r.decided_through
     assert point == r.decided_through
     later = propose_each(r, [b"p4", b"p5"])
     assert later == [(4, b"p4"), (5, b"p5")]
 
-    snap = r.compact(b"state-after-p3", slot=point)
+    r.step(Compact(b"state-after-p3", slot=point))
+    snap = r.snapshot
+    assert snap is not None
 
     assert snap.slot == point and r.compacted_through == point
     # Only the log through the point is dropped.
@@ -70,12 +81,14 @@ def test_the_snapshot_describes_the_marked_point_not_the_present() -> None:
     # A replica restored from it replays the later slots in the same positions:
     # their ids are not recorded as delivered in the snapshot.
     fresh = MultiPaxosReplica("a", ["a"], random.Random(2))
-    fresh.restore(
-        ZERO_BALLOT,
-        [],
-        [DecidedEntry(s, v) for s, v in sorted(r.log.items())],
-        incarnation=2,
-        snapshot=snap,
+    fresh.step(
+        Restore(
+            ZERO_BALLOT,
+            [],
+            [DecidedEntry(s, v) for s, v in sorted(r.log.items())],
+            incarnation=2,
+            snapshot=snap,
+        )
     )
     assert delivered(settle(fresh)) == later
     assert fresh.delivered == r.delivered
@@ -84,24 +97,28 @@ def test_the_snapshot_describes_the_marked_point_not_the_present() -> None:
 def test_compact_refuses_a_slot_not_decided_or_already_compacted() -> None:
     r = solo()
     propose_each(r, [b"p1", b"p2"])
-    point = r.snapshot_point()
+    r.step(MarkSnapshotPoint())
+    point = r.decided_through
     with pytest.raises(ValueError, match="not decided"):
-        r.compact(b"x", slot=r.decided_through + 1)
+        r.step(Compact(b"x", slot=r.decided_through + 1))
     propose_each(r, [b"p3"])
-    r.compact(b"x", slot=point)
+    r.step(Compact(b"x", slot=point))
     with pytest.raises(ValueError, match="at or below the snapshot"):
-        r.compact(b"y", slot=point)
+        r.step(Compact(b"y", slot=point))
     with pytest.raises(ValueError, match="at or below the snapshot"):
-        r.compact(b"y", slot=point - 1)
+        r.step(Compact(b"y", slot=point - 1))
 
 
 def test_compact_refuses_an_earlier_slot_that_was_never_marked() -> None:
     r = solo()
     propose_each(r, [b"p1", b"p2"])
-    marked = r.snapshot_point()
+    r.step(MarkSnapshotPoint())
+    marked = r.decided_through
     propose_each(r, [b"p3"])
     with pytest.raises(ValueError, match="no snapshot point"):
-        r.compact(b"x", slot=marked - 1)
+        r.step(Compact(b"x", slot=marked - 1))
     # The present is always a valid point, marked or not.
-    snap = r.compact(b"x", slot=r.decided_through)
+    r.step(Compact(b"x", slot=r.decided_through))
+    snap = r.snapshot
+    assert snap is not None
     assert decode_meta(snap.meta).delivered == 3

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import struct
 
-from paxostob.core.events import Campaign, Persisted, Receive, Tick
+from paxostob.core.events import Campaign, Compact, Persisted, Propose, Receive, Restore, Tick
 from paxostob.core.messages import Envelope, Forward
 from paxostob.core.multipaxos import LogConfig, MultiPaxosReplica
 from paxostob.core.snapshot import SnapshotMeta, decode_meta, encode_meta
@@ -83,8 +83,8 @@ def started(skew: dict[str, int] | None = None, leader: str = "a") -> ClockNet:
 
 def test_the_leader_stamps_its_clock_and_a_follower_clock_days_ahead_counts_for_nothing() -> None:
     net = started({"c": 2 * DAY_MS})
-    net.r["c"].propose(b"from-c")  # forwarded by the skewed node
-    net.r["b"].propose(b"from-b")
+    net.r["c"].step(Propose(b"from-c"))  # forwarded by the skewed node
+    net.r["b"].step(Propose(b"from-b"))
     net.run(5)
     clocks = net.clocks("a")
     assert sorted(p for p, _ in clocks) == [b"from-b", b"from-c"]
@@ -98,7 +98,7 @@ def test_a_forwarded_clock_stamp_is_refused() -> None:
     net = started()
     forged = Forward(net.r["c"].instance, "c", (clock_stamp(T0 + 2 * DAY_MS),))
     net.r["a"].step(Receive(Envelope("a", forged)))
-    net.r["c"].propose(b"after")
+    net.r["c"].step(Propose(b"after"))
     net.run(5)
     assert net.r["a"].ignored >= 1
     ((payload, clock),) = net.clocks("a")
@@ -109,13 +109,13 @@ def test_a_leader_whose_clock_jumps_two_days_ahead_moves_the_log_at_most_one_ste
     None
 ):
     net = started()
-    net.r["b"].propose(b"before")
+    net.r["b"].step(Propose(b"before"))
     net.run(2)
     before = net.got["a"][-1].clock_ms
     net.skew["a"] = 2 * DAY_MS  # the leader's wall clock jumps
     jumped_at = net.ticks
     for i in range(50):
-        net.r["b"].propose(b"n%d" % i)
+        net.r["b"].step(Propose(b"n%d" % i))
         net.run(1)
     clocks = [d.clock_ms for d in net.got["a"]]
     assert clocks == sorted(clocks)
@@ -131,7 +131,7 @@ def test_a_leader_whose_clock_jumps_two_days_ahead_moves_the_log_at_most_one_ste
 def test_a_new_leader_whose_clock_is_behind_never_moves_the_clock_back_and_it_still_runs() -> None:
     net = started()
     for i in range(5):
-        net.r["a"].propose(b"a%d" % i)
+        net.r["a"].step(Propose(b"a%d" % i))
         net.run(1)
     high = net.got["b"][-1].clock_ms
     net.skew["b"] = -DAY_MS  # b is a day behind
@@ -141,7 +141,7 @@ def test_a_new_leader_whose_clock_is_behind_never_moves_the_clock_back_and_it_st
     assert "b" in net.leaders()
     taken_at = net.ticks
     for i in range(40):
-        net.r["b"].propose(b"b%d" % i)
+        net.r["b"].step(Propose(b"b%d" % i))
         net.run(1)
     clocks = [d.clock_ms for d in net.got["b"]]
     assert clocks == sorted(clocks), "the log's clock moved backwards"
@@ -154,7 +154,7 @@ def test_a_new_leader_whose_clock_is_behind_never_moves_the_clock_back_and_it_st
 def test_a_follower_skewed_ahead_that_becomes_leader_starts_from_the_log_not_its_clock() -> None:
     net = started({"c": 2 * DAY_MS})
     for i in range(5):
-        net.r["a"].propose(b"a%d" % i)
+        net.r["a"].step(Propose(b"a%d" % i))
         net.run(1)
     net.run(100)  # c follows for a second: its own clock must not creep into its estimate
     net.isolated.add("a")
@@ -162,7 +162,7 @@ def test_a_follower_skewed_ahead_that_becomes_leader_starts_from_the_log_not_its
     elected_at = net.ticks
     net.run(3)
     assert "c" in net.leaders()
-    net.r["c"].propose(b"c0")
+    net.r["c"].step(Propose(b"c0"))
     net.run(2)
     payload, clock = net.clocks("c")[-1]
     assert payload == b"c0"
@@ -177,7 +177,7 @@ def test_every_replica_and_a_replay_of_the_log_compute_the_same_clocks() -> None
     net = started()
     for i in range(8):
         net.skew["a"] = random.Random(i).choice([-DAY_MS, 0, 5_000, DAY_MS])
-        net.r["b"].propose(b"m%d" % i)
+        net.r["b"].step(Propose(b"m%d" % i))
         net.run(2)
     expected = [(d.slot, d.payload, d.clock_ms) for d in net.got["a"]]
     for m in "bc":
@@ -186,7 +186,7 @@ def test_every_replica_and_a_replay_of_the_log_compute_the_same_clocks() -> None
     a = net.r["a"]
     fresh = MultiPaxosReplica("a", net.members, random.Random(1))
     decided = [DecidedEntry(s, v) for s, v in sorted(a.log.items())]
-    fresh.restore(a.promised, [], decided, incarnation=2)
+    fresh.step(Restore(a.promised, [], decided, incarnation=2))
     replayed = [
         (d.delivery.slot, d.delivery.payload, d.delivery.clock_ms) for d in fresh.ready().deliveries
     ]
@@ -197,13 +197,15 @@ def test_every_replica_and_a_replay_of_the_log_compute_the_same_clocks() -> None
 def test_a_snapshot_carries_the_clock_to_a_replica_that_restores_it() -> None:
     net = started()
     for i in range(4):
-        net.r["b"].propose(b"m%d" % i)
+        net.r["b"].step(Propose(b"m%d" % i))
         net.run(2)
     a = net.r["a"]
-    snap = a.compact(b"app-state")
+    a.step(Compact(b"app-state"))
+    snap = a.snapshot
+    assert snap is not None
     assert decode_meta(snap.meta).clock_ms == a.clock_ms > T0
     fresh = MultiPaxosReplica("a", net.members, random.Random(1))
-    fresh.restore(a.promised, [], [], incarnation=2, snapshot=snap)
+    fresh.step(Restore(a.promised, [], [], incarnation=2, snapshot=snap))
     assert fresh.clock_ms == a.clock_ms
     assert fresh.clock_estimate_ms == a.clock_ms
 
@@ -220,7 +222,7 @@ def test_without_clock_readings_a_replica_stamps_nothing() -> None:
     net.run(3)
     net.r["a"].step(Campaign())
     net.run(3)
-    net.r["b"].propose(b"x")
+    net.r["b"].step(Propose(b"x"))
     net.run(3)
     values = [v for v in net.r["a"].log.values() if v]
     assert values and all(p.id.origin != CLOCK_ORIGIN for v in values for p in v)
@@ -240,7 +242,7 @@ def test_a_lower_stamp_later_in_the_log_does_not_move_the_clock_back() -> None:
         DecidedEntry(1, (clock_stamp(high), Proposal(ProposalId("b", 1), b"first"))),
         DecidedEntry(2, (clock_stamp(low), Proposal(ProposalId("c", 1), b"second"))),
     ]
-    replica.restore(ZERO_BALLOT, [], decided, incarnation=1)
+    replica.step(Restore(ZERO_BALLOT, [], decided, incarnation=1))
     got = [(d.delivery.payload, d.delivery.clock_ms) for d in replica.ready().deliveries]
     assert got == [(b"first", high), (b"second", high)]
     assert replica.clock_ms == high

@@ -15,7 +15,7 @@ import random
 
 import pytest
 
-from paxostob.core.events import Campaign, Tick
+from paxostob.core.events import Campaign, Propose, Tick
 from paxostob.core.messages import (
     Accept,
     CatchUp,
@@ -99,9 +99,9 @@ def test_leader_election_then_forwarded_proposals_are_delivered_in_one_order() -
 
     # Followers forward to the leader; the leader batches what arrived together.
     net.trace.clear()
-    net.r["b"].propose(b"b1")
-    net.r["c"].propose(b"c1")
-    a.propose(b"a1")
+    net.r["b"].step(Propose(b"b1"))
+    net.r["c"].step(Propose(b"c1"))
+    a.step(Propose(b"a1"))
     net.settle()
     assert kinds(net.trace, Forward) == ["b->a Forward ['b1']", "c->a Forward ['c1']"]
     assert accepts(net, Ballot(1, "a")) == [(1, ["a1"]), (2, ["b1", "c1"])]
@@ -121,14 +121,14 @@ def test_isolated_leader_is_nacked_on_heal_steps_down_and_catches_up() -> None:
     net = Net("abc")
     a, b, c = net.r["a"], net.r["b"], net.r["c"]
     elect(net, "a")
-    a.propose(b"a1")
+    a.step(Propose(b"a1"))
     net.settle()
     b1 = a.ballot
 
     # a is cut off and frozen (a long pause): it still believes it leads 1.a.
     net.isolated = {"a"}
     net.paused = {"a"}
-    a.propose(b"m_a")  # a opens slot 2 at 1.a; nobody hears about it
+    a.step(Propose(b"m_a"))  # a opens slot 2 at 1.a; nobody hears about it
     net.settle()
     assert a.role is Role.LEADER
     assert (a.accepted[2][0], payloads(a.accepted[2][1])) == (b1, ["m_a"])
@@ -138,8 +138,8 @@ def test_isolated_leader_is_nacked_on_heal_steps_down_and_catches_up() -> None:
     (new,) = set(net.leaders()) - {"a"}
     b2 = net.r[new].ballot
     assert b2 > b1
-    b.propose(b"b1")
-    c.propose(b"c1")
+    b.step(Propose(b"b1"))
+    c.step(Propose(b"c1"))
     net.settle()
     assert net.rows("b") == net.rows("c") == [(1, "a", b"a1"), (2, "b", b"b1"), (3, "c", b"c1")]
 
@@ -206,8 +206,8 @@ def test_dueling_candidates_both_win_phase_1_then_one_gives_way() -> None:
     )
     # Both think they lead and both take a proposal.
     net.deliver(e for e in from_a if e.dst == "b")  # b already promised 1.b
-    a.propose(b"x")
-    b.propose(b"y")
+    a.step(Propose(b"x"))
+    b.step(Propose(b"y"))
     net.trace.clear()
     net.shuffle = True  # from here on the network reorders
     net.run(300, until=lambda: all(r.delivered == 2 for r in net.r.values()))
@@ -232,7 +232,7 @@ def test_dueling_candidates_under_loss_settle_on_one_leader(seed: int) -> None:
     net.r["a"].step(Campaign())
     net.r["b"].step(Campaign())
     for n in "abcde":
-        net.r[n].propose(n.encode())
+        net.r[n].step(Propose(n.encode()))
     net.run(60)
     net.loss = 0.0
 
@@ -265,7 +265,7 @@ def test_lagging_follower_catches_up_1000_slots_in_bounded_chunks() -> None:
     net.isolated = {"c"}
     net.paused = {"c"}  # frozen: it does not campaign meanwhile
     for i in range(1, 1001):
-        (a if i % 2 else b).propose(f"m{i}".encode())
+        (a if i % 2 else b).step(Propose(f"m{i}".encode()))
     net.settle()
     assert a.decided_through == b.decided_through == 1000
     assert c.decided_through == 0 and not c.accepted
@@ -299,7 +299,7 @@ def test_shuffled_duplicated_accepts_deliver_in_order_exactly_once(seed: int) ->
     elect(net, "a")
     net.isolated = {"c"}
     for i in range(1, 21):
-        a.propose(f"m{i}".encode())
+        a.step(Propose(f"m{i}".encode()))
         net.settle()  # one slot at a time: Accept(#i) carries commit=i-1
     leader_rows = net.rows("a")
     assert len(leader_rows) == 20
@@ -336,17 +336,17 @@ def test_two_leaders_accept_streams_interleaved_never_deliver_a_loser(seed: int)
     net.isolated = {"c"}
     elect(net, "a")
     for i in range(1, 11):
-        a.propose(f"a{i}".encode())
+        a.step(Propose(f"a{i}".encode()))
         net.settle()
-    a.propose(b"lost1")
-    a.propose(b"lost2")
+    a.step(Propose(b"lost1"))
+    a.step(Propose(b"lost2"))
     net.out("a")  # slots 11 and 12 at 1.a: only a accepts them; then a crashes
     net.isolated = {"a", "c"}
     net.paused = {"a"}
     b.step(Campaign())
     net.settle()
     for i in range(1, 11):
-        b.propose(f"b{i}".encode())
+        b.step(Propose(f"b{i}".encode()))
         net.settle()
     chosen = net.rows("b")
     assert [p for _, _, p in chosen] == [f"a{i}".encode() for i in range(1, 11)] + [
@@ -384,7 +384,7 @@ def test_new_leader_adopts_accepted_slots_and_fills_the_gap_with_a_noop() -> Non
     a, b, c = net.r["a"], net.r["b"], net.r["c"]
     elect(net, "a")
     for p in (b"x1", b"x2", b"x3"):
-        a.propose(p)
+        a.step(Propose(p))
     sent = net.out("a")
     to_b = [e for e in sent if e.dst == "b"]
     assert [show(e) for e in to_b] == [
@@ -424,7 +424,7 @@ def test_new_leader_takes_the_highest_ballot_value_among_conflicting_reports() -
     net = Net("abc", config=ONE_PER_SLOT)
     a, b, c = net.r["a"], net.r["b"], net.r["c"]
     elect(net, "b")
-    b.propose(b"w")
+    b.step(Propose(b"w"))
     net.out("b")  # slot 1 = w at 1.b: every Accept is lost, only b accepted it
 
     # b is cut off. a leads 2.a with c and gets x chosen in slot 1 by {a, c};
@@ -434,7 +434,7 @@ def test_new_leader_takes_the_highest_ballot_value_among_conflicting_reports() -
     a.step(Campaign())
     net.settle()
     assert net.leaders() == ["a", "b"] and a.ballot == Ballot(2, "a")
-    a.propose(b"x")
+    a.step(Propose(b"x"))
     net.deliver(e for e in net.out("a") if e.dst == "c")  # the Accept of slot 1
     net.deliver(e for e in net.out("c") if e.dst == "a")  # c's Accepted
     net.out("a")
@@ -470,7 +470,7 @@ def test_a_proposer_whose_value_lost_the_slot_reproposes_its_own_value() -> None
     net = Net("abc", config=ONE_PER_SLOT)
     a, b = net.r["a"], net.r["b"]
     elect(net, "a")
-    a.propose(b"m_a")
+    a.step(Propose(b"m_a"))
     net.out("a")  # lost: only a accepted slot 1
     assert payloads(a.accepted[1][1]) == ["m_a"]
 
@@ -478,7 +478,7 @@ def test_a_proposer_whose_value_lost_the_slot_reproposes_its_own_value() -> None
     net.paused = {"a"}
     b.step(Campaign())
     net.settle()
-    b.propose(b"m_b")
+    b.step(Propose(b"m_b"))
     net.settle()
     assert net.rows("b") == net.rows("c") == [(1, "b", b"m_b")]
 
@@ -503,7 +503,7 @@ def _three_decided_slots_c_missed() -> Net:
     elect(net, "a")
     net.isolated = {"c"}
     for p in (b"x1", b"x2", b"x3"):
-        net.r["a"].propose(p)
+        net.r["a"].step(Propose(p))
         net.settle()
     assert net.r["a"].decided_through == 3 and net.r["c"].decided_through == 0
     net.isolated = set()
@@ -566,7 +566,7 @@ def test_a_duplicated_and_reforwarded_proposal_is_delivered_once() -> None:
     net = Net("abc")
     a, b, c = net.r["a"], net.r["b"], net.r["c"]
     elect(net, "a")
-    c.propose(b"y")
+    c.step(Propose(b"y"))
     (fwd,) = net.out("c")
     assert show(fwd) == "c->a Forward ['y']"
     net.deliver([fwd, fwd])  # the network duplicated it
@@ -618,7 +618,7 @@ def test_a_duplicated_and_reforwarded_proposal_is_delivered_once() -> None:
 def test_a_node_alone_delivers_its_own_message() -> None:
     """PMS §2: with one acceptor, a quorum is that acceptor."""
     net = Net("a")
-    net.r["a"].propose(b"hello")
+    net.r["a"].step(Propose(b"hello"))
     net.run(10, until=lambda: net.r["a"].delivered == 1)
     assert net.rows("a") == [(1, "a", b"hello")]
     assert net.r["a"].status().leader == "a"
@@ -628,8 +628,8 @@ def test_two_nodes_both_broadcast_and_deliver_both_in_the_same_order() -> None:
     """PMS §3: both servers execute the same sequence of commands (a quorum
     of two is both of them)."""
     net = Net("ab")
-    net.r["a"].propose(b"from a")
-    net.r["b"].propose(b"from b")
+    net.r["a"].step(Propose(b"from a"))
+    net.r["b"].step(Propose(b"from b"))
     net.run(200, until=lambda: all(r.delivered == 2 for r in net.r.values()))
     net.run(20)
     assert net.rows("a") == net.rows("b")

@@ -6,7 +6,15 @@ import random
 
 import pytest
 
-from paxostob.core.events import AcceptedEntry, Campaign, Persisted, Ready, Receive, coalesce
+from paxostob.core.events import (
+    AcceptedEntry,
+    Campaign,
+    Persisted,
+    Propose,
+    Ready,
+    Receive,
+    coalesce,
+)
 from paxostob.core.messages import Accept, Accepted, Heartbeat, Prepare, Promise
 from paxostob.core.multipaxos import MultiPaxosReplica, Role
 from paxostob.core.types import Ballot, DecidedEntry, Snapshot
@@ -45,7 +53,7 @@ def test_votes_wait_for_durability_and_proposals_do_not() -> None:
     assert a.role is Role.LEADER
     first = drain(a, persist=True)
     assert any(isinstance(e.message, Heartbeat) for rd in first for e in rd.early)
-    a.propose(b"x")
+    a.step(Propose(b"x"))
     (rd,) = drain(a, persist=False)
     # The proposal leaves before it is durable; our own acceptance is in this Ready.
     accepts = [e for e in rd.early if isinstance(e.message, Accept)]
@@ -68,7 +76,7 @@ def test_votes_wait_for_durability_and_proposals_do_not() -> None:
 def test_a_single_member_decides_only_once_its_acceptance_is_durable() -> None:
     r = MultiPaxosReplica("a", ("a",), random.Random(0))
     r.step(Campaign())
-    r.propose(b"x")
+    r.step(Propose(b"x"))
     while r.has_ready():
         rd = r.ready()
         assert not rd.deliveries, "delivered before the acceptance was durable"
@@ -81,7 +89,7 @@ def test_a_single_member_decides_only_once_its_acceptance_is_durable() -> None:
 def test_persisted_never_releases_a_vote_of_a_ready_not_handed_out() -> None:
     r = MultiPaxosReplica("a", ("a",), random.Random(0))
     r.step(Campaign())
-    r.propose(b"x")
+    r.step(Propose(b"x"))
     r.step(Persisted(10))  # no Ready handed out yet
     assert r.decided_through == 0
 
@@ -116,14 +124,14 @@ def test_a_leader_that_runs_phase_1_again_proposes_its_stranded_proposals_later(
     net.settle()
     assert a.role is Role.LEADER
     net.isolated = {"a"}
-    a.propose(b"x")  # only a accepts it
+    a.step(Propose(b"x"))  # only a accepts it
     net.settle()
     a.step(Campaign())  # phase 1 again, unheard
     net.settle()
     assert a.status().role is Role.CANDIDATE
     c.step(Campaign())
     net.settle()
-    c.propose(b"y")  # slot 1 is y, chosen by b and c
+    c.step(Propose(b"y"))  # slot 1 is y, chosen by b and c
     net.settle()
     assert c.role is Role.LEADER and c.decided_through == 1
     net.isolated = set()

@@ -17,7 +17,7 @@ import dataclasses
 
 import pytest
 
-from paxostob.core.events import Campaign, Receive, Tick
+from paxostob.core.events import Campaign, Propose, Receive, Tick
 from paxostob.core.messages import Envelope, Heartbeat, Prepare, PreVote, PreVoteReply
 from paxostob.core.multipaxos import LogConfig, Role
 from paxostob.core.types import ZERO_BALLOT, Ballot
@@ -123,7 +123,7 @@ def test_who_grants_a_pre_vote(responder: str, asker_decided: int, answer: str) 
     b = net.r["b"]
     elect(net, "b" if responder == "leader" else "a")
     for p in (b"x1", b"x2", b"x3"):
-        net.r["a"].propose(p)
+        net.r["a"].step(Propose(p))
         net.settle()
     assert b.decided_through == 3
     if responder.startswith("follower, leader silent"):
@@ -157,13 +157,13 @@ def test_a_rejoining_partitioned_node_leaves_a_healthy_leader_alone(
     ballot = a.ballot
     net.isolated = {"c"}
     for i in range(10):
-        a.propose(f"m{i}".encode())
+        a.step(Propose(f"m{i}".encode()))
     net.run(20 * T)
     assert net.leaders() == ["a"]
     net.isolated = set()
     net.trace.clear()
     net.run(10 * T)
-    net.r["b"].propose(b"after")
+    net.r["b"].step(Propose(b"after"))
     net.run(200, until=lambda: all(r.delivered == 11 for r in net.r.values()))
     assert all(net.rows(n) == net.rows("a") for n in "bc")
     if disrupted:
@@ -185,7 +185,7 @@ def test_a_restarted_laggard_that_times_out_before_hearing_the_leader_cannot_dep
     a = net.r["a"]
     elect(net, "a")
     for i in range(20):
-        a.propose(f"m{i}".encode())
+        a.step(Propose(f"m{i}".encode()))
     net.settle()
     c = net.restart_empty("c")
     asks = tick_until_sends(net, "c")
@@ -221,7 +221,7 @@ def test_when_the_leader_is_gone_the_follower_that_is_not_behind_wins(seed: int)
     net.isolated = {"b"}
     net.paused = {"b"}
     for p in (b"x1", b"x2", b"x3"):
-        a.propose(p)
+        a.step(Propose(p))
         net.settle()
     assert (b.decided_through, c.decided_through) == (0, 3)
     net.isolated = {"a"}
@@ -250,7 +250,7 @@ def test_a_node_refused_while_the_leader_lived_still_wins_once_it_is_gone(seed: 
     assert show(no) == "c->b PreVoteReply 2.b no promised=1.a"
     net.isolated = {"a"}
     net.paused = {"a"}
-    b.propose(b"late")
+    b.step(Propose(b"late"))
     net.run(
         10 * T,
         until=lambda: (
@@ -263,7 +263,7 @@ def test_a_node_refused_while_the_leader_lived_still_wins_once_it_is_gone(seed: 
 
 def test_a_single_member_needs_no_pre_vote() -> None:
     net = Net("a", config=ON)
-    net.r["a"].propose(b"hi")
+    net.r["a"].step(Propose(b"hi"))
     net.run(10, until=lambda: net.r["a"].delivered == 1)
     assert not [e for e in net.trace if isinstance(e.message, PreVote)]
 
@@ -309,7 +309,7 @@ def test_followers_slow_to_persist_still_keep_their_leader() -> None:
     elect(net, "a")
     ballot = a.ballot
     for i in range(8 * T):
-        a.propose(f"big{i}".encode())
+        a.step(Propose(f"big{i}".encode()))
         for n in "abc":
             net.r[n].step(Tick())
         for _ in range(3):

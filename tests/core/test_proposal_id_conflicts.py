@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 
-from paxostob.core.events import Propose, Receive
+from paxostob.core.events import Propose, Receive, Restore
 from paxostob.core.messages import Decided, Envelope
 from paxostob.core.multipaxos import SEQ_BITS, MultiPaxosReplica
 from paxostob.core.types import ZERO_BALLOT, DecidedEntry, Proposal, ProposalId
@@ -33,7 +33,7 @@ def replica() -> MultiPaxosReplica:
 def test_a_proposal_whose_id_was_delivered_before_fails_at_once() -> None:
     r = replica()
     # This life's decided log already holds the earlier life's first proposal.
-    r.restore(ZERO_BALLOT, (), (old_life_entry(1, 1, b"old"),), incarnation=INCARNATION)
+    r.step(Restore(ZERO_BALLOT, (), (old_life_entry(1, 1, b"old"),), incarnation=INCARNATION))
     r.advance(r.ready())
     r.step(Propose(b"new"))
     ready = r.ready()
@@ -44,7 +44,7 @@ def test_a_proposal_whose_id_was_delivered_before_fails_at_once() -> None:
 
 def test_a_delivery_under_our_pending_id_with_another_payload_fails_ours() -> None:
     r = replica()
-    r.restore(ZERO_BALLOT, (), (), incarnation=INCARNATION)
+    r.step(Restore(ZERO_BALLOT, (), (), incarnation=INCARNATION))
     r.step(Propose(b"new"))
     r.advance(r.ready())
     (pid,) = r.pending
@@ -60,7 +60,7 @@ def test_a_delivery_under_our_pending_id_with_another_payload_fails_ours() -> No
 
 def test_our_own_delivery_is_no_conflict() -> None:
     r = replica()
-    r.restore(ZERO_BALLOT, (), (), incarnation=INCARNATION)
+    r.step(Restore(ZERO_BALLOT, (), (), incarnation=INCARNATION))
     r.step(Propose(b"mine"))
     r.advance(r.ready())
     (pid,) = r.pending

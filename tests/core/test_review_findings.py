@@ -9,7 +9,7 @@ slot 2, and the third stalled forever with a healthy majority.
 
 from __future__ import annotations
 
-from paxostob.core.events import Campaign, Tick
+from paxostob.core.events import Campaign, Compact, Propose, Tick
 from paxostob.core.messages import Accept, CatchUp, Envelope, Heartbeat
 from paxostob.core.multipaxos import MultiPaxosReplica, Role
 
@@ -42,7 +42,7 @@ def test_a_leader_that_learns_a_slot_above_its_proposals_decided_steps_down() ->
     dl(out("e"), "cd")
     for x in "cd":
         dl(out(x), "e")
-    R["e"].propose(b"v0")
+    R["e"].step(Propose(b"v0"))
     for _ in range(3):
         m = out("e")
         dl(m, "cd")
@@ -81,7 +81,7 @@ def test_a_leader_that_learns_a_slot_above_its_proposals_decided_steps_down() ->
     for x in "ce":
         dl(out(x), "d")
     assert R["d"].role is Role.LEADER
-    R["d"].propose(b"w")
+    R["d"].step(Propose(b"w"))
     for _ in range(4):
         m = out("d")
         dl(m, "ce")
@@ -100,7 +100,7 @@ def test_a_leader_that_learns_a_slot_above_its_proposals_decided_steps_down() ->
     n.deliver(rep)
 
     # Phase 4: a client broadcasts 'x' at a; a opens slot 2 with ['x'] in 2.a; b accepts and decides.
-    R["a"].propose(b"x")
+    R["a"].step(Propose(b"x"))
     m = out("a")
 
     dl(m, "b")
@@ -126,7 +126,7 @@ def test_a_leader_never_installs_a_snapshot_across_its_open_slots_and_keeps_lead
     dl(out("e"), "cd")
     for x in "cd":
         dl(out(x), "e")
-    R["e"].propose(b"v0")
+    R["e"].step(Propose(b"v0"))
     for _ in range(3):
         m = out("e")
         dl(m, "cd")
@@ -151,7 +151,7 @@ def test_a_leader_never_installs_a_snapshot_across_its_open_slots_and_keeps_lead
     assert R["a"].role is Role.LEADER
     dl([e for e in out("a") if not isinstance(e.message, CatchUp)], "bc")
     [out(x) for x in "bc"]
-    R["a"].propose(b"v")
+    R["a"].step(Propose(b"v"))
     m = out("a")
     dl([e for e in m if isinstance(e.message, Accept)], "b")
     out("b")  # b's Accepted to a is lost
@@ -162,7 +162,7 @@ def test_a_leader_never_installs_a_snapshot_across_its_open_slots_and_keeps_lead
     for x in "ce":
         dl(out(x), "d")
     assert R["d"].role is Role.LEADER
-    R["d"].propose(b"w")
+    R["d"].step(Propose(b"w"))
     for _ in range(4):
         m = out("d")
         dl(m, "ce")
@@ -173,7 +173,7 @@ def test_a_leader_never_installs_a_snapshot_across_its_open_slots_and_keeps_lead
     dl(out("d"), "ce")
     [out(x) for x in "ce"]
 
-    R["e"].compact(b"app-state-through-2")
+    R["e"].step(Compact(b"app-state-through-2"))
     out("e")
 
     # Phase 3: a's delayed CatchUp reaches e; e's snapshot chunk reaches a (still leader of 2.a).
@@ -206,7 +206,7 @@ def test_a_leader_stuck_below_max_decided_runs_phase_one_again() -> None:
     net.deliver(net.out("b") + net.out("c"))
     # 7 proposals of ~700 KB each, one per slot, chosen by {a,b,c}; only b learns the commit.
     for i in range(7):
-        r["a"].propose(bytes([65 + i]) + big)
+        r["a"].step(Propose(bytes([65 + i]) + big))
     net.deliver([e for e in net.out("a") if e.dst in ("b", "c")])
     net.deliver(net.out("b") + net.out("c"))
     net.out("a")
@@ -228,7 +228,7 @@ def test_a_leader_stuck_below_max_decided_runs_phase_one_again() -> None:
     in_flight = [e for e in net.out("c") if e.dst in live]
     for t in range(2000):
         if t % 100 == 0:
-            r["d"].propose(f"new{t}".encode())
+            r["d"].step(Propose(f"new{t}".encode()))
         net.deliver(in_flight)
         for node in live:
             r[node].step(Tick())

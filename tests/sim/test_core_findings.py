@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import random
 
-from paxostob.core.events import Campaign, Persisted, Receive, Tick
+from paxostob.core.events import Campaign, Persisted, Propose, Receive, Tick
 from paxostob.core.messages import Accept, Envelope, SnapshotChunk
 from paxostob.core.multipaxos import LogConfig, MultiPaxosReplica, Role
 from paxostob.core.snapshot import SnapshotMeta, encode_meta
@@ -101,8 +101,8 @@ def leader_change_after_a_gap(c: Cluster) -> list[Envelope]:
     c.deliver([e for e in c.out("a") if e.dst == "b"])
     c.deliver(c.out("b"))
     assert a.role is Role.LEADER
-    a.propose(b"x1")
-    a.propose(b"x2")
+    a.step(Propose(b"x1"))
+    a.step(Propose(b"x2"))
     c.deliver([e for e in c.out("a") if e.dst == "b" and _slot(e) == 2])
     c.deliver(c.out("b"))
     c.out("a")
@@ -110,7 +110,7 @@ def leader_change_after_a_gap(c: Cluster) -> list[Envelope]:
 
     # c broadcasts y and campaigns; only a's promise reaches it. The promise
     # reports slot 1 accepted (x1) and slot 2 decided (x2).
-    leader_c.propose(b"y")
+    leader_c.step(Propose(b"y"))
     leader_c.step(Campaign())
     c.deliver([e for e in c.out("c") if e.dst == "a"])
     c.deliver([e for e in c.out("a") if e.dst == "c"])
@@ -154,7 +154,7 @@ def test_a_leader_learns_the_slots_below_max_decided_after_their_only_knower_cra
     r["a"].step(Campaign())
     net.deliver([e for e in net.out("a") if e.dst in ("b", "c")])
     net.deliver(net.out("b") + net.out("c"))
-    r["a"].propose(b"x")
+    r["a"].step(Propose(b"x"))
     net.deliver([e for e in net.out("a") if e.dst in ("b", "c")])
     net.deliver(net.out("b") + net.out("c"))
     net.deliver([e for e in net.out("a") if e.dst == "b"])

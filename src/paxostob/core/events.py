@@ -36,13 +36,16 @@ from .types import Ballot, Batch, DecidedEntry, Delivery, ProposalId, Snapshot
 __all__ = [
     "AcceptedEntry",
     "Campaign",
+    "Compact",
     "Delivered",
     "Dropped",
     "Event",
+    "MarkSnapshotPoint",
     "Persisted",
     "Propose",
     "Ready",
     "Receive",
+    "Restore",
     "Tick",
     "coalesce",
 ]
@@ -91,9 +94,6 @@ class Persisted:
     seq: int
 
 
-Event = Tick | Receive | Propose | Campaign | Persisted
-
-
 @dataclass(frozen=True, slots=True)
 class AcceptedEntry:
     """The acceptor accepted ``value`` for ``slot`` in ``ballot`` (durable state)."""
@@ -101,6 +101,56 @@ class AcceptedEntry:
     slot: int
     ballot: Ballot
     value: Batch
+
+
+@dataclass(frozen=True, slots=True)
+class Restore:
+    """Rebuild the durable state of a restarted replica: its first event, or none.
+
+    ``incarnation`` must grow with every restart (storage counts opens):
+    proposal seqs of this life start above every earlier life's. The
+    acceptor gets back its promise and accepted proposals, so it never
+    contradicts what it told peers before the crash; the decided log (after
+    ``snapshot``, if any) is delivered again from its first slot, in the
+    same positions as before, so an in-memory application rebuilds its
+    state by replay.
+    """
+
+    promised: Ballot
+    accepted: Sequence[AcceptedEntry]
+    decided: Sequence[DecidedEntry]
+    incarnation: int
+    snapshot: Snapshot | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkSnapshotPoint:
+    """The application copied its state, having applied every delivery handed out so far.
+
+    The replica records what a later ``Compact(data, slot=decided_through)``
+    needs of the log at this point (positions, the ids delivered), so
+    deliveries after it do not leak into the snapshot. Only the latest
+    point is kept; the slot it marks is the replica's ``decided_through``.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Compact:
+    """Snapshot the application's state ``data`` and drop the log through its slot.
+
+    Without ``slot``: ``data`` reflects every delivery handed out so far
+    (the log through ``decided_through``). With ``slot``: ``data`` is the
+    state at the latest ``MarkSnapshotPoint`` (or at ``decided_through``);
+    a stale point (a snapshot from a peer overtook it, check
+    ``compacted_through``) makes ``step`` raise ``ValueError``. The next
+    ``Ready`` carries the snapshot for storage.
+    """
+
+    data: bytes
+    slot: int | None = None
+
+
+Event = Tick | Receive | Propose | Campaign | Persisted | Restore | MarkSnapshotPoint | Compact
 
 
 @dataclass(frozen=True, slots=True)

@@ -153,7 +153,6 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -162,13 +161,16 @@ from . import rules
 from .events import (
     AcceptedEntry,
     Campaign,
+    Compact,
     Delivered,
     Dropped,
     Event,
+    MarkSnapshotPoint,
     Persisted,
     Propose,
     Ready,
     Receive,
+    Restore,
     Tick,
 )
 from .messages import (
@@ -419,7 +421,7 @@ class MultiPaxosReplica:
         # that lost a chunk cannot starve a newer or older complete one.
         self._incoming: dict[tuple[int, bytes, int], dict[int, bytes]] = {}
         self._snapshot_sent: dict[str, int] = {}
-        #: (slot, meta) of the latest ``snapshot_point`` not yet compacted.
+        #: (slot, meta) of the latest ``MarkSnapshotPoint`` not yet compacted.
         self._point: tuple[int, bytes] | None = None
 
         # Role.
@@ -454,6 +456,8 @@ class MultiPaxosReplica:
         self.pending: dict[ProposalId, Proposal] = {}
         self._forwarded_at: dict[ProposalId, int] = {}
         self._to_forward: list[Proposal] = []
+        #: The id of the last ``Propose`` stepped: what its delivery will carry.
+        self.last_proposal_id: ProposalId | None = None
 
         # Effects not yet handed out in a Ready.
         self._out: list[Envelope] = []  # late: sent once this Ready is durable
@@ -483,16 +487,22 @@ class MultiPaxosReplica:
                 self._advance_clock(event.clock_ms, event.elapsed_ms)
             self._tick()
         elif isinstance(event, Propose):
-            self.propose(event.payload)
+            self.last_proposal_id = self._propose(event.payload)
         elif isinstance(event, Campaign):
             self._campaign()
         elif isinstance(event, Persisted):
             self._on_persisted(event.seq)
+        elif isinstance(event, Compact):
+            self._compact(event.data, slot=event.slot)
+        elif isinstance(event, MarkSnapshotPoint):
+            self._point = (self.decided_through, self._snapshot_meta())
+        elif isinstance(event, Restore):
+            self._restore(event)
         else:  # pragma: no cover - the Event union is closed
             raise TypeError(f"not a core event: {event!r}")
         self._drain_loopback()
 
-    def propose(self, payload: bytes) -> ProposalId:
+    def _propose(self, payload: bytes) -> ProposalId:
         """Broadcast ``payload``; returns the id its delivery will carry."""
         self._seq += 1
         pid = ProposalId(self.node_id, self._seq)
@@ -515,37 +525,19 @@ class MultiPaxosReplica:
             self._forwarded_at[pid] = self._now - self.config.forward_retry_ticks
         return pid
 
-    def restore(
-        self,
-        promised: Ballot,
-        accepted: Iterable[AcceptedEntry],
-        decided: Iterable[DecidedEntry],
-        *,
-        incarnation: int,
-        snapshot: Snapshot | None = None,
-    ) -> None:
-        """Rebuild the durable state of a restarted replica, before its first step.
-
-        ``incarnation`` must grow with every restart (storage counts opens):
-        proposal seqs of this life start above every earlier life's.
-
-        The acceptor gets back its promise and accepted proposals, so it never
-        contradicts what it told peers before the crash. The decided log is
-        re-delivered from its first slot, in the same positions as before
-        (the next ``Ready`` carries those deliveries), so an in-memory
-        application rebuilds its state by replay.
-        """
-        assert self._now == 0 and not self.log, "restore() runs before the first step"
-        if not 0 <= incarnation < 1 << SEQ_BITS:
+    def _restore(self, r: Restore) -> None:
+        """``Restore`` (events.py says what it brings back), before any other event."""
+        assert self._now == 0 and not self.log, "Restore comes before every other event"
+        if not 0 <= r.incarnation < 1 << SEQ_BITS:
             raise ValueError("incarnation out of range")
-        self._seq = incarnation << SEQ_BITS
-        if snapshot is not None:
-            self._adopt_snapshot(snapshot, decode_meta(snapshot.meta))
-        self.promised = self._highest_seen = promised
-        for a in accepted:
+        self._seq = r.incarnation << SEQ_BITS
+        if r.snapshot is not None:
+            self._adopt_snapshot(r.snapshot, decode_meta(r.snapshot.meta))
+        self.promised = self._highest_seen = r.promised
+        for a in r.accepted:
             if a.slot > self.compacted_through:
                 self.accepted[a.slot] = (a.ballot, a.value)
-        for d in decided:
+        for d in r.decided:
             if d.slot > self.compacted_through:
                 self.log[d.slot] = d.value
                 self.accepted.pop(d.slot, None)
@@ -1049,23 +1041,8 @@ class MultiPaxosReplica:
 
     # ============================================================ snapshots
 
-    def compact(self, data: bytes, *, slot: int | None = None) -> Snapshot:
-        """Snapshot the application's state ``data`` and drop the log through its slot.
-
-        Without ``slot``: call it only when the application has applied every
-        delivery handed out so far (right after a ``Ready``'s deliveries):
-        ``data`` then reflects exactly the log through ``decided_through``.
-
-        With ``slot``: ``data`` is the state at an earlier point, marked by
-        ``snapshot_point()`` when the application copied its state (the state
-        is then encoded off the hot path); only the log through ``slot`` is
-        dropped. ``slot`` must be the latest marked point (or
-        ``decided_through``), at most ``decided_through`` and above the
-        current snapshot's slot: a stale point (a snapshot from a peer
-        overtook it) raises ``ValueError``; check ``compacted_through`` first.
-
-        The next ``Ready`` carries the snapshot for storage.
-        """
+    def _compact(self, data: bytes, *, slot: int | None) -> Snapshot:
+        """``Compact`` (events.py): a snapshot of ``data`` replaces the log through its slot."""
         if slot is None:
             slot = self.decided_through
             if self.snapshot is not None and slot <= self.snapshot.slot:
@@ -1090,18 +1067,6 @@ class MultiPaxosReplica:
         self._drop_through(snap)
         self._snapshot_out = snap
         return snap
-
-    def snapshot_point(self) -> int:
-        """Mark the current delivery point for a later ``compact(data, slot=...)``.
-
-        Call it when the application copies its state, having applied every
-        delivery handed out so far; returns the slot that state corresponds
-        to (``decided_through``). What ``compact`` needs of the log at that
-        point (positions, the ids delivered) is recorded now, so deliveries
-        after it do not leak into the snapshot. Only the latest point is kept.
-        """
-        self._point = (self.decided_through, self._snapshot_meta())
-        return self.decided_through
 
     def _snapshot_meta(self) -> bytes:
         seen = {life: (s.low, frozenset(s.above)) for life, s in self._seen.items()}

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..core.events import Ready
+from ..core.events import Compact, MarkSnapshotPoint, Propose, Ready, Restore
 from ..core.multipaxos import SEQ_BITS, LogConfig, MultiPaxosReplica, Status
 from ..core.types import CLOCK_STAMP_BYTES, Ballot, Delivery, ProposalId
 from ..errors import (
@@ -375,12 +375,14 @@ class TotalOrderBroadcast(AsyncLifetime):
             self._opened = True
             if state.snapshot is not None:
                 self._restore(state.snapshot.data)
-            self._replica.restore(
-                state.promised,
-                state.accepted,
-                state.decided,
-                incarnation=state.incarnation,
-                snapshot=state.snapshot,
+            self._replica.step(
+                Restore(
+                    state.promised,
+                    state.accepted,
+                    state.decided,
+                    incarnation=state.incarnation,
+                    snapshot=state.snapshot,
+                )
             )
         self._driver.start()
 
@@ -575,10 +577,14 @@ class TotalOrderBroadcast(AsyncLifetime):
     def _propose_batch(self) -> None:
         # Runs in the driver task (it owns the replica).
         batch, self._to_propose = self._to_propose, []
-        propose = self._replica.propose
+        replica = self._replica
+        step = replica.step
         waiters = self._waiters
         for data, fut in batch:
-            waiters[propose(data)] = fut
+            step(Propose(data))
+            pid = replica.last_proposal_id
+            assert pid is not None
+            waiters[pid] = fut
 
     def _expire(self, key: int) -> None:
         # The broadcasts are not withdrawn: their waiters stay until they are
@@ -827,13 +833,14 @@ class TotalOrderBroadcast(AsyncLifetime):
             if copy is None:
                 data = sm.snapshot()
                 self._encode_s = time.perf_counter() - started
-                self._replica.compact(data)
+                self._replica.step(Compact(data))
             else:
                 # Copy now (cheap), encode in steps between the node's other
                 # work: a large state no longer stalls the loop for as long as
                 # an election timeout. One snapshot in flight at a time.
                 step: Callable[[], bytes | None] = copy()
-                slot = self._replica.snapshot_point()
+                self._replica.step(MarkSnapshotPoint())
+                slot = self._replica.decided_through
                 self._snapshotting = asyncio.ensure_future(
                     self._snapshot_in_steps(step, slot, started)
                 )
@@ -861,7 +868,7 @@ class TotalOrderBroadcast(AsyncLifetime):
             self._snapshotting = None
             if slot > self._replica.compacted_through:
                 self._encode_s = encode_s
-                self._replica.compact(data, slot=slot)
+                self._replica.step(Compact(data, slot=slot))
 
         try:
             self._driver.call(compact)

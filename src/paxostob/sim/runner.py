@@ -52,7 +52,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from ..core.events import Event, Persisted, Propose, Ready, Receive, Tick
+from ..core.events import Compact, Event, Persisted, Propose, Ready, Receive, Tick
+from ..core.events import Restore as RestoreEvent
 from ..core.messages import Accept, Accepted, Envelope, Prepare, Promise
 from ..core.multipaxos import LogConfig, MultiPaxosReplica, Role
 from ..core.pipeline import Complete, Pipeline
@@ -584,12 +585,14 @@ class _TobRun(_Run):
         # A new generator per life: a restarted node must not replay its old timeouts.
         rng = random.Random(self.seeds[node] + (state.incarnation - 1) * (1 << 64))
         replica = MultiPaxosReplica(node, self.members, rng, config=self.config)
-        replica.restore(
-            state.promised,
-            state.accepted,
-            state.decided,
-            incarnation=state.incarnation,
-            snapshot=state.snapshot,
+        replica.step(
+            RestoreEvent(
+                state.promised,
+                state.accepted,
+                state.decided,
+                incarnation=state.incarnation,
+                snapshot=state.snapshot,
+            )
         )
         app = SimApp()
         life = TobLife(self.now)
@@ -787,7 +790,8 @@ class _TobRun(_Run):
             # 3. compaction, once every delivery handed out is applied.
             if every and app.since_snapshot >= every:
                 before = r.snapshot
-                if r.compact(app.snapshot()) is not before:
+                r.step(Compact(app.snapshot()))
+                if r.snapshot is not before:
                     self.snapshot_count += 1
             if mode == "early-vote":
                 # The bug: the core hears "durable" before the save lands.
@@ -864,7 +868,10 @@ class _TobRun(_Run):
         self.counters[node] += 1
         # Unique, and names its sender and its number: readable in any failure.
         payload = f"{node}#{self.counters[node]}".encode()
-        pid = self.replicas[node].propose(payload)
+        replica = self.replicas[node]
+        replica.step(Propose(payload))
+        pid = replica.last_proposal_id
+        assert pid is not None
         assert pid.origin == node, f"{node}'s proposal is named {pid}"
         self.broadcasts[pid] = Broadcast(pid, payload, tick)
         self.owed.add(pid)
