@@ -64,18 +64,18 @@ def test_the_snapshot_describes_the_marked_point_not_the_present() -> None:
     first = propose_each(r, [b"p1", b"p2", b"p3"])
     assert first == [(1, b"p1"), (2, b"p2"), (3, b"p3")]
     r.step(MarkSnapshotPoint())
-    point = r.decided_through
-    assert point == r.decided_through
+    point = r.log.decided_through
+    assert point == r.log.decided_through
     later = propose_each(r, [b"p4", b"p5"])
     assert later == [(4, b"p4"), (5, b"p5")]
 
     r.step(Compact(b"state-after-p3", slot=point))
-    snap = r.snapshot
+    snap = r.log.snapshot
     assert snap is not None
 
-    assert snap.slot == point and r.compacted_through == point
+    assert snap.slot == point and r.log.compacted_through == point
     # Only the log through the point is dropped.
-    assert min(r.log) == point + 1 and max(r.log) == r.decided_through
+    assert min(r.log.entries) == point + 1 and max(r.log.entries) == r.log.decided_through
     meta = decode_meta(snap.meta)
     assert meta.slot == point and meta.delivered == 3
     # A replica restored from it replays the later slots in the same positions:
@@ -85,22 +85,22 @@ def test_the_snapshot_describes_the_marked_point_not_the_present() -> None:
         Restore(
             ZERO_BALLOT,
             [],
-            [DecidedEntry(s, v) for s, v in sorted(r.log.items())],
+            [DecidedEntry(s, v) for s, v in sorted(r.log.entries.items())],
             incarnation=2,
             snapshot=snap,
         )
     )
     assert delivered(settle(fresh)) == later
-    assert fresh.delivered == r.delivered
+    assert fresh.log.delivered == r.log.delivered
 
 
 def test_compact_refuses_a_slot_not_decided_or_already_compacted() -> None:
     r = solo()
     propose_each(r, [b"p1", b"p2"])
     r.step(MarkSnapshotPoint())
-    point = r.decided_through
+    point = r.log.decided_through
     with pytest.raises(ValueError, match="not decided"):
-        r.step(Compact(b"x", slot=r.decided_through + 1))
+        r.step(Compact(b"x", slot=r.log.decided_through + 1))
     propose_each(r, [b"p3"])
     r.step(Compact(b"x", slot=point))
     with pytest.raises(ValueError, match="at or below the snapshot"):
@@ -113,12 +113,12 @@ def test_compact_refuses_an_earlier_slot_that_was_never_marked() -> None:
     r = solo()
     propose_each(r, [b"p1", b"p2"])
     r.step(MarkSnapshotPoint())
-    marked = r.decided_through
+    marked = r.log.decided_through
     propose_each(r, [b"p3"])
     with pytest.raises(ValueError, match="no snapshot point"):
         r.step(Compact(b"x", slot=marked - 1))
     # The present is always a valid point, marked or not.
-    r.step(Compact(b"x", slot=r.decided_through))
-    snap = r.snapshot
+    r.step(Compact(b"x", slot=r.log.decided_through))
+    snap = r.log.snapshot
     assert snap is not None
     assert decode_meta(snap.meta).delivered == 3

@@ -185,13 +185,13 @@ def test_every_replica_and_a_replay_of_the_log_compute_the_same_clocks() -> None
     # A replica rebuilt from the decided log alone (a restart on storage).
     a = net.r["a"]
     fresh = MultiPaxosReplica("a", net.members, random.Random(1))
-    decided = [DecidedEntry(s, v) for s, v in sorted(a.log.items())]
+    decided = [DecidedEntry(s, v) for s, v in sorted(a.log.entries.items())]
     fresh.step(Restore(a.promised, [], decided, incarnation=2))
     replayed = [
         (d.delivery.slot, d.delivery.payload, d.delivery.clock_ms) for d in fresh.ready().deliveries
     ]
     assert replayed == expected
-    assert fresh.clock_ms == a.clock_ms == expected[-1][2]
+    assert fresh.log.clock_ms == a.log.clock_ms == expected[-1][2]
 
 
 def test_a_snapshot_carries_the_clock_to_a_replica_that_restores_it() -> None:
@@ -201,13 +201,13 @@ def test_a_snapshot_carries_the_clock_to_a_replica_that_restores_it() -> None:
         net.run(2)
     a = net.r["a"]
     a.step(Compact(b"app-state"))
-    snap = a.snapshot
+    snap = a.log.snapshot
     assert snap is not None
-    assert decode_meta(snap.meta).clock_ms == a.clock_ms > T0
+    assert decode_meta(snap.meta).clock_ms == a.log.clock_ms > T0
     fresh = MultiPaxosReplica("a", net.members, random.Random(1))
     fresh.step(Restore(a.promised, [], [], incarnation=2, snapshot=snap))
-    assert fresh.clock_ms == a.clock_ms
-    assert fresh.clock_estimate_ms == a.clock_ms
+    assert fresh.log.clock_ms == a.log.clock_ms
+    assert fresh.log.clock_estimate_ms == a.log.clock_ms
 
 
 def test_snapshot_meta_of_version_1_still_decodes_with_an_unknown_clock() -> None:
@@ -224,7 +224,7 @@ def test_without_clock_readings_a_replica_stamps_nothing() -> None:
     net.run(3)
     net.r["b"].step(Propose(b"x"))
     net.run(3)
-    values = [v for v in net.r["a"].log.values() if v]
+    values = [v for v in net.r["a"].log.entries.values() if v]
     assert values and all(p.id.origin != CLOCK_ORIGIN for v in values for p in v)
 
 
@@ -245,4 +245,4 @@ def test_a_lower_stamp_later_in_the_log_does_not_move_the_clock_back() -> None:
     replica.step(Restore(ZERO_BALLOT, [], decided, incarnation=1))
     got = [(d.delivery.payload, d.delivery.clock_ms) for d in replica.ready().deliveries]
     assert got == [(b"first", high), (b"second", high)]
-    assert replica.clock_ms == high
+    assert replica.log.clock_ms == high

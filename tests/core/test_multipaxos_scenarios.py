@@ -164,7 +164,7 @@ def test_isolated_leader_is_nacked_on_heal_steps_down_and_catches_up() -> None:
 
     # It learns the new leader from its heartbeat, catches up, re-forwards m_a.
     net.trace.clear()
-    net.run(200, until=lambda: all(r.delivered == 4 for r in net.r.values()))
+    net.run(200, until=lambda: all(r.log.delivered == 4 for r in net.r.values()))
     assert a.leader == new
     assert kinds(net.trace, Forward) == ["a->" + new + " Forward ['m_a']"]
     expected: list[Row] = [(1, "a", b"a1"), (2, "b", b"b1"), (3, "c", b"c1"), (4, "a", b"m_a")]
@@ -210,7 +210,7 @@ def test_dueling_candidates_both_win_phase_1_then_one_gives_way() -> None:
     b.step(Propose(b"y"))
     net.trace.clear()
     net.shuffle = True  # from here on the network reorders
-    net.run(300, until=lambda: all(r.delivered == 2 for r in net.r.values()))
+    net.run(300, until=lambda: all(r.log.delivered == 2 for r in net.r.values()))
     assert kinds(net.trace, Nack)[:1] == ["b->a Nack 1.a < promised 1.b"]
     assert net.leaders() == ["b"]
     assert {r.status().leader for r in net.r.values()} == {"b"}
@@ -242,7 +242,7 @@ def test_dueling_candidates_under_loss_settle_on_one_leader(seed: int) -> None:
 
     net.run(600, until=one_leader_followed_by_all)
     (leader,) = net.leaders()
-    net.run(100, until=lambda: all(r.delivered == 5 for r in net.r.values()))
+    net.run(100, until=lambda: all(r.log.delivered == 5 for r in net.r.values()))
     net.run(50)  # and it stays that way
     assert net.leaders() == [leader]
     assert {r.status().leader for r in net.r.values()} == {leader}
@@ -267,13 +267,13 @@ def test_lagging_follower_catches_up_1000_slots_in_bounded_chunks() -> None:
     for i in range(1, 1001):
         (a if i % 2 else b).step(Propose(f"m{i}".encode()))
     net.settle()
-    assert a.decided_through == b.decided_through == 1000
-    assert c.decided_through == 0 and not c.accepted
+    assert a.log.decided_through == b.log.decided_through == 1000
+    assert c.log.decided_through == 0 and not c.accepted
 
     net.isolated = set()
     net.paused = set()
     net.trace.clear()
-    net.run(50, until=lambda: c.decided_through == 1000)
+    net.run(50, until=lambda: c.log.decided_through == 1000)
     chunks = [e.message for e in net.trace if isinstance(e.message, Decided)]
     asks = [e.message for e in net.trace if isinstance(e.message, CatchUp)]
     assert [m.slot for m in asks] == list(range(1, 1001, 100))
@@ -316,7 +316,7 @@ def test_shuffled_duplicated_accepts_deliver_in_order_exactly_once(seed: int) ->
         net.deliver([env])
         net.out("c")  # asserts positions consecutive and no proposal twice
         assert net.rows("c") == leader_rows[: len(net.rows("c"))]
-    assert c.accepted.keys() | c.log.keys() == set(range(1, 21))
+    assert c.accepted.keys() | c.log.entries.keys() == set(range(1, 21))
     # The leader's last heartbeat carries commit=20: the rest is learned.
     last = [e for e in to_c if isinstance(e.message, Heartbeat)][-1]
     assert show(last) == "a->c Heartbeat 1.a commit=20"
@@ -369,7 +369,7 @@ def test_two_leaders_accept_streams_interleaved_never_deliver_a_loser(seed: int)
     assert net.rows("c")  # it did learn something from the streams alone
 
     net.isolated = {"a"}  # c rejoins and catches up the rest
-    net.run(100, until=lambda: c.delivered == 20)
+    net.run(100, until=lambda: c.log.delivered == 20)
     assert net.rows("c") == chosen
 
 
@@ -408,7 +408,7 @@ def test_new_leader_adopts_accepted_slots_and_fills_the_gap_with_a_noop() -> Non
         "c->b Accept 2.c #2 ['x2'] commit=0",
         "c->b Accept 2.c #3 ['x3'] commit=0",
     ]
-    assert b.log == c.log == {1: NOOP, 2: a.accepted[2][1], 3: a.accepted[3][1]}
+    assert b.log.entries == c.log.entries == {1: NOOP, 2: a.accepted[2][1], 3: a.accepted[3][1]}
     # x1 was never chosen and its origin crashed: it is simply gone.
     expected: list[Row] = [(1, "a", b"x2"), (2, "a", b"x3")]
     assert net.rows("b") == net.rows("c") == expected
@@ -438,7 +438,7 @@ def test_new_leader_takes_the_highest_ballot_value_among_conflicting_reports() -
     net.deliver(e for e in net.out("a") if e.dst == "c")  # the Accept of slot 1
     net.deliver(e for e in net.out("c") if e.dst == "a")  # c's Accepted
     net.out("a")
-    assert payloads(a.log[1]) == ["x"]  # chosen
+    assert payloads(a.log.entries[1]) == ["x"]  # chosen
     net.isolated = {"a"}
     net.paused = {"a"}
 
@@ -451,7 +451,7 @@ def test_new_leader_takes_the_highest_ballot_value_among_conflicting_reports() -
         "b->c Promise 3.c decided_through=0 [(1, '1.b', ['w'], False)]",
         "c->b Accept 3.c #1 ['x'] commit=0",
     ]
-    net.run(100, until=lambda: b.delivered == c.delivered == 2)
+    net.run(100, until=lambda: b.log.delivered == c.log.delivered == 2)
     expected: list[Row] = [(1, "a", b"x"), (2, "b", b"w")]
     assert net.rows("b") == net.rows("c") == expected
     assert accepts(net, Ballot(3, "c")) == [(1, ["x"]), (2, ["w"])]
@@ -485,9 +485,9 @@ def test_a_proposer_whose_value_lost_the_slot_reproposes_its_own_value() -> None
     net.isolated = set()
     net.paused = set()
     net.trace.clear()
-    net.run(200, until=lambda: all(r.delivered == 2 for r in net.r.values()))
+    net.run(200, until=lambda: all(r.log.delivered == 2 for r in net.r.values()))
     assert a.role is Role.FOLLOWER and a.leader == "b"
-    assert payloads(a.log[1]) == ["m_b"]  # a learned that it lost slot 1
+    assert payloads(a.log.entries[1]) == ["m_b"]  # a learned that it lost slot 1
     assert kinds(net.trace, Forward) == ["a->b Forward ['m_a']"]  # its own value
     assert accepts(net, Ballot(2, "b")) == [(2, ["m_a"])]
     net.run(100)
@@ -505,7 +505,7 @@ def _three_decided_slots_c_missed() -> Net:
     for p in (b"x1", b"x2", b"x3"):
         net.r["a"].step(Propose(p))
         net.settle()
-    assert net.r["a"].decided_through == 3 and net.r["c"].decided_through == 0
+    assert net.r["a"].log.decided_through == 3 and net.r["c"].log.decided_through == 0
     net.isolated = set()
     return net
 
@@ -518,17 +518,17 @@ def test_a_decided_slot_arriving_early_waits_for_the_slots_before_it() -> None:
     a, c = net.r["a"], net.r["c"]
 
     def decided(slot: int) -> Envelope:
-        return Envelope("c", Decided("tob", "a", (DecidedEntry(slot, a.log[slot]),)))
+        return Envelope("c", Decided("tob", "a", (DecidedEntry(slot, a.log.entries[slot]),)))
 
     net.deliver([decided(3)])
     net.out("c")
-    assert (c.decided_through, sorted(c.log), net.rows("c")) == (0, [3], [])
+    assert (c.log.decided_through, sorted(c.log.entries), net.rows("c")) == (0, [3], [])
     net.deliver([decided(2)])
     net.out("c")
-    assert (c.decided_through, sorted(c.log), net.rows("c")) == (0, [2, 3], [])
+    assert (c.log.decided_through, sorted(c.log.entries), net.rows("c")) == (0, [2, 3], [])
     net.deliver([decided(1)])
     net.out("c")
-    assert c.decided_through == 3
+    assert c.log.decided_through == 3
     assert net.rows("c") == net.rows("a") == [(1, "a", b"x1"), (2, "a", b"x2"), (3, "a", b"x3")]
 
 
@@ -544,7 +544,7 @@ def test_a_commit_for_a_later_slot_waits_and_the_gap_is_fetched() -> None:
     assert show(last) == "a->c Heartbeat 1.a commit=3"
     net.deliver([accept3, last])
     reply = net.out("c")
-    assert (c.decided_through, sorted(c.log), net.rows("c")) == (0, [3], [])
+    assert (c.log.decided_through, sorted(c.log.entries), net.rows("c")) == (0, [3], [])
     assert kinds(reply, CatchUp) == ["c->a CatchUp from #1"]
     net.deliver(e for e in reply if isinstance(e.message, CatchUp))
     chunk = net.out("a")
@@ -600,12 +600,12 @@ def test_a_duplicated_and_reforwarded_proposal_is_delivered_once() -> None:
     net.post(held)
     net.settle()
     assert accepts(net, Ballot(2, "b")) == [(1, ["y"]), (2, ["y"])]
-    assert b.log[1] == b.log[2] == c.log[1] == c.log[2]
+    assert b.log.entries[1] == b.log.entries[2] == c.log.entries[1] == c.log.entries[2]
 
     # a comes back and catches up; y is delivered once everywhere.
     net.isolated = set()
     net.paused = set()
-    net.run(100, until=lambda: a.decided_through == 2)
+    net.run(100, until=lambda: a.log.decided_through == 2)
     net.run(50)
     expected: list[Row] = [(1, "c", b"y")]
     assert {n: net.rows(n) for n in "abc"} == {"a": expected, "b": expected, "c": expected}
@@ -619,7 +619,7 @@ def test_a_node_alone_delivers_its_own_message() -> None:
     """PMS §2: with one acceptor, a quorum is that acceptor."""
     net = Net("a")
     net.r["a"].step(Propose(b"hello"))
-    net.run(10, until=lambda: net.r["a"].delivered == 1)
+    net.run(10, until=lambda: net.r["a"].log.delivered == 1)
     assert net.rows("a") == [(1, "a", b"hello")]
     assert net.r["a"].status().leader == "a"
 
@@ -630,7 +630,7 @@ def test_two_nodes_both_broadcast_and_deliver_both_in_the_same_order() -> None:
     net = Net("ab")
     net.r["a"].step(Propose(b"from a"))
     net.r["b"].step(Propose(b"from b"))
-    net.run(200, until=lambda: all(r.delivered == 2 for r in net.r.values()))
+    net.run(200, until=lambda: all(r.log.delivered == 2 for r in net.r.values()))
     net.run(20)
     assert net.rows("a") == net.rows("b")
     assert sorted(p for _, _, p in net.rows("a")) == [b"from a", b"from b"]

@@ -64,11 +64,11 @@ def test_votes_wait_for_durability_and_proposals_do_not() -> None:
     assert [type(e.message) for e in ack.messages] == [Accepted] and not ack.early
     # b's vote alone is no quorum: a's own vote waits for a's save.
     a.step(Receive(ack.messages[0]))
-    assert a.decided_through == 0 and not a.has_ready()
+    assert a.log.decided_through == 0 and not a.has_ready()
     a.step(Persisted(rd.seq - 1))
-    assert a.decided_through == 0, "counted before the Ready carrying it was durable"
+    assert a.log.decided_through == 0, "counted before the Ready carrying it was durable"
     a.step(Persisted(rd.seq))
-    assert a.decided_through == 1
+    assert a.log.decided_through == 1
     (decided,) = drain(a, persist=True)
     assert [d.delivery.payload for d in decided.deliveries] == [b"x"]
 
@@ -81,9 +81,9 @@ def test_a_single_member_decides_only_once_its_acceptance_is_durable() -> None:
         rd = r.ready()
         assert not rd.deliveries, "delivered before the acceptance was durable"
         r.advance(rd)
-    assert r.decided_through == 0
+    assert r.log.decided_through == 0
     r.step(Persisted(rd.seq))
-    assert r.decided_through == 1
+    assert r.log.decided_through == 1
 
 
 def test_persisted_never_releases_a_vote_of_a_ready_not_handed_out() -> None:
@@ -91,7 +91,7 @@ def test_persisted_never_releases_a_vote_of_a_ready_not_handed_out() -> None:
     r.step(Campaign())
     r.step(Propose(b"x"))
     r.step(Persisted(10))  # no Ready handed out yet
-    assert r.decided_through == 0
+    assert r.log.decided_through == 0
 
 
 def test_coalesce_is_the_saves_in_order() -> None:
@@ -133,7 +133,7 @@ def test_a_leader_that_runs_phase_1_again_proposes_its_stranded_proposals_later(
     net.settle()
     c.step(Propose(b"y"))  # slot 1 is y, chosen by b and c
     net.settle()
-    assert c.role is Role.LEADER and c.decided_through == 1
+    assert c.role is Role.LEADER and c.log.decided_through == 1
     net.isolated = set()
     a.step(Campaign())  # a leads again, above c
     net.settle()

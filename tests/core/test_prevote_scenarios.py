@@ -125,7 +125,7 @@ def test_who_grants_a_pre_vote(responder: str, asker_decided: int, answer: str) 
     for p in (b"x1", b"x2", b"x3"):
         net.r["a"].step(Propose(p))
         net.settle()
-    assert b.decided_through == 3
+    assert b.log.decided_through == 3
     if responder.startswith("follower, leader silent"):
         silent = int(responder.split()[-2])
         for _ in range(silent):  # b ticks alone: a's heartbeats stop reaching it
@@ -164,7 +164,7 @@ def test_a_rejoining_partitioned_node_leaves_a_healthy_leader_alone(
     net.trace.clear()
     net.run(10 * T)
     net.r["b"].step(Propose(b"after"))
-    net.run(200, until=lambda: all(r.delivered == 11 for r in net.r.values()))
+    net.run(200, until=lambda: all(r.log.delivered == 11 for r in net.r.values()))
     assert all(net.rows(n) == net.rows("a") for n in "bc")
     if disrupted:
         assert prepares_by(net, "c")  # c's stale campaign reached a and b
@@ -201,7 +201,7 @@ def test_a_restarted_laggard_that_times_out_before_hearing_the_leader_cannot_dep
     ]
     net.deliver(e for e in refusals if isinstance(e.message, PreVoteReply))
     assert net.out("c") == [] and c.promised == ZERO_BALLOT
-    net.run(100, until=lambda: c.delivered == 20)
+    net.run(100, until=lambda: c.log.delivered == 20)
     assert net.leaders() == ["a"] and c.leader == "a"
     assert net.rows("c") == net.rows("a")
 
@@ -223,13 +223,13 @@ def test_when_the_leader_is_gone_the_follower_that_is_not_behind_wins(seed: int)
     for p in (b"x1", b"x2", b"x3"):
         a.step(Propose(p))
         net.settle()
-    assert (b.decided_through, c.decided_through) == (0, 3)
+    assert (b.log.decided_through, c.log.decided_through) == (0, 3)
     net.isolated = {"a"}
     net.paused = {"a"}
     net.trace.clear()
     net.run(20 * T, until=lambda: net.leaders() == ["a", "c"] and b.leader == "c")
     assert prepares_by(net, "b") == []
-    net.run(100, until=lambda: b.decided_through >= 3)
+    net.run(100, until=lambda: b.log.decided_through >= 3)
     assert net.rows("b") == net.rows("c")
 
 
@@ -244,7 +244,7 @@ def test_a_node_refused_while_the_leader_lived_still_wins_once_it_is_gone(seed: 
     elect(net, "a")
     net.isolated = {"b"}  # b alone times out and asks; its asks are lost
     net.run(3 * T)
-    ask = Envelope("c", PreVote("tob", "b", Ballot(2, "b"), b.decided_through))
+    ask = Envelope("c", PreVote("tob", "b", Ballot(2, "b"), b.log.decided_through))
     net.deliver([ask])
     (no,) = net.out("c")
     assert show(no) == "c->b PreVoteReply 2.b no promised=1.a"
@@ -257,14 +257,14 @@ def test_a_node_refused_while_the_leader_lived_still_wins_once_it_is_gone(seed: 
             {b.leader, c.leader} <= {"b", "c"} and b.leader == c.leader and b.leader is not None
         ),
     )
-    net.run(200, until=lambda: b.delivered == c.delivered == 1)
+    net.run(200, until=lambda: b.log.delivered == c.log.delivered == 1)
     assert net.rows("b") == net.rows("c") == [(1, "b", b"late")]
 
 
 def test_a_single_member_needs_no_pre_vote() -> None:
     net = Net("a", config=ON)
     net.r["a"].step(Propose(b"hi"))
-    net.run(10, until=lambda: net.r["a"].delivered == 1)
+    net.run(10, until=lambda: net.r["a"].log.delivered == 1)
     assert not [e for e in net.trace if isinstance(e.message, PreVote)]
 
 
@@ -321,7 +321,7 @@ def test_followers_slow_to_persist_still_keep_their_leader() -> None:
                     net.deliver(rd.early)
                     r.advance(rd)
         assert (a.role, a.ballot) == (Role.LEADER, ballot), f"stepped down at tick {i}"
-    assert a.decided_through == 0  # nothing could be chosen: the votes wait for the disk
+    assert a.log.decided_through == 0  # nothing could be chosen: the votes wait for the disk
 
 
 def test_pre_vote_is_a_config_switch() -> None:

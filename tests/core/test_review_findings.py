@@ -21,7 +21,7 @@ def agree(replicas: dict[str, MultiPaxosReplica]) -> None:
     """Uniform agreement: every slot two replicas both decided holds one value."""
     chosen: dict[int, tuple[str, object]] = {}
     for name, r in replicas.items():
-        for slot, value in r.log.items():
+        for slot, value in r.log.entries.items():
             first = chosen.setdefault(slot, (name, value))
             assert first[1] == value, f"slot {slot}: {first[0]} and {name} decided differently"
 
@@ -35,7 +35,7 @@ def test_a_leader_that_learns_a_slot_above_its_proposals_decided_steps_down() ->
         n.deliver([e for e in envs if e.dst in to])
 
     def log(x: str) -> dict[int, list[str]]:
-        return {s: [p.payload.decode() for p in v] for s, v in sorted(R[x].log.items())}
+        return {s: [p.payload.decode() for p in v] for s, v in sorted(R[x].log.entries.items())}
 
     # Phase 0: e leads 1.e with {c,d,e}; decides slot 1='v0'; its heartbeat (commit=1) reaches a,c,d.
     R["e"].step(Campaign())
@@ -119,7 +119,7 @@ def test_a_leader_never_installs_a_snapshot_across_its_open_slots_and_keeps_lead
         n.deliver([e for e in envs if e.dst in to])
 
     def log(x: str) -> dict[int, list[str]]:
-        return {s: [p.payload.decode() for p in v] for s, v in sorted(R[x].log.items())}
+        return {s: [p.payload.decode() for p in v] for s, v in sorted(R[x].log.entries.items())}
 
     # Phase 0: e leads 1.e with {c,d,e}; decides slot 1='v0'; only its heartbeat reaches a.
     R["e"].step(Campaign())
@@ -234,5 +234,5 @@ def test_a_leader_stuck_below_max_decided_runs_phase_one_again() -> None:
             r[node].step(Tick())
         in_flight = [e for node in live for e in net.out(node) if e.dst in live]
 
-    assert all(r[n].decided_through >= 7 for n in live), "stalled with a healthy majority"
+    assert all(r[n].log.decided_through >= 7 for n in live), "stalled with a healthy majority"
     agree({n: r[n] for n in live})

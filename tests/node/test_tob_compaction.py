@@ -133,8 +133,8 @@ async def test_the_log_stays_bounded_under_traffic() -> None:
             replica = g.node[m]._replica
             # >= 75 slots were decided (4 per slot at most); far fewer are kept
             # (the bound is staggered by member, up to 1.5 times).
-            assert replica.compacted_through > 0
-            assert len(replica.log) <= 25 * STAGGER_MAX + replica.config.window_slots_max
+            assert replica.log.compacted_through > 0
+            assert len(replica.log.entries) <= 25 * STAGGER_MAX + replica.config.window_slots_max
 
 
 async def test_members_compact_at_different_points_of_the_same_log() -> None:
@@ -171,8 +171,8 @@ async def test_the_log_stays_bounded_in_bytes_whatever_the_entry_count() -> None
             await g.sm[m].until(lambda sm: len(sm.items) >= 120)
         for m in MEMBERS:
             replica = g.node[m]._replica
-            assert replica.compacted_through > 0
-            kept = sum(len(p.payload) for batch in replica.log.values() for p in batch)
+            assert replica.log.compacted_through > 0
+            kept = sum(len(p.payload) for batch in replica.log.entries.values() for p in batch)
             # The (staggered) bound plus the Ready that crossed it (at most the 10 in flight).
             assert kept <= 4_000 * STAGGER_MAX + 10 * 500, kept
 
@@ -186,7 +186,10 @@ async def test_a_lagging_replica_catches_up_from_a_snapshot_in_chunks() -> None:
         await g.sm["peer3"].until(lambda sm: len(sm.items) >= 10)
         g.net.partition(["peer3"], ["peer1", "peer2"])
         await broadcast_many(g.node["peer1"], "b", 200)
-        assert g.node["peer1"]._replica.compacted_through > g.node["peer3"]._replica.decided_through
+        assert (
+            g.node["peer1"]._replica.log.compacted_through
+            > g.node["peer3"]._replica.log.decided_through
+        )
         g.net.heal()
         await g.sm["peer3"].until(lambda sm: len(sm.items) >= 210)
         assert g.sm["peer3"].restores >= 1, "peer3 should have jumped via a snapshot"
@@ -204,7 +207,7 @@ async def test_a_restarted_replica_restores_its_snapshot_then_replays_the_rest()
         await broadcast_many(g.node["peer2"], "m", 100)
         await g.sm["peer2"].until(lambda sm: len(sm.items) >= 100)
         before = list(g.sm["peer2"].items)
-        assert g.node["peer2"]._replica.compacted_through > 0
+        assert g.node["peer2"]._replica.log.compacted_through > 0
         await g.crash("peer2")
         await g.start("peer2")
         # Restored from the snapshot, then the decided slots after it replayed.

@@ -75,26 +75,26 @@ async def test_a_snapshot_in_steps_holds_exactly_the_entries_through_its_slot() 
         await sm.until(lambda _: len(sm.copies) == 1)
         replica = node._replica
         k = sm.copies[0]
-        assert k >= 10 and replica.compacted_through == 0  # copied, not yet compacted
+        assert k >= 10 and replica.log.compacted_through == 0  # copied, not yet compacted
         # Entries applied while the copy is being encoded (in steps).
         await broadcast_many(node, "b", 25)
         await sm.until(lambda s: len(s.items) == 35)
         assert sm.steps > 1 and sm.copies == [k]  # one snapshot in flight at a time
-        assert replica.compacted_through == 0
+        assert replica.log.compacted_through == 0
 
         sm.hold = False
         await asyncio.wait_for(sm.encoded.wait(), WAIT_S)
         # The compaction is queued to the driver before this broadcast.
         await node.broadcast(b"c0", timeout=WAIT_S)
-        snap = replica.snapshot
-        assert snap is not None and snap.slot == replica.compacted_through > 0
+        snap = replica.log.snapshot
+        assert snap is not None and snap.slot == replica.log.compacted_through > 0
         items = [tuple(i) for i in json.loads(snap.data)]
         assert items == sm.items[:k]  # nothing applied after the copy
         meta = decode_meta(snap.meta)
         assert meta.slot == snap.slot and meta.delivered == k
         # Only the log through the copy's slot is dropped.
-        assert all(s > snap.slot for s in replica.log)
-        assert snap.slot + 1 in replica.log or snap.slot == replica.decided_through
+        assert all(s > snap.slot for s in replica.log.entries)
+        assert snap.slot + 1 in replica.log.entries or snap.slot == replica.log.decided_through
         before = list(sm.items)
         assert len(sm.copies) == 2  # the next snapshot is under way (held): close stops it
 
@@ -118,7 +118,7 @@ async def test_a_state_machine_without_snapshot_copy_is_snapshotted_at_once() ->
         await broadcast_many(g.node["peer1"], "a", 30)
         await g.sm["peer1"].until(lambda s: len(s.items) >= 30)
         replica = g.node["peer1"]._replica
-        snap = replica.snapshot
+        snap = replica.log.snapshot
         assert snap is not None
         delivered = decode_meta(snap.meta).delivered
         assert [tuple(i) for i in json.loads(snap.data)] == g.sm["peer1"].items[:delivered]

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from paxostob.core.events import Event, Tick
+from paxostob.core.log import DecidedLog
 from paxostob.core.multipaxos import MultiPaxosReplica, Role
 from paxostob.sim.runner import SIM_TICK_MS, RunOutcome, run_many
 
@@ -53,40 +54,46 @@ def test_runs_with_skewed_and_jumping_clocks_keep_every_property() -> None:
     assert aimed >= len(SEEDS) // 2, "too few runs jumped a leader's clock"
 
 
-def _first_caught(
-    broken: Callable[[MultiPaxosReplica, int, int], None], monkeypatch: pytest.MonkeyPatch
-) -> int | None:
+#: A replacement for ``DecidedLog.tick_clock``: one tick of the clock estimate.
+TickClock = Callable[..., None]
+
+
+def _first_caught(broken: TickClock, monkeypatch: pytest.MonkeyPatch) -> int | None:
     """The first seed of ``SEEDS`` whose run breaks a clock property with ``broken``."""
-    monkeypatch.setattr(MultiPaxosReplica, "_advance_clock", broken)
+    monkeypatch.setattr(DecidedLog, "tick_clock", broken)
     for o in run_many(SEEDS, **CLOCKS):
         if o.failure is not None and o.failure.prop in CLOCK_PROPERTIES:
             return o.seed
     return None
 
 
-def unbounded_leader(self: MultiPaxosReplica, wall_ms: int, elapsed_ms: int) -> None:
+def unbounded_leader(
+    self: DecidedLog, wall_ms: int, elapsed_ms: int, *, step_ms: int, leading: bool
+) -> None:
     """The leader stamps its wall clock as it is (no ``clock_step_ms_max``)."""
-    self._wall_ms = wall_ms
-    if self.role is Role.LEADER:
+    self.wall_ms = wall_ms
+    if leading:
         self.clock_estimate_ms = max(self.clock_ms, wall_ms)
     elif self.clock_estimate_ms:
         self.clock_estimate_ms += elapsed_ms
 
 
-def followers_trust_their_clocks(self: MultiPaxosReplica, wall_ms: int, elapsed_ms: int) -> None:
+def followers_trust_their_clocks(
+    self: DecidedLog, wall_ms: int, elapsed_ms: int, *, step_ms: int, leading: bool
+) -> None:
     """Every replica pulls its estimate to its own wall clock, followers included."""
-    self._wall_ms = wall_ms
+    self.wall_ms = wall_ms
     est = self.clock_estimate_ms
     if est:
-        step = self.config.clock_step_ms_max
+        step = step_ms
         self.clock_estimate_ms = max(est + min(elapsed_ms, step), min(wall_ms, est + step))
-    elif self.role is Role.LEADER:
+    elif leading:
         self.clock_estimate_ms = wall_ms
 
 
 @pytest.mark.parametrize("broken", [unbounded_leader, followers_trust_their_clocks])
 def test_the_clock_checker_catches_a_broken_clock_rule(
-    broken: Callable[[MultiPaxosReplica, int, int], None], monkeypatch: pytest.MonkeyPatch
+    broken: TickClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seed = _first_caught(broken, monkeypatch)
     assert seed is not None, f"no seed of {SEEDS} caught {broken.__name__}"
@@ -110,8 +117,8 @@ def test_a_new_leader_is_judged_by_the_clock_it_read_not_a_jump_it_has_not_read(
             # Its clock went back since the reading it was elected on, below its estimate.
             if then is not None and now is not None and now < min(then[0] + SIM_TICK_MS, then[1]):
                 unread.append((self.node_id, then[1], now))
-        elif not led and self.role is Role.LEADER and self._wall_ms is not None:
-            elected[self] = (self._wall_ms, self.clock_estimate_ms)
+        elif not led and self.role is Role.LEADER and self.log.wall_ms is not None:
+            elected[self] = (self.log.wall_ms, self.log.clock_estimate_ms)
 
     monkeypatch.setattr(MultiPaxosReplica, "step", watched)
     failures = _failures(list(run_many(SEEDS, **JUMPY)))

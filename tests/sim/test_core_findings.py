@@ -106,7 +106,7 @@ def leader_change_after_a_gap(c: Cluster) -> list[Envelope]:
     c.deliver([e for e in c.out("a") if e.dst == "b" and _slot(e) == 2])
     c.deliver(c.out("b"))
     c.out("a")
-    assert a.log[2][0].payload == b"x2" and a.decided_through == 0
+    assert a.log.entries[2][0].payload == b"x2" and a.log.decided_through == 0
 
     # c broadcasts y and campaigns; only a's promise reaches it. The promise
     # reports slot 1 accepted (x1) and slot 2 decided (x2).
@@ -114,14 +114,14 @@ def leader_change_after_a_gap(c: Cluster) -> list[Envelope]:
     leader_c.step(Campaign())
     c.deliver([e for e in c.out("c") if e.dst == "a"])
     c.deliver([e for e in c.out("a") if e.dst == "c"])
-    assert leader_c.role is Role.LEADER and leader_c.log[2] == a.log[2]
+    assert leader_c.role is Role.LEADER and leader_c.log.entries[2] == a.log.entries[2]
     return c.out("c")
 
 
 def test_a_new_leader_never_reproposes_a_slot_it_learned_decided() -> None:
     c = Cluster(config=ONE_PER_SLOT)
     sent = leader_change_after_a_gap(c)
-    chosen = c.r["a"].log[2]
+    chosen = c.r["a"].log.entries[2]
     # P2c: x2 is chosen in slot 2; c must not propose anything else there.
     wrong = [
         (e.dst, [p.payload for p in e.message.value])
@@ -141,7 +141,9 @@ def test_all_replicas_agree_after_the_leader_change() -> None:
     for _ in range(6):
         c.deliver(in_flight)
         in_flight = [e for n in ("b", "c") for e in c.out(n) if e.dst in ("b", "c")]
-    decided = {m: [p.payload for p in r.log[2]] for m, r in c.r.items() if 2 in r.log}
+    decided = {
+        m: [p.payload for p in r.log.entries[2]] for m, r in c.r.items() if 2 in r.log.entries
+    }
     assert decided == {"a": [b"x2"], "b": [b"x2"], "c": [b"x2"]}
 
 
@@ -159,7 +161,7 @@ def test_a_leader_learns_the_slots_below_max_decided_after_their_only_knower_cra
     net.deliver(net.out("b") + net.out("c"))
     net.deliver([e for e in net.out("a") if e.dst == "b"])
     net.out("b")
-    assert r["b"].decided_through == 1 and r["c"].decided_through == 0
+    assert r["b"].log.decided_through == 1 and r["c"].log.decided_through == 0
 
     # a crashes. c campaigns; b (decided_through 1) and d promise; c leads.
     r["c"].step(Campaign())
@@ -175,7 +177,7 @@ def test_a_leader_learns_the_slots_below_max_decided_after_their_only_knower_cra
         for node in live:
             r[node].step(Tick())
         in_flight = [e for node in live for e in net.out(node) if e.dst in live]
-    assert {n: r[n].decided_through for n in live} == {"c": 1, "d": 1, "e": 1}
+    assert {n: r[n].log.decided_through for n in live} == {"c": 1, "d": 1, "e": 1}
 
 
 def _chunks(sender: str, slot: int, delivered: int, data: bytes, step: int) -> list[Envelope]:

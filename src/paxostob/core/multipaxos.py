@@ -173,6 +173,7 @@ from .events import (
     Restore,
     Tick,
 )
+from .log import CONFLICT, SEQ_BITS, DecidedLog
 from .messages import (
     Accept,
     Accepted,
@@ -191,16 +192,14 @@ from .messages import (
     PromiseEntry,
     SnapshotChunk,
 )
-from .snapshot import SnapshotMeta, decode_meta, encode_meta
+from .snapshot import SnapshotMeta, decode_meta
 from .types import (
-    CLOCK_ORIGIN,
     CLOCK_STAMP_BYTES,
     NOOP,
     ZERO_BALLOT,
     Ballot,
     Batch,
     DecidedEntry,
-    Delivery,
     Proposal,
     ProposalId,
     Snapshot,
@@ -209,20 +208,12 @@ from .types import (
     stamp_ms,
 )
 
-__all__ = ["LogConfig", "MultiPaxosReplica", "Role", "Status"]
+__all__ = ["SEQ_BITS", "LogConfig", "MultiPaxosReplica", "Role", "Status"]
 
-#: Sequence numbers are ``incarnation << SEQ_BITS | counter``: every life of
-#: an origin has its own range, so a restarted node never reuses an id.
-SEQ_BITS = 32
 #: Snapshot transfers assembled at once (from different peers or points).
 INCOMING_SNAPSHOTS_MAX = 3
 #: A leader whose catch-up makes no progress this many times runs phase 1 again.
 CATCHUP_TRIES_BEFORE_PHASE1 = 8
-COUNTER_MASK = (1 << SEQ_BITS) - 1
-_CONFLICT = (
-    "an earlier life of this node used this proposal id (its store was made again and drew "
-    "an incarnation already used): restart the node to draw another"
-)
 #: Messages that may leave before the Ready that produced them is durable
 #: (the module docstring argues each); every other type waits.
 EARLY: tuple[type[Message], ...] = (
@@ -332,30 +323,6 @@ class Status:
     pre_votes_lost: int = 0
 
 
-class _Seen:
-    """Counters of one origin's life already delivered: a low mark plus sparse ones above.
-
-    Kept per ``(origin, incarnation)``: lives need not be ordered (a node
-    without storage picks a random incarnation), and within one life an
-    origin retries until delivered, so ``above`` only holds what is in flight.
-    """
-
-    __slots__ = ("above", "low")
-
-    def __init__(self) -> None:
-        self.low = 0
-        self.above: set[int] = set()
-
-    def __contains__(self, counter: int) -> bool:
-        return counter <= self.low or counter in self.above
-
-    def add(self, counter: int) -> None:
-        self.above.add(counter)
-        while self.low + 1 in self.above:
-            self.above.remove(self.low + 1)
-            self.low += 1
-
-
 @dataclass(slots=True)
 class _Open:
     """A slot the leader proposed in its ballot and not yet learned chosen."""
@@ -390,30 +357,18 @@ class MultiPaxosReplica:
         self._rng = rng
         self._quorum = rules.quorum_size(len(self.members))
         self._now = 0
-        #: The log's clock through ``decided_through`` (Unix ms; 0: no stamp yet).
-        self.clock_ms = 0
-        #: This replica's estimate of the log's clock now: what it stamps as
-        #: leader (0: unknown). The last wall-clock reading of the runtime.
-        self.clock_estimate_ms = 0
-        self._wall_ms: int | None = None
         #: (tick, ballot) of our last HeartbeatReply or Accepted to a leader.
         self._replied: tuple[int, Ballot] = (-1, ZERO_BALLOT)
 
         # Acceptor: durable state.
         self.promised: Ballot = ZERO_BALLOT
         self.accepted: dict[int, tuple[Ballot, Batch]] = {}
-        # Learner: the decided log and what was delivered from it.
-        self.log: dict[int, Batch] = {}
-        self.decided_through = 0
-        self.known_commit = 0
-        self.delivered = 0
-        self._seen: dict[tuple[str, int], _Seen] = {}
+        # Learner: the decided log, what was delivered from it, its clock.
+        self.log = DecidedLog()
         self._catchup_due = 0
         self._catchup_from = 0
         self._catchup_tries = 0
-        # Compaction: the log holds only slots above ``compacted_through``.
-        self.compacted_through = 0
-        self.snapshot: Snapshot | None = None
+        # Compaction (the log keeps the snapshot itself).
         self._snapshot_out: Snapshot | None = None
         self._restore_at: int | None = None
         # Snapshots being assembled, by (slot, meta, size): each its own chunks,
@@ -421,8 +376,6 @@ class MultiPaxosReplica:
         # that lost a chunk cannot starve a newer or older complete one.
         self._incoming: dict[tuple[int, bytes, int], dict[int, bytes]] = {}
         self._snapshot_sent: dict[str, int] = {}
-        #: (slot, meta) of the latest ``MarkSnapshotPoint`` not yet compacted.
-        self._point: tuple[int, bytes] | None = None
 
         # Role.
         self.role = Role.FOLLOWER
@@ -484,7 +437,12 @@ class MultiPaxosReplica:
             self._receive(event.envelope.message)
         elif isinstance(event, Tick):
             if event.clock_ms is not None:
-                self._advance_clock(event.clock_ms, event.elapsed_ms)
+                self.log.tick_clock(
+                    event.clock_ms,
+                    event.elapsed_ms,
+                    step_ms=self.config.clock_step_ms_max,
+                    leading=self.role is Role.LEADER,
+                )
             self._tick()
         elif isinstance(event, Propose):
             self.last_proposal_id = self._propose(event.payload)
@@ -495,7 +453,7 @@ class MultiPaxosReplica:
         elif isinstance(event, Compact):
             self._compact(event.data, slot=event.slot)
         elif isinstance(event, MarkSnapshotPoint):
-            self._point = (self.decided_through, self._snapshot_meta())
+            self.log.point = (self.log.decided_through, self.log.meta())
         elif isinstance(event, Restore):
             self._restore(event)
         else:  # pragma: no cover - the Event union is closed
@@ -510,10 +468,10 @@ class MultiPaxosReplica:
         if batch_size_bytes((proposal,)) + CLOCK_STAMP_BYTES > self.config.batch_bytes_max:
             self._dropped.append(Dropped(pid, "payload larger than batch_bytes_max"))
             return pid
-        if self._is_delivered(pid):
+        if self.log.is_delivered(pid):
             # An earlier life with this incarnation had this id delivered:
             # every replica would skip it as a retry, so it would never come.
-            self._dropped.append(Dropped(pid, _CONFLICT, conflict=True))
+            self._dropped.append(Dropped(pid, CONFLICT, conflict=True))
             return pid
         self.pending[pid] = proposal
         if self.role is Role.LEADER:
@@ -527,7 +485,7 @@ class MultiPaxosReplica:
 
     def _restore(self, r: Restore) -> None:
         """``Restore`` (events.py says what it brings back), before any other event."""
-        assert self._now == 0 and not self.log, "Restore comes before every other event"
+        assert self._now == 0 and not self.log.entries, "Restore comes before every other event"
         if not 0 <= r.incarnation < 1 << SEQ_BITS:
             raise ValueError("incarnation out of range")
         self._seq = r.incarnation << SEQ_BITS
@@ -535,15 +493,15 @@ class MultiPaxosReplica:
             self._adopt_snapshot(r.snapshot, decode_meta(r.snapshot.meta))
         self.promised = self._highest_seen = r.promised
         for a in r.accepted:
-            if a.slot > self.compacted_through:
+            if a.slot > self.log.compacted_through:
                 self.accepted[a.slot] = (a.ballot, a.value)
         for d in r.decided:
-            if d.slot > self.compacted_through:
-                self.log[d.slot] = d.value
+            if d.slot > self.log.compacted_through:
+                self.log.entries[d.slot] = d.value
                 self.accepted.pop(d.slot, None)
-        self._deliver_ready_slots()
+        self._deliver()
         # Decided slots above a gap are known; fetch the gap from peers.
-        self.known_commit = max([self.decided_through, *self.log])
+        self.log.known_commit = max([self.log.decided_through, *self.log.entries])
 
     @property
     def leader_ballot(self) -> Ballot:
@@ -557,9 +515,9 @@ class MultiPaxosReplica:
             leader=self.leader,
             ballot=self.ballot if self.role is not Role.FOLLOWER else self._leader_ballot,
             promised=self.promised,
-            decided_through=self.decided_through,
-            known_commit=self.known_commit,
-            delivered=self.delivered,
+            decided_through=self.log.decided_through,
+            known_commit=self.log.known_commit,
+            delivered=self.log.delivered,
             pending=len(self.pending),
             elections=self.elections,
             pre_votes_lost=self.pre_votes_lost,
@@ -582,34 +540,8 @@ class MultiPaxosReplica:
             elif self.role is Role.CANDIDATE and now >= self._prepare_due:
                 self._send_prepare(only_missing=True)
             self._reforward_due()
-        if self.decided_through < self.known_commit and now >= self._catchup_due:
+        if self.log.decided_through < self.log.known_commit and now >= self._catchup_due:
             self._ask_catchup()
-
-    def _advance_clock(self, wall_ms: int, elapsed_ms: int) -> None:
-        """One tick of the clock estimate (the rule is in the module docstring)."""
-        self._wall_ms = wall_ms
-        step = self.config.clock_step_ms_max
-        est = self.clock_estimate_ms
-        if est == 0:
-            if self._may_start_clock():
-                est = wall_ms
-        else:
-            ran = est + min(max(elapsed_ms, 0), step)
-            if self.role is Role.LEADER:
-                ran = max(ran, min(wall_ms, est + step))
-            est = ran
-        self.clock_estimate_ms = max(est, self.clock_ms)
-
-    def _may_start_clock(self) -> bool:
-        """Whether this leader may start the log's clock at its own wall clock.
-
-        Only when it knows no stamp *and* has every slot a quorum reported
-        decided: then the decided log has no stamp (a chosen stamped value
-        is reported by every promise quorum). A leader still catching up
-        (say, a new member of a compacted group) proposes unstamped batches,
-        which move no clock, until it learned the log's clock.
-        """
-        return self.role is Role.LEADER and self.decided_through >= self.known_commit
 
     def _election_timeout(self) -> int:
         t = self.config.election_timeout_ticks
@@ -634,7 +566,7 @@ class MultiPaxosReplica:
         self._pre_ballot = ballot = Ballot(top.round + 1, self.node_id)
         self._pre_votes = {self.node_id}
         self._election_due = self._now + self._election_timeout()
-        msg = PreVote(self.instance, self.node_id, ballot, self.decided_through)
+        msg = PreVote(self.instance, self.node_id, ballot, self.log.decided_through)
         for dst in self.peers:
             self._send(dst, msg)
 
@@ -647,7 +579,7 @@ class MultiPaxosReplica:
             and self._now - self._leader_heard_at < self.config.election_timeout_ticks
         ):
             return False  # our leader spoke recently
-        return m.decided_through >= self.decided_through
+        return m.decided_through >= self.log.decided_through
 
     def _on_pre_vote(self, m: PreVote) -> None:
         granted = self._grants_pre_vote(m)
@@ -692,7 +624,7 @@ class MultiPaxosReplica:
 
     def _send_prepare(self, *, only_missing: bool) -> None:
         self._prepare_due = self._now + self.config.accept_retry_ticks
-        msg = Prepare(self.instance, self.node_id, self.ballot, self.decided_through + 1)
+        msg = Prepare(self.instance, self.node_id, self.ballot, self.log.decided_through + 1)
         for dst in self.members:
             if not (only_missing and dst in self._promises):
                 self._send(dst, msg)
@@ -709,8 +641,8 @@ class MultiPaxosReplica:
         promises = list(self._promises.values())
         self._promises = {}
         # Slots every acceptor of some promise knows decided: learn, never propose.
-        max_decided = max([self.decided_through] + [p.decided_through for p in promises])
-        self.known_commit = max(self.known_commit, max_decided)
+        max_decided = max([self.log.decided_through] + [p.decided_through for p in promises])
+        self.log.known_commit = max(self.log.known_commit, max_decided)
         reports: dict[int, list[tuple[Ballot, Batch]]] = {}
         for p in promises:
             for e in p.entries:
@@ -725,10 +657,10 @@ class MultiPaxosReplica:
         self._heard = {}
         self._quorum_check_due = self._now + 2 * self.config.election_timeout_ticks
         # Never reuse a slot we know decided, even one above every report.
-        top = max([max_decided, *reports, max(self.log, default=0)])
+        top = max([max_decided, *reports, max(self.log.entries, default=0)])
         # P2c per open slot: the highest-ballot value reported, else a no-op.
         for slot in range(max_decided + 1, top + 1):
-            if slot in self.log:
+            if slot in self.log.entries:
                 continue
             best = rules.highest_accepted(reports.get(slot, ()))
             self._open_slot(slot, best[1] if best is not None else NOOP)
@@ -737,29 +669,30 @@ class MultiPaxosReplica:
         known = max(
             (
                 t
-                for value in (*self.log.values(), *(o.value for o in self._open.values()))
+                for value in (*self.log.entries.values(), *(o.value for o in self._open.values()))
                 for p in value[:1]
                 if (t := stamp_ms(p)) is not None
             ),
             default=0,
         )
-        est = max(self.clock_estimate_ms, self.clock_ms, known)
-        if est == 0 and self._wall_ms is not None and self._may_start_clock():
-            est = self._wall_ms
-        self.clock_estimate_ms = est
+        lg = self.log
+        est = max(lg.clock_estimate_ms, lg.clock_ms, known)
+        if est == 0 and lg.wall_ms is not None and lg.may_start_clock(leading=True):
+            est = lg.wall_ms
+        lg.clock_estimate_ms = est
         # Everything we proposed ourselves and have not delivered goes first.
         for proposal in self.pending.values():
             self._enqueue(proposal)
         self._to_forward.clear()
         self._send_heartbeats()
-        if self.decided_through < self.known_commit:
+        if self.log.decided_through < self.log.known_commit:
             self._ask_catchup()
 
     # ================================================================ leader
 
     def _enqueue(self, proposal: Proposal) -> bool:
         pid = proposal.id
-        if pid in self._queued or self._is_delivered(pid):
+        if pid in self._queued or self.log.is_delivered(pid):
             return True
         if len(self._queue) >= self.config.queue_max:
             return False
@@ -773,11 +706,11 @@ class MultiPaxosReplica:
         queue = self._queue
         count_max = cfg.batch_count_max
         bytes_max = cfg.batch_bytes_max
-        is_delivered = self._is_delivered
-        while queue and self._next_slot <= self.decided_through + cfg.window_slots_max:
+        is_delivered = self.log.is_delivered
+        while queue and self._next_slot <= self.log.decided_through + cfg.window_slots_max:
             # The leader's clock stamp goes first (only leaders stamp: the
             # log's time is never a proposer's). Without a clock, none.
-            est = self.clock_estimate_ms
+            est = self.log.clock_estimate_ms
             batch: list[Proposal] = [clock_stamp(est)] if est else []
             stamped = len(batch)
             size = CLOCK_STAMP_BYTES * stamped
@@ -802,10 +735,12 @@ class MultiPaxosReplica:
 
     def _open_slot(self, slot: int, value: Batch) -> None:
         self._open[slot] = _Open(value, rules.Tally(self._quorum), self._now)
-        msg = Accept(self.instance, self.node_id, self.ballot, slot, value, self.decided_through)
+        msg = Accept(
+            self.instance, self.node_id, self.ballot, slot, value, self.log.decided_through
+        )
         for dst in self.members:
             self._send(dst, msg)
-        self._commit_sent = max(self._commit_sent, self.decided_through)
+        self._commit_sent = max(self._commit_sent, self.log.decided_through)
 
     def _resend_open(self) -> None:
         due = self._now - self.config.accept_retry_ticks
@@ -813,7 +748,12 @@ class MultiPaxosReplica:
             if o.sent_at <= due:
                 o.sent_at = self._now
                 msg = Accept(
-                    self.instance, self.node_id, self.ballot, slot, o.value, self.decided_through
+                    self.instance,
+                    self.node_id,
+                    self.ballot,
+                    slot,
+                    o.value,
+                    self.log.decided_through,
                 )
                 for dst in self.peers:
                     if dst not in o.tally.senders:
@@ -821,8 +761,8 @@ class MultiPaxosReplica:
 
     def _send_heartbeats(self) -> None:
         self._heartbeat_due = self._now + self.config.heartbeat_ticks
-        self._commit_sent = self.decided_through
-        msg = Heartbeat(self.instance, self.node_id, self.ballot, self.decided_through)
+        self._commit_sent = self.log.decided_through
+        msg = Heartbeat(self.instance, self.node_id, self.ballot, self.log.decided_through)
         for dst in self.peers:
             self._send(dst, msg)
 
@@ -897,20 +837,20 @@ class MultiPaxosReplica:
             PromiseEntry(e.slot, ZERO_BALLOT, e.value, decided=True)
             for e in self._decided_chunk(m.slot)
         ]
-        low = max(m.slot, self.decided_through + 1)
+        low = max(m.slot, self.log.decided_through + 1)
         entries.extend(
             PromiseEntry(s, ZERO_BALLOT, v, decided=True)
-            for s, v in self.log.items()
-            if s >= low and s > self.decided_through
+            for s, v in self.log.entries.items()
+            if s >= low and s > self.log.decided_through
         )
         entries.extend(
             PromiseEntry(s, b, v, decided=False)
             for s, (b, v) in self.accepted.items()
-            if s >= low and s not in self.log
+            if s >= low and s not in self.log.entries
         )
         entries.sort(key=lambda e: e.slot)
         promise = Promise(
-            self.instance, self.node_id, m.ballot, self.decided_through, tuple(entries)
+            self.instance, self.node_id, m.ballot, self.log.decided_through, tuple(entries)
         )
         self._send(m.sender, promise)
 
@@ -921,14 +861,14 @@ class MultiPaxosReplica:
         if m.ballot > self.promised:
             self._set_promised(m.ballot)
         self._follow(m.ballot)
-        chosen = self.log.get(m.slot)
+        chosen = self.log.entries.get(m.slot)
         if chosen is not None:
             if chosen != m.value:
                 # Only a broken proposer could propose another value for a
                 # chosen slot; never count towards its quorum.
                 self.ignored += 1
                 return
-        elif m.slot > self.decided_through:
+        elif m.slot > self.log.decided_through:
             old = self.accepted.get(m.slot)
             if old is None or old[0] != m.ballot:
                 self.accepted[m.slot] = (m.ballot, m.value)
@@ -968,7 +908,7 @@ class MultiPaxosReplica:
         # heartbeat follows every decision; answering each doubled our frames.
         if self._replied != (self._now, m.ballot):
             self._replied = (self._now, m.ballot)
-            reply = HeartbeatReply(self.instance, self.node_id, m.ballot, self.decided_through)
+            reply = HeartbeatReply(self.instance, self.node_id, m.ballot, self.log.decided_through)
             self._send(m.sender, reply)
 
     def _on_nack(self, m: Nack) -> None:
@@ -979,22 +919,22 @@ class MultiPaxosReplica:
     # =============================================================== learner
 
     def _learn_commit(self, ballot: Ballot, commit: int) -> None:
-        if commit <= self.decided_through:
+        if commit <= self.log.decided_through:
             return
-        if commit > self.known_commit:
-            self.known_commit = commit
+        if commit > self.log.known_commit:
+            self.log.known_commit = commit
         # Safe only for slots we accepted in the leader's own ballot.
         for slot in sorted(s for s in self.accepted if s <= commit):
             b, v = self.accepted[slot]
             if b == ballot:
                 self._decide(slot, v)
-        if self.decided_through < self.known_commit and self._now >= self._catchup_due:
+        if self.log.decided_through < self.log.known_commit and self._now >= self._catchup_due:
             self._ask_catchup()
 
     def _ask_catchup(self) -> None:
         self._catchup_due = self._now + self.config.catchup_retry_ticks
-        if self.decided_through > self._catchup_from:
-            self._catchup_from, self._catchup_tries = self.decided_through, 0
+        if self.log.decided_through > self._catchup_from:
+            self._catchup_from, self._catchup_tries = self.log.decided_through, 0
         self._catchup_tries += 1
         if self.role is Role.LEADER and self._catchup_tries > CATCHUP_TRIES_BEFORE_PHASE1:
             # Nobody alive answers for the slots we miss: the promiser that
@@ -1008,94 +948,54 @@ class MultiPaxosReplica:
         if target is None and self.peers:
             target = self._rng.choice(self.peers)
         if target is not None:
-            self._send(target, CatchUp(self.instance, self.node_id, self.decided_through + 1))
+            self._send(target, CatchUp(self.instance, self.node_id, self.log.decided_through + 1))
 
     def _decided_chunk(self, slot: int) -> list[DecidedEntry]:
-        """Decided slots from ``slot`` on, contiguous, bounded by the catch-up limits."""
+        """Decided slots from ``slot`` on, bounded by the catch-up limits."""
         cfg = self.config
-        entries: list[DecidedEntry] = []
-        size = 0
-        slot = max(slot, self.compacted_through + 1)  # below: only the snapshot has them
-        while slot <= self.decided_through and len(entries) < cfg.catchup_entries_max:
-            value = self.log[slot]
-            size += batch_size_bytes(value) + 16
-            if entries and size > cfg.catchup_bytes_max:
-                break
-            entries.append(DecidedEntry(slot, value))
-            slot += 1
-        return entries
+        return self.log.chunk(slot, cfg.catchup_entries_max, cfg.catchup_bytes_max)
 
     def _on_catchup(self, m: CatchUp) -> None:
-        if m.slot <= self.compacted_through:
+        if m.slot <= self.log.compacted_through:
             self._send_snapshot(m.sender)
         entries = self._decided_chunk(m.slot)
         if entries:
             self._send(m.sender, Decided(self.instance, self.node_id, tuple(entries)))
 
     def _on_decided(self, m: Decided) -> None:
-        before = self.decided_through
+        before = self.log.decided_through
         for e in m.entries:
             self._decide(e.slot, e.value)
-        if self.decided_through > before and self.decided_through < self.known_commit:
+        if self.log.decided_through > before and self.log.decided_through < self.log.known_commit:
             self._ask_catchup()  # the next chunk right away
 
     # ============================================================ snapshots
 
     def _compact(self, data: bytes, *, slot: int | None) -> Snapshot:
         """``Compact`` (events.py): a snapshot of ``data`` replaces the log through its slot."""
-        if slot is None:
-            slot = self.decided_through
-            if self.snapshot is not None and slot <= self.snapshot.slot:
-                return self.snapshot
-            meta = self._snapshot_meta()
-        else:
-            if slot > self.decided_through:
-                raise ValueError(f"slot {slot} is not decided here ({self.decided_through})")
-            if slot <= self.compacted_through:
-                raise ValueError(
-                    f"slot {slot} is at or below the snapshot ({self.compacted_through})"
-                )
-            point = self._point
-            if point is not None and point[0] == slot:
-                meta = point[1]
-            elif slot == self.decided_through:
-                meta = self._snapshot_meta()
-            else:
-                raise ValueError(f"no snapshot point was marked at slot {slot}")
-        self._point = None
-        snap = Snapshot(slot, meta, data)
+        snap = self.log.compact(data, slot)
+        if snap is None:
+            assert self.log.snapshot is not None
+            return self.log.snapshot
         self._drop_through(snap)
         self._snapshot_out = snap
         return snap
 
-    def _snapshot_meta(self) -> bytes:
-        seen = {life: (s.low, frozenset(s.above)) for life, s in self._seen.items()}
-        return encode_meta(SnapshotMeta(self.decided_through, self.delivered, seen, self.clock_ms))
-
     def _drop_through(self, snap: Snapshot) -> None:
+        self.log.drop_through(snap)
         slot = snap.slot
-        self.snapshot = snap
-        self.compacted_through = slot
-        for s in [s for s in self.log if s <= slot]:
-            del self.log[s]
         for s in [s for s in self.accepted if s <= slot]:
             del self.accepted[s]
 
     def _adopt_snapshot(self, snap: Snapshot, meta: SnapshotMeta) -> None:
         """Jump to ``snap``: everything through its slot is decided and delivered."""
-        self._drop_through(snap)
-        self.decided_through = snap.slot
-        self.known_commit = max(self.known_commit, snap.slot)
-        self.delivered = meta.delivered
-        self.clock_ms = max(self.clock_ms, meta.clock_ms)
-        self.clock_estimate_ms = max(self.clock_estimate_ms, self.clock_ms)
-        self._seen = {}
-        for life, (low, above) in meta.seen.items():
-            seen = self._seen[life] = _Seen()
-            seen.low, seen.above = low, set(above)
+        self.log.adopt(snap, meta)
+        slot = snap.slot
+        for s in [s for s in self.accepted if s <= slot]:
+            del self.accepted[s]
 
     def _send_snapshot(self, dst: str) -> None:
-        snap = self.snapshot
+        snap = self.log.snapshot
         if snap is None:
             return
         last = self._snapshot_sent.get(dst)
@@ -1112,7 +1012,7 @@ class MultiPaxosReplica:
             self._send(dst, msg)
 
     def _on_snapshot_chunk(self, m: SnapshotChunk) -> None:
-        if m.slot <= self.decided_through or m.offset < 0 or m.offset + len(m.chunk) > m.size:
+        if m.slot <= self.log.decided_through or m.offset < 0 or m.offset + len(m.chunk) > m.size:
             self.ignored += 1
             return
         key = (m.slot, m.meta, m.size)
@@ -1155,20 +1055,20 @@ class MultiPaxosReplica:
         self._snapshot_out = snap
         # Own proposals delivered inside the snapshot: never delivered here.
         for pid in pending_before:
-            if self._is_delivered(pid):
+            if self.log.is_delivered(pid):
                 del self.pending[pid]
                 self._forwarded_at.pop(pid, None)
                 self._dropped.append(
                     Dropped(pid, "delivered inside a snapshot from a peer", delivered=True)
                 )
-        self._deliver_ready_slots()
-        if self.decided_through < self.known_commit:
+        self._deliver()
+        if self.log.decided_through < self.log.known_commit:
             self._ask_catchup()
 
     def _decide(self, slot: int, value: Batch) -> None:
-        if slot <= self.decided_through or slot in self.log:
+        if slot <= self.log.decided_through or slot in self.log.entries:
             return
-        self.log[slot] = value
+        self.log.entries[slot] = value
         self.accepted.pop(slot, None)
         self._decided_new.append(DecidedEntry(slot, value))
         o = self._open.pop(slot, None)
@@ -1180,72 +1080,17 @@ class MultiPaxosReplica:
             # we must never propose into, nor advertise a commit covering, a
             # slot where followers may hold our losing proposal.
             self._step_down(None)
-        self._deliver_ready_slots()
+        self._deliver()
 
-    def _deliver_ready_slots(self) -> None:
-        # The hot loop of every replica: names bound locally, and a
-        # ProposalId (whose hash is a Python call) hashed only where needed.
-        log = self.log
-        if self.decided_through + 1 not in log:
-            return
-        seen_by_life = self._seen
-        deliveries = self._deliveries
-        pending = self.pending
-        queued = self._queued
-        me = self.node_id
-        slot = self.decided_through
-        delivered = self.delivered
-        clock = self.clock_ms
-        while slot + 1 in log:
-            slot += 1
-            for p in log[slot]:
-                pid = p.id
-                origin = pid.origin
-                if origin == CLOCK_ORIGIN:
-                    # A clock stamp: it moves the log's clock, never backwards.
-                    t = stamp_ms(p)
-                    if t is not None and t > clock:
-                        clock = t
-                    continue
-                seq = pid.seq
-                life = (origin, seq >> SEQ_BITS)
-                counter = seq & COUNTER_MASK
-                seen = seen_by_life.get(life)
-                if seen is None:
-                    seen = seen_by_life[life] = _Seen()
-                elif counter <= seen.low or counter in seen.above:
-                    continue  # a retried proposal, delivered before
-                if counter == seen.low + 1 and not seen.above:
-                    seen.low = counter  # in order: the common case
-                else:
-                    seen.add(counter)
-                delivered += 1
-                deliveries.append(Delivered(pid, Delivery(delivered, origin, p.payload, clock)))
-                if origin == me and pid in pending:
-                    mine = pending.pop(pid)
-                    self._forwarded_at.pop(pid, None)
-                    if mine.payload != p.payload:
-                        # Another proposal under our id (an earlier life that
-                        # drew this incarnation): ours is skipped everywhere
-                        # as its retry. Fail it; never report that one as ours.
-                        self._dropped.append(Dropped(pid, _CONFLICT, conflict=True))
-                if queued:
-                    queued.discard(pid)
-        self.decided_through = slot
-        self.delivered = delivered
-        self.clock_ms = clock
-        if self.clock_estimate_ms < clock:
-            self.clock_estimate_ms = clock
-        if self.known_commit < slot:
-            self.known_commit = slot
-
-    def _is_delivered(self, pid: ProposalId) -> bool:
-        seq = pid.seq
-        seen = self._seen.get((pid.origin, seq >> SEQ_BITS))
-        if seen is None:
-            return False
-        counter = seq & COUNTER_MASK
-        return counter <= seen.low or counter in seen.above
+    def _deliver(self) -> None:
+        self.log.deliver(
+            self.node_id,
+            self._deliveries,
+            self.pending,
+            self._forwarded_at,
+            self._dropped,
+            self._queued,
+        )
 
     # ============================================================= followers
 
@@ -1362,10 +1207,11 @@ class MultiPaxosReplica:
             or (
                 self.role is Role.LEADER
                 and (
-                    self._commit_sent < self.decided_through
+                    self._commit_sent < self.log.decided_through
                     or (
                         self._queue
-                        and self._next_slot <= self.decided_through + self.config.window_slots_max
+                        and self._next_slot
+                        <= self.log.decided_through + self.config.window_slots_max
                     )
                 )
             )
@@ -1377,7 +1223,7 @@ class MultiPaxosReplica:
         if self.role is Role.LEADER:
             self._fill_window()
             self._drain_loopback()
-            if self._commit_sent < self.decided_through:
+            if self._commit_sent < self.log.decided_through:
                 self._send_heartbeats()
         return Ready(
             promised=self.promised if self._promised_dirty else None,

@@ -734,12 +734,12 @@ class TotalOrderBroadcast(AsyncLifetime):
                     self.address,
                     lost[0],
                     lost[1],
-                    r.decided_through,
+                    r.log.decided_through,
                     extra={
                         "event": "leader_lost",
                         "was_leader": lost[0],
                         "ballot": str(lost[1]),
-                        "slot": r.decided_through,
+                        "slot": r.log.decided_through,
                     },
                 )
             return
@@ -764,7 +764,7 @@ class TotalOrderBroadcast(AsyncLifetime):
                 "leader": leader,
                 "ballot": str(now[1]),
                 "was_leader": was[0] if was is not None else None,
-                "slot": r.decided_through,
+                "slot": r.log.decided_through,
                 "leader_changes": self.leader_changes,
             },
         )
@@ -840,7 +840,7 @@ class TotalOrderBroadcast(AsyncLifetime):
                 # an election timeout. One snapshot in flight at a time.
                 step: Callable[[], bytes | None] = copy()
                 self._replica.step(MarkSnapshotPoint())
-                slot = self._replica.decided_through
+                slot = self._replica.log.decided_through
                 self._snapshotting = asyncio.ensure_future(
                     self._snapshot_in_steps(step, slot, started)
                 )
@@ -866,7 +866,7 @@ class TotalOrderBroadcast(AsyncLifetime):
             # In the driver task (it owns the replica). A snapshot from a peer
             # may have overtaken this one meanwhile: then it is useless.
             self._snapshotting = None
-            if slot > self._replica.compacted_through:
+            if slot > self._replica.log.compacted_through:
                 self._encode_s = encode_s
                 self._replica.step(Compact(data, slot=slot))
 

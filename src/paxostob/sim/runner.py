@@ -630,8 +630,8 @@ class _TobRun(_Run):
         r = self.replicas[node]
         life = self.traces[node].life
         life.ended = ended
-        life.log = dict(r.log)
-        life.decided_through = r.decided_through
+        life.log = dict(r.log.entries)
+        life.decided_through = r.log.decided_through
         life.state = tuple(self.apps[node].entries)
 
     def on_crash(self, node: str) -> None:
@@ -789,9 +789,9 @@ class _TobRun(_Run):
                 self._counted(node, rd, life)
             # 3. compaction, once every delivery handed out is applied.
             if every and app.since_snapshot >= every:
-                before = r.snapshot
+                before = r.log.snapshot
                 r.step(Compact(app.snapshot()))
-                if r.snapshot is not before:
+                if r.log.snapshot is not before:
                     self.snapshot_count += 1
             if mode == "early-vote":
                 # The bug: the core hears "durable" before the save lands.
@@ -839,7 +839,7 @@ class _TobRun(_Run):
             if m.ballot > life.promised_sent[0]:
                 life.promised_sent = (m.ballot, now)
             if isinstance(m, Accepted):
-                if m.slot not in r.log:
+                if m.slot not in r.log.entries:
                     self._ack(life, m.slot, m.ballot)
                 known = self.acceptances.get((m.slot, m.ballot))
                 if known is not None:  # (an Accept from the leader came first)
@@ -862,7 +862,7 @@ class _TobRun(_Run):
         if self.down_until or not self.owed <= self.position_of.keys():
             return False
         top = self.max_position
-        return all(self.replicas[m].delivered >= top for m in self.live)
+        return all(self.replicas[m].log.delivered >= top for m in self.live)
 
     def propose(self, node: str, tick: int) -> None:
         self.counters[node] += 1
@@ -885,7 +885,7 @@ class _TobRun(_Run):
 
     def _saw_clock(self, node: str, r: MultiPaxosReplica) -> None:
         """Record ``r``'s clock estimate, and whether a non-leader's clock got into it."""
-        clock = r.clock_estimate_ms
+        clock = r.log.clock_estimate_ms
         highest = self.clock.highest
         if clock > highest.get(self.now, 0):
             highest[self.now] = clock
@@ -960,7 +960,7 @@ class _TobRun(_Run):
             why = f"crash-stopped@{stopped}" if stopped is not None else "down"
             return f"{node}: {why}{ups}"
         s = self.replicas[node].status()
-        snap = self.replicas[node].snapshot
+        snap = self.replicas[node].log.snapshot
         return (
             f"{node}: {s.role.value} leader={s.leader or '-'} ballot={s.ballot} "
             f"promised={s.promised} decided_through={s.decided_through} "
