@@ -186,7 +186,7 @@ def test_every_replica_and_a_replay_of_the_log_compute_the_same_clocks() -> None
     a = net.r["a"]
     fresh = MultiPaxosReplica("a", net.members, random.Random(1))
     decided = [DecidedEntry(s, v) for s, v in sorted(a.log.entries.items())]
-    fresh.step(Restore(a.promised, [], decided, incarnation=2))
+    fresh.step(Restore(a.acceptor.promised, [], decided, incarnation=2))
     replayed = [
         (d.delivery.slot, d.delivery.payload, d.delivery.clock_ms) for d in fresh.ready().deliveries
     ]
@@ -205,7 +205,7 @@ def test_a_snapshot_carries_the_clock_to_a_replica_that_restores_it() -> None:
     assert snap is not None
     assert decode_meta(snap.meta).clock_ms == a.log.clock_ms > T0
     fresh = MultiPaxosReplica("a", net.members, random.Random(1))
-    fresh.step(Restore(a.promised, [], [], incarnation=2, snapshot=snap))
+    fresh.step(Restore(a.acceptor.promised, [], [], incarnation=2, snapshot=snap))
     assert fresh.log.clock_ms == a.log.clock_ms
     assert fresh.log.clock_estimate_ms == a.log.clock_ms
 

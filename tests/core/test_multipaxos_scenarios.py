@@ -131,7 +131,7 @@ def test_isolated_leader_is_nacked_on_heal_steps_down_and_catches_up() -> None:
     a.step(Propose(b"m_a"))  # a opens slot 2 at 1.a; nobody hears about it
     net.settle()
     assert a.role is Role.LEADER
-    assert (a.accepted[2][0], payloads(a.accepted[2][1])) == (b1, ["m_a"])
+    assert (a.acceptor.accepted[2][0], payloads(a.acceptor.accepted[2][1])) == (b1, ["m_a"])
 
     # b and c time out (randomized election timeout) and elect one of them.
     net.run(100, until=lambda: bool(set(net.leaders()) & {"b", "c"}))
@@ -268,7 +268,7 @@ def test_lagging_follower_catches_up_1000_slots_in_bounded_chunks() -> None:
         (a if i % 2 else b).step(Propose(f"m{i}".encode()))
     net.settle()
     assert a.log.decided_through == b.log.decided_through == 1000
-    assert c.log.decided_through == 0 and not c.accepted
+    assert c.log.decided_through == 0 and not c.acceptor.accepted
 
     net.isolated = set()
     net.paused = set()
@@ -316,7 +316,7 @@ def test_shuffled_duplicated_accepts_deliver_in_order_exactly_once(seed: int) ->
         net.deliver([env])
         net.out("c")  # asserts positions consecutive and no proposal twice
         assert net.rows("c") == leader_rows[: len(net.rows("c"))]
-    assert c.accepted.keys() | c.log.entries.keys() == set(range(1, 21))
+    assert c.acceptor.accepted.keys() | c.log.entries.keys() == set(range(1, 21))
     # The leader's last heartbeat carries commit=20: the rest is learned.
     last = [e for e in to_c if isinstance(e.message, Heartbeat)][-1]
     assert show(last) == "a->c Heartbeat 1.a commit=20"
@@ -408,7 +408,11 @@ def test_new_leader_adopts_accepted_slots_and_fills_the_gap_with_a_noop() -> Non
         "c->b Accept 2.c #2 ['x2'] commit=0",
         "c->b Accept 2.c #3 ['x3'] commit=0",
     ]
-    assert b.log.entries == c.log.entries == {1: NOOP, 2: a.accepted[2][1], 3: a.accepted[3][1]}
+    assert (
+        b.log.entries
+        == c.log.entries
+        == {1: NOOP, 2: a.acceptor.accepted[2][1], 3: a.acceptor.accepted[3][1]}
+    )
     # x1 was never chosen and its origin crashed: it is simply gone.
     expected: list[Row] = [(1, "a", b"x2"), (2, "a", b"x3")]
     assert net.rows("b") == net.rows("c") == expected
@@ -472,7 +476,7 @@ def test_a_proposer_whose_value_lost_the_slot_reproposes_its_own_value() -> None
     elect(net, "a")
     a.step(Propose(b"m_a"))
     net.out("a")  # lost: only a accepted slot 1
-    assert payloads(a.accepted[1][1]) == ["m_a"]
+    assert payloads(a.acceptor.accepted[1][1]) == ["m_a"]
 
     net.isolated = {"a"}
     net.paused = {"a"}

@@ -66,14 +66,14 @@ def test_a_timed_out_node_asks_first_and_raises_its_ballot_only_on_a_quorum_of_y
         "a->b PreVote 1.a decided_through=0",
         "a->c PreVote 1.a decided_through=0",
     ]
-    assert (a.role, a.promised, a.status().elections) == (Role.FOLLOWER, ZERO_BALLOT, 0)
+    assert (a.role, a.acceptor.promised, a.status().elections) == (Role.FOLLOWER, ZERO_BALLOT, 0)
     net.deliver(asks)
     replies = net.out("b") + net.out("c")
     assert [show(e) for e in replies] == [
         "b->a PreVoteReply 1.a yes promised=0",
         "c->a PreVoteReply 1.a yes promised=0",
     ]
-    assert b.promised == c.promised == ZERO_BALLOT  # asking promised nothing
+    assert b.acceptor.promised == c.acceptor.promised == ZERO_BALLOT  # asking promised nothing
     net.deliver(replies[:1])
     prepares = net.out("a")
     assert [show(e) for e in prepares] == [
@@ -135,7 +135,7 @@ def test_who_grants_a_pre_vote(responder: str, asker_decided: int, answer: str) 
     b.step(Receive(Envelope("b", ask)))
     (reply,) = net.out("b")
     assert isinstance(reply.message, PreVoteReply)
-    assert show(reply) == f"b->c PreVoteReply 9.c {answer} promised={b.promised}"
+    assert show(reply) == f"b->c PreVoteReply 9.c {answer} promised={b.acceptor.promised}"
 
 
 # -------------------------- 3. a partitioned node rejoining a healthy leader
@@ -200,7 +200,7 @@ def test_a_restarted_laggard_that_times_out_before_hearing_the_leader_cannot_dep
         "b->c PreVoteReply 1.c no promised=1.a",
     ]
     net.deliver(e for e in refusals if isinstance(e.message, PreVoteReply))
-    assert net.out("c") == [] and c.promised == ZERO_BALLOT
+    assert net.out("c") == [] and c.acceptor.promised == ZERO_BALLOT
     net.run(100, until=lambda: c.log.delivered == 20)
     assert net.leaders() == ["a"] and c.leader == "a"
     assert net.rows("c") == net.rows("a")

@@ -158,8 +158,8 @@ from enum import Enum
 
 from ..errors import DecodeError
 from . import rules
+from .acceptor import Acceptor
 from .events import (
-    AcceptedEntry,
     Campaign,
     Compact,
     Delivered,
@@ -361,8 +361,7 @@ class MultiPaxosReplica:
         self._replied: tuple[int, Ballot] = (-1, ZERO_BALLOT)
 
         # Acceptor: durable state.
-        self.promised: Ballot = ZERO_BALLOT
-        self.accepted: dict[int, tuple[Ballot, Batch]] = {}
+        self.acceptor = Acceptor()
         # Learner: the decided log, what was delivered from it, its clock.
         self.log = DecidedLog()
         self._catchup_due = 0
@@ -420,8 +419,6 @@ class MultiPaxosReplica:
         # acceptance: counted once ``Persisted`` covers it.
         self._held: deque[tuple[int, Accepted]] = deque()
         self._ready_seq = 0  # the seq of the last Ready advanced
-        self._promised_dirty = False
-        self._accepted_new: list[AcceptedEntry] = []
         self._decided_new: list[DecidedEntry] = []
         self._deliveries: list[Delivered] = []
         self._dropped: list[Dropped] = []
@@ -491,14 +488,12 @@ class MultiPaxosReplica:
         self._seq = r.incarnation << SEQ_BITS
         if r.snapshot is not None:
             self._adopt_snapshot(r.snapshot, decode_meta(r.snapshot.meta))
-        self.promised = self._highest_seen = r.promised
-        for a in r.accepted:
-            if a.slot > self.log.compacted_through:
-                self.accepted[a.slot] = (a.ballot, a.value)
+        self.acceptor.restore(r.promised, r.accepted, above=self.log.compacted_through)
+        self._highest_seen = r.promised
         for d in r.decided:
             if d.slot > self.log.compacted_through:
                 self.log.entries[d.slot] = d.value
-                self.accepted.pop(d.slot, None)
+                self.acceptor.accepted.pop(d.slot, None)
         self._deliver()
         # Decided slots above a gap are known; fetch the gap from peers.
         self.log.known_commit = max([self.log.decided_through, *self.log.entries])
@@ -514,7 +509,7 @@ class MultiPaxosReplica:
             role=self.role,
             leader=self.leader,
             ballot=self.ballot if self.role is not Role.FOLLOWER else self._leader_ballot,
-            promised=self.promised,
+            promised=self.acceptor.promised,
             decided_through=self.log.decided_through,
             known_commit=self.log.known_commit,
             delivered=self.log.delivered,
@@ -557,7 +552,7 @@ class MultiPaxosReplica:
             return
         if self._pre_ballot is not None:
             self.pre_votes_lost += 1  # the last round found no quorum in time
-        top = max(self.promised, self.ballot, self._highest_seen, self._leader_ballot)
+        top = max(self.acceptor.promised, self.ballot, self._highest_seen, self._leader_ballot)
         # Stop following (and forwarding to) the leader we no longer hear,
         # as a candidate would, but raise nothing: nobody promises anything.
         self.role = Role.FOLLOWER
@@ -585,7 +580,7 @@ class MultiPaxosReplica:
         granted = self._grants_pre_vote(m)
         self._send(
             m.sender,
-            PreVoteReply(self.instance, self.node_id, m.ballot, granted, self.promised),
+            PreVoteReply(self.instance, self.node_id, m.ballot, granted, self.acceptor.promised),
         )
 
     def _on_pre_vote_reply(self, m: PreVoteReply) -> None:
@@ -607,7 +602,7 @@ class MultiPaxosReplica:
 
     def _campaign(self) -> None:
         """Phase 1 for every slot above our decided prefix, with a fresh ballot."""
-        top = max(self.promised, self.ballot, self._highest_seen, self._leader_ballot)
+        top = max(self.acceptor.promised, self.ballot, self._highest_seen, self._leader_ballot)
         if self.role is Role.LEADER:
             # Phase 1 again (a stalled catch-up, or Campaign): leave leadership
             # as a step-down does, or the proposals of our open slots would
@@ -820,10 +815,11 @@ class MultiPaxosReplica:
     # ============================================================== acceptor
 
     def _on_prepare(self, m: Prepare) -> None:
-        if not rules.may_promise(self.promised, m.ballot):
-            self._send(m.sender, Nack(self.instance, self.node_id, m.ballot, self.promised))
+        acceptor = self.acceptor
+        if not acceptor.promise(m.ballot):
+            self._send(m.sender, Nack(self.instance, self.node_id, m.ballot, acceptor.promised))
             return
-        self._set_promised(m.ballot)
+        self._highest_seen = max(self._highest_seen, m.ballot)
         if m.sender != self.node_id:
             # Someone campaigns with a ballot we now promised: let them finish.
             if self.role is not Role.FOLLOWER or self.leader is not None:
@@ -843,11 +839,7 @@ class MultiPaxosReplica:
             for s, v in self.log.entries.items()
             if s >= low and s > self.log.decided_through
         )
-        entries.extend(
-            PromiseEntry(s, b, v, decided=False)
-            for s, (b, v) in self.accepted.items()
-            if s >= low and s not in self.log.entries
-        )
+        entries.extend(acceptor.report(low, self.log.entries))
         entries.sort(key=lambda e: e.slot)
         promise = Promise(
             self.instance, self.node_id, m.ballot, self.log.decided_through, tuple(entries)
@@ -855,32 +847,26 @@ class MultiPaxosReplica:
         self._send(m.sender, promise)
 
     def _on_accept(self, m: Accept) -> None:
-        if not rules.may_accept(self.promised, m.ballot):
-            self._send(m.sender, Nack(self.instance, self.node_id, m.ballot, self.promised))
+        acceptor = self.acceptor
+        if not acceptor.admit(m.ballot):
+            self._send(m.sender, Nack(self.instance, self.node_id, m.ballot, acceptor.promised))
             return
-        if m.ballot > self.promised:
-            self._set_promised(m.ballot)
+        if m.ballot > self._highest_seen:
+            self._highest_seen = m.ballot
         self._follow(m.ballot)
-        chosen = self.log.entries.get(m.slot)
+        log = self.log
+        chosen = log.entries.get(m.slot)
         if chosen is not None:
             if chosen != m.value:
                 # Only a broken proposer could propose another value for a
                 # chosen slot; never count towards its quorum.
                 self.ignored += 1
                 return
-        elif m.slot > self.log.decided_through:
-            old = self.accepted.get(m.slot)
-            if old is None or old[0] != m.ballot:
-                self.accepted[m.slot] = (m.ballot, m.value)
-                self._accepted_new.append(AcceptedEntry(m.slot, m.ballot, m.value))
+        elif m.slot > log.decided_through:
+            acceptor.accept(m.slot, m.ballot, m.value)
         self._send(m.sender, Accepted(self.instance, self.node_id, m.ballot, m.slot, None))
         self._replied = (self._now, m.ballot)  # the leader heard from us this tick
         self._learn_commit(m.ballot, m.commit)
-
-    def _set_promised(self, ballot: Ballot) -> None:
-        self.promised = ballot
-        self._promised_dirty = True
-        self._highest_seen = max(self._highest_seen, ballot)
 
     def _follow(self, ballot: Ballot) -> None:
         """``ballot``'s owner leads: reset the election timer, forward to it."""
@@ -896,9 +882,10 @@ class MultiPaxosReplica:
         self._election_due = self._now + self._election_timeout()
 
     def _on_heartbeat(self, m: Heartbeat) -> None:
-        if m.ballot < self.promised:
+        promised = self.acceptor.promised
+        if m.ballot < promised:
             # A deposed leader: tell it, so it steps down.
-            self._send(m.sender, Nack(self.instance, self.node_id, m.ballot, self.promised))
+            self._send(m.sender, Nack(self.instance, self.node_id, m.ballot, promised))
             return
         self._follow(m.ballot)
         self._learn_commit(m.ballot, m.commit)
@@ -924,8 +911,9 @@ class MultiPaxosReplica:
         if commit > self.log.known_commit:
             self.log.known_commit = commit
         # Safe only for slots we accepted in the leader's own ballot.
-        for slot in sorted(s for s in self.accepted if s <= commit):
-            b, v = self.accepted[slot]
+        accepted = self.acceptor.accepted
+        for slot in sorted(s for s in accepted if s <= commit):
+            b, v = accepted[slot]
             if b == ballot:
                 self._decide(slot, v)
         if self.log.decided_through < self.log.known_commit and self._now >= self._catchup_due:
@@ -983,16 +971,12 @@ class MultiPaxosReplica:
 
     def _drop_through(self, snap: Snapshot) -> None:
         self.log.drop_through(snap)
-        slot = snap.slot
-        for s in [s for s in self.accepted if s <= slot]:
-            del self.accepted[s]
+        self.acceptor.forget_through(snap.slot)
 
     def _adopt_snapshot(self, snap: Snapshot, meta: SnapshotMeta) -> None:
         """Jump to ``snap``: everything through its slot is decided and delivered."""
         self.log.adopt(snap, meta)
-        slot = snap.slot
-        for s in [s for s in self.accepted if s <= slot]:
-            del self.accepted[s]
+        self.acceptor.forget_through(snap.slot)
 
     def _send_snapshot(self, dst: str) -> None:
         snap = self.log.snapshot
@@ -1069,7 +1053,7 @@ class MultiPaxosReplica:
         if slot <= self.log.decided_through or slot in self.log.entries:
             return
         self.log.entries[slot] = value
-        self.accepted.pop(slot, None)
+        self.acceptor.accepted.pop(slot, None)
         self._decided_new.append(DecidedEntry(slot, value))
         o = self._open.pop(slot, None)
         if self.role is Role.LEADER and (
@@ -1198,8 +1182,8 @@ class MultiPaxosReplica:
             self._out
             or self._out_early
             or self._deliveries
-            or self._promised_dirty
-            or self._accepted_new
+            or self.acceptor.promised_dirty
+            or self.acceptor.accepted_new
             or self._decided_new
             or self._dropped
             or self._snapshot_out is not None
@@ -1225,16 +1209,17 @@ class MultiPaxosReplica:
             self._drain_loopback()
             if self._commit_sent < self.log.decided_through:
                 self._send_heartbeats()
+        acceptor = self.acceptor
         return Ready(
-            promised=self.promised if self._promised_dirty else None,
-            accepted=tuple(self._accepted_new),
+            promised=acceptor.promised if acceptor.promised_dirty else None,
+            accepted=tuple(acceptor.accepted_new),
             decided=tuple(self._decided_new),
             messages=tuple(self._out),
             deliveries=tuple(self._deliveries),
             dropped=tuple(self._dropped),
             snapshot=self._snapshot_out,
             restore_at=self._restore_at,
-            must_sync=self._promised_dirty or bool(self._accepted_new),
+            must_sync=acceptor.promised_dirty or bool(acceptor.accepted_new),
             early=tuple(self._out_early),
             seq=self._ready_seq + 1,
         )
@@ -1245,7 +1230,8 @@ class MultiPaxosReplica:
         del self._out_early[: len(ready.early)]
         self._ready_seq = max(self._ready_seq, ready.seq)
         del self._deliveries[: len(ready.deliveries)]
-        del self._accepted_new[: len(ready.accepted)]
+        acceptor = self.acceptor
+        del acceptor.accepted_new[: len(ready.accepted)]
         del self._decided_new[: len(ready.decided)]
         del self._dropped[: len(ready.dropped)]
         if ready.snapshot is not None:
@@ -1254,5 +1240,5 @@ class MultiPaxosReplica:
             self._restore_at = None
             if ready.snapshot is self._snapshot_out:
                 self._snapshot_out = None
-        if ready.promised is not None and ready.promised == self.promised:
-            self._promised_dirty = False
+        if ready.promised is not None and ready.promised == acceptor.promised:
+            acceptor.promised_dirty = False
