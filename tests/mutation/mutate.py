@@ -144,9 +144,9 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     m(
         "multipaxos: a slot is chosen with one acceptance short of a quorum",
-        "core/multipaxos.py",
-        "self._open[slot] = _Open(value, rules.Tally(self._quorum), self._now)",
-        "self._open[slot] = _Open(value, rules.Tally(max(1, self._quorum - 1)), self._now)",
+        "core/leadership.py",
+        "self.open[slot] = OpenSlot(value, rules.Tally(self._quorum), now)",
+        "self.open[slot] = OpenSlot(value, rules.Tally(max(1, self._quorum - 1)), now)",
         *SWARM,
     ),
     m(
@@ -232,7 +232,7 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "multipaxos: promises and acceptances are saved without a sync",
         "core/multipaxos.py",
-        "must_sync=self._promised_dirty or bool(self._accepted_new)",
+        "must_sync=acceptor.promised_dirty or bool(acceptor.accepted_new)",
         "must_sync=False",
         "tests/node/test_tob_durability.py",
     ),
@@ -278,7 +278,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     m(
         "multipaxos: a delivery under our pending id is taken as ours whatever its payload",
-        "core/multipaxos.py",
+        "core/log.py",
         "                    if mine.payload != p.payload:",
         "                    if False:",
         "tests/core/test_proposal_id_conflicts.py",

@@ -173,6 +173,7 @@ from .events import (
     Restore,
     Tick,
 )
+from .leadership import Leadership
 from .log import CONFLICT, SEQ_BITS, DecidedLog
 from .messages import (
     Accept,
@@ -204,7 +205,6 @@ from .types import (
     ProposalId,
     Snapshot,
     batch_size_bytes,
-    clock_stamp,
     stamp_ms,
 )
 
@@ -323,13 +323,8 @@ class Status:
     pre_votes_lost: int = 0
 
 
-@dataclass(slots=True)
-class _Open:
-    """A slot the leader proposed in its ballot and not yet learned chosen."""
-
-    value: Batch
-    tally: rules.Tally
-    sent_at: int
+#: What a replica that does not lead passes as its (empty, never filled) queue.
+_NONE_QUEUED: set[ProposalId] = set()
 
 
 class MultiPaxosReplica:
@@ -393,15 +388,8 @@ class MultiPaxosReplica:
         # Candidate.
         self._promises: dict[str, Promise] = {}
         self._prepare_due = 0
-        # Leader.
-        self._next_slot = 1
-        self._open: dict[int, _Open] = {}
-        self._queue: deque[Proposal] = deque()
-        self._queued: set[ProposalId] = set()
-        self._heartbeat_due = 0
-        self._commit_sent = 0
-        self._heard: dict[str, int] = {}
-        self._quorum_check_due = 0
+        #: Leader: the state of our leadership, None unless ``role`` is LEADER.
+        self._leading: Leadership | None = None
 
         # Own proposals not yet delivered here, oldest forward first.
         self._seq = incarnation << SEQ_BITS
@@ -471,8 +459,8 @@ class MultiPaxosReplica:
             self._dropped.append(Dropped(pid, CONFLICT, conflict=True))
             return pid
         self.pending[pid] = proposal
-        if self.role is Role.LEADER:
-            self._enqueue(proposal)
+        if self._leading is not None:
+            self._leading.enqueue(proposal)
         elif self.leader is not None:
             self._to_forward.append(proposal)
             self._forwarded_at[pid] = self._now
@@ -523,12 +511,9 @@ class MultiPaxosReplica:
     def _tick(self) -> None:
         self._now += 1
         now = self._now
-        if self.role is Role.LEADER:
-            if now >= self._heartbeat_due:
-                self._send_heartbeats()
-            self._resend_open()
-            if now >= self._quorum_check_due:
-                self._check_quorum()
+        if self._leading is not None:
+            if not self._leading.tick(now):
+                self._step_down(None)
         else:
             if now >= self._election_due:
                 self._on_election_timeout()
@@ -607,7 +592,7 @@ class MultiPaxosReplica:
             # Phase 1 again (a stalled catch-up, or Campaign): leave leadership
             # as a step-down does, or the proposals of our open slots would
             # stay "queued" forever should another leader fill those slots.
-            self._drop_leadership()
+            self._leading = None
         self.ballot = Ballot(top.round + 1, self.node_id)
         self.elections += 1
         self._pre_ballot = None
@@ -648,9 +633,23 @@ class MultiPaxosReplica:
         self.role = Role.LEADER
         self.leader = self.node_id
         self._leader_ballot = self.ballot
-        self._open = {}
-        self._heard = {}
-        self._quorum_check_due = self._now + 2 * self.config.election_timeout_ticks
+        cfg = self.config
+        self._leading = lead = Leadership(
+            ballot=self.ballot,
+            now=self._now,
+            me=self.node_id,
+            members=self.members,
+            instance=self.instance,
+            log=self.log,
+            send=self._send,
+            window_slots_max=cfg.window_slots_max,
+            batch_count_max=cfg.batch_count_max,
+            batch_bytes_max=cfg.batch_bytes_max,
+            queue_max=cfg.queue_max,
+            heartbeat_ticks=cfg.heartbeat_ticks,
+            accept_retry_ticks=cfg.accept_retry_ticks,
+            election_timeout_ticks=cfg.election_timeout_ticks,
+        )
         # Never reuse a slot we know decided, even one above every report.
         top = max([max_decided, *reports, max(self.log.entries, default=0)])
         # P2c per open slot: the highest-ballot value reported, else a no-op.
@@ -658,13 +657,13 @@ class MultiPaxosReplica:
             if slot in self.log.entries:
                 continue
             best = rules.highest_accepted(reports.get(slot, ()))
-            self._open_slot(slot, best[1] if best is not None else NOOP)
-        self._next_slot = top + 1
+            lead.open_slot(slot, best[1] if best is not None else NOOP, self._now)
+        lead.next_slot = top + 1
         # Our stamps continue from every stamp we know the log may hold.
         known = max(
             (
                 t
-                for value in (*self.log.entries.values(), *(o.value for o in self._open.values()))
+                for value in (*self.log.entries.values(), *(o.value for o in lead.open.values()))
                 for p in value[:1]
                 if (t := stamp_ms(p)) is not None
             ),
@@ -677,131 +676,38 @@ class MultiPaxosReplica:
         lg.clock_estimate_ms = est
         # Everything we proposed ourselves and have not delivered goes first.
         for proposal in self.pending.values():
-            self._enqueue(proposal)
+            lead.enqueue(proposal)
         self._to_forward.clear()
-        self._send_heartbeats()
+        lead.send_heartbeats(self._now)
         if self.log.decided_through < self.log.known_commit:
             self._ask_catchup()
 
     # ================================================================ leader
 
-    def _enqueue(self, proposal: Proposal) -> bool:
-        pid = proposal.id
-        if pid in self._queued or self.log.is_delivered(pid):
-            return True
-        if len(self._queue) >= self.config.queue_max:
-            return False
-        self._queue.append(proposal)
-        self._queued.add(pid)
-        return True
-
-    def _fill_window(self) -> None:
-        """Cut batches from the queue into new slots while the window has room."""
-        cfg = self.config
-        queue = self._queue
-        count_max = cfg.batch_count_max
-        bytes_max = cfg.batch_bytes_max
-        is_delivered = self.log.is_delivered
-        while queue and self._next_slot <= self.log.decided_through + cfg.window_slots_max:
-            # The leader's clock stamp goes first (only leaders stamp: the
-            # log's time is never a proposer's). Without a clock, none.
-            est = self.log.clock_estimate_ms
-            batch: list[Proposal] = [clock_stamp(est)] if est else []
-            stamped = len(batch)
-            size = CLOCK_STAMP_BYTES * stamped
-            while queue and len(batch) - stamped < count_max:
-                p = queue[0]
-                pid = p.id
-                if is_delivered(pid):
-                    queue.popleft()
-                    self._queued.discard(pid)
-                    continue
-                cost = len(p.payload) + 16 + len(pid.origin)
-                if len(batch) > stamped and size + cost > bytes_max:
-                    break
-                queue.popleft()
-                batch.append(p)
-                size += cost
-            if len(batch) == stamped:
-                break
-            slot = self._next_slot
-            self._next_slot += 1
-            self._open_slot(slot, tuple(batch))
-
-    def _open_slot(self, slot: int, value: Batch) -> None:
-        self._open[slot] = _Open(value, rules.Tally(self._quorum), self._now)
-        msg = Accept(
-            self.instance, self.node_id, self.ballot, slot, value, self.log.decided_through
-        )
-        for dst in self.members:
-            self._send(dst, msg)
-        self._commit_sent = max(self._commit_sent, self.log.decided_through)
-
-    def _resend_open(self) -> None:
-        due = self._now - self.config.accept_retry_ticks
-        for slot, o in self._open.items():
-            if o.sent_at <= due:
-                o.sent_at = self._now
-                msg = Accept(
-                    self.instance,
-                    self.node_id,
-                    self.ballot,
-                    slot,
-                    o.value,
-                    self.log.decided_through,
-                )
-                for dst in self.peers:
-                    if dst not in o.tally.senders:
-                        self._send(dst, msg)
-
-    def _send_heartbeats(self) -> None:
-        self._heartbeat_due = self._now + self.config.heartbeat_ticks
-        self._commit_sent = self.log.decided_through
-        msg = Heartbeat(self.instance, self.node_id, self.ballot, self.log.decided_through)
-        for dst in self.peers:
-            self._send(dst, msg)
-
-    def _check_quorum(self) -> None:
-        """Step down when a quorum has not answered for a whole election timeout.
-
-        An isolated leader cannot commit anything; stepping down lets its
-        clients' proposals go to a leader that can.
-        """
-        window = 2 * self.config.election_timeout_ticks
-        self._quorum_check_due = self._now + window
-        alive = 1 + sum(1 for t in self._heard.values() if t > self._now - window)
-        if alive < self._quorum:
-            self._step_down(None)
-
     def _on_accepted(self, m: Accepted) -> None:
-        if m.ballot != self.ballot or self.role is not Role.LEADER:
+        lead = self._leading
+        if lead is None or m.ballot != lead.ballot:
             self.ignored += 1
             return
-        self._heard[m.sender] = self._now
-        o = self._open.get(m.slot)
+        lead.heard[m.sender] = self._now
+        o = lead.open.get(m.slot)
         if o is not None and o.tally.add(m.sender):
             self._decide(m.slot, o.value)
 
     def _on_forward(self, m: Forward) -> None:
-        if self.role is not Role.LEADER:
+        if self._leading is None:
             self.ignored += 1  # the origin re-forwards once it learns the leader
             return
-        for p in m.proposals:
-            if p.id.origin != m.sender or not self._enqueue(p):
-                self.ignored += 1
-
-    def _drop_leadership(self) -> None:
-        """Forget our open slots and queue: the next leader re-proposes what was
-        accepted; our own proposals stay pending (re-queued or re-forwarded),
-        and other origins re-forward theirs."""
-        self._open.clear()
-        self._queue.clear()
-        self._queued.clear()
+        self.ignored += self._leading.enqueue_forward(m)
 
     def _step_down(self, leader: str | None) -> None:
-        """Become a follower. Our open slots are re-proposed by the next leader."""
-        if self.role is Role.LEADER:
-            self._drop_leadership()
+        """Become a follower.
+
+        Our leadership (open slots, queue) is dropped: the next leader
+        re-proposes what was accepted; our own proposals stay pending
+        (re-forwarded), and other origins re-forward theirs.
+        """
+        self._leading = None
         self.role = Role.FOLLOWER
         self.leader = leader
         self._promises = {}
@@ -1024,9 +930,7 @@ class MultiPaxosReplica:
         snap = Snapshot(m.slot, m.meta, data)
         for stale in [k for k in self._incoming if k[0] <= m.slot]:
             del self._incoming[stale]
-        if self.role is Role.LEADER and (
-            m.slot >= self._next_slot or (self._open and m.slot >= min(self._open))
-        ):
+        if self._leading is not None and self._leading.covers(m.slot):
             # A snapshot over a slot we hold open (or above all we proposed)
             # means a higher ballot chose it, and opaque state cannot be
             # compared with our proposals: never lead across it (see
@@ -1055,15 +959,8 @@ class MultiPaxosReplica:
         self.log.entries[slot] = value
         self.acceptor.accepted.pop(slot, None)
         self._decided_new.append(DecidedEntry(slot, value))
-        o = self._open.pop(slot, None)
-        if self.role is Role.LEADER and (
-            (o is not None and o.value != value) or (o is None and slot >= self._next_slot)
-        ):
-            # Someone with a higher ballot chose a value here (another than
-            # ours, or above everything we proposed), so our ballot is stale:
-            # we must never propose into, nor advertise a commit covering, a
-            # slot where followers may hold our losing proposal.
-            self._step_down(None)
+        if self._leading is not None and self._leading.lost(slot, value):
+            self._step_down(None)  # a higher ballot chose it (``Leadership.lost``)
         self._deliver()
 
     def _deliver(self) -> None:
@@ -1073,7 +970,7 @@ class MultiPaxosReplica:
             self.pending,
             self._forwarded_at,
             self._dropped,
-            self._queued,
+            self._leading.queued if self._leading is not None else _NONE_QUEUED,
         )
 
     # ============================================================= followers
@@ -1096,9 +993,9 @@ class MultiPaxosReplica:
     def _flush_forwards(self) -> None:
         if not self._to_forward:
             return
-        if self.role is Role.LEADER:
+        if self._leading is not None:
             for p in self._to_forward:
-                self._enqueue(p)
+                self._leading.enqueue(p)
             self._to_forward.clear()
             return
         leader = self.leader
@@ -1124,8 +1021,8 @@ class MultiPaxosReplica:
         elif isinstance(m, Heartbeat):
             self._on_heartbeat(m)
         elif isinstance(m, HeartbeatReply):
-            if m.ballot == self.ballot and self.role is Role.LEADER:
-                self._heard[m.sender] = self._now
+            if self._leading is not None and m.ballot == self._leading.ballot:
+                self._leading.heard[m.sender] = self._now
         elif isinstance(m, Forward):
             self._on_forward(m)
         elif isinstance(m, Prepare):
@@ -1188,27 +1085,18 @@ class MultiPaxosReplica:
             or self._dropped
             or self._snapshot_out is not None
             or self._to_forward
-            or (
-                self.role is Role.LEADER
-                and (
-                    self._commit_sent < self.log.decided_through
-                    or (
-                        self._queue
-                        and self._next_slot
-                        <= self.log.decided_through + self.config.window_slots_max
-                    )
-                )
-            )
+            or (self._leading is not None and self._leading.has_work())
         )
 
     def ready(self) -> Ready:
         """Cut batches, then hand out every effect produced since the last ``advance``."""
         self._flush_forwards()
-        if self.role is Role.LEADER:
-            self._fill_window()
+        lead = self._leading
+        if lead is not None:
+            lead.fill_window(self._now)
             self._drain_loopback()
-            if self._commit_sent < self.log.decided_through:
-                self._send_heartbeats()
+            if lead.commit_sent < self.log.decided_through:
+                lead.send_heartbeats(self._now)
         acceptor = self.acceptor
         return Ready(
             promised=acceptor.promised if acceptor.promised_dirty else None,

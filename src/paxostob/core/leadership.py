@@ -1,0 +1,246 @@
+"""What a leader keeps while it leads: open slots, the proposal queue, heartbeats, check-quorum.
+
+Theory of operation (multipaxos.py has the protocol): a replica whose phase
+1 succeeded for ballot ``b`` creates one ``Leadership`` and runs phase 2
+only, until it steps down (a higher ballot, a lost slot, no quorum heard)
+and drops the object: nothing of it outlives the ballot, so a later
+leadership of the same replica never sees a stale slot or proposal.
+
+- Pipelining: at most ``window_slots_max`` slots above the decided prefix
+  are open (proposed in ``b``, not yet learned chosen).
+- Batching: proposals wait in ``queue`` (at most ``queue_max``: more are
+  refused and their origin retries) and are cut into batches of at most
+  ``batch_count_max`` proposals and ``batch_bytes_max`` bytes, the leader's
+  clock stamp first (only leaders stamp: the log's time is never a
+  proposer's).
+- Every open slot keeps the distinct acceptors that accepted it; those that
+  have not get the ``Accept`` again every ``accept_retry_ticks``.
+- Heartbeats carry the commit watermark every ``heartbeat_ticks`` (and at
+  once when the prefix grew, ``commit_sent``); a leader that heard from no
+  quorum within two election timeouts steps down (check-quorum).
+
+Invariants: every open slot is above the decided prefix when opened and
+below ``next_slot``; a proposal is queued at most once (``queued``) and
+never once delivered.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import rules
+from .log import DecidedLog
+from .messages import Accept, Forward, Heartbeat, Message
+from .types import CLOCK_STAMP_BYTES, Ballot, Batch, Proposal, ProposalId, clock_stamp
+
+__all__ = ["Leadership", "OpenSlot"]
+
+
+@dataclass(slots=True)
+class OpenSlot:
+    """A slot the leader proposed in its ballot and not yet learned chosen."""
+
+    value: Batch
+    tally: rules.Tally
+    sent_at: int
+
+
+class Leadership:
+    """The state of one ballot's leadership (the module docstring has the rules)."""
+
+    __slots__ = (
+        "_accept_retry_ticks",
+        "_batch_bytes_max",
+        "_batch_count_max",
+        "_heartbeat_ticks",
+        "_instance",
+        "_log",
+        "_me",
+        "_members",
+        "_peers",
+        "_queue_max",
+        "_quorum",
+        "_quorum_window",
+        "_send",
+        "_window_slots_max",
+        "ballot",
+        "commit_sent",
+        "heard",
+        "heartbeat_due",
+        "next_slot",
+        "open",
+        "queue",
+        "queued",
+        "quorum_check_due",
+    )
+
+    def __init__(
+        self,
+        *,
+        ballot: Ballot,
+        now: int,
+        me: str,
+        members: tuple[str, ...],
+        instance: str,
+        log: DecidedLog,
+        send: Callable[[str, Message], None],
+        window_slots_max: int,
+        batch_count_max: int,
+        batch_bytes_max: int,
+        queue_max: int,
+        heartbeat_ticks: int,
+        accept_retry_ticks: int,
+        election_timeout_ticks: int,
+    ) -> None:
+        self.ballot = ballot
+        self._me = me
+        self._members = members
+        self._peers = tuple(m for m in members if m != me)
+        self._instance = instance
+        self._log = log
+        self._send = send
+        self._quorum = rules.quorum_size(len(members))
+        self._window_slots_max = window_slots_max
+        self._batch_count_max = batch_count_max
+        self._batch_bytes_max = batch_bytes_max
+        self._queue_max = queue_max
+        self._heartbeat_ticks = heartbeat_ticks
+        self._accept_retry_ticks = accept_retry_ticks
+        self._quorum_window = 2 * election_timeout_ticks
+        #: The next slot to open (the caller sets it once phase 1's slots are open).
+        self.next_slot = 1
+        self.open: dict[int, OpenSlot] = {}
+        self.queue: deque[Proposal] = deque()
+        self.queued: set[ProposalId] = set()
+        self.heartbeat_due = 0
+        #: The commit watermark last sent (in an Accept or a Heartbeat).
+        self.commit_sent = 0
+        #: The tick each peer was last heard answering this ballot.
+        self.heard: dict[str, int] = {}
+        self.quorum_check_due = now + self._quorum_window
+
+    def enqueue(self, proposal: Proposal) -> bool:
+        """Queue ``proposal`` for a slot; False when the queue is full (the origin retries)."""
+        pid = proposal.id
+        if pid in self.queued or self._log.is_delivered(pid):
+            return True
+        if len(self.queue) >= self._queue_max:
+            return False
+        self.queue.append(proposal)
+        self.queued.add(pid)
+        return True
+
+    def enqueue_forward(self, m: Forward) -> int:
+        """Queue a follower's forwarded proposals; how many were refused."""
+        refused = 0
+        for p in m.proposals:
+            if p.id.origin != m.sender or not self.enqueue(p):
+                refused += 1
+        return refused
+
+    def fill_window(self, now: int) -> None:
+        """Cut batches from the queue into new slots while the window has room."""
+        queue = self.queue
+        count_max = self._batch_count_max
+        bytes_max = self._batch_bytes_max
+        log = self._log
+        is_delivered = log.is_delivered
+        while queue and self.next_slot <= log.decided_through + self._window_slots_max:
+            # The leader's clock stamp goes first. Without a clock, none.
+            est = log.clock_estimate_ms
+            batch: list[Proposal] = [clock_stamp(est)] if est else []
+            stamped = len(batch)
+            size = CLOCK_STAMP_BYTES * stamped
+            while queue and len(batch) - stamped < count_max:
+                p = queue[0]
+                pid = p.id
+                if is_delivered(pid):
+                    queue.popleft()
+                    self.queued.discard(pid)
+                    continue
+                cost = len(p.payload) + 16 + len(pid.origin)
+                if len(batch) > stamped and size + cost > bytes_max:
+                    break
+                queue.popleft()
+                batch.append(p)
+                size += cost
+            if len(batch) == stamped:
+                break
+            slot = self.next_slot
+            self.next_slot += 1
+            self.open_slot(slot, tuple(batch), now)
+
+    def open_slot(self, slot: int, value: Batch, now: int) -> None:
+        """Phase 2a for ``slot``: propose ``value`` in our ballot to every acceptor."""
+        decided_through = self._log.decided_through
+        assert slot > decided_through, (slot, decided_through)
+        self.open[slot] = OpenSlot(value, rules.Tally(self._quorum), now)
+        msg = Accept(self._instance, self._me, self.ballot, slot, value, decided_through)
+        for dst in self._members:
+            self._send(dst, msg)
+        self.commit_sent = max(self.commit_sent, decided_through)
+
+    def lost(self, slot: int, value: Batch) -> bool:
+        """``slot`` was decided as ``value``: did a higher ballot choose it? (Then step down.)
+
+        Someone with a higher ballot chose a value here (another than ours,
+        or above everything we proposed), so our ballot is stale: we must
+        never propose into, nor advertise a commit covering, a slot where
+        followers may hold our losing proposal.
+        """
+        o = self.open.pop(slot, None)
+        return (o is not None and o.value != value) or (o is None and slot >= self.next_slot)
+
+    def covers(self, slot: int) -> bool:
+        """Whether a snapshot through ``slot`` reaches a slot we hold open (or above them all)."""
+        return slot >= self.next_slot or bool(self.open and slot >= min(self.open))
+
+    def tick(self, now: int) -> bool:
+        """Heartbeats, Accept retries, check-quorum; False when we must step down.
+
+        An isolated leader cannot commit anything; stepping down lets its
+        clients' proposals go to a leader that can.
+        """
+        if now >= self.heartbeat_due:
+            self.send_heartbeats(now)
+        self._resend_open(now)
+        if now >= self.quorum_check_due:
+            window = self._quorum_window
+            self.quorum_check_due = now + window
+            alive = 1 + sum(1 for t in self.heard.values() if t > now - window)
+            if alive < self._quorum:
+                return False
+        return True
+
+    def _resend_open(self, now: int) -> None:
+        due = now - self._accept_retry_ticks
+        for slot, o in self.open.items():
+            if o.sent_at <= due:
+                o.sent_at = now
+                msg = Accept(
+                    self._instance,
+                    self._me,
+                    self.ballot,
+                    slot,
+                    o.value,
+                    self._log.decided_through,
+                )
+                for dst in self._peers:
+                    if dst not in o.tally.senders:
+                        self._send(dst, msg)
+
+    def send_heartbeats(self, now: int) -> None:
+        self.heartbeat_due = now + self._heartbeat_ticks
+        self.commit_sent = self._log.decided_through
+        msg = Heartbeat(self._instance, self._me, self.ballot, self.commit_sent)
+        for dst in self._peers:
+            self._send(dst, msg)
+
+    def has_work(self) -> bool:
+        """Whether ``ready`` has something to send: a commit to announce, or slots to open."""
+        decided_through = self._log.decided_through
+        return self.commit_sent < decided_through or bool(
+            self.queue and self.next_slot <= decided_through + self._window_slots_max
+        )
