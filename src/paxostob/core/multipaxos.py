@@ -156,9 +156,9 @@ from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
-from ..errors import DecodeError
 from . import rules
 from .acceptor import Acceptor
+from .catchup import Catchup
 from .events import (
     Campaign,
     Compact,
@@ -210,10 +210,6 @@ from .types import (
 
 __all__ = ["SEQ_BITS", "LogConfig", "MultiPaxosReplica", "Role", "Status"]
 
-#: Snapshot transfers assembled at once (from different peers or points).
-INCOMING_SNAPSHOTS_MAX = 3
-#: A leader whose catch-up makes no progress this many times runs phase 1 again.
-CATCHUP_TRIES_BEFORE_PHASE1 = 8
 #: Messages that may leave before the Ready that produced them is durable
 #: (the module docstring argues each); every other type waits.
 EARLY: tuple[type[Message], ...] = (
@@ -359,17 +355,23 @@ class MultiPaxosReplica:
         self.acceptor = Acceptor()
         # Learner: the decided log, what was delivered from it, its clock.
         self.log = DecidedLog()
-        self._catchup_due = 0
-        self._catchup_from = 0
-        self._catchup_tries = 0
-        # Compaction (the log keeps the snapshot itself).
+        self._catchup = Catchup(
+            me=node_id,
+            peers=self.peers,
+            instance=instance,
+            rng=rng,
+            log=self.log,
+            send=self._send,
+            retry_ticks=cfg.catchup_retry_ticks,
+            entries_max=cfg.catchup_entries_max,
+            bytes_max=cfg.catchup_bytes_max,
+            chunk_bytes_max=cfg.snapshot_chunk_bytes_max,
+            resend_ticks=cfg.snapshot_resend_ticks,
+        )
+        # Compaction (the log keeps the snapshot itself): one to save, and
+        # whether it came from a peer (where the application restores it).
         self._snapshot_out: Snapshot | None = None
         self._restore_at: int | None = None
-        # Snapshots being assembled, by (slot, meta, size): each its own chunks,
-        # so chunks of two snapshots never mix; a few at once, so a transfer
-        # that lost a chunk cannot starve a newer or older complete one.
-        self._incoming: dict[tuple[int, bytes, int], dict[int, bytes]] = {}
-        self._snapshot_sent: dict[str, int] = {}
 
         # Role.
         self.role = Role.FOLLOWER
@@ -520,7 +522,7 @@ class MultiPaxosReplica:
             elif self.role is Role.CANDIDATE and now >= self._prepare_due:
                 self._send_prepare(only_missing=True)
             self._reforward_due()
-        if self.log.decided_through < self.log.known_commit and now >= self._catchup_due:
+        if self.log.decided_through < self.log.known_commit and now >= self._catchup.due:
             self._ask_catchup()
 
     def _election_timeout(self) -> int:
@@ -737,7 +739,7 @@ class MultiPaxosReplica:
         # that knows them (bounded like a catch-up chunk; the rest by catch-up).
         entries = [
             PromiseEntry(e.slot, ZERO_BALLOT, e.value, decided=True)
-            for e in self._decided_chunk(m.slot)
+            for e in self._catchup.chunk(m.slot)
         ]
         low = max(m.slot, self.log.decided_through + 1)
         entries.extend(
@@ -822,39 +824,13 @@ class MultiPaxosReplica:
             b, v = accepted[slot]
             if b == ballot:
                 self._decide(slot, v)
-        if self.log.decided_through < self.log.known_commit and self._now >= self._catchup_due:
+        if self.log.decided_through < self.log.known_commit and self._now >= self._catchup.due:
             self._ask_catchup()
 
     def _ask_catchup(self) -> None:
-        self._catchup_due = self._now + self.config.catchup_retry_ticks
-        if self.log.decided_through > self._catchup_from:
-            self._catchup_from, self._catchup_tries = self.log.decided_through, 0
-        self._catchup_tries += 1
-        if self.role is Role.LEADER and self._catchup_tries > CATCHUP_TRIES_BEFORE_PHASE1:
-            # Nobody alive answers for the slots we miss: the promiser that
-            # knew them decided may have crashed. Phase 1 again, with a new
-            # ballot: a quorum of live acceptors then reports what it
-            # accepted above its own prefix, and P2c re-proposes it.
-            self._catchup_tries = 0
+        if not self._catchup.ask(self._now, self.leader, leading=self.role is Role.LEADER):
+            # Catch-up makes no progress (``catchup.py``): phase 1 again.
             self._campaign()
-            return
-        target = self.leader if self.leader not in (None, self.node_id) else None
-        if target is None and self.peers:
-            target = self._rng.choice(self.peers)
-        if target is not None:
-            self._send(target, CatchUp(self.instance, self.node_id, self.log.decided_through + 1))
-
-    def _decided_chunk(self, slot: int) -> list[DecidedEntry]:
-        """Decided slots from ``slot`` on, bounded by the catch-up limits."""
-        cfg = self.config
-        return self.log.chunk(slot, cfg.catchup_entries_max, cfg.catchup_bytes_max)
-
-    def _on_catchup(self, m: CatchUp) -> None:
-        if m.slot <= self.log.compacted_through:
-            self._send_snapshot(m.sender)
-        entries = self._decided_chunk(m.slot)
-        if entries:
-            self._send(m.sender, Decided(self.instance, self.node_id, tuple(entries)))
 
     def _on_decided(self, m: Decided) -> None:
         before = self.log.decided_through
@@ -884,52 +860,14 @@ class MultiPaxosReplica:
         self.log.adopt(snap, meta)
         self.acceptor.forget_through(snap.slot)
 
-    def _send_snapshot(self, dst: str) -> None:
-        snap = self.log.snapshot
-        if snap is None:
-            return
-        last = self._snapshot_sent.get(dst)
-        if last is not None and self._now - last < self.config.snapshot_resend_ticks:
-            return  # a transfer to it is still under way
-        self._snapshot_sent[dst] = self._now
-        step = self.config.snapshot_chunk_bytes_max
-        size = len(snap.data)
-        for offset in range(0, max(size, 1), step):
-            chunk = snap.data[offset : offset + step]
-            msg = SnapshotChunk(
-                self.instance, self.node_id, snap.slot, snap.meta, size, offset, chunk
-            )
-            self._send(dst, msg)
-
     def _on_snapshot_chunk(self, m: SnapshotChunk) -> None:
-        if m.slot <= self.log.decided_through or m.offset < 0 or m.offset + len(m.chunk) > m.size:
+        got = self._catchup.assemble(m)
+        if got == "ignored":
             self.ignored += 1
             return
-        key = (m.slot, m.meta, m.size)
-        chunks = self._incoming.get(key)
-        if chunks is None:
-            if len(self._incoming) >= INCOMING_SNAPSHOTS_MAX:
-                del self._incoming[next(iter(self._incoming))]  # the oldest transfer
-            chunks = self._incoming[key] = {}
-        chunks[m.offset] = m.chunk
-        if sum(len(c) for c in chunks.values()) < m.size:
+        if got == "partial":
             return
-        data = b"".join(chunks[o] for o in sorted(chunks))
-        del self._incoming[key]
-        if len(data) != m.size:
-            self.ignored += 1  # overlapping chunks from a confused sender
-            return
-        try:
-            meta = decode_meta(m.meta)
-        except DecodeError:
-            self.ignored += 1
-            return
-        if meta.slot != m.slot:
-            self.ignored += 1
-            return
-        snap = Snapshot(m.slot, m.meta, data)
-        for stale in [k for k in self._incoming if k[0] <= m.slot]:
-            del self._incoming[stale]
+        snap, meta = got
         if self._leading is not None and self._leading.covers(m.slot):
             # A snapshot over a slot we hold open (or above all we proposed)
             # means a higher ballot chose it, and opaque state cannot be
@@ -1032,7 +970,7 @@ class MultiPaxosReplica:
         elif isinstance(m, Nack):
             self._on_nack(m)
         elif isinstance(m, CatchUp):
-            self._on_catchup(m)
+            self._catchup.serve(m, self._now)
         elif isinstance(m, Decided):
             self._on_decided(m)
         elif isinstance(m, SnapshotChunk):

@@ -1,0 +1,178 @@
+"""Catch-up: fetching decided slots a replica missed, and snapshot transfer.
+
+Theory of operation (multipaxos.py, 'Learning'): a replica that knows a slot
+is decided (a leader's watermark, a promise) but lacks the prefix up to it
+asks one peer (its leader, else a random one) for the slots from its first
+missing one (``CatchUp``); the peer answers with a bounded chunk
+(``Decided``: at most ``catchup_entries_max`` slots and about
+``catchup_bytes_max`` bytes), and the asker asks for the next chunk at once.
+Slots a peer has compacted travel as its snapshot instead, in chunks of at
+most ``snapshot_chunk_bytes_max``, not resent to the same peer sooner than
+``snapshot_resend_ticks`` (a big transfer outlives catch-up retries).
+
+A leader whose catch-up makes no progress ``CATCHUP_TRIES_BEFORE_PHASE1``
+times runs phase 1 again (``ask`` says so): nobody alive answers for the
+slots it misses (the promiser that knew them decided may have crashed); a
+new ballot makes a quorum of live acceptors report what they accepted above
+their prefix, and P2c re-proposes it.
+
+Snapshots being assembled are kept by (slot, meta, size), each with its own
+chunks, so chunks of two snapshots never mix; at most
+``INCOMING_SNAPSHOTS_MAX`` at once, so a transfer that lost a chunk cannot
+starve a newer or older complete one.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Literal
+
+from ..errors import DecodeError
+from .log import DecidedLog
+from .messages import CatchUp, Decided, Message, SnapshotChunk
+from .snapshot import SnapshotMeta, decode_meta
+from .types import DecidedEntry, Snapshot
+
+__all__ = ["CATCHUP_TRIES_BEFORE_PHASE1", "INCOMING_SNAPSHOTS_MAX", "Catchup"]
+
+#: Snapshot transfers assembled at once (from different peers or points).
+INCOMING_SNAPSHOTS_MAX = 3
+#: A leader whose catch-up makes no progress this many times runs phase 1 again.
+CATCHUP_TRIES_BEFORE_PHASE1 = 8
+
+
+class Catchup:
+    """Both sides of catch-up and snapshot transfer (the module docstring has the rules)."""
+
+    __slots__ = (
+        "_bytes_max",
+        "_chunk_bytes_max",
+        "_entries_max",
+        "_from",
+        "_incoming",
+        "_instance",
+        "_log",
+        "_me",
+        "_peers",
+        "_resend_ticks",
+        "_retry_ticks",
+        "_rng",
+        "_send",
+        "_sent",
+        "_tries",
+        "due",
+    )
+
+    def __init__(
+        self,
+        *,
+        me: str,
+        peers: tuple[str, ...],
+        instance: str,
+        rng: random.Random,
+        log: DecidedLog,
+        send: Callable[[str, Message], None],
+        retry_ticks: int,
+        entries_max: int,
+        bytes_max: int,
+        chunk_bytes_max: int,
+        resend_ticks: int,
+    ) -> None:
+        self._me = me
+        self._peers = peers
+        self._instance = instance
+        self._rng = rng
+        self._log = log
+        self._send = send
+        self._retry_ticks = retry_ticks
+        self._entries_max = entries_max
+        self._bytes_max = bytes_max
+        self._chunk_bytes_max = chunk_bytes_max
+        self._resend_ticks = resend_ticks
+        #: Ask again no sooner than this tick.
+        self.due = 0
+        # The prefix we last asked beyond, and how often without progress.
+        self._from = 0
+        self._tries = 0
+        self._incoming: dict[tuple[int, bytes, int], dict[int, bytes]] = {}
+        #: The tick our snapshot was last sent to each peer.
+        self._sent: dict[str, int] = {}
+
+    # ============================================================ the asker
+
+    def ask(self, now: int, leader: str | None, *, leading: bool) -> bool:
+        """Ask for the slots after our prefix; False if a leader should run phase 1 instead."""
+        log = self._log
+        self.due = now + self._retry_ticks
+        if log.decided_through > self._from:
+            self._from, self._tries = log.decided_through, 0
+        self._tries += 1
+        if leading and self._tries > CATCHUP_TRIES_BEFORE_PHASE1:
+            self._tries = 0
+            return False
+        target = leader if leader not in (None, self._me) else None
+        if target is None and self._peers:
+            target = self._rng.choice(self._peers)
+        if target is not None:
+            self._send(target, CatchUp(self._instance, self._me, log.decided_through + 1))
+        return True
+
+    def assemble(
+        self, m: SnapshotChunk
+    ) -> tuple[Snapshot, SnapshotMeta] | Literal["partial", "ignored"]:
+        """Add a chunk; the snapshot once complete, else whether more is awaited or it is junk."""
+        if m.slot <= self._log.decided_through or m.offset < 0 or m.offset + len(m.chunk) > m.size:
+            return "ignored"
+        incoming = self._incoming
+        key = (m.slot, m.meta, m.size)
+        chunks = incoming.get(key)
+        if chunks is None:
+            if len(incoming) >= INCOMING_SNAPSHOTS_MAX:
+                del incoming[next(iter(incoming))]  # the oldest transfer
+            chunks = incoming[key] = {}
+        chunks[m.offset] = m.chunk
+        if sum(len(c) for c in chunks.values()) < m.size:
+            return "partial"
+        data = b"".join(chunks[o] for o in sorted(chunks))
+        del incoming[key]
+        if len(data) != m.size:
+            return "ignored"  # overlapping chunks from a confused sender
+        try:
+            meta = decode_meta(m.meta)
+        except DecodeError:
+            return "ignored"
+        if meta.slot != m.slot:
+            return "ignored"
+        for stale in [k for k in incoming if k[0] <= m.slot]:
+            del incoming[stale]
+        return Snapshot(m.slot, m.meta, data), meta
+
+    # ========================================================= the answerer
+
+    def chunk(self, slot: int) -> list[DecidedEntry]:
+        """Decided slots from ``slot`` on, contiguous, bounded by the catch-up limits."""
+        return self._log.chunk(slot, self._entries_max, self._bytes_max)
+
+    def serve(self, m: CatchUp, now: int) -> None:
+        """Answer a ``CatchUp``: our snapshot if it asks below it, then decided slots."""
+        if m.slot <= self._log.compacted_through:
+            self._send_snapshot(m.sender, now)
+        entries = self.chunk(m.slot)
+        if entries:
+            self._send(m.sender, Decided(self._instance, self._me, tuple(entries)))
+
+    def _send_snapshot(self, dst: str, now: int) -> None:
+        snap = self._log.snapshot
+        if snap is None:
+            return
+        last = self._sent.get(dst)
+        if last is not None and now - last < self._resend_ticks:
+            return  # a transfer to it is still under way
+        self._sent[dst] = now
+        step = self._chunk_bytes_max
+        size = len(snap.data)
+        for offset in range(0, max(size, 1), step):
+            chunk = snap.data[offset : offset + step]
+            msg = SnapshotChunk(self._instance, self._me, snap.slot, snap.meta, size, offset, chunk)
+            self._send(dst, msg)
