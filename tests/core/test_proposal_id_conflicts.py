@@ -39,7 +39,7 @@ def test_a_proposal_whose_id_was_delivered_before_fails_at_once() -> None:
     ready = r.ready()
     assert [d.id for d in ready.dropped] == [ProposalId("a", INCARNATION << SEQ_BITS | 1)]
     assert ready.dropped[0].conflict and "earlier life" in ready.dropped[0].reason
-    assert not r.pending
+    assert not r.proposals.pending
 
 
 def test_a_delivery_under_our_pending_id_with_another_payload_fails_ours() -> None:
@@ -47,7 +47,7 @@ def test_a_delivery_under_our_pending_id_with_another_payload_fails_ours() -> No
     r.step(Restore(ZERO_BALLOT, (), (), incarnation=INCARNATION))
     r.step(Propose(b"new"))
     r.advance(r.ready())
-    (pid,) = r.pending
+    (pid,) = r.proposals.pending
     # A peer reports the earlier life's proposal, under the same id, as chosen.
     decided = Decided("tob", "b", (old_life_entry(1, 1, b"old"),))
     r.step(Receive(Envelope("a", decided)))
@@ -55,7 +55,7 @@ def test_a_delivery_under_our_pending_id_with_another_payload_fails_ours() -> No
     assert [d.id for d in ready.dropped] == [pid] and ready.dropped[0].conflict
     # The delivery itself is the old proposal's, as on every other replica.
     assert [(d.id, d.delivery.payload) for d in ready.deliveries] == [(pid, b"old")]
-    assert not r.pending
+    assert not r.proposals.pending
 
 
 def test_our_own_delivery_is_no_conflict() -> None:
@@ -63,7 +63,7 @@ def test_our_own_delivery_is_no_conflict() -> None:
     r.step(Restore(ZERO_BALLOT, (), (), incarnation=INCARNATION))
     r.step(Propose(b"mine"))
     r.advance(r.ready())
-    (pid,) = r.pending
+    (pid,) = r.proposals.pending
     r.step(Receive(Envelope("a", Decided("tob", "b", (old_life_entry(1, 1, b"mine"),)))))
     ready = r.ready()
     assert ready.dropped == ()

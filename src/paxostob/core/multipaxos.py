@@ -174,7 +174,7 @@ from .events import (
     Tick,
 )
 from .leadership import Leadership
-from .log import CONFLICT, SEQ_BITS, DecidedLog
+from .log import SEQ_BITS, DecidedLog
 from .messages import (
     Accept,
     Accepted,
@@ -193,18 +193,16 @@ from .messages import (
     PromiseEntry,
     SnapshotChunk,
 )
+from .proposals import OwnProposals
 from .snapshot import SnapshotMeta, decode_meta
 from .types import (
-    CLOCK_STAMP_BYTES,
     NOOP,
     ZERO_BALLOT,
     Ballot,
     Batch,
     DecidedEntry,
-    Proposal,
     ProposalId,
     Snapshot,
-    batch_size_bytes,
     stamp_ms,
 )
 
@@ -393,14 +391,6 @@ class MultiPaxosReplica:
         #: Leader: the state of our leadership, None unless ``role`` is LEADER.
         self._leading: Leadership | None = None
 
-        # Own proposals not yet delivered here, oldest forward first.
-        self._seq = incarnation << SEQ_BITS
-        self.pending: dict[ProposalId, Proposal] = {}
-        self._forwarded_at: dict[ProposalId, int] = {}
-        self._to_forward: list[Proposal] = []
-        #: The id of the last ``Propose`` stepped: what its delivery will carry.
-        self.last_proposal_id: ProposalId | None = None
-
         # Effects not yet handed out in a Ready.
         self._out: list[Envelope] = []  # late: sent once this Ready is durable
         self._out_early: list[Envelope] = []
@@ -413,6 +403,18 @@ class MultiPaxosReplica:
         self._deliveries: list[Delivered] = []
         self._dropped: list[Dropped] = []
         self.ignored = 0
+        # Own proposals not yet delivered here.
+        self.proposals = OwnProposals(
+            me=node_id,
+            instance=instance,
+            incarnation=incarnation,
+            log=self.log,
+            send=self._send,
+            dropped=self._dropped,
+            retry_ticks=cfg.forward_retry_ticks,
+            batch_count_max=cfg.batch_count_max,
+            batch_bytes_max=cfg.batch_bytes_max,
+        )
         if cfg.batch_bytes_max < 64:
             raise ValueError("batch_bytes_max is too small for any proposal")
 
@@ -432,7 +434,9 @@ class MultiPaxosReplica:
                 )
             self._tick()
         elif isinstance(event, Propose):
-            self.last_proposal_id = self._propose(event.payload)
+            self.proposals.propose(
+                event.payload, self._now, leader=self.leader, leading=self._leading
+            )
         elif isinstance(event, Campaign):
             self._campaign()
         elif isinstance(event, Persisted):
@@ -447,35 +451,10 @@ class MultiPaxosReplica:
             raise TypeError(f"not a core event: {event!r}")
         self._drain_loopback()
 
-    def _propose(self, payload: bytes) -> ProposalId:
-        """Broadcast ``payload``; returns the id its delivery will carry."""
-        self._seq += 1
-        pid = ProposalId(self.node_id, self._seq)
-        proposal = Proposal(pid, payload)
-        if batch_size_bytes((proposal,)) + CLOCK_STAMP_BYTES > self.config.batch_bytes_max:
-            self._dropped.append(Dropped(pid, "payload larger than batch_bytes_max"))
-            return pid
-        if self.log.is_delivered(pid):
-            # An earlier life with this incarnation had this id delivered:
-            # every replica would skip it as a retry, so it would never come.
-            self._dropped.append(Dropped(pid, CONFLICT, conflict=True))
-            return pid
-        self.pending[pid] = proposal
-        if self._leading is not None:
-            self._leading.enqueue(proposal)
-        elif self.leader is not None:
-            self._to_forward.append(proposal)
-            self._forwarded_at[pid] = self._now
-        else:
-            self._forwarded_at[pid] = self._now - self.config.forward_retry_ticks
-        return pid
-
     def _restore(self, r: Restore) -> None:
         """``Restore`` (events.py says what it brings back), before any other event."""
         assert self._now == 0 and not self.log.entries, "Restore comes before every other event"
-        if not 0 <= r.incarnation < 1 << SEQ_BITS:
-            raise ValueError("incarnation out of range")
-        self._seq = r.incarnation << SEQ_BITS
+        self.proposals.restart(r.incarnation)
         if r.snapshot is not None:
             self._adopt_snapshot(r.snapshot, decode_meta(r.snapshot.meta))
         self.acceptor.restore(r.promised, r.accepted, above=self.log.compacted_through)
@@ -503,7 +482,7 @@ class MultiPaxosReplica:
             decided_through=self.log.decided_through,
             known_commit=self.log.known_commit,
             delivered=self.log.delivered,
-            pending=len(self.pending),
+            pending=len(self.proposals.pending),
             elections=self.elections,
             pre_votes_lost=self.pre_votes_lost,
         )
@@ -521,7 +500,7 @@ class MultiPaxosReplica:
                 self._on_election_timeout()
             elif self.role is Role.CANDIDATE and now >= self._prepare_due:
                 self._send_prepare(only_missing=True)
-            self._reforward_due()
+            self.proposals.reforward_due(now, self.leader)
         if self.log.decided_through < self.log.known_commit and now >= self._catchup.due:
             self._ask_catchup()
 
@@ -677,9 +656,9 @@ class MultiPaxosReplica:
             est = lg.wall_ms
         lg.clock_estimate_ms = est
         # Everything we proposed ourselves and have not delivered goes first.
-        for proposal in self.pending.values():
+        for proposal in self.proposals.pending.values():
             lead.enqueue(proposal)
-        self._to_forward.clear()
+        self.proposals.to_forward.clear()
         lead.send_heartbeats(self._now)
         if self.log.decided_through < self.log.known_commit:
             self._ask_catchup()
@@ -716,9 +695,7 @@ class MultiPaxosReplica:
         self._pre_ballot = None
         self._election_due = self._now + self._election_timeout()
         # Our own undelivered proposals go to whoever leads next (due now).
-        due = self._now - self.config.forward_retry_ticks
-        self._forwarded_at = dict.fromkeys(self.pending, due)
-        self._to_forward.clear()
+        self.proposals.all_due(self._now)
 
     # ============================================================== acceptor
 
@@ -876,17 +853,11 @@ class MultiPaxosReplica:
             self._step_down(None)
         # Deliveries already handed out stay before the restore point.
         self._restore_at = len(self._deliveries)
-        pending_before = set(self.pending)
+        pending_before = set(self.proposals.pending)
         self._adopt_snapshot(snap, meta)
         self._snapshot_out = snap
         # Own proposals delivered inside the snapshot: never delivered here.
-        for pid in pending_before:
-            if self.log.is_delivered(pid):
-                del self.pending[pid]
-                self._forwarded_at.pop(pid, None)
-                self._dropped.append(
-                    Dropped(pid, "delivered inside a snapshot from a peer", delivered=True)
-                )
+        self.proposals.settle(pending_before)
         self._deliver()
         if self.log.decided_through < self.log.known_commit:
             self._ask_catchup()
@@ -905,46 +876,11 @@ class MultiPaxosReplica:
         self.log.deliver(
             self.node_id,
             self._deliveries,
-            self.pending,
-            self._forwarded_at,
+            self.proposals.pending,
+            self.proposals.forwarded_at,
             self._dropped,
             self._leading.queued if self._leading is not None else _NONE_QUEUED,
         )
-
-    # ============================================================= followers
-
-    def _reforward_due(self) -> None:
-        if self.leader is None or self.leader == self.node_id or not self.pending:
-            return
-        due = self._now - self.config.forward_retry_ticks
-        fwd = self._forwarded_at
-        again: list[ProposalId] = []
-        for pid, at in fwd.items():
-            if at > due:
-                break  # (roughly) oldest first: the rest were forwarded later
-            again.append(pid)
-        for pid in again:
-            del fwd[pid]
-            fwd[pid] = self._now
-            self._to_forward.append(self.pending[pid])
-
-    def _flush_forwards(self) -> None:
-        if not self._to_forward:
-            return
-        if self._leading is not None:
-            for p in self._to_forward:
-                self._leading.enqueue(p)
-            self._to_forward.clear()
-            return
-        leader = self.leader
-        if leader is None:
-            self._to_forward.clear()  # still pending: re-forwarded once a leader is known
-            return
-        chunk = self.config.batch_count_max
-        fwd = self._to_forward
-        for i in range(0, len(fwd), chunk):
-            self._send(leader, Forward(self.instance, self.node_id, tuple(fwd[i : i + chunk])))
-        fwd.clear()
 
     # ============================================================== plumbing
 
@@ -1022,13 +958,13 @@ class MultiPaxosReplica:
             or self._decided_new
             or self._dropped
             or self._snapshot_out is not None
-            or self._to_forward
+            or self.proposals.to_forward
             or (self._leading is not None and self._leading.has_work())
         )
 
     def ready(self) -> Ready:
         """Cut batches, then hand out every effect produced since the last ``advance``."""
-        self._flush_forwards()
+        self.proposals.flush(self.leader, self._leading)
         lead = self._leading
         if lead is not None:
             lead.fill_window(self._now)

@@ -577,12 +577,12 @@ class TotalOrderBroadcast(AsyncLifetime):
     def _propose_batch(self) -> None:
         # Runs in the driver task (it owns the replica).
         batch, self._to_propose = self._to_propose, []
-        replica = self._replica
-        step = replica.step
+        step = self._replica.step
+        proposals = self._replica.proposals
         waiters = self._waiters
         for data, fut in batch:
             step(Propose(data))
-            pid = replica.last_proposal_id
+            pid = proposals.last_id
             assert pid is not None
             waiters[pid] = fut
 

@@ -870,7 +870,7 @@ class _TobRun(_Run):
         payload = f"{node}#{self.counters[node]}".encode()
         replica = self.replicas[node]
         replica.step(Propose(payload))
-        pid = replica.last_proposal_id
+        pid = replica.proposals.last_id
         assert pid is not None
         assert pid.origin == node, f"{node}'s proposal is named {pid}"
         self.broadcasts[pid] = Broadcast(pid, payload, tick)
