@@ -224,14 +224,14 @@ MUTANTS: tuple[Mutant, ...] = (
     # ---------------------------------------------------------------- durability of votes
     m(
         "multipaxos: the leader counts its own acceptance before it is durable",
-        "core/multipaxos.py",
-        "        self._held.append((self._ready_seq + 1, vote))",
-        "        self._loopback.append(vote)",
+        "core/outbox.py",
+        "        self.held.append((self.ready_seq + 1, vote))",
+        "        self.loopback.append(vote)",
         *SWARM,
     ),
     m(
         "multipaxos: promises and acceptances are saved without a sync",
-        "core/multipaxos.py",
+        "core/outbox.py",
         "must_sync=acceptor.promised_dirty or bool(acceptor.accepted_new)",
         "must_sync=False",
         "tests/node/test_tob_durability.py",

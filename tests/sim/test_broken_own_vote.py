@@ -5,7 +5,7 @@ tells the core a Ready is durable with ``Persisted``. Two ways to break the
 rule, each caught by the ``durable quorum`` check (a slot first decided
 while fewer than a majority of acceptors had its value synced):
 
-- the core counts its own ``Accepted`` at once (``MultiPaxosReplica._hold``
+- the core counts its own ``Accepted`` at once (``Outbox.hold``
   replaced by the loopback every other message to itself takes);
 - the runtime steps ``Persisted`` before the save lands (``persist=
   'early-vote'``); the restart check (``durability``: a restarted leader
@@ -27,7 +27,7 @@ from __future__ import annotations
 import pytest
 
 from paxostob.core.messages import Accepted
-from paxostob.core.multipaxos import MultiPaxosReplica
+from paxostob.core.outbox import Outbox
 from paxostob.sim.checkers import CheckFailure
 from paxostob.sim.runner import simulate
 
@@ -46,8 +46,8 @@ SAFETY = frozenset(
 )
 
 
-def count_at_once(self: MultiPaxosReplica, vote: Accepted) -> None:
-    self._loopback.append(vote)
+def count_at_once(self: Outbox, vote: Accepted) -> None:
+    self.loopback.append(vote)
 
 
 def first_caught(
@@ -56,7 +56,7 @@ def first_caught(
     for seed in seeds:
         with monkeypatch.context() as m:
             if core_bug:
-                m.setattr(MultiPaxosReplica, "_hold", count_at_once)
+                m.setattr(Outbox, "hold", count_at_once)
                 outcome = simulate(seed)
             else:
                 outcome = simulate(seed, persist="early-vote")

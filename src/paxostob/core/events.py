@@ -4,7 +4,7 @@ The runtime handles a ``Ready`` in this order (docs/design.md, 'The Ready
 contract'), then calls ``advance(ready)``:
 
 1. send ``early`` at once: messages that depend on no state of this Ready
-   (the core decides which, per message type: see ``multipaxos.EARLY``);
+   (the core decides which, per message type: see ``outbox.EARLY``);
 2. deliver ``deliveries`` (gap-free, in total order, each proposal once) and
    fail ``dropped`` proposals, in the order of the Readys;
 3. persist ``promised``, ``accepted``, ``decided`` and ``snapshot`` (fsync if

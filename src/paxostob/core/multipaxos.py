@@ -152,7 +152,6 @@ own durable acceptance, in the same Ready as the promise or a later one).
 from __future__ import annotations
 
 import random
-from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
@@ -162,8 +161,6 @@ from .catchup import Catchup
 from .events import (
     Campaign,
     Compact,
-    Delivered,
-    Dropped,
     Event,
     MarkSnapshotPoint,
     Persisted,
@@ -180,7 +177,6 @@ from .messages import (
     Accepted,
     CatchUp,
     Decided,
-    Envelope,
     Forward,
     Heartbeat,
     HeartbeatReply,
@@ -193,6 +189,7 @@ from .messages import (
     PromiseEntry,
     SnapshotChunk,
 )
+from .outbox import EARLY, Outbox
 from .proposals import OwnProposals
 from .snapshot import SnapshotMeta, decode_meta
 from .types import (
@@ -206,21 +203,7 @@ from .types import (
     stamp_ms,
 )
 
-__all__ = ["SEQ_BITS", "LogConfig", "MultiPaxosReplica", "Role", "Status"]
-
-#: Messages that may leave before the Ready that produced them is durable
-#: (the module docstring argues each); every other type waits.
-EARLY: tuple[type[Message], ...] = (
-    Accept,
-    Heartbeat,
-    HeartbeatReply,
-    Forward,
-    CatchUp,
-    Decided,
-    SnapshotChunk,
-    PreVote,
-    PreVoteReply,
-)
+__all__ = ["EARLY", "SEQ_BITS", "LogConfig", "MultiPaxosReplica", "Role", "Status"]
 
 
 class Role(Enum):
@@ -346,6 +329,8 @@ class MultiPaxosReplica:
         self._rng = rng
         self._quorum = rules.quorum_size(len(self.members))
         self._now = 0
+        # Effects not yet handed out in a Ready, and messages to ourselves.
+        self._outbox = box = Outbox(node_id)
         #: (tick, ballot) of our last HeartbeatReply or Accepted to a leader.
         self._replied: tuple[int, Ballot] = (-1, ZERO_BALLOT)
 
@@ -359,17 +344,13 @@ class MultiPaxosReplica:
             instance=instance,
             rng=rng,
             log=self.log,
-            send=self._send,
+            send=box.send,
             retry_ticks=cfg.catchup_retry_ticks,
             entries_max=cfg.catchup_entries_max,
             bytes_max=cfg.catchup_bytes_max,
             chunk_bytes_max=cfg.snapshot_chunk_bytes_max,
             resend_ticks=cfg.snapshot_resend_ticks,
         )
-        # Compaction (the log keeps the snapshot itself): one to save, and
-        # whether it came from a peer (where the application restores it).
-        self._snapshot_out: Snapshot | None = None
-        self._restore_at: int | None = None
 
         # Role.
         self.role = Role.FOLLOWER
@@ -391,17 +372,6 @@ class MultiPaxosReplica:
         #: Leader: the state of our leadership, None unless ``role`` is LEADER.
         self._leading: Leadership | None = None
 
-        # Effects not yet handed out in a Ready.
-        self._out: list[Envelope] = []  # late: sent once this Ready is durable
-        self._out_early: list[Envelope] = []
-        self._loopback: deque[Message] = deque()
-        # Our own Accepted votes, with the seq of the Ready carrying the
-        # acceptance: counted once ``Persisted`` covers it.
-        self._held: deque[tuple[int, Accepted]] = deque()
-        self._ready_seq = 0  # the seq of the last Ready advanced
-        self._decided_new: list[DecidedEntry] = []
-        self._deliveries: list[Delivered] = []
-        self._dropped: list[Dropped] = []
         self.ignored = 0
         # Own proposals not yet delivered here.
         self.proposals = OwnProposals(
@@ -409,8 +379,8 @@ class MultiPaxosReplica:
             instance=instance,
             incarnation=incarnation,
             log=self.log,
-            send=self._send,
-            dropped=self._dropped,
+            send=box.send,
+            dropped=box.dropped,
             retry_ticks=cfg.forward_retry_ticks,
             batch_count_max=cfg.batch_count_max,
             batch_bytes_max=cfg.batch_bytes_max,
@@ -529,7 +499,7 @@ class MultiPaxosReplica:
         self._election_due = self._now + self._election_timeout()
         msg = PreVote(self.instance, self.node_id, ballot, self.log.decided_through)
         for dst in self.peers:
-            self._send(dst, msg)
+            self._outbox.send(dst, msg)
 
     def _grants_pre_vote(self, m: PreVote) -> bool:
         """Would we let ``m.sender`` campaign now? (The module docstring argues both rules.)"""
@@ -544,7 +514,7 @@ class MultiPaxosReplica:
 
     def _on_pre_vote(self, m: PreVote) -> None:
         granted = self._grants_pre_vote(m)
-        self._send(
+        self._outbox.send(
             m.sender,
             PreVoteReply(self.instance, self.node_id, m.ballot, granted, self.acceptor.promised),
         )
@@ -588,7 +558,7 @@ class MultiPaxosReplica:
         msg = Prepare(self.instance, self.node_id, self.ballot, self.log.decided_through + 1)
         for dst in self.members:
             if not (only_missing and dst in self._promises):
-                self._send(dst, msg)
+                self._outbox.send(dst, msg)
 
     def _on_promise(self, m: Promise) -> None:
         if self.role is not Role.CANDIDATE or m.ballot != self.ballot:
@@ -622,7 +592,7 @@ class MultiPaxosReplica:
             members=self.members,
             instance=self.instance,
             log=self.log,
-            send=self._send,
+            send=self._outbox.send,
             window_slots_max=cfg.window_slots_max,
             batch_count_max=cfg.batch_count_max,
             batch_bytes_max=cfg.batch_bytes_max,
@@ -702,7 +672,9 @@ class MultiPaxosReplica:
     def _on_prepare(self, m: Prepare) -> None:
         acceptor = self.acceptor
         if not acceptor.promise(m.ballot):
-            self._send(m.sender, Nack(self.instance, self.node_id, m.ballot, acceptor.promised))
+            self._outbox.send(
+                m.sender, Nack(self.instance, self.node_id, m.ballot, acceptor.promised)
+            )
             return
         self._highest_seen = max(self._highest_seen, m.ballot)
         if m.sender != self.node_id:
@@ -729,12 +701,14 @@ class MultiPaxosReplica:
         promise = Promise(
             self.instance, self.node_id, m.ballot, self.log.decided_through, tuple(entries)
         )
-        self._send(m.sender, promise)
+        self._outbox.send(m.sender, promise)
 
     def _on_accept(self, m: Accept) -> None:
         acceptor = self.acceptor
         if not acceptor.admit(m.ballot):
-            self._send(m.sender, Nack(self.instance, self.node_id, m.ballot, acceptor.promised))
+            self._outbox.send(
+                m.sender, Nack(self.instance, self.node_id, m.ballot, acceptor.promised)
+            )
             return
         if m.ballot > self._highest_seen:
             self._highest_seen = m.ballot
@@ -749,7 +723,7 @@ class MultiPaxosReplica:
                 return
         elif m.slot > log.decided_through:
             acceptor.accept(m.slot, m.ballot, m.value)
-        self._send(m.sender, Accepted(self.instance, self.node_id, m.ballot, m.slot, None))
+        self._outbox.send(m.sender, Accepted(self.instance, self.node_id, m.ballot, m.slot, None))
         self._replied = (self._now, m.ballot)  # the leader heard from us this tick
         self._learn_commit(m.ballot, m.commit)
 
@@ -770,7 +744,7 @@ class MultiPaxosReplica:
         promised = self.acceptor.promised
         if m.ballot < promised:
             # A deposed leader: tell it, so it steps down.
-            self._send(m.sender, Nack(self.instance, self.node_id, m.ballot, promised))
+            self._outbox.send(m.sender, Nack(self.instance, self.node_id, m.ballot, promised))
             return
         self._follow(m.ballot)
         self._learn_commit(m.ballot, m.commit)
@@ -781,7 +755,7 @@ class MultiPaxosReplica:
         if self._replied != (self._now, m.ballot):
             self._replied = (self._now, m.ballot)
             reply = HeartbeatReply(self.instance, self.node_id, m.ballot, self.log.decided_through)
-            self._send(m.sender, reply)
+            self._outbox.send(m.sender, reply)
 
     def _on_nack(self, m: Nack) -> None:
         self._highest_seen = max(self._highest_seen, m.promised)
@@ -825,7 +799,7 @@ class MultiPaxosReplica:
             assert self.log.snapshot is not None
             return self.log.snapshot
         self._drop_through(snap)
-        self._snapshot_out = snap
+        self._outbox.snapshot = snap
         return snap
 
     def _drop_through(self, snap: Snapshot) -> None:
@@ -852,10 +826,10 @@ class MultiPaxosReplica:
             # ``_decide``). Below our open slots it only fills our gap.
             self._step_down(None)
         # Deliveries already handed out stay before the restore point.
-        self._restore_at = len(self._deliveries)
+        self._outbox.restore_at = len(self._outbox.deliveries)
         pending_before = set(self.proposals.pending)
         self._adopt_snapshot(snap, meta)
-        self._snapshot_out = snap
+        self._outbox.snapshot = snap
         # Own proposals delivered inside the snapshot: never delivered here.
         self.proposals.settle(pending_before)
         self._deliver()
@@ -867,7 +841,7 @@ class MultiPaxosReplica:
             return
         self.log.entries[slot] = value
         self.acceptor.accepted.pop(slot, None)
-        self._decided_new.append(DecidedEntry(slot, value))
+        self._outbox.decided_new.append(DecidedEntry(slot, value))
         if self._leading is not None and self._leading.lost(slot, value):
             self._step_down(None)  # a higher ballot chose it (``Leadership.lost``)
         self._deliver()
@@ -875,10 +849,10 @@ class MultiPaxosReplica:
     def _deliver(self) -> None:
         self.log.deliver(
             self.node_id,
-            self._deliveries,
+            self._outbox.deliveries,
             self.proposals.pending,
             self.proposals.forwarded_at,
-            self._dropped,
+            self._outbox.dropped,
             self._leading.queued if self._leading is not None else _NONE_QUEUED,
         )
 
@@ -918,31 +892,17 @@ class MultiPaxosReplica:
         else:
             self.ignored += 1
 
-    def _send(self, dst: str, msg: Message) -> None:
-        if dst == self.node_id:
-            if isinstance(msg, Accepted):
-                self._hold(msg)
-            else:
-                self._loopback.append(msg)
-        elif isinstance(msg, EARLY):
-            self._out_early.append(Envelope(dst, msg))
-        else:
-            self._out.append(Envelope(dst, msg))
-
-    def _hold(self, vote: Accepted) -> None:
-        """Count our own acceptance only once the Ready carrying it is durable."""
-        self._held.append((self._ready_seq + 1, vote))
-
     def _on_persisted(self, seq: int) -> None:
         # Never beyond the Readys handed out: the acceptance of a vote tagged
         # ``_ready_seq + 1`` is not in any Ready yet.
-        through = min(seq, self._ready_seq)
-        held = self._held
+        box = self._outbox
+        through = min(seq, box.ready_seq)
+        held = box.held
         while held and held[0][0] <= through:
             self._receive(held.popleft()[1])
 
     def _drain_loopback(self) -> None:
-        loop = self._loopback
+        loop = self._outbox.loopback
         while loop:
             self._receive(loop.popleft())
 
@@ -950,14 +910,9 @@ class MultiPaxosReplica:
 
     def has_ready(self) -> bool:
         return bool(
-            self._out
-            or self._out_early
-            or self._deliveries
+            self._outbox.has_effects()
             or self.acceptor.promised_dirty
             or self.acceptor.accepted_new
-            or self._decided_new
-            or self._dropped
-            or self._snapshot_out is not None
             or self.proposals.to_forward
             or (self._leading is not None and self._leading.has_work())
         )
@@ -971,36 +926,8 @@ class MultiPaxosReplica:
             self._drain_loopback()
             if lead.commit_sent < self.log.decided_through:
                 lead.send_heartbeats(self._now)
-        acceptor = self.acceptor
-        return Ready(
-            promised=acceptor.promised if acceptor.promised_dirty else None,
-            accepted=tuple(acceptor.accepted_new),
-            decided=tuple(self._decided_new),
-            messages=tuple(self._out),
-            deliveries=tuple(self._deliveries),
-            dropped=tuple(self._dropped),
-            snapshot=self._snapshot_out,
-            restore_at=self._restore_at,
-            must_sync=acceptor.promised_dirty or bool(acceptor.accepted_new),
-            early=tuple(self._out_early),
-            seq=self._ready_seq + 1,
-        )
+        return self._outbox.ready(self.acceptor)
 
     def advance(self, ready: Ready) -> None:
         """Everything in ``ready`` was handled; forget it (newer effects stay)."""
-        del self._out[: len(ready.messages)]
-        del self._out_early[: len(ready.early)]
-        self._ready_seq = max(self._ready_seq, ready.seq)
-        del self._deliveries[: len(ready.deliveries)]
-        acceptor = self.acceptor
-        del acceptor.accepted_new[: len(ready.accepted)]
-        del self._decided_new[: len(ready.decided)]
-        del self._dropped[: len(ready.dropped)]
-        if ready.snapshot is not None:
-            # The restore point belonged to that Ready alone (a compaction in
-            # between may have replaced the snapshot still to persist).
-            self._restore_at = None
-            if ready.snapshot is self._snapshot_out:
-                self._snapshot_out = None
-        if ready.promised is not None and ready.promised == acceptor.promised:
-            acceptor.promised_dirty = False
+        self._outbox.advance(ready, self.acceptor)

@@ -1,0 +1,149 @@
+"""A replica's effects waiting for the next ``Ready``, and the messages it sends itself.
+
+Theory of operation (events.py has the ``Ready`` contract, multipaxos.py why
+each message type may or may not leave early): every effect a step produces
+gathers here until the runtime takes a ``Ready`` and ``advance``s past it.
+
+- A message to a peer is *early* (``EARLY``: it vouches for no state of
+  this replica, so it may leave before the Ready is durable) or *late* (it
+  reports a promise or an acceptance: it leaves once the Ready is durable).
+- A message to ourselves never touches the network: it goes to the
+  loopback, handled right after the step that sent it, except our own
+  ``Accepted``, a vote like a peer's, which is *held* with the seq of the
+  Ready that carries the acceptance (``ready_seq + 1``) and counted only
+  once the runtime steps ``Persisted`` for it.
+- ``advance`` forgets exactly what the Ready handed out; effects produced
+  after it was taken stay for the next one.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .acceptor import Acceptor
+from .events import Delivered, Dropped, Ready
+from .messages import (
+    Accept,
+    Accepted,
+    CatchUp,
+    Decided,
+    Envelope,
+    Forward,
+    Heartbeat,
+    HeartbeatReply,
+    Message,
+    PreVote,
+    PreVoteReply,
+    SnapshotChunk,
+)
+from .types import DecidedEntry, Snapshot
+
+__all__ = ["EARLY", "Outbox"]
+
+#: Messages that may leave before the Ready that produced them is durable
+#: (multipaxos.py's docstring argues each); every other type waits.
+EARLY: tuple[type[Message], ...] = (
+    Accept,
+    Heartbeat,
+    HeartbeatReply,
+    Forward,
+    CatchUp,
+    Decided,
+    SnapshotChunk,
+    PreVote,
+    PreVoteReply,
+)
+
+
+class Outbox:
+    """Effects not yet handed out (the module docstring has the rules)."""
+
+    __slots__ = (
+        "_me",
+        "decided_new",
+        "deliveries",
+        "dropped",
+        "early",
+        "held",
+        "loopback",
+        "out",
+        "ready_seq",
+        "restore_at",
+        "snapshot",
+    )
+
+    def __init__(self, me: str) -> None:
+        self._me = me
+        self.out: list[Envelope] = []  # late: sent once this Ready is durable
+        self.early: list[Envelope] = []
+        self.loopback: deque[Message] = deque()
+        #: Our own Accepted votes, with the seq of the Ready carrying the
+        #: acceptance: counted once ``Persisted`` covers it.
+        self.held: deque[tuple[int, Accepted]] = deque()
+        self.ready_seq = 0  # the seq of the last Ready advanced
+        self.decided_new: list[DecidedEntry] = []
+        self.deliveries: list[Delivered] = []
+        self.dropped: list[Dropped] = []
+        #: A snapshot to save, and (when it came from a peer) where among
+        #: ``deliveries`` the application restores it.
+        self.snapshot: Snapshot | None = None
+        self.restore_at: int | None = None
+
+    def send(self, dst: str, msg: Message) -> None:
+        if dst == self._me:
+            if isinstance(msg, Accepted):
+                self.hold(msg)
+            else:
+                self.loopback.append(msg)
+        elif isinstance(msg, EARLY):
+            self.early.append(Envelope(dst, msg))
+        else:
+            self.out.append(Envelope(dst, msg))
+
+    def hold(self, vote: Accepted) -> None:
+        """Count our own acceptance only once the Ready carrying it is durable."""
+        self.held.append((self.ready_seq + 1, vote))
+
+    def has_effects(self) -> bool:
+        return bool(
+            self.out
+            or self.early
+            or self.deliveries
+            or self.decided_new
+            or self.dropped
+            or self.snapshot is not None
+        )
+
+    def ready(self, acceptor: Acceptor) -> Ready:
+        """Every effect gathered since the last ``advance``, with what ``acceptor`` must save."""
+        return Ready(
+            promised=acceptor.promised if acceptor.promised_dirty else None,
+            accepted=tuple(acceptor.accepted_new),
+            decided=tuple(self.decided_new),
+            messages=tuple(self.out),
+            deliveries=tuple(self.deliveries),
+            dropped=tuple(self.dropped),
+            snapshot=self.snapshot,
+            restore_at=self.restore_at,
+            must_sync=acceptor.promised_dirty or bool(acceptor.accepted_new),
+            early=tuple(self.early),
+            seq=self.ready_seq + 1,
+        )
+
+    def advance(self, ready: Ready, acceptor: Acceptor) -> None:
+        """Everything in ``ready`` was handled; forget it (newer effects stay)."""
+        del self.out[: len(ready.messages)]
+        del self.early[: len(ready.early)]
+        self.ready_seq = max(self.ready_seq, ready.seq)
+        del self.deliveries[: len(ready.deliveries)]
+        del acceptor.accepted_new[: len(ready.accepted)]
+        del self.decided_new[: len(ready.decided)]
+        del self.dropped[: len(ready.dropped)]
+        if ready.snapshot is not None:
+            # The restore point belonged to that Ready alone (a compaction in
+            # between may have replaced the snapshot still to persist).
+            self.restore_at = None
+            if ready.snapshot is self.snapshot:
+                self.snapshot = None
+        if ready.promised is not None and ready.promised == acceptor.promised:
+            acceptor.promised_dirty = False
