@@ -137,9 +137,9 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     m(
         "multipaxos: a candidate leads with one promise short of a quorum",
-        "core/multipaxos.py",
-        "        if len(self._promises) >= self._quorum:",
-        "        if len(self._promises) >= self._quorum - 1:",
+        "core/election.py",
+        "        if len(self.promises) >= self._quorum:",
+        "        if len(self.promises) >= self._quorum - 1:",
         *SWARM,
     ),
     m(
@@ -192,9 +192,9 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     m(
         "multipaxos: a new ballot takes the node id of the highest seen (Go defect 2)",
-        "core/multipaxos.py",
-        "        self.ballot = Ballot(top.round + 1, self.node_id)",
-        "        self.ballot = Ballot(top.round + 1, top.node_id or self.node_id)",
+        "core/election.py",
+        "        self.ballot = Ballot(top.round + 1, self._me)",
+        "        self.ballot = Ballot(top.round + 1, top.node_id or self._me)",
         "tests/sim/test_ballot_ownership.py",
     ),
     m(
@@ -215,7 +215,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     m(
         "multipaxos: a new leader ignores the values reported accepted",
-        "core/multipaxos.py",
+        "core/election.py",
         "            best = rules.highest_accepted(reports.get(slot, ()))",
         "            best = None",
         "tests/core/test_multipaxos_scenarios.py",

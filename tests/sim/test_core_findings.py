@@ -6,10 +6,10 @@ the core; these tests pass once it is fixed.
 
 1. Found by ``paxostob sim --seed 265`` (also seeds 1377, 2025, 5255, 5487):
    a new leader re-opens a slot it already knows is decided. In
-   ``MultiPaxosReplica._become_leader`` a promise may report a slot as
+   ``Election._become_leader`` a promise may report a slot as
    *decided* above every promiser's contiguous prefix (``decided_through``);
    the leader decides it, but computes ``top`` (and so ``_next_slot``) from
-   the open reports only, so ``_fill_window`` proposes a fresh batch for
+   the open reports only, so ``Leadership.fill_window`` proposes a fresh batch for
    that decided slot. Followers accept it in the leader's ballot and, from
    the leader's commit watermark, decide the fresh batch: two values chosen
    for one slot ("Paxos Made Simple" P2c is bypassed: the leader proposes
@@ -28,7 +28,7 @@ the core; these tests pass once it is fixed.
 3. Found by ``paxostob sim --seed 1340`` (also seeds 360 and 17053; fixed:
    an older snapshot's chunk is now ignored before any assembly state is touched):
    a lagging replica mixes the chunks of two snapshots. In
-   ``MultiPaxosReplica._on_snapshot_chunk`` the guard against an *older*
+   ``Catchup.assemble`` the guard against an *older*
    snapshot (``inc[0] > m.slot``) sits inside a branch taken only when
    ``inc[0] <= m.slot``, so it never fires: a chunk of an older snapshot
    (a peer that compacted less, or a stale resend) is filed into the newer

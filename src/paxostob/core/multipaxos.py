@@ -142,7 +142,7 @@ quorum only once durable, or a decision could rest on a vote that a crash
 erases (3 nodes: leader and A decide, the leader crashes before its fsync,
 and a new quorum {B, restarted leader} never saw the value). So an
 ``Accepted`` to ourselves is held, tagged with the Ready that carries the
-acceptance (``_ready_seq + 1``), and processed when the runtime steps
+acceptance (``Outbox.ready_seq + 1``), and processed when the runtime steps
 ``Persisted`` for that Ready. Our own ``Promise`` counts at once: becoming
 leader needs a peer's promise as well, which answers a ``Prepare`` that left
 after our promise was durable (one member: its decisions still wait for its
@@ -153,11 +153,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from enum import Enum
 
-from . import rules
 from .acceptor import Acceptor
 from .catchup import Catchup
+from .config import LogConfig, Role
+from .election import Election
 from .events import (
     Campaign,
     Compact,
@@ -170,7 +170,6 @@ from .events import (
     Restore,
     Tick,
 )
-from .leadership import Leadership
 from .log import SEQ_BITS, DecidedLog
 from .messages import (
     Accept,
@@ -191,93 +190,16 @@ from .messages import (
 )
 from .outbox import EARLY, Outbox
 from .proposals import OwnProposals
-from .snapshot import SnapshotMeta, decode_meta
+from .snapshot import decode_meta
 from .types import (
-    NOOP,
     ZERO_BALLOT,
     Ballot,
     Batch,
     DecidedEntry,
     ProposalId,
-    Snapshot,
-    stamp_ms,
 )
 
 __all__ = ["EARLY", "SEQ_BITS", "LogConfig", "MultiPaxosReplica", "Role", "Status"]
-
-
-class Role(Enum):
-    FOLLOWER = "follower"
-    CANDIDATE = "candidate"
-    LEADER = "leader"
-
-
-@dataclass(frozen=True, slots=True)
-class LogConfig:
-    """Tunables, in ticks, counts and bytes. Defaults assume a 10 ms tick."""
-
-    #: The leader tells followers it is alive (and its commit) this often.
-    heartbeat_ticks: int = 3
-    #: A follower campaigns after hearing no leader for a random time in
-    #: ``[T, 2T]``; several heartbeats must be lost before that happens.
-    election_timeout_ticks: int = 15
-    #: Resend Accept / Prepare to acceptors that have not answered.
-    accept_retry_ticks: int = 5
-    #: Re-forward an undelivered own proposal after this long.
-    forward_retry_ticks: int = 30
-    #: Re-ask for missing decided slots after this long.
-    catchup_retry_ticks: int = 5
-    #: Open (proposed, not yet decided) slots at the leader: the pipeline.
-    window_slots_max: int = 64
-    #: Proposals in one slot, and their bytes.
-    batch_count_max: int = 512
-    batch_bytes_max: int = 1 << 20
-    #: Proposals waiting at the leader for a slot; more are refused and the
-    #: origin retries later (back-pressure instead of unbounded memory).
-    queue_max: int = 50_000
-    #: Decided slots per catch-up reply, and their bytes.
-    catchup_entries_max: int = 256
-    catchup_bytes_max: int = 4 << 20
-    #: A snapshot travels to a lagging replica in chunks of at most this
-    #: (well under a TCP frame), and is not resent to the same peer sooner
-    #: than ``snapshot_resend_ticks`` (a big transfer outlives catch-up retries).
-    snapshot_chunk_bytes_max: int = 1 << 20
-    snapshot_resend_ticks: int = 50
-    #: Ask peers (``PreVote``) before campaigning, and refuse to let others
-    #: campaign while a live leader is heard (the module docstring). Off: a
-    #: node whose timer fires runs phase 1 at once, as releases before it
-    #: did (and as a rolling upgrade from one needs until every node reads
-    #: the new messages).
-    pre_vote: bool = True
-    #: The log's clock advances by at most this many ms per tick (see the
-    #: module docstring). Twice the 10 ms tick: the clock keeps up with a
-    #: leader whose ticks come late, and a leader whose wall clock jumped
-    #: ahead moves it at most at twice real time, so a key's TTL shrinks by
-    #: at most half. Must be at least the tick interval (``tob`` checks),
-    #: or the log's clock falls behind real time.
-    clock_step_ms_max: int = 20
-
-    def __post_init__(self) -> None:
-        for name in (
-            "heartbeat_ticks",
-            "election_timeout_ticks",
-            "accept_retry_ticks",
-            "forward_retry_ticks",
-            "catchup_retry_ticks",
-            "window_slots_max",
-            "batch_count_max",
-            "batch_bytes_max",
-            "queue_max",
-            "catchup_entries_max",
-            "catchup_bytes_max",
-            "snapshot_chunk_bytes_max",
-            "snapshot_resend_ticks",
-            "clock_step_ms_max",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"LogConfig.{name} must be >= 1")
-        if self.heartbeat_ticks >= self.election_timeout_ticks:
-            raise ValueError("heartbeat_ticks must be below election_timeout_ticks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +227,16 @@ _NONE_QUEUED: set[ProposalId] = set()
 
 
 class MultiPaxosReplica:
-    """One replica of the Multi-Paxos log (sans-IO). Drive it with ``step``."""
+    """One replica of the Multi-Paxos log (sans-IO). Drive it with ``step``.
+
+    It composes the parts (each module's docstring has its rules): the
+    ``acceptor`` (promises and acceptances), the ``log`` (decided slots,
+    delivery, the log's clock), the ``election`` (its role, pre-vote, phase
+    1, and the ``Leadership`` while it leads), its own ``proposals``,
+    catch-up and snapshot transfer, and the outbox of effects. It routes
+    each message to them and learns: every slot learned decided goes
+    through ``_decide``.
+    """
 
     def __init__(
         self,
@@ -326,14 +257,13 @@ class MultiPaxosReplica:
         self.peers = tuple(m for m in self.members if m != node_id)
         self.instance = instance
         self.config = cfg = config or LogConfig()
-        self._rng = rng
-        self._quorum = rules.quorum_size(len(self.members))
         self._now = 0
-        # Effects not yet handed out in a Ready, and messages to ourselves.
-        self._outbox = box = Outbox(node_id)
+        #: Messages ignored: not for this instance or membership, stale, malformed.
+        self.ignored = 0
         #: (tick, ballot) of our last HeartbeatReply or Accepted to a leader.
         self._replied: tuple[int, Ballot] = (-1, ZERO_BALLOT)
-
+        # Effects not yet handed out in a Ready, and messages to ourselves.
+        self._outbox = box = Outbox(node_id)
         # Acceptor: durable state.
         self.acceptor = Acceptor()
         # Learner: the decided log, what was delivered from it, its clock.
@@ -351,28 +281,6 @@ class MultiPaxosReplica:
             chunk_bytes_max=cfg.snapshot_chunk_bytes_max,
             resend_ticks=cfg.snapshot_resend_ticks,
         )
-
-        # Role.
-        self.role = Role.FOLLOWER
-        self.leader: str | None = None
-        self._leader_ballot: Ballot = ZERO_BALLOT
-        self._highest_seen: Ballot = ZERO_BALLOT
-        self._election_due = self._now + self._election_timeout()
-        self.ballot: Ballot = ZERO_BALLOT
-        #: The tick we last heard the leader we follow (Accept or Heartbeat).
-        self._leader_heard_at = -cfg.election_timeout_ticks
-        # Pre-candidate: the ballot we asked about, and who said yes.
-        self._pre_ballot: Ballot | None = None
-        self._pre_votes: set[str] = set()
-        self.elections = 0
-        self.pre_votes_lost = 0
-        # Candidate.
-        self._promises: dict[str, Promise] = {}
-        self._prepare_due = 0
-        #: Leader: the state of our leadership, None unless ``role`` is LEADER.
-        self._leading: Leadership | None = None
-
-        self.ignored = 0
         # Own proposals not yet delivered here.
         self.proposals = OwnProposals(
             me=node_id,
@@ -384,6 +292,21 @@ class MultiPaxosReplica:
             retry_ticks=cfg.forward_retry_ticks,
             batch_count_max=cfg.batch_count_max,
             batch_bytes_max=cfg.batch_bytes_max,
+        )
+        # Who leads, and our own leadership.
+        self.election = Election(
+            me=node_id,
+            members=self.members,
+            instance=instance,
+            rng=rng,
+            config=cfg,
+            acceptor=self.acceptor,
+            log=self.log,
+            proposals=self.proposals,
+            catchup=self._catchup,
+            outbox=box,
+            decide=self._decide,
+            now=self._now,
         )
         if cfg.batch_bytes_max < 64:
             raise ValueError("batch_bytes_max is too small for any proposal")
@@ -400,15 +323,14 @@ class MultiPaxosReplica:
                     event.clock_ms,
                     event.elapsed_ms,
                     step_ms=self.config.clock_step_ms_max,
-                    leading=self.role is Role.LEADER,
+                    leading=self.election.role is Role.LEADER,
                 )
             self._tick()
         elif isinstance(event, Propose):
-            self.proposals.propose(
-                event.payload, self._now, leader=self.leader, leading=self._leading
-            )
+            el = self.election
+            self.proposals.propose(event.payload, self._now, leader=el.leader, leading=el.leading)
         elif isinstance(event, Campaign):
-            self._campaign()
+            self.election.campaign(self._now)
         elif isinstance(event, Persisted):
             self._on_persisted(event.seq)
         elif isinstance(event, Compact):
@@ -426,9 +348,10 @@ class MultiPaxosReplica:
         assert self._now == 0 and not self.log.entries, "Restore comes before every other event"
         self.proposals.restart(r.incarnation)
         if r.snapshot is not None:
-            self._adopt_snapshot(r.snapshot, decode_meta(r.snapshot.meta))
+            self.log.adopt(r.snapshot, decode_meta(r.snapshot.meta))
+            self.acceptor.forget_through(r.snapshot.slot)
         self.acceptor.restore(r.promised, r.accepted, above=self.log.compacted_through)
-        self._highest_seen = r.promised
+        self.election.highest_seen = r.promised
         for d in r.decided:
             if d.slot > self.log.compacted_through:
                 self.log.entries[d.slot] = d.value
@@ -437,235 +360,117 @@ class MultiPaxosReplica:
         # Decided slots above a gap are known; fetch the gap from peers.
         self.log.known_commit = max([self.log.decided_through, *self.log.entries])
 
+    def _compact(self, data: bytes, *, slot: int | None) -> None:
+        """``Compact`` (events.py): a snapshot of ``data`` replaces the log through its slot."""
+        snap = self.log.compact(data, slot)
+        if snap is not None:
+            self.log.drop_through(snap)
+            self.acceptor.forget_through(snap.slot)
+            self._outbox.snapshot = snap
+
+    def _tick(self) -> None:
+        self._now += 1
+        now = self._now
+        el = self.election
+        following = el.leading is None
+        el.tick(now)
+        if following:
+            self.proposals.reforward_due(now, el.leader)
+        if self.log.decided_through < self.log.known_commit and now >= self._catchup.due:
+            el.ask_catchup(now)
+
+    # ================================================================ status
+
+    @property
+    def role(self) -> Role:
+        return self.election.role
+
+    @property
+    def leader(self) -> str | None:
+        """The leader we know (ourselves when we lead), None while nobody is followed."""
+        return self.election.leader
+
+    @property
+    def ballot(self) -> Ballot:
+        """Our own ballot: the last we campaigned with."""
+        return self.election.ballot
+
     @property
     def leader_ballot(self) -> Ballot:
         """The ballot of the leader we know (ours when we lead): ``status().ballot``, cheaply."""
-        return self.ballot if self.role is not Role.FOLLOWER else self._leader_ballot
+        el = self.election
+        return el.ballot if el.role is not Role.FOLLOWER else el.leader_ballot
 
     def status(self) -> Status:
+        el = self.election
         return Status(
             node_id=self.node_id,
-            role=self.role,
-            leader=self.leader,
-            ballot=self.ballot if self.role is not Role.FOLLOWER else self._leader_ballot,
+            role=el.role,
+            leader=el.leader,
+            ballot=self.leader_ballot,
             promised=self.acceptor.promised,
             decided_through=self.log.decided_through,
             known_commit=self.log.known_commit,
             delivered=self.log.delivered,
             pending=len(self.proposals.pending),
-            elections=self.elections,
-            pre_votes_lost=self.pre_votes_lost,
+            elections=el.elections,
+            pre_votes_lost=el.pre_votes_lost,
         )
 
-    # ================================================================= ticks
+    # ============================================================== routing
 
-    def _tick(self) -> None:
-        self._now += 1
+    def _receive(self, m: Message) -> None:
+        if m.instance != self.instance or m.sender not in self.members:
+            self.ignored += 1
+            return
+        el = self.election
         now = self._now
-        if self._leading is not None:
-            if not self._leading.tick(now):
-                self._step_down(None)
+        if isinstance(m, Accept):
+            self._on_accept(m)
+        elif isinstance(m, Accepted):
+            self._on_accepted(m)
+        elif isinstance(m, Heartbeat):
+            self._on_heartbeat(m)
+        elif isinstance(m, HeartbeatReply):
+            if el.leading is not None and m.ballot == el.leading.ballot:
+                el.leading.heard[m.sender] = now
+        elif isinstance(m, Forward):
+            if el.leading is None:
+                self.ignored += 1  # the origin re-forwards once it learns the leader
+            else:
+                self.ignored += el.leading.enqueue_forward(m)
+        elif isinstance(m, Prepare):
+            self._on_prepare(m)
+        elif isinstance(m, Promise):
+            self.ignored += not el.on_promise(m, now)  # False: no phase 1 of ours
+        elif isinstance(m, Nack):
+            el.on_nack(m, now)
+        elif isinstance(m, CatchUp):
+            self._catchup.serve(m, now)
+        elif isinstance(m, Decided):
+            self._on_decided(m)
+        elif isinstance(m, SnapshotChunk):
+            self._on_snapshot_chunk(m)
+        elif isinstance(m, PreVote):
+            el.on_pre_vote(m, now)
+        elif isinstance(m, PreVoteReply):
+            self.ignored += not el.on_pre_vote_reply(m, now)  # False: no round of ours
         else:
-            if now >= self._election_due:
-                self._on_election_timeout()
-            elif self.role is Role.CANDIDATE and now >= self._prepare_due:
-                self._send_prepare(only_missing=True)
-            self.proposals.reforward_due(now, self.leader)
-        if self.log.decided_through < self.log.known_commit and now >= self._catchup.due:
-            self._ask_catchup()
-
-    def _election_timeout(self) -> int:
-        t = self.config.election_timeout_ticks
-        if len(self.members) == 1:
-            return 1  # nobody to wait for
-        return self._rng.randint(t, 2 * t)
-
-    # ======================================================== pre-candidate
-
-    def _on_election_timeout(self) -> None:
-        if not self.config.pre_vote or not self.peers:
-            self._campaign()
-            return
-        if self._pre_ballot is not None:
-            self.pre_votes_lost += 1  # the last round found no quorum in time
-        top = max(self.acceptor.promised, self.ballot, self._highest_seen, self._leader_ballot)
-        # Stop following (and forwarding to) the leader we no longer hear,
-        # as a candidate would, but raise nothing: nobody promises anything.
-        self.role = Role.FOLLOWER
-        self.leader = None
-        self._promises = {}
-        self._pre_ballot = ballot = Ballot(top.round + 1, self.node_id)
-        self._pre_votes = {self.node_id}
-        self._election_due = self._now + self._election_timeout()
-        msg = PreVote(self.instance, self.node_id, ballot, self.log.decided_through)
-        for dst in self.peers:
-            self._outbox.send(dst, msg)
-
-    def _grants_pre_vote(self, m: PreVote) -> bool:
-        """Would we let ``m.sender`` campaign now? (The module docstring argues both rules.)"""
-        if self.role is Role.LEADER:
-            return False  # we lead: check-quorum steps us down once we cannot
-        if (
-            self.leader is not None
-            and self._now - self._leader_heard_at < self.config.election_timeout_ticks
-        ):
-            return False  # our leader spoke recently
-        return m.decided_through >= self.log.decided_through
-
-    def _on_pre_vote(self, m: PreVote) -> None:
-        granted = self._grants_pre_vote(m)
-        self._outbox.send(
-            m.sender,
-            PreVoteReply(self.instance, self.node_id, m.ballot, granted, self.acceptor.promised),
-        )
-
-    def _on_pre_vote_reply(self, m: PreVoteReply) -> None:
-        self._highest_seen = max(self._highest_seen, m.promised)
-        if (
-            m.ballot != self._pre_ballot
-            or self.role is not Role.FOLLOWER
-            or self.leader is not None
-        ):
-            self.ignored += 1  # an older round, or we follow someone again
-            return
-        if not m.granted:
-            return
-        self._pre_votes.add(m.sender)
-        if len(self._pre_votes) >= self._quorum:
-            self._campaign()
-
-    # ============================================================ candidate
-
-    def _campaign(self) -> None:
-        """Phase 1 for every slot above our decided prefix, with a fresh ballot."""
-        top = max(self.acceptor.promised, self.ballot, self._highest_seen, self._leader_ballot)
-        if self.role is Role.LEADER:
-            # Phase 1 again (a stalled catch-up, or Campaign): leave leadership
-            # as a step-down does, or the proposals of our open slots would
-            # stay "queued" forever should another leader fill those slots.
-            self._leading = None
-        self.ballot = Ballot(top.round + 1, self.node_id)
-        self.elections += 1
-        self._pre_ballot = None
-        self.role = Role.CANDIDATE
-        self.leader = None
-        self._promises = {}
-        self._election_due = self._now + self._election_timeout()
-        self._send_prepare(only_missing=False)
-
-    def _send_prepare(self, *, only_missing: bool) -> None:
-        self._prepare_due = self._now + self.config.accept_retry_ticks
-        msg = Prepare(self.instance, self.node_id, self.ballot, self.log.decided_through + 1)
-        for dst in self.members:
-            if not (only_missing and dst in self._promises):
-                self._outbox.send(dst, msg)
-
-    def _on_promise(self, m: Promise) -> None:
-        if self.role is not Role.CANDIDATE or m.ballot != self.ballot:
             self.ignored += 1
-            return
-        self._promises[m.sender] = m
-        if len(self._promises) >= self._quorum:
-            self._become_leader()
 
-    def _become_leader(self) -> None:
-        promises = list(self._promises.values())
-        self._promises = {}
-        # Slots every acceptor of some promise knows decided: learn, never propose.
-        max_decided = max([self.log.decided_through] + [p.decided_through for p in promises])
-        self.log.known_commit = max(self.log.known_commit, max_decided)
-        reports: dict[int, list[tuple[Ballot, Batch]]] = {}
-        for p in promises:
-            for e in p.entries:
-                if e.decided:
-                    self._decide(e.slot, e.value)
-                elif e.slot > max_decided:
-                    reports.setdefault(e.slot, []).append((e.ballot, e.value))
-        self.role = Role.LEADER
-        self.leader = self.node_id
-        self._leader_ballot = self.ballot
-        cfg = self.config
-        self._leading = lead = Leadership(
-            ballot=self.ballot,
-            now=self._now,
-            me=self.node_id,
-            members=self.members,
-            instance=self.instance,
-            log=self.log,
-            send=self._outbox.send,
-            window_slots_max=cfg.window_slots_max,
-            batch_count_max=cfg.batch_count_max,
-            batch_bytes_max=cfg.batch_bytes_max,
-            queue_max=cfg.queue_max,
-            heartbeat_ticks=cfg.heartbeat_ticks,
-            accept_retry_ticks=cfg.accept_retry_ticks,
-            election_timeout_ticks=cfg.election_timeout_ticks,
-        )
-        # Never reuse a slot we know decided, even one above every report.
-        top = max([max_decided, *reports, max(self.log.entries, default=0)])
-        # P2c per open slot: the highest-ballot value reported, else a no-op.
-        for slot in range(max_decided + 1, top + 1):
-            if slot in self.log.entries:
-                continue
-            best = rules.highest_accepted(reports.get(slot, ()))
-            lead.open_slot(slot, best[1] if best is not None else NOOP, self._now)
-        lead.next_slot = top + 1
-        # Our stamps continue from every stamp we know the log may hold.
-        known = max(
-            (
-                t
-                for value in (*self.log.entries.values(), *(o.value for o in lead.open.values()))
-                for p in value[:1]
-                if (t := stamp_ms(p)) is not None
-            ),
-            default=0,
-        )
-        lg = self.log
-        est = max(lg.clock_estimate_ms, lg.clock_ms, known)
-        if est == 0 and lg.wall_ms is not None and lg.may_start_clock(leading=True):
-            est = lg.wall_ms
-        lg.clock_estimate_ms = est
-        # Everything we proposed ourselves and have not delivered goes first.
-        for proposal in self.proposals.pending.values():
-            lead.enqueue(proposal)
-        self.proposals.to_forward.clear()
-        lead.send_heartbeats(self._now)
-        if self.log.decided_through < self.log.known_commit:
-            self._ask_catchup()
+    def _on_persisted(self, seq: int) -> None:
+        # Never beyond the Readys handed out: the acceptance of a vote tagged
+        # ``ready_seq + 1`` is not in any Ready yet.
+        box = self._outbox
+        through = min(seq, box.ready_seq)
+        held = box.held
+        while held and held[0][0] <= through:
+            self._receive(held.popleft()[1])
 
-    # ================================================================ leader
-
-    def _on_accepted(self, m: Accepted) -> None:
-        lead = self._leading
-        if lead is None or m.ballot != lead.ballot:
-            self.ignored += 1
-            return
-        lead.heard[m.sender] = self._now
-        o = lead.open.get(m.slot)
-        if o is not None and o.tally.add(m.sender):
-            self._decide(m.slot, o.value)
-
-    def _on_forward(self, m: Forward) -> None:
-        if self._leading is None:
-            self.ignored += 1  # the origin re-forwards once it learns the leader
-            return
-        self.ignored += self._leading.enqueue_forward(m)
-
-    def _step_down(self, leader: str | None) -> None:
-        """Become a follower.
-
-        Our leadership (open slots, queue) is dropped: the next leader
-        re-proposes what was accepted; our own proposals stay pending
-        (re-forwarded), and other origins re-forward theirs.
-        """
-        self._leading = None
-        self.role = Role.FOLLOWER
-        self.leader = leader
-        self._promises = {}
-        self._pre_ballot = None
-        self._election_due = self._now + self._election_timeout()
-        # Our own undelivered proposals go to whoever leads next (due now).
-        self.proposals.all_due(self._now)
+    def _drain_loopback(self) -> None:
+        loop = self._outbox.loopback
+        while loop:
+            self._receive(loop.popleft())
 
     # ============================================================== acceptor
 
@@ -676,30 +481,25 @@ class MultiPaxosReplica:
                 m.sender, Nack(self.instance, self.node_id, m.ballot, acceptor.promised)
             )
             return
-        self._highest_seen = max(self._highest_seen, m.ballot)
-        if m.sender != self.node_id:
-            # Someone campaigns with a ballot we now promised: let them finish.
-            if self.role is not Role.FOLLOWER or self.leader is not None:
-                self._step_down(None)
-            self._pre_ballot = None  # and not start a phase 1 of our own
-            self._election_due = self._now + self._election_timeout()
+        self.election.promised(m, self._now)
         # Decided slots the candidate lacks, from its first missing one: the
         # candidate must learn them here, since we may be the only live node
         # that knows them (bounded like a catch-up chunk; the rest by catch-up).
+        log = self.log
         entries = [
             PromiseEntry(e.slot, ZERO_BALLOT, e.value, decided=True)
             for e in self._catchup.chunk(m.slot)
         ]
-        low = max(m.slot, self.log.decided_through + 1)
+        low = max(m.slot, log.decided_through + 1)
         entries.extend(
             PromiseEntry(s, ZERO_BALLOT, v, decided=True)
-            for s, v in self.log.entries.items()
-            if s >= low and s > self.log.decided_through
+            for s, v in log.entries.items()
+            if s >= low and s > log.decided_through
         )
-        entries.extend(acceptor.report(low, self.log.entries))
+        entries.extend(acceptor.report(low, log.entries))
         entries.sort(key=lambda e: e.slot)
         promise = Promise(
-            self.instance, self.node_id, m.ballot, self.log.decided_through, tuple(entries)
+            self.instance, self.node_id, m.ballot, log.decided_through, tuple(entries)
         )
         self._outbox.send(m.sender, promise)
 
@@ -710,9 +510,10 @@ class MultiPaxosReplica:
                 m.sender, Nack(self.instance, self.node_id, m.ballot, acceptor.promised)
             )
             return
-        if m.ballot > self._highest_seen:
-            self._highest_seen = m.ballot
-        self._follow(m.ballot)
+        el = self.election
+        if m.ballot > el.highest_seen:
+            el.highest_seen = m.ballot
+        el.follow(m.ballot, self._now)
         log = self.log
         chosen = log.entries.get(m.slot)
         if chosen is not None:
@@ -727,26 +528,13 @@ class MultiPaxosReplica:
         self._replied = (self._now, m.ballot)  # the leader heard from us this tick
         self._learn_commit(m.ballot, m.commit)
 
-    def _follow(self, ballot: Ballot) -> None:
-        """``ballot``'s owner leads: reset the election timer, forward to it."""
-        if ballot.node_id == self.node_id:
-            return
-        following = self.role is Role.FOLLOWER and self.leader is not None
-        if following and ballot < self._leader_ballot:
-            return  # an older leader than the one we follow
-        if not following or self.leader != ballot.node_id:
-            self._step_down(ballot.node_id)
-        self._leader_ballot = max(self._leader_ballot, ballot)
-        self._leader_heard_at = self._now
-        self._election_due = self._now + self._election_timeout()
-
     def _on_heartbeat(self, m: Heartbeat) -> None:
         promised = self.acceptor.promised
         if m.ballot < promised:
             # A deposed leader: tell it, so it steps down.
             self._outbox.send(m.sender, Nack(self.instance, self.node_id, m.ballot, promised))
             return
-        self._follow(m.ballot)
+        self.election.follow(m.ballot, self._now)
         self._learn_commit(m.ballot, m.commit)
         # The leader only needs to hear from us now and then (its quorum check
         # spans two election timeouts), and an Accepted counts as hearing:
@@ -757,59 +545,40 @@ class MultiPaxosReplica:
             reply = HeartbeatReply(self.instance, self.node_id, m.ballot, self.log.decided_through)
             self._outbox.send(m.sender, reply)
 
-    def _on_nack(self, m: Nack) -> None:
-        self._highest_seen = max(self._highest_seen, m.promised)
-        if self.role is not Role.FOLLOWER and m.ballot == self.ballot and m.promised > self.ballot:
-            self._step_down(None)
-
     # =============================================================== learner
 
-    def _learn_commit(self, ballot: Ballot, commit: int) -> None:
-        if commit <= self.log.decided_through:
+    def _on_accepted(self, m: Accepted) -> None:
+        lead = self.election.leading
+        if lead is None or m.ballot != lead.ballot:
+            self.ignored += 1
             return
-        if commit > self.log.known_commit:
-            self.log.known_commit = commit
+        lead.heard[m.sender] = self._now
+        o = lead.open.get(m.slot)
+        if o is not None and o.tally.add(m.sender):
+            self._decide(m.slot, o.value)
+
+    def _on_decided(self, m: Decided) -> None:
+        log = self.log
+        before = log.decided_through
+        for e in m.entries:
+            self._decide(e.slot, e.value)
+        if log.decided_through > before and log.decided_through < log.known_commit:
+            self.election.ask_catchup(self._now)  # the next chunk right away
+
+    def _learn_commit(self, ballot: Ballot, commit: int) -> None:
+        log = self.log
+        if commit <= log.decided_through:
+            return
+        if commit > log.known_commit:
+            log.known_commit = commit
         # Safe only for slots we accepted in the leader's own ballot.
         accepted = self.acceptor.accepted
         for slot in sorted(s for s in accepted if s <= commit):
             b, v = accepted[slot]
             if b == ballot:
                 self._decide(slot, v)
-        if self.log.decided_through < self.log.known_commit and self._now >= self._catchup.due:
-            self._ask_catchup()
-
-    def _ask_catchup(self) -> None:
-        if not self._catchup.ask(self._now, self.leader, leading=self.role is Role.LEADER):
-            # Catch-up makes no progress (``catchup.py``): phase 1 again.
-            self._campaign()
-
-    def _on_decided(self, m: Decided) -> None:
-        before = self.log.decided_through
-        for e in m.entries:
-            self._decide(e.slot, e.value)
-        if self.log.decided_through > before and self.log.decided_through < self.log.known_commit:
-            self._ask_catchup()  # the next chunk right away
-
-    # ============================================================ snapshots
-
-    def _compact(self, data: bytes, *, slot: int | None) -> Snapshot:
-        """``Compact`` (events.py): a snapshot of ``data`` replaces the log through its slot."""
-        snap = self.log.compact(data, slot)
-        if snap is None:
-            assert self.log.snapshot is not None
-            return self.log.snapshot
-        self._drop_through(snap)
-        self._outbox.snapshot = snap
-        return snap
-
-    def _drop_through(self, snap: Snapshot) -> None:
-        self.log.drop_through(snap)
-        self.acceptor.forget_through(snap.slot)
-
-    def _adopt_snapshot(self, snap: Snapshot, meta: SnapshotMeta) -> None:
-        """Jump to ``snap``: everything through its slot is decided and delivered."""
-        self.log.adopt(snap, meta)
-        self.acceptor.forget_through(snap.slot)
+        if log.decided_through < log.known_commit and self._now >= self._catchup.due:
+            self.election.ask_catchup(self._now)
 
     def _on_snapshot_chunk(self, m: SnapshotChunk) -> None:
         got = self._catchup.assemble(m)
@@ -819,108 +588,66 @@ class MultiPaxosReplica:
         if got == "partial":
             return
         snap, meta = got
-        if self._leading is not None and self._leading.covers(m.slot):
+        el = self.election
+        if el.leading is not None and el.leading.covers(m.slot):
             # A snapshot over a slot we hold open (or above all we proposed)
             # means a higher ballot chose it, and opaque state cannot be
             # compared with our proposals: never lead across it (see
             # ``_decide``). Below our open slots it only fills our gap.
-            self._step_down(None)
+            el.step_down(self._now, None)
         # Deliveries already handed out stay before the restore point.
-        self._outbox.restore_at = len(self._outbox.deliveries)
+        box = self._outbox
+        box.restore_at = len(box.deliveries)
         pending_before = set(self.proposals.pending)
-        self._adopt_snapshot(snap, meta)
-        self._outbox.snapshot = snap
+        self.log.adopt(snap, meta)
+        self.acceptor.forget_through(snap.slot)
+        box.snapshot = snap
         # Own proposals delivered inside the snapshot: never delivered here.
         self.proposals.settle(pending_before)
         self._deliver()
         if self.log.decided_through < self.log.known_commit:
-            self._ask_catchup()
+            el.ask_catchup(self._now)
 
     def _decide(self, slot: int, value: Batch) -> None:
-        if slot <= self.log.decided_through or slot in self.log.entries:
+        log = self.log
+        if slot <= log.decided_through or slot in log.entries:
             return
-        self.log.entries[slot] = value
+        log.entries[slot] = value
         self.acceptor.accepted.pop(slot, None)
         self._outbox.decided_new.append(DecidedEntry(slot, value))
-        if self._leading is not None and self._leading.lost(slot, value):
-            self._step_down(None)  # a higher ballot chose it (``Leadership.lost``)
+        lead = self.election.leading
+        if lead is not None and lead.lost(slot, value):
+            self.election.step_down(self._now, None)  # a higher ballot chose it
         self._deliver()
 
     def _deliver(self) -> None:
+        lead = self.election.leading
         self.log.deliver(
             self.node_id,
             self._outbox.deliveries,
             self.proposals.pending,
             self.proposals.forwarded_at,
             self._outbox.dropped,
-            self._leading.queued if self._leading is not None else _NONE_QUEUED,
+            lead.queued if lead is not None else _NONE_QUEUED,
         )
-
-    # ============================================================== plumbing
-
-    def _receive(self, m: Message) -> None:
-        if m.instance != self.instance or m.sender not in self.members:
-            self.ignored += 1
-            return
-        if isinstance(m, Accept):
-            self._on_accept(m)
-        elif isinstance(m, Accepted):
-            self._on_accepted(m)
-        elif isinstance(m, Heartbeat):
-            self._on_heartbeat(m)
-        elif isinstance(m, HeartbeatReply):
-            if self._leading is not None and m.ballot == self._leading.ballot:
-                self._leading.heard[m.sender] = self._now
-        elif isinstance(m, Forward):
-            self._on_forward(m)
-        elif isinstance(m, Prepare):
-            self._on_prepare(m)
-        elif isinstance(m, Promise):
-            self._on_promise(m)
-        elif isinstance(m, Nack):
-            self._on_nack(m)
-        elif isinstance(m, CatchUp):
-            self._catchup.serve(m, self._now)
-        elif isinstance(m, Decided):
-            self._on_decided(m)
-        elif isinstance(m, SnapshotChunk):
-            self._on_snapshot_chunk(m)
-        elif isinstance(m, PreVote):
-            self._on_pre_vote(m)
-        elif isinstance(m, PreVoteReply):
-            self._on_pre_vote_reply(m)
-        else:
-            self.ignored += 1
-
-    def _on_persisted(self, seq: int) -> None:
-        # Never beyond the Readys handed out: the acceptance of a vote tagged
-        # ``_ready_seq + 1`` is not in any Ready yet.
-        box = self._outbox
-        through = min(seq, box.ready_seq)
-        held = box.held
-        while held and held[0][0] <= through:
-            self._receive(held.popleft()[1])
-
-    def _drain_loopback(self) -> None:
-        loop = self._outbox.loopback
-        while loop:
-            self._receive(loop.popleft())
 
     # ================================================================= ready
 
     def has_ready(self) -> bool:
+        lead = self.election.leading
         return bool(
             self._outbox.has_effects()
             or self.acceptor.promised_dirty
             or self.acceptor.accepted_new
             or self.proposals.to_forward
-            or (self._leading is not None and self._leading.has_work())
+            or (lead is not None and lead.has_work())
         )
 
     def ready(self) -> Ready:
         """Cut batches, then hand out every effect produced since the last ``advance``."""
-        self.proposals.flush(self.leader, self._leading)
-        lead = self._leading
+        el = self.election
+        self.proposals.flush(el.leader, el.leading)
+        lead = el.leading
         if lead is not None:
             lead.fill_window(self._now)
             self._drain_loopback()

@@ -1,0 +1,82 @@
+"""The tunables of a Multi-Paxos replica, and its roles (multipaxos.py has the protocol)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+__all__ = ["LogConfig", "Role"]
+
+
+class Role(Enum):
+    FOLLOWER = "follower"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """Tunables, in ticks, counts and bytes. Defaults assume a 10 ms tick."""
+
+    #: The leader tells followers it is alive (and its commit) this often.
+    heartbeat_ticks: int = 3
+    #: A follower campaigns after hearing no leader for a random time in
+    #: ``[T, 2T]``; several heartbeats must be lost before that happens.
+    election_timeout_ticks: int = 15
+    #: Resend Accept / Prepare to acceptors that have not answered.
+    accept_retry_ticks: int = 5
+    #: Re-forward an undelivered own proposal after this long.
+    forward_retry_ticks: int = 30
+    #: Re-ask for missing decided slots after this long.
+    catchup_retry_ticks: int = 5
+    #: Open (proposed, not yet decided) slots at the leader: the pipeline.
+    window_slots_max: int = 64
+    #: Proposals in one slot, and their bytes.
+    batch_count_max: int = 512
+    batch_bytes_max: int = 1 << 20
+    #: Proposals waiting at the leader for a slot; more are refused and the
+    #: origin retries later (back-pressure instead of unbounded memory).
+    queue_max: int = 50_000
+    #: Decided slots per catch-up reply, and their bytes.
+    catchup_entries_max: int = 256
+    catchup_bytes_max: int = 4 << 20
+    #: A snapshot travels to a lagging replica in chunks of at most this
+    #: (well under a TCP frame), and is not resent to the same peer sooner
+    #: than ``snapshot_resend_ticks`` (a big transfer outlives catch-up retries).
+    snapshot_chunk_bytes_max: int = 1 << 20
+    snapshot_resend_ticks: int = 50
+    #: Ask peers (``PreVote``) before campaigning, and refuse to let others
+    #: campaign while a live leader is heard (the module docstring). Off: a
+    #: node whose timer fires runs phase 1 at once, as releases before it
+    #: did (and as a rolling upgrade from one needs until every node reads
+    #: the new messages).
+    pre_vote: bool = True
+    #: The log's clock advances by at most this many ms per tick (see the
+    #: module docstring). Twice the 10 ms tick: the clock keeps up with a
+    #: leader whose ticks come late, and a leader whose wall clock jumped
+    #: ahead moves it at most at twice real time, so a key's TTL shrinks by
+    #: at most half. Must be at least the tick interval (``tob`` checks),
+    #: or the log's clock falls behind real time.
+    clock_step_ms_max: int = 20
+
+    def __post_init__(self) -> None:
+        for name in (
+            "heartbeat_ticks",
+            "election_timeout_ticks",
+            "accept_retry_ticks",
+            "forward_retry_ticks",
+            "catchup_retry_ticks",
+            "window_slots_max",
+            "batch_count_max",
+            "batch_bytes_max",
+            "queue_max",
+            "catchup_entries_max",
+            "catchup_bytes_max",
+            "snapshot_chunk_bytes_max",
+            "snapshot_resend_ticks",
+            "clock_step_ms_max",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"LogConfig.{name} must be >= 1")
+        if self.heartbeat_ticks >= self.election_timeout_ticks:
+            raise ValueError("heartbeat_ticks must be below election_timeout_ticks")
