@@ -46,13 +46,13 @@ class LogConfig:
     snapshot_chunk_bytes_max: int = 1 << 20
     snapshot_resend_ticks: int = 50
     #: Ask peers (``PreVote``) before campaigning, and refuse to let others
-    #: campaign while a live leader is heard (the module docstring). Off: a
+    #: campaign while a live leader is heard (multipaxos.py's docstring). Off: a
     #: node whose timer fires runs phase 1 at once, as releases before it
     #: did (and as a rolling upgrade from one needs until every node reads
     #: the new messages).
     pre_vote: bool = True
     #: The log's clock advances by at most this many ms per tick (see the
-    #: module docstring). Twice the 10 ms tick: the clock keeps up with a
+    #: docstring of multipaxos.py). Twice the 10 ms tick: the clock keeps up with a
     #: leader whose ticks come late, and a leader whose wall clock jumped
     #: ahead moves it at most at twice real time, so a key's TTL shrinks by
     #: at most half. Must be at least the tick interval (``tob`` checks),
