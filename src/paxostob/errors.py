@@ -15,6 +15,7 @@ __all__ = [
     "PaxosError",
     "PayloadTooLargeError",
     "ProposalConflictError",
+    "ProposalIdsExhaustedError",
     "QuorumTimeoutError",
     "StorageError",
     "StoreMissingError",
@@ -82,6 +83,16 @@ class ProposalConflictError(PaxosError):
     instead of waiting forever, and is never reported as delivered. Seen only
     when a node's store was made again under an old id and drew an
     incarnation that an earlier store of that id had used.
+    """
+
+
+class ProposalIdsExhaustedError(PaxosError, RuntimeError):
+    """This life of the node has numbered 2**32 - 1 proposals: it must restart.
+
+    A proposal id is ``incarnation << 32 | counter``; one more would carry
+    the next incarnation's number, which the node's next life will use, so
+    ids would repeat. The node stops instead (nothing is lost); a restart
+    draws the next incarnation and numbers from 1 again.
     """
 
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from paxostob.core.events import Propose, Receive, Restore
 from paxostob.core.messages import Decided, Envelope
 from paxostob.core.multipaxos import SEQ_BITS, MultiPaxosReplica
 from paxostob.core.types import ZERO_BALLOT, DecidedEntry, Proposal, ProposalId
+from paxostob.errors import ProposalIdsExhaustedError
 
 MEMBERS = ("a", "b", "c")
 INCARNATION = 5
@@ -68,3 +71,17 @@ def test_our_own_delivery_is_no_conflict() -> None:
     ready = r.ready()
     assert ready.dropped == ()
     assert [(d.id, d.delivery.payload) for d in ready.deliveries] == [(pid, b"mine")]
+
+
+def test_a_life_that_numbered_every_counter_stops_instead_of_using_the_next_lifes_ids() -> None:
+    r = replica()
+    r.step(Restore(ZERO_BALLOT, (), (), incarnation=INCARNATION))
+    last = (1 << SEQ_BITS) - 1
+    # As if this life had already made all but one of its proposals.
+    r.proposals._seq = INCARNATION << SEQ_BITS | (last - 1)
+    r.step(Propose(b"the last one"))
+    assert r.proposals.last_id == ProposalId("a", INCARNATION << SEQ_BITS | last)
+    with pytest.raises(ProposalIdsExhaustedError, match="restart the node"):
+        r.step(Propose(b"one too many"))
+    # No id of the next incarnation (the next life's own) was handed out.
+    assert all(pid.seq >> SEQ_BITS == INCARNATION for pid in r.proposals.pending)

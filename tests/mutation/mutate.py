@@ -290,6 +290,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "            if False:",
         "tests/node/test_tob_durability.py",
     ),
+    m(
+        "proposals: a life numbers past its counter, into the next incarnation's ids",
+        "core/proposals.py",
+        "        if self._seq & COUNTER_MASK == COUNTER_MASK:",
+        "        if False:",
+        "tests/core/test_proposal_id_conflicts.py",
+    ),
     # ---------------------------------------------------------------- handshake
     m(
         "handshake: a wrong proof is accepted",

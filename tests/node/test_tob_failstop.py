@@ -23,9 +23,11 @@ from paxostob import (
     MemoryNetwork,
     NodeFailedError,
     NotRunningError,
+    ProposalIdsExhaustedError,
     TotalOrderBroadcast,
 )
 from paxostob.core.events import Ready
+from paxostob.core.log import SEQ_BITS
 from paxostob.core.messages import Envelope
 from paxostob.core.types import Snapshot
 from paxostob.storage.base import DurableState, Storage, has_durable_part
@@ -268,3 +270,21 @@ async def test_a_consensus_whose_driver_fails_raises_the_cause_to_every_caller(
         assert failure_lines(caplog) == [str(node.failure)]
     finally:
         await node.close()
+
+
+async def test_a_life_out_of_proposal_numbers_stops_the_node_with_the_reason() -> None:
+    net = MemoryNetwork(seed=21)
+    node = TotalOrderBroadcast(net.transport("solo"), ["solo"], tick_interval_s=0.002)
+    async with node:
+        first = await node.broadcast(b"warm up", timeout=10)
+        # As if this life had made all but one of its 2**32 - 1 proposals.
+        proposals = node._replica.proposals
+        life = proposals._seq >> SEQ_BITS
+        proposals._seq = life << SEQ_BITS | ((1 << SEQ_BITS) - 2)
+        last = await node.broadcast(b"the last one", timeout=10)
+        assert last.slot == first.slot + 1
+        with pytest.raises(NodeFailedError, match="restart the node") as e:
+            await node.broadcast(b"one too many", timeout=10)
+        assert isinstance(e.value.__cause__, ProposalIdsExhaustedError)
+        with pytest.raises(NodeFailedError):
+            await node.wait_closed()

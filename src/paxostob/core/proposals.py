@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..errors import ProposalIdsExhaustedError
 from .events import Dropped
 from .leadership import Leadership
-from .log import CONFLICT, SEQ_BITS, DecidedLog
+from .log import CONFLICT, COUNTER_MASK, SEQ_BITS, DecidedLog
 from .messages import Forward, Message
 from .types import CLOCK_STAMP_BYTES, Proposal, ProposalId, batch_size_bytes
 
@@ -86,7 +87,17 @@ class OwnProposals:
     def propose(
         self, payload: bytes, now: int, *, leader: str | None, leading: Leadership | None
     ) -> None:
-        """Name ``payload`` (``last_id``) and send it on its way, or drop it."""
+        """Name ``payload`` (``last_id``) and send it on its way, or drop it.
+
+        Raises ``ProposalIdsExhaustedError`` once this life numbered
+        ``COUNTER_MASK`` proposals: the next number would be the next life's.
+        """
+        if self._seq & COUNTER_MASK == COUNTER_MASK:
+            raise ProposalIdsExhaustedError(
+                f"{self._me}: this life of the node has numbered {COUNTER_MASK} proposals, "
+                "the most one life may (another would repeat an id of its next life); "
+                "restart the node: nothing is lost, and it numbers from 1 again"
+            )
         self._seq += 1
         self.last_id = pid = ProposalId(self._me, self._seq)
         proposal = Proposal(pid, payload)

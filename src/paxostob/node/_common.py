@@ -13,7 +13,12 @@ from collections.abc import Awaitable
 from types import TracebackType
 from typing import Self, TypeVar
 
-from ..errors import ConfigurationError, QuorumTimeoutError, StorageError
+from ..errors import (
+    ConfigurationError,
+    ProposalIdsExhaustedError,
+    QuorumTimeoutError,
+    StorageError,
+)
 from ..storage.base import DurableState, Storage
 from ..storage.default import default_storage
 from ..transport.base import reaches_other_processes
@@ -168,6 +173,8 @@ def failure_message(node: str, error: BaseException, where: str | None = None) -
 
     ``where`` is the node's data directory: the place to fix.
     """
+    if isinstance(error, ProposalIdsExhaustedError):
+        return f"{node}: the node stopped: {error}"
     if not isinstance(error, StorageError | OSError):
         return (
             f"{node}: the node stopped: its driver failed: {type(error).__name__}: {error}; "

@@ -53,6 +53,7 @@ from ..errors import (
     ConfigurationError,
     NodeFailedError,
     NotRunningError,
+    ProposalIdsExhaustedError,
     StorageError,
     TransportClosedError,
 )
@@ -359,7 +360,7 @@ class Driver:
         if self._endpoint is not None:
             self._endpoint.detach(self.instance)
             self._endpoint = None
-        if isinstance(error, OSError | StorageError):
+        if isinstance(error, OSError | StorageError | ProposalIdsExhaustedError):
             log.error("%s", failure)  # one line: the message says it all
         else:  # a bug: the traceback is what its report needs
             log.error("%s", failure, exc_info=error)

@@ -580,8 +580,14 @@ class TotalOrderBroadcast(AsyncLifetime):
         step = self._replica.step
         proposals = self._replica.proposals
         waiters = self._waiters
-        for data, fut in batch:
-            step(Propose(data))
+        for i, (data, fut) in enumerate(batch):
+            try:
+                step(Propose(data))
+            except BaseException:
+                # The node stops (the driver's failure path): what was not
+                # proposed goes back, so it fails with the rest.
+                self._to_propose[:0] = batch[i:]
+                raise
             pid = proposals.last_id
             assert pid is not None
             waiters[pid] = fut
