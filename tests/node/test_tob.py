@@ -22,10 +22,13 @@ import pytest
 
 from paxostob import (
     Delivery,
+    LogConfig,
     MemoryNetwork,
+    PayloadTooLargeError,
     QuorumTimeoutError,
     TotalOrderBroadcast,
 )
+from paxostob.core.types import CLOCK_STAMP_BYTES
 
 from .schedule import after_completions
 from .virtual_time import run_virtual
@@ -446,3 +449,20 @@ async def test_closing_a_node_with_a_timed_out_broadcast_logs_nothing() -> None:
         assert reported == []
     finally:
         loop.set_exception_handler(None)
+
+
+async def test_a_payload_too_large_is_refused_before_it_takes_a_proposal_number() -> None:
+    # A number taken and then dropped would be a hole in this life's numbers,
+    # which every replica (and every snapshot) would keep for good.
+    address = "a-node-id-forty-characters-long-0123456"
+    net = MemoryNetwork(seed=31)
+    config = LogConfig(batch_bytes_max=4096)
+    async with TotalOrderBroadcast(
+        net.transport(address), [address], tick_interval_s=0.002, config=config
+    ) as node:
+        fits = 4096 - (16 + len(address) + CLOCK_STAMP_BYTES)
+        await node.broadcast(b"x" * fits, timeout=10)
+        numbered = node._replica.proposals._seq
+        with pytest.raises(PayloadTooLargeError):
+            await node.broadcast(b"x" * (fits + 1), timeout=10)
+        assert node._replica.proposals._seq == numbered
