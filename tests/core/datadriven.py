@@ -67,6 +67,7 @@ import dataclasses
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from paxostob.core.events import (
     AcceptedEntry,
@@ -207,9 +208,9 @@ class Driver:
                 disk.promised = rd.promised
             for a in rd.accepted:
                 disk.accepted[a.slot] = (a.ballot, a.value)
-            for d in rd.decided:
-                disk.decided[d.slot] = d.value
-                disk.accepted.pop(d.slot, None)
+            for e in rd.decided:
+                disk.decided[e.slot] = e.value
+                disk.accepted.pop(e.slot, None)
             for env in (*rd.early, *rd.messages):
                 self.in_flight.append(env)
                 out.append(show(env))
@@ -259,7 +260,9 @@ class Driver:
         return out or ["ok"]
 
     def cmd_net(self, members: str, *settings: str) -> list[str]:
-        values: dict[str, int] = {}
+        # LogConfig fields of several types; the ints a script may set are
+        # checked by LogConfig itself (and an unknown key is a TypeError).
+        values: dict[str, Any] = {}
         for s in settings:
             key, _, value = s.partition("=")
             values[key] = int(value)
