@@ -377,4 +377,9 @@ def run_script(path: Path) -> tuple[Script, list[list[str]]]:
             outputs.append(driver.run(block.command))
         except (ValueError, TypeError) as e:
             raise ValueError(f"{path.name}:{block.line}: {block.command!r}: {e}") from e
+        except AssertionError as e:
+            # An invariant of the core or of the delivery contract broke:
+            # keep the assertion, and say which block of which script did it.
+            e.add_note(f"while running {path.name}:{block.line}: {block.command!r}")
+            raise
     return script, outputs
