@@ -215,6 +215,8 @@ class Driver:
                 self.in_flight.append(env)
                 out.append(show(env))
             for d in rd.deliveries:
+                # The TOB contract (events.py): gap-free positions from 1.
+                assert d.delivery.slot == len(self.rows[name]) + 1, (name, d, self.rows[name])
                 row = f"#{d.delivery.slot} {d.delivery.sender}:{d.delivery.payload.decode()!r}"
                 self.rows[name].append(row)
                 out.append(f"{name} delivers {row}")
