@@ -10,7 +10,7 @@ About half the Multi-Paxos runs crash and restart nodes on their storage
 chunk tests for what the runs actually did.
 
 A core bug these runs found is replayed as a scripted scenario in
-``test_core_findings.py``; a finding seed beyond the default chunks is
+``test_recovery_edge_cases.py``; a finding seed beyond the default chunks is
 kept in ``FINDING_SEEDS``.
 """
 
@@ -28,7 +28,7 @@ MULTIPAXOS_RUNS = int(os.environ.get("PAXOSTOB_SIM_RUNS", "2000"))
 SYNOD_RUNS = int(os.environ.get("PAXOSTOB_SIM_SYNOD_RUNS", "500"))
 CHUNK = 50
 
-#: Seeds past the default chunks that found a core bug (test_core_findings.py, bug 3).
+#: Seeds past the default chunks that found a core bug (test_recovery_edge_cases.py, bug 3).
 FINDING_SEEDS = (17053,)
 
 

@@ -1,8 +1,7 @@
-"""Core bugs the simulator found, replayed as minimal scripted scenarios.
+"""Recovery at the edges: a new leader and decided slots, a lost knower, mixed snapshots.
 
 Each scenario is a minimal event sequence (three or five replicas, messages
-delivered by hand) that shows the bug a swarm seed found. The fix belongs in
-the core; these tests pass once it is fixed.
+delivered by hand) that pins a rule a swarm seed once showed broken:
 
 1. Found by ``paxostob sim --seed 265`` (also seeds 1377, 2025, 5255, 5487):
    a new leader re-opens a slot it already knows is decided. In

@@ -1,8 +1,8 @@
-"""Regressions for the findings of an independent review of the Multi-Paxos core.
+"""A leader at the edges of its ballot: slots decided above its proposals, snapshots, a stall.
 
-Each scenario is the reviewer's demonstration, driven by hand; before the
-fixes the first two ended with two replicas deciding different values for
-slot 2, and the third stalled forever with a healthy majority.
+Each scenario is driven by hand. Without the rules they pin, the first two
+end with two replicas deciding different values for slot 2, and the third
+stalls forever with a healthy majority.
 """
 
 # ruff: noqa: E501
@@ -13,7 +13,7 @@ from paxostob.core.events import Campaign, Compact, Propose, Tick
 from paxostob.core.messages import Accept, CatchUp, Envelope, Heartbeat
 from paxostob.core.multipaxos import MultiPaxosReplica, Role
 
-from ..sim.test_core_findings import Cluster
+from ..sim.test_recovery_edge_cases import Cluster
 from .scenario import Net
 
 
