@@ -58,7 +58,13 @@ from .keyspace import Failed, Handler, Keyspace, arity_error, c_string, text
 from .replies import Error, Reply
 from .snapshot import StateEncoder, decode_state, encode_state
 
-__all__ = ["EXPIRE_SWEEP_MAX_DEFAULT", "LOCAL_READS", "VALUE_BYTES_MAX_DEFAULT", "KvMachine"]
+__all__ = [
+    "EXPIRE_SWEEP_MAX_DEFAULT",
+    "LOCAL_READS",
+    "SKIPPED",
+    "VALUE_BYTES_MAX_DEFAULT",
+    "KvMachine",
+]
 
 #: Redis' default ``proto-max-bulk-len``: clients expect values this large to work.
 VALUE_BYTES_MAX_DEFAULT = 512 << 20
@@ -81,6 +87,10 @@ def _unknown_command(args: tuple[bytes, ...]) -> Error:
     # Arguments come from clients: no CR or LF may reach a RESP error line.
     return Error(text(message.replace(b"\r", b" ").replace(b"\n", b" ")))
 
+
+#: The reply of an op of a transaction whose watched keys changed (never sent:
+#: the server replies a null array for the whole transaction).
+SKIPPED = Error("EXECABORT a watched key changed")
 
 #: Commands ``KvMachine.read`` answers: reads of named keys whose only effect
 #: in an applied entry would be removing an expired key (DBSIZE, KEYS and SCAN
@@ -143,7 +153,18 @@ class KvMachine:
         if entry.now_ms > ks.clock_ms:
             ks.clock_ms = entry.now_ms
         ks.sweep(ks.expire_sweep_max)
-        return [self._execute(op.args) for op in entry.ops]
+        # A failed ``exec-if`` (``transactions``) skips the ops of its transaction.
+        replies: list[Reply] = []
+        add = replies.append
+        execute = self._execute
+        for op in entry.ops:
+            if ks.skip_ops:
+                ks.skip_ops -= 1
+                add(SKIPPED)
+            else:
+                add(execute(op.args))
+        ks.skip_ops = 0  # a count beyond the entry never reaches the next one
+        return replies
 
     def read(self, ops: Sequence[Sequence[bytes]]) -> list[Reply]:
         """Point reads (``LOCAL_READS``) on the state as it is now, changing nothing.

@@ -63,6 +63,8 @@ class Command:
     spec: CommandSpec
     handler: Handler
     local_read: bool = False
+    #: Built by the RESP server, never sent by a client: not in ``COMMANDS``.
+    internal: bool = False
 
 
 def command(
@@ -74,11 +76,12 @@ def command(
     handler: Handler,
     *,
     local_read: bool = False,
+    internal: bool = False,
 ) -> tuple[bytes, Command]:
     """A table row: ``name`` as Redis 7.0's ``COMMAND INFO`` describes it, and its handler."""
     spec = CommandSpec(name, arity, frozenset(flags.split()), *keys, tuple(categories.split()))
     assert not (local_read and spec.is_write), f"{name}: a local read changes nothing"
-    return name.encode("ascii"), Command(spec, handler, local_read)
+    return name.encode("ascii"), Command(spec, handler, local_read, internal)
 
 
 ONE = (1, 1, 1)

@@ -31,14 +31,15 @@ import os
 import platform
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 from ..errors import NotRunningError, PaxosError, QuorumTimeoutError
 from ..kv.commands import COMMANDS, CommandSpec
 from ..kv.replies import Reply as KvReply
+from ..kv.transactions import EXEC_IF, WATCH_DIGEST
 from ..node.tob import TotalOrderBroadcast
 from .broadcast_log import TAG_BROADCAST, BroadcastLog
-from .protocol import Error, Reply, SimpleString
+from .protocol import NULL_ARRAY, Error, Reply, SimpleString
 from .server import Connection
 
 __all__ = ["NodeCommands"]
@@ -53,6 +54,10 @@ QUEUED = SimpleString("QUEUED")
 #: a batch and a TCP frame).
 GROUP_COMMANDS_MAX = 256
 GROUP_BYTES_MAX = 256 * 1024
+#: Keys one connection may watch at once: each costs a digest kept here and
+#: 16 bytes plus the key in its ``EXEC`` entry. Transactions watch a few keys;
+#: the bound keeps one client from growing an entry past ``GROUP_BYTES_MAX``'s scale.
+WATCHED_KEYS_MAX = 1024
 
 
 class KvExecutor(Protocol):
@@ -85,6 +90,14 @@ def _as_error(e: BaseException) -> Error:
         return Error(f"ERR {e}")
     log.error("a key-value entry failed unexpectedly", exc_info=e)
     return Error(f"ERR internal error: {type(e).__name__}")
+
+
+def _watched(conn: Connection) -> dict[bytes, bytes]:
+    """The keys ``conn`` watches, each with its digest at ``WATCH`` (``kv.transactions``)."""
+    watched = conn.extra.get("watched")
+    if watched is None:
+        watched = conn.extra["watched"] = {}
+    return cast(dict[bytes, bytes], watched)
 
 
 def wrong_arity(name: bytes) -> Error:
@@ -147,6 +160,8 @@ class NodeCommands:
             self.table[b"MULTI"] = self._multi
             self.table[b"EXEC"] = self._exec
             self.table[b"DISCARD"] = self._discard
+            self.table[b"WATCH"] = self._watch
+            self.table[b"UNWATCH"] = self._unwatch
         self._changed = asyncio.Event()
         log.on_change = self._changed.set
 
@@ -223,7 +238,13 @@ class NodeCommands:
         name = args[0].upper()
         if self.requirepass is not None and not conn.authenticated and name not in _BEFORE_AUTH:
             return Error("NOAUTH Authentication required.")
-        if conn.queued is not None and name not in (b"EXEC", b"DISCARD", b"MULTI", b"QUIT"):
+        if conn.queued is not None and name not in (
+            b"EXEC",
+            b"DISCARD",
+            b"MULTI",
+            b"QUIT",
+            b"WATCH",
+        ):
             return self._queue(conn, name, args)
         handler = self.table.get(name)
         if handler is not None:
@@ -288,6 +309,7 @@ class NodeCommands:
         if conn.queued is None:
             return Error("ERR DISCARD without MULTI")
         conn.queued = None
+        _watched(conn).clear()
         return OK
 
     def _exec(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
@@ -297,25 +319,89 @@ class NodeCommands:
             return Error("ERR EXEC without MULTI")
         queued, failed = conn.queued, conn.queue_error
         conn.queued, conn.queue_error = None, False
+        watched = _watched(conn)
+        guard: list[bytes] = []
+        for key, seen in watched.items():
+            guard += (key, seen)
+        watched.clear()  # EXEC unwatches every key, whatever its outcome (as in Redis)
         if failed:
             return Error("EXECABORT Transaction discarded because of previous errors.")
-        if not queued:
+        if not queued and not guard:
             return []
         busy = self._no_leader()
         if busy is not None:
             return busy
-        return self._exec_all(conn, queued)
+        if guard:
+            # The watched keys are compared where the transaction is ordered: in the
+            # log (``kv.transactions``). A changed one skips the whole transaction.
+            queued = [[EXEC_IF, str(len(queued)).encode(), *guard], *queued]
+        return self._exec_all(conn, queued, guarded=bool(guard))
 
-    def _exec_all(self, conn: Connection, queued: list[list[bytes]]) -> Awaitable[Reply]:
+    def _exec_all(
+        self, conn: Connection, queued: list[list[bytes]], *, guarded: bool
+    ) -> Awaitable[Reply]:
         # The whole transaction is one unit of a log entry: applied atomically everywhere.
         out: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
 
         def done(result: list[KvReply] | BaseException) -> None:
-            if not out.done():
-                out.set_result(list(result) if isinstance(result, list) else _as_error(result))
+            if out.done():
+                return
+            if not isinstance(result, list):
+                out.set_result(_as_error(result))
+            elif not guarded:
+                out.set_result(list(result))
+            elif result[0] is None:
+                out.set_result(NULL_ARRAY)  # a watched key changed: Redis' null reply
+            elif isinstance(result[0], Error):
+                out.set_result(result[0])  # REPLY_NOT_KEPT, or a bug of ours: say so
+            else:
+                out.set_result(list(result[1:]))
 
         self._kv_submit(conn, queued, done)
         return out
+
+    def _watch(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
+        if len(args) < 2:
+            return wrong_arity(args[0])
+        if conn.queued is not None:
+            return Error("ERR WATCH inside MULTI is not allowed")  # the transaction goes on
+        watched = _watched(conn)
+        keys = [key for key in dict.fromkeys(args[1:]) if key not in watched]
+        if len(watched) + len(keys) > WATCHED_KEYS_MAX:
+            return Error(f"ERR more than {WATCHED_KEYS_MAX} watched keys (watched_keys_max)")
+        if not keys:
+            return OK  # as in Redis, a key watched again keeps its first reading
+        busy = self._no_leader()
+        if busy is not None:
+            return busy
+        out: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+
+        def done(result: list[KvReply] | BaseException) -> None:
+            if out.done():
+                return
+            if not isinstance(result, list):
+                out.set_result(_as_error(result))
+                return
+            digests = result[0]
+            if not isinstance(digests, list):  # REPLY_NOT_KEPT
+                bad = Error("ERR internal error: the WATCH read replied no digests")
+                out.set_result(digests if isinstance(digests, Error) else bad)
+                return
+            for key, seen in zip(keys, digests, strict=True):
+                assert isinstance(seen, bytes)
+                watched.setdefault(key, seen)
+            out.set_result(OK)
+
+        # A point read ordered by the log, like GET: the digests are the keys'
+        # state at a linearizable point after WATCH arrived.
+        self._kv_submit(conn, [[WATCH_DIGEST, *keys]], done)
+        return out
+
+    def _unwatch(self, conn: Connection, args: list[bytes]) -> Reply:
+        if len(args) != 1:
+            return wrong_arity(args[0])
+        _watched(conn).clear()
+        return OK
 
     # --------------------------------------------------------- connection
 

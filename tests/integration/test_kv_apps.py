@@ -1,0 +1,164 @@
+"""What applications built on Redis need, on a 3-process cluster, through redis-py.
+
+Optimistic transactions (``WATCH`` and redis-py's ``pipeline(transaction=True)``
+retry loop), Lua scripts (``EVAL``/``EVALSHA``, redis-py's ``Lock``) and
+``CLIENT`` introspection, with clients on different nodes: a write
+acknowledged on one node is ordered before a transaction or script sent
+later to another, because both are decided in the one log.
+
+One cluster serves the whole module (a cluster costs seconds); tests use
+their own keys.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+import redis
+from redis.exceptions import WatchError
+
+from paxostob.kv.replies import Error, SimpleString
+from tests.kv.real_redis import RespClient
+
+from .cluster import Cluster
+from .kv_client import start_kv_cluster, sync_client
+
+OK = SimpleString("OK")
+#: Increments each thread makes in the concurrent WATCH test, and retries it may need.
+INCREMENTS = 25
+RETRIES_MAX = 2_000
+THREAD_TIMEOUT_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = start_kv_cluster(tmp_path_factory.mktemp("kv-apps"))
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def clients(cluster: Cluster) -> Iterator[dict[str, redis.Redis]]:
+    cs = {i: sync_client(node) for i, node in cluster.nodes.items()}
+    try:
+        yield cs
+    finally:
+        for c in cs.values():
+            c.close()
+
+
+# --- WATCH / MULTI / EXEC ----------------------------------------------------------------
+
+
+def test_exec_fails_when_a_watched_key_was_written_on_another_node(
+    clients: dict[str, redis.Redis],
+) -> None:
+    a, b = clients["1"], clients["2"]
+    a.set("w:race", "1")
+    with a.pipeline(transaction=True) as pipe:
+        pipe.watch("w:race")  # type: ignore[no-untyped-call]
+        seen = pipe.get("w:race")
+        assert b.set("w:race", "changed")  # acknowledged before A's EXEC is sent
+        pipe.multi()
+        pipe.set("w:race", int(seen or 0) + 1)
+        with pytest.raises(WatchError):
+            pipe.execute()
+    assert a.get("w:race") == b"changed"  # the transaction did nothing
+    # The same transaction with nobody in between goes through.
+    with a.pipeline(transaction=True) as pipe:
+        pipe.watch("w:race")  # type: ignore[no-untyped-call]
+        pipe.multi()
+        pipe.set("w:race", "mine")
+        assert pipe.execute() == [True]
+    assert b.get("w:race") == b"mine"
+
+
+def test_exec_fails_when_a_missing_watched_key_was_created(
+    clients: dict[str, redis.Redis],
+) -> None:
+    a, c = clients["1"], clients["3"]
+    a.delete("w:absent")
+    with a.pipeline(transaction=True) as pipe:
+        pipe.watch("w:absent")  # type: ignore[no-untyped-call]
+        c.set("w:absent", "x")
+        pipe.multi()
+        pipe.set("w:absent", "y")
+        with pytest.raises(WatchError):
+            pipe.execute()
+    assert a.get("w:absent") == b"x"
+
+
+def test_unwatch_and_discard_forget_the_watched_keys(
+    cluster: Cluster, clients: dict[str, redis.Redis]
+) -> None:
+    b = clients["2"]
+    a = RespClient(cluster.nodes["1"].resp_port)
+    try:
+        assert a.call(b"WATCH", b"w:u1", b"w:u2") == OK
+        b.set("w:u1", "changed")
+        assert a.call(b"UNWATCH") == OK
+        assert a.call(b"MULTI") == OK
+        assert a.call(b"SET", b"w:u2", b"v") == SimpleString("QUEUED")
+        assert a.call(b"EXEC") == [OK]  # not aborted: UNWATCH forgot w:u1
+        assert a.call(b"WATCH", b"w:u1") == OK
+        b.set("w:u1", "again")
+        assert a.call(b"MULTI") == OK
+        assert a.call(b"DISCARD") == OK
+        assert a.call(b"MULTI") == OK
+        assert a.call(b"EXEC") == []  # DISCARD forgot w:u1 too
+        assert a.call(b"WATCH", b"w:u1") == OK
+        b.set("w:u1", "third")
+        assert a.call(b"EXEC") == Error("ERR EXEC without MULTI")
+        assert a.call(b"MULTI") == OK
+        assert a.call(b"EXEC") is None  # the null array: w:u1 changed
+    finally:
+        a.close()
+
+
+def _increment(client: redis.Redis, key: str, out: list[int]) -> None:
+    """Add one to ``key`` ``INCREMENTS`` times with the WATCH retry loop; count the retries."""
+    retries = 0
+    for _ in range(INCREMENTS):
+        while True:
+            with client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
+                    value = int(pipe.get(key) or 0)
+                    pipe.multi()
+                    pipe.set(key, value + 1)
+                    pipe.execute()
+                    break
+                except WatchError:
+                    retries += 1
+                    assert retries < RETRIES_MAX, "the retry loop does not converge"
+    out.append(retries)
+
+
+def test_watch_retry_loops_on_two_nodes_lose_no_increment(cluster: Cluster) -> None:
+    """Read-modify-write loops on two nodes: every increment lands exactly once."""
+    key = "w:counter"
+    results: list[int] = []
+    errors: list[BaseException] = []
+    pools = [redis.Redis(port=cluster.nodes[i].resp_port, socket_timeout=15) for i in ("1", "2")]
+    pools[0].delete(key)
+
+    def run(client: redis.Redis) -> None:
+        try:
+            _increment(client, key, results)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in pools]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(THREAD_TIMEOUT_S)
+    assert not any(t.is_alive() for t in threads), "an increment loop hung"
+    assert not errors, errors
+    assert int(pools[1].get(key) or 0) == 2 * INCREMENTS
+    for p in pools:
+        p.close()
