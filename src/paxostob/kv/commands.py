@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigurationError, DecodeError
-from . import hashes, keys, lists, sets, strings, transactions, zsets
+from . import hashes, keys, lists, scripting, sets, strings, transactions, zsets
 from .table import Command, CommandSpec
 from .wire import encode_uvarint, read_uvarint
 
@@ -219,6 +219,7 @@ FAMILIES: tuple[dict[bytes, Command], ...] = (
     sets.TABLE,
     zsets.TABLE,
     transactions.TABLE,
+    scripting.TABLE,
 )
 
 #: Every command of every family, by lower-case name.

@@ -56,6 +56,12 @@ from ..errors import ConfigurationError
 from .commands import TABLE, Entry
 from .keyspace import Failed, Handler, Keyspace, arity_error, c_string, text
 from .replies import Error, Reply
+from .scripting import (
+    ARITY_FROM_SCRIPT,
+    NOT_ALLOWED_FROM_SCRIPT,
+    NOT_FROM_SCRIPT,
+    UNKNOWN_FROM_SCRIPT,
+)
 from .snapshot import StateEncoder, decode_state, encode_state
 
 __all__ = [
@@ -125,6 +131,7 @@ class KvMachine:
             )
             for name, c in TABLE.items()
         }
+        self._ks.execute_from_script = self._execute_from_script
 
     # --- the public surface ---------------------------------------------------------------
 
@@ -231,6 +238,23 @@ class KvMachine:
         ks.scan_order = None
 
     # --- dispatch -------------------------------------------------------------------------
+
+    def _execute_from_script(self, args: tuple[bytes, ...]) -> Reply:
+        """``_execute`` for ``redis.call``: Redis' script error texts, and no nested scripts."""
+        name = args[0].lower()
+        found = self._dispatch.get(name)
+        if found is None:
+            return UNKNOWN_FROM_SCRIPT
+        if name in NOT_FROM_SCRIPT:
+            return NOT_ALLOWED_FROM_SCRIPT
+        handler, exact, least, _ = found
+        argc = len(args)
+        if argc != exact and (exact > 0 or argc < least):
+            return ARITY_FROM_SCRIPT
+        try:
+            return handler(self._ks, args)
+        except Failed as failed:
+            return failed.reply
 
     def _execute(self, args: tuple[bytes, ...]) -> Reply:
         found = self._dispatch.get(args[0].lower())

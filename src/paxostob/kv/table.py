@@ -36,8 +36,11 @@ class CommandSpec:
 
     @property
     def is_write(self) -> bool:
-        """Whether the command may change the state (``False``: a read-only command)."""
-        return "write" in self.flags
+        """Whether the command may change the state (``False``: a read-only command).
+
+        A script (``@scripting``: ``EVAL``) may write whatever its flags say.
+        """
+        return "write" in self.flags or "@scripting" in self.categories
 
     def arity_ok(self, argc: int) -> bool:
         """Whether ``argc`` arguments (the name included) fit the arity."""

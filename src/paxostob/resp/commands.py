@@ -36,6 +36,7 @@ from typing import Protocol, cast
 from ..errors import NotRunningError, PaxosError, QuorumTimeoutError
 from ..kv.commands import COMMANDS, CommandSpec
 from ..kv.replies import Reply as KvReply
+from ..kv.scripting import compile_error, sha1hex
 from ..kv.transactions import EXEC_IF, WATCH_DIGEST
 from ..node.tob import TotalOrderBroadcast
 from .broadcast_log import TAG_BROADCAST, BroadcastLog
@@ -58,6 +59,10 @@ GROUP_BYTES_MAX = 256 * 1024
 #: 16 bytes plus the key in its ``EXEC`` entry. Transactions watch a few keys;
 #: the bound keeps one client from growing an entry past ``GROUP_BYTES_MAX``'s scale.
 WATCHED_KEYS_MAX = 1024
+#: Scripts a node caches for ``EVALSHA`` (the oldest is forgotten first; a
+#: client then gets ``NOSCRIPT`` and loads it again, as redis-py's ``Script``
+#: does). Redis 7.0 does not bound its cache; applications use a handful.
+SCRIPTS_MAX = 10_000
 
 
 class KvExecutor(Protocol):
@@ -156,7 +161,11 @@ class NodeCommands:
             b"PAXOS.STATUS": self._status,
             b"PAXOS.WAIT": self._wait,
         }
+        #: Scripts by SHA-1 (lower-case hex): this node's cache for ``EVALSHA``.
+        #: The log carries each script's text, so the cache is node-local (see docs).
+        self.scripts: dict[bytes, bytes] = {}
         if kv is not None:
+            self.table[b"SCRIPT"] = self._script
             self.table[b"MULTI"] = self._multi
             self.table[b"EXEC"] = self._exec
             self.table[b"DISCARD"] = self._discard
@@ -274,11 +283,65 @@ class NodeCommands:
         done: Callable[[list[KvReply] | BaseException], None],
     ) -> None:
         assert self.kv is not None
+        for i, op in enumerate(ops):
+            if len(op[0]) in (4, 7) and op[0].upper() in (b"EVAL", b"EVALSHA"):
+                ops = self._resolve_scripts(ops, i)
+                break
         try:
             # The connection orders its own commands (a read never sees its later writes).
             self.kv.submit_callback(ops, done, caller=conn.id)
         except PaxosError as e:
             asyncio.get_running_loop().call_soon(done, e)
+
+    def _resolve_scripts(self, ops: list[list[bytes]], first: int) -> list[list[bytes]]:
+        """``ops`` with each known ``EVALSHA`` turned into ``EVAL`` of its script's text.
+
+        The text travels in the log entry, so every replica runs the script
+        whatever its own cache holds. An unknown SHA stays ``EVALSHA``: the
+        state machine replies ``NOSCRIPT`` to it on every node. An ``EVAL``
+        caches its script here, as in Redis.
+        """
+        out = ops[:first]
+        for op in ops[first:]:
+            name = op[0].upper()
+            if name == b"EVAL" and len(op) >= 2:
+                self._cache_script(op[1])
+            elif name == b"EVALSHA" and len(op) >= 2:
+                script = self.scripts.get(op[1].lower())
+                if script is not None:
+                    op = [b"EVAL", script, *op[2:]]
+            out.append(op)
+        return out
+
+    def _cache_script(self, script: bytes) -> bytes:
+        sha = sha1hex(script)
+        if sha not in self.scripts:
+            while len(self.scripts) >= SCRIPTS_MAX:
+                del self.scripts[next(iter(self.scripts))]  # the oldest first
+            self.scripts[sha] = script
+        return sha
+
+    def _script(self, conn: Connection, args: list[bytes]) -> Reply:
+        sub = args[1].upper() if len(args) >= 2 else b""
+        if sub == b"LOAD" and len(args) == 3:
+            error = compile_error(args[2])
+            return Error(error) if error is not None else self._cache_script(args[2])
+        if sub == b"EXISTS" and len(args) >= 3:
+            return [int(sha.lower() in self.scripts) for sha in args[2:]]
+        if sub == b"FLUSH" and len(args) <= 3:
+            if len(args) == 3 and args[2].upper() not in (b"ASYNC", b"SYNC"):
+                return Error("ERR SCRIPT FLUSH only support SYNC|ASYNC option")
+            self.scripts.clear()
+            return OK
+        if sub in (b"LOAD", b"EXISTS", b"FLUSH"):
+            return Error(
+                f"ERR wrong number of arguments for 'script|{sub.lower().decode()}' command"
+            )
+        if len(args) < 2:
+            return wrong_arity(args[0])
+        return Error(
+            f"ERR unknown subcommand '{args[1].decode(errors='replace')}'. Try SCRIPT HELP."
+        )
 
     def _queue(self, conn: Connection, name: bytes, args: list[bytes]) -> Reply:
         assert conn.queued is not None
