@@ -17,13 +17,13 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from redis.exceptions import WatchError
+from redis.exceptions import LockNotOwnedError, NoScriptError, WatchError
 
 from paxostob.kv.replies import Error, SimpleString
 from tests.kv.real_redis import RespClient
 
 from .cluster import Cluster
-from .kv_client import start_kv_cluster, sync_client
+from .kv_client import call, start_kv_cluster, sync_client
 
 OK = SimpleString("OK")
 #: Increments each thread makes in the concurrent WATCH test, and retries it may need.
@@ -162,3 +162,55 @@ def test_watch_retry_loops_on_two_nodes_lose_no_increment(cluster: Cluster) -> N
     assert int(pools[1].get(key) or 0) == 2 * INCREMENTS
     for p in pools:
         p.close()
+
+
+# --- Lua scripts -------------------------------------------------------------------------
+
+
+def test_redis_py_lock_acquire_extend_release_across_nodes(cluster: Cluster) -> None:
+    """redis-py's ``Lock`` (SET NX PX, then EVALSHA scripts) with holders on two nodes."""
+    r1 = redis.Redis(port=cluster.nodes["1"].resp_port, socket_timeout=15)
+    r2 = redis.Redis(port=cluster.nodes["2"].resp_port, socket_timeout=15)
+    try:
+        first = r1.lock("app:lock", timeout=5)
+        second = r2.lock("app:lock", timeout=5)
+        assert first.acquire(blocking=False)
+        assert not second.acquire(blocking=False)  # held, as node 2 sees it too
+        assert first.owned() and not second.owned()
+        assert first.extend(20)  # a script: adds 20 s to what is left
+        assert 20_000 < r2.pttl("app:lock") <= 25_000
+        assert first.reacquire()  # a script: back to the lock's 5 s
+        assert r2.pttl("app:lock") <= 5_000
+        first.release()  # a script that checks the token
+        assert second.acquire(blocking=False)
+        impostor = r1.lock("app:lock", timeout=5)
+        impostor.local.token = b"not-the-holder"
+        with pytest.raises(LockNotOwnedError):
+            impostor.release()  # the release script compares tokens and refuses
+        assert r1.get("app:lock") == second.local.token
+        second.release()
+        assert r1.exists("app:lock") == 0
+    finally:
+        r1.close()
+        r2.close()
+
+
+def test_evalsha_is_resolved_on_the_node_that_loaded_the_script(
+    cluster: Cluster, clients: dict[str, redis.Redis]
+) -> None:
+    a, b = clients["1"], clients["2"]
+    script = "return redis.call('incrby', KEYS[1], ARGV[1])"
+    sha = a.script_load(script)
+    assert a.script_exists(sha) == [True]
+    a.delete("s:n")
+    assert a.evalsha(sha, 1, "s:n", 5) == 5
+    with pytest.raises(NoScriptError):
+        b.evalsha(sha, 1, "s:n", 5)
+    # redis-py's Script loads it where it is missing, then runs it through the log.
+    assert b.register_script(script)(keys=["s:n"], args=[2]) == 7
+    with a.pipeline(transaction=True) as pipe:
+        pipe.evalsha(sha, 1, "s:n", 1)
+        pipe.get("s:n")
+        assert pipe.execute() == [8, b"8"]
+    assert call(a, "SCRIPT", "FLUSH")
+    assert a.script_exists(sha) == [False]
