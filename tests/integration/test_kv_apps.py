@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
 from redis.exceptions import LockNotOwnedError, NoScriptError, WatchError
+from redis.retry import Retry
 
 from paxostob.kv.replies import Error, SimpleString
-from tests.kv.real_redis import RespClient
+from tests.kv.real_redis import RespClient, redis_server
 
 from .cluster import Cluster
 from .kv_client import call, start_kv_cluster, sync_client
@@ -214,3 +217,67 @@ def test_evalsha_is_resolved_on_the_node_that_loaded_the_script(
         assert pipe.execute() == [8, b"8"]
     assert call(a, "SCRIPT", "FLUSH")
     assert a.script_exists(sha) == [False]
+
+
+# --- CLIENT ------------------------------------------------------------------------------
+
+
+def test_client_list_info_setinfo_and_kill_as_redis_py_reads_them(cluster: Cluster) -> None:
+    port = cluster.nodes["3"].resp_port
+    watcher = redis.Redis(port=port, socket_timeout=15, single_connection_client=True)
+    victim = redis.Redis(
+        port=port, socket_timeout=15, single_connection_client=True, retry=Retry(NoBackoff(), 0)
+    )
+    try:
+        victim.client_setname("victim")
+        assert victim.client_setinfo("LIB-VER", "9.9")
+        victim.get("c:k")
+        info = victim.client_info()
+        assert info["name"] == "victim" and info["lib-ver"] == "9.9"
+        assert info["lib-name"] == "redis-py"  # redis-py sets it when it connects
+        assert info["cmd"] == "client|info" and info["flags"] == "N" and info["db"] == 0
+        assert info["laddr"] == f"127.0.0.1:{port}" and int(info["fd"]) > 0
+        by_id = {c["id"]: c for c in watcher.client_list()}
+        my_id = str(info["id"])  # redis-py parses numbers in CLIENT INFO, not in CLIENT LIST
+        seen = by_id[my_id]
+        assert (seen["name"], seen["addr"], seen["cmd"]) == ("victim", info["addr"], "client|info")
+        assert int(seen["age"]) >= 0 and int(seen["idle"]) >= 0
+        assert [c["id"] for c in watcher.client_list(client_id=[int(my_id)])] == [my_id]
+        assert watcher.client_kill_filter(_id=my_id) == 1
+        with pytest.raises(redis.ConnectionError):
+            victim.get("c:k")  # its connection was closed
+        assert my_id not in {c["id"] for c in watcher.client_list()}
+        assert watcher.client_kill_filter(_id=my_id) == 0
+    finally:
+        watcher.close()
+        victim.close()
+
+
+def test_client_fields_are_the_ones_redis_sends(cluster: Cluster, tmp_path: Path) -> None:
+    """Every field of redis-server's CLIENT INFO line is in ours, in the same order."""
+    with redis_server(tmp_path) as redis_port:
+        theirs = RespClient(redis_port)
+        ours = RespClient(cluster.nodes["1"].resp_port)
+        try:
+            their_line, our_line = theirs.call(b"CLIENT", b"INFO"), ours.call(b"CLIENT", b"INFO")
+            assert isinstance(their_line, bytes) and isinstance(our_line, bytes)
+            their_fields = [f.split(b"=")[0] for f in their_line.split()]
+            our_fields = [f.split(b"=")[0] for f in our_line.split()]
+            assert [f for f in our_fields if f in their_fields] == their_fields
+            assert our_fields[-2:] == [b"lib-name", b"lib-ver"]  # Redis 7.2's, after them
+            for bad in (
+                [b"CLIENT", b"KILL", b"x"],
+                [b"CLIENT", b"KILL", b"ID", b"abc"],
+                [b"CLIENT", b"KILL", b"ID", b"99999"],
+                [b"CLIENT", b"KILL", b"SKIPME", b"maybe"],
+                [b"CLIENT", b"KILL", b"NOPE", b"1"],
+                [b"CLIENT", b"LIST", b"TYPE", b"bogus"],
+                [b"CLIENT", b"LIST", b"ID", b"abc"],
+                [b"CLIENT", b"LIST", b"TYPE", b"pubsub"],
+                [b"CLIENT", b"INFO", b"x"],
+                [b"CLIENT", b"GETNAME"],
+            ):
+                assert ours.call(*bad) == theirs.call(*bad), bad
+        finally:
+            theirs.close()
+            ours.close()

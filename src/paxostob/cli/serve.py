@@ -321,13 +321,15 @@ async def serve_node(cfg: NodeConfig, limits: RespLimits | None = None) -> int:
     kv = KeyValueStore(tob, machine=kv_machine, tag=KV_TAG)
     if limits is None:
         limits = client_limits(cfg, tob.config)
+    commands = NodeCommands(tob, log_app, node_id=cfg.node_id, requirepass=cfg.requirepass, kv=kv)
     server = RespServer(
-        NodeCommands(tob, log_app, node_id=cfg.node_id, requirepass=cfg.requirepass, kv=kv),
+        commands,
         host=cfg.resp_host,
         port=cfg.resp_port,
         limits=limits,
         auth_required=cfg.requirepass is not None,
     )
+    commands.clients = server  # CLIENT LIST, CLIENT KILL
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -40,7 +40,7 @@ from ..kv.scripting import compile_error, sha1hex
 from ..kv.transactions import EXEC_IF, WATCH_DIGEST
 from ..node.tob import TotalOrderBroadcast
 from .broadcast_log import TAG_BROADCAST, BroadcastLog
-from .protocol import NULL_ARRAY, Error, Reply, SimpleString
+from .protocol import NULL_ARRAY, Error, Reply, SimpleString, Verbatim
 from .server import Connection
 
 __all__ = ["NodeCommands"]
@@ -63,6 +63,16 @@ WATCHED_KEYS_MAX = 1024
 #: client then gets ``NOSCRIPT`` and loads it again, as redis-py's ``Script``
 #: does). Redis 7.0 does not bound its cache; applications use a handful.
 SCRIPTS_MAX = 10_000
+
+
+class ClientRegistry(Protocol):
+    """The connections a node serves (``server.RespServer``), for ``CLIENT LIST``/``KILL``."""
+
+    def client_states(self) -> list[tuple[Connection, float]]: ...
+
+    def now(self) -> float: ...
+
+    def kill_client(self, conn_id: int) -> bool: ...
 
 
 class KvExecutor(Protocol):
@@ -144,6 +154,8 @@ class NodeCommands:
         self.requirepass = requirepass
         self.broadcast_timeout_s = broadcast_timeout_s
         self.kv = kv
+        #: The server's connections; set once the server exists (``paxostob serve`` does).
+        self.clients: ClientRegistry | None = None
         self.started = time.monotonic()
         self.table: dict[bytes, Handler] = {
             b"PING": self._ping,
@@ -185,6 +197,7 @@ class NodeCommands:
         in order, and the next group is proposed only after this one's
         replies were awaited.
         """
+        conn.last_command = commands[-1][0]  # CLIENT LIST's cmd (CLIENT sets its own)
         if len(commands) == 1:  # one command per read (no pipelining): the common case
             args = commands[0]
             if self._groupable(conn, args):
@@ -559,11 +572,156 @@ class NodeCommands:
             return conn.name or None
         if sub == b"ID" and len(args) == 2:
             return conn.id
-        if sub in (b"SETINFO", b"NO-EVICT", b"NO-TOUCH"):
-            return OK  # client libraries send these at connect: accept quietly
+        if sub == b"SETINFO" and len(args) == 4:
+            return self._client_setinfo(conn, args[2], args[3])
+        if sub == b"INFO" and len(args) == 2:
+            conn.last_command = b"client|info"
+            return Verbatim(self._client_line(conn, self._idle_of(conn)), "txt")
+        if sub == b"LIST":
+            conn.last_command = b"client|list"
+            return self._client_list(args)
+        if sub == b"KILL" and len(args) >= 3:
+            return self._client_kill(conn, args)
+        if sub in (b"NO-EVICT", b"NO-TOUCH") and len(args) == 3:
+            return OK  # client libraries send these at connect: nothing to evict or touch
+        if sub in (b"SETINFO", b"INFO", b"KILL", b"NO-EVICT", b"NO-TOUCH", b"SETNAME") or (
+            sub in (b"GETNAME", b"ID") and len(args) != 2
+        ):
+            return wrong_arity(b"client|" + sub)
         return Error(
             f"ERR unknown subcommand '{args[1].decode(errors='replace')}'. Try CLIENT HELP."
         )
+
+    def _client_setinfo(self, conn: Connection, attr: bytes, value: bytes) -> Reply:
+        option = attr.upper()
+        if option not in (b"LIB-NAME", b"LIB-VER"):
+            return Error(f"ERR Unrecognized option '{attr.decode(errors='replace')}'")
+        if any(c < 33 or c > 126 for c in value):
+            what = option.lower().decode()
+            return Error(f"ERR {what} cannot contain spaces, newlines or special characters.")
+        if option == b"LIB-NAME":
+            conn.lib_name = value
+        else:
+            conn.lib_ver = value
+        return OK
+
+    def _idle_of(self, conn: Connection) -> float:
+        if self.clients is None:
+            return 0.0
+        for other, idle in self.clients.client_states():
+            if other.id == conn.id:
+                return idle
+        return 0.0
+
+    def _client_line(self, conn: Connection, idle_s: float) -> bytes:
+        """One line of ``CLIENT LIST``, with Redis 7.2's fields in Redis's order.
+
+        Fields that describe Redis's buffers (``qbuf``, ``omem``, ...) are 0:
+        clients parse them, none of them means anything here.
+        """
+        now = self.clients.now() if self.clients is not None else conn.created_at
+        flags = "x" if conn.queued is not None else "N"
+        multi = len(conn.queued) if conn.queued is not None else -1
+        fields = [
+            f"id={conn.id}",
+            f"addr={conn.peer}",
+            f"laddr={conn.laddr}",
+            f"fd={conn.fd}",
+            f"name={conn.name.decode(errors='replace')}",
+            f"age={int(max(0.0, now - conn.created_at))}",
+            f"idle={int(idle_s)}",
+            f"flags={flags}",
+            "db=0",
+            "sub=0",
+            "psub=0",
+            "ssub=0",
+            f"multi={multi}",
+            "qbuf=0",
+            "qbuf-free=0",
+            "argv-mem=0",
+            "multi-mem=0",
+            "rbs=0",
+            "rbp=0",
+            "obl=0",
+            "oll=0",
+            "omem=0",
+            "tot-mem=0",
+            "events=r",
+            f"cmd={conn.last_command.lower().decode(errors='replace')}",
+            "user=default",
+            "redir=-1",
+            f"resp={conn.protocol}",
+            f"lib-name={conn.lib_name.decode(errors='replace')}",
+            f"lib-ver={conn.lib_ver.decode(errors='replace')}",
+        ]
+        return (" ".join(fields) + "\n").encode()
+
+    def _client_list(self, args: list[bytes]) -> Reply:
+        states = self.clients.client_states() if self.clients is not None else []
+        if len(args) >= 4 and args[2].upper() == b"ID":
+            try:
+                wanted = {int(a) for a in args[3:]}
+            except ValueError:
+                return Error("ERR Invalid client ID")
+            states = [(c, idle) for c, idle in states if c.id in wanted]
+        elif len(args) == 4 and args[2].upper() == b"TYPE":
+            kind = args[3].lower()
+            if kind not in (b"normal", b"master", b"replica", b"slave", b"pubsub"):
+                return Error(f"ERR Unknown client type '{args[3].decode(errors='replace')}'")
+            if kind != b"normal":
+                states = []
+        elif len(args) != 2:
+            return Error("ERR syntax error")
+        return Verbatim(b"".join(self._client_line(c, idle) for c, idle in states), "txt")
+
+    def _client_kill(self, conn: Connection, args: list[bytes]) -> Reply:
+        """``CLIENT KILL addr:port`` (old form: OK) or ``CLIENT KILL <filter> <value> ...``."""
+        states = self.clients.client_states() if self.clients is not None else []
+        if len(args) == 3:
+            victims = [c for c, _ in states if c.peer.encode() == args[2]]
+            if not victims:
+                return Error("ERR No such client")
+            self._kill(conn, victims)
+            return OK
+        if len(args) % 2:
+            return Error("ERR syntax error")
+        skip_me = True
+        victims = [c for c, _ in states]
+        for i in range(2, len(args), 2):
+            option, value = args[i].upper(), args[i + 1]
+            if option == b"ID":
+                try:
+                    wanted = int(value)
+                except ValueError:
+                    return Error("ERR client-id should be greater than 0")
+                victims = [c for c in victims if c.id == wanted]
+            elif option == b"ADDR":
+                victims = [c for c in victims if c.peer.encode() == value]
+            elif option == b"LADDR":
+                victims = [c for c in victims if c.laddr.encode() == value]
+            elif option == b"USER":
+                victims = victims if value == b"default" else []
+            elif option == b"TYPE":
+                if value.lower() not in (b"normal", b"master", b"replica", b"slave", b"pubsub"):
+                    return Error(f"ERR Unknown client type '{value.decode(errors='replace')}'")
+                victims = victims if value.lower() == b"normal" else []
+            elif option == b"SKIPME":
+                if value.lower() not in (b"yes", b"no"):
+                    return Error("ERR syntax error")
+                skip_me = value.lower() == b"yes"
+            else:
+                return Error("ERR syntax error")
+        if skip_me:
+            victims = [c for c in victims if c.id != conn.id]
+        self._kill(conn, victims)
+        return len(victims)
+
+    def _kill(self, conn: Connection, victims: list[Connection]) -> None:
+        for victim in victims:
+            if victim.id == conn.id:
+                conn.closing = True  # after this reply, as Redis closes its own caller
+            elif self.clients is not None:
+                self.clients.kill_client(victim.id)
 
     def _specs(self) -> dict[bytes, CommandSpec]:
         specs = dict(COMMANDS) if self.kv is not None else {}

@@ -129,6 +129,15 @@ class Connection:
     queued: list[list[bytes]] | None = None
     queue_error: bool = False
     extra: dict[str, object] = field(default_factory=dict)
+    #: For ``CLIENT LIST``: this end of the connection, its descriptor, when it
+    #: was made (loop time), its last command, and what the client library said
+    #: of itself (``CLIENT SETINFO``).
+    laddr: str = "?"
+    fd: int = -1
+    created_at: float = 0.0
+    last_command: bytes = b"NULL"
+    lib_name: bytes = b""
+    lib_ver: bytes = b""
 
 
 class Dispatcher(Protocol):
@@ -256,6 +265,27 @@ class RespServer:
             self._clients.discard(client)
         self._sweeper = loop.call_later(self._sweep_interval(), self._sweep_idle)
 
+    def client_states(self) -> list[tuple[Connection, float]]:
+        """Each connection served now, by id, with the seconds since its last activity."""
+        now = self.now()
+        return sorted(
+            ((c.conn, max(0.0, now - c._active_at)) for c in self._clients),
+            key=lambda state: state[0].id,
+        )
+
+    def now(self) -> float:
+        """The loop's clock, which ``Connection.created_at`` is read on."""
+        loop = self._loop
+        return loop.time() if loop is not None else 0.0
+
+    def kill_client(self, conn_id: int) -> bool:
+        """Close connection ``conn_id`` now (``CLIENT KILL``); False if there is none."""
+        for client in self._clients:
+            if client.conn.id == conn_id:
+                client._end()
+                return True
+        return False
+
     async def close(self) -> None:
         """Stop listening, close every connection and drop its outstanding replies."""
         if self._server is None:
@@ -368,7 +398,15 @@ class _Client(asyncio.Protocol):
         server._clients.add(self)
         self._active_at = self._clock()
         peer = transport.get_extra_info("peername")
-        self.conn = Connection(next(server._ids), f"{peer[0]}:{peer[1]}" if peer else "?")
+        local = transport.get_extra_info("sockname")
+        sock = transport.get_extra_info("socket")
+        self.conn = Connection(
+            next(server._ids),
+            f"{peer[0]}:{peer[1]}" if peer else "?",
+            laddr=f"{local[0]}:{local[1]}" if local else "?",
+            fd=sock.fileno() if sock is not None else -1,
+            created_at=self._active_at,
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         # Replies being computed still complete (their commands were dispatched, as
