@@ -434,8 +434,20 @@ def _eval(rng: random.Random) -> Args:
     return [rng.choice(SCRIPTS), numkeys, *keys, *argv]
 
 
+#: Timeouts of blocking pops: never 0 (Redis would block the test for ever on an empty key).
+TIMEOUTS = [b"0.001", b"0.001", b"0.001", b"-1", b"x", b"1e100", b""]
+
 GENERATORS.update(
     {
+        b"blpop": lambda r: [*_keys(r), r.choice(TIMEOUTS)],
+        b"brpop": lambda r: [*_keys(r), r.choice(TIMEOUTS)],
+        b"blmove": lambda r: [
+            *(r.choice(KEYS), r.choice(KEYS)),
+            *(r.choice([b"LEFT", b"right", b"up"]), r.choice([b"left", b"RIGHT"])),
+            r.choice(TIMEOUTS),
+        ],
+        b"bzpopmin": lambda r: [*_keys(r), r.choice(TIMEOUTS)],
+        b"bzpopmax": lambda r: [*_keys(r), r.choice(TIMEOUTS)],
         b"eval": _eval,
         b"evalsha": lambda r: [b"0" * 40, *_eval(r)[1:]],  # a script nobody loaded
     }

@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigurationError, DecodeError
-from . import hashes, keys, lists, scripting, sets, strings, transactions, zsets
+from . import blocking, hashes, keys, lists, scripting, sets, strings, transactions, zsets
 from .table import Command, CommandSpec
 from .wire import encode_uvarint, read_uvarint
 
@@ -218,6 +218,7 @@ FAMILIES: tuple[dict[bytes, Command], ...] = (
     lists.TABLE,
     sets.TABLE,
     zsets.TABLE,
+    blocking.TABLE,
     transactions.TABLE,
     scripting.TABLE,
 )

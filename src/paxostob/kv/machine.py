@@ -56,12 +56,7 @@ from ..errors import ConfigurationError
 from .commands import TABLE, Entry
 from .keyspace import Failed, Handler, Keyspace, arity_error, c_string, text
 from .replies import Error, Reply
-from .scripting import (
-    ARITY_FROM_SCRIPT,
-    NOT_ALLOWED_FROM_SCRIPT,
-    NOT_FROM_SCRIPT,
-    UNKNOWN_FROM_SCRIPT,
-)
+from .scripting import ARITY_FROM_SCRIPT, NOT_ALLOWED_FROM_SCRIPT, UNKNOWN_FROM_SCRIPT
 from .snapshot import StateEncoder, decode_state, encode_state
 
 __all__ = [
@@ -102,6 +97,11 @@ SKIPPED = Error("EXECABORT a watched key changed")
 #: in an applied entry would be removing an expired key (DBSIZE, KEYS and SCAN
 #: sweep every expired key, so they stay in the log). Each family marks its own.
 LOCAL_READS = frozenset(name for name, c in TABLE.items() if c.local_read)
+#: Commands a Lua script may not call: Redis' ``noscript`` ones (scripts, blocking
+#: pops) and the internal ones.
+_NOT_FROM_SCRIPT = frozenset(
+    name for name, c in TABLE.items() if c.internal or "noscript" in c.spec.flags
+)
 
 
 class KvMachine:
@@ -245,7 +245,7 @@ class KvMachine:
         found = self._dispatch.get(name)
         if found is None:
             return UNKNOWN_FROM_SCRIPT
-        if name in NOT_FROM_SCRIPT:
+        if name in _NOT_FROM_SCRIPT:
             return NOT_ALLOWED_FROM_SCRIPT
         handler, exact, least, _ = found
         argc = len(args)

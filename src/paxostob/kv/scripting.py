@@ -53,7 +53,6 @@ from .table import NO_KEYS, Command, command
 __all__ = [
     "ARITY_FROM_SCRIPT",
     "NOT_ALLOWED_FROM_SCRIPT",
-    "NOT_FROM_SCRIPT",
     "SCRIPT_MEMORY_MAX",
     "SCRIPT_STEPS_MAX",
     "TABLE",
@@ -350,9 +349,6 @@ def evalsha(ks: Keyspace, args: tuple[bytes, ...]) -> Reply:
     _numkeys(args)
     return Error("NOSCRIPT No matching script. Please use EVAL.")
 
-
-#: Commands a script may not call (Redis' ``noscript`` flag, and the internal ones).
-NOT_FROM_SCRIPT = frozenset({b"eval", b"evalsha", b"exec-if", b"watch-digest"})
 
 TABLE: dict[bytes, Command] = dict(
     [
