@@ -281,3 +281,84 @@ def test_client_fields_are_the_ones_redis_sends(cluster: Cluster, tmp_path: Path
         finally:
             theirs.close()
             ours.close()
+
+
+# --- blocking pops -----------------------------------------------------------------------
+
+#: Requests made while waiting for a client to show as blocked (each one real round trip).
+BLOCKED_POLLS_MAX = 2_000
+
+
+def _blocked_ids(client: redis.Redis) -> set[str]:
+    return {c["id"] for c in client.client_list() if "b" in c["flags"]}
+
+
+def _start_blocked(
+    port: int, command: tuple[object, ...], watcher: redis.Redis
+) -> tuple[threading.Thread, list[object]]:
+    """Run ``command`` on a new connection in a thread; return once the node shows it blocked."""
+    out: list[object] = []
+    client = redis.Redis(port=port, socket_timeout=30, single_connection_client=True)
+    client_id = str(client.client_id())
+
+    def run() -> None:
+        try:
+            out.append(call(client, *command))
+        except BaseException as e:
+            out.append(e)
+        finally:
+            client.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    for _ in range(BLOCKED_POLLS_MAX):
+        if client_id in _blocked_ids(watcher) or out:
+            return thread, out
+    raise AssertionError(f"{command} never blocked")
+
+
+def test_blocked_pops_on_two_nodes_get_each_pushed_element_once(
+    cluster: Cluster, clients: dict[str, redis.Redis]
+) -> None:
+    pusher = clients["2"]
+    pusher.delete("b:q")
+    one, got_one = _start_blocked(cluster.nodes["1"].resp_port, ("BLPOP", "b:q", 20), clients["1"])
+    three, got_three = _start_blocked(
+        cluster.nodes["3"].resp_port, ("BLPOP", "b:q", 20), clients["3"]
+    )
+    assert pusher.rpush("b:q", "first") == 1  # wakes both: one pop gets it, the other waits
+    assert pusher.rpush("b:q", "second") >= 1
+    for t in (one, three):
+        t.join(THREAD_TIMEOUT_S)
+        assert not t.is_alive()
+    replies = sorted(map(repr, [*got_one, *got_three]))
+    assert replies == sorted(map(repr, [(b"b:q", b"first"), (b"b:q", b"second")]))
+    assert pusher.llen("b:q") == 0
+
+
+def test_bzpopmin_and_blmove_wake_on_a_push_from_another_node(
+    cluster: Cluster, clients: dict[str, redis.Redis]
+) -> None:
+    clients["2"].delete("b:z", "b:src", "b:dst")
+    t, got = _start_blocked(cluster.nodes["1"].resp_port, ("BZPOPMIN", "b:z", 20), clients["1"])
+    clients["2"].zadd("b:z", {"m": 2.5})
+    t.join(THREAD_TIMEOUT_S)
+    assert got == [(b"b:z", b"m", 2.5)]  # redis-py parses the score
+    t, got = _start_blocked(
+        cluster.nodes["3"].resp_port,
+        ("BLMOVE", "b:src", "b:dst", "LEFT", "RIGHT", 20),
+        clients["3"],
+    )
+    clients["2"].rpush("b:src", "e")
+    t.join(THREAD_TIMEOUT_S)
+    assert got == [b"e"]
+    assert clients["1"].lrange("b:dst", 0, -1) == [b"e"]
+
+
+def test_a_blocked_pop_times_out_with_a_null(clients: dict[str, redis.Redis]) -> None:
+    c = clients["1"]
+    c.delete("b:never")
+    assert c.blpop(["b:never"], timeout=0.2) is None
+    assert call(c, "BRPOP", "b:never", "0.1") is None
+    c.rpush("b:now", "x")
+    assert c.brpop(["b:never", "b:now"], timeout=1) == (b"b:now", b"x")  # no wait at all

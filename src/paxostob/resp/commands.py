@@ -34,7 +34,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, cast
 
 from ..errors import NotRunningError, PaxosError, QuorumTimeoutError
-from ..kv.commands import COMMANDS, CommandSpec
+from ..kv.blocking import timeout_s as blocking_timeout_s
+from ..kv.commands import COMMANDS, CommandSpec, Entry
+from ..kv.keyspace import Failed
 from ..kv.replies import Reply as KvReply
 from ..kv.scripting import compile_error, sha1hex
 from ..kv.transactions import EXEC_IF, WATCH_DIGEST
@@ -88,8 +90,13 @@ class KvExecutor(Protocol):
 
     def stored_keys(self) -> int: ...
 
+    def set_on_applied(self, callback: Callable[[Entry | None], None] | None) -> None: ...
+
 
 Handler = Callable[[Connection, list[bytes]], "Reply | Awaitable[Reply]"]
+
+#: Pops that wait for an element (``kv.blocking``): served by ``NodeCommands._blocking``.
+BLOCKING = (b"BLPOP", b"BRPOP", b"BLMOVE", b"BZPOPMIN", b"BZPOPMAX")
 
 #: Commands a client may send before it authenticated.
 _BEFORE_AUTH = frozenset({b"AUTH", b"HELLO", b"QUIT"})
@@ -176,7 +183,12 @@ class NodeCommands:
         #: Scripts by SHA-1 (lower-case hex): this node's cache for ``EVALSHA``.
         #: The log carries each script's text, so the cache is node-local (see docs).
         self.scripts: dict[bytes, bytes] = {}
+        #: Clients blocked in a pop, by key: each waits for a write to one of its keys.
+        self._blocked: dict[bytes, set[asyncio.Future[None]]] = {}
         if kv is not None:
+            kv.set_on_applied(self._on_applied)
+            for name in BLOCKING:
+                self.table[name] = self._blocking
             self.table[b"SCRIPT"] = self._script
             self.table[b"MULTI"] = self._multi
             self.table[b"EXEC"] = self._exec
@@ -305,6 +317,94 @@ class NodeCommands:
             self.kv.submit_callback(ops, done, caller=conn.id)
         except PaxosError as e:
             asyncio.get_running_loop().call_soon(done, e)
+
+    # ------------------------------------------------------- blocking pops
+
+    def _blocking(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
+        """``BLPOP`` and friends (``kv.blocking``): pop through the log, wait here between tries."""
+        spec = COMMANDS[args[0].lower()]
+        if not spec.arity_ok(len(args)):
+            return wrong_arity(args[0])
+        try:
+            timeout = blocking_timeout_s(args[-1])
+        except Failed as failed:
+            return failed.reply
+        busy = self._no_leader()
+        if busy is not None:
+            return busy
+        if args[0].upper() == b"BLMOVE":
+            keys = [args[1]]  # only a write to the source can unblock it
+        else:
+            keys = [args[i] for i in spec.key_positions(len(args))]
+        return self._block(conn, args, keys, timeout)
+
+    async def _block(
+        self, conn: Connection, args: list[bytes], keys: list[bytes], timeout_s: float
+    ) -> Reply:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s == 0 else loop.time() + timeout_s
+        while True:
+            # Registered before the pop is proposed: a push applied after the pop
+            # (which found nothing) wakes this client, whatever it is doing then.
+            woke: asyncio.Future[None] = loop.create_future()
+            for key in keys:
+                self._blocked.setdefault(key, set()).add(woke)
+            try:
+                (pending,) = self._kv_group(conn, [args])
+                reply = (
+                    await pending
+                    if isinstance(pending, asyncio.Future)
+                    else cast(Reply, pending)  # TRYAGAIN: no leader
+                )
+                if reply is not None:
+                    return reply
+                if not woke.done():
+                    left = None if deadline is None else deadline - loop.time()
+                    if left is not None and left <= 0:
+                        return NULL_ARRAY
+                    conn.extra["blocked"] = True
+                    try:
+                        await asyncio.wait_for(asyncio.shield(woke), left)
+                    except TimeoutError:
+                        return NULL_ARRAY
+            finally:
+                conn.extra.pop("blocked", None)
+                for key in keys:
+                    waiting = self._blocked.get(key)
+                    if waiting is not None:
+                        waiting.discard(woke)
+                        if not waiting:
+                            del self._blocked[key]
+
+    def _on_applied(self, entry: Entry | None) -> None:
+        """Wake the clients blocked on a key that ``entry`` may have written."""
+        blocked = self._blocked
+        if not blocked:
+            return
+        if entry is None:  # restored from a snapshot: anything may have changed
+            self._wake(list(blocked))
+            return
+        for op in entry.ops:
+            spec = COMMANDS.get(op.name)
+            if spec is None or not spec.is_write:
+                continue
+            if "@scripting" in spec.categories:  # a script may write any key
+                self._wake(list(blocked))
+                return
+            args = op.args
+            if "blocking" in spec.flags:
+                # A blocked pop's own entry takes from its keys and must not wake it
+                # (it would propose again at once, for ever); BLMOVE adds to its target.
+                if op.name == b"blmove":
+                    self._wake([args[2]])
+                continue
+            self._wake([args[i] for i in spec.key_positions(len(args)) if args[i] in blocked])
+
+    def _wake(self, keys: list[bytes]) -> None:
+        for key in keys:
+            for woke in self._blocked.get(key, ()):
+                if not woke.done():
+                    woke.set_result(None)
 
     def _resolve_scripts(self, ops: list[list[bytes]], first: int) -> list[list[bytes]]:
         """``ops`` with each known ``EVALSHA`` turned into ``EVAL`` of its script's text.
@@ -620,7 +720,7 @@ class NodeCommands:
         clients parse them, none of them means anything here.
         """
         now = self.clients.now() if self.clients is not None else conn.created_at
-        flags = "x" if conn.queued is not None else "N"
+        flags = "x" if conn.queued is not None else "b" if "blocked" in conn.extra else "N"
         multi = len(conn.queued) if conn.queued is not None else -1
         fields = [
             f"id={conn.id}",
