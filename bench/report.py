@@ -30,7 +30,7 @@ WRITE_LOADS = ("set", "write")
 SKELETON = """# Benchmarks
 
 How paxostob compares with what users would pick instead, measured side by side on the same
-machine in the same run (issue 7). Regenerate with `make bench` (about 30 minutes; `make bench
+machine in the same run. Regenerate with `make bench` (about 30 minutes; `make bench
 ARGS=--quick` in under 2) — it rewrites the marked blocks and the plots in `docs/bench/`; the
 soak block comes from `python bench/soak.py`. Every number is from a shared, noisy 2-core
 machine: compare ratios from the same run, not absolute numbers across runs.
@@ -334,7 +334,7 @@ def generated_block(
         "",
         systems_table(systems),
         "",
-        "### Goals of issue 7",
+        "### Performance goals",
         "",
         format_table(
             [("goal", "measured", "holds", "ratio in this run")]

@@ -226,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\nRatios (paxostob / peer, ops/s):")
     for line in report.ratio_lines(rows):
         print("  " + line)
-    print("\nGoals of issue 7:")
+    print("\nPerformance goals:")
     for g in report.goals(rows):
         state = "-" if g.holds is None else ("holds" if g.holds else "DOES NOT HOLD")
         print(f"  {g.text}: {g.measured} [{state}] {g.vs}")

@@ -49,7 +49,7 @@ def test_run_all_measures_the_parts_and_writes_the_report(tmp_path: Path) -> Non
     if "redis-benchmark rows: not available" not in " ".join(systems[0].notes):
         assert by["paxostob", "get", "redis-benchmark", 50, 1].ops_s > 0
     text = doc.read_text()
-    for heading in ("### Machine", "### Systems", "### Goals of issue 7", "### Every row"):
+    for heading in ("### Machine", "### Systems", "### Performance goals", "### Every row"):
         assert heading in text
     assert "| cpu " in text and "| kernel " in text and "| python " in text
     assert text.endswith(HAND_WRITTEN), "the hand-written part is kept"

@@ -1,4 +1,4 @@
-"""All exceptions paxostob raises, in one place (DESIGN.md §7).
+"""All exceptions paxostob raises, in one place (docs/design.md, 'Conventions').
 
 Adapters translate OS and library exceptions into these at the boundary, so a
 user catches ``PaxosError`` (or one of its subclasses) and nothing else.

@@ -123,5 +123,19 @@ def test_status_reports_unreachable_nodes(capsys: pytest.CaptureFixture[str]) ->
     members = f"1=127.0.0.1:{ports[0]},2=127.0.0.1:{ports[1]}"
     resp = f"1=127.0.0.1:{ports[0]},2=127.0.0.1:{ports[1]}"
     assert main(["status", "--members", members, "--resp-members", resp, "--timeout", "1"]) == 1
-    out = capsys.readouterr().out.splitlines()
-    assert len(out) == 2 and all("unreachable" in line for line in out)
+    *nodes, quorum = capsys.readouterr().out.splitlines()
+    assert len(nodes) == 2 and all("unreachable" in line for line in nodes)
+    assert quorum.startswith("quorum: NO: 0 of 2 nodes answered"), quorum
+
+
+def test_toml_keys_may_be_spelled_with_dashes_like_the_flags(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text(
+        f'id = "2"\nmembers = "{MEMBERS}"\ndata-dir = "{tmp_path / "d"}"\n'
+        f'secret-file = "{secret(tmp_path)}"\nresp-port = 9000\nproto-max-bulk-len = 4096\n'
+    )
+    cfg = load_node_config({}, config)
+    assert (cfg.data_dir, cfg.resp_port, cfg.proto_max_bulk_len) == (tmp_path / "d", 9000, 4096)
+    config.write_text(config.read_text() + "resp_port = 9001\n")
+    with pytest.raises(ConfigError, match="resp_port is given twice"):
+        load_node_config({}, config)

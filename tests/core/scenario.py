@@ -13,10 +13,12 @@ Two styles mix freely:
   frozen process: its clock stands still, so it neither campaigns nor steps
   down on its own).
 
-Every drained ``Ready`` is checked against the delivery contract (DESIGN.md
-§3): positions consecutive from 1, each ``ProposalId`` at most once. Every
-sent message is kept in ``trace`` so a test can show the exchange it checks
-(``show`` prints one message per line).
+Readys go through ``core.pipeline.Pipeline`` (without storage), the object
+the runtime and the simulator drive. Every drained ``Ready`` is checked
+against the delivery contract (events.py): positions consecutive from 1,
+each ``ProposalId`` at most once. Every sent message is kept in ``trace``
+so a test can show the exchange it checks (``show`` prints one message per
+line).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Sequence
 
-from paxostob.core.events import Persisted, Receive, Tick
+from paxostob.core.events import Receive, Tick
 from paxostob.core.messages import (
     Accept,
     Accepted,
@@ -41,6 +43,7 @@ from paxostob.core.messages import (
     Promise,
 )
 from paxostob.core.multipaxos import LogConfig, MultiPaxosReplica, Role
+from paxostob.core.pipeline import Pipeline
 from paxostob.core.types import Batch, ProposalId
 
 __all__ = ["Net", "Row", "payloads", "show"]
@@ -118,12 +121,13 @@ class Net:
 
     def out(self, node: str) -> list[Envelope]:
         """Drain ``node``'s Readys; return what it sent (nothing is delivered)."""
-        r = self.r[node]
+        pipeline = Pipeline(self.r[node], durable=False)
         sent: list[Envelope] = []
-        while r.has_ready():
-            rd = r.ready()
-            # Storage is instant here: every message leaves, and the Ready is
-            # durable (``Persisted``) right after it was handled.
+        while pipeline.can_take():
+            rd = pipeline.take()
+            # The runtime's pipeline without storage: every message leaves,
+            # and the Ready is durable (``Persisted``) once handled.
+            assert pipeline.completes_at_once(rd)
             sent.extend(rd.early)
             sent.extend(rd.messages)
             for d in rd.deliveries:
@@ -134,8 +138,7 @@ class Net:
                 assert d.delivery.sender == d.id.origin, (node, d)
                 self._ids[node].add(d.id)
                 rows.append((d.delivery.slot, d.delivery.sender, d.delivery.payload))
-            r.advance(rd)
-            r.step(Persisted(rd.seq))
+            pipeline.handled(rd)
         self.trace.extend(sent)
         return sent
 

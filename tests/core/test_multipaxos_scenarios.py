@@ -1,4 +1,4 @@
-"""Scripted scenarios for the Multi-Paxos core (DESIGN.md §6.2).
+"""Scripted scenarios for the Multi-Paxos core (docs/design.md, 'Testing').
 
 Each scenario drives ``MultiPaxosReplica`` by hand (``tests/core/scenario.py``:
 no asyncio, virtual ticks, messages delivered as the script says) and states
@@ -116,7 +116,8 @@ def test_isolated_leader_is_nacked_on_heal_steps_down_and_catches_up() -> None:
     """PMS §2.2 P1a: an acceptor that promised b2 refuses anything of b1 < b2
     (and tells it so with a Nack, the optimisation PMS §2.2 suggests). The old
     leader then learns the chosen slots (§2.3) and its own command, which lost
-    its slot, is proposed again (§3, DESIGN.md §1 defect 5)."""
+    its slot, is proposed again (§3; docs/design.md, 'Five defects of the Go
+    original', 5)."""
     net = Net("abc")
     a, b, c = net.r["a"], net.r["b"], net.r["c"]
     elect(net, "a")
@@ -418,7 +419,8 @@ def test_new_leader_takes_the_highest_ballot_value_among_conflicting_reports() -
     must propose the one accepted in the highest ballot. Here slot 1 holds w
     at 1.b (at b) and x at 2.a (at c); x is even chosen (a and c accepted it),
     so proposing w would choose a second value (the Go original took the
-    wrong one: DESIGN.md §1 defect 4). b's w then gets a slot of its own."""
+    wrong one: docs/design.md, 'Five defects of the Go original', 4). b's w
+    then gets a slot of its own."""
     net = Net("abc", config=ONE_PER_SLOT)
     a, b, c = net.r["a"], net.r["b"], net.r["c"]
     elect(net, "b")
@@ -455,15 +457,16 @@ def test_new_leader_takes_the_highest_ballot_value_among_conflicting_reports() -
     assert accepts(net, Ballot(3, "c")) == [(1, ["x"]), (2, ["w"])]
 
 
-# ------------------------------------ 7. DESIGN.md §1 defect 5: re-propose your own
+# ------------------------------------ 7. Go defect 5: re-propose your own
 
 
 def test_a_proposer_whose_value_lost_the_slot_reproposes_its_own_value() -> None:
-    """DESIGN.md §1 defect 5 (PMS §3: a command that lost its instance is
-    proposed again in a later one). a opens slot 1 with m_a, accepted only by
-    a; b leads a higher ballot whose quorum {b, c} knows nothing of it, so
-    m_b is chosen in slot 1. m_a must still be delivered, once, and m_b must
-    not be delivered twice (the Go original re-proposed the winner)."""
+    """Go defect 5 (docs/design.md, 'Five defects of the Go original'; PMS §3:
+    a command that lost its instance is proposed again in a later one). a
+    opens slot 1 with m_a, accepted only by a; b leads a higher ballot whose
+    quorum {b, c} knows nothing of it, so m_b is chosen in slot 1. m_a must
+    still be delivered, once, and m_b must not be delivered twice (the Go
+    original re-proposed the winner)."""
     net = Net("abc", config=ONE_PER_SLOT)
     a, b = net.r["a"], net.r["b"]
     elect(net, "a")
@@ -555,10 +558,11 @@ def test_a_commit_for_a_later_slot_waits_and_the_gap_is_fetched() -> None:
 
 
 def test_a_duplicated_and_reforwarded_proposal_is_delivered_once() -> None:
-    """DESIGN.md §3: a proposal carries ProposalId(origin, seq); a retry (a
-    duplicated Forward, a re-forward after a leader change) may occupy a
-    second slot, but every replica delivers it once (PMS §3 leaves duplicate
-    commands to the state machine; here TOB removes them)."""
+    """docs/design.md, 'Proposal ids and deduplication': a proposal carries
+    ProposalId(origin, seq); a retry (a duplicated Forward, a re-forward after
+    a leader change) may occupy a second slot, but every replica delivers it
+    once (PMS §3 leaves duplicate commands to the state machine; here TOB
+    removes them)."""
     net = Net("abc")
     a, b, c = net.r["a"], net.r["b"], net.r["c"]
     elect(net, "a")

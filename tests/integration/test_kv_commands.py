@@ -182,7 +182,14 @@ def test_info_server_replication_keyspace_and_paxos(
         chosen, applied = int(paxos[i]["chosen_slot"]), int(paxos[i]["applied_slot"])
         assert applied > before[i], "a write and a read were applied since"
         assert chosen >= applied
-        assert replication[i]["role"] == ("master" if i == leader else "slave")
+        # Every node takes writes: each is a master to clients, in INFO as in HELLO.
+        assert replication[i]["role"] == "master"
+        with raw(node) as r:
+            hello = cmd(r, "HELLO", "2")
+        assert isinstance(hello, list)
+        greeting = dict(zip(hello[::2], hello[1::2], strict=True))
+        assert greeting[b"role"] == b"master"
+        assert greeting[b"version"] == server["redis_version"].encode()
         # Counters of elections: the leader ran phase 1 at least once.
         assert int(paxos[i]["elections"]) >= (1 if i == leader else 0)
         assert paxos[i]["leader_changes"].isdigit() and paxos[i]["pre_votes_lost"].isdigit()
@@ -215,6 +222,22 @@ def test_command_count_docs_and_info(cluster: Cluster, clients: dict[str, redis.
             "ERR unknown subcommand 'NOPE'. Try COMMAND HELP."
         )
     assert clients["1"].command_count() == count
+
+
+def test_client_help_and_command_help_list_their_subcommands(cluster: Cluster) -> None:
+    """The error for an unknown subcommand says "Try CLIENT HELP": HELP must answer."""
+    with raw(cluster.nodes["1"]) as c:
+        for command, subcommands in (
+            ("CLIENT", ("GETNAME", "ID", "SETNAME")),
+            ("COMMAND", ("COUNT", "DOCS", "INFO")),
+        ):
+            reply = cmd(c, command, "HELP")
+            assert isinstance(reply, list), reply
+            lines = [line.text for line in reply if isinstance(line, SimpleString)]
+            assert len(lines) == len(reply), "help lines are status replies, as in Redis"
+            assert lines[0].startswith(f"{command} <subcommand>")
+            named = {line.split()[0] for line in lines[1:] if not line.startswith(" ")}
+            assert set(subcommands) | {"HELP"} <= named
 
 
 def test_config_get(clients: dict[str, redis.Redis], cluster: Cluster) -> None:

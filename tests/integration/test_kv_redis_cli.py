@@ -13,18 +13,24 @@ from collections.abc import Iterator
 
 import pytest
 
+from ..tools import missing_tool, need
 from .cluster import Cluster, Node
 from .kv_client import start_kv_cluster, sync_client
 
 REDIS_CLI = shutil.which("redis-cli")
 REDIS_BENCHMARK = shutil.which("redis-benchmark")
-needs_cli = pytest.mark.skipif(
-    REDIS_CLI is None, reason="redis-cli is not installed (apt-get install redis-tools)"
-)
-needs_benchmark = pytest.mark.skipif(
-    REDIS_BENCHMARK is None,
-    reason="redis-benchmark is not installed (apt-get install redis-tools)",
-)
+
+
+@pytest.fixture
+def needs_cli() -> None:
+    need("redis-cli", "redis-tools")
+
+
+@pytest.fixture
+def needs_benchmark() -> None:
+    need("redis-benchmark", "redis-tools")
+
+
 #: Bounds a hung tool; a healthy run takes well under a second (the benchmark a few).
 CLI_TIMEOUT_S = 60.0
 BENCHMARK_TIMEOUT_S = 180.0
@@ -33,7 +39,9 @@ BENCHMARK_TIMEOUT_S = 180.0
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if REDIS_CLI is None and REDIS_BENCHMARK is None:
-        pytest.skip("redis-cli and redis-benchmark are not installed (apt-get install redis-tools)")
+        missing_tool(
+            "redis-cli and redis-benchmark are not installed (apt-get install redis-tools)"
+        )
     c = start_kv_cluster(tmp_path_factory.mktemp("kv-redis-cli"))
     try:
         yield c
@@ -56,7 +64,7 @@ def cli(node: Node, *args: str, stdin: bytes | None = None) -> bytes:
     return done.stdout
 
 
-@needs_cli
+@pytest.mark.usefixtures("needs_cli")
 def test_set_with_redis_cli_on_one_node_get_on_another(cluster: Cluster) -> None:
     one, two, three = cluster.nodes["1"], cluster.nodes["2"], cluster.nodes["3"]
     assert cli(one, "SET", "cli:k", "hello world") == b"OK\n"
@@ -73,7 +81,7 @@ def test_set_with_redis_cli_on_one_node_get_on_another(cluster: Cluster) -> None
     )
 
 
-@needs_cli
+@pytest.mark.usefixtures("needs_cli")
 def test_redis_cli_info_paxos(cluster: Cluster) -> None:
     leaders = set()
     for node in cluster.nodes.values():
@@ -88,7 +96,7 @@ def test_redis_cli_info_paxos(cluster: Cluster) -> None:
     assert len(leaders) == 1 and leaders <= set(cluster.nodes)
 
 
-@needs_cli
+@pytest.mark.usefixtures("needs_cli")
 def test_redis_cli_pipe_mode(cluster: Cluster) -> None:
     """``redis-cli --pipe`` sends raw RESP from stdin and counts the replies."""
     n = 300
@@ -107,7 +115,7 @@ def test_redis_cli_pipe_mode(cluster: Cluster) -> None:
         assert c.get("pipe:count") == b"20"
 
 
-@needs_benchmark
+@pytest.mark.usefixtures("needs_benchmark")
 def test_redis_benchmark_set_get(cluster: Cluster) -> None:
     assert REDIS_BENCHMARK is not None
     node = cluster.nodes["1"]

@@ -159,7 +159,7 @@ def test_paxostob_cluster_shows_why_a_node_exited(tmp_path: Path) -> None:
         cmd = [
             sys.executable, "-m", "paxostob", "cluster", "--nodes", "1",
             "--data-dir", str(data), "--base-port", str(base),
-            "--duration", "100", "--interval", "0.2",
+            "--duration", "100", "--interval", "0.2", "--no-restart",
         ]  # fmt: skip
         proc = subprocess.Popen(
             cmd,

@@ -25,7 +25,8 @@ members all have score 0 (Redis documents no order otherwise). The
 size-limit error names our bound (``value_bytes_max``) where Redis names
 ``proto-max-bulk-len``.
 
-Fails, with the reason, when ``redis-server`` is not installed.
+When ``redis-server`` is not installed, fails in CI and is skipped elsewhere
+(``tests/tools.py``), naming what to install.
 """
 
 from __future__ import annotations

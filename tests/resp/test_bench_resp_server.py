@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import io
-import shutil
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from paxostob.resp.server import RespServer
+
+from ..tools import need
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench" / "resp_server.py"
@@ -40,8 +41,8 @@ async def test_the_trivial_dispatcher_answers_ping_set_get(mode: str) -> None:
         await server.close()
 
 
-@pytest.mark.skipif(shutil.which("redis-benchmark") is None, reason="needs redis-benchmark")
 def test_a_tiny_comparison_runs() -> None:
+    need("redis-benchmark", "redis-tools")
     out = io.StringIO()
     src = str(REPO / "src")
     argv = ["compare", "--old-src", src, "--new-src", src, "--rounds", "1"]

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from paxostob.resp.protocol import ProtocolError, RequestParser
 
 from ..kv.real_redis import RedisUnavailable, redis_server
+from ..tools import missing_tool
 from .test_protocol import REDIS_CASES, UNBALANCED_LINES
 
 REPLY_TIMEOUT_S = 10.0
@@ -41,7 +42,7 @@ def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     except RedisUnavailable as e:
         if e.installed:
             pytest.fail(str(e))
-        pytest.skip(str(e))
+        missing_tool(str(e))
 
 
 def redis_reply(port: int, data: bytes) -> Any:

@@ -1,4 +1,4 @@
-"""Thousands of seeded fault schedules against the real core (DESIGN.md §6.3).
+"""Thousands of seeded fault schedules against the real core (docs/design.md, 'The simulator').
 
 Each test runs a chunk of consecutive seeds and reports every failing seed
 with the command that replays it (``paxostob sim --seed N``). The seed

@@ -1,4 +1,6 @@
-"""The command line, ``paxostob <command>``: the composition root (DESIGN.md §2).
+"""The command line, ``paxostob <command>``: the composition root.
+
+See docs/design.md, 'Layers and the dependency rule'.
 
 The only place that picks concrete classes (TCP transport, the default store,
 the RESP server) and wires them together.

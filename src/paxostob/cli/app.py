@@ -1,4 +1,6 @@
-"""The command line, ``paxostob <command> [flags]``: the composition root (DESIGN.md §2, §5).
+"""The command line, ``paxostob <command> [flags]``: the composition root.
+
+See docs/design.md, 'Layers and the dependency rule' and 'The public surface'.
 
 Each subcommand is one entry of ``COMMANDS``: a function that adds its
 flags to its subparser and a function that runs it and returns the exit
@@ -20,8 +22,11 @@ from typing import NoReturn, TextIO
 
 from ..sim.checkers import CheckFailure
 from ..sim.runner import RunResult, replay_command, run_many, simulate
+from ..version import __version__
 from . import cluster as cluster
+from . import init as init
 from . import serve as serve
+from . import snapshot as snapshot
 from . import status as status
 from .config import ConfigError
 
@@ -154,6 +159,16 @@ COMMANDS: dict[str, Command] = {
         configure=cluster.configure,
         run=cluster.run,
     ),
+    "init": Command(
+        help="write a new cluster's secret (mode 0600) and one node config (TOML) per member",
+        configure=init.configure,
+        run=init.run,
+    ),
+    "snapshot": Command(
+        help="save a live node's state to a file, or restore one into a new cluster's stores",
+        configure=snapshot.configure,
+        run=snapshot.run,
+    ),
     "status": Command(
         help="print each node's role, leader, ballot and positions (or that it is unreachable)",
         configure=status.configure,
@@ -169,6 +184,7 @@ COMMANDS: dict[str, Command] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="paxostob", description="Paxos consensus and total-order broadcast.")
+    parser.add_argument("--version", action="version", version=f"paxostob {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, help=command.help, description=command.help)

@@ -1,4 +1,4 @@
-"""A minimal RESP client for the CLI's own needs (status polling).
+"""A minimal RESP client for the CLI's own needs (status polling, snapshots).
 
 The CLI must not depend on a Redis client library (that is a test and user
 dependency), and it only needs to send one command and read a flat reply.
@@ -24,7 +24,9 @@ def _command(args: list[bytes]) -> bytes:
     return b"".join(out)
 
 
-async def _reply(reader: asyncio.StreamReader, depth: int = 0) -> object:
+async def _reply(
+    reader: asyncio.StreamReader, depth: int = 0, bytes_max: int = REPLY_BYTES_MAX
+) -> object:
     if depth > 8:
         raise RespClientError("reply nests too deeply")
     line = await reader.readuntil(b"\r\n")
@@ -39,21 +41,30 @@ async def _reply(reader: asyncio.StreamReader, depth: int = 0) -> object:
         n = int(rest)
         if n < 0:
             return None
-        if n > REPLY_BYTES_MAX:
-            raise RespClientError("reply too large")
+        if n > bytes_max:
+            raise RespClientError(f"reply of {n} bytes is larger than {bytes_max}")
         return (await reader.readexactly(n + 2))[:-2]
     if kind == b"*":
         n = int(rest)
         if n > REPLY_BYTES_MAX:
             raise RespClientError("reply too large")
-        return [await _reply(reader, depth + 1) for _ in range(max(n, 0))]
+        return [await _reply(reader, depth + 1, bytes_max) for _ in range(max(n, 0))]
     raise RespClientError(f"unexpected reply type {kind!r}")
 
 
 async def request(
-    host: str, port: int, args: list[bytes], *, timeout_s: float = 2.0, password: str | None = None
+    host: str,
+    port: int,
+    args: list[bytes],
+    *,
+    timeout_s: float = 2.0,
+    password: str | None = None,
+    reply_bytes_max: int = REPLY_BYTES_MAX,
 ) -> object:
-    """Send one command (after AUTH if ``password``) and return its RESP2 reply."""
+    """Send one command (after AUTH if ``password``) and return its RESP2 reply.
+
+    ``reply_bytes_max`` bounds each bulk string of the reply (a snapshot is large).
+    """
 
     async def go() -> object:
         reader, writer = await asyncio.open_connection(host, port)
@@ -64,7 +75,7 @@ async def request(
             await writer.drain()
             if password is not None:
                 await _reply(reader)
-            return await _reply(reader)
+            return await _reply(reader, bytes_max=reply_bytes_max)
         finally:
             writer.close()
 

@@ -15,7 +15,10 @@ from ..resp.server import TIMEOUT_S_DEFAULT
 
 __all__ = [
     "CLIENT_QUERY_BUFFER_LIMIT_DEFAULT",
+    "LOG_FORMATS",
+    "READY_LAG_SLOTS_MAX_DEFAULT",
     "RESP_PORT_OFFSET",
+    "SLOW_FSYNC_MS_DEFAULT",
     "ConfigError",
     "NodeConfig",
     "load_node_config",
@@ -33,6 +36,23 @@ RESP_PORT_OFFSET = 1000
 #: (MGET) needs more than a few MiB; at 1 GiB three half-sent commands took
 #: 1.6 GB of memory.
 CLIENT_QUERY_BUFFER_LIMIT_DEFAULT = 32 * 1024 * 1024
+
+
+#: A sync of the log slower than this is logged (WARNING, at most one line per
+#: 10 s with a count). etcd's threshold for its "slow fdatasync" warning: a
+#: healthy disk syncs in milliseconds, and a second is long enough that every
+#: write waiting for it has visibly stalled.
+SLOW_FSYNC_MS_DEFAULT = 1000.0
+
+#: ``/ready`` answers 503 while this node's applied slot is more than this
+#: many slots behind the highest commit it heard from a leader. A follower
+#: in step trails by at most the leader's pipeline of open slots (64 by
+#: default) for a moment; a node catching up after a restart or a partition
+#: is thousands of slots behind until it has caught up.
+READY_LAG_SLOTS_MAX_DEFAULT = 1000
+
+#: ``--log-format``: one human-readable line per record, or one JSON object per line.
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(Exception):
@@ -65,6 +85,15 @@ class NodeConfig:
     proto_max_bulk_len: int | None = None
     #: Bytes one client's unparsed input and unfinished command may hold.
     client_query_buffer_limit: int = CLIENT_QUERY_BUFFER_LIMIT_DEFAULT
+    #: Prometheus metrics, /health and /ready on this port of the node's host
+    #: (None: off).
+    metrics_port: int | None = None
+    #: ``text`` or ``json`` (one object per line) on stderr.
+    log_format: str = "text"
+    #: Syncs of the log slower than this are logged as slow (milliseconds).
+    slow_fsync_ms: float = SLOW_FSYNC_MS_DEFAULT
+    #: ``/ready``'s bound on how far this node's applied slot may trail the commit.
+    ready_lag_slots_max: int = READY_LAG_SLOTS_MAX_DEFAULT
 
     @property
     def tls(self) -> bool:
@@ -135,6 +164,10 @@ KNOWN_KEYS = frozenset(
         "timeout",
         "proto_max_bulk_len",
         "client_query_buffer_limit",
+        "metrics_port",
+        "log_format",
+        "slow_fsync_ms",
+        "ready_lag_slots_max",
     }
 )
 
@@ -143,7 +176,7 @@ def load_node_config(flags: dict[str, Any], config_file: Path | None) -> NodeCon
     """Merge a TOML file (if any) with flags (flags win) and validate everything."""
     raw: dict[str, Any] = {}
     if config_file is not None:
-        raw = _read_toml(config_file)
+        raw = _dashes_as_underscores(_read_toml(config_file), config_file)
         unknown = sorted(set(raw) - KNOWN_KEYS)
         if unknown:
             raise ConfigError(f"config {config_file}: unknown key(s) {', '.join(unknown)}")
@@ -213,6 +246,28 @@ def load_node_config(flags: dict[str, Any], config_file: Path | None) -> NodeCon
     if not 0 <= timeout <= 10**9:  # also refuses nan
         raise ConfigError(f"timeout {timeout} must be >= 0 seconds (0: never close idle clients)")
 
+    metrics_port = raw.get("metrics_port")
+    if metrics_port is not None:
+        metrics_port = _port(str(metrics_port), "--metrics-port")
+        if metrics_port in (resp_port, members[node_id][1]):
+            raise ConfigError(
+                f"--metrics-port {metrics_port} is this node's peer or client port: "
+                "give it a port of its own"
+            )
+    log_format = str(raw.get("log_format", "text"))
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"--log-format {log_format!r}: expected one of {', '.join(LOG_FORMATS)}")
+    slow_fsync_ms = raw.get("slow_fsync_ms", SLOW_FSYNC_MS_DEFAULT)
+    try:
+        if isinstance(slow_fsync_ms, bool):
+            raise ValueError
+        slow_fsync_ms = float(slow_fsync_ms)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--slow-fsync-ms {slow_fsync_ms!r} is not a number") from None
+    if not 0 <= slow_fsync_ms <= 10**9:  # also refuses nan
+        raise ConfigError(f"--slow-fsync-ms {slow_fsync_ms} must be >= 0 milliseconds")
+    lag_max = _positive_int(raw, "ready_lag_slots_max")
+
     return NodeConfig(
         node_id=node_id,
         members=members,
@@ -231,7 +286,22 @@ def load_node_config(flags: dict[str, Any], config_file: Path | None) -> NodeCon
         timeout_s=timeout,
         proto_max_bulk_len=proto_max_bulk_len,
         client_query_buffer_limit=buffer_limit,
+        metrics_port=metrics_port,
+        log_format=log_format,
+        slow_fsync_ms=slow_fsync_ms,
+        ready_lag_slots_max=READY_LAG_SLOTS_MAX_DEFAULT if lag_max is None else lag_max,
     )
+
+
+def _dashes_as_underscores(raw: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Accept a key as its flag is spelled (``data-dir``) or as Python spells it (``data_dir``)."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name in out:
+            raise ConfigError(f"config {path}: {name} is given twice (as {key} and {name})")
+        out[name] = value
+    return out
 
 
 def _flag(value: object, name: str) -> bool:

@@ -17,9 +17,11 @@ import ctypes
 import gc
 import logging
 import os
+import platform
 import signal
 import ssl
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TextIO
 
@@ -32,9 +34,21 @@ from ..node.tob import TotalOrderBroadcast
 from ..resp.broadcast_log import BroadcastLog
 from ..resp.commands import NodeCommands
 from ..resp.server import MAXCLIENTS_DEFAULT, TIMEOUT_S_DEFAULT, RespLimits, RespServer
+from ..storage.log import LogStorage
 from ..transport.tcp import TcpTransport, install_uvloop
-from .config import CLIENT_QUERY_BUFFER_LIMIT_DEFAULT, ConfigError, NodeConfig, load_node_config
+from ..version import __version__
+from .config import (
+    CLIENT_QUERY_BUFFER_LIMIT_DEFAULT,
+    LOG_FORMATS,
+    READY_LAG_SLOTS_MAX_DEFAULT,
+    SLOW_FSYNC_MS_DEFAULT,
+    ConfigError,
+    NodeConfig,
+    load_node_config,
+)
 from .descriptors import client_budget
+from .logs import configure_logging
+from .metrics import FsyncObserver, MetricsServer, NodeCollector, make_registry
 
 __all__ = ["configure", "run", "serve_node"]
 
@@ -128,7 +142,34 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="bytes one client's unfinished command may hold "
         f"(default {CLIENT_QUERY_BUFFER_LIMIT_DEFAULT})",
     )
-    p.add_argument(
+    monitoring = p.add_argument_group("monitoring", "see docs/operations.md, 'Monitoring'")
+    monitoring.add_argument(
+        "--metrics-port",
+        dest="metrics_port",
+        metavar="P",
+        help="serve Prometheus /metrics, /health and /ready on this port of the node's "
+        "host (default: off)",
+    )
+    monitoring.add_argument(
+        "--ready-lag-slots-max",
+        dest="ready_lag_slots_max",
+        metavar="N",
+        help="/ready fails while the applied slot trails the commit by more than N slots "
+        f"(default {READY_LAG_SLOTS_MAX_DEFAULT})",
+    )
+    monitoring.add_argument(
+        "--slow-fsync-ms",
+        dest="slow_fsync_ms",
+        metavar="MS",
+        help=f"log syncs of the log slower than this (default {SLOW_FSYNC_MS_DEFAULT:g})",
+    )
+    monitoring.add_argument(
+        "--log-format",
+        dest="log_format",
+        choices=LOG_FORMATS,
+        help="stderr log lines: text, or one JSON object per line (default text)",
+    )
+    monitoring.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -155,24 +196,42 @@ def _flags(ns: argparse.Namespace) -> dict[str, object]:
         "timeout",
         "proto_max_bulk_len",
         "client_query_buffer_limit",
+        "metrics_port",
+        "ready_lag_slots_max",
+        "slow_fsync_ms",
+        "log_format",
     )
     return {k: getattr(ns, k) for k in keys}
 
 
 def run(ns: argparse.Namespace, out: TextIO) -> int:
     cfg = load_node_config(_flags(ns), ns.config)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=ns.log_level,
-        format=f"%(asctime)s %(levelname)s node {cfg.node_id} %(name)s: %(message)s",
+    configure_logging(ns.log_level, cfg.log_format, cfg.node_id, sys.stderr)
+    # First, so every node log says what it runs on: uvloop, or asyncio's
+    # own loop (slower: the figures in docs/benchmarks.md are with uvloop).
+    log.info(
+        "paxostob %s on Python %s, event loop %s",
+        __version__,
+        platform.python_version(),
+        _event_loop(install_uvloop()),
     )
     _bound_malloc()
     limits = client_limits(cfg, LogConfig())
-    install_uvloop()
     try:
         return asyncio.run(serve_node(cfg, limits))
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         return 130
+
+
+def _event_loop(uvloop: bool) -> str:
+    if uvloop:
+        try:
+            return f"uvloop {version('uvloop')}"
+        except PackageNotFoundError:
+            return "uvloop"
+    if sys.platform == "win32":
+        return "asyncio (uvloop does not run on Windows)"
+    return "asyncio (uvloop is not installed: reinstall paxostob to get it, or pip install uvloop)"
 
 
 def _ssl_contexts(cfg: NodeConfig) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
@@ -329,7 +388,30 @@ async def serve_node(cfg: NodeConfig, limits: RespLimits | None = None) -> int:
         limits=limits,
         auth_required=cfg.requirepass is not None,
     )
-    commands.clients = server  # CLIENT LIST, CLIENT KILL
+    commands.server = server
+    host, port = cfg.members[cfg.node_id]
+    metrics: MetricsServer | None = None
+    fsync_histogram = None
+    if cfg.metrics_port is not None:
+        collector = NodeCollector(
+            tob,
+            transport=transport,
+            server=server,
+            commands=commands.stats,
+            ready_lag_slots_max=cfg.ready_lag_slots_max,
+        )
+        registry, fsync_histogram = make_registry(collector)
+        metrics = MetricsServer(
+            registry,
+            tob,
+            host=host,
+            port=cfg.metrics_port,
+            ready_lag_slots_max=cfg.ready_lag_slots_max,
+        )
+    storage = tob.storage
+    if isinstance(storage, LogStorage):
+        # Timed from the first sync on (opening the store syncs too).
+        storage.on_sync = FsyncObserver(tob, cfg.slow_fsync_ms, fsync_histogram)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -348,16 +430,25 @@ async def serve_node(cfg: NodeConfig, limits: RespLimits | None = None) -> int:
                 f"cannot listen for clients on {cfg.resp_host}:{cfg.resp_port}: {e.strerror}"
             ) from None
         started.append(server)
+        if metrics is not None:
+            try:
+                await metrics.start()
+            except OSError as e:
+                raise ConfigurationError(
+                    f"cannot listen for metrics on {host}:{cfg.metrics_port}: {e.strerror}"
+                ) from None
+            started.append(metrics)
         _tune_gc()
-        host, port = cfg.members[cfg.node_id]
         log.info(
-            "%s peers on %s:%d, clients on %s:%d (try: redis-cli -p %d PAXOS.BROADCAST hello)",
+            "%s peers on %s:%d, clients on %s:%d%s (try: redis-cli -p %d PAXOS.BROADCAST hello)",
             READY_MARK,
             host,
             port,
             cfg.resp_host,
             server.port,
+            "" if metrics is None else f", metrics on http://{host}:{metrics.port}/metrics",
             server.port,
+            extra={"event": "ready"},
         )
         # Until a signal, or until the node fails (its storage, its driver):
         # then it has logged what failed and what to do, and exits non-zero.
@@ -374,6 +465,8 @@ async def serve_node(cfg: NodeConfig, limits: RespLimits | None = None) -> int:
         log.error("%s", e)
         code = EXIT_FAILED
     finally:
+        if metrics is not None and metrics in started:
+            await metrics.close()
         if server in started:
             await server.close()
         if tob in started:

@@ -1,15 +1,21 @@
-"""``paxostob status``: each node's role, leader, ballot and positions, or "unreachable"."""
+"""``paxostob status``: each node's role, leader, ballot and positions, or "unreachable".
+
+The last line says whether the cluster has a quorum: a majority of the
+members answered and name the same leader. Without one the exit status is 1
+(a script or a probe can rely on it), with one 0.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from collections import Counter
 from typing import TextIO
 
 from .client import RespClientError, request
 from .config import ConfigError, parse_members, resp_address
 
-__all__ = ["configure", "fetch_status", "format_status", "run"]
+__all__ = ["configure", "fetch_status", "format_status", "quorum_line", "run"]
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -57,6 +63,27 @@ def format_status(node_id: str, address: str, st: dict[str, str] | str) -> str:
     )
 
 
+def quorum_line(results: list[dict[str, str] | str]) -> tuple[bool, str]:
+    """Whether a majority of the members (``results``, one per member) answered
+    and name the same leader; and the line that says so."""
+    majority = len(results) // 2 + 1
+    reachable = sum(not isinstance(st, str) for st in results)
+    leaders = Counter(
+        st["leader_id"] for st in results if not isinstance(st, str) and st.get("leader_id")
+    )
+    if leaders:
+        leader, backing = leaders.most_common(1)[0]
+        if backing >= majority:
+            return True, (
+                f"quorum: yes: {backing} of {len(results)} nodes follow leader {leader} "
+                f"(a majority is {majority})"
+            )
+        why = f"at most {backing} of {len(results)} nodes name the same leader ({leader})"
+    else:
+        why = f"{reachable} of {len(results)} nodes answered, and none knows a leader"
+    return False, f"quorum: NO: {why}; a majority is {majority}"
+
+
 def run(ns: argparse.Namespace, out: TextIO) -> int:
     members = parse_members(ns.members)
     if ns.resp_members:
@@ -77,8 +104,8 @@ def run(ns: argparse.Namespace, out: TextIO) -> int:
         )
 
     results = asyncio.run(all_status())
-    reachable = 0
     for (node_id, (host, port)), st in zip(resp.items(), results, strict=True):
         out.write(format_status(node_id, f"{host}:{port}", st) + "\n")
-        reachable += not isinstance(st, str)
-    return 0 if reachable else 1
+    ok, line = quorum_line(results)
+    out.write(line + "\n")
+    return 0 if ok else 1

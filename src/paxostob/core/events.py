@@ -1,7 +1,7 @@
 """Events into the core, and the ``Ready`` batch of effects out of it.
 
-The runtime handles a ``Ready`` in this order (DESIGN.md §3), then calls
-``advance(ready)``:
+The runtime handles a ``Ready`` in this order (docs/design.md, 'The Ready
+contract'), then calls ``advance(ready)``:
 
 1. send ``early`` at once: messages that depend on no state of this Ready
    (the core decides which, per message type: see ``multipaxos.EARLY``);

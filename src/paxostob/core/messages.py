@@ -1,7 +1,8 @@
 """Messages between replicas. Every message names its instance and sender.
 
 The Go original's messages carried no instance id, so consensus instances
-sharing a transport consumed each other's messages (DESIGN.md §1 defect 1).
+sharing a transport consumed each other's messages (docs/design.md, 'Five
+defects of the Go original', 1).
 Here every message carries ``instance`` (which protocol instance it belongs
 to) and ``sender`` (the node that produced it; quorums count distinct
 senders), and every slot-specific message carries its ``slot``.

@@ -1,6 +1,7 @@
 """Multi-Paxos: a replicated log of slots, the engine of total-order broadcast.
 
-Theory of operation ("Paxos Made Simple" §3, DESIGN.md §3):
+Theory of operation ("Paxos Made Simple" §3; docs/design.md, 'Multi-Paxos as
+implemented'):
 
 - Every replica is acceptor and learner for every slot; the per-slot rules are
   those of ``rules`` (the same ones single-decree consensus uses).
@@ -14,7 +15,8 @@ Theory of operation ("Paxos Made Simple" §3, DESIGN.md §3):
   delivered there and is re-forwarded after a leader change; replicas skip
   ids already delivered, so a retried proposal is delivered once. A node
   whose proposal lost a slot therefore proposes *its own* value again
-  later (the Go original re-proposed the winner: DESIGN.md §1 defect 5).
+  later (the Go original re-proposed the winner: docs/design.md, 'Five
+  defects of the Go original', 5).
 - Leader failure is detected by missing heartbeats within a randomized
   election timeout; the suspecting node campaigns with a higher round.
   Leaders that hear a higher ballot (a ``Nack``) or lose contact with a
@@ -75,8 +77,8 @@ Theory of operation ("Paxos Made Simple" §3, DESIGN.md §3):
 Messages a replica sends to itself are handled in place (the local acceptor
 and learner), never through the network.
 
-The log's clock (time for applications, e.g. key expiry; DESIGN: the
-leader's clock governs, as a Redis primary's does). Time enters only as
+The log's clock (time for applications, e.g. key expiry; docs/design.md, 'The log's clock':
+the leader's clock governs, as a Redis primary's does). Time enters only as
 data: the runtime steps ``Tick(clock_ms=W, elapsed_ms=e)`` with its wall
 clock ``W`` and the monotonic time ``e`` since its previous tick. The rule:
 

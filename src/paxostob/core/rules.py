@@ -11,7 +11,8 @@ Theory of operation ("Paxos Made Simple" §2.2-2.3):
   must propose the value of the highest-ballot proposal accepted by any member
   of that quorum, or its own value if none accepted anything.
 - Quorums are majorities of *distinct* acceptors. The Go original counted
-  messages, so a duplicated promise counted twice (DESIGN.md §1 defect 3);
+  messages, so a duplicated promise counted twice (docs/design.md, 'Five
+  defects of the Go original', 3);
   ``Tally`` counts senders.
 - Learner: a value is chosen when a quorum of distinct acceptors accepted it
   in the same ballot.
@@ -60,7 +61,8 @@ def highest_accepted(reports: Iterable[tuple[Ballot, V] | None]) -> tuple[Ballot
     """P2c: among a quorum's accepted proposals, the one with the highest ballot.
 
     ``None`` reports (acceptors that accepted nothing) are skipped. The Go
-    original took the wrong value here (DESIGN.md §1 defect 4).
+    original took the wrong value here (docs/design.md, 'Five defects of the
+    Go original', 4).
     """
     best: tuple[Ballot, V] | None = None
     for report in reports:

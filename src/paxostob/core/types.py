@@ -4,7 +4,7 @@ Theory of operation: a *ballot* names one attempt of one proposer to get a
 value chosen. Ballots must be totally ordered and unique across proposers, so
 a ballot is the pair ``(round, node_id)`` compared lexicographically (the Go
 original added node ids to a counter, so two proposers could own the same
-ballot: DESIGN.md §1 defect 2).
+ballot: docs/design.md, 'Five defects of the Go original', 2).
 
 A *value* in a slot is a ``Batch``: a tuple of proposals, each identified by a
 ``ProposalId(origin, seq)`` so that a proposal retried after a leader change

@@ -7,18 +7,16 @@ or on a finished save, and runs: step every queued event -> ``ready()`` ->
 send its ``early`` messages -> deliver -> ``advance`` -> queue its durable
 part (core/events.py has the contract).
 
-The pipeline: saves run in a worker thread, one at a time and in order,
-while the driver keeps stepping events and taking Readys. A Ready's late
-``messages`` (promises, accept acknowledgements, ...) leave, and
-``Persisted`` is stepped (the core then counts its own votes of it), only
-once its save *and every earlier one* returned: so a promise or acceptance
-that a peer (or the leader itself) relies on is on disk first (DESIGN.md
-§3). Readys that queue up behind a save in flight are saved together in the
-next one (``coalesce``: one transaction, one fsync: group commit); at most
-``persist_queue_max`` Readys wait (back-pressure: the driver then takes no
-Ready until a save returns, but still steps events, whose effects gather in
-the core and leave in one Ready later). A Ready with nothing to save and nothing
-queued before it completes at once; without storage every Ready does.
+The pipeline: the order of sends, saves and ``Persisted`` is
+``core.pipeline.Pipeline``'s, the object the simulator and the scenario
+tests drive too; the driver is its IO shell. Saves run in a worker thread,
+one at a time and in order, while the driver keeps stepping events and
+taking Readys (a save with no early message to overlap runs on the loop:
+the hand-off would cost more than the fsync). A Ready's late ``messages``
+leave, and ``Persisted`` is stepped, only once its save *and every earlier
+one* returned; Readys that queue up behind a save in flight are saved
+together in the next one (group commit); at most ``persist_queue_max``
+Readys wait (back-pressure).
 
 Several protocol instances may share one transport (a ``Consensus`` per
 instance name and a ``TotalOrderBroadcast``): the ``Mux`` reads the transport
@@ -45,10 +43,10 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Protocol
 
-from ..core.events import Event, Persisted, Ready, Receive, Tick, coalesce
+from ..core.events import Ready, Receive, Tick
 from ..core.messages import Envelope
+from ..core.pipeline import Complete, Pipeline, ReplicaLike
 from ..errors import (
     ConfigurationError,
     NodeFailedError,
@@ -62,13 +60,6 @@ from ._common import failure_message
 __all__ = ["Driver", "Mux", "ReplicaLike"]
 
 log = logging.getLogger("paxostob.node")
-
-
-class ReplicaLike(Protocol):
-    def step(self, event: Event) -> None: ...
-    def has_ready(self) -> bool: ...
-    def ready(self) -> Ready: ...
-    def advance(self, ready: Ready) -> None: ...
 
 
 class Mux:
@@ -186,15 +177,6 @@ def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
         fut.set_exception(error)
 
 
-def _has_durable_part(ready: Ready) -> bool:
-    return (
-        ready.promised is not None
-        or bool(ready.accepted)
-        or bool(ready.decided)
-        or ready.snapshot is not None
-    )
-
-
 class Driver:
     """Runs ``replica`` on a transport: ticks, inbox, and the Ready pipeline."""
 
@@ -239,27 +221,36 @@ class Driver:
         self._task: asyncio.Task[None] | None = None
         self._mux: Mux | None = None
         self._closed = False
-        #: Readys handed out and not yet durable, oldest first; the first
-        #: ``_saving_count`` of them are in the save ``_saving``.
-        self._queue: deque[Ready] = deque()
+        #: The order of saves and sends (core/pipeline.py); the save in
+        #: flight in the saver thread, if any.
+        self.pipeline = Pipeline(replica, durable=persist is not None, queue_max=persist_queue_max)
         self._saving: asyncio.Future[None] | None = None
-        self._saving_count = 0
-        #: At most this many Readys wait for the disk (back-pressure).
-        self.persist_queue_max = persist_queue_max
         #: Save on the loop when no early message went out with the Readys
         #: (nothing to overlap the fsync with); else in a worker thread.
         self.inline_saves = inline_saves
         #: The thread of threaded saves, started by the first one.
         self._saver: _Saver | None = None
-        #: Saves made, and Readys they covered (group commit: saves <= readies).
-        self.saves = 0
-        self.saved_readies = 0
         #: Called once, in the driver task, when the node fails: makes the
         #: error every caller gets (and fails what waits on the node).
         self._on_failure = on_failure
         #: Why the node stopped on its own, once it did.
         self.failure: NodeFailedError | None = None
         self._ended = asyncio.Event()
+
+    @property
+    def saves(self) -> int:
+        """Saves made (group commit: at most ``saved_readies``)."""
+        return self.pipeline.saves
+
+    @property
+    def saved_readies(self) -> int:
+        """Readys the saves covered."""
+        return self.pipeline.saved_readies
+
+    @property
+    def persist_queue_max(self) -> int:
+        """At most this many Readys wait for the disk (back-pressure)."""
+        return self.pipeline.queue_max
 
     @property
     def running(self) -> bool:
@@ -300,14 +291,13 @@ class Driver:
             if saving.cancelled() or saving.exception() is not None or self.failure is not None:
                 # The store is closed after a failed save (storage/base.py):
                 # what is queued behind it cannot be saved either.
-                self._queue.clear()
+                self.pipeline.clear()
                 return
-            for _ in range(self._saving_count):
-                self._queue.popleft()
         persist = self._persist
-        while self._queue and persist is not None:
-            group = self._next_group()
-            await asyncio.to_thread(persist, coalesce(group))
+        if persist is not None:
+            for group in self.pipeline.unsaved():
+                await asyncio.to_thread(persist, group)
+        self.pipeline.clear()
 
     def call(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` inside the driver task, between two steps (it owns the replica)."""
@@ -339,7 +329,7 @@ class Driver:
         self.failure = failure
         # After a failed save the store closed itself (storage/base.py): what
         # is queued cannot be saved, and close() must not try.
-        self._queue.clear()
+        self.pipeline.clear()
         if self._mux is not None:
             self._mux.detach(self.instance)
             self._mux = None
@@ -358,44 +348,35 @@ class Driver:
 
     # ------------------------------------------------------------ the pipeline
 
-    def _next_group(self) -> list[Ready]:
-        """Pop the queued Readys the next save covers: up to (not past) a snapshot."""
-        queue = self._queue
-        group = [queue.popleft()]
-        while queue and queue[0].snapshot is None:
-            group.append(queue.popleft())
-        return group
-
-    def _start_save(self) -> None:
-        """Start saving the queue's head unless a save is in flight (driver task only)."""
+    def _pump(self) -> None:
+        """Send what completed and start the next save, until a save is in flight (or none)."""
+        pipeline = self.pipeline
         persist = self._persist
-        assert persist is not None
-        queue = self._queue
-        while self._saving is None and queue:
-            group = self._next_group()
-            merged = coalesce(group)
-            if not _has_durable_part(merged):
-                self._complete(group)  # nothing to write, and all before it is durable
+        send = self.transport.send
+        while self._saving is None:
+            action = pipeline.poll()
+            if action is None:
+                return
+            if isinstance(action, Complete):
+                for ready in action.readies:
+                    for envelope in ready.messages:
+                        send(envelope)
                 continue
-            if self.inline_saves and not any(ready.early for ready in group):
+            assert persist is not None
+            if self.inline_saves and not action.early:
                 # Nothing left early to overlap the save with (a follower's
                 # votes wait for it anyway): save on the loop. The thread
                 # hand-off (a pool submit, wake-ups, two GIL passes) costs
                 # more CPU than the fsync blocks the loop: measured -25% CPU
                 # per write on followers, +10% writes/s at 50 clients and
                 # -15% one-client latency on the 3-node cluster.
-                persist(merged)
-                self.saves += 1
-                self.saved_readies += len(group)
-                self._complete(group)
+                persist(action.ready)
+                pipeline.saved()
                 continue
-            # Put back, counted as in flight, until the save returns.
-            queue.extendleft(reversed(group))
-            self._saving_count = len(group)
             saver = self._saver
             if saver is None:
                 saver = self._saver = _Saver(asyncio.get_running_loop(), self.instance)
-            self._saving = saving = saver.submit(persist, merged)
+            self._saving = saving = saver.submit(persist, action.ready)
             saving.add_done_callback(self._saved)
 
     def _saved(self, _: asyncio.Future[None]) -> None:
@@ -410,25 +391,10 @@ class Driver:
         if saving.exception() is not None:
             # A StorageError stops the node: the store closed itself, so
             # nothing queued can be saved (close() must not try).
-            self._queue.clear()
+            self.pipeline.clear()
             saving.result()
-        queue = self._queue
-        group = [queue.popleft() for _ in range(self._saving_count)]
-        self.saves += 1
-        self.saved_readies += len(group)
-        self._complete(group)
-        if queue:
-            self._start_save()
-
-    def _complete(self, group: list[Ready]) -> None:
-        """``group`` (and everything before it) is durable: its late messages may leave."""
-        send = self.transport.send
-        for ready in group:
-            for envelope in ready.messages:
-                send(envelope)
-        seq = group[-1].seq
-        if seq:
-            self.replica.step(Persisted(seq))
+        self.pipeline.saved()
+        self._pump()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -482,30 +448,21 @@ class Driver:
             self._fail(e)
 
     async def _drain(self) -> None:
-        replica = self.replica
+        pipeline = self.pipeline
         send = self.transport.send
-        queue = self._queue
-        while replica.has_ready():
-            if len(queue) >= self.persist_queue_max:
-                # The disk is behind: take no Ready now. Events are still
-                # stepped as they come, and their effects gather in the core
-                # (one batch, one Ready) until a save returns and wakes us.
-                return
+        while pipeline.can_take():
+            # (When the disk is behind, can_take is False: events are still
+            # stepped as they come, and their effects gather in the core, one
+            # batch and one Ready, until a save returns and wakes us.)
             if self._room is not None:
                 await self._room()
-            ready = replica.ready()
+            ready = pipeline.take()
             for envelope in ready.early:
                 send(envelope)
-            if self._persist is None or (not queue and not _has_durable_part(ready)):
+            if pipeline.completes_at_once(ready):
                 # Nothing to wait for: durable as soon as handled.
                 for envelope in ready.messages:
                     send(envelope)
-                self._on_ready(ready)
-                replica.advance(ready)
-                if ready.seq:
-                    replica.step(Persisted(ready.seq))
-                continue
             self._on_ready(ready)
-            replica.advance(ready)
-            queue.append(ready)
-            self._start_save()
+            pipeline.handled(ready)
+            self._pump()

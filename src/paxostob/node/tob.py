@@ -22,6 +22,7 @@ import os
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..core.events import Ready
@@ -49,7 +50,7 @@ from ._common import (
 )
 from .driver import Driver
 
-__all__ = ["CopyingStateMachine", "StateMachine", "TotalOrderBroadcast"]
+__all__ = ["CopyingStateMachine", "SnapshotStats", "StateMachine", "TotalOrderBroadcast"]
 
 log = logging.getLogger("paxostob.node")
 
@@ -84,6 +85,31 @@ class CopyingStateMachine(StateMachine, Protocol):
     """
 
     def snapshot_copy(self) -> Callable[[], bytes | None]: ...
+
+
+@dataclass(slots=True)
+class SnapshotStats:
+    """A node's snapshots so far (read them; the node updates them).
+
+    ``saved``: snapshots written to storage, taken here or ``installed``
+    from a peer; ``failed``: encodings that raised (the log is then kept
+    until the next try). ``last_*``: the latest saved one: its slot, size,
+    when it was saved (Unix seconds), how long encoding it took (0 for one
+    from a peer) and how long storage took to write it. ``*_s_total``: the
+    sums over every snapshot, for averages.
+    """
+
+    saved: int = 0
+    installed: int = 0
+    failed: int = 0
+    last_failed: bool = False
+    last_slot: int = 0
+    last_bytes: int = 0
+    last_saved_at: float = 0.0
+    last_encode_s: float = 0.0
+    last_save_s: float = 0.0
+    encode_s_total: float = 0.0
+    save_s_total: float = 0.0
 
 
 INSTANCE_PREFIX = "tob:"
@@ -280,6 +306,10 @@ class TotalOrderBroadcast(AsyncLifetime):
         self._bytes_since = 0
         #: The snapshot being encoded off the loop, if any.
         self._snapshotting: asyncio.Future[None] | None = None
+        #: Counters of snapshots (metrics, INFO persistence).
+        self.snapshots = SnapshotStats()
+        #: How long encoding the snapshot being saved took (seconds).
+        self._encode_s = 0.0
         self._driver = Driver(
             self._replica,
             transport,
@@ -307,8 +337,13 @@ class TotalOrderBroadcast(AsyncLifetime):
         self._drained = asyncio.Event()
         #: The last leader this node knew, and its ballot (the log line's "was").
         self._known_leader: tuple[str, Ballot] | None = None
+        #: The known leader was lost and that was logged (once per loss).
+        self._leader_lost = False
         #: Times this node saw the leader change (a new leader, or a new ballot).
         self.leader_changes = 0
+        #: This node's broadcasts that failed: dropped by the log (too large,
+        #: a conflicting id) or not delivered within their timeout.
+        self.proposals_failed = 0
 
     # ------------------------------------------------------------- lifetime
 
@@ -321,6 +356,21 @@ class TotalOrderBroadcast(AsyncLifetime):
     @property
     def state_machine(self) -> StateMachine | None:
         return self._sm
+
+    @property
+    def storage(self) -> Storage | None:
+        """The node's storage (the one ``data_dir`` made), or None in memory."""
+        return self._storage
+
+    @property
+    def snapshot_in_progress(self) -> bool:
+        """A snapshot is being encoded (between the node's other work)."""
+        return self._snapshotting is not None
+
+    @property
+    def entries_since_snapshot(self) -> int:
+        """Deliveries applied since the last snapshot was taken (none without a state machine)."""
+        return self._entries_since
 
     async def start(self) -> None:
         storage = self._storage
@@ -565,6 +615,7 @@ class TotalOrderBroadcast(AsyncLifetime):
             return
         for fut, timeout in list(bucket.waiters.items()):
             if not fut.done():
+                self.proposals_failed += 1
                 fut.set_exception(
                     QuorumTimeoutError(
                         f"broadcast did not complete within {timeout:.3g} s "
@@ -631,9 +682,51 @@ class TotalOrderBroadcast(AsyncLifetime):
         # Runs in a worker thread, before the Ready's messages are sent.
         assert self._storage is not None
         if ready.snapshot is not None:
+            started = time.perf_counter()
             self._storage.install_snapshot(ready.snapshot)
+            self._snapshot_saved(ready, time.perf_counter() - started)
         if has_durable_part(ready):
             self._storage.save(ready)
+
+    def _snapshot_saved(self, ready: Ready, save_s: float) -> None:
+        """Count and log a snapshot storage just wrote (in the save's thread, or the loop)."""
+        snapshot = ready.snapshot
+        assert snapshot is not None
+        stats = self.snapshots
+        from_peer = ready.restore_at is not None
+        encode_s = 0.0 if from_peer else self._encode_s
+        stats.saved += 1
+        stats.installed += from_peer
+        stats.last_failed = False
+        stats.last_slot = snapshot.slot
+        stats.last_bytes = len(snapshot.data)
+        stats.last_saved_at = self.wall_clock()
+        stats.last_encode_s = encode_s
+        stats.last_save_s = save_s
+        stats.encode_s_total += encode_s
+        stats.save_s_total += save_s
+        known = self._known_leader
+        log.info(
+            "%s: %s at slot %d saved: %d bytes, encoded in %.1f ms, written in %.1f ms "
+            "(leader %s at ballot %s)",
+            self.address,
+            "snapshot from a peer" if from_peer else "snapshot",
+            snapshot.slot,
+            len(snapshot.data),
+            encode_s * 1000,
+            save_s * 1000,
+            known[0] if known is not None else "none",
+            known[1] if known is not None else "-",
+            extra={
+                "event": "snapshot",
+                "slot": snapshot.slot,
+                "bytes": len(snapshot.data),
+                "from_peer": from_peer,
+                "encode_ms": round(encode_s * 1000, 3),
+                "save_ms": round(save_s * 1000, 3),
+                "ballot": str(known[1]) if known is not None else None,
+            },
+        )
 
     def _restore(self, data: bytes) -> None:
         if self._sm is None:
@@ -650,7 +743,28 @@ class TotalOrderBroadcast(AsyncLifetime):
         r = self._replica
         leader = r.leader
         if leader is None:
-            return  # an election under way: logged once it has a winner
+            # An election under way: the winner is logged once known. Said
+            # once per loss, so an operator sees when a node stopped knowing
+            # one (it answers key-value commands -TRYAGAIN meanwhile).
+            lost = self._known_leader
+            if lost is not None and not self._leader_lost:
+                self._leader_lost = True
+                log.warning(
+                    "%s: lost the leader (was %s at ballot %s): an election is under way, "
+                    "at applied slot %d",
+                    self.address,
+                    lost[0],
+                    lost[1],
+                    r.decided_through,
+                    extra={
+                        "event": "leader_lost",
+                        "was_leader": lost[0],
+                        "ballot": str(lost[1]),
+                        "slot": r.decided_through,
+                    },
+                )
+            return
+        self._leader_lost = False
         now = (leader, r.leader_ballot)
         was = self._known_leader
         if now == was:
@@ -666,6 +780,14 @@ class TotalOrderBroadcast(AsyncLifetime):
             was[0] if was is not None else "none",
             was[1] if was is not None else "-",
             self.leader_changes,
+            extra={
+                "event": "leader_change",
+                "leader": leader,
+                "ballot": str(now[1]),
+                "was_leader": was[0] if was is not None else None,
+                "slot": r.decided_through,
+                "leader_changes": self.leader_changes,
+            },
         )
 
     def _on_ready(self, ready: Ready) -> None:
@@ -694,6 +816,7 @@ class TotalOrderBroadcast(AsyncLifetime):
             if fut is not None:
                 self._release_room()
                 if not fut.done():
+                    self.proposals_failed += 1
                     error: PaxosError
                     if dropped.conflict:
                         error = ProposalConflictError(dropped.reason)
@@ -727,17 +850,24 @@ class TotalOrderBroadcast(AsyncLifetime):
             # Every delivery of this Ready is applied: the state matches the
             # log through the replica's decided slot.
             copy = getattr(sm, "snapshot_copy", None)
+            started = time.perf_counter()
             if copy is None:
-                self._replica.compact(sm.snapshot())
+                data = sm.snapshot()
+                self._encode_s = time.perf_counter() - started
+                self._replica.compact(data)
             else:
                 # Copy now (cheap), encode in steps between the node's other
                 # work: a large state no longer stalls the loop for as long as
                 # an election timeout. One snapshot in flight at a time.
                 step: Callable[[], bytes | None] = copy()
                 slot = self._replica.snapshot_point()
-                self._snapshotting = asyncio.ensure_future(self._snapshot_in_steps(step, slot))
+                self._snapshotting = asyncio.ensure_future(
+                    self._snapshot_in_steps(step, slot, started)
+                )
 
-    async def _snapshot_in_steps(self, step: Callable[[], bytes | None], slot: int) -> None:
+    async def _snapshot_in_steps(
+        self, step: Callable[[], bytes | None], slot: int, started: float
+    ) -> None:
         # Threads would not help: a CPU-bound encoder thread holds the GIL
         # for whole switch intervals, and every loop iteration then waits
         # for it (measured: worse stalls than encoding at once).
@@ -746,14 +876,18 @@ class TotalOrderBroadcast(AsyncLifetime):
                 await asyncio.sleep(0)  # let everything ready run first
         except Exception:
             log.exception("%s: encoding the snapshot at slot %d failed", self.address, slot)
+            self.snapshots.failed += 1
+            self.snapshots.last_failed = True
             self._snapshotting = None
             return
+        encode_s = time.perf_counter() - started
 
         def compact() -> None:
             # In the driver task (it owns the replica). A snapshot from a peer
             # may have overtaken this one meanwhile: then it is useless.
             self._snapshotting = None
             if slot > self._replica.compacted_through:
+                self._encode_s = encode_s
                 self._replica.compact(data, slot=slot)
 
         try:

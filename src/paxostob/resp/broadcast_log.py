@@ -36,11 +36,16 @@ class BroadcastLog:
         self.messages: deque[Delivery] = deque(maxlen=log_max)
         #: The position of the last delivery applied (of any application).
         self.applied = 0
+        #: The log's clock there (Unix ms; 0 until a delivery with a clock was
+        #: applied since start or restore): what ``PAXOS.SNAPSHOT`` reports.
+        self.clock_ms = 0
         #: Called after every apply and restore (the server wakes waiters).
         self.on_change: Callable[[], None] | None = None
 
     def apply(self, delivery: Delivery) -> None:
         self.applied = delivery.slot
+        if delivery.clock_ms > self.clock_ms:
+            self.clock_ms = delivery.clock_ms
         if delivery.payload[:1] == TAG_BROADCAST:
             self.messages.append(Delivery(delivery.slot, delivery.sender, delivery.payload[1:]))
         if self.on_change is not None:

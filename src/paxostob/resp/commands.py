@@ -17,7 +17,13 @@ unchanged. ``PAXOS.*`` commands reach the node's total-order broadcast:
   of raw broadcasts at positions >= ``start`` still kept by this node;
 - ``PAXOS.WAIT position timeout_ms`` -> the applied position, once this node
   applied ``position`` (``-TRYAGAIN`` after the timeout);
-- ``PAXOS.STATUS`` -> this node's role, leader, ballot and positions.
+- ``PAXOS.STATUS`` -> this node's role, leader, ballot and positions;
+- ``PAXOS.SNAPSHOT`` -> ``[position, clock_ms, state]``: the whole state of
+  the node's applications (key-value store and broadcast log) at log
+  position ``position``, taken after a read barrier, so it holds every write
+  acknowledged (on any node) before the command arrived. ``paxostob
+  snapshot save`` writes it to a file; ``paxostob snapshot restore`` makes a
+  new cluster from it.
 
 Anything else gets Redis's ``-ERR unknown command ...`` reply.
 """
@@ -25,12 +31,16 @@ Anything else gets Redis's ``-ERR unknown command ...`` reply.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import os
 import platform
+import resource
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from time import perf_counter
 from typing import Protocol, cast
 
 from ..errors import NotRunningError, PaxosError, QuorumTimeoutError
@@ -40,16 +50,28 @@ from ..kv.keyspace import Failed
 from ..kv.replies import Reply as KvReply
 from ..kv.scripting import compile_error, sha1hex
 from ..kv.transactions import EXEC_IF, WATCH_DIGEST
+from ..node.repeats import RepeatLimiter
 from ..node.tob import TotalOrderBroadcast
+from ..version import __version__
 from .broadcast_log import TAG_BROADCAST, BroadcastLog
 from .protocol import NULL_ARRAY, Error, Reply, SimpleString, Verbatim
-from .server import Connection
+from .server import Connection, RespServer
+from .stats import CommandStats
 
 __all__ = ["NodeCommands"]
 
 log = logging.getLogger("paxostob.resp")
 
 OK = SimpleString("OK")
+#: The Redis release whose replies the key-value commands reproduce (the
+#: differential tests run them against redis-server 7.0). Clients read it
+#: from HELLO and INFO to decide which commands and options they may send.
+REDIS_VERSION = "7.0.0"
+#: Every node accepts every command (a follower forwards writes through the
+#: log), so to a client each one is a master: a client library that saw
+#: "replica"/"slave" would refuse to send it writes. The Paxos role is in
+#: INFO's ``# Paxos`` section and PAXOS.STATUS.
+REDIS_ROLE = "master"
 QUEUED = SimpleString("QUEUED")
 
 #: Consecutive pipelined key-value commands of one connection share a log
@@ -65,16 +87,6 @@ WATCHED_KEYS_MAX = 1024
 #: client then gets ``NOSCRIPT`` and loads it again, as redis-py's ``Script``
 #: does). Redis 7.0 does not bound its cache; applications use a handful.
 SCRIPTS_MAX = 10_000
-
-
-class ClientRegistry(Protocol):
-    """The connections a node serves (``server.RespServer``), for ``CLIENT LIST``/``KILL``."""
-
-    def client_states(self) -> list[tuple[Connection, float]]: ...
-
-    def now(self) -> float: ...
-
-    def kill_client(self, conn_id: int) -> bool: ...
 
 
 class KvExecutor(Protocol):
@@ -142,6 +154,74 @@ def unknown_command(args: list[bytes]) -> Error:
     return Error(text.decode(errors="replace"))
 
 
+_CLIENT_HELP = (
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "SETNAME <connection-name>",
+    "    Assign the name <connection-name> to the current connection.",
+    "SETINFO <option> <value>, NO-EVICT (ON|OFF), NO-TOUCH (ON|OFF)",
+    "    Accepted and ignored (client libraries send them when they connect).",
+)
+_COMMAND_HELP = (
+    "(no subcommand)",
+    "    Return details about all commands.",
+    "COUNT",
+    "    Return the total number of commands.",
+    "DOCS [<command-name> ...]",
+    "    Return an empty map (no command documentation is kept).",
+    "INFO [<command-name> ...]",
+    "    Return details about the named commands.",
+)
+
+
+def _help(command: str, lines: Sequence[str]) -> Reply:
+    """Redis's HELP reply: a header line, the subcommands, then HELP itself."""
+    text = [
+        f"{command} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        *lines,
+        "HELP",
+        "    Print this help.",
+    ]
+    return [SimpleString(line) for line in text]
+
+
+#: INFO's sections, in Redis's order; titles where ``capitalize`` is not Redis's.
+_SECTIONS = (
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "paxos",
+    "commandstats",
+    "keyspace",
+)
+_TITLES = {"cpu": "CPU"}
+
+
+def _rss_bytes() -> int:
+    """This process's resident set size (Linux ``/proc``; 0 where there is none)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _human(n: int) -> str:
+    """Redis's ``*_human`` form: ``1.50M``."""
+    value = float(n)
+    for unit in ("B", "K", "M", "G"):
+        if value < 1024 or unit == "G":
+            return f"{value:.2f}{unit}" if unit != "B" else f"{n}B"
+        value /= 1024
+    return f"{n}B"  # pragma: no cover - the loop returns at G
+
+
 class NodeCommands:
     """Dispatches one node's RESP commands (see the module docstring)."""
 
@@ -161,9 +241,13 @@ class NodeCommands:
         self.requirepass = requirepass
         self.broadcast_timeout_s = broadcast_timeout_s
         self.kv = kv
-        #: The server's connections; set once the server exists (``paxostob serve`` does).
-        self.clients: ClientRegistry | None = None
         self.started = time.monotonic()
+        #: Calls, failures, refusals and latency by command (INFO commandstats, metrics).
+        self.stats = CommandStats()
+        #: The server these commands are dispatched by, for INFO's clients and
+        #: stats sections (set by whoever makes both; None: those fields are left out).
+        self.server: RespServer | None = None
+        self._refusals = RepeatLimiter()
         self.table: dict[bytes, Handler] = {
             b"PING": self._ping,
             b"ECHO": self._echo,
@@ -179,6 +263,7 @@ class NodeCommands:
             b"PAXOS.READ": self._read,
             b"PAXOS.STATUS": self._status,
             b"PAXOS.WAIT": self._wait,
+            b"PAXOS.SNAPSHOT": self._snapshot,
         }
         #: Scripts by SHA-1 (lower-case hex): this node's cache for ``EVALSHA``.
         #: The log carries each script's text, so the cache is node-local (see docs).
@@ -254,13 +339,16 @@ class NodeCommands:
     def _kv_group(self, conn: Connection, ops: list[list[bytes]]) -> list[Reply | Awaitable[Reply]]:
         busy = self._no_leader()
         if busy is not None:
+            self.stats.reject_all(ops)
             return [busy] * len(ops)
         # Futures resolved by one callback, not a coroutine and a task per
         # command: this is the path of every key-value command.
         loop = asyncio.get_running_loop()
         outs: list[asyncio.Future[Reply]] = [loop.create_future() for _ in ops]
+        started = perf_counter()
 
         def done(result: list[KvReply] | BaseException) -> None:
+            self.stats.record_group(ops, perf_counter() - started, result)
             for k, out in enumerate(outs):
                 if not out.done():
                     out.set_result(result[k] if isinstance(result, list) else _as_error(result))
@@ -271,6 +359,7 @@ class NodeCommands:
     def dispatch(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
         name = args[0].upper()
         if self.requirepass is not None and not conn.authenticated and name not in _BEFORE_AUTH:
+            self._reject_known(name)
             return Error("NOAUTH Authentication required.")
         if conn.queued is not None and name not in (
             b"EXEC",
@@ -282,18 +371,58 @@ class NodeCommands:
             return self._queue(conn, name, args)
         handler = self.table.get(name)
         if handler is not None:
-            return handler(conn, args)
+            started = perf_counter()
+            reply = handler(conn, args)
+            if isinstance(reply, asyncio.Future):
+                reply.add_done_callback(
+                    lambda f: self.stats.record(
+                        name.lower(),
+                        perf_counter() - started,
+                        f.cancelled() or type(f.result()) is Error,
+                    )
+                )
+            elif not asyncio.iscoroutine(reply):
+                # (A coroutine's handler records itself once it completes.)
+                self.stats.record(name.lower(), perf_counter() - started, type(reply) is Error)
+            return reply
         spec = COMMANDS.get(name.lower()) if self.kv is not None else None
         if spec is None:
+            self.stats.unknown += 1
             return unknown_command(args)
         if not spec.arity_ok(len(args)):
+            self.stats.reject(name.lower())
             return wrong_arity(args[0])
         return self._kv_one(conn, args)
+
+    def _reject_known(self, name: bytes) -> None:
+        """Count a refused call of ``name`` (upper case) if it names a command (else unknown)."""
+        if name in self.table or (self.kv is not None and name.lower() in COMMANDS):
+            self.stats.reject(name.lower())
+        else:
+            self.stats.unknown += 1
 
     # ------------------------------------------------------- key-value
 
     def _no_leader(self) -> Error | None:
         if self.tob.leader is None:
+            held = self._refusals.allow("no leader")
+            if held is not None:
+                st = self.tob.status()
+                log.warning(
+                    "%s: refused a command with TRYAGAIN: no leader is known (ballot %s, "
+                    "applied slot %d)%s",
+                    self.node_id,
+                    st.ballot,
+                    st.decided_through,
+                    RepeatLimiter.suffix(held),
+                    extra={
+                        "event": "refused",
+                        "reason": "no leader",
+                        "ballot": str(st.ballot),
+                        "slot": st.decided_through,
+                        "held_back": held,
+                    },
+                )
             return Error("TRYAGAIN no leader is known yet (an election is under way); retry")
         return None
 
@@ -518,8 +647,11 @@ class NodeCommands:
     ) -> Awaitable[Reply]:
         # The whole transaction is one unit of a log entry: applied atomically everywhere.
         out: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        started = perf_counter()
 
         def done(result: list[KvReply] | BaseException) -> None:
+            # Each queued command is a call, as in Redis (EXEC itself is counted by dispatch).
+            self.stats.record_group(queued, perf_counter() - started, result)
             if out.done():
                 return
             if not isinstance(result, list):
@@ -649,11 +781,11 @@ class NodeCommands:
         conn.protocol = protocol
         return {
             b"server": b"redis",
-            b"version": b"7.2.0",
+            b"version": REDIS_VERSION.encode(),
             b"proto": protocol,
             b"id": conn.id,
             b"mode": b"standalone",
-            b"role": b"master",
+            b"role": REDIS_ROLE.encode(),
             b"modules": [],
         }
 
@@ -688,6 +820,8 @@ class NodeCommands:
             sub in (b"GETNAME", b"ID") and len(args) != 2
         ):
             return wrong_arity(b"client|" + sub)
+        if sub == b"HELP" and len(args) == 2:
+            return _help("CLIENT", _CLIENT_HELP)
         return Error(
             f"ERR unknown subcommand '{args[1].decode(errors='replace')}'. Try CLIENT HELP."
         )
@@ -706,9 +840,9 @@ class NodeCommands:
         return OK
 
     def _idle_of(self, conn: Connection) -> float:
-        if self.clients is None:
+        if self.server is None:
             return 0.0
-        for other, idle in self.clients.client_states():
+        for other, idle in self.server.client_states():
             if other.id == conn.id:
                 return idle
         return 0.0
@@ -719,7 +853,7 @@ class NodeCommands:
         Fields that describe Redis's buffers (``qbuf``, ``omem``, ...) are 0:
         clients parse them, none of them means anything here.
         """
-        now = self.clients.now() if self.clients is not None else conn.created_at
+        now = self.server.now() if self.server is not None else conn.created_at
         flags = "x" if conn.queued is not None else "b" if "blocked" in conn.extra else "N"
         multi = len(conn.queued) if conn.queued is not None else -1
         fields = [
@@ -757,7 +891,7 @@ class NodeCommands:
         return (" ".join(fields) + "\n").encode()
 
     def _client_list(self, args: list[bytes]) -> Reply:
-        states = self.clients.client_states() if self.clients is not None else []
+        states = self.server.client_states() if self.server is not None else []
         if len(args) >= 4 and args[2].upper() == b"ID":
             try:
                 wanted = {int(a) for a in args[3:]}
@@ -776,7 +910,7 @@ class NodeCommands:
 
     def _client_kill(self, conn: Connection, args: list[bytes]) -> Reply:
         """``CLIENT KILL addr:port`` (old form: OK) or ``CLIENT KILL <filter> <value> ...``."""
-        states = self.clients.client_states() if self.clients is not None else []
+        states = self.server.client_states() if self.server is not None else []
         if len(args) == 3:
             victims = [c for c, _ in states if c.peer.encode() == args[2]]
             if not victims:
@@ -820,8 +954,8 @@ class NodeCommands:
         for victim in victims:
             if victim.id == conn.id:
                 conn.closing = True  # after this reply, as Redis closes its own caller
-            elif self.clients is not None:
-                self.clients.kill_client(victim.id)
+            elif self.server is not None:
+                self.server.kill_client(victim.id)
 
     def _specs(self) -> dict[bytes, CommandSpec]:
         specs = dict(COMMANDS) if self.kv is not None else {}
@@ -857,6 +991,8 @@ class NodeCommands:
             return [info(specs[a.lower()]) if a.lower() in specs else None for a in args[2:]]
         if sub == b"":
             return [info(spec) for spec in specs.values()]
+        if sub == b"HELP" and len(args) == 2:
+            return _help("COMMAND", _COMMAND_HELP)
         return Error(
             f"ERR unknown subcommand '{args[1].decode(errors='replace')}'. Try COMMAND HELP."
         )
@@ -873,60 +1009,133 @@ class NodeCommands:
             return out
         return Error("ERR CONFIG subcommand not supported (only CONFIG GET)")
 
-    def info_text(self) -> str:
+    def info_text(self, sections: frozenset[str] | None = None) -> str:
+        """``INFO``'s text: Redis's sections and field names where Redis has the field.
+
+        ``sections``: the lower-case section names to include; None: the
+        default ones (every section but ``commandstats``, as in Redis).
+        """
         st = self.tob.status()
-        lines = [
-            "# Server",
-            "redis_version:7.2.0",
-            "paxostob_version:0.1.0",
-            f"os:{platform.system()} {platform.release()}",
-            f"process_id:{os.getpid()}",
-            f"uptime_in_seconds:{int(time.monotonic() - self.started)}",
-            "",
-            "# Replication",
-            f"role:{'master' if st.role.value == 'leader' else 'slave'}",
-            "",
-            "# Paxos",
-            f"node_id:{self.node_id}",
-            f"role:{st.role.value}",
-            f"leader_id:{st.leader or ''}",
-            f"ballot:{st.ballot}",
-            f"promised:{st.promised}",
-            f"chosen_slot:{st.known_commit}",
-            f"applied_slot:{st.decided_through}",
-            f"delivered:{st.delivered}",
-            f"pending:{st.pending}",
-            f"elections:{st.elections}",
-            f"pre_votes_lost:{st.pre_votes_lost}",
-            f"leader_changes:{self.tob.leader_changes}",
-            "",
-        ]
+        now = time.monotonic()
+        uptime = int(now - self.started)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        rss = _rss_bytes()
+        snaps = self.tob.snapshots
+        server = self.server
+        parts: dict[str, list[str]] = {
+            "server": [
+                f"redis_version:{REDIS_VERSION}",
+                f"paxostob_version:{__version__}",
+                "redis_mode:standalone",
+                f"os:{platform.system()} {platform.release()} {platform.machine()}",
+                f"arch_bits:{64 if sys.maxsize > 2**32 else 32}",
+                f"process_id:{os.getpid()}",
+                f"tcp_port:{server.port if server is not None else 0}",
+                f"uptime_in_seconds:{uptime}",
+                f"uptime_in_days:{uptime // 86400}",
+                f"executable:{sys.executable}",
+            ],
+            "clients": [],
+            "memory": [
+                # A Python process has no allocator total to report: used_memory
+                # is the resident set, as used_memory_rss.
+                f"used_memory:{rss}",
+                f"used_memory_human:{_human(rss)}",
+                f"used_memory_rss:{rss}",
+                f"used_memory_rss_human:{_human(rss)}",
+                f"used_memory_peak:{usage.ru_maxrss * 1024}",
+                f"used_memory_peak_human:{_human(usage.ru_maxrss * 1024)}",
+                "maxmemory:0",
+                "maxmemory_human:0B",
+                "maxmemory_policy:noeviction",
+                "mem_allocator:libc",
+            ],
+            "persistence": [
+                "loading:0",
+                f"rdb_changes_since_last_save:{self.tob.entries_since_snapshot}",
+                f"rdb_bgsave_in_progress:{int(self.tob.snapshot_in_progress)}",
+                f"rdb_saves:{snaps.saved}",
+                f"rdb_last_save_time:{int(snaps.last_saved_at)}",
+                f"rdb_last_bgsave_status:{'err' if snaps.last_failed else 'ok'}",
+                f"rdb_last_bgsave_time_sec:"
+                f"{round(snaps.last_encode_s + snaps.last_save_s) if snaps.saved else -1}",
+                "aof_enabled:0",
+                f"snapshot_last_slot:{snaps.last_slot}",
+                f"snapshot_last_bytes:{snaps.last_bytes}",
+                f"snapshots_installed_from_peers:{snaps.installed}",
+                f"log_fsyncs:{getattr(self.tob.storage, 'sync_count', 0)}",
+            ],
+            "stats": [
+                f"total_commands_processed:{self.stats.calls}",
+                f"total_error_replies:{self.stats.errors}",
+                f"unknown_commands:{self.stats.unknown}",
+            ],
+            "replication": [
+                f"role:{REDIS_ROLE}",
+            ],
+            "cpu": [
+                f"used_cpu_sys:{usage.ru_stime:.6f}",
+                f"used_cpu_user:{usage.ru_utime:.6f}",
+            ],
+            "paxos": [
+                f"node_id:{self.node_id}",
+                f"role:{st.role.value}",
+                f"leader_id:{st.leader or ''}",
+                f"ballot:{st.ballot}",
+                f"promised:{st.promised}",
+                f"chosen_slot:{st.known_commit}",
+                f"applied_slot:{st.decided_through}",
+                f"delivered:{st.delivered}",
+                f"pending:{st.pending}",
+                f"elections:{st.elections}",
+                f"pre_votes_lost:{st.pre_votes_lost}",
+                f"leader_changes:{self.tob.leader_changes}",
+                f"proposals_failed:{self.tob.proposals_failed}",
+            ],
+            "commandstats": self.stats.info_lines(),
+        }
+        if server is not None:
+            parts["clients"] = [
+                f"connected_clients:{server.clients}",
+                f"maxclients:{server.limits.maxclients}",
+            ]
+            parts["stats"][:0] = [
+                f"total_connections_received:{server.connections}",
+                f"rejected_connections:{server.rejected_connections}",
+                f"total_net_input_bytes:{server.input_bytes}",
+                f"total_net_output_bytes:{server.output_bytes}",
+            ]
+            parts["stats"].append(f"idle_clients_closed:{server.idle_closed}")
         if self.kv is not None:
-            lines += ["# Keyspace"]
             keys = self.kv.stored_keys()
-            if keys:
-                lines.append(f"db0:keys={keys},expires=0,avg_ttl=0")
-            lines.append("")
+            parts["keyspace"] = [f"db0:keys={keys},expires=0,avg_ttl=0"] if keys else []
+        lines: list[str] = []
+        for name, body in parts.items():
+            if (name == "commandstats") if sections is None else (name not in sections):
+                continue
+            lines += [f"# {_TITLES.get(name, name.capitalize())}", *body, ""]
         return "\r\n".join(lines)
 
     def _info(self, conn: Connection, args: list[bytes]) -> Reply:
-        text = self.info_text()
-        if len(args) >= 2:
-            wanted = {a.lower().decode(errors="replace") for a in args[1:]}
-            if not wanted & {"all", "everything", "default"}:
-                sections = text.split("\r\n\r\n")
-                text = "\r\n\r\n".join(
-                    s.removesuffix("\r\n")
-                    for s in sections
-                    if s.split("\r\n", 1)[0][2:].lower() in wanted
-                )
-                if text:  # as in Redis, every line ends in CRLF, the last one too
-                    text += "\r\n"
+        wanted = {a.lower().decode(errors="replace") for a in args[1:]}
+        sections: frozenset[str] | None = None
+        if wanted & {"all", "everything"}:
+            sections = frozenset(_SECTIONS)
+        elif wanted and "default" not in wanted:
+            sections = frozenset(wanted)
+        text = self.info_text(sections)
+        if text:  # as in Redis, every line ends in CRLF, the last one too
+            text = text.removesuffix("\r\n") + "\r\n"
         return text.encode()
 
     # ------------------------------------------------------------- paxos
 
-    async def _broadcast_payload(self, payload: bytes) -> Reply:
+    async def _broadcast_payload(self, payload: bytes, started: float) -> Reply:
+        reply = await self._broadcast_reply(payload)
+        self.stats.record(b"paxos.broadcast", perf_counter() - started, type(reply) is Error)
+        return reply
+
+    async def _broadcast_reply(self, payload: bytes) -> Reply:
         try:
             d = await self.tob.broadcast(payload, timeout=self.broadcast_timeout_s)
         except QuorumTimeoutError as e:
@@ -940,7 +1149,7 @@ class NodeCommands:
     def _broadcast(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
         if len(args) != 2:
             return wrong_arity(args[0])
-        return self._broadcast_payload(TAG_BROADCAST + args[1])
+        return self._broadcast_payload(TAG_BROADCAST + args[1], perf_counter())
 
     def _read(self, conn: Connection, args: list[bytes]) -> Reply:
         if len(args) != 3:
@@ -964,19 +1173,73 @@ class NodeCommands:
             return Error("ERR timeout_ms must be 0..600000")
         if self.log.applied >= position:
             return self.log.applied
-        return self._wait_for(position, timeout_ms / 1000)
+        return self._wait_for(position, timeout_ms / 1000, perf_counter())
 
-    async def _wait_for(self, position: int, timeout_s: float) -> Reply:
+    async def _wait_for(self, position: int, timeout_s: float, started: float) -> Reply:
         async def until() -> None:
             while self.log.applied < position:
                 self._changed.clear()
                 await self._changed.wait()
 
+        reply: Reply
         try:
             await asyncio.wait_for(until(), timeout_s)
         except TimeoutError:
-            return Error(f"TRYAGAIN position {position} not applied yet (at {self.log.applied})")
-        return self.log.applied
+            reply = Error(f"TRYAGAIN position {position} not applied yet (at {self.log.applied})")
+        else:
+            reply = self.log.applied
+        self.stats.record(b"paxos.wait", perf_counter() - started, type(reply) is Error)
+        return reply
+
+    def _snapshot(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
+        if len(args) != 1:
+            return wrong_arity(args[0])
+        sm = self.tob.state_machine
+        if self.kv is None or sm is None:
+            return Error("ERR PAXOS.SNAPSHOT needs the node's key-value store")
+        busy = self._no_leader()
+        if busy is not None:
+            return busy
+        out: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+
+        def barrier_done(result: list[KvReply] | BaseException) -> None:
+            if out.done():
+                return
+            if isinstance(result, BaseException):
+                out.set_result(_as_error(result))
+                return
+            # The barrier was applied here: the state now holds every write
+            # acknowledged before the command arrived. Copy it at this one
+            # point, with its position and clock (no await in between).
+            position, clock_ms = self.log.applied, self.log.clock_ms
+            copy = getattr(sm, "snapshot_copy", None)
+            step: Callable[[], bytes | None] = (
+                copy() if copy is not None else functools.partial(bytes, sm.snapshot())
+            )
+            task = asyncio.ensure_future(self._encode(step, position, clock_ms))
+            task.add_done_callback(encoded)
+
+        def encoded(task: asyncio.Future[Reply]) -> None:
+            if out.done():
+                return
+            error = None if task.cancelled() else task.exception()
+            if task.cancelled() or error is not None:
+                out.set_result(_as_error(error or asyncio.CancelledError()))
+            else:
+                out.set_result(task.result())
+
+        # A point read of no key: an empty entry ordered after the command
+        # arrived (kvstore's read barrier), nothing written to the log.
+        self._kv_submit(conn, [[b"EXISTS", b""]], barrier_done)
+        return out
+
+    async def _encode(self, step: Callable[[], bytes | None], position: int, clock: int) -> Reply:
+        # Encoded a step at a time between the node's other work, as the node's
+        # own snapshots are: a large state must not stall the loop (and the
+        # leader's heartbeats) for the whole encoding.
+        while (data := step()) is None:
+            await asyncio.sleep(0)
+        return [position, clock, data]
 
     def _status(self, conn: Connection, args: list[bytes]) -> Reply:
         st = self.tob.status()

@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, cast
 
 from ..errors import ConfigurationError
+from ..node.repeats import RepeatLimiter
 from .protocol import (
     UNAUTHENTICATED_ARGS_MAX,
     UNAUTHENTICATED_BULK_BYTES_MAX,
@@ -234,6 +235,10 @@ class RespServer:
         self.rejected_connections = 0
         #: Connections closed for being idle ``timeout_s``.
         self.idle_closed = 0
+        #: Bytes read from and written to clients (Redis's ``total_net_*_bytes``).
+        self.input_bytes = 0
+        self.output_bytes = 0
+        self._refusals = RepeatLimiter()
         self._sweeper: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -393,6 +398,14 @@ class _Client(asyncio.Protocol):
             server.rejected_connections += 1
             self._transport.write(_MAXCLIENTS_REPLY)
             self._transport.close()
+            held = server._refusals.allow("maxclients")
+            if held is not None:
+                log.warning(
+                    "refused a client: maxclients (%d) are connected%s",
+                    server.limits.maxclients,
+                    RepeatLimiter.suffix(held),
+                    extra={"event": "refused", "reason": "maxclients", "held_back": held},
+                )
             return
         server.connections += 1
         server._clients.add(self)
@@ -437,6 +450,7 @@ class _Client(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._stopped or self.conn.closing:
             return
+        self._server.input_bytes += len(data)
         self._parser.feed(data)
         self._unparsed = True
         if self._queue:
@@ -631,7 +645,9 @@ class _Client(asyncio.Protocol):
         assert transport is not None
         if not transport.is_closing():
             # One write: the replies of one read go out in one send.
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            data = out[0] if len(out) == 1 else b"".join(out)
+            self._server.output_bytes += len(data)
+            transport.write(data)
         out.clear()
         self._active_at = self._clock()
 

@@ -62,7 +62,9 @@ Total-order broadcast (``check_tob``), safety first:
   with, which no node's wall clock moves faster than that; and source: no
   replica's estimate (so no stamp, and not the log's clock) is ever ahead
   of the true time by more than the largest offset that a node which led
-  so far had while it led: a follower's or forwarder's clock moves nothing;
+  so far had while it led, in the wall clock it read (its last ``Tick``: a
+  jump it has not read yet is not its clock): a follower's or forwarder's
+  clock moves nothing;
 - validity and liveness: a broadcast is *acknowledged* once its origin
   delivered it. Every message delivered anywhere (uniform agreement: an
   acknowledged or chosen value is never lost), and every broadcast of a
@@ -282,7 +284,7 @@ class ClockRecord:
     first_decided: int | None = None
     #: The first (tick, node, estimate, bound) where a replica's clock estimate
     #: was above ``bound``: the true time plus the largest offset any node
-    #: that led so far had while it led (None: never).
+    #: that led so far had, while it led, in the wall clock it read (None: never).
     ahead: tuple[int, str, int, int] | None = None
 
 

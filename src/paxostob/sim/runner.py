@@ -17,17 +17,20 @@ handles ticks 1, 2, ... one at a time:
    ``SIM_TICK_MS`` per tick, plus the node's offset, which the schedule's
    clock jumps change) and 10 ms of monotonic time.
 
-Multi-Paxos replicas run as the asyncio runtime runs them (``node.driver``
-and ``node.tob``), each on a ``MemoryStorage`` with a small application
-(``app.SimApp``). After each event the replica's ``Ready`` batches are
-drained as core/events.py says: send the ``early`` messages, apply the
-deliveries (restoring a peer's snapshot at ``restore_at``), ``advance``,
-compact when the application applied ``snapshot_every`` deliveries since
-its last snapshot, and queue the durable part. A save completes
-``persist_delay_ticks`` later (drawn per Ready from its own stream; never
-before an earlier one; 0: at once), at the start of a tick: saves due
-together are one save (group commit); then the late ``messages`` leave and
-``Persisted`` is stepped. A crash is a power loss: the saves in flight are
+Multi-Paxos replicas run as the asyncio runtime runs them, each on a
+``MemoryStorage`` with a small application (``app.SimApp``): their Readys go
+through ``core.pipeline.Pipeline``, the very object the asyncio driver
+(``node.driver``) drives. After each event: take a Ready, send its
+``early`` messages (the late ones too when nothing is to be waited for),
+apply the deliveries (restoring a peer's snapshot at ``restore_at``), hand
+it back (``handled``: ``advance``), compact when the application applied
+``snapshot_every`` deliveries since its last snapshot, and let the pipeline
+say what to write. Each save completes ``persist_delay_ticks`` later (drawn
+per save from its own stream; 0: at once), at the start of a tick; Readys
+taken meanwhile queue behind it and are written together by the next save
+(group commit), as the driver's saver thread does; once a save lands, the
+late ``messages`` of what it made durable leave and ``Persisted`` is
+stepped. A crash is a power loss: the saves in flight are
 lost, the storage drops what it had not synced, and the replica, its
 application and the messages in flight to it are gone. A restart opens the
 storage, builds a new replica (with a new generator) and ``restore``s it,
@@ -49,9 +52,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from ..core.events import Event, Persisted, Propose, Ready, Receive, Tick, coalesce
+from ..core.events import Event, Persisted, Propose, Ready, Receive, Tick
 from ..core.messages import Accept, Accepted, Envelope, Prepare, Promise
 from ..core.multipaxos import LogConfig, MultiPaxosReplica, Role
+from ..core.pipeline import Complete, Pipeline
 from ..core.snapshot import decode_meta
 from ..core.synod import SynodReplica
 from ..core.types import Ballot, Batch, ProposalId, Snapshot, stamp_ms
@@ -530,7 +534,9 @@ class _TobRun(_Run):
         self.traces = {m: TobTrace(m, lives=[]) for m in self.members}
         #: Readys handed out and not yet durable, oldest first, with the tick
         #: their save completes (non-decreasing).
-        self.persisting: dict[str, list[tuple[int, Ready]]] = {m: [] for m in self.members}
+        self.pipelines: dict[str, Pipeline] = {}
+        #: The save each node has in flight, and the tick it lands.
+        self.saving: dict[str, tuple[int, Ready]] = {}
         #: (slot, ballot) -> the value, and the acceptors whose storage holds
         #: it synced (with the first tick each did): what a decision may rest on.
         self.durable: dict[tuple[int, Ballot], tuple[Batch, dict[str, int]]] = {}
@@ -558,7 +564,13 @@ class _TobRun(_Run):
             else:
                 self._jumps.setdefault(j.tick, []).append((j.node, j.offset_ms))
         self.clock = ClockRecord(self.config.clock_step_ms_max, KEY_TTL_MS)
-        #: The largest offset a node had while it led, so far (None: nobody led).
+        #: Each node's offset in the last wall clock its replica read (its last
+        #: ``Tick``; None: this life read none yet). A jump changes ``offsets``
+        #: at the start of a tick, but the replica only sees it at its Tick:
+        #: until then its clock is the one it read before the jump.
+        self.read_offsets: dict[str, int | None] = dict.fromkeys(self.members)
+        #: The largest offset a node had in the wall clock it read while it led,
+        #: so far (None: nobody led).
         self.leader_offset_max: int | None = None
         for m in self.members:
             self._start(m, bootstrap=True)
@@ -592,6 +604,9 @@ class _TobRun(_Run):
             life.restores.append(self._restore_app(app, state.snapshot, 0, "storage"))
         self.traces[node].lives.append(life)
         self.replicas[node] = replica
+        self.read_offsets[node] = None  # a new replica has read no wall clock
+        # The runtime's own ordering of sends and saves (its default queue bound too).
+        self.pipelines[node] = Pipeline(replica, durable=True)
         self.apps[node] = app
         self.drain(node)  # the replay of the restored log
 
@@ -619,7 +634,8 @@ class _TobRun(_Run):
     def on_crash(self, node: str) -> None:
         self._end_life(node, self.now)
         storage = self.storages[node]
-        self.persisting[node].clear()  # saves in flight never reach the disk
+        self.saving.pop(node, None)  # a save in flight never reaches the disk
+        del self.pipelines[node]
         # A power loss: the unsynced tail is lost, or (a disk that wrote part
         # of it) only a prefix of it survives.
         tail = storage.unsynced_saves
@@ -679,29 +695,36 @@ class _TobRun(_Run):
             delay = max(1, delay)  # the bug needs a window to show
         return delay
 
-    def _complete(self, node: str, group: list[Ready]) -> None:
-        """``group`` is due: save it (one save per run between snapshots), then what waited."""
+    def _pump(self, node: str) -> None:
+        """Send what the pipeline completed; write its next group, at once or some ticks later."""
+        pipeline = self.pipelines[node]
         r = self.replicas[node]
         life = self.traces[node].life
-        start = 0
-        for i in range(1, len(group) + 1):
-            if i == len(group) or group[i].snapshot is not None:
-                self._persist(node, coalesce(group[start:i]))
-                start = i
         mode = self.options.persist
-        for rd in group:
-            if mode != "send-first":
-                for env in rd.messages:
-                    self._sent(node, r, life, env)
-                    self.net.send(env)
-            if mode != "early-vote":
-                self._counted(node, rd, life)
-        if mode != "early-vote" and group[-1].seq:
-            r.step(Persisted(group[-1].seq))
+        while node not in self.saving:
+            action = pipeline.poll()
+            if action is None:
+                return
+            if isinstance(action, Complete):
+                self._saw_clock(node, r)  # the pipeline stepped Persisted
+                for rd in action.readies:
+                    if mode != "send-first":
+                        for env in rd.messages:
+                            self._sent(node, r, life, env)
+                            self.net.send(env)
+                    if mode != "early-vote":
+                        self._counted(node, rd, life)
+                continue
+            delay = self._save_delay()
+            if delay:
+                self.saving[node] = (self.now + delay, action.ready)
+                return
+            self._persist(node, action.ready)
+            pipeline.saved()
 
     def tick_event(self, node: str) -> Tick:
-        wall = SIM_EPOCH_MS + self.now * SIM_TICK_MS + self.offsets[node]
-        return Tick(wall, SIM_TICK_MS)
+        offset = self.read_offsets[node] = self.offsets[node]
+        return Tick(SIM_EPOCH_MS + self.now * SIM_TICK_MS + offset, SIM_TICK_MS)
 
     def on_tick_start(self, tick: int) -> None:
         for target, offset in self._jumps.pop(tick, ()):
@@ -709,41 +732,38 @@ class _TobRun(_Run):
             if node is not None:
                 self.offsets[node] = offset
         for node in self.live:
-            queue = self.persisting[node]
-            if not queue or queue[0][0] > tick:
+            saving = self.saving.get(node)
+            if saving is None or saving[0] > tick:
                 continue
-            due = 0
-            while due < len(queue) and queue[due][0] <= tick:
-                due += 1
-            group = [rd for _, rd in queue[:due]]
-            del queue[:due]
+            del self.saving[node]
             self.doing = (node, "save")
-            self._complete(node, group)
+            self._persist(node, saving[1])
+            self.pipelines[node].saved()
+            self._pump(node)
             self.drain(node)
 
     def drain(self, node: str) -> None:
+        """Take ``node``'s Readys through its pipeline, as the asyncio driver does."""
         r = self.replicas[node]
+        pipeline = self.pipelines[node]
         app = self.apps[node]
         life = self.traces[node].life
         net = self.net
         now = self.now
         mode = self.options.persist
         every = self.options.snapshot_every
-        queue = self.persisting[node]
         loops = 0
-        while r.has_ready():
+        while pipeline.can_take():
             loops += 1
             if loops > READY_LOOP_MAX:
                 raise self.livelock(node)
-            rd: Ready = r.ready()
-            # 1. early messages leave at once (the broken send-first: all of them).
-            for env in rd.early:
+            rd: Ready = pipeline.take()
+            # 1. early messages leave at once (the broken send-first: all of
+            # them), the late ones too when nothing is to be waited for.
+            at_once = pipeline.completes_at_once(rd)
+            for env in (*rd.early, *rd.messages) if at_once or mode == "send-first" else rd.early:
                 self._sent(node, r, life, env)
                 net.send(env)
-            if mode == "send-first":
-                for env in rd.messages:
-                    self._sent(node, r, life, env)
-                    net.send(env)
             # 2. decisions and deliveries, the peer's snapshot at its restore point.
             for e in rd.decided:
                 life.decided.append((now, e))
@@ -760,24 +780,22 @@ class _TobRun(_Run):
                     self.max_position = max(self.max_position, d.delivery.slot)
             if restore_at is not None and restore_at == len(rd.deliveries):
                 self._install(app, rd, life)
-            r.advance(rd)
+            pipeline.handled(rd)  # (may step Persisted)
+            self._saw_clock(node, r)
+            if at_once and mode != "early-vote":
+                self._counted(node, rd, life)
             # 3. compaction, once every delivery handed out is applied.
             if every and app.since_snapshot >= every:
                 before = r.snapshot
                 if r.compact(app.snapshot()) is not before:
                     self.snapshot_count += 1
-            # 4. the save: at once when nothing waits before it and it takes no
-            # time (or has nothing to write), else queued behind the others.
             if mode == "early-vote":
                 # The bug: the core hears "durable" before the save lands.
                 self._counted(node, rd, life)
                 r.step(Persisted(rd.seq))
-            writes = has_durable_part(rd) or rd.snapshot is not None
-            delay = self._save_delay() if writes else 0
-            if not queue and delay == 0:
-                self._complete(node, [rd])
-            else:
-                queue.append((max(now + delay, queue[-1][0] if queue else 0), rd))
+                self._saw_clock(node, r)
+            # 4. the saves, and the late messages of what they made durable.
+            self._pump(node)
         if r.role is Role.LEADER and r.ballot not in self.leader_ballots:
             self.leader_ballots.add(r.ballot)
             self.leader_first[r.ballot] = now
@@ -864,10 +882,13 @@ class _TobRun(_Run):
         highest = self.clock.highest
         if clock > highest.get(self.now, 0):
             highest[self.now] = clock
-        if r.role is Role.LEADER:
-            offset = self.offsets[node]
-            if self.leader_offset_max is None or offset > self.leader_offset_max:
-                self.leader_offset_max = offset
+        # A leader's clock is the wall clock it read: a jump it has not read
+        # yet (one at the start of this tick, before its Tick) is not in its
+        # estimate, and a leader that read none yet has no clock of its own.
+        offset = self.read_offsets[node]
+        if r.role is Role.LEADER and offset is not None:
+            top = self.leader_offset_max
+            self.leader_offset_max = offset if top is None else max(top, offset)
         if clock and self.clock.ahead is None:
             top = self.leader_offset_max
             bound = SIM_EPOCH_MS + self.now * SIM_TICK_MS + (top if top is not None else 0)

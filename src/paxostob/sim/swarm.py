@@ -87,8 +87,8 @@ PARTITION_KINDS = ("leader", "split", "random")
 #: candidates collide), a re-forward (30 ticks) and some catch-up rounds (5
 #: ticks each); 600 leaves a wide margin so that only a stuck run fails.
 LIVENESS_TICKS_DEFAULT = 600
-#: How a replica persists a ``Ready``. ``save-first`` is DESIGN.md §3's order
-#: (early messages at once, the rest and ``Persisted`` once durable) and the
+#: How a replica persists a ``Ready``. ``save-first`` is the order of docs/design.md's
+#: 'The Ready pipeline' (early messages at once, the rest and ``Persisted`` once durable) and the
 #: only one ever drawn; the others are deliberate bugs, for tests that show
 #: the checkers catch them: ``send-first`` sends every message before the save
 #: lands (at least a tick later), so a crash in between loses what peers were

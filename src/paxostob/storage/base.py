@@ -3,8 +3,8 @@
 Theory of operation: a Paxos acceptor may answer a peer only with what it has
 written down first. The core hands the runtime one ``Ready`` at a time; the
 runtime calls ``save(ready)`` *before* sending ``ready.messages``
-(DESIGN.md §3), so a promise or an accepted value that left the node is never
-forgotten by a crash. ``open`` gives back everything saved, as a
+(docs/design.md, 'The Ready contract'), so a promise or an accepted value
+that left the node is never forgotten by a crash. ``open`` gives back everything saved, as a
 ``DurableState``, when the node starts again.
 
 The durable state of one replica:
@@ -197,7 +197,8 @@ def default_storage(data_dir: str | os.PathLike[str]) -> Storage:
     ``SqliteStorage`` stays selectable: pass ``storage=SqliteStorage(dir)``.
 
     The runtime reaches the default only through this function, so it
-    depends on the interface module alone (DESIGN.md §2).
+    imports the interface module alone; this function is where the layer
+    rule bends (docs/design.md, 'Where the code does not yet follow the intent').
     """
     from pathlib import Path
 

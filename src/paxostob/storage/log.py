@@ -106,7 +106,8 @@ import fcntl  # POSIX only: default_storage picks SqliteStorage where it is miss
 import os
 import struct
 import tempfile
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -432,6 +433,10 @@ class LogStorage:
         self._synced_end = 0
         self._allocated = 0  # the file's size: zeros from _end to here
         self._sync_count = 0
+        #: Called with the seconds each sync of the log's files took (from the
+        #: thread that saves): how a node measures its disk (``paxostob serve``'s
+        #: fsync histogram and slow-fsync warning). None: syncs are not timed.
+        self.on_sync: Callable[[float], None] | None = None
         self._incarnation = 0
         self._members: tuple[str, ...] = ()
         # The state above the snapshot, as the saves gave it (the values are
@@ -560,7 +565,13 @@ class LogStorage:
 
     def _sync_file(self, fd: int) -> None:
         """Sync one of the log's files; ``sync_count`` counts the syncs that returned, no more."""
-        _sync(fd)
+        observe = self.on_sync
+        if observe is None:
+            _sync(fd)
+        else:
+            started = time.perf_counter()
+            _sync(fd)
+            observe(time.perf_counter() - started)
         self._sync_count += 1
 
     def _sync_with_mark(self, fd: int, doing: str) -> None:
@@ -890,7 +901,7 @@ class LogStorage:
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
-        """Translate OS errors at the boundary (DESIGN.md §7)."""
+        """Translate OS errors at the boundary (docs/design.md, 'Conventions')."""
         try:
             yield
         except OSError as e:

@@ -488,7 +488,7 @@ class SqliteStorage:
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
-        """Translate SQLite and OS errors at the boundary (DESIGN.md §7)."""
+        """Translate SQLite and OS errors at the boundary (docs/design.md, 'Conventions')."""
         try:
             yield
         except sqlite3.Error as e:

@@ -14,8 +14,18 @@ Theory of operation:
   ``auth`` within ``handshake_timeout_s``. Failures (unknown node, wrong
   cluster, bad proof, timeout, an oversized or malformed handshake frame)
   close the connection, are logged on ``paxostob.transport`` and counted in
-  ``stats.auth_failures``. At most ``PENDING_HANDSHAKES_MAX`` unauthenticated
-  connections are served at once; more are closed at once.
+  ``stats.auth_failures``.
+- *Strangers.* Anyone who reaches the port can open connections, so what an
+  unauthenticated connection may hold is bounded: at most
+  ``handshakes_per_address_max`` handshakes in progress per source address
+  and ``handshakes_max`` in all; beyond a limit a new connection takes the
+  place of the oldest handshake that has not sent an acceptable ``Hello``
+  (one waiting unread in its socket counts as sent), or is closed at once
+  if there is none (``admission`` says why: a first-come limit lets a
+  stranger who reopens its connections keep the peers out). Every
+  handshake has one deadline, ``handshake_timeout_s``. Warnings about
+  strangers are written at most once per source address per
+  ``warning_interval_s``, with a count of those held back.
 - *Frames.* ``frames``: 4-byte big-endian length, 1 version byte, then a
   ``codec`` message. A malformed, oversized (> ``frame_bytes_max``) or
   undecodable frame closes that connection only (``stats.bad_frames``); the
@@ -69,6 +79,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -78,6 +89,7 @@ from typing import cast
 from ..codec import decode_message, encode_message
 from ..core.messages import Envelope, Message
 from ..errors import ConfigurationError, DecodeError, NotRunningError, TransportClosedError
+from .admission import PendingHandshakes, WarningLimiter
 from .auth import (
     HANDSHAKE_FRAME_BYTES_MAX,
     SECRET_BYTES_MIN,
@@ -94,16 +106,18 @@ from .auth import (
     verify_proof,
 )
 from .base import Receiver
-from .frames import FRAME_BYTES_MAX_DEFAULT, FrameDecoder, encode_frame
+from .frames import FRAME_BYTES_MAX_DEFAULT, HEADER_BYTES, FrameDecoder, encode_frame
 
 __all__ = [
     "CONNECT_BACKOFF_S_DEFAULT",
     "CONNECT_TIMEOUT_S_DEFAULT",
     "FRAME_BYTES_MAX_DEFAULT",
+    "HANDSHAKES_MAX_DEFAULT",
+    "HANDSHAKES_PER_ADDRESS_MAX_DEFAULT",
     "HANDSHAKE_TIMEOUT_S_DEFAULT",
     "INBOX_MAX_DEFAULT",
     "OUTBOX_MAX_DEFAULT",
-    "PENDING_HANDSHAKES_MAX",
+    "WARNING_INTERVAL_S_DEFAULT",
     "TcpStats",
     "TcpTransport",
     "install_uvloop",
@@ -117,16 +131,30 @@ OUTBOX_MAX_DEFAULT = 10_000
 #: Envelopes received and not yet taken by ``receive``; the driver drains the
 #: inbox continuously, so this is reached only when the node is overloaded.
 INBOX_MAX_DEFAULT = 100_000
-#: A handshake is four small frames; a peer that takes longer is broken or hostile.
-HANDSHAKE_TIMEOUT_S_DEFAULT = 5.0
+#: The deadline of a whole handshake (and, with TLS, of the TLS handshake
+#: before it): four small frames, two round trips, about 1 ms on a LAN and
+#: under 1 s between continents (300 ms round trips, TLS included), so 2 s
+#: is ample for a real peer and caps how long a stranger holds a slot.
+HANDSHAKE_TIMEOUT_S_DEFAULT = 2.0
 #: One TCP connect; a dead host is retried after the backoff anyway.
 CONNECT_TIMEOUT_S_DEFAULT = 5.0
 #: 50 ms first retry (a restarting peer is usually back quickly), capped at 2 s
 #: (a peer that was down for long is found within 2 s of its return).
 CONNECT_BACKOFF_S_DEFAULT = (0.05, 2.0)
-#: Unauthenticated connections served at once; each holds at most a
-#: handshake frame, and the excess is closed at once.
-PENDING_HANDSHAKES_MAX = 64
+#: Handshakes in progress from one source address. One host dials this node
+#: once per node it runs (one connection at a time each), so 16 is more than
+#: any real host needs, and one stranger's address holds at most 16 slots.
+HANDSHAKES_PER_ADDRESS_MAX_DEFAULT = 16
+#: Handshakes in progress in all: 16 addresses at their limit. Each holds a
+#: socket, a task and at most a handshake frame (a few KiB), and the file
+#: descriptors stay well under the usual limit of 1024 per process.
+HANDSHAKES_MAX_DEFAULT = 256
+#: At most one warning line per source address per 10 s: an attack is
+#: reported at once and then every 10 s with a count, a few lines a minute
+#: per address instead of one per connection.
+WARNING_INTERVAL_S_DEFAULT = 10.0
+#: A look at what a socket holds, without taking it and without waiting.
+_PEEK_NOW = socket.MSG_PEEK | socket.MSG_DONTWAIT
 #: One read from a socket; frames may span reads.
 READ_CHUNK_BYTES = 256 << 10
 #: Frames per ``writelines``: large enough to amortize the syscalls, small
@@ -149,7 +177,11 @@ class TcpStats:
     (dials that failed before the handshake, a failed TLS handshake included;
     a listener's failed TLS handshakes are asyncio's to log, before this
     transport sees the connection), ``auth_failures`` (handshakes
-    failed, either side), ``bad_frames`` (connections closed for a malformed,
+    failed, either side), ``accepted`` (connections accepted on the peer
+    port, those then closed included), ``handshakes_refused`` (accepted connections closed
+    at once: no handshake under the limit could be replaced),
+    ``handshakes_pushed_out`` (handshakes closed to make room for a newer
+    connection), ``bad_frames`` (connections closed for a malformed,
     oversized or undecodable frame), ``bad_senders`` (messages dropped because
     they claim a sender other than the authenticated peer).
     """
@@ -165,6 +197,9 @@ class TcpStats:
     reconnects: int = 0
     connect_failures: int = 0
     auth_failures: int = 0
+    accepted: int = 0
+    handshakes_refused: int = 0
+    handshakes_pushed_out: int = 0
     bad_frames: int = 0
     bad_senders: int = 0
 
@@ -193,8 +228,14 @@ class _FrameStream:
         self.writer = writer
         self.decoder = FrameDecoder(frame_bytes_max)
         self._aborted = False
+        #: Why a newer connection took this handshake's place, if one did.
+        self.pushed_out: str | None = None
+        #: The member whose acceptable Hello this connection sent, once it did.
+        self.claimed_as: str | None = None
         peer = writer.get_extra_info("peername")
         self.name = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        #: The source address (the host): what the handshake limits count by.
+        self.address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
 
     async def read(self) -> bytes:
         """The next payload; ``DecodeError`` for a bad frame, ``ConnectionError`` at EOF."""
@@ -392,6 +433,9 @@ class TcpTransport:
         connect_backoff_s: tuple[float, float] = CONNECT_BACKOFF_S_DEFAULT,
         connect_timeout_s: float = CONNECT_TIMEOUT_S_DEFAULT,
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S_DEFAULT,
+        handshakes_max: int = HANDSHAKES_MAX_DEFAULT,
+        handshakes_per_address_max: int = HANDSHAKES_PER_ADDRESS_MAX_DEFAULT,
+        warning_interval_s: float = WARNING_INTERVAL_S_DEFAULT,
     ) -> None:
         self._members = _check_members(node_id, members)
         if not (isinstance(cluster_id, str) and cluster_id):
@@ -402,6 +446,8 @@ class TcpTransport:
             ("frame_bytes_max", frame_bytes_max, HANDSHAKE_FRAME_BYTES_MAX),
             ("outbox_max", outbox_max, 1),
             ("inbox_max", inbox_max, 1),
+            ("handshakes_max", handshakes_max, 1),
+            ("handshakes_per_address_max", handshakes_per_address_max, 1),
         ):
             if not (type(value) is int and value >= low):
                 raise ConfigurationError(f"{name} must be an int >= {low}, got {value!r}")
@@ -414,6 +460,7 @@ class TcpTransport:
         for name, timeout in (
             ("connect_timeout_s", connect_timeout_s),
             ("handshake_timeout_s", handshake_timeout_s),
+            ("warning_interval_s", warning_interval_s),
         ):
             if not timeout > 0:
                 raise ConfigurationError(f"{name} must be > 0, got {timeout!r}")
@@ -446,7 +493,10 @@ class TcpTransport:
         self._receiver: Receiver | None = None
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()  # accepted connections
-        self._handshaking = 0
+        self._pending: PendingHandshakes[_FrameStream] = PendingHandshakes(
+            total_max=handshakes_max, per_address_max=handshakes_per_address_max
+        )
+        self._warnings = WarningLimiter(log, node_id, warning_interval_s)
         self._closed = False
         #: Links with ``pending`` frames; one ``_flush`` is scheduled for them all.
         self._dirty: list[_Link] = []
@@ -473,6 +523,16 @@ class TcpTransport:
     def connected_peers(self) -> frozenset[str]:
         """Peers with an authenticated connection right now."""
         return frozenset(p for p, link in self._links.items() if link.connected)
+
+    def peer_socket(self, peer: str) -> object | None:
+        """The socket of the connection to ``peer`` now (None while there is none).
+
+        For readings the kernel keeps per connection (``TCP_INFO``: its
+        round-trip time, bytes sent and received); do not read or write it.
+        """
+        link = self._links.get(peer)
+        sock = None if link is None else link.socket
+        return None if sock is None else sock.get_extra_info("socket")
 
     def outbox_len(self, peer: str) -> int:
         """Frames waiting for ``peer`` (0 for an unknown peer)."""
@@ -661,6 +721,7 @@ class TcpTransport:
             link.connected = False
         if server is not None:
             await server.wait_closed()
+        self._warnings.close()
         self._changed.set()
 
     # ------------------------------------------------------------- internals
@@ -805,31 +866,103 @@ class TcpTransport:
     def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # A plain callback that starts our own task: asyncio 3.11 logs an error
         # when a cancelled client_connected_cb task ends, and close() cancels.
-        if self._closed or self._handshaking >= PENDING_HANDSHAKES_MAX:
+        # Nothing here waits: a stranger's connection costs the accept path a
+        # few dictionary operations, never a peer's turn.
+        if self._closed:
             writer.transport.abort()
-            if not self._closed:
-                log.warning("%s: too many pending handshakes; closed a connection", self._node_id)
             return
-        self._handshaking += 1
+        stream = _FrameStream(reader, writer, HANDSHAKE_FRAME_BYTES_MAX)
+        self._stats.accepted += 1
+        self._changed.set()
+        pending = self._pending
+        served, closing = pending.admit(stream.address, stream, self._peek)
+        for older in closing:
+            if older.claimed_as is None:
+                why = "closed before its Hello to make room for a newer connection"
+            else:
+                why = f"a newer connection claims to be {older.claimed_as!r}"
+            self._push_out(older, why)
+        if not served:
+            stream.abort()
+            self._stats.handshakes_refused += 1
+            self._warnings.warn(
+                stream.address,
+                f"closed a connection from {stream.name} at once: "
+                f"{pending.count(stream.address)} handshakes in progress from "
+                f"{stream.address} (handshakes_per_address_max {pending.per_address_max}), "
+                f"{len(pending)} in all (handshakes_max {pending.total_max}), "
+                "every one past its Hello",
+            )
+            return
         task = asyncio.get_running_loop().create_task(
-            self._serve(reader, writer), name=f"paxostob-accepted-{self._node_id}"
+            self._serve(stream), name=f"paxostob-accepted-{self._node_id}"
         )
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _peek(self, stream: _FrameStream) -> str | None:
+        """The member whose acceptable Hello already waits in ``stream``'s socket, if one does.
+
+        Read with ``MSG_PEEK``: the bytes stay for the handshake to read. Asked
+        before a handshake is pushed out: a flood of connections from one
+        address is accepted up to a hundred per loop pass, faster than the
+        handshakes are given their first bytes, and without this a peer's
+        connection could be pushed out with its ``Hello`` (sent in its first
+        packet) already there. (With TLS the socket holds ciphertext: a
+        stranger must finish a TLS handshake before it is counted here.)
+        """
+        if self._ssl_server is not None:
+            return None
+        sock = stream.writer.get_extra_info("socket")
+        if sock is None:
+            return None
+        try:
+            # A view of the transport's descriptor: detached, never closed here.
+            view = socket.socket(fileno=sock.fileno())
+        except OSError:
+            return None
+        try:
+            data = view.recv(HEADER_BYTES + HANDSHAKE_FRAME_BYTES_MAX, _PEEK_NOW)
+        except OSError:  # nothing there yet (BlockingIOError), or a reset
+            return None
+        finally:
+            view.detach()
+        member = self._hello_from(data)
+        if member is not None:
+            stream.claimed_as = member
+        return member
+
+    def _hello_from(self, data: bytes) -> str | None:
+        """The member whose acceptable Hello is the first frame of ``data``, if one is."""
+        decoder = FrameDecoder(HANDSHAKE_FRAME_BYTES_MAX)
+        decoder.feed(data)
+        try:
+            payload = decoder.next_payload()
+            if payload is None:
+                return None
+            hello = decode_hello(payload)
+            check_dialer_hello(
+                hello, cluster_id=self._cluster_id, listener=self._node_id, members=self._links
+            )
+        except (DecodeError, HandshakeError):
+            return None  # the handshake reads it again, and says what is wrong
+        return hello.sender
+
+    async def _serve(self, stream: _FrameStream) -> None:
         """Run one accepted connection: the handshake, then the session."""
-        stream = _FrameStream(reader, writer, HANDSHAKE_FRAME_BYTES_MAX)
         try:
             try:
                 async with asyncio.timeout(self._handshake_timeout_s):
                     peer = await self._handshake_as_listener(stream)
             except (HandshakeError, DecodeError, OSError, TimeoutError) as e:
                 stream.abort()
-                self._auth_failed(stream, "refused a connection", e)
+                error: BaseException = e
+                if stream.pushed_out is not None:
+                    error = ConnectionAbortedError(stream.pushed_out)
+                self._auth_failed(stream, "refused a connection", error)
                 return
             finally:
-                self._handshaking -= 1
+                self._pending.remove(stream)
             stream.decoder.frame_bytes_max = self._frame_bytes_max
             link = self._links[peer]
             old = link.session
@@ -846,6 +979,10 @@ class TcpTransport:
         theirs = decode_hello(await stream.read())
         check_dialer_hello(theirs, cluster_id=cluster, listener=me, members=self._links)
         peer = theirs.sender
+        stream.claimed_as = peer
+        older = self._pending.claim(stream, peer)  # no longer pushed out by newcomers
+        if older is not None:
+            self._push_out(older, f"a newer connection claims to be {peer!r}")
         nonce = new_nonce()
         stream.write(encode_hello(Hello(cluster, me, peer, nonce)))
         args = (cluster, peer, me, theirs.nonce, nonce)
@@ -853,11 +990,19 @@ class TcpTransport:
         stream.write(encode_proof(proof(self._secret, "listener", *args)))
         return peer
 
+    def _push_out(self, stream: _FrameStream, why: str) -> None:
+        """Close a handshake that a newer connection replaces; its task logs it."""
+        stream.pushed_out = why
+        stream.abort()  # the handshake's next read fails
+        self._stats.handshakes_pushed_out += 1
+
     def _auth_failed(self, stream: _FrameStream, what: str, error: BaseException) -> None:
         self._stats.auth_failures += 1
         self._changed.set()
         why = "timed out" if isinstance(error, TimeoutError) else str(error) or type(error).__name__
-        log.warning("%s: %s (%s): %s", self._node_id, what, stream.name, why)
+        # Rate-limited by source address: a stranger's connections are cheap
+        # to make, and one log line each would let it flood the log.
+        self._warnings.warn(stream.address, f"{what} ({stream.name}): {why}")
 
     # -- an authenticated connection
 
