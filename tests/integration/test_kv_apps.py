@@ -12,6 +12,7 @@ their own keys.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -298,7 +299,9 @@ def _start_blocked(
 ) -> tuple[threading.Thread, list[object]]:
     """Run ``command`` on a new connection in a thread; return once the node shows it blocked."""
     out: list[object] = []
-    client = redis.Redis(port=port, socket_timeout=30, single_connection_client=True)
+    client = redis.Redis(
+        port=port, socket_timeout=30, single_connection_client=True, retry=Retry(NoBackoff(), 0)
+    )
     client_id = str(client.client_id())
 
     def run() -> None:
@@ -362,3 +365,21 @@ def test_a_blocked_pop_times_out_with_a_null(clients: dict[str, redis.Redis]) ->
     assert call(c, "BRPOP", "b:never", "0.1") is None
     c.rpush("b:now", "x")
     assert c.brpop(["b:never", "b:now"], timeout=1) == (b"b:now", b"x")  # no wait at all
+
+
+def test_a_blocked_client_that_disconnected_takes_no_element(
+    cluster: Cluster, clients: dict[str, redis.Redis]
+) -> None:
+    node1 = clients["1"]
+    node1.delete("b:dead")
+    with socket.create_connection(("127.0.0.1", cluster.nodes["1"].resp_port), timeout=15) as s:
+        s.sendall(b"*3\r\n$5\r\nBLPOP\r\n$6\r\nb:dead\r\n$1\r\n0\r\n")
+        for _ in range(BLOCKED_POLLS_MAX):
+            if _blocked_ids(node1):
+                break
+        else:
+            raise AssertionError("the BLPOP never blocked")
+    # Gone. A pop proposed for it on the first push would be ordered before the second.
+    assert node1.rpush("b:dead", "kept") == 1
+    assert node1.rpush("b:dead", "second") == 2
+    assert node1.lrange("b:dead", 0, -1) == [b"kept", b"second"]

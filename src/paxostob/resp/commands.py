@@ -31,6 +31,7 @@ Anything else gets Redis's ``-ERR unknown command ...`` reply.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hmac
 import logging
@@ -107,6 +108,9 @@ class KvExecutor(Protocol):
 
 Handler = Callable[[Connection, list[bytes]], "Reply | Awaitable[Reply]"]
 
+#: A blocked client's wait is cut this often (seconds) to notice that it went
+#: away, so a dead client's wait on a key nobody writes ends within a second.
+BLOCKED_RECHECK_S = 1.0
 #: Pops that wait for an element (``kv.blocking``): served by ``NodeCommands._blocking``.
 BLOCKING = (b"BLPOP", b"BRPOP", b"BLMOVE", b"BZPOPMIN", b"BZPOPMAX")
 
@@ -473,6 +477,8 @@ class NodeCommands:
         loop = asyncio.get_running_loop()
         deadline = None if timeout_s == 0 else loop.time() + timeout_s
         while True:
+            if conn.gone or conn.closing:
+                return NULL_ARRAY  # the client is gone (or killed): pop nothing for it
             # Registered before the pop is proposed: a push applied after the pop
             # (which found nothing) wakes this client, whatever it is doing then.
             woke: asyncio.Future[None] = loop.create_future()
@@ -487,15 +493,15 @@ class NodeCommands:
                 )
                 if reply is not None:
                     return reply
-                if not woke.done():
+                conn.extra["blocked"] = True
+                while not woke.done():
                     left = None if deadline is None else deadline - loop.time()
-                    if left is not None and left <= 0:
+                    if (left is not None and left <= 0) or conn.gone or conn.closing:
                         return NULL_ARRAY
-                    conn.extra["blocked"] = True
-                    try:
-                        await asyncio.wait_for(asyncio.shield(woke), left)
-                    except TimeoutError:
-                        return NULL_ARRAY
+                    # Wake up now and then to notice a client that went away.
+                    wait = BLOCKED_RECHECK_S if left is None else min(left, BLOCKED_RECHECK_S)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(woke), wait)
             finally:
                 conn.extra.pop("blocked", None)
                 for key in keys:

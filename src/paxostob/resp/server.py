@@ -139,6 +139,9 @@ class Connection:
     last_command: bytes = b"NULL"
     lib_name: bytes = b""
     lib_ver: bytes = b""
+    #: The client closed its end (EOF) or the connection is lost or dropped: a
+    #: command waiting for more (a blocked pop) gives up, as Redis frees such a client.
+    gone: bool = False
 
 
 class Dispatcher(Protocol):
@@ -425,6 +428,7 @@ class _Client(asyncio.Protocol):
         # Replies being computed still complete (their commands were dispatched, as
         # in Redis), but nothing more is dispatched or written.
         self._stopped = True
+        self.conn.gone = True
         self._server._clients.discard(self)
         if self._driver is None:
             self.abandon()
@@ -434,6 +438,7 @@ class _Client(asyncio.Protocol):
         # The client will send nothing more, but may still read: answer what it
         # sent, then close (True keeps the transport open for that).
         self._eof = True
+        self.conn.gone = True
         if not self._queue and not self._stopped:
             self._settle()
         return True
@@ -687,6 +692,7 @@ class _Client(asyncio.Protocol):
     def _end(self) -> None:
         """Drop this client: nothing more is dispatched or written; close it."""
         self._stopped = True
+        self.conn.gone = True
         self._server._clients.discard(self)
         self._out.clear()
         self.abandon()
