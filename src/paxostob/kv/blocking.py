@@ -5,7 +5,7 @@ that exactly one client gets each element and every replica agrees on who.
 The state machine therefore never blocks: applied, each of these commands
 does what Redis does when it cannot block (inside ``MULTI`` or a script):
 it pops from the first of its keys that holds something, or replies a null
-when none does. The waiting is the RESP server's (``resp.blocking``): a
+when none does. The waiting is the RESP server's (``resp.commands``): a
 client whose pop found nothing waits on its node until an entry that writes
 one of its keys is applied there, then proposes its pop again, as a new
 entry, decided after that write. The timeout is parsed and checked here as
