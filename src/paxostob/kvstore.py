@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 
 from .core.types import Delivery
 from .errors import AlreadyDeliveredError, ConfigurationError, NotRunningError, PaxosError
-from .kv.commands import Op, encode_entry_of, encode_op
+from .kv.commands import Entry, Op, encode_entry_of, encode_op
 from .kv.machine import LOCAL_READS
 from .kv.replies import Error, Reply
 from .kv.state_machine import KvStateMachine
@@ -425,6 +425,10 @@ class KeyValueStore:
         read = self.machine.read
         for done, ops in group.reads:
             done(read(ops))
+
+    def set_on_applied(self, callback: Callable[[Entry | None], None] | None) -> None:
+        """``callback(entry)`` after each entry is applied here (``KvStateMachine.on_applied``)."""
+        self.machine.on_applied = callback
 
     def stored_keys(self) -> int:
         """Keys held on this replica (expired ones not yet removed included)."""

@@ -400,6 +400,68 @@ UNORDERED |= {b"hkeys", b"hvals"}
 RANDOM = {b"spop", b"srandmember"}
 
 
+#: Scripts whose replies are deterministic in both (no hash-table order, no address).
+SCRIPTS = [
+    b"return redis.call('set', KEYS[1], ARGV[1])",
+    b"return redis.pcall('incr', KEYS[1])",
+    b"return {redis.call('exists', KEYS[1]), redis.pcall('get', KEYS[1])}",
+    b"local v = redis.call('get', KEYS[1])\nif v then return #v end\nreturn -1",
+    b"return redis.call('rpush', KEYS[1], ARGV[1], 7, -2.5)",
+    b"return redis.call('lrange', KEYS[1], 0, -1)",
+    b"return redis.call('zadd', KEYS[1], 1.5, ARGV[1])",
+    b"return redis.call('zrange', KEYS[1], 0, -1, 'WITHSCORES')",
+    b"return redis.call('del', unpack(KEYS))",
+    b"return tonumber(ARGV[1]) and tonumber(ARGV[1]) * 2.5",
+    b"return {1, 2, nil, 4}",
+    b"return {ok = 'DONE'}",
+    b"return redis.status_reply('FINE')",
+    b"return redis.error_reply('MYERR custom')",
+    b"return {true, false, 3.99, -3.99, 'x', {KEYS[1], ARGV[1]}}",
+    b"return redis.call('type', KEYS[1])",
+    b"return redis.sha1hex(ARGV[1] or '')",
+    b"error('boom')",
+    b"return redis.call('nosuch')",
+    b"return redis.call('eval', 'return 1', 0)",
+    b"return #KEYS + #ARGV",
+    b"return string.format('%d-%s', #ARGV, table.concat(KEYS, ','))",
+    b"return (",
+]
+
+
+def _eval(rng: random.Random) -> Args:
+    keys = _keys(rng, 0, 3)
+    argv = [rng.choice(VALUES) for _ in range(rng.randint(0, 2))]
+    numkeys = rng.choice([str(len(keys)).encode()] * 6 + [b"-1", b"9", b"x"])
+    return [rng.choice(SCRIPTS), numkeys, *keys, *argv]
+
+
+#: Timeouts of blocking pops: never 0 (Redis would block the test for ever on an empty key).
+TIMEOUTS = [b"0.001", b"0.001", b"0.001", b"-1", b"x", b"1e100", b""]
+
+GENERATORS.update(
+    {
+        b"blpop": lambda r: [*_keys(r), r.choice(TIMEOUTS)],
+        b"brpop": lambda r: [*_keys(r), r.choice(TIMEOUTS)],
+        b"blmove": lambda r: [
+            *(r.choice(KEYS), r.choice(KEYS)),
+            *(r.choice([b"LEFT", b"right", b"up"]), r.choice([b"left", b"RIGHT"])),
+            r.choice(TIMEOUTS),
+        ],
+        b"bzpopmin": lambda r: [*_keys(r), r.choice(TIMEOUTS)],
+        b"bzpopmax": lambda r: [*_keys(r), r.choice(TIMEOUTS)],
+        b"eval": _eval,
+        b"evalsha": lambda r: [b"0" * 40, *_eval(r)[1:]],  # a script nobody loaded
+    }
+)
+
+
+def _script_error(reply: Reply) -> Reply:
+    """A script's error without Redis's ", on @user_script:N." suffix (see docs/commands.md)."""
+    if isinstance(reply, Error) and " script: " in reply.text:
+        return Error(reply.text.split(" script: ", 1)[0])
+    return reply
+
+
 def _random_case(rng: random.Random, name: bytes) -> bytes:
     return bytes(c ^ 0x20 if chr(c).isalpha() and rng.random() < 0.5 else c for c in name)
 
@@ -435,6 +497,8 @@ def same_reply(op: tuple[bytes, ...], ours: Reply, theirs: Reply) -> bool:
         size_error = "ERR string exceeds maximum allowed size"
         if ours.text.startswith(size_error) and theirs.text.startswith(size_error):
             return True
+    if name in (b"eval", b"evalsha"):
+        return _script_error(ours) == _script_error(theirs)
     if name == b"keys" and isinstance(ours, list) and isinstance(theirs, list):
         return sorted(map(repr, ours)) == sorted(map(repr, theirs))
     if name == b"scan" and isinstance(ours, list) and isinstance(theirs, list):
@@ -645,7 +709,8 @@ def test_command_table_matches_command_info(redis: RespClient) -> None:
             spec.last_key,
             spec.step,
         )
-        assert {text(f) for f in flags} & {"write", "readonly", "denyoom", "fast"} == spec.flags
+        compared = {"write", "readonly", "denyoom", "fast", "noscript"}
+        assert {text(f) for f in flags} & compared == spec.flags & compared
         assert tuple(text(c) for c in categories) == spec.categories, spec.name
 
 
@@ -772,3 +837,23 @@ def test_edge_cases_match_redis(redis: RespClient) -> None:
         theirs = redis.call(*args)
         assert same_reply(args, ours, theirs), f"{command}: ours {ours!r}, redis {theirs!r}"
     check_state(machine, redis, "edge cases: final state")
+
+
+def test_every_script_matches_redis_on_every_type(redis: RespClient) -> None:
+    machine = KvMachine()
+    setup = [
+        (b"SET", b"s", b"12"),
+        (b"RPUSH", b"l", b"a"),
+        (b"ZADD", b"z", b"1", b"m"),
+        (b"HSET", b"h", b"f", b"v"),
+    ]
+    machine.apply(Entry(now_ms(), tuple(Op(args) for args in setup)))
+    redis.pipeline(setup)
+    for script in SCRIPTS:
+        for key in (b"s", b"l", b"z", b"h", b"missing"):
+            for args in ((b"1", key, b"3"), (b"2", key, b"s", b"abc"), (b"0",)):
+                op = (b"EVAL", script, *args)
+                [ours] = machine.apply(Entry(now_ms(), (Op(op),)))
+                theirs = redis.call(*op)
+                assert same_reply(op, ours, theirs), f"{op!r}: ours {ours!r}, redis {theirs!r}"
+    check_state(machine, redis, "scripts: final state")

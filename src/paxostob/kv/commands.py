@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigurationError, DecodeError
-from . import hashes, keys, lists, sets, strings, zsets
+from . import blocking, hashes, keys, lists, scripting, sets, strings, transactions, zsets
 from .table import Command, CommandSpec
 from .wire import encode_uvarint, read_uvarint
 
@@ -218,6 +218,9 @@ FAMILIES: tuple[dict[bytes, Command], ...] = (
     lists.TABLE,
     sets.TABLE,
     zsets.TABLE,
+    blocking.TABLE,
+    transactions.TABLE,
+    scripting.TABLE,
 )
 
 #: Every command of every family, by lower-case name.
@@ -227,7 +230,7 @@ for _family in FAMILIES:
     TABLE.update(_family)
 
 #: Every command the state machine implements, by lower-case name; as Redis 7.0 describes it.
-COMMANDS: dict[bytes, CommandSpec] = {name: c.spec for name, c in TABLE.items()}
+COMMANDS: dict[bytes, CommandSpec] = {name: c.spec for name, c in TABLE.items() if not c.internal}
 
 
 def is_read_only(entry: Entry) -> bool:

@@ -138,6 +138,11 @@ class Keyspace:
         #: Random draws made by applied entries (SPOP): part of the state, so
         #: every replica, restored or not, draws the same next members.
         self.draws = 0
+        #: Ops of the entry being applied still to skip: set by a failed
+        #: ``exec-if`` (a transaction whose watched keys changed).
+        self.skip_ops = 0
+        #: Runs a command for a Lua script (``scripting``); set by ``KvMachine``.
+        self.execute_from_script: Callable[[tuple[bytes, ...]], Reply] | None = None
 
     def get(self, key: bytes) -> Value | None:
         """The live value of ``key``, of any type (removing it if it has expired)."""

@@ -56,9 +56,16 @@ from ..errors import ConfigurationError
 from .commands import TABLE, Entry
 from .keyspace import Failed, Handler, Keyspace, arity_error, c_string, text
 from .replies import Error, Reply
+from .scripting import ARITY_FROM_SCRIPT, NOT_ALLOWED_FROM_SCRIPT, UNKNOWN_FROM_SCRIPT
 from .snapshot import StateEncoder, decode_state, encode_state
 
-__all__ = ["EXPIRE_SWEEP_MAX_DEFAULT", "LOCAL_READS", "VALUE_BYTES_MAX_DEFAULT", "KvMachine"]
+__all__ = [
+    "EXPIRE_SWEEP_MAX_DEFAULT",
+    "LOCAL_READS",
+    "SKIPPED",
+    "VALUE_BYTES_MAX_DEFAULT",
+    "KvMachine",
+]
 
 #: Redis' default ``proto-max-bulk-len``: clients expect values this large to work.
 VALUE_BYTES_MAX_DEFAULT = 512 << 20
@@ -82,10 +89,19 @@ def _unknown_command(args: tuple[bytes, ...]) -> Error:
     return Error(text(message.replace(b"\r", b" ").replace(b"\n", b" ")))
 
 
+#: The reply of an op of a transaction whose watched keys changed (never sent:
+#: the server replies a null array for the whole transaction).
+SKIPPED = Error("EXECABORT a watched key changed")
+
 #: Commands ``KvMachine.read`` answers: reads of named keys whose only effect
 #: in an applied entry would be removing an expired key (DBSIZE, KEYS and SCAN
 #: sweep every expired key, so they stay in the log). Each family marks its own.
 LOCAL_READS = frozenset(name for name, c in TABLE.items() if c.local_read)
+#: Commands a Lua script may not call: Redis' ``noscript`` ones (scripts, blocking
+#: pops) and the internal ones.
+_NOT_FROM_SCRIPT = frozenset(
+    name for name, c in TABLE.items() if c.internal or "noscript" in c.spec.flags
+)
 
 
 class KvMachine:
@@ -115,6 +131,7 @@ class KvMachine:
             )
             for name, c in TABLE.items()
         }
+        self._ks.execute_from_script = self._execute_from_script
 
     # --- the public surface ---------------------------------------------------------------
 
@@ -143,7 +160,18 @@ class KvMachine:
         if entry.now_ms > ks.clock_ms:
             ks.clock_ms = entry.now_ms
         ks.sweep(ks.expire_sweep_max)
-        return [self._execute(op.args) for op in entry.ops]
+        # A failed ``exec-if`` (``transactions``) skips the ops of its transaction.
+        replies: list[Reply] = []
+        add = replies.append
+        execute = self._execute
+        for op in entry.ops:
+            if ks.skip_ops:
+                ks.skip_ops -= 1
+                add(SKIPPED)
+            else:
+                add(execute(op.args))
+        ks.skip_ops = 0  # a count beyond the entry never reaches the next one
+        return replies
 
     def read(self, ops: Sequence[Sequence[bytes]]) -> list[Reply]:
         """Point reads (``LOCAL_READS``) on the state as it is now, changing nothing.
@@ -210,6 +238,23 @@ class KvMachine:
         ks.scan_order = None
 
     # --- dispatch -------------------------------------------------------------------------
+
+    def _execute_from_script(self, args: tuple[bytes, ...]) -> Reply:
+        """``_execute`` for ``redis.call``: Redis' script error texts, and no nested scripts."""
+        name = args[0].lower()
+        found = self._dispatch.get(name)
+        if found is None:
+            return UNKNOWN_FROM_SCRIPT
+        if name in _NOT_FROM_SCRIPT:
+            return NOT_ALLOWED_FROM_SCRIPT
+        handler, exact, least, _ = found
+        argc = len(args)
+        if argc != exact and (exact > 0 or argc < least):
+            return ARITY_FROM_SCRIPT
+        try:
+            return handler(self._ks, args)
+        except Failed as failed:
+            return failed.reply
 
     def _execute(self, args: tuple[bytes, ...]) -> Reply:
         found = self._dispatch.get(args[0].lower())

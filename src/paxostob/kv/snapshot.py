@@ -58,6 +58,7 @@ __all__ = [
     "StateEncoder",
     "decode_state",
     "encode_state",
+    "encode_value",
 ]
 
 SNAPSHOT_MAGIC = b"PXKV"
@@ -210,6 +211,14 @@ class StateEncoder:
 
 
 _FLAGS = tuple(bytes((n,)) for n in range(10))
+
+
+def encode_value(value: Value) -> bytes:
+    """One value as the snapshot writes it, its type first: equal values, equal bytes."""
+    if type(value) is bytes:
+        return b"\x00" + value
+    flag, data = _encode_aggregate(value)
+    return bytes((flag,)) + data
 
 
 def _encode_aggregate(value: Value) -> tuple[int, bytes]:

@@ -52,6 +52,9 @@ class KvStateMachine:
         self._replies: dict[int, list[Reply]] = {}  # insertion order = delivery order
         #: The sender whose deliveries keep their replies; ``None``: every sender.
         self._replies_of: str | None = None
+        #: Called after each entry is applied (``None``: after a restore, when any
+        #: key may have changed): the RESP server wakes clients blocked on keys.
+        self.on_applied: Callable[[Entry | None], None] | None = None
 
     @property
     def machine(self) -> KvMachine:
@@ -82,6 +85,8 @@ class KvStateMachine:
             if delivery.clock_ms:
                 entry = Entry(delivery.clock_ms, entry.ops)  # the leader's time, not the proposer's
             replies = self._machine.apply(entry)
+            if self.on_applied is not None:
+                self.on_applied(entry)
         if self._replies_of is not None and delivery.sender != self._replies_of:
             return  # nobody here waits for them
         self._replies[delivery.slot] = replies
@@ -112,3 +117,5 @@ class KvStateMachine:
         """Replace the machine's state by a snapshot's; ``DecodeError`` if it is damaged."""
         self._machine.restore(data)
         self._replies.clear()  # they belonged to slots of the replaced history
+        if self.on_applied is not None:
+            self.on_applied(None)

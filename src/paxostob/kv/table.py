@@ -36,8 +36,11 @@ class CommandSpec:
 
     @property
     def is_write(self) -> bool:
-        """Whether the command may change the state (``False``: a read-only command)."""
-        return "write" in self.flags
+        """Whether the command may change the state (``False``: a read-only command).
+
+        A script (``@scripting``: ``EVAL``) may write whatever its flags say.
+        """
+        return "write" in self.flags or "@scripting" in self.categories
 
     def arity_ok(self, argc: int) -> bool:
         """Whether ``argc`` arguments (the name included) fit the arity."""
@@ -63,6 +66,8 @@ class Command:
     spec: CommandSpec
     handler: Handler
     local_read: bool = False
+    #: Built by the RESP server, never sent by a client: not in ``COMMANDS``.
+    internal: bool = False
 
 
 def command(
@@ -74,11 +79,12 @@ def command(
     handler: Handler,
     *,
     local_read: bool = False,
+    internal: bool = False,
 ) -> tuple[bytes, Command]:
     """A table row: ``name`` as Redis 7.0's ``COMMAND INFO`` describes it, and its handler."""
     spec = CommandSpec(name, arity, frozenset(flags.split()), *keys, tuple(categories.split()))
     assert not (local_read and spec.is_write), f"{name}: a local read changes nothing"
-    return name.encode("ascii"), Command(spec, handler, local_read)
+    return name.encode("ascii"), Command(spec, handler, local_read, internal)
 
 
 ONE = (1, 1, 1)

@@ -391,6 +391,7 @@ def _pop(ks: Keyspace, args: tuple[bytes, ...], *, highest: bool) -> Reply:
         if count < 0:
             return Error("ERR value is out of range, must be positive")
         if count == 0:
+            ks.lookup_as(args[1], ZSetValue)  # WRONGTYPE first, as in Redis
             return []
     value = ks.writable(args[1], ZSetValue)
     if value is None:

@@ -31,6 +31,7 @@ Anything else gets Redis's ``-ERR unknown command ...`` reply.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hmac
 import logging
@@ -41,16 +42,20 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from time import perf_counter
-from typing import Protocol
+from typing import Protocol, cast
 
 from ..errors import NotRunningError, PaxosError, QuorumTimeoutError
-from ..kv.commands import COMMANDS, CommandSpec
+from ..kv.blocking import timeout_s as blocking_timeout_s
+from ..kv.commands import COMMANDS, CommandSpec, Entry
+from ..kv.keyspace import Failed
 from ..kv.replies import Reply as KvReply
+from ..kv.scripting import compile_error, sha1hex
+from ..kv.transactions import EXEC_IF, WATCH_DIGEST
 from ..node.repeats import RepeatLimiter
 from ..node.tob import TotalOrderBroadcast
 from ..version import __version__
 from .broadcast_log import TAG_BROADCAST, BroadcastLog
-from .protocol import Error, Reply, SimpleString
+from .protocol import NULL_ARRAY, Error, Reply, SimpleString, Verbatim
 from .server import Connection, RespServer
 from .stats import CommandStats
 
@@ -75,6 +80,14 @@ QUEUED = SimpleString("QUEUED")
 #: a batch and a TCP frame).
 GROUP_COMMANDS_MAX = 256
 GROUP_BYTES_MAX = 256 * 1024
+#: Keys one connection may watch at once: each costs a digest kept here and
+#: 16 bytes plus the key in its ``EXEC`` entry. Transactions watch a few keys;
+#: the bound keeps one client from growing an entry past ``GROUP_BYTES_MAX``'s scale.
+WATCHED_KEYS_MAX = 1024
+#: Scripts a node caches for ``EVALSHA`` (the oldest is forgotten first; a
+#: client then gets ``NOSCRIPT`` and loads it again, as redis-py's ``Script``
+#: does). Redis 7.0 does not bound its cache; applications use a handful.
+SCRIPTS_MAX = 10_000
 
 
 class KvExecutor(Protocol):
@@ -90,8 +103,16 @@ class KvExecutor(Protocol):
 
     def stored_keys(self) -> int: ...
 
+    def set_on_applied(self, callback: Callable[[Entry | None], None] | None) -> None: ...
+
 
 Handler = Callable[[Connection, list[bytes]], "Reply | Awaitable[Reply]"]
+
+#: A blocked client's wait is cut this often (seconds) to notice that it went
+#: away, so a dead client's wait on a key nobody writes ends within a second.
+BLOCKED_RECHECK_S = 1.0
+#: Pops that wait for an element (``kv.blocking``): served by ``NodeCommands._blocking``.
+BLOCKING = (b"BLPOP", b"BRPOP", b"BLMOVE", b"BZPOPMIN", b"BZPOPMAX")
 
 #: Commands a client may send before it authenticated.
 _BEFORE_AUTH = frozenset({b"AUTH", b"HELLO", b"QUIT"})
@@ -107,6 +128,14 @@ def _as_error(e: BaseException) -> Error:
         return Error(f"ERR {e}")
     log.error("a key-value entry failed unexpectedly", exc_info=e)
     return Error(f"ERR internal error: {type(e).__name__}")
+
+
+def _watched(conn: Connection) -> dict[bytes, bytes]:
+    """The keys ``conn`` watches, each with its digest at ``WATCH`` (``kv.transactions``)."""
+    watched = conn.extra.get("watched")
+    if watched is None:
+        watched = conn.extra["watched"] = {}
+    return cast(dict[bytes, bytes], watched)
 
 
 def wrong_arity(name: bytes) -> Error:
@@ -240,10 +269,21 @@ class NodeCommands:
             b"PAXOS.WAIT": self._wait,
             b"PAXOS.SNAPSHOT": self._snapshot,
         }
+        #: Scripts by SHA-1 (lower-case hex): this node's cache for ``EVALSHA``.
+        #: The log carries each script's text, so the cache is node-local (see docs).
+        self.scripts: dict[bytes, bytes] = {}
+        #: Clients blocked in a pop, by key: each waits for a write to one of its keys.
+        self._blocked: dict[bytes, set[asyncio.Future[None]]] = {}
         if kv is not None:
+            kv.set_on_applied(self._on_applied)
+            for name in BLOCKING:
+                self.table[name] = self._blocking
+            self.table[b"SCRIPT"] = self._script
             self.table[b"MULTI"] = self._multi
             self.table[b"EXEC"] = self._exec
             self.table[b"DISCARD"] = self._discard
+            self.table[b"WATCH"] = self._watch
+            self.table[b"UNWATCH"] = self._unwatch
         self._changed = asyncio.Event()
         log.on_change = self._changed.set
 
@@ -258,6 +298,7 @@ class NodeCommands:
         in order, and the next group is proposed only after this one's
         replies were awaited.
         """
+        conn.last_command = commands[-1][0]  # CLIENT LIST's cmd (CLIENT sets its own)
         if len(commands) == 1:  # one command per read (no pipelining): the common case
             args = commands[0]
             if self._groupable(conn, args):
@@ -324,7 +365,13 @@ class NodeCommands:
         if self.requirepass is not None and not conn.authenticated and name not in _BEFORE_AUTH:
             self._reject_known(name)
             return Error("NOAUTH Authentication required.")
-        if conn.queued is not None and name not in (b"EXEC", b"DISCARD", b"MULTI", b"QUIT"):
+        if conn.queued is not None and name not in (
+            b"EXEC",
+            b"DISCARD",
+            b"MULTI",
+            b"QUIT",
+            b"WATCH",
+        ):
             return self._queue(conn, name, args)
         handler = self.table.get(name)
         if handler is not None:
@@ -394,11 +441,155 @@ class NodeCommands:
         done: Callable[[list[KvReply] | BaseException], None],
     ) -> None:
         assert self.kv is not None
+        for i, op in enumerate(ops):
+            if len(op[0]) in (4, 7) and op[0].upper() in (b"EVAL", b"EVALSHA"):
+                ops = self._resolve_scripts(ops, i)
+                break
         try:
             # The connection orders its own commands (a read never sees its later writes).
             self.kv.submit_callback(ops, done, caller=conn.id)
         except PaxosError as e:
             asyncio.get_running_loop().call_soon(done, e)
+
+    # ------------------------------------------------------- blocking pops
+
+    def _blocking(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
+        """``BLPOP`` and friends (``kv.blocking``): pop through the log, wait here between tries."""
+        spec = COMMANDS[args[0].lower()]
+        if not spec.arity_ok(len(args)):
+            return wrong_arity(args[0])
+        try:
+            timeout = blocking_timeout_s(args[-1])
+        except Failed as failed:
+            return failed.reply
+        busy = self._no_leader()
+        if busy is not None:
+            return busy
+        if args[0].upper() == b"BLMOVE":
+            keys = [args[1]]  # only a write to the source can unblock it
+        else:
+            keys = [args[i] for i in spec.key_positions(len(args))]
+        return self._block(conn, args, keys, timeout)
+
+    async def _block(
+        self, conn: Connection, args: list[bytes], keys: list[bytes], timeout_s: float
+    ) -> Reply:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s == 0 else loop.time() + timeout_s
+        while True:
+            if conn.gone or conn.closing:
+                return NULL_ARRAY  # the client is gone (or killed): pop nothing for it
+            # Registered before the pop is proposed: a push applied after the pop
+            # (which found nothing) wakes this client, whatever it is doing then.
+            woke: asyncio.Future[None] = loop.create_future()
+            for key in keys:
+                self._blocked.setdefault(key, set()).add(woke)
+            try:
+                (pending,) = self._kv_group(conn, [args])
+                reply = (
+                    await pending
+                    if isinstance(pending, asyncio.Future)
+                    else cast(Reply, pending)  # TRYAGAIN: no leader
+                )
+                if reply is not None:
+                    return reply
+                conn.extra["blocked"] = True
+                while not woke.done():
+                    left = None if deadline is None else deadline - loop.time()
+                    if (left is not None and left <= 0) or conn.gone or conn.closing:
+                        return NULL_ARRAY
+                    # Wake up now and then to notice a client that went away.
+                    wait = BLOCKED_RECHECK_S if left is None else min(left, BLOCKED_RECHECK_S)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(woke), wait)
+            finally:
+                conn.extra.pop("blocked", None)
+                for key in keys:
+                    waiting = self._blocked.get(key)
+                    if waiting is not None:
+                        waiting.discard(woke)
+                        if not waiting:
+                            del self._blocked[key]
+
+    def _on_applied(self, entry: Entry | None) -> None:
+        """Wake the clients blocked on a key that ``entry`` may have written."""
+        blocked = self._blocked
+        if not blocked:
+            return
+        if entry is None:  # restored from a snapshot: anything may have changed
+            self._wake(list(blocked))
+            return
+        for op in entry.ops:
+            spec = COMMANDS.get(op.name)
+            if spec is None or not spec.is_write:
+                continue
+            if "@scripting" in spec.categories:  # a script may write any key
+                self._wake(list(blocked))
+                return
+            args = op.args
+            if "blocking" in spec.flags:
+                # A blocked pop's own entry takes from its keys and must not wake it
+                # (it would propose again at once, for ever); BLMOVE adds to its target.
+                if op.name == b"blmove":
+                    self._wake([args[2]])
+                continue
+            self._wake([args[i] for i in spec.key_positions(len(args)) if args[i] in blocked])
+
+    def _wake(self, keys: list[bytes]) -> None:
+        for key in keys:
+            for woke in self._blocked.get(key, ()):
+                if not woke.done():
+                    woke.set_result(None)
+
+    def _resolve_scripts(self, ops: list[list[bytes]], first: int) -> list[list[bytes]]:
+        """``ops`` with each known ``EVALSHA`` turned into ``EVAL`` of its script's text.
+
+        The text travels in the log entry, so every replica runs the script
+        whatever its own cache holds. An unknown SHA stays ``EVALSHA``: the
+        state machine replies ``NOSCRIPT`` to it on every node. An ``EVAL``
+        caches its script here, as in Redis.
+        """
+        out = ops[:first]
+        for op in ops[first:]:
+            name = op[0].upper()
+            if name == b"EVAL" and len(op) >= 2:
+                self._cache_script(op[1])
+            elif name == b"EVALSHA" and len(op) >= 2:
+                script = self.scripts.get(op[1].lower())
+                if script is not None:
+                    op = [b"EVAL", script, *op[2:]]
+            out.append(op)
+        return out
+
+    def _cache_script(self, script: bytes) -> bytes:
+        sha = sha1hex(script)
+        if sha not in self.scripts:
+            while len(self.scripts) >= SCRIPTS_MAX:
+                del self.scripts[next(iter(self.scripts))]  # the oldest first
+            self.scripts[sha] = script
+        return sha
+
+    def _script(self, conn: Connection, args: list[bytes]) -> Reply:
+        sub = args[1].upper() if len(args) >= 2 else b""
+        if sub == b"LOAD" and len(args) == 3:
+            error = compile_error(args[2])
+            return Error(error) if error is not None else self._cache_script(args[2])
+        if sub == b"EXISTS" and len(args) >= 3:
+            return [int(sha.lower() in self.scripts) for sha in args[2:]]
+        if sub == b"FLUSH" and len(args) <= 3:
+            if len(args) == 3 and args[2].upper() not in (b"ASYNC", b"SYNC"):
+                return Error("ERR SCRIPT FLUSH only support SYNC|ASYNC option")
+            self.scripts.clear()
+            return OK
+        if sub in (b"LOAD", b"EXISTS", b"FLUSH"):
+            return Error(
+                f"ERR wrong number of arguments for 'script|{sub.lower().decode()}' command"
+            )
+        if len(args) < 2:
+            return wrong_arity(args[0])
+        return Error(
+            f"ERR unknown subcommand '{args[1].decode(errors='replace')}'. Try SCRIPT HELP."
+        )
 
     def _queue(self, conn: Connection, name: bytes, args: list[bytes]) -> Reply:
         assert conn.queued is not None
@@ -429,6 +620,7 @@ class NodeCommands:
         if conn.queued is None:
             return Error("ERR DISCARD without MULTI")
         conn.queued = None
+        _watched(conn).clear()
         return OK
 
     def _exec(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
@@ -438,16 +630,27 @@ class NodeCommands:
             return Error("ERR EXEC without MULTI")
         queued, failed = conn.queued, conn.queue_error
         conn.queued, conn.queue_error = None, False
+        watched = _watched(conn)
+        guard: list[bytes] = []
+        for key, seen in watched.items():
+            guard += (key, seen)
+        watched.clear()  # EXEC unwatches every key, whatever its outcome (as in Redis)
         if failed:
             return Error("EXECABORT Transaction discarded because of previous errors.")
-        if not queued:
+        if not queued and not guard:
             return []
         busy = self._no_leader()
         if busy is not None:
             return busy
-        return self._exec_all(conn, queued)
+        if guard:
+            # The watched keys are compared where the transaction is ordered: in the
+            # log (``kv.transactions``). A changed one skips the whole transaction.
+            queued = [[EXEC_IF, str(len(queued)).encode(), *guard], *queued]
+        return self._exec_all(conn, queued, guarded=bool(guard))
 
-    def _exec_all(self, conn: Connection, queued: list[list[bytes]]) -> Awaitable[Reply]:
+    def _exec_all(
+        self, conn: Connection, queued: list[list[bytes]], *, guarded: bool
+    ) -> Awaitable[Reply]:
         # The whole transaction is one unit of a log entry: applied atomically everywhere.
         out: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         started = perf_counter()
@@ -455,11 +658,64 @@ class NodeCommands:
         def done(result: list[KvReply] | BaseException) -> None:
             # Each queued command is a call, as in Redis (EXEC itself is counted by dispatch).
             self.stats.record_group(queued, perf_counter() - started, result)
-            if not out.done():
-                out.set_result(list(result) if isinstance(result, list) else _as_error(result))
+            if out.done():
+                return
+            if not isinstance(result, list):
+                out.set_result(_as_error(result))
+            elif not guarded:
+                out.set_result(list(result))
+            elif result[0] is None:
+                out.set_result(NULL_ARRAY)  # a watched key changed: Redis' null reply
+            elif isinstance(result[0], Error):
+                out.set_result(result[0])  # REPLY_NOT_KEPT, or a bug of ours: say so
+            else:
+                out.set_result(list(result[1:]))
 
         self._kv_submit(conn, queued, done)
         return out
+
+    def _watch(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
+        if len(args) < 2:
+            return wrong_arity(args[0])
+        if conn.queued is not None:
+            return Error("ERR WATCH inside MULTI is not allowed")  # the transaction goes on
+        watched = _watched(conn)
+        keys = [key for key in dict.fromkeys(args[1:]) if key not in watched]
+        if len(watched) + len(keys) > WATCHED_KEYS_MAX:
+            return Error(f"ERR more than {WATCHED_KEYS_MAX} watched keys (watched_keys_max)")
+        if not keys:
+            return OK  # as in Redis, a key watched again keeps its first reading
+        busy = self._no_leader()
+        if busy is not None:
+            return busy
+        out: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+
+        def done(result: list[KvReply] | BaseException) -> None:
+            if out.done():
+                return
+            if not isinstance(result, list):
+                out.set_result(_as_error(result))
+                return
+            digests = result[0]
+            if not isinstance(digests, list):  # REPLY_NOT_KEPT
+                bad = Error("ERR internal error: the WATCH read replied no digests")
+                out.set_result(digests if isinstance(digests, Error) else bad)
+                return
+            for key, seen in zip(keys, digests, strict=True):
+                assert isinstance(seen, bytes)
+                watched.setdefault(key, seen)
+            out.set_result(OK)
+
+        # A point read ordered by the log, like GET: the digests are the keys'
+        # state at a linearizable point after WATCH arrived.
+        self._kv_submit(conn, [[WATCH_DIGEST, *keys]], done)
+        return out
+
+    def _unwatch(self, conn: Connection, args: list[bytes]) -> Reply:
+        if len(args) != 1:
+            return wrong_arity(args[0])
+        _watched(conn).clear()
+        return OK
 
     # --------------------------------------------------------- connection
 
@@ -554,13 +810,158 @@ class NodeCommands:
             return conn.name or None
         if sub == b"ID" and len(args) == 2:
             return conn.id
-        if sub in (b"SETINFO", b"NO-EVICT", b"NO-TOUCH"):
-            return OK  # client libraries send these at connect: accept quietly
+        if sub == b"SETINFO" and len(args) == 4:
+            return self._client_setinfo(conn, args[2], args[3])
+        if sub == b"INFO" and len(args) == 2:
+            conn.last_command = b"client|info"
+            return Verbatim(self._client_line(conn, self._idle_of(conn)), "txt")
+        if sub == b"LIST":
+            conn.last_command = b"client|list"
+            return self._client_list(args)
+        if sub == b"KILL" and len(args) >= 3:
+            return self._client_kill(conn, args)
+        if sub in (b"NO-EVICT", b"NO-TOUCH") and len(args) == 3:
+            return OK  # client libraries send these at connect: nothing to evict or touch
+        if sub in (b"SETINFO", b"INFO", b"KILL", b"NO-EVICT", b"NO-TOUCH", b"SETNAME") or (
+            sub in (b"GETNAME", b"ID") and len(args) != 2
+        ):
+            return wrong_arity(b"client|" + sub)
         if sub == b"HELP" and len(args) == 2:
             return _help("CLIENT", _CLIENT_HELP)
         return Error(
             f"ERR unknown subcommand '{args[1].decode(errors='replace')}'. Try CLIENT HELP."
         )
+
+    def _client_setinfo(self, conn: Connection, attr: bytes, value: bytes) -> Reply:
+        option = attr.upper()
+        if option not in (b"LIB-NAME", b"LIB-VER"):
+            return Error(f"ERR Unrecognized option '{attr.decode(errors='replace')}'")
+        if any(c < 33 or c > 126 for c in value):
+            what = option.lower().decode()
+            return Error(f"ERR {what} cannot contain spaces, newlines or special characters.")
+        if option == b"LIB-NAME":
+            conn.lib_name = value
+        else:
+            conn.lib_ver = value
+        return OK
+
+    def _idle_of(self, conn: Connection) -> float:
+        if self.server is None:
+            return 0.0
+        for other, idle in self.server.client_states():
+            if other.id == conn.id:
+                return idle
+        return 0.0
+
+    def _client_line(self, conn: Connection, idle_s: float) -> bytes:
+        """One line of ``CLIENT LIST``, with Redis 7.2's fields in Redis's order.
+
+        Fields that describe Redis's buffers (``qbuf``, ``omem``, ...) are 0:
+        clients parse them, none of them means anything here.
+        """
+        now = self.server.now() if self.server is not None else conn.created_at
+        flags = "x" if conn.queued is not None else "b" if "blocked" in conn.extra else "N"
+        multi = len(conn.queued) if conn.queued is not None else -1
+        fields = [
+            f"id={conn.id}",
+            f"addr={conn.peer}",
+            f"laddr={conn.laddr}",
+            f"fd={conn.fd}",
+            f"name={conn.name.decode(errors='replace')}",
+            f"age={int(max(0.0, now - conn.created_at))}",
+            f"idle={int(idle_s)}",
+            f"flags={flags}",
+            "db=0",
+            "sub=0",
+            "psub=0",
+            "ssub=0",
+            f"multi={multi}",
+            "qbuf=0",
+            "qbuf-free=0",
+            "argv-mem=0",
+            "multi-mem=0",
+            "rbs=0",
+            "rbp=0",
+            "obl=0",
+            "oll=0",
+            "omem=0",
+            "tot-mem=0",
+            "events=r",
+            f"cmd={conn.last_command.lower().decode(errors='replace')}",
+            "user=default",
+            "redir=-1",
+            f"resp={conn.protocol}",
+            f"lib-name={conn.lib_name.decode(errors='replace')}",
+            f"lib-ver={conn.lib_ver.decode(errors='replace')}",
+        ]
+        return (" ".join(fields) + "\n").encode()
+
+    def _client_list(self, args: list[bytes]) -> Reply:
+        states = self.server.client_states() if self.server is not None else []
+        if len(args) >= 4 and args[2].upper() == b"ID":
+            try:
+                wanted = {int(a) for a in args[3:]}
+            except ValueError:
+                return Error("ERR Invalid client ID")
+            states = [(c, idle) for c, idle in states if c.id in wanted]
+        elif len(args) == 4 and args[2].upper() == b"TYPE":
+            kind = args[3].lower()
+            if kind not in (b"normal", b"master", b"replica", b"slave", b"pubsub"):
+                return Error(f"ERR Unknown client type '{args[3].decode(errors='replace')}'")
+            if kind != b"normal":
+                states = []
+        elif len(args) != 2:
+            return Error("ERR syntax error")
+        return Verbatim(b"".join(self._client_line(c, idle) for c, idle in states), "txt")
+
+    def _client_kill(self, conn: Connection, args: list[bytes]) -> Reply:
+        """``CLIENT KILL addr:port`` (old form: OK) or ``CLIENT KILL <filter> <value> ...``."""
+        states = self.server.client_states() if self.server is not None else []
+        if len(args) == 3:
+            victims = [c for c, _ in states if c.peer.encode() == args[2]]
+            if not victims:
+                return Error("ERR No such client")
+            self._kill(conn, victims)
+            return OK
+        if len(args) % 2:
+            return Error("ERR syntax error")
+        skip_me = True
+        victims = [c for c, _ in states]
+        for i in range(2, len(args), 2):
+            option, value = args[i].upper(), args[i + 1]
+            if option == b"ID":
+                try:
+                    wanted = int(value)
+                except ValueError:
+                    return Error("ERR client-id should be greater than 0")
+                victims = [c for c in victims if c.id == wanted]
+            elif option == b"ADDR":
+                victims = [c for c in victims if c.peer.encode() == value]
+            elif option == b"LADDR":
+                victims = [c for c in victims if c.laddr.encode() == value]
+            elif option == b"USER":
+                victims = victims if value == b"default" else []
+            elif option == b"TYPE":
+                if value.lower() not in (b"normal", b"master", b"replica", b"slave", b"pubsub"):
+                    return Error(f"ERR Unknown client type '{value.decode(errors='replace')}'")
+                victims = victims if value.lower() == b"normal" else []
+            elif option == b"SKIPME":
+                if value.lower() not in (b"yes", b"no"):
+                    return Error("ERR syntax error")
+                skip_me = value.lower() == b"yes"
+            else:
+                return Error("ERR syntax error")
+        if skip_me:
+            victims = [c for c in victims if c.id != conn.id]
+        self._kill(conn, victims)
+        return len(victims)
+
+    def _kill(self, conn: Connection, victims: list[Connection]) -> None:
+        for victim in victims:
+            if victim.id == conn.id:
+                conn.closing = True  # after this reply, as Redis closes its own caller
+            elif self.server is not None:
+                self.server.kill_client(victim.id)
 
     def _specs(self) -> dict[bytes, CommandSpec]:
         specs = dict(COMMANDS) if self.kv is not None else {}

@@ -130,6 +130,18 @@ class Connection:
     queued: list[list[bytes]] | None = None
     queue_error: bool = False
     extra: dict[str, object] = field(default_factory=dict)
+    #: For ``CLIENT LIST``: this end of the connection, its descriptor, when it
+    #: was made (loop time), its last command, and what the client library said
+    #: of itself (``CLIENT SETINFO``).
+    laddr: str = "?"
+    fd: int = -1
+    created_at: float = 0.0
+    last_command: bytes = b"NULL"
+    lib_name: bytes = b""
+    lib_ver: bytes = b""
+    #: The client closed its end (EOF) or the connection is lost or dropped: a
+    #: command waiting for more (a blocked pop) gives up, as Redis frees such a client.
+    gone: bool = False
 
 
 class Dispatcher(Protocol):
@@ -261,6 +273,27 @@ class RespServer:
             self._clients.discard(client)
         self._sweeper = loop.call_later(self._sweep_interval(), self._sweep_idle)
 
+    def client_states(self) -> list[tuple[Connection, float]]:
+        """Each connection served now, by id, with the seconds since its last activity."""
+        now = self.now()
+        return sorted(
+            ((c.conn, max(0.0, now - c._active_at)) for c in self._clients),
+            key=lambda state: state[0].id,
+        )
+
+    def now(self) -> float:
+        """The loop's clock, which ``Connection.created_at`` is read on."""
+        loop = self._loop
+        return loop.time() if loop is not None else 0.0
+
+    def kill_client(self, conn_id: int) -> bool:
+        """Close connection ``conn_id`` now (``CLIENT KILL``); False if there is none."""
+        for client in self._clients:
+            if client.conn.id == conn_id:
+                client._end()
+                return True
+        return False
+
     async def close(self) -> None:
         """Stop listening, close every connection and drop its outstanding replies."""
         if self._server is None:
@@ -381,12 +414,21 @@ class _Client(asyncio.Protocol):
         server._clients.add(self)
         self._active_at = self._clock()
         peer = transport.get_extra_info("peername")
-        self.conn = Connection(next(server._ids), f"{peer[0]}:{peer[1]}" if peer else "?")
+        local = transport.get_extra_info("sockname")
+        sock = transport.get_extra_info("socket")
+        self.conn = Connection(
+            next(server._ids),
+            f"{peer[0]}:{peer[1]}" if peer else "?",
+            laddr=f"{local[0]}:{local[1]}" if local else "?",
+            fd=sock.fileno() if sock is not None else -1,
+            created_at=self._active_at,
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         # Replies being computed still complete (their commands were dispatched, as
         # in Redis), but nothing more is dispatched or written.
         self._stopped = True
+        self.conn.gone = True
         self._server._clients.discard(self)
         if self._driver is None:
             self.abandon()
@@ -396,6 +438,7 @@ class _Client(asyncio.Protocol):
         # The client will send nothing more, but may still read: answer what it
         # sent, then close (True keeps the transport open for that).
         self._eof = True
+        self.conn.gone = True
         if not self._queue and not self._stopped:
             self._settle()
         return True
@@ -649,6 +692,7 @@ class _Client(asyncio.Protocol):
     def _end(self) -> None:
         """Drop this client: nothing more is dispatched or written; close it."""
         self._stopped = True
+        self.conn.gone = True
         self._server._clients.discard(self)
         self._out.clear()
         self.abandon()
