@@ -284,10 +284,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "tests/core/test_proposal_id_conflicts.py",
     ),
     m(
-        "tob: a node's store made for other members is opened anyway",
-        "node/tob.py",
-        "            if state.members and state.members != self.members:",
-        "            if False:",
+        "runtime: a node's store made for other members is opened anyway",
+        "node/_common.py",
+        "    if state.members and state.members != members:",
+        "    if False:",
         "tests/node/test_tob_durability.py",
     ),
     m(
