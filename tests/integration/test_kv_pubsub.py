@@ -207,3 +207,24 @@ def test_subscribe_mode_bytes_are_redis_7s(cluster: Cluster, tmp_path: Path) -> 
     assert len(ours) == len(theirs)
     for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
         assert a == b, f"step {i}: ours {a!r} != redis's {b!r}"
+
+
+def test_publish_in_exec_is_delivered_and_in_an_aborted_exec_is_not(cluster: Cluster) -> None:
+    ps = _subscriber(cluster, "2")
+    ps.subscribe("tx")
+    _confirmed(ps)
+    with sync_client(cluster.nodes["1"]) as c, sync_client(cluster.nodes["1"]) as other:
+        call(c, "WATCH", "tx.k")
+        call(other, "SET", "tx.k", "changed")  # the watched key changes: EXEC aborts
+        call(c, "MULTI")
+        call(c, "PUBLISH", "tx", "aborted")
+        assert call(c, "EXEC") is None
+        call(c, "MULTI")
+        call(c, "PUBLISH", "tx", "committed")
+        assert call(c, "EXEC") == [0]
+        with pytest.raises(redis.ResponseError, match="not allowed from script"):
+            call(c, "EVAL", "return redis.call('publish', 'tx', 'scripted')", 0)
+        assert call(c, "PUBLISH", "tx", "last") == 0
+    got = _collect(ps, 2)
+    ps.close()
+    assert got == [("message", None, b"tx", b"committed"), ("message", None, b"tx", b"last")]
