@@ -430,6 +430,13 @@ class KeyValueStore:
         """``callback(entry)`` after each entry is applied here (``KvStateMachine.on_applied``)."""
         self.machine.on_applied = callback
 
+    def set_on_publish(self, callback: Callable[[bytes, bytes], int] | None) -> None:
+        """``callback(channel, message)`` per ``PUBLISH`` applied here.
+
+        ``KvStateMachine.on_publish``: it returns the receivers on this node.
+        """
+        self.machine.on_publish = callback
+
     def stored_keys(self) -> int:
         """Keys held on this replica (expired ones not yet removed included)."""
         return self.machine.machine.stored_keys

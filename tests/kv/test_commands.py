@@ -121,13 +121,15 @@ def test_op_of_converts_text_and_numbers() -> None:
 def test_the_table_describes_each_command_consistently() -> None:
     for name, spec in COMMANDS.items():
         assert name == spec.name.encode() and name == name.lower()
-        # Redis marks TIME neither write nor readonly (it reads no key); every other is one.
-        assert spec.is_write != ("readonly" in spec.flags) or name == b"time"
+        # Redis marks TIME and PUBLISH neither write nor readonly (they touch no key);
+        # every other is one.
+        assert spec.is_write != ("readonly" in spec.flags) or name in (b"time", b"publish")
         assert not (spec.is_write and "readonly" in spec.flags)
         # EVAL and EVALSHA carry Redis' "noscript" and "skip_monitor", blocking pops "blocking".
         assert spec.flags <= {
             *("write", "readonly", "denyoom", "fast"),
             *("noscript", "skip_monitor", "blocking"),
+            *(("pubsub", "loading", "stale", "may_replicate") if name == b"publish" else ()),
         }
         assert spec.arity != 0 and spec.step >= 0
 
@@ -164,6 +166,7 @@ def test_read_only_entries() -> None:
         *(b"get", b"mget", b"exists", b"touch", b"strlen", b"getrange", b"substr"),
         *(b"ttl", b"pttl", b"expiretime", b"pexpiretime", b"type", b"dbsize", b"keys", b"scan"),
         b"time",
+        b"publish",  # a log entry, yet it changes no key
         *(b"hget", b"hmget", b"hexists", b"hlen", b"hstrlen", b"hgetall", b"hkeys", b"hvals"),
         b"hscan",
         *(b"lrange", b"llen", b"lindex", b"lpos"),

@@ -289,6 +289,8 @@ GENERATORS.update(
     {
         b"incrbyfloat": lambda r: [r.choice(KEYS), r.choice(FLOATS)],
         b"time": lambda r: [],
+        # nobody subscribes here, so 0 on both sides (and no key changes)
+        b"publish": lambda r: [r.choice(KEYS), r.choice(VALUES)],
         # hashes
         b"hset": lambda r: [r.choice(KEYS), *_pairs(r, VALUES)],
         b"hmset": lambda r: [r.choice(KEYS), *_pairs(r, VALUES)],

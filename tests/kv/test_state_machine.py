@@ -100,3 +100,26 @@ def test_a_delivery_without_a_clock_is_applied_at_its_entrys_time() -> None:
 
 def _entry(now_ms: int, *commands: str) -> bytes:
     return encode_entry(Entry(now_ms, tuple(op(c) for c in commands)))
+
+
+def test_publish_is_handed_to_on_publish_in_order_and_changes_no_state() -> None:
+    sm = KvStateMachine()
+    sm.apply(delivery(1, "SET k v"))
+    before = sm.snapshot()
+    seen: list[tuple[bytes, bytes]] = []
+
+    def on_publish(channel: bytes, message: bytes) -> int:
+        seen.append((channel, message))
+        return 7
+
+    sm.on_publish = on_publish
+    sm.apply(delivery(2, "PUBLISH ch one", "publish ch two", "PUBLISH ch", "GET k"))
+    # The hook's count is the reply; a wrong arity is Redis's error and publishes nothing.
+    assert sm.take_replies(2) == [
+        7,
+        7,
+        Error("ERR wrong number of arguments for 'publish' command"),
+        b"v",
+    ]
+    assert seen == [(b"ch", b"one"), (b"ch", b"two")]
+    assert sm.snapshot() == before  # same clock: nothing of the state changed

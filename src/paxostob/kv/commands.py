@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigurationError, DecodeError
-from . import blocking, hashes, keys, lists, scripting, sets, strings, transactions, zsets
+from . import blocking, hashes, keys, lists, pubsub, scripting, sets, strings, transactions, zsets
 from .table import Command, CommandSpec
 from .wire import encode_uvarint, read_uvarint
 
@@ -221,6 +221,7 @@ FAMILIES: tuple[dict[bytes, Command], ...] = (
     blocking.TABLE,
     transactions.TABLE,
     scripting.TABLE,
+    pubsub.TABLE,
 )
 
 #: Every command of every family, by lower-case name.

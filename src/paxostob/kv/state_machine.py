@@ -55,6 +55,9 @@ class KvStateMachine:
         #: Called after each entry is applied (``None``: after a restore, when any
         #: key may have changed): the RESP server wakes clients blocked on keys.
         self.on_applied: Callable[[Entry | None], None] | None = None
+        #: Called with each ``PUBLISH``'s channel and message as its entry is
+        #: applied; returns the receivers on this node, which becomes its reply.
+        self.on_publish: Callable[[bytes, bytes], int] | None = None
 
     @property
     def machine(self) -> KvMachine:
@@ -85,6 +88,16 @@ class KvStateMachine:
             if delivery.clock_ms:
                 entry = Entry(delivery.clock_ms, entry.ops)  # the leader's time, not the proposer's
             replies = self._machine.apply(entry)
+            on_publish = self.on_publish
+            if on_publish is not None:
+                for i, op in enumerate(entry.ops):
+                    # 0: applied (an arity error or a skipped transaction is an Error).
+                    if (
+                        len(op.args[0]) == 7  # cheap first: this runs for every op
+                        and op.name == b"publish"
+                        and type(replies[i]) is int
+                    ):
+                        replies[i] = on_publish(op.args[1], op.args[2])
             if self.on_applied is not None:
                 self.on_applied(entry)
         if self._replies_of is not None and delivery.sender != self._replies_of:

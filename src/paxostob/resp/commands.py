@@ -48,6 +48,7 @@ from ..errors import NotRunningError, PaxosError, QuorumTimeoutError
 from ..kv.blocking import timeout_s as blocking_timeout_s
 from ..kv.commands import COMMANDS, CommandSpec, Entry
 from ..kv.keyspace import Failed
+from ..kv.pattern import pattern_matches
 from ..kv.replies import Reply as KvReply
 from ..kv.scripting import compile_error, sha1hex
 from ..kv.transactions import EXEC_IF, WATCH_DIGEST
@@ -56,6 +57,7 @@ from ..node.tob import TotalOrderBroadcast
 from ..version import __version__
 from .broadcast_log import TAG_BROADCAST, BroadcastLog
 from .protocol import NULL_ARRAY, Error, Reply, SimpleString, Verbatim
+from .pubsub import PubSub
 from .server import Connection, RespServer
 from .stats import CommandStats
 
@@ -105,6 +107,8 @@ class KvExecutor(Protocol):
 
     def set_on_applied(self, callback: Callable[[Entry | None], None] | None) -> None: ...
 
+    def set_on_publish(self, callback: Callable[[bytes, bytes], int] | None) -> None: ...
+
 
 Handler = Callable[[Connection, list[bytes]], "Reply | Awaitable[Reply]"]
 
@@ -113,6 +117,26 @@ Handler = Callable[[Connection, list[bytes]], "Reply | Awaitable[Reply]"]
 BLOCKED_RECHECK_S = 1.0
 #: Pops that wait for an element (``kv.blocking``): served by ``NodeCommands._blocking``.
 BLOCKING = (b"BLPOP", b"BRPOP", b"BLMOVE", b"BZPOPMIN", b"BZPOPMAX")
+
+#: What a RESP2 client may send while subscribed (Redis's subscribe mode; RESP3 has none).
+_IN_SUBSCRIBE_MODE = frozenset(
+    {b"SUBSCRIBE", b"UNSUBSCRIBE", b"PSUBSCRIBE", b"PUNSUBSCRIBE", b"PING", b"QUIT", b"RESET"}
+    | {b"SSUBSCRIBE", b"SUNSUBSCRIBE"}
+)
+
+_PUBSUB_HELP = (
+    "CHANNELS [<pattern>]",
+    "    Return the currently active channels matching a <pattern> (default: '*').",
+    "NUMPAT",
+    "    Return number of subscriptions to patterns.",
+    "NUMSUB [<channel> ...]",
+    "    Return the number of subscribers for the specified channels, excluding",
+    "    pattern subscriptions(default: no channels).",
+    "SHARDCHANNELS [<pattern>]",
+    "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+    "SHARDNUMSUB [<shardchannel> ...]",
+    "    Return the number of subscribers for the specified shard level channel(s)",
+)
 
 #: Commands a client may send before it authenticated.
 _BEFORE_AUTH = frozenset({b"AUTH", b"HELLO", b"QUIT"})
@@ -274,8 +298,16 @@ class NodeCommands:
         self.scripts: dict[bytes, bytes] = {}
         #: Clients blocked in a pop, by key: each waits for a write to one of its keys.
         self._blocked: dict[bytes, set[asyncio.Future[None]]] = {}
+        #: This node's subscribers (``resp.pubsub``): ``PUBLISH`` entries applied here reach them.
+        self.pubsub = PubSub()
         if kv is not None:
             kv.set_on_applied(self._on_applied)
+            kv.set_on_publish(self.pubsub.publish)
+            self.table[b"SUBSCRIBE"] = self._subscribe
+            self.table[b"UNSUBSCRIBE"] = self._unsubscribe
+            self.table[b"PSUBSCRIBE"] = self._subscribe
+            self.table[b"PUNSUBSCRIBE"] = self._unsubscribe
+            self.table[b"PUBSUB"] = self._pubsub
             for name in BLOCKING:
                 self.table[name] = self._blocking
             self.table[b"SCRIPT"] = self._script
@@ -332,6 +364,8 @@ class NodeCommands:
     def _groupable(self, conn: Connection, args: list[bytes]) -> bool:
         if self.kv is None or conn.queued is not None:
             return False
+        if conn.protocol == 2 and self.pubsub.count(conn):
+            return False  # subscribe mode: dispatch refuses it
         if self.requirepass is not None and not conn.authenticated:
             return False
         name = args[0].upper()
@@ -365,6 +399,10 @@ class NodeCommands:
         if self.requirepass is not None and not conn.authenticated and name not in _BEFORE_AUTH:
             self._reject_known(name)
             return Error("NOAUTH Authentication required.")
+        if conn.protocol == 2 and name not in _IN_SUBSCRIBE_MODE and self.pubsub.count(conn):
+            refused = self._refuse_in_subscribe_mode(args)
+            if refused is not None:
+                return refused
         if conn.queued is not None and name not in (
             b"EXEC",
             b"DISCARD",
@@ -397,6 +435,21 @@ class NodeCommands:
             self.stats.reject(name.lower())
             return wrong_arity(args[0])
         return self._kv_one(conn, args)
+
+    def _refuse_in_subscribe_mode(self, args: list[bytes]) -> Error | None:
+        """Redis's refusal of a known command in RESP2 subscribe mode (None: not known,
+        or its arity is wrong: Redis checks those first)."""
+        name = args[0].lower()
+        spec = COMMANDS.get(name) if self.kv is not None else None
+        if spec is not None and not spec.arity_ok(len(args)):
+            return None
+        if spec is None and name.upper() not in self.table:
+            return None
+        self.stats.reject(name)
+        return Error(
+            f"ERR Can't execute '{name.decode(errors='replace')}': only (P|S)SUBSCRIBE / "
+            "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+        )
 
     def _reject_known(self, name: bytes) -> None:
         """Count a refused call of ``name`` (upper case) if it names a command (else unknown)."""
@@ -717,11 +770,52 @@ class NodeCommands:
         _watched(conn).clear()
         return OK
 
+    # --------------------------------------------------------- pub/sub
+
+    def _subscribe(self, conn: Connection, args: list[bytes]) -> Reply:
+        """``SUBSCRIBE``/``PSUBSCRIBE``: one confirmation per name (a push in RESP3)."""
+        if len(args) < 2:
+            return wrong_arity(args[0])
+        return self.pubsub.subscribe(conn, args[1:], pattern=args[0].upper() == b"PSUBSCRIBE")
+
+    def _unsubscribe(self, conn: Connection, args: list[bytes]) -> Reply:
+        pattern = args[0].upper() == b"PUNSUBSCRIBE"
+        return self.pubsub.unsubscribe(conn, args[1:], pattern=pattern)
+
+    def _pubsub(self, conn: Connection, args: list[bytes]) -> Reply:
+        """``PUBSUB CHANNELS|NUMSUB|NUMPAT``: this node's subscriptions (Redis Cluster's view)."""
+        if len(args) < 2:
+            return wrong_arity(args[0])
+        sub = args[1].upper()
+        ps = self.pubsub
+        if sub == b"HELP" and len(args) == 2:
+            return _help("PUBSUB", _PUBSUB_HELP)
+        if sub in (b"CHANNELS", b"SHARDCHANNELS") and len(args) <= 3:
+            if sub == b"SHARDCHANNELS":
+                return []  # no shard channels: every node holds every key
+            if len(args) == 2:
+                return list(ps.channels)
+            return [c for c in ps.channels if pattern_matches(args[2], c)]
+        if sub in (b"NUMSUB", b"SHARDNUMSUB"):
+            counts: list[Reply] = []
+            for channel in args[2:]:
+                here = ps.channels.get(channel) if sub == b"NUMSUB" else None
+                counts += [channel, 0 if here is None else len(here)]
+            return counts
+        if sub == b"NUMPAT" and len(args) == 2:
+            return sum(len(subscribers) for subscribers in ps.patterns.values())
+        return Error(
+            f"ERR unknown subcommand or wrong number of arguments for "
+            f"'{args[1].decode(errors='replace')}'. Try PUBSUB HELP."
+        )
+
     # --------------------------------------------------------- connection
 
     def _ping(self, conn: Connection, args: list[bytes]) -> Reply:
         if len(args) > 2:
             return wrong_arity(args[0])
+        if conn.protocol == 2 and self.pubsub.count(conn):
+            return [b"pong", args[1] if len(args) == 2 else b""]  # Redis's, in subscribe mode
         return SimpleString("PONG") if len(args) == 1 else args[1]
 
     def _echo(self, conn: Connection, args: list[bytes]) -> Reply:

@@ -77,7 +77,9 @@ integer 1/0 (RESP3 ``#t``/``#f``), ``float`` a bulk string (RESP3 double
 (RESP3 map ``%``), ``set``/``frozenset`` an array (RESP3 set ``~``),
 ``SimpleString`` ``+``, ``Error`` ``-`` (its text starts with the code:
 ``Error("ERR syntax error")``), ``Verbatim`` a bulk string (RESP3 ``=``),
-``Push`` an array (RESP3 ``>``) and ``NULL_ARRAY`` ``*-1`` (RESP3 ``_``). Any
+``Push`` an array (RESP3 ``>``), ``Replies`` its items one after another
+(several replies to one command: ``SUBSCRIBE a b`` answers once per channel)
+and ``NULL_ARRAY`` ``*-1`` (RESP3 ``_``). Any
 other type, including ``str``, is our bug: ``TypeError``.
 """
 
@@ -105,6 +107,7 @@ __all__ = [
     "NullArray",
     "ProtocolError",
     "Push",
+    "Replies",
     "Reply",
     "RequestParser",
     "SimpleString",
@@ -704,6 +707,13 @@ class Push:
 
 
 @dataclass(frozen=True, slots=True)
+class Replies:
+    """Several replies to one command, encoded one after another (not as an array)."""
+
+    items: Sequence[Reply]
+
+
+@dataclass(frozen=True, slots=True)
 class NullArray:
     """The null array (``*-1``; RESP3 null): a timed-out ``BLPOP``, an aborted ``EXEC``."""
 
@@ -711,7 +721,7 @@ class NullArray:
 NULL_ARRAY: Final = NullArray()
 
 Reply: TypeAlias = (
-    "SimpleString | Error | Verbatim | Push | NullArray | bytes | bytearray | memoryview"
+    "SimpleString | Error | Verbatim | Push | Replies | NullArray | bytes | bytearray | memoryview"
     " | int | float | Sequence[Reply] | Mapping[Any, Reply] | AbstractSet[Any] | None"
 )
 
@@ -821,6 +831,10 @@ def _encode_into(  # noqa: C901 - one branch per reply type, the hot path, inlin
     elif kind is Push:
         assert isinstance(reply, Push)
         out.append(b">%d\r\n" % len(reply.items) if resp3 else b"*%d\r\n" % len(reply.items))
+        for item in reply.items:
+            _encode_into(item, resp3, out)
+    elif kind is Replies:
+        assert isinstance(reply, Replies)
         for item in reply.items:
             _encode_into(item, resp3, out)
     # Subclasses and other containers: as their base type (an IntEnum as an int).

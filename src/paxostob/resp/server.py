@@ -56,7 +56,7 @@ import inspect
 import itertools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, cast
 
@@ -142,6 +142,17 @@ class Connection:
     #: The client closed its end (EOF) or the connection is lost or dropped: a
     #: command waiting for more (a blocked pop) gives up, as Redis frees such a client.
     gone: bool = False
+    #: Writes an out-of-band reply (a pub/sub message) after every reply already
+    #: due (set by the server; False: the client was dropped, see ``PUBSUB_OUTPUT_BYTES_MAX``).
+    push: Callable[[Reply], bool] | None = None
+    #: Called once when the connection is closed (pub/sub forgets its subscriptions).
+    on_gone: Callable[[Connection], None] | None = None
+
+
+#: A subscriber whose unsent output exceeds this is dropped: Redis's hard
+#: ``client-output-buffer-limit`` of the pubsub class (32mb), so a subscriber
+#: that stopped reading cannot make its node hold every message published.
+PUBSUB_OUTPUT_BYTES_MAX: Final = 32 * 1024 * 1024
 
 
 class Dispatcher(Protocol):
@@ -422,6 +433,7 @@ class _Client(asyncio.Protocol):
             laddr=f"{local[0]}:{local[1]}" if local else "?",
             fd=sock.fileno() if sock is not None else -1,
             created_at=self._active_at,
+            push=self.push,
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -433,6 +445,10 @@ class _Client(asyncio.Protocol):
         if self._driver is None:
             self.abandon()
         self._release_driver()
+        on_gone = self.conn.on_gone
+        if on_gone is not None:
+            self.conn.on_gone = None
+            on_gone(self.conn)
 
     def eof_received(self) -> bool:
         # The client will send nothing more, but may still read: answer what it
@@ -463,6 +479,32 @@ class _Client(asyncio.Protocol):
             self._update_reading()
             return
         self._pump()
+
+    def push(self, reply: Reply) -> bool:
+        """Write ``reply`` after every reply due before it; False if the client is dropped.
+
+        A reply still awaited holds the push back (it is queued behind it), so
+        a message never overtakes the reply of a command sent before it (a
+        ``SUBSCRIBE``'s confirmation after a pipelined write).
+        """
+        if self._stopped:
+            return False
+        transport = self._transport
+        assert transport is not None
+        if transport.get_write_buffer_size() > PUBSUB_OUTPUT_BYTES_MAX:
+            log.warning(
+                "client %s: dropped, more than %d bytes of pub/sub output unread",
+                self.conn.peer,
+                PUBSUB_OUTPUT_BYTES_MAX,
+            )
+            self._end()
+            return False
+        if self._queue:
+            self._queue.append((reply, self.conn.protocol))
+            return True
+        self._out.append(encode(reply, self.conn.protocol))
+        self._flush()
+        return True
 
     # ------------------------------------------------------------------------ internals
 
