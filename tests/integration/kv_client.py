@@ -20,6 +20,8 @@ nothing here sleeps.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +208,24 @@ def start_kv_cluster(
         cluster.stop()
         raise
     return cluster
+
+
+@contextmanager
+def running_kv_cluster(tmp: Path) -> Iterator[Cluster]:
+    """``start_kv_cluster`` for a ``with`` block (a fixture's body): stopped on the way out."""
+    cluster = start_kv_cluster(tmp)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@contextmanager
+def node_clients(cluster: Cluster) -> Iterator[dict[str, redis.Redis]]:
+    """One RESP2 client per node, by node id, closed on the way out."""
+    clients = {i: sync_client(node) for i, node in cluster.nodes.items()}
+    try:
+        yield clients
+    finally:
+        for c in clients.values():
+            c.close()

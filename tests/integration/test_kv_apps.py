@@ -27,7 +27,7 @@ from paxostob.kv.replies import Error, SimpleString
 from tests.kv.real_redis import RespClient, redis_server
 
 from .cluster import Cluster
-from .kv_client import call, start_kv_cluster, sync_client
+from .kv_client import call, node_clients, running_kv_cluster
 
 OK = SimpleString("OK")
 #: Increments each thread makes in the concurrent WATCH test, and retries it may need.
@@ -38,21 +38,14 @@ THREAD_TIMEOUT_S = 60.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = start_kv_cluster(tmp_path_factory.mktemp("kv-apps"))
-    try:
+    with running_kv_cluster(tmp_path_factory.mktemp("kv-apps")) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="module")
 def clients(cluster: Cluster) -> Iterator[dict[str, redis.Redis]]:
-    cs = {i: sync_client(node) for i, node in cluster.nodes.items()}
-    try:
+    with node_clients(cluster) as cs:
         yield cs
-    finally:
-        for c in cs.values():
-            c.close()
 
 
 # --- WATCH / MULTI / EXEC ----------------------------------------------------------------

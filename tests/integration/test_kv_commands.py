@@ -37,6 +37,8 @@ from .kv_client import (
     async_client,
     call,
     is_no_leader,
+    node_clients,
+    running_kv_cluster,
     settle,
     start_kv_cluster,
     status,
@@ -52,22 +54,15 @@ SETTLE_TRIES_MAX = 5
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = start_kv_cluster(tmp_path_factory.mktemp("kv-commands"))
-    try:
+    with running_kv_cluster(tmp_path_factory.mktemp("kv-commands")) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="module")
 def clients(cluster: Cluster) -> Iterator[dict[str, redis.Redis]]:
     """One RESP2 client per node, by node id."""
-    cs = {i: sync_client(node) for i, node in cluster.nodes.items()}
-    try:
+    with node_clients(cluster) as cs:
         yield cs
-    finally:
-        for c in cs.values():
-            c.close()
 
 
 def abc(clients: dict[str, redis.Redis]) -> tuple[redis.Redis, redis.Redis, redis.Redis]:

@@ -25,7 +25,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from .cluster import Cluster, Node
-from .kv_client import await_leader, is_no_leader, start_kv_cluster, status, sync_client
+from .kv_client import (
+    await_leader,
+    is_no_leader,
+    running_kv_cluster,
+    status,
+    sync_client,
+)
 from .linearizability import Kind, Op, check, check_key, step
 
 INF = math.inf
@@ -259,11 +265,8 @@ def leader_of(cluster: Cluster, asked: str) -> str:
 
 @pytest.fixture
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = start_kv_cluster(tmp_path_factory.mktemp("kv-linearizable"))
-    try:
+    with running_kv_cluster(tmp_path_factory.mktemp("kv-linearizable")) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def test_linearizable_while_the_leader_is_killed_and_restarted(cluster: Cluster) -> None:

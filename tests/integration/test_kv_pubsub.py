@@ -23,7 +23,7 @@ import redis
 from tests.kv.real_redis import redis_server
 
 from .cluster import Cluster
-from .kv_client import call, start_kv_cluster, sync_client
+from .kv_client import call, running_kv_cluster, sync_client
 
 #: Messages each of the two publishers sends in the ordering test: enough for
 #: their entries to interleave in the log, few enough to take well under a second.
@@ -35,11 +35,8 @@ SENTINEL = b"END-OF-STEP"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = start_kv_cluster(tmp_path_factory.mktemp("kv-pubsub"))
-    try:
+    with running_kv_cluster(tmp_path_factory.mktemp("kv-pubsub")) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def _subscriber(cluster: Cluster, node_id: str) -> Any:

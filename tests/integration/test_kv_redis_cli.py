@@ -15,7 +15,7 @@ import pytest
 
 from ..tools import missing_tool, need
 from .cluster import Cluster, Node
-from .kv_client import start_kv_cluster, sync_client
+from .kv_client import running_kv_cluster, sync_client
 
 REDIS_CLI = shutil.which("redis-cli")
 REDIS_BENCHMARK = shutil.which("redis-benchmark")
@@ -42,11 +42,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         missing_tool(
             "redis-cli and redis-benchmark are not installed (apt-get install redis-tools)"
         )
-    c = start_kv_cluster(tmp_path_factory.mktemp("kv-redis-cli"))
-    try:
+    with running_kv_cluster(tmp_path_factory.mktemp("kv-redis-cli")) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def cli(node: Node, *args: str, stdin: bytes | None = None) -> bytes:
