@@ -41,6 +41,7 @@ from paxostob.kv.commands import COMMANDS, Entry, Op
 from paxostob.kv.machine import KvMachine
 from paxostob.kv.replies import Error, Reply, SimpleString
 
+from . import stream_ops
 from .real_redis import RespClient
 
 Args = list[bytes]
@@ -455,6 +456,7 @@ GENERATORS.update(
         b"evalsha": lambda r: [b"0" * 40, *_eval(r)[1:]],  # a script nobody loaded
     }
 )
+GENERATORS.update(stream_ops.GENERATORS)
 
 
 def _script_error(reply: Reply) -> Reply:
@@ -562,6 +564,7 @@ CONTENT: dict[str, Callable[[bytes], tuple[bytes, ...]]] = {
     "list": lambda key: (b"LRANGE", key, b"0", b"-1"),
     "set": lambda key: (b"SMEMBERS", key),
     "zset": lambda key: (b"ZRANGE", key, b"0", b"-1", b"WITHSCORES"),
+    "stream": lambda key: (b"XRANGE", key, b"-", b"+"),
 }
 
 

@@ -258,7 +258,7 @@ _AGGREGATE_BODY = struct.pack(">Q", 0) + b"\x01\x01a"
             "order",
         ),
         (b"\x0b\x01\x01a" + struct.pack(">d", float("nan")) + b"\x08", "NaN"),
-        (b"\x01v\x0a", "expiry flag"),  # type 5 does not exist
+        (b"\x01v\x0c", "expiry flag"),  # type 6 does not exist
         (b"\x01v\x00", "version 1 encodes"),  # strings only, no draws: must be version 1
     ],
 )

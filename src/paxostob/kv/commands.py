@@ -45,7 +45,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigurationError, DecodeError
-from . import blocking, hashes, keys, lists, pubsub, scripting, sets, strings, transactions, zsets
+from . import (
+    blocking,
+    hashes,
+    keys,
+    lists,
+    pubsub,
+    scripting,
+    sets,
+    streams,
+    strings,
+    transactions,
+    zsets,
+)
 from .table import Command, CommandSpec
 from .wire import encode_uvarint, read_uvarint
 
@@ -218,6 +230,7 @@ FAMILIES: tuple[dict[bytes, Command], ...] = (
     lists.TABLE,
     sets.TABLE,
     zsets.TABLE,
+    streams.TABLE,
     blocking.TABLE,
     transactions.TABLE,
     scripting.TABLE,

@@ -26,7 +26,7 @@ from .keyspace import (
 from .pattern import compile_pattern
 from .replies import OK, Error, Reply, SimpleString
 from .table import ALL, NO_KEYS, ONE, Command, command
-from .values import HashValue, ListValue, SetValue, Value, ZSetValue
+from .values import HashValue, ListValue, SetValue, StreamValue, Value, ZSetValue
 
 __all__ = ["TABLE"]
 
@@ -126,6 +126,7 @@ _TYPE_NAMES: dict[type, bytes] = {
     ListValue: b"list",
     SetValue: b"set",
     ZSetValue: b"zset",
+    StreamValue: b"stream",
 }
 _TYPE_REPLIES = {kind: SimpleString(name.decode()) for kind, name in _TYPE_NAMES.items()}
 

@@ -33,6 +33,13 @@ the aggregate types read:
 - after the last key, ``u64 draws``: the random draws made so far
   (``Keyspace.draws``).
 
+Type 5 is a stream (``stream_value``), which may be empty; its "value" is
+``u64 u64`` its last ID, ``uvarint`` its node count, then each node:
+``u64 u64`` its first ID, ``u64 u64`` its last ID, ``uvarint`` slots used,
+``uvarint`` live entries, and that many entries, each ``u64 u64`` its ID,
+``uvarint`` its field and value count (even, at least 2) and each of them
+(``uvarint length, bytes``). IDs strictly increase across the stream.
+
 Rules: ``decode_state`` reads bytes from outside (a disk, a peer): it checks
 the checksum first, never trusts a count or a length, consumes its input
 exactly, and raises ``DecodeError`` on anything malformed.
@@ -48,7 +55,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import DecodeError
-from .values import HashValue, ListValue, SetValue, Value, ZSetValue
+from .stream_value import StreamNode
+from .values import HashValue, ListValue, SetValue, StreamValue, Value, ZSetValue
 from .wire import encode_uvarint, read_uvarint
 
 __all__ = [
@@ -72,7 +80,8 @@ _EXPIRY = struct.Struct(">q")
 _DRAWS = struct.Struct(">Q")
 _SCORE = struct.Struct(">d")
 # The type codes of the flag byte (version 2).
-_STRING, _HASH, _LIST, _SET, _ZSET = range(5)
+_STRING, _HASH, _LIST, _SET, _ZSET, _STREAM = range(6)
+_ID = struct.Struct(">QQ")
 _CLOCK_MAX = (1 << 63) - 1
 #: Keys a ``StateEncoder`` step encodes: about a millisecond or two of work
 #: for small values, so a loop interleaving the steps stays responsive.
@@ -210,7 +219,7 @@ class StateEncoder:
         self._crc = zlib.crc32(chunk, self._crc)
 
 
-_FLAGS = tuple(bytes((n,)) for n in range(10))
+_FLAGS = tuple(bytes((n,)) for n in range(12))
 
 
 def encode_value(value: Value) -> bytes:
@@ -224,6 +233,8 @@ def encode_value(value: Value) -> bytes:
 def _encode_aggregate(value: Value) -> tuple[int, bytes]:
     """The flag byte's type bits and the element encoding of an aggregate."""
     small = _SMALL_UVARINTS
+    if isinstance(value, StreamValue):
+        return _STREAM << 1, _encode_stream(value)
     parts: list[bytes] = [encode_uvarint(len(value))]
     add = parts.append
     if isinstance(value, HashValue):
@@ -250,6 +261,70 @@ def _encode_aggregate(value: Value) -> tuple[int, bytes]:
             add(small[len(item)] if len(item) < 128 else encode_uvarint(len(item)))
             add(item)
     return kind << 1, b"".join(parts)
+
+
+def _encode_stream(stream: StreamValue) -> bytes:
+    pack = _ID.pack
+    parts = [pack(*stream.last_id), encode_uvarint(len(stream.nodes))]
+    add = parts.append
+    at = 0
+    ids, entries = stream.ids, stream.entries
+    for node in stream.nodes:
+        add(pack(*node.first) + pack(*node.last))
+        add(encode_uvarint(node.slots) + encode_uvarint(node.live))
+        for entry_id in ids[at : at + node.live]:
+            fields = entries[entry_id]
+            add(pack(*entry_id) + encode_uvarint(len(fields)))
+            for item in fields:
+                add(encode_uvarint(len(item)))
+                add(item)
+        at += node.live
+    assert at == len(ids)
+    return b"".join(parts)
+
+
+def _decode_stream(data: bytes, what: str) -> StreamValue:
+    """The stream ``_encode_stream`` wrote; every ID order and count checked."""
+    view = memoryview(data)
+    end = len(view)
+
+    def read_id(pos: int) -> tuple[tuple[int, int], int]:
+        if pos + _ID.size > end:
+            raise DecodeError(f"snapshot ends inside an ID of {what}")
+        ms, seq = _ID.unpack_from(view, pos)
+        return (ms, seq), pos + _ID.size
+
+    stream = StreamValue(0)
+    stream.last_id, pos = read_id(0)
+    count, pos = read_uvarint(view, pos, f"the node count of {what}")
+    if count * 34 > end - pos:
+        raise DecodeError(f"snapshot {what} claims {count} nodes in {end - pos} bytes")
+    previous = (-1, -1)
+    for _ in range(count):
+        first, pos = read_id(pos)
+        last, pos = read_id(pos)
+        slots, pos = read_uvarint(view, pos, f"the slots of a node of {what}")
+        live, pos = read_uvarint(view, pos, f"the entries of a node of {what}")
+        if not previous < first <= last <= stream.last_id or live > slots or slots < 1:
+            raise DecodeError(f"snapshot {what} has a malformed node")
+        previous = last
+        for _ in range(live):
+            entry_id, pos = read_id(pos)
+            if not first <= entry_id <= last or (stream.ids and entry_id <= stream.ids[-1]):
+                raise DecodeError(f"snapshot {what} has an entry out of order")
+            n, pos = read_uvarint(view, pos, f"the field count of an entry of {what}")
+            if n < 2 or n % 2 or n > end - pos:
+                raise DecodeError(f"snapshot {what} has an entry of {n} fields and values")
+            fields = []
+            for _ in range(n):
+                item, pos = _read_bytes(view, pos, f"a field of {what}")
+                fields.append(item)
+            stream.ids.append(entry_id)
+            stream.entries[entry_id] = tuple(fields)
+        stream.nodes.append(StreamNode(first, last, slots, live))
+    if pos != end:
+        raise DecodeError(f"snapshot {what} has {end - pos} trailing bytes")
+    return stream
 
 
 def decode_state(data: bytes) -> State:
@@ -283,7 +358,7 @@ def decode_state(data: bytes) -> State:
     values: dict[bytes, Value] = {}
     expiries: dict[bytes, int] = {}
     previous: bytes | None = None
-    flag_max = 1 if version == 1 else (_ZSET << 1) | 1
+    flag_max = 1 if version == 1 else (_STREAM << 1) | 1
     aggregates = False
     for i in range(count):
         key, pos = _read_bytes(view, pos, f"key {i}")
@@ -301,7 +376,7 @@ def decode_state(data: bytes) -> State:
         if kind == _STRING:
             values[key] = value
         else:
-            values[key] = _decode_aggregate(kind, value, f"key {i}")
+            values[key] = _decode_typed(kind, value, f"key {i}")
             aggregates = True
         if flag & 1:
             if pos + _EXPIRY.size > end:
@@ -313,6 +388,12 @@ def decode_state(data: bytes) -> State:
     if version == 2 and not aggregates and not draws:
         raise DecodeError("snapshot version 2 of a state that version 1 encodes")
     return State(clock_ms, values, expiries, draws)
+
+
+def _decode_typed(kind: int, data: bytes, what: str) -> Value:
+    if kind == _STREAM:
+        return _decode_stream(data, what)
+    return _decode_aggregate(kind, data, what)
 
 
 def _decode_aggregate(

@@ -31,11 +31,13 @@ from collections import deque
 from fractions import Fraction
 
 from .replies import Error
+from .stream_value import StreamValue
 
 __all__ = [
     "HashValue",
     "ListValue",
     "SetValue",
+    "StreamValue",
     "ZSetValue",
     "format_double",
     "format_long_double",
@@ -180,7 +182,7 @@ def _score(pair: tuple[float, bytes]) -> float:
 
 
 #: A value of the key space.
-Value = bytes | HashValue | ListValue | SetValue | ZSetValue
+Value = bytes | HashValue | ListValue | SetValue | ZSetValue | StreamValue
 Aggregate = HashValue | ListValue | SetValue | ZSetValue
 
 # --- doubles, as Redis parses and prints them ----------------------------------------------
