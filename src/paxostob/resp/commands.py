@@ -55,6 +55,7 @@ from ..kv.transactions import EXEC_IF, WATCH_DIGEST
 from ..node.repeats import RepeatLimiter
 from ..node.tob import TotalOrderBroadcast
 from ..version import __version__
+from . import stream_reads
 from .broadcast_log import TAG_BROADCAST, BroadcastLog
 from .protocol import NULL_ARRAY, Error, Reply, SimpleString, Verbatim
 from .pubsub import PubSub
@@ -310,6 +311,7 @@ class NodeCommands:
             self.table[b"PUBSUB"] = self._pubsub
             for name in BLOCKING:
                 self.table[name] = self._blocking
+            self.table[b"XREAD"] = functools.partial(stream_reads.xread, self)
             self.table[b"SCRIPT"] = self._script
             self.table[b"MULTI"] = self._multi
             self.table[b"EXEC"] = self._exec
