@@ -11,8 +11,9 @@ first worker and the first enqueuer used loses nothing.
 
 The RQ workers are real ``rq worker --burst`` processes (``SimpleWorker``: no
 fork per job), which exit once the queue is empty; each is bounded by a
-timeout. RQ 1.12 and later keep job results in Redis streams, which the store
-does not implement; pyproject.toml pins RQ below 1.12 for that reason.
+timeout. RQ keeps each job's results in a Redis stream (``XADD`` with
+``MAXLEN``, read back with ``XREVRANGE`` and ``XLEN``): every result is read
+from that stream on node 3.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pytest
 import redis
 from rq import Queue  # type: ignore[import-untyped]
 from rq.job import Job, JobStatus  # type: ignore[import-untyped]
+from rq.results import Result  # type: ignore[import-untyped]
 
 from .cluster import Cluster, Node
 from .kv_client import settle, start_kv_cluster, sync_client
@@ -100,5 +102,8 @@ def test_rq_jobs_all_finish_with_their_results_when_the_workers_node_is_killed(
         for job_id in expected:
             job = Job.fetch(job_id, connection=c3)
             assert job.get_status() == JobStatus.FINISHED, (job_id, job.get_status())
-            results[job_id] = job.result
+            results[job_id] = job.return_value()
+            # One run, one entry in the job's result stream (XLEN, XREVRANGE).
+            assert Result.count(job) == 1
+            assert [r.type for r in job.results()] == [Result.Type.SUCCESSFUL]
     assert results == expected
