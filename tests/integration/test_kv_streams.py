@@ -25,7 +25,8 @@ def clients(cluster: Cluster) -> Iterator[dict[str, redis.Redis]]:
         yield cs
 
 
-def _id(raw: bytes) -> tuple[int, int]:
+def _id(raw: object) -> tuple[int, int]:
+    assert isinstance(raw, bytes), raw
     ms, seq = raw.split(b"-")
     return int(ms), int(seq)
 
@@ -66,7 +67,7 @@ def test_every_node_reads_the_same_ids_and_entries(clients: dict[str, redis.Redi
         for i in range(12)
     ]
     assert ids == sorted(ids, key=_id)
-    views = [c.xrange("st:same") for c in clients.values()]
+    views = [call(c, "XRANGE", "st:same", "-", "+") for c in clients.values()]
     assert views[0] == views[1] == views[2]
     assert [entry_id for entry_id, _ in views[0]] == ids[-5:]
     assert all(c.xlen("st:same") == 5 for c in clients.values())

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from rq import Queue  # type: ignore[import-untyped]
-from rq.job import Job, JobStatus  # type: ignore[import-untyped]
-from rq.results import Result  # type: ignore[import-untyped]
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.results import Result
 
 from .cluster import Cluster, Node
 from .kv_client import settle, start_kv_cluster, sync_client

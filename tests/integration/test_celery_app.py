@@ -1,0 +1,105 @@
+"""Celery with paxostob as its broker and its result backend, on a 3-process cluster.
+
+Kombu's Redis transport keeps the queue in a list (``BRPOP``), the messages a
+worker holds in a hash and a sorted set (``unacked``, ``unacked_index``) and
+uses pub/sub for broadcasts; Celery's Redis result backend stores each
+result with ``SET``/``PUBLISH`` and a client waits for it by subscribing to
+the result's channel. Here the cluster's leader is the result backend of a
+worker process whose broker connection goes to a follower; the client
+publishes every task and reads every result through the other follower.
+Once a quarter of the results are in, the worker's broker node is killed
+with SIGKILL: the worker fails over to the next broker URL, and a message it
+held unacknowledged when its node died comes back from the replicated
+``unacked`` hash after the visibility timeout. Every task must then have run,
+with its result readable from the client's node.
+
+The worker is a real ``celery worker`` process (solo pool), stopped by its
+PID at the end. The workload is ``TASKS`` tasks of ``square``, in order.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .celery_app import BACKEND_ENV, BROKER_ENV
+from .cluster import Cluster, Node
+from .kv_client import start_kv_cluster, status, sync_client
+
+TASKS = 80
+#: Results read before the worker's broker node is killed.
+BEFORE_KILL = TASKS // 4
+#: Bounds each wait for a result (the visibility timeout included) and the worker's exit.
+RESULT_TIMEOUT_S = 60.0
+WORKER_STOP_TIMEOUT_S = 30.0
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = start_kv_cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def _url(node: Node) -> str:
+    return f"redis://127.0.0.1:{node.resp_port}/0"
+
+
+def test_celery_tasks_all_run_with_results_when_the_workers_broker_node_is_killed(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with sync_client(cluster.nodes["1"]) as c:
+        leader_id = status(c)[b"leader_id"].decode()
+    leader = cluster.nodes[leader_id]
+    victim, client_node = (n for i, n in sorted(cluster.nodes.items()) if i != leader_id)
+
+    log_path = tmp_path / "worker.log"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        BROKER_ENV: f"{_url(victim)};{_url(client_node)}",  # Kombu fails over in this order
+        BACKEND_ENV: _url(leader),
+    }
+    with open(log_path, "w") as log:
+        worker = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "tests.integration.celery_app", "worker",
+                "--pool", "solo", "--loglevel", "INFO",
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+            ],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        # The client's app reads its URLs at import: the client's node for both.
+        monkeypatch.setenv(BROKER_ENV, _url(client_node))
+        monkeypatch.setenv(BACKEND_ENV, _url(client_node))
+        from .celery_app import app, square
+
+        app.conf.broker_url = _url(client_node)
+        app.conf.result_backend = _url(client_node)
+        results = [square.delay(x) for x in range(TASKS)]
+        got = {x: results[x].get(timeout=RESULT_TIMEOUT_S) for x in range(BEFORE_KILL)}
+        ready_at_kill = sum(r.ready() for r in results)
+        victim.kill9()
+        got.update({x: results[x].get(timeout=RESULT_TIMEOUT_S) for x in range(TASKS)})
+        assert ready_at_kill < TASKS, "the worker finished before the kill: nothing was tested"
+        assert got == {x: x * x for x in range(TASKS)}
+        assert all(r.state == "SUCCESS" for r in results)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(WORKER_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(WORKER_STOP_TIMEOUT_S)
+    log_text = log_path.read_text()
+    assert "Will retry using next failover" in log_text, log_text[-4000:]
+    assert log_text.count("succeeded in") >= TASKS, log_text[-4000:]
