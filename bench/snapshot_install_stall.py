@@ -1,0 +1,209 @@
+"""How long the leader's event loop stalls while a lagging follower installs a large snapshot.
+
+A 3-node cluster (real ``paxostob serve`` processes, durable) is loaded with
+``--keys`` keys of mixed types (40% strings, 15% each hashes, lists, sets and
+sorted sets of 4 small elements), pipelined. One follower is then stopped
+(SIGTERM), and ``--filler`` small ``SET``s, one per log entry, make every
+running node take a snapshot and drop the log before it, and overflow the
+frames the leader's transport keeps for the stopped peer (its outbox, 10,000
+frames), so the stopped follower can only catch up by installing a snapshot.
+
+A probe thread sends ``PING`` to the leader every ``--probe-ms`` (a reply
+comes from the leader's event loop, without consensus) and records each
+round trip. The probe runs for a quiet baseline window, then while the
+follower restarts, receives the snapshot (``snapshot from a peer ... saved``
+in its log) and catches up to the leader's commit: the longest round trip
+during the install, against the baseline's, is how long the leader could not
+serve its clients (or send heartbeats). Round trips are wall-clock time, so
+on a busy machine they include time the leader was not scheduled.
+
+    python bench/snapshot_install_stall.py                  # 1,000,000 keys
+    python bench/snapshot_install_stall.py --keys 100000    # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import redis
+from benchcommon import cpu_model, percentile
+from paxos_cluster import NodeProcess, PaxosCluster
+
+#: Commands per pipeline while loading: deep enough to fill entries, bounded in memory.
+PIPELINE_DEPTH = 2000
+#: Elements of each hash, list, set and sorted set.
+ELEMENTS = 4
+#: Bounds every wait of the run (loading excluded: it is bounded by --keys).
+CATCH_UP_TIMEOUT_S = 600.0
+BASELINE_S = 5.0
+STOP_TIMEOUT_S = 60.0
+
+
+def load(port: int, keys: int) -> float:
+    """Write ``keys`` keys of mixed types to the node on ``port``; the seconds it took."""
+    client = redis.Redis(port=port, socket_timeout=120, protocol=2)
+    started = time.perf_counter()
+    pipe = client.pipeline(transaction=False)
+    for i in range(keys):
+        key = b"k:%d" % i
+        kind = i % 20
+        members = [b"m%d:%d" % (j, i % 997) for j in range(ELEMENTS)]
+        if kind < 8:
+            pipe.set(key, b"value:%d" % i)
+        elif kind < 11:
+            pipe.hset(key, mapping={m: b"v" for m in members})
+        elif kind < 14:
+            pipe.rpush(key, *members)
+        elif kind < 17:
+            pipe.sadd(key, *members)
+        else:
+            pipe.zadd(key, {m: j for j, m in enumerate(members)})
+        if len(pipe) >= PIPELINE_DEPTH:
+            pipe.execute()
+    pipe.execute()
+    assert client.dbsize() >= keys, "the load did not land"
+    client.close()
+    return time.perf_counter() - started
+
+
+@dataclass
+class Probe:
+    """PINGs one port every ``interval_s``; keeps each round trip, by phase."""
+
+    port: int
+    interval_s: float
+    phase: str = "baseline"
+    rtts: dict[str, list[float]] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=30) as s:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                while not self.stop.is_set():
+                    started = time.perf_counter()
+                    s.sendall(b"*1\r\n$4\r\nPING\r\n")
+                    reply = b""
+                    while not reply.endswith(b"\r\n"):
+                        chunk = s.recv(64)
+                        if not chunk:
+                            raise ConnectionError("the leader closed the probe's connection")
+                        reply += chunk
+                    self.rtts.setdefault(self.phase, []).append(time.perf_counter() - started)
+                    time.sleep(self.interval_s)  # pacing, not waiting for anything
+        except BaseException as e:
+            self.error = e
+
+
+def status(port: int) -> dict[bytes, object]:
+    client = redis.Redis(port=port, socket_timeout=30, protocol=2)
+    try:
+        reply = client.execute_command("PAXOS.STATUS")  # type: ignore[no-untyped-call]
+    finally:
+        client.close()
+    return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
+def restart(node: NodeProcess) -> NodeProcess:
+    """Start ``node``'s process again with the same arguments (no ``--bootstrap``)."""
+    args = [a for a in node.proc.args if a != "--bootstrap"]  # type: ignore[union-attr]
+    proc = subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    fresh = NodeProcess(node.node_id, node.peer_port, node.resp_port, node.data_dir, proc)
+    threading.Thread(target=fresh.follow, daemon=True).start()
+    return fresh
+
+
+def summary(name: str, rtts: Sequence[float]) -> str:
+    ms = [x * 1000 for x in rtts]
+    return (
+        f"{name}: {len(ms)} PINGs, p50 {percentile(ms, 0.5):.1f} ms, "
+        f"p99 {percentile(ms, 0.99):.1f} ms, max {max(ms):.1f} ms"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--keys", type=int, default=1_000_000)
+    p.add_argument("--filler", type=int, default=15_000, help="SETs after the stop")
+    p.add_argument("--probe-ms", type=float, default=5.0)
+    args = p.parse_args(argv)
+
+    with PaxosCluster(3) as cluster:
+        leader_id = cluster.leader_id()
+        leader = cluster.nodes[leader_id]
+        follower_id = next(i for i in sorted(cluster.nodes) if i != leader_id)
+        print(f"leader {leader_id}, lagging follower {follower_id}", flush=True)
+
+        load_s = load(leader.resp_port, args.keys)
+        print(f"loaded {args.keys:,} keys in {load_s:.1f} s", flush=True)
+
+        follower = cluster.nodes[follower_id]
+        follower.proc.send_signal(signal.SIGTERM)
+        follower.proc.wait(STOP_TIMEOUT_S)
+        client = redis.Redis(port=leader.resp_port, socket_timeout=120, protocol=2)
+        for i in range(args.filler):
+            client.set(b"filler", b"%d" % i)  # one entry each: not pipelined
+        client.close()
+        print(f"wrote {args.filler:,} entries with the follower down", flush=True)
+
+        probe = Probe(leader.resp_port, args.probe_ms / 1000)
+        thread = threading.Thread(target=probe.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + BASELINE_S
+        while time.monotonic() < deadline and probe.error is None:
+            time.sleep(0.1)  # the baseline window: the probe runs meanwhile
+
+        probe.phase = "install"
+        started = time.perf_counter()
+        target = status(leader.resp_port)[b"chosen_slot"]
+        assert isinstance(target, int)
+        follower = cluster.nodes[follower_id] = restart(follower)
+        caught_up_s = None
+        deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+        while time.monotonic() < deadline and probe.error is None:
+            try:
+                applied = status(follower.resp_port)[b"applied_slot"]
+            except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+                applied = -1  # still starting
+            assert isinstance(applied, int)
+            if applied >= target:
+                caught_up_s = time.perf_counter() - started
+                break
+            time.sleep(0.05)
+        probe.phase = "after"
+        time.sleep(1.0)
+        probe.stop.set()
+        thread.join(30)
+        if probe.error is not None:
+            raise probe.error
+        info = redis.Redis(port=follower.resp_port, socket_timeout=30, protocol=2).info(
+            "persistence"
+        )
+        installed = int(info.get("snapshots_installed_from_peers", 0))
+        print(f"the follower installed {installed} snapshot(s) from a peer", flush=True)
+        print(f"machine: {platform.node()}: {cpu_model()}, Python {sys.version.split()[0]}")
+        print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+        print(f"keys {args.keys:,}; follower caught up in {caught_up_s} s (None: timed out)")
+        for phase in ("baseline", "install", "after"):
+            if probe.rtts.get(phase):
+                print(summary(phase, probe.rtts[phase]))
+        if installed < 1 or caught_up_s is None:
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
