@@ -116,7 +116,9 @@ def status(port: int) -> dict[bytes, object]:
 
 def restart(node: NodeProcess) -> NodeProcess:
     """Start ``node``'s process again with the same arguments (no ``--bootstrap``)."""
-    args = [a for a in node.proc.args if a != "--bootstrap"]  # type: ignore[union-attr]
+    original = node.proc.args
+    assert isinstance(original, list)
+    args = [str(a) for a in original if a != "--bootstrap"]
     proc = subprocess.Popen(
         args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         text=True,
