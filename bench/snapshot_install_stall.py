@@ -38,8 +38,9 @@ import redis
 from benchcommon import cpu_model, percentile
 from paxos_cluster import NodeProcess, PaxosCluster
 
-#: Commands per pipeline while loading: deep enough to fill entries, bounded in memory.
+#: Keys per pipeline while loading: deep enough to fill entries, bounded in memory.
 PIPELINE_DEPTH = 2000
+BATCH_TRIES_MAX = 20
 #: Elements of each hash, list, set and sorted set.
 ELEMENTS = 4
 #: Bounds every wait of the run (loading excluded: it is bounded by --keys).
@@ -48,28 +49,47 @@ BASELINE_S = 5.0
 STOP_TIMEOUT_S = 60.0
 
 
-def load(port: int, keys: int) -> float:
-    """Write ``keys`` keys of mixed types to the node on ``port``; the seconds it took."""
-    client = redis.Redis(port=port, socket_timeout=120, protocol=2)
+def _write(pipe: redis.client.Pipeline, i: int) -> None:
+    """Key ``i``'s write; running it twice leaves the same value (a batch may be retried)."""
+    key = b"k:%d" % i
+    kind = i % 20
+    members = [b"m%d:%d" % (j, i % 997) for j in range(ELEMENTS)]
+    if kind < 8:
+        pipe.set(key, b"value:%d" % i)
+    elif kind < 11:
+        pipe.hset(key, mapping=dict.fromkeys(members, b"v"))
+    elif kind < 14:
+        pipe.delete(key)
+        pipe.rpush(key, *members)
+    elif kind < 17:
+        pipe.sadd(key, *members)
+    else:
+        pipe.zadd(key, {m: j for j, m in enumerate(members)})
+
+
+def load(cluster: PaxosCluster, keys: int) -> float:
+    """Write ``keys`` keys of mixed types through the leader; the seconds it took.
+
+    A batch refused with ``TRYAGAIN`` (an election on this busy machine) is
+    sent again, at most ``BATCH_TRIES_MAX`` times, to the leader of the moment.
+    """
     started = time.perf_counter()
-    pipe = client.pipeline(transaction=False)
-    for i in range(keys):
-        key = b"k:%d" % i
-        kind = i % 20
-        members = [b"m%d:%d" % (j, i % 997) for j in range(ELEMENTS)]
-        if kind < 8:
-            pipe.set(key, b"value:%d" % i)
-        elif kind < 11:
-            pipe.hset(key, mapping={m: b"v" for m in members})
-        elif kind < 14:
-            pipe.rpush(key, *members)
-        elif kind < 17:
-            pipe.sadd(key, *members)
-        else:
-            pipe.zadd(key, {m: j for j, m in enumerate(members)})
-        if len(pipe) >= PIPELINE_DEPTH:
-            pipe.execute()
-    pipe.execute()
+    client = redis.Redis(port=cluster.leader_port(), socket_timeout=120, protocol=2)
+    for first in range(0, keys, PIPELINE_DEPTH):
+        for tries in range(1, BATCH_TRIES_MAX + 1):
+            pipe = client.pipeline(transaction=False)
+            for i in range(first, min(keys, first + PIPELINE_DEPTH)):
+                _write(pipe, i)
+            try:
+                pipe.execute()
+                break
+            except (redis.exceptions.TryAgainError, redis.ConnectionError):
+                if tries == BATCH_TRIES_MAX:
+                    raise
+                client.close()
+                client = redis.Redis(port=cluster.leader_port(), socket_timeout=120, protocol=2)
+        if first % 100_000 == 0:
+            print(f"  {first:,} keys in {time.perf_counter() - started:.0f} s", flush=True)
     assert client.dbsize() >= keys, "the load did not land"
     client.close()
     return time.perf_counter() - started
@@ -144,20 +164,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     with PaxosCluster(3) as cluster:
+        load_s = load(cluster, args.keys)
+        print(f"loaded {args.keys:,} keys in {load_s:.1f} s", flush=True)
+        cluster.leader_port()  # waits out an election, if one runs
         leader_id = cluster.leader_id()
         leader = cluster.nodes[leader_id]
         follower_id = next(i for i in sorted(cluster.nodes) if i != leader_id)
         print(f"leader {leader_id}, lagging follower {follower_id}", flush=True)
-
-        load_s = load(leader.resp_port, args.keys)
-        print(f"loaded {args.keys:,} keys in {load_s:.1f} s", flush=True)
 
         follower = cluster.nodes[follower_id]
         follower.proc.send_signal(signal.SIGTERM)
         follower.proc.wait(STOP_TIMEOUT_S)
         client = redis.Redis(port=leader.resp_port, socket_timeout=120, protocol=2)
         for i in range(args.filler):
-            client.set(b"filler", b"%d" % i)  # one entry each: not pipelined
+            for tries in range(1, BATCH_TRIES_MAX + 1):
+                try:
+                    client.set(b"filler", b"%d" % i)  # one entry each: not pipelined
+                    break
+                except redis.exceptions.TryAgainError:
+                    if tries == BATCH_TRIES_MAX:
+                        raise
         client.close()
         print(f"wrote {args.filler:,} entries with the follower down", flush=True)
 
