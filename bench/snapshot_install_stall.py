@@ -33,10 +33,16 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import redis
 from benchcommon import cpu_model, percentile
 from paxos_cluster import NodeProcess, PaxosCluster
+
+from paxostob.codec import encode_message
+from paxostob.core.config import LogConfig
+from paxostob.core.messages import SnapshotChunk
+from paxostob.transport.frames import encode_frame
 
 #: Keys per pipeline while loading: deep enough to fill entries, bounded in memory.
 PIPELINE_DEPTH = 2000
@@ -148,6 +154,22 @@ def restart(node: NodeProcess) -> NodeProcess:
     return fresh
 
 
+def one_pass_ms(size: int) -> float:
+    """What a node's loop spends framing every chunk of a ``size``-byte snapshot in one go.
+
+    ``core.catchup.Catchup._send_snapshot`` emits all chunks of a transfer in
+    one step, and the transport encodes and frames each as it is sent: this is
+    that work, in this process (the candidate for the leader's longest stall).
+    """
+    data = bytes(size)
+    step = LogConfig().snapshot_chunk_bytes_max
+    started = time.perf_counter()
+    for offset in range(0, size, step):
+        chunk = data[offset : offset + step]
+        encode_frame(encode_message(SnapshotChunk("i", "1", 1, b"m", size, offset, chunk)))
+    return (time.perf_counter() - started) * 1000
+
+
 def summary(name: str, rtts: Sequence[float]) -> str:
     ms = [x * 1000 for x in rtts]
     return (
@@ -161,6 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--keys", type=int, default=1_000_000)
     p.add_argument("--filler", type=int, default=15_000, help="SETs after the stop")
     p.add_argument("--probe-ms", type=float, default=5.0)
+    p.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="record the leader with py-spy during the install (collapsed stacks to FILE)",
+    )
     args = p.parse_args(argv)
 
     with PaxosCluster(3) as cluster:
@@ -198,6 +225,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.perf_counter()
         target = status(leader.resp_port)[b"chosen_slot"]
         assert isinstance(target, int)
+        spy = None
+        if args.profile:
+            spy = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                    str(leader.pid), "--format", "raw", "--output", args.profile,
+                    "--rate", "250", "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
         follower = cluster.nodes[follower_id] = restart(follower)
         caught_up_s = None
         deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
@@ -212,6 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 break
             time.sleep(0.05)
         probe.phase = "after"
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(STOP_TIMEOUT_S)
         time.sleep(1.0)
         probe.stop.set()
         thread.join(30)
@@ -222,6 +262,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         installed = int(info.get("snapshots_installed_from_peers", 0))
         print(f"the follower installed {installed} snapshot(s) from a peer", flush=True)
+        leader_info = redis.Redis(port=leader.resp_port, socket_timeout=30, protocol=2)
+        size = int(leader_info.info("persistence")["snapshot_last_bytes"])
+        print(
+            f"the leader's snapshot: {size:,} bytes; framing all its chunks in one pass "
+            f"takes {one_pass_ms(size):.0f} ms in this process",
+            flush=True,
+        )
         print(f"machine: {platform.node()}: {cpu_model()}, Python {sys.version.split()[0]}")
         print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
         print(f"keys {args.keys:,}; follower caught up in {caught_up_s} s (None: timed out)")
