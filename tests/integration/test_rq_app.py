@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,4 +107,39 @@ def test_rq_jobs_all_finish_with_their_results_when_the_workers_node_is_killed(
             # One run, one entry in the job's result stream (XLEN, XREVRANGE).
             assert Result.count(job) == 1
             assert [r.type for r in job.results()] == [Result.Type.SUCCESSFUL]
+            # With a timeout RQ reads the stream with XREAD BLOCK (served at once here).
+            latest = job.latest_result(timeout=5)
+            assert latest is not None and latest.return_value == expected[job_id]
     assert results == expected
+
+
+#: CLIENT LIST polls while waiting for the result reader to block.
+BLOCKED_POLLS_MAX = 2_000
+
+
+def test_rq_latest_result_waits_for_a_worker_on_another_node(cluster: Cluster) -> None:
+    """``latest_result(timeout=...)`` blocks in ``XREAD BLOCK`` on node 1 until the worker,
+    connected to node 2, adds the job's result to its stream."""
+    n1, n2 = cluster.nodes["1"], cluster.nodes["2"]
+    with sync_client(n1, single_connection=False) as c1, sync_client(n1) as watcher:
+        job = Queue(QUEUE, connection=c1).enqueue(square, 7)
+        got: list[object] = []
+
+        def wait_for_result() -> None:
+            try:
+                got.append(Job.fetch(job.id, connection=c1).latest_result(timeout=60))
+            except BaseException as e:
+                got.append(e)
+
+        reader = threading.Thread(target=wait_for_result)
+        reader.start()
+        for _ in range(BLOCKED_POLLS_MAX):
+            if any("b" in c["flags"] for c in watcher.client_list()) or got:
+                break
+        assert not got, f"the reader did not block: {got}"
+        run_burst_worker(n2)
+        reader.join(WORKER_TIMEOUT_S)
+        assert not reader.is_alive()
+    [latest] = got
+    assert isinstance(latest, Result), latest
+    assert latest.return_value == 49 and latest.type == Result.Type.SUCCESSFUL
