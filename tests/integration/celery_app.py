@@ -1,9 +1,7 @@
 """The Celery application of the Celery test: a worker process imports it by module path.
 
 Its broker and result backend URLs come from the environment, so the test
-decides which nodes the worker and the client use. The broker URL may list
-several nodes separated by ``;`` (Kombu's failover: on a lost connection the
-worker connects to the next one).
+decides which nodes the worker and the client use.
 """
 
 from __future__ import annotations
@@ -15,8 +13,8 @@ from celery import Celery  # type: ignore[import-untyped]
 BROKER_ENV = "PAXOSTOB_CELERY_BROKER"
 BACKEND_ENV = "PAXOSTOB_CELERY_BACKEND"
 #: Seconds a delivered but unacknowledged message waits before Kombu puts it back
-#: in its queue (Kombu's default is an hour): a message the worker had taken when
-#: its node died runs again within the test's timeout.
+#: in its queue (Kombu's default is an hour): a message the worker held when
+#: it lost its connection runs again within the test's timeout.
 VISIBILITY_TIMEOUT_S = 5
 
 app = Celery(

@@ -55,7 +55,7 @@ from ..kv.transactions import EXEC_IF, WATCH_DIGEST
 from ..node.repeats import RepeatLimiter
 from ..node.tob import TotalOrderBroadcast
 from ..version import __version__
-from . import stream_reads
+from . import resp3_scores, stream_reads
 from .broadcast_log import TAG_BROADCAST, BroadcastLog
 from .protocol import NULL_ARRAY, Error, Reply, SimpleString, Verbatim
 from .pubsub import PubSub
@@ -387,11 +387,19 @@ class NodeCommands:
         outs: list[asyncio.Future[Reply]] = [loop.create_future() for _ in ops]
         started = perf_counter()
 
+        # RESP3 clients get Redis 7's nested member-score pairs (resp3_scores).
+        reshape = conn.protocol == 3 and any(op[0].lower() in resp3_scores.NAMES for op in ops)
+
         def done(result: list[KvReply] | BaseException) -> None:
             self.stats.record_group(ops, perf_counter() - started, result)
             for k, out in enumerate(outs):
                 if not out.done():
-                    out.set_result(result[k] if isinstance(result, list) else _as_error(result))
+                    if not isinstance(result, list):
+                        out.set_result(_as_error(result))
+                    else:
+                        out.set_result(
+                            resp3_scores.reshape(ops[k], result[k]) if reshape else result[k]
+                        )
 
         self._kv_submit(conn, ops, done)
         return list(outs)
