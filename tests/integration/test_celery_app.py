@@ -58,7 +58,7 @@ def _url(node: Node) -> str:
     return f"redis://127.0.0.1:{node.resp_port}/0"
 
 
-def test_celery_tasks_all_run_with_results_when_the_workers_broker_node_is_killed(
+def test_celery_tasks_all_run_with_results_when_the_leader_is_killed(
     cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with sync_client(cluster.nodes["1"]) as c:
