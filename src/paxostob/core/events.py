@@ -43,6 +43,7 @@ __all__ = [
     "MarkSnapshotPoint",
     "Persisted",
     "Propose",
+    "ReadIndex",
     "Ready",
     "Receive",
     "Restore",
@@ -76,6 +77,19 @@ class Propose:
     """Propose ``payload``; the core names it ``ProposalId(node_id, next seq)``."""
 
     payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReadIndex:
+    """A linearizable read named ``request_id`` (the runtime's own number) wants its index.
+
+    The replica reports it in ``Ready.reads`` once a read of the
+    application's state, right after that Ready's deliveries are applied,
+    sees every value chosen before this event (core/reads.py); or in
+    ``Ready.reads_failed`` when it could not within ``read_timeout_ticks``.
+    """
+
+    request_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +164,17 @@ class Compact:
     slot: int | None = None
 
 
-Event = Tick | Receive | Propose | Campaign | Persisted | Restore | MarkSnapshotPoint | Compact
+Event = (
+    Tick
+    | Receive
+    | Propose
+    | Campaign
+    | Persisted
+    | Restore
+    | MarkSnapshotPoint
+    | Compact
+    | ReadIndex
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +225,10 @@ class Ready:
     #: 1, 2, ... per replica: what ``Persisted`` names. 0 for a core that keeps
     #: nothing waiting for storage (it takes no ``Persisted``).
     seq: int = 0
+    #: ``ReadIndex`` requests that may run now, after this Ready's
+    #: deliveries are applied (they wait for no save), and those given up.
+    reads: tuple[int, ...] = ()
+    reads_failed: tuple[int, ...] = ()
 
     def is_empty(self) -> bool:
         return not (
@@ -212,6 +240,8 @@ class Ready:
             or self.deliveries
             or self.dropped
             or self.snapshot is not None
+            or self.reads
+            or self.reads_failed
         )
 
 
