@@ -42,6 +42,12 @@ connection) that follows one of its reads starts a new group: a client's
 read never sees the client's own later writes. Calls without a ``caller``
 that are pending at the same time are unordered, like separate clients.
 
+By default (``reads="read-index"``) a group of reads only proposes nothing:
+it waits for ``TotalOrderBroadcast.read_index`` instead (the leader confirms
+with one round of messages that it still leads, and this node applies the
+log through the leader's index; core/reads.py), which costs no log entry, no
+save and no apply anywhere. ``reads="barrier"`` keeps the empty entry.
+
 Several applications may share one broadcast group: ``tag`` prefixes this
 store's payloads, and ``TaggedStateMachine`` routes deliveries by tag.
 """
@@ -62,7 +68,11 @@ from .kv.replies import Error, Reply
 from .kv.state_machine import KvStateMachine
 from .node.tob import StateMachine, TotalOrderBroadcast
 
-__all__ = ["REPLY_NOT_KEPT", "KeyValueStore", "TaggedStateMachine"]
+__all__ = ["READ_MODES", "REPLY_NOT_KEPT", "KeyValueStore", "TaggedStateMachine"]
+
+#: How a group of point reads only is ordered: by a read index (no log
+#: entry: the default) or by an empty entry through the log (a barrier).
+READ_MODES = ("read-index", "barrier")
 
 #: The reply of each op of an entry that was applied on this node inside a
 #: snapshot from a peer (it lagged behind): the entry is in the log exactly
@@ -247,7 +257,10 @@ class KeyValueStore:
         machine: KvStateMachine | None = None,
         tag: bytes = b"",
         timeout_s: float | None = 10.0,
+        reads: str = "read-index",
     ) -> None:
+        if reads not in READ_MODES:
+            raise ConfigurationError(f"reads must be one of {READ_MODES}, got {reads!r}")
         if machine is None:
             if tob.state_machine is not None:
                 raise ConfigurationError(
@@ -263,6 +276,7 @@ class KeyValueStore:
         self.machine = machine
         self.tag = tag
         self.timeout_s = timeout_s
+        self.reads = reads
         #: Groups not broadcast yet, in order; the last one still takes commands.
         self._groups: deque[_Group] = deque()
         #: Whether a ``_pump`` is scheduled for this loop pass.
@@ -401,6 +415,18 @@ class KeyValueStore:
     async def _send(self, group: _Group) -> None:
         # The log's clock decides when this entry happens; the proposer's
         # time is kept in the entry for a log without a clock only.
+        if not group.ops and self.reads == "read-index":
+            try:
+                await self.tob.read_index(timeout=self.timeout_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                _fail(group, e)
+                return
+            read = self.machine.read
+            for done, ops in group.reads:
+                done(read(ops))
+            return
         payload = self.tag + encode_entry_of(int(self.tob.wall_clock() * 1000), group.parts)
         try:
             d = await self.tob.broadcast(payload, timeout=self.timeout_s)

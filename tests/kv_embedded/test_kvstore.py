@@ -35,7 +35,11 @@ MakeNode = Callable[[Transport], TotalOrderBroadcast]
 
 @asynccontextmanager
 async def stores(
-    net: MemoryNetwork, make: Callable[[str, Transport], TotalOrderBroadcast] | None = None
+    net: MemoryNetwork,
+    make: Callable[[str, Transport], TotalOrderBroadcast] | None = None,
+    *,
+    reads: str = "read-index",
+    timeout_s: float = TIMEOUT_S,
 ) -> AsyncIterator[dict[str, KeyValueStore]]:
     """A started ``KeyValueStore`` per member; every node and transport closed on exit."""
 
@@ -44,7 +48,7 @@ async def stores(
 
     transports = {m: net.transport(m) for m in MEMBERS}
     tobs = {m: (make or default)(m, transports[m]) for m in MEMBERS}
-    kvs = {m: KeyValueStore(tobs[m], timeout_s=TIMEOUT_S) for m in MEMBERS}
+    kvs = {m: KeyValueStore(tobs[m], timeout_s=timeout_s, reads=reads) for m in MEMBERS}
     try:
         for tob in tobs.values():
             await tob.start()
@@ -265,21 +269,46 @@ async def test_submit_refuses_what_an_op_refuses() -> None:
             kv["n1"].submit([["SET", b"k", b"v"]])  # type: ignore[list-item]
 
 
-async def test_a_read_on_a_lagging_node_waits_for_its_barrier() -> None:
+@pytest.mark.parametrize(("reads", "entries"), [("read-index", 0), ("barrier", 1)])
+async def test_a_read_on_a_lagging_node_waits_for_its_index(reads: str, entries: int) -> None:
     # n2 misses a write (partitioned away); right after the heal it has not applied
-    # it. Its GET must still see the write: the read runs only after n2 applied an
-    # entry proposed after the read arrived (reading n2's state at once would not).
+    # it. Its GET must still see the write: the read runs only after n2 applied the
+    # log through the leader's read index, or an entry proposed after the read
+    # arrived (reading n2's state at once would not).
     net = MemoryNetwork(seed=14)
-    async with stores(net) as kv:
+    async with stores(net, reads=reads) as kv:
         assert await kv["n1"].command("SET", "warm", "up") == OK
         net.partition(["n2"], ["n1", "n3"])
         await kv["n1"].put(b"k", b"written while n2 was away")
         assert kv["n2"].machine.read([[b"GET", b"k"]]) == [None]  # n2's own state lags
         net.heal()
         before = kv["n2"].ops_proposed
+        leader = kv["n1"].tob.leader
+        assert leader is not None
+        slots = kv[leader].tob.status().decided_through
         assert await kv["n2"].get(b"k") == b"written while n2 was away"
-        # The read was not in the log: only an empty barrier entry was proposed.
+        # The read was not in the log: a read index adds no entry, a barrier an empty one.
         assert kv["n2"].ops_proposed == before
+        assert kv[leader].tob.status().decided_through == slots + entries
+
+
+async def test_a_leader_cut_off_from_its_quorum_never_answers_a_read_stale() -> None:
+    # n1 leads, then loses n2 and n3, which elect a leader and take a write. A GET
+    # at n1 must not return n1's old value: it waits (and here times out) instead.
+    net = MemoryNetwork(seed=21)
+    async with stores(net, timeout_s=1.0) as kv:
+        assert await kv["n1"].command("SET", "k", "old") == OK
+        leader = kv["n1"].tob.leader
+        assert leader is not None
+        others = [m for m in MEMBERS if m != leader]
+        net.partition([leader], others)
+        assert await kv[others[0]].command("SET", "k", "new") == OK
+        try:
+            value = await kv[leader].get(b"k")
+        except TimeoutError:
+            value = None
+        assert value != b"old"
+        net.heal()
 
 
 @pytest.mark.parametrize(
@@ -294,11 +323,11 @@ async def test_a_read_on_a_lagging_node_waits_for_its_barrier() -> None:
         (["HSET", "h", "f", "v"], ["TYPE", "h"], SimpleString("hash")),
     ],
 )
-async def test_a_read_of_an_aggregate_on_a_lagging_node_waits_for_its_barrier(
+async def test_a_read_of_an_aggregate_on_a_lagging_node_waits_for_its_index(
     write: list[str], read: list[str], expected: Reply
 ) -> None:
     # As GET above: every read-only command of a key is a point read, linearizable
-    # by the barrier entry, and never itself in the log.
+    # by the read index, and never itself in the log.
     net = MemoryNetwork(seed=16)
     async with stores(net) as kv:
         assert await kv["n1"].command("SET", "warm", "up") == OK

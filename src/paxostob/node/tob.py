@@ -22,9 +22,9 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from ..core.events import Compact, MarkSnapshotPoint, Propose, Ready, Restore
+from ..core.events import Compact, MarkSnapshotPoint, Propose, ReadIndex, Ready, Restore
 from ..core.multipaxos import SEQ_BITS, LogConfig, MultiPaxosReplica, Status
 from ..core.types import CLOCK_STAMP_BYTES, Ballot, Delivery, ProposalId
 from ..errors import (
@@ -318,6 +318,10 @@ class TotalOrderBroadcast(AsyncLifetime):
         self._waiters: dict[ProposalId, asyncio.Future[Delivery]] = {}
         #: Broadcasts not yet handed to the replica (the driver proposes them).
         self._to_propose: list[tuple[bytes, asyncio.Future[Delivery]]] = []
+        #: ``read_index`` calls: not yet stepped, and stepped (by request id).
+        self._to_read: list[asyncio.Future[None]] = []
+        self._reads: dict[int, asyncio.Future[None]] = {}
+        self._read_seq = 0
         #: Broadcasts waiting with a timeout, by deadline bucket.
         self._deadlines: dict[int, _Deadlines] = {}
         # Room for ``pending_max`` undelivered broadcasts: a counter, and the
@@ -417,7 +421,10 @@ class TotalOrderBroadcast(AsyncLifetime):
     def _fail_waiters(self, make_error: Callable[[], NotRunningError]) -> None:
         unproposed = [fut for _, fut in self._to_propose]
         self._to_propose.clear()
-        for fut in [*self._waiters.values(), *unproposed]:
+        reads: list[asyncio.Future[Any]] = [*self._reads.values(), *self._to_read]
+        self._reads.clear()
+        self._to_read.clear()
+        for fut in [*self._waiters.values(), *unproposed, *reads]:
             if not fut.done():
                 fut.set_exception(make_error())
                 # A broadcast that already timed out no longer awaits this
@@ -492,6 +499,60 @@ class TotalOrderBroadcast(AsyncLifetime):
             for fut in futs:
                 fut.add_done_callback(_retrieve)
             raise
+
+    async def read_index(self, *, timeout: float | None = None) -> None:
+        """Return once this node applied every value chosen before the call (ReadIndex).
+
+        A read of the state machine (or of the deliveries handed out here)
+        right after it sees every broadcast delivered anywhere before the
+        call: the leader confirms it still leads with one round of messages
+        answered by a quorum (no log entry, no save), and this node waits
+        until it applied through the leader's index. Raises
+        ``QuorumTimeoutError`` after ``timeout`` seconds, or when the node
+        gave up (no quorum within ``LogConfig.read_timeout_ticks``).
+        """
+        if not self._driver.running:
+            raise self._driver.not_running()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Calls between two driver steps are stepped by one call (one round).
+        batch = self._to_read
+        batch.append(fut)
+        if len(batch) == 1:
+            try:
+                self._driver.call(self._step_reads)
+            except BaseException:
+                batch.clear()
+                raise
+        try:
+            await within(fut, timeout, "read index")
+        except BaseException:
+            fut.cancel()  # the core's answer, when it comes, finds it done
+            raise
+
+    def _step_reads(self) -> None:
+        # Runs in the driver task (it owns the replica).
+        batch, self._to_read = self._to_read, []
+        step = self._replica.step
+        reads = self._reads
+        for fut in batch:
+            if fut.done():
+                continue
+            self._read_seq += 1
+            reads[self._read_seq] = fut
+            step(ReadIndex(self._read_seq))
+
+    def _reads_done(self, ready: Ready) -> None:
+        reads = self._reads
+        for rid in ready.reads:
+            fut = reads.pop(rid, None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+        for rid in ready.reads_failed:
+            fut = reads.pop(rid, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(
+                    QuorumTimeoutError("read index: no quorum confirmed a leader in time")
+                )
 
     def _checked(self, payload: bytes) -> bytes:
         data = payload
@@ -776,6 +837,12 @@ class TotalOrderBroadcast(AsyncLifetime):
         )
 
     def _on_ready(self, ready: Ready) -> None:
+        self._on_ready_applied(ready)
+        if ready.reads or ready.reads_failed:
+            # After the deliveries: the reads see the state through their index.
+            self._reads_done(ready)
+
+    def _on_ready_applied(self, ready: Ready) -> None:
         self._note_leader()
         sm = self._sm
         deliveries = ready.deliveries
