@@ -61,7 +61,12 @@ from .log import DecidedLog
 from .messages import Message, ReadIndexAsk, ReadIndexGrant, ReadProbe, ReadProbeReply
 from .types import Ballot
 
-__all__ = ["Reads"]
+__all__ = ["Reads", "read_index"]
+
+
+def read_index(lead: Leadership, log: DecidedLog) -> int:
+    """The slot a read confirmed in ``lead``'s ballot must see applied (rule 1 above)."""
+    return max(log.decided_through, lead.recovered_through)
 
 
 @dataclass(slots=True)
@@ -172,7 +177,7 @@ class Reads:
 
     def _start_round(self, now: int, lead: Leadership, log: DecidedLog) -> None:
         self.round += 1
-        index = max(log.decided_through, lead.recovered_through)
+        index = read_index(lead, log)
         entries = [(self._me, rid, index) for rid in self._unsent]
         entries += [(origin, ask, index) for origin, ask in self._queued]
         self._unsent = []

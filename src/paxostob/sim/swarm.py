@@ -60,6 +60,7 @@ __all__ = [
     "PARTITION_KINDS",
     "PERSIST_DELAYS",
     "PERSIST_MODES",
+    "READ_MODES",
     "WIPED_MODES",
     "ClockJump",
     "Crash",
@@ -96,6 +97,12 @@ LIVENESS_TICKS_DEFAULT = 600
 #: ``Persisted`` at once, so a leader counts its own acceptance before it is
 #: durable (the save lands at least a tick later).
 PERSIST_MODES = ("save-first", "send-first", "skip-accepted", "early-vote")
+#: Linearizable reads (``ReadIndex``) the run asks, one at a random live node per
+#: broadcast: ``off`` (the default: the draws and schedules of existing seeds
+#: stay as they were), ``read-index`` (the core's rule), or the deliberate bug
+#: ``no-quorum``: the runner forges every peer's answer to a leader's read
+#: probe, so a leader serves reads without a quorum confirming it still leads.
+READ_MODES = ("off", "read-index", "no-quorum")
 #: What a node whose disk was wiped does at its restart: ``refuse`` (the
 #: runtime's rule: no store, no start), or one of two deliberate bugs for the
 #: tests: ``rejoin`` starts on an empty store whose incarnations start over
@@ -161,6 +168,8 @@ class SwarmOptions:
     snapshot_chunk_bytes_max: int = 1 << 20
     #: One of ``PERSIST_MODES``; never drawn (always ``save-first``).
     persist: str = "save-first"
+    #: One of ``READ_MODES``; never drawn (``off`` unless a caller sets it).
+    reads: str = "off"
     #: Each save completes ``randint(lo, hi)`` ticks after its Ready (in order:
     #: never before an earlier save). Meanwhile the node runs on, its early
     #: messages gone; a crash loses the saves still in flight.
@@ -234,6 +243,8 @@ class SwarmOptions:
             raise ConfigurationError(f"wiped must be one of {WIPED_MODES}, got {self.wiped!r}")
         if not 0 <= self.clock_skewed <= self.n or self.clock_jumps < 0:
             raise ConfigurationError("clock_skewed must be in [0, n] and clock_jumps >= 0")
+        if self.reads not in READ_MODES:
+            raise ConfigurationError(f"reads must be one of {READ_MODES}, got {self.reads!r}")
         if self.persist not in PERSIST_MODES:
             raise ConfigurationError(
                 f"persist must be one of {PERSIST_MODES}, got {self.persist!r}"
@@ -270,6 +281,8 @@ class SwarmOptions:
             parts.append(f"snap/{self.snapshot_every} chunk={self.snapshot_chunk_bytes_max}")
         if self.persist != "save-first":
             parts.append(f"persist={self.persist}")
+        if self.reads != "off":
+            parts.append(f"reads={self.reads}")
         if self.persist_delay_ticks != (0, 0):
             parts.append("disk={}-{}t".format(*self.persist_delay_ticks))
         if self.laggards:
