@@ -41,11 +41,11 @@ def test_reads_stay_fresh_under_partitions_crashes_and_clock_skew() -> None:
     assert all(kinds.values()), kinds
 
 
-def stale_reads(seeds: range, **overrides: str) -> list[int]:
+def stale_reads(seeds: range, reads: str) -> list[int]:
     """The seeds whose run serves a stale read."""
     found = []
     for seed in seeds:
-        outcome = simulate(seed, **overrides)
+        outcome = simulate(seed, reads=reads)
         if outcome.failure is not None and outcome.failure.prop == "read freshness":
             found.append(seed)
     return found
