@@ -156,6 +156,8 @@ class Reads:
 
     def has_work(self, leader: str | None, lead: Leadership | None, decided: int) -> bool:
         """Whether ``flush`` has something to do (never True when it would do nothing)."""
+        if not (self._unsent or self._queued or self._rounds or self._applying):
+            return False  # the common case, asked on every step: no read at all
         if self._unsent and (lead is not None or leader is not None):
             return True
         if lead is not None and (self._queued or (self._rounds and self._probed_at is None)):
@@ -164,6 +166,8 @@ class Reads:
 
     def flush(self, now: int, leader: str | None, lead: Leadership | None, log: DecidedLog) -> None:
         """Start a round (leader) or an ask (follower) for what arrived; serve what is applied."""
+        if lead is None and self._ballot is None and not (self._unsent or self._applying):
+            return  # a follower with no read: nothing to route or serve
         self._sync(lead)
         if lead is not None:
             if self._unsent or self._queued or (self._rounds and self._probed_at is None):
