@@ -70,6 +70,8 @@ from .node.tob import StateMachine, TotalOrderBroadcast
 
 __all__ = ["READ_MODES", "REPLY_NOT_KEPT", "KeyValueStore", "TaggedStateMachine"]
 
+#: Point reads whose reply counts time: the log's clock must move for them.
+_TIMED_READS = frozenset({b"ttl", b"pttl"})
 #: How a group of point reads only is ordered: by a read index (no log
 #: entry: the default) or by an empty entry through the log (a barrier).
 READ_MODES = ("read-index", "barrier")
@@ -415,7 +417,7 @@ class KeyValueStore:
     async def _send(self, group: _Group) -> None:
         # The log's clock decides when this entry happens; the proposer's
         # time is kept in the entry for a log without a clock only.
-        if not group.ops and self.reads == "read-index":
+        if not group.ops and self.reads == "read-index" and not self._needs_newer_clock(group):
             try:
                 await self.tob.read_index(timeout=self.timeout_s)
             except asyncio.CancelledError:
@@ -451,6 +453,18 @@ class KeyValueStore:
         read = self.machine.read
         for done, ops in group.reads:
             done(read(ops))
+
+    def _needs_newer_clock(self, group: _Group) -> bool:
+        """Whether the reads must see the log's clock move (a barrier entry is stamped).
+
+        Reads run at the clock of the last applied entry, and a read index
+        moves no clock: when some key may have expired since (by this node's
+        clock), or a read counts the time left (TTL, PTTL), the reads go
+        behind an empty entry, which the leader stamps with its time.
+        """
+        if self.machine.expiry_due(int(self.tob.wall_clock() * 1000)):
+            return True
+        return any(op[0].lower() in _TIMED_READS for _, ops in group.reads for op in ops)
 
     def set_on_applied(self, callback: Callable[[Entry | None], None] | None) -> None:
         """``callback(entry)`` after each entry is applied here (``KvStateMachine.on_applied``)."""

@@ -78,6 +78,10 @@ class KvStateMachine:
         """``KvMachine.read``: point reads on the state as applied so far."""
         return self._machine.read(ops)
 
+    def expiry_due(self, now_ms: int) -> bool:
+        """``KvMachine.expiry_due``: some key may have expired by ``now_ms``."""
+        return self._machine.expiry_due(now_ms)
+
     def apply(self, delivery: Delivery) -> None:
         """Apply ``delivery.payload`` (an encoded ``Entry``) and keep its replies."""
         try:
