@@ -131,6 +131,8 @@ and every earlier one are durable. Why each early type is safe:
   while its followers were only slow to fsync a large batch.
 - ``PreVote``, ``PreVoteReply``: no promise is made or reported as made; a
   reply's ``promised`` only lets the asker pick a higher ballot.
+- ``ReadProbe``, ``ReadProbeReply``, ``ReadIndexAsk``, ``ReadIndexGrant``:
+  reads by read index (reads.py argues each).
 
 The rest wait: ``Promise`` and ``Accepted`` are the acceptor's votes;
 ``Prepare`` because its ballot is our own promise, which must be durable
