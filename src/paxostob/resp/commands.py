@@ -1,7 +1,7 @@
 """The commands a paxostob node answers over RESP.
 
 Key-value commands (GET, SET, INCR, MULTI/EXEC, ... every command of
-``kv.commands.COMMANDS``) go through ``kvstore.KeyValueStore``: writes as log
+``kv.commands.COMMANDS``) go through ``apps.kv.KeyValueStore``: writes as log
 entries, point reads after an entry proposed after them is applied here, so
 they are linearizable on any node: a follower's proposal is forwarded to the
 leader by the broadcast layer. While no leader is known the client gets
@@ -44,7 +44,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from time import perf_counter
 from typing import Protocol, cast
 
-from ..errors import NotRunningError, PaxosError, QuorumTimeoutError
+from ..apps.broadcast_log import TAG_BROADCAST, BroadcastLog
+from ..errors import NotRunningError, PaxosError, QuorumTimeoutError, ResultUnknownError
 from ..kv.blocking import timeout_s as blocking_timeout_s
 from ..kv.commands import COMMANDS, CommandSpec, Entry
 from ..kv.keyspace import Failed
@@ -55,7 +56,6 @@ from ..kv.transactions import EXEC_IF, WATCH_DIGEST
 from ..node.repeats import RepeatLimiter
 from ..node.tob import TotalOrderBroadcast
 from ..version import __version__
-from .broadcast_log import TAG_BROADCAST, BroadcastLog
 from .protocol import NULL_ARRAY, Error, Reply, SimpleString, Verbatim
 from .pubsub import PubSub
 from .server import Connection, RespServer
@@ -93,7 +93,7 @@ SCRIPTS_MAX = 10_000
 
 
 class KvExecutor(Protocol):
-    """Applies commands as one atomic unit of a log entry (``kvstore.KeyValueStore``)."""
+    """Applies commands as one atomic unit of a log entry (``apps.kv.KeyValueStore``)."""
 
     def submit_callback(
         self,
@@ -142,10 +142,20 @@ _PUBSUB_HELP = (
 _BEFORE_AUTH = frozenset({b"AUTH", b"HELLO", b"QUIT"})
 
 
+#: The reply to a command applied on this node only inside a snapshot from a
+#: peer (``ResultUnknownError``): it took effect, exactly once, but its reply
+#: was computed elsewhere. Retryable for reads; a write was applied.
+RESULT_UNKNOWN = Error("TRYAGAIN applied elsewhere; the reply was not kept")
+
+
 def _as_error(e: BaseException) -> Error:
     """The reply of a command whose log entry failed (retryable when it may be)."""
     if isinstance(e, QuorumTimeoutError):
         return Error(f"TRYAGAIN {e}")
+    if isinstance(e, ResultUnknownError):
+        # This node applied the entry only inside a peer's snapshot: the reply Redis
+        # clients got before replies travelled with deliveries, word for word.
+        return RESULT_UNKNOWN
     if isinstance(e, NotRunningError | asyncio.CancelledError):
         return Error("TRYAGAIN the node is shutting down")
     if isinstance(e, PaxosError):
@@ -720,7 +730,7 @@ class NodeCommands:
             elif result[0] is None:
                 out.set_result(NULL_ARRAY)  # a watched key changed: Redis' null reply
             elif isinstance(result[0], Error):
-                out.set_result(result[0])  # REPLY_NOT_KEPT, or a bug of ours: say so
+                out.set_result(result[0])  # a bug of ours: say so
             else:
                 out.set_result(list(result[1:]))
 
@@ -750,7 +760,7 @@ class NodeCommands:
                 out.set_result(_as_error(result))
                 return
             digests = result[0]
-            if not isinstance(digests, list):  # REPLY_NOT_KEPT
+            if not isinstance(digests, list):  # a bug of ours: say so
                 bad = Error("ERR internal error: the WATCH read replied no digests")
                 out.set_result(digests if isinstance(digests, Error) else bad)
                 return
