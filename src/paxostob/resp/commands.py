@@ -77,14 +77,9 @@ REDIS_VERSION = "7.0.0"
 REDIS_ROLE = "master"
 QUEUED = SimpleString("QUEUED")
 
-#: Consecutive pipelined key-value commands of one connection share a log
-#: entry, up to this many commands and bytes (one entry must stay well under
-#: a batch and a TCP frame).
-GROUP_COMMANDS_MAX = 256
-GROUP_BYTES_MAX = 256 * 1024
 #: Keys one connection may watch at once: each costs a digest kept here and
 #: 16 bytes plus the key in its ``EXEC`` entry. Transactions watch a few keys;
-#: the bound keeps one client from growing an entry past ``GROUP_BYTES_MAX``'s scale.
+#: the bound keeps one client's entry well under ``apps.kv.GROUP_BYTES_MAX``.
 WATCHED_KEYS_MAX = 1024
 #: Scripts a node caches for ``EVALSHA`` (the oldest is forgotten first; a
 #: client then gets ``NOSCRIPT`` and loads it again, as redis-py's ``Script``
@@ -332,43 +327,23 @@ class NodeCommands:
     def dispatch_many(
         self, conn: Connection, commands: list[list[bytes]]
     ) -> list[tuple[Reply | Awaitable[Reply], int]]:
-        """Dispatch one read's commands; consecutive key-value commands share a log entry.
+        """Dispatch the commands of one read, in order.
 
-        A pipeline (``redis-benchmark -P 16``, a client's pipeline) then
-        costs one consensus round per read instead of one per command, and
-        its commands still take effect in order: they are one entry, applied
-        in order, and the next group is proposed only after this one's
-        replies were awaited.
+        Each key-value command is submitted to the store as it comes; the
+        store groups every command submitted in this loop pass, pipelined
+        ones included, into one log entry (``apps.kv``), so a pipeline
+        (``redis-benchmark -P 16``) costs one consensus round, and the
+        connection's commands take effect in order.
         """
         conn.last_command = commands[-1][0]  # CLIENT LIST's cmd (CLIENT sets its own)
-        if len(commands) == 1:  # one command per read (no pipelining): the common case
-            args = commands[0]
-            if self._groupable(conn, args):
-                return [(self._kv_group(conn, [args])[0], conn.protocol)]
-            return [(self.dispatch(conn, args), conn.protocol)]
         out: list[tuple[Reply | Awaitable[Reply], int]] = []
-        group: list[list[bytes]] = []
-        group_bytes = 0
-
-        def flush() -> None:
-            nonlocal group_bytes
-            if group:
-                out.extend((item, conn.protocol) for item in self._kv_group(conn, list(group)))
-                group.clear()
-                group_bytes = 0
-
         for args in commands:
             if conn.closing:
                 break
             if self._groupable(conn, args):
-                group.append(args)
-                group_bytes += sum(len(a) for a in args)
-                if len(group) >= GROUP_COMMANDS_MAX or group_bytes >= GROUP_BYTES_MAX:
-                    flush()
-                continue
-            flush()
-            out.append((self.dispatch(conn, args), conn.protocol))
-        flush()
+                out.append((self._kv_one(conn, args), conn.protocol))
+            else:
+                out.append((self.dispatch(conn, args), conn.protocol))
         return out
 
     def _groupable(self, conn: Connection, args: list[bytes]) -> bool:
@@ -384,25 +359,25 @@ class NodeCommands:
         spec = COMMANDS.get(name.lower())
         return spec is not None and spec.arity_ok(len(args))
 
-    def _kv_group(self, conn: Connection, ops: list[list[bytes]]) -> list[Reply | Awaitable[Reply]]:
+    def _kv_one(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
+        """Submit one key-value command; its reply (a future), or TRYAGAIN without a leader."""
         busy = self._no_leader()
         if busy is not None:
-            self.stats.reject_all(ops)
-            return [busy] * len(ops)
-        # Futures resolved by one callback, not a coroutine and a task per
+            self.stats.reject(args[0].lower())
+            return busy
+        # A future resolved by one callback, not a coroutine and a task per
         # command: this is the path of every key-value command.
-        loop = asyncio.get_running_loop()
-        outs: list[asyncio.Future[Reply]] = [loop.create_future() for _ in ops]
+        out: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        ops = [args]
         started = perf_counter()
 
         def done(result: list[KvReply] | BaseException) -> None:
             self.stats.record_group(ops, perf_counter() - started, result)
-            for k, out in enumerate(outs):
-                if not out.done():
-                    out.set_result(result[k] if isinstance(result, list) else _as_error(result))
+            if not out.done():
+                out.set_result(result[0] if isinstance(result, list) else _as_error(result))
 
         self._kv_submit(conn, ops, done)
-        return list(outs)
+        return out
 
     def dispatch(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
         name = args[0].upper()
@@ -493,10 +468,6 @@ class NodeCommands:
             return Error("TRYAGAIN no leader is known yet (an election is under way); retry")
         return None
 
-    def _kv_one(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
-        (reply,) = self._kv_group(conn, [args])
-        return reply
-
     def _kv_submit(
         self,
         conn: Connection,
@@ -548,7 +519,7 @@ class NodeCommands:
             for key in keys:
                 self._blocked.setdefault(key, set()).add(woke)
             try:
-                (pending,) = self._kv_group(conn, [args])
+                pending = self._kv_one(conn, args)
                 reply = (
                     await pending
                     if isinstance(pending, asyncio.Future)
