@@ -154,7 +154,7 @@ class PaxosCommands(Family):
                 out.set_result(task.result())
 
         # A point read of no key: an empty entry ordered after the command
-        # arrived (kvstore's read barrier), nothing written to the log.
+        # arrived (the key-value store's read barrier), nothing written to the log.
         self.node.kv_submit(conn, [[b"EXISTS", b""]], barrier_done)
         return out
 
