@@ -24,7 +24,7 @@ from paxostob import (
     ResultUnknownError,
     TotalOrderBroadcast,
 )
-from paxostob.apps.kv import KeyValueStore
+from paxostob.apps.kv import GROUP_OPS_MAX, KeyValueStore
 from paxostob.apps.tagged import TaggedStateMachine
 from paxostob.kv.commands import Entry, Op, encode_entry
 from paxostob.kv.replies import OK, Error, Reply, SimpleString
@@ -360,6 +360,37 @@ async def test_a_callers_read_does_not_see_its_own_later_write() -> None:
         # One entry {INCR n, INCR m, GET n, INCR n}; the last GET n (of no caller)
         # joined the same group and read after it.
         assert store.entries_proposed - before == 1
+
+
+async def test_a_run_answers_each_command_in_order_and_splits_at_the_entry_bound() -> None:
+    # A RESP read's pipeline, handed over in one call: each command is its own unit.
+    async with stores(MemoryNetwork(seed=17)) as kv:
+        store = kv["n1"]
+        assert await store.command("SET", "warm", "up") == OK
+        pieces: list[tuple[int, int, object]] = []
+        landed = asyncio.Event()
+        total = GROUP_OPS_MAX + 10
+
+        def done(first: int, count: int, result: list[Reply] | BaseException) -> None:
+            pieces.append((first, count, result))
+            if sum(c for _, c, _ in pieces) == total + 4:
+                landed.set()
+
+        mixed = [[b"INCR", b"n"], [b"GET", b"n"], [b"INCR", b"n"], [b"GET", b"n"]]
+        incrs = [[b"INCR", b"m"]] * total
+        before = store.entries_proposed
+        store.submit_run([*mixed, *incrs], done, caller="conn")
+        await asyncio.wait_for(landed.wait(), 10)
+        replies: list[object] = [None] * (total + 4)
+        for first, count, result in pieces:
+            assert isinstance(result, list) and len(result) == count, result
+            replies[first : first + count] = result
+        # Each GET sees the caller's writes before it and none after it.
+        assert replies[:4] == [1, b"1", 2, b"2"]
+        assert replies[4:] == list(range(1, total + 1))
+        # {INCR n, GET n, INCR n; then GET n}, then the INCR m piece, which does not fit
+        # beside them: GROUP_OPS_MAX of them, then the last 10.
+        assert store.entries_proposed - before == 3
 
 
 def test_tagged_snapshot_copy_equals_snapshot_at_the_copy_point() -> None:

@@ -86,6 +86,8 @@ GROUPS_IN_FLIGHT = 2
 
 #: Called once with a caller's replies, or with the error that stopped its entry.
 Done = Callable[[list[Reply] | BaseException], None]
+#: ``submit_run``'s: called once per piece, with its first op's index and op count.
+RunDone = Callable[[int, int, list[Reply] | BaseException], None]
 
 
 @dataclass(slots=True)
@@ -212,22 +214,73 @@ class KeyValueStore:
         if not ops:
             asyncio.get_running_loop().call_soon(done, [])
             return
+        if _local_reads(ops):
+            self._queue_reads(ops, done, caller)
+        else:
+            self._queue_writes([encode_op(op) for op in ops], done, caller)
+
+    def submit_run(
+        self, ops: Sequence[Sequence[bytes]], done: RunDone, *, caller: object = None
+    ) -> None:
+        """Queue each of ``ops`` as a unit of its own, in order, in one call.
+
+        A RESP read's pipelined commands: the same as one ``submit_callback``
+        per op, for less work per op. Consecutive point reads are queued
+        together, and consecutive other commands together (as many as fit
+        one entry); each such piece is answered by one ``done(first, count,
+        result)``: the index of its first op in ``ops``, its op count, and
+        their replies (or the error that stopped them). Raises
+        ``ConfigurationError`` for a malformed op, before queueing any.
+        """
+        pieces: list[tuple[int, Sequence[Sequence[bytes]] | None, list[bytes]]] = []
+        n = len(ops)
+        i = 0
+        while i < n:
+            j = i + 1
+            if _local_reads((ops[i],)):
+                while j < n and _local_reads((ops[j],)):
+                    j += 1
+                pieces.append((i, ops[i:j], []))
+            else:
+                parts = [encode_op(ops[i])]
+                size = len(parts[0])
+                while (
+                    j < n
+                    and len(parts) < GROUP_OPS_MAX
+                    and size < GROUP_BYTES_MAX
+                    and not _local_reads((ops[j],))
+                ):
+                    part = encode_op(ops[j])
+                    parts.append(part)
+                    size += len(part)
+                    j += 1
+                pieces.append((i, None, parts))
+            i = j
+        for first, reads, parts in pieces:
+            if reads is not None:
+                self._queue_reads(reads, functools.partial(done, first, len(reads)), caller)
+            else:
+                self._queue_writes(parts, functools.partial(done, first, len(parts)), caller)
+
+    def _queue_reads(self, ops: Sequence[Sequence[bytes]], done: Done, caller: object) -> None:
         groups = self._groups
         # Groups in ``_groups`` are not broadcast yet: the last one takes units.
         if not groups:
             groups.append(_Group())
-        if _local_reads(ops):
-            group = groups[-1]
-            group.reads.append((done, ops, caller))
-            if caller is not None:
-                group.readers.add(caller)
-                group.callers.add(caller)
-            self._wake()
-            return
-        parts = [encode_op(op) for op in ops]
+        group = groups[-1]
+        group.reads.append((done, ops, caller))
+        if caller is not None:
+            group.readers.add(caller)
+            group.callers.add(caller)
+        self._wake()
+
+    def _queue_writes(self, parts: list[bytes], done: Done, caller: object) -> None:
         size = 0
         for part in parts:
             size += len(part)
+        groups = self._groups
+        if not groups:
+            groups.append(_Group())
         group = groups[-1]
         if caller is not None and caller in group.readers:
             # The caller's reads must not see this write: they go into the

@@ -79,6 +79,14 @@ class KvExecutor(Protocol):
         caller: object = None,
     ) -> None: ...
 
+    def submit_run(
+        self,
+        ops: Sequence[Sequence[bytes]],
+        done: Callable[[int, int, list[KvReply] | BaseException], None],
+        *,
+        caller: object = None,
+    ) -> None: ...
+
     def stored_keys(self) -> int: ...
 
     def set_on_applied(self, callback: Callable[[Entry | None], None] | None) -> None: ...
