@@ -23,6 +23,8 @@ if tuple(sys.version_info[:2]) < PYTHON_MIN:
 
 from typing import TYPE_CHECKING
 
+from .apps.kv import KeyValueStore
+from .apps.tagged import TaggedStateMachine
 from .core.multipaxos import LogConfig, Status
 from .core.types import Delivery
 from .errors import (
@@ -36,11 +38,11 @@ from .errors import (
     ProposalConflictError,
     ProposalIdsExhaustedError,
     QuorumTimeoutError,
+    ResultUnknownError,
     StorageError,
     StoreMissingError,
     TransportClosedError,
 )
-from .kvstore import KeyValueStore, TaggedStateMachine
 from .node.consensus import Consensus
 from .node.tob import StateMachine, TotalOrderBroadcast
 from .storage.base import Storage
@@ -73,6 +75,7 @@ __all__ = [
     "ProposalConflictError",
     "ProposalIdsExhaustedError",
     "QuorumTimeoutError",
+    "ResultUnknownError",
     "SqliteStorage",
     "StateMachine",
     "Status",

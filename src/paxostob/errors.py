@@ -17,6 +17,7 @@ __all__ = [
     "ProposalConflictError",
     "ProposalIdsExhaustedError",
     "QuorumTimeoutError",
+    "ResultUnknownError",
     "StorageError",
     "StoreMissingError",
     "TransportClosedError",
@@ -105,4 +106,15 @@ class AlreadyDeliveredError(PaxosError):
 
     This node jumped over its position, so it cannot report the ``Delivery``;
     the message is in the total order exactly once. Do not broadcast it again.
+    """
+
+
+class ResultUnknownError(AlreadyDeliveredError):
+    """``submit``: applied, but the result is not known on this node.
+
+    The node learned its own proposal's delivery only inside a snapshot
+    from a peer (it lagged behind), so its state machine never ran that
+    ``apply`` here and has no result to return. The message is in the total
+    order exactly once and its effect is in the state: do not submit it
+    again. (``broadcast`` raises the base class, ``AlreadyDeliveredError``.)
     """
