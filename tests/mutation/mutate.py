@@ -314,6 +314,51 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
 )
 
+# The Go original's defects and the durable-vote rule that the model checker
+# (tests/check/test_defects.py) must find; the mutants above it also uses are
+# named in CHECK_DEFECTS there.
+_CHECK = "tests/check/test_defects.py::test_checker_finds_"
+CHECK_MUTANTS: tuple[Mutant, ...] = (
+    m(
+        "multipaxos: messages of another instance are taken as ours (Go defect 1)",
+        "core/multipaxos.py",
+        "        if m.instance != self.instance or m.sender not in self.members:\n"
+        "            self.ignored += 1\n            return\n        el = self.election",
+        "        if m.sender not in self.members:\n"
+        "            self.ignored += 1\n            return\n        el = self.election",
+        _CHECK + "defect[instance ids]",
+    ),
+    m(
+        "multipaxos: a proposal that lost its slot is taken as settled by the winner (Go defect 5)",
+        "core/multipaxos.py",
+        "        self.acceptor.accepted.pop(slot, None)\n"
+        "        self._outbox.decided_new.append(DecidedEntry(slot, value))",
+        "        ours = self.acceptor.accepted.pop(slot, None)\n"
+        "        if ours is not None and ours[1] != value:\n"
+        "            for p in ours[1]:\n"
+        "                self.proposals.pending.pop(p.id, None)\n"
+        "                self.proposals.forwarded_at.pop(p.id, None)\n"
+        "        self._outbox.decided_new.append(DecidedEntry(slot, value))",
+        _CHECK + "defect[re-proposing the winner]",
+    ),
+    Mutant(
+        "outbox: promises and acceptances leave before they are durable",
+        (
+            (
+                "core/outbox.py",
+                "    PreVoteReply,\n    SnapshotChunk,\n)\nfrom .types",
+                "    PreVoteReply,\n    Promise,\n    SnapshotChunk,\n)\nfrom .types",
+            ),
+            (
+                "core/outbox.py",
+                "EARLY: tuple[type[Message], ...] = (\n    Accept,\n",
+                "EARLY: tuple[type[Message], ...] = (\n    Promise,\n    Accepted,\n    Accept,\n",
+            ),
+        ),
+        (_CHECK + "defect[votes sent before durable]",),
+    ),
+)
+
 #: Mutants the tests are known not to kill, and why (reported, not hidden).
 SURVIVORS_EXPECTED: dict[str, str] = {}
 
@@ -386,7 +431,11 @@ def main(argv: list[str] | None = None) -> int:
         "--every", action="store_true", help="run every named test (not -x): all that catch it"
     )
     args = ap.parse_args(argv)
-    chosen = [x for x in MUTANTS if not args.only or any(o in x.name for o in args.only)]
+    chosen = [
+        x
+        for x in (*MUTANTS, *CHECK_MUTANTS)
+        if not args.only or any(o in x.name for o in args.only)
+    ]
     if args.list:
         for x in chosen:
             print(f"{x.name}\n    tests: {' '.join(x.tests)}")
