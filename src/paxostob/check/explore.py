@@ -52,6 +52,8 @@ class Result:
     #: The deepest level reached (bfs: fully explored through it, unless stopped).
     depth: int = 0
     seconds: float = 0.0
+    #: CPU time of this process (on a shared machine, wall time says little).
+    cpu_seconds: float = 0.0
     peak_rss_mib: float = 0.0
     #: The scripted start's actions (``elected``), then the counterexample's.
     prefix: list[Action] = field(default_factory=list)
@@ -117,7 +119,7 @@ def explore(
     """Search the scope (the module docstring); stops at the first violation."""
     if mode not in ("bfs", "dfs"):
         raise ValueError("mode: bfs or dfs")
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     w0, prefix = start_world(scope)
     result = Result(scope, mode, prefix=prefix)
     try:
@@ -128,6 +130,7 @@ def explore(
         search = _bfs if mode == "bfs" else _dfs
         search(w0, result, states_max, liveness_every, liveness_rounds)
     result.seconds = time.monotonic() - started
+    result.cpu_seconds = time.process_time() - cpu
     result.peak_rss_mib = _peak_rss_mib()
     return result
 

@@ -150,15 +150,23 @@ class Action:
     payload: bytes = b""
     #: ``tick``: how many ``Tick`` events it stepped (known once applied).
     ticks: int = 0
+    #: The saves that landed right after it, in order: with ``eager`` saves
+    #: and no crash left in the scope, landing them is the only thing that
+    #: can happen next, so it is part of the action (no state in between).
+    saved: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         if self.envelope is not None:
-            return f"{self.kind} {describe(self.envelope)}"
-        if self.kind == "propose":
-            return f"propose {self.node} {self.payload.decode()}"
-        if self.kind == "tick" and self.ticks:
-            return f"tick {self.node} {self.ticks}"
-        return f"{self.kind} {self.node}"
+            text = f"{self.kind} {describe(self.envelope)}"
+        elif self.kind == "propose":
+            text = f"propose {self.node} {self.payload.decode()}"
+        elif self.kind == "tick" and self.ticks:
+            text = f"tick {self.node} {self.ticks}"
+        else:
+            text = f"{self.kind} {self.node}"
+        if self.saved:
+            text += f" (then save {' '.join(self.saved)})"
+        return text
 
 
 @dataclass
@@ -315,16 +323,23 @@ class World:
             self._step(a.node, Campaign())
         else:
             raise ValueError(f"unknown action {k!r}")
+        if done is not None and self.forced_saves():
+            done = replace(done, saved=tuple(self.settle_saves()))
         return done
 
-    def settle_saves(self) -> None:
-        """Land every save in flight (and those they lead to)."""
+    def forced_saves(self) -> bool:
+        """Whether a save in flight can only land next (``eager``, no crash left)."""
+        return self.scope.saves == "eager" and self.counts.crashes >= self.scope.crashes
+
+    def settle_saves(self) -> list[str]:
+        """Land every save in flight (and those they lead to), oldest node first; who saved."""
+        saved = []
         while True:
             due = [m for m in self.members if self.saving[m] is not None]
             if not due:
-                return
-            for m in due:
-                self._save(m)
+                return saved
+            self._save(due[0])
+            saved.append(due[0])
 
     def out_of_scope(self) -> bool:
         """A bound the scope sets was passed: the successor is not explored."""

@@ -20,6 +20,10 @@ ownership* (the premise ``tests/sim/test_ballot_ownership.py`` checks in
 every simulated run): a ``Prepare`` or ``Accept`` of ballot ``b`` is sent
 only by the node ``b`` names, so no two proposers share a ballot.
 
+And one about a node's own broadcasts, the rule the Go original's fifth
+defect broke (``check_own_proposals``): a broadcast stays pending at its
+origin until delivered there, while the life that made it is up.
+
 Liveness (``check_liveness``), bounded: from a state, with no more faults
 (every crashed node restarts, saves land, every message in flight is
 delivered in order, every node ticks once per round), within ``rounds``
@@ -89,6 +93,29 @@ def check_safe_proposals(history: TobHistory) -> None:
                     )
 
 
+def check_own_proposals(world: World) -> None:
+    """A broadcast stays pending at its origin until delivered there (Go defect 5's rule).
+
+    While the life that broadcast it is up, it is in the replica's
+    ``proposals.pending`` or among that life's deliveries: a proposal that
+    left both would never be proposed again, so it would never be delivered.
+    (Refused proposals, ``Dropped``, do not arise in the checker's scope.)
+    """
+    h = world.history
+    for pid, b in h.broadcasts.items():
+        r = world.replicas[pid.origin]
+        life = h.traces[pid.origin].life
+        if r is None or life.started > b.tick or pid in r.proposals.pending:
+            continue
+        if any(d.id == pid for _, d in life.deliveries):
+            continue
+        raise CheckFailure(
+            "own proposals",
+            f"{pid.origin}'s broadcast {b.payload.decode(errors='replace')!r} is neither "
+            "pending there nor delivered there: it will never be proposed again",
+        )
+
+
 def check_safety(world: World) -> None:
     """Every safety property on ``world``'s history; raises ``CheckFailure``."""
     h = world.history
@@ -101,6 +128,7 @@ def check_safety(world: World) -> None:
     for check in SAFETY:
         check(h)
     check_safe_proposals(h)
+    check_own_proposals(world)
     if world.unowned:
         raise CheckFailure(
             "ballot ownership",

@@ -12,6 +12,7 @@ to fill them in, and read them before committing it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .describe import describe
@@ -25,6 +26,7 @@ __all__ = ["command", "script"]
 
 def command(a: Action) -> str:
     """The script command doing ``a``."""
+    a = replace(a, saved=())
     if a.envelope is not None:
         verb = {"deliver": "deliver-one", "drop": "drop-one", "duplicate": "duplicate"}[a.kind]
         return f"{verb} {describe(a.envelope)}"
@@ -40,7 +42,9 @@ def commands(scope: Scope, actions: list[Action]) -> list[str]:
     members = "".join(scope.members)
     settings = "" if scope.pre_vote else " pre_vote=0"
     out = [f"net {members}{settings}", "durable"]
-    out += [command(a) for a in actions]
+    for a in actions:
+        out.append(command(a))
+        out += [f"save {m}" for m in a.saved]
     for m in scope.members:
         out += [f"status {m}", f"delivered {m}"]
     return out

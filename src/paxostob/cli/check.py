@@ -114,7 +114,7 @@ def report(result: Result, out: TextIO) -> None:
     )
     out.write(
         f"states: {result.states}  transitions: {result.transitions}  cut: {result.cut}  "
-        f"depth: {result.depth}  time: {result.seconds:.1f} s  "
+        f"depth: {result.depth}  time: {result.seconds:.1f} s (CPU {result.cpu_seconds:.1f} s)  "
         f"peak memory: {result.peak_rss_mib:.0f} MiB\n"
     )
     if result.failure is None:
