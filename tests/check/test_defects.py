@@ -32,6 +32,9 @@ from paxostob.check.explore import explore
 from paxostob.cli.check import configure, scope_of
 
 ROOT = Path(__file__).resolve().parents[2]
+#: A start where slot 1 was chosen in ballot 2.b while a holds its own value
+#: accepted in 1.a (the file says how it gets there).
+LOST_SLOT = str(Path(__file__).parent / "starts" / "b_chose_p2_where_a_proposed_p1.txt")
 
 
 def _mutate_module() -> ModuleType:
@@ -71,6 +74,26 @@ DEFECTS = (
         ("--start", "elected", "--crashes", "0", "--proposals", "0", "--depth", "2"),
         "ballot ownership",
         1,
+    ),
+    Defect(
+        "phase-1 adoption",
+        "rules: phase 2 adopts the lowest-ballot accepted value (Go defect 4)",
+        (
+            *("--start", "elected", "--script", LOST_SLOT, "--no-ticks", "--campaigns"),
+            *("--crashes", "0", "--proposals", "2", "--ballots", "3", "--depth", "3"),
+        ),
+        "safe proposals",
+        3,
+    ),
+    Defect(
+        "re-proposing the winner",
+        "multipaxos: a proposal that lost its slot is taken as settled by the winner (Go defect 5)",
+        (
+            *("--start", "elected", "--script", LOST_SLOT, "--no-ticks"),
+            *("--crashes", "0", "--proposals", "2", "--ballots", "2", "--depth", "4"),
+        ),
+        "own proposals",
+        4,
     ),
     Defect(
         "quorum by message count",

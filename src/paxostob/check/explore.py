@@ -28,12 +28,14 @@ import pickle
 import resource
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..sim.checkers import CheckFailure
 from .canon import key
 from .model import Action, Scope, World
 from .properties import check_liveness, check_safety
+from .scenario import run_commands
 
 __all__ = ["Result", "explore", "replay", "start_world"]
 
@@ -68,11 +70,18 @@ class Result:
 
 
 def start_world(scope: Scope) -> tuple[World, list[Action]]:
-    """The first state, and the actions that led to it from boot (``elected``: a script)."""
+    """The first state, and the actions that led to it from boot (``elected``, ``script``)."""
     w = World.boot(scope)
     done: list[Action] = []
-    if scope.start == "boot":
-        return w, done
+    if scope.start == "elected":
+        _elect(w, scope, done)
+    if scope.script:
+        done += run_commands(w, list(scope.script))
+    return w, done
+
+
+def _elect(w: World, scope: Scope, done: list[Action]) -> None:
+    """The first replica campaigns; every save lands and every message is delivered."""
 
     def do(a: Action) -> None:
         applied = w.apply(a)
@@ -94,8 +103,6 @@ def start_world(scope: Scope) -> tuple[World, list[Action]]:
         env = w.net[0]
         do(Action("deliver", env.dst, env))
     assert w.leaders() == [first], w.summary()
-    w.now = 0
-    return w, done
 
 
 def _peak_rss_mib() -> float:
@@ -115,6 +122,7 @@ def explore(
     states_max: int = 2_000_000,
     liveness_every: int = 0,
     liveness_rounds: int = 300,
+    progress: Callable[[Result], None] | None = None,
 ) -> Result:
     """Search the scope (the module docstring); stops at the first violation."""
     if mode not in ("bfs", "dfs"):
@@ -127,8 +135,10 @@ def explore(
     except CheckFailure as f:
         result.failure, result.trace = f, []
     else:
-        search = _bfs if mode == "bfs" else _dfs
-        search(w0, result, states_max, liveness_every, liveness_rounds)
+        if mode == "bfs":
+            _bfs(w0, result, states_max, liveness_every, liveness_rounds, progress)
+        else:
+            _dfs(w0, result, states_max, liveness_every, liveness_rounds)
     result.seconds = time.monotonic() - started
     result.cpu_seconds = time.process_time() - cpu
     result.peak_rss_mib = _peak_rss_mib()
@@ -154,7 +164,12 @@ def _successors(w: World, result: Result, blob: bytes | None = None) -> list[tup
 
 
 def _bfs(
-    w0: World, result: Result, states_max: int, liveness_every: int, liveness_rounds: int
+    w0: World,
+    result: Result,
+    states_max: int,
+    liveness_every: int,
+    liveness_rounds: int,
+    progress: Callable[[Result], None] | None,
 ) -> None:
     seen = {key(w0)}
     #: State number -> (its parent's number, the action from it); 0 is the start.
@@ -165,6 +180,8 @@ def _bfs(
     result.states = 1
     while queue:
         index, depth, blob = queue.popleft()
+        if depth > result.depth and progress is not None:
+            progress(result)  # every state up to ``result.depth`` is explored
         result.depth = max(result.depth, depth)
         if depth >= result.scope.depth:
             continue

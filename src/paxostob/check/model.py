@@ -108,6 +108,9 @@ class Scope:
     #: ballot 1 and every message and save is done (a scripted prefix).
     start: str = "boot"
     pre_vote: bool = False
+    #: Script commands (``check.scenario``'s language) done after the start:
+    #: the search starts from the state they reach.
+    script: tuple[str, ...] = ()
     #: Which replicas may broadcast (by index; all by default).
     proposers: tuple[int, ...] = ()
     #: Whether clocks run at all (``tick`` actions): without, no timer ever
@@ -333,7 +336,7 @@ class World:
 
     def settle_saves(self) -> list[str]:
         """Land every save in flight (and those they lead to), oldest node first; who saved."""
-        saved = []
+        saved: list[str] = []
         while True:
             due = [m for m in self.members if self.saving[m] is not None]
             if not due:

@@ -16,12 +16,15 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .describe import describe
-from .model import Action, Scope
+from .model import Action, Scope, World
 
 if TYPE_CHECKING:
     from .explore import Result
 
-__all__ = ["command", "script"]
+__all__ = ["action", "command", "script"]
+
+#: Script commands that set the network up or only print: not actions.
+_NOT_ACTIONS = frozenset({"net", "durable", "status", "delivered", "acceptor"})
 
 
 def command(a: Action) -> str:
@@ -66,3 +69,68 @@ def script(scope: Scope, actions: list[Action], result: Result | None = None) ->
     for c in commands(scope, actions):
         blocks += [c, "----", ""]
     return "\n".join(head + blocks).rstrip("\n") + "\n"
+
+
+def action(world: World, text: str) -> Action | None:
+    """The action a script command does in ``world`` (None: a command that is no action).
+
+    The inverse of ``command``: ``deliver-one``, ``drop-one`` and ``duplicate``
+    name a message in flight by its printed form. Raises ``ValueError`` for a
+    command that does not apply here.
+    """
+    words = text.split()
+    if not words or words[0] in _NOT_ACTIONS:
+        return None
+    verb, rest = words[0], words[1:]
+    kinds = {"deliver-one": "deliver", "drop-one": "drop", "duplicate": "duplicate"}
+    if verb in kinds:
+        wanted = " ".join(rest)
+        for env in world.net:
+            if describe(env) == wanted:
+                return Action(kinds[verb], env.dst, env)
+        raise ValueError(f"no message in flight is {wanted!r}")
+    if verb == "propose" and len(rest) == 2:
+        return Action("propose", rest[0], payload=rest[1].encode())
+    if verb in ("tick", "save", "crash", "restart", "foreign", "campaign") and rest:
+        return Action(verb, rest[0])
+    raise ValueError(f"not a command of a checker's script: {text!r}")
+
+
+def script_commands(text: str) -> list[str]:
+    """The commands of a scenario script: each line followed by ``----`` (outputs skipped)."""
+    lines = text.split("\n")
+    return [
+        line
+        for i, line in enumerate(lines[:-1])
+        if lines[i + 1] == "----" and line.strip() and not line.startswith("#")
+    ]
+
+
+def run_commands(world: World, commands: list[str]) -> list[Action]:
+    """Apply script commands to ``world``; the actions done.
+
+    A ``save`` of a node with no save in flight is skipped: with forced saves
+    folded into the action before it (``Action.saved``), it already landed.
+    """
+    done: list[Action] = []
+    for line in commands:
+        a = action(world, line)
+        if a is None:
+            continue
+        if a.kind == "save" and world.saving.get(a.node) is None:
+            continue
+        if a.kind == "tick":
+            # ``tick NODE N``: exactly N ticks, as the script language does.
+            count = int(line.split()[2]) if len(line.split()) > 2 else 1
+            r = world.replicas[a.node]
+            if r is None:
+                raise ValueError(f"{line!r}: {a.node} is crashed")
+            applied = world.apply(a)
+            if applied is None or applied.ticks != count:
+                raise ValueError(f"{line!r}: the timer fires after {applied and applied.ticks}")
+        else:
+            applied = world.apply(a)
+        if applied is None:
+            raise ValueError(f"{line!r} does nothing here")
+        done.append(applied)
+    return done

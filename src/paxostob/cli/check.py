@@ -15,7 +15,7 @@ from typing import TextIO
 
 from ..check.explore import Result, explore, replay
 from ..check.model import Scope
-from ..check.scenario import script
+from ..check.scenario import script, script_commands
 from .config import ConfigError
 
 __all__ = ["configure", "run"]
@@ -55,6 +55,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         default=d.start,
         help="elected: from the state where the first replica leads ballot 1",
     )
+    p.add_argument(
+        "--script",
+        type=Path,
+        metavar="FILE",
+        help="start from the state a scenario script's commands reach (after --start)",
+    )
     p.add_argument("--pre-vote", action="store_true", help="with LogConfig.pre_vote")
     p.add_argument(
         "--no-ticks", action="store_true", help="clocks never run: no timer fires after the start"
@@ -84,7 +90,14 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def scope_of(args: argparse.Namespace) -> Scope:
+    script: tuple[str, ...] = ()
+    if args.script is not None:
+        try:
+            script = tuple(script_commands(args.script.read_text()))
+        except OSError as e:
+            raise ValueError(f"--script: {e}") from e
     return Scope(
+        script=script,
         replicas=args.replicas,
         proposals=args.proposals,
         ballots=args.ballots,
@@ -139,10 +152,20 @@ def report(result: Result, out: TextIO) -> None:
 def run(args: argparse.Namespace, out: TextIO) -> int:
     try:
         scope = scope_of(args)
+        explore(scope, mode=args.mode, states_max=1)  # the start applies, or a clear error
     except ValueError as e:
         raise ConfigError(str(e)) from e
+
+    def progress(r: Result) -> None:
+        out.write(f"  depth {r.depth} done: {r.states} states, {r.transitions} transitions\n")
+        out.flush()
+
     result = explore(
-        scope, mode=args.mode, states_max=args.states_max, liveness_every=args.liveness_every
+        scope,
+        mode=args.mode,
+        states_max=args.states_max,
+        liveness_every=args.liveness_every,
+        progress=progress,
     )
     report(result, out)
     if result.failure is None:
