@@ -16,10 +16,12 @@ from paxostob.check.canon import key
 from paxostob.check.describe import describe
 from paxostob.check.explore import explore, replay, start_world
 from paxostob.check.model import Action, Scope, World
+from paxostob.check.properties import check_liveness
 from paxostob.check.scenario import commands, script
 from paxostob.cli.app import main
 from paxostob.core import outbox
 from paxostob.core.messages import Accepted, Promise
+from paxostob.core.proposals import OwnProposals
 
 from ..core.datadriven import Driver, parse
 from ..core.scenario import show
@@ -164,9 +166,28 @@ def test_liveness_check_passes_on_the_shipped_core() -> None:
     assert result.ok, result.failure
     w, _ = start_world(Scope(proposals=1))
     w.apply(Action("propose", "b", payload=b"p1"))
-    from paxostob.check.properties import check_liveness
+    assert check_liveness(w, 300) > 0  # from boot: an election first, then the delivery
 
-    assert check_liveness(w, 300) > 0
+
+def test_liveness_check_fails_when_forwards_are_lost_for_good(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Planted: a follower never forwards its proposals (they stay pending, safely)."""
+
+    def never(self: OwnProposals, leader: str | None, leading: object) -> None:
+        if leading is None:
+            self.to_forward.clear()
+            return
+        original(self, leader, leading)  # type: ignore[arg-type]
+
+    original = OwnProposals.flush
+    monkeypatch.setattr(OwnProposals, "flush", never)
+    monkeypatch.setattr(OwnProposals, "reforward_due", lambda *args: None)
+    scope = Scope(start="elected", proposals=1, proposers=(1,), crashes=0, ticks=False, depth=2)
+    assert explore(scope).ok  # no safety property sees it
+    result = explore(scope, liveness_every=1)
+    assert result.failure is not None and result.failure.prop == "liveness"
+    assert [str(a) for a in result.trace or []] == ["propose b p1"]
 
 
 def test_worlds_replay_deterministically() -> None:
