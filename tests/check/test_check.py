@@ -159,9 +159,16 @@ def test_cli_prints_a_trace_and_writes_a_scenario_on_a_violation(
     assert "    1. propose a p1" in out
 
 
-def test_cli_refuses_a_bad_scope(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_refuses_a_bad_scope(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["check", "--replicas", "9"]) == 2
     assert "replicas" in capsys.readouterr().err
+    bad = tmp_path / "start.txt"
+    bad.write_text("propose z p1\n----\n")
+    assert main(["check", "--script", str(bad)]) == 2
+    assert "no node 'z'" in capsys.readouterr().err
+    bad.write_text("deliver-one a->b Prepare 9.a from #1\n----\n")
+    assert main(["check", "--script", str(bad)]) == 2
+    assert "no message in flight is" in capsys.readouterr().err
 
 
 def test_liveness_check_passes_on_the_shipped_core() -> None:

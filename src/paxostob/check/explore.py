@@ -181,7 +181,7 @@ def _bfs(
     while queue:
         index, depth, blob = queue.popleft()
         if depth > result.depth and progress is not None:
-            progress(result)  # every state up to ``result.depth`` is explored
+            progress(result)  # every state through ``result.depth + 1`` is checked
         result.depth = max(result.depth, depth)
         if depth >= result.scope.depth:
             continue

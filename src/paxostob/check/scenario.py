@@ -89,11 +89,20 @@ def action(world: World, text: str) -> Action | None:
             if describe(env) == wanted:
                 return Action(kinds[verb], env.dst, env)
         raise ValueError(f"no message in flight is {wanted!r}")
-    if verb == "propose" and len(rest) == 2:
-        return Action("propose", rest[0], payload=rest[1].encode())
-    if verb in ("tick", "save", "crash", "restart", "foreign", "campaign") and rest:
-        return Action(verb, rest[0])
-    raise ValueError(f"not a command of a checker's script: {text!r}")
+    known = ("propose", "tick", "save", "crash", "restart", "foreign", "campaign")
+    if verb not in known or not rest:
+        raise ValueError(f"not a command of a checker's script: {text!r}")
+    node = rest[0]
+    if node not in world.members:
+        raise ValueError(f"{text!r}: no node {node!r} (members: {' '.join(world.members)})")
+    if (world.replicas[node] is None) != (verb == "restart"):
+        state = "crashed" if verb != "restart" else "not crashed"
+        raise ValueError(f"{text!r}: {node} is {state}")
+    if verb == "propose":
+        if len(rest) != 2:
+            raise ValueError(f"{text!r}: propose NODE PAYLOAD")
+        return Action("propose", node, payload=rest[1].encode())
+    return Action(verb, node)
 
 
 def script_commands(text: str) -> list[str]:

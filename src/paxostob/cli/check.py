@@ -157,7 +157,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         raise ConfigError(str(e)) from e
 
     def progress(r: Result) -> None:
-        out.write(f"  depth {r.depth} done: {r.states} states, {r.transitions} transitions\n")
+        out.write(
+            f"  level {r.depth} expanded: {r.states} states checked (through depth "
+            f"{r.depth + 1}), {r.transitions} transitions\n"
+        )
         out.flush()
 
     result = explore(
