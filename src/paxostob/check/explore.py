@@ -39,8 +39,13 @@ from .scenario import run_commands
 
 __all__ = ["Result", "explore", "replay", "start_world"]
 
-#: The scripted start ``elected`` runs at most this many rounds of its schedule.
+#: The scripted start ``elected`` runs at most this many rounds of its schedule
+#: (an election of five replicas takes about twenty).
 _START_ROUNDS_MAX = 50
+#: States a search keeps at most by default: each waiting state is about 13 KiB
+#: pickled (three replicas), so a breadth-first frontier of them stays within a
+#: few GiB.
+STATES_MAX_DEFAULT = 200_000
 
 
 @dataclass
@@ -119,7 +124,7 @@ def explore(
     scope: Scope,
     *,
     mode: str = "bfs",
-    states_max: int = 2_000_000,
+    states_max: int = STATES_MAX_DEFAULT,
     liveness_every: int = 0,
     liveness_rounds: int = 300,
     progress: Callable[[Result], None] | None = None,

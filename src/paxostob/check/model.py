@@ -119,9 +119,13 @@ class Scope:
     #: Whether a node's election timer may fire at any moment (``campaign``
     #: actions, bounded by ``ballots``): elections without running clocks.
     campaigns: bool = False
-    #: The longest a ``tick`` action runs a clock without an effect.
+    #: The longest a ``tick`` action runs a clock without an effect: above the
+    #: longest timer of the default ``LogConfig`` (an election timeout is at
+    #: most 2 x 15 ticks, check-quorum 2 x 15), so every timer can fire.
     ticks_max: int = 80
-    #: Messages in flight at most: a successor with more is cut.
+    #: Messages in flight at most: a successor with more is cut. Twelve is
+    #: two full rounds of three replicas (each sends to two peers); above it
+    #: the extra states are mostly heartbeats and retransmissions piling up.
     in_flight_max: int = 12
 
     def __post_init__(self) -> None:

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import TextIO
 
-from ..check.explore import Result, explore, replay
+from ..check.explore import STATES_MAX_DEFAULT, Result, explore, replay
 from ..check.model import Scope
 from ..check.scenario import script, script_commands
 from .config import ConfigError
@@ -83,7 +83,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="also check bounded liveness in every N-th state (0: never)",
     )
-    p.add_argument("--states-max", type=_count, default=2_000_000, help="stop after this many")
+    p.add_argument(
+        "--states-max",
+        type=_count,
+        default=STATES_MAX_DEFAULT,
+        help=f"stop after this many states ({STATES_MAX_DEFAULT:,}: a few GiB)",
+    )
     p.add_argument(
         "--scenario", type=Path, metavar="FILE", help="write a counterexample as a scenario script"
     )
@@ -131,8 +136,13 @@ def report(result: Result, out: TextIO) -> None:
         f"peak memory: {result.peak_rss_mib:.0f} MiB\n"
     )
     if result.failure is None:
-        what = "stopped at --states-max" if result.truncated else "every state"
-        out.write(f"verdict: ok ({what}: no property broken)\n")
+        if result.truncated:
+            out.write(
+                f"verdict: no violation in the {result.states} states checked, but the scope "
+                "is NOT exhausted (stopped at --states-max)\n"
+            )
+        else:
+            out.write("verdict: ok (every state: no property broken)\n")
         return
     trace = result.trace or []
     out.write(f"verdict: VIOLATION of {result.failure.prop} after {len(trace)} actions\n")
