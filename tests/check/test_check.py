@@ -137,6 +137,21 @@ def test_counterexample_replays_and_converts_to_a_scenario(
     assert len(parse(text).blocks) == len(commands(VOTE_SCOPE, actions))
 
 
+def test_depth_first_counterexample_replays_to_the_violation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _votes_before_durable(monkeypatch)
+    scope = Scope(
+        start="elected", proposals=1, crashes=1, ticks=False, depth=8, duplicates=1, drops=1
+    )
+    result = explore(scope, mode="dfs")
+    assert result.failure is not None and result.trace is not None
+    _, failure = replay(scope, result.trace)
+    assert failure is not None and failure.prop == result.failure.prop
+    shortest = explore(scope, mode="bfs")
+    assert shortest.trace is not None and len(shortest.trace) <= len(result.trace)
+
+
 def test_cli_reports_an_ok_scope(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["check", "--depth", "3", "--start", "elected", "--no-ticks"])
     out = capsys.readouterr().out
