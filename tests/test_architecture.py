@@ -9,7 +9,9 @@ Rules (one failure line per violation: file, line, import, rule):
 
 - ``upward``: a module imports only modules of its own layer or lower.
 - ``siblings``: ``storage`` and ``transport`` do not import each other; at
-  layer 4, ``resp``, ``sim`` and ``bench`` do not import each other.
+  layer 4, ``resp``, ``sim``, ``check`` and ``bench`` do not import each
+  other, except ``SHARED_AMONG_SIBLINGS``: the model checker judges its states
+  with the simulator's properties (``sim.checkers``) and nothing else of it.
 - ``layer0``: inside layer 0, each part imports only what ``LAYER0_ALLOWED``
   lists: ``errors`` nothing, ``core`` only itself and ``errors``; ``kv`` and
   ``codec`` only core's data (``CORE_DATA``: types, messages, events), never
@@ -20,7 +22,8 @@ Rules (one failure line per violation: file, line, import, rule):
   ``transport.base``, the default store factory ``storage.default`` (the one
   edge to an adapter: ``data_dir=`` is a public contract), and itself; never
   a concrete adapter.
-- ``sim``: the simulator runs on virtual time: no asyncio, no ``node``.
+- ``sim``: the simulator and the model checker (``check``) run on virtual
+  time: no asyncio, no ``node``.
 - ``pure``: layer 0 does no IO and reads no clock: it imports none of
   ``LAYER0_FORBIDDEN``, and uses ``random`` only as the ``random.Random``
   type of an injected generator (never the module's global functions).
@@ -66,6 +69,7 @@ LAYER_PREFIXES: tuple[tuple[str, int], ...] = (
     ("kvstore", 3),
     ("resp", 4),
     ("sim", 4),
+    ("check", 4),
     ("bench", 4),
     # Reads the installed package's metadata (a file): not pure, needs nothing else.
     ("version", 1),
@@ -90,6 +94,10 @@ LAYER0_ALLOWED: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("transport.faults", ("errors",)),
 )
 LAYER1_SIBLINGS = frozenset({"storage", "transport"})
+#: (importer's top-level part, module) pairs allowed across the layer-4 siblings.
+SHARED_AMONG_SIBLINGS = frozenset({("check", "sim.checkers")})
+#: Layer-4 parts that drive the core on virtual time (the ``sim`` rule).
+VIRTUAL_TIME = frozenset({"sim", "check"})
 HUB = ""  # paxostob/__init__.py, named relative to the package
 
 
@@ -195,8 +203,13 @@ def _import_rules(src: str, target: str) -> Iterator[tuple[str, str]]:
     assert src_layer is not None
     if target_layer > src_layer:
         yield "upward", f"layer {src_layer} must not import layer {target_layer}"
-    if top(src) != top(target) and (
-        {top(src), top(target)} <= LAYER1_SIBLINGS or src_layer == target_layer == SIBLINGS_LAYER
+    if (
+        top(src) != top(target)
+        and (top(src), target) not in SHARED_AMONG_SIBLINGS
+        and (
+            {top(src), top(target)} <= LAYER1_SIBLINGS
+            or src_layer == target_layer == SIBLINGS_LAYER
+        )
     ):
         yield "siblings", f"{top(src)} and {top(target)} are siblings: neither imports the other"
     allowed = layer0_allowed(src) if src_layer == 0 else None
@@ -215,7 +228,7 @@ def _import_rules(src: str, target: str) -> Iterator[tuple[str, str]]:
             "node imports only layer 0, the interfaces storage.base, transport.base "
             "and the default store factory storage.default",
         )
-    if top(src) == "sim" and top(target) == "node":
+    if top(src) in VIRTUAL_TIME and top(target) == "node":
         yield "sim", "the simulator drives the core directly, never node"
 
 
@@ -248,7 +261,7 @@ def check_module(module: SourceModule, known: frozenset[str]) -> list[str]:
             for rule, why in _import_rules(module.name, target):
                 report(node, rule, why)
         roots = set(_stdlib_roots(node))
-        if top(module.name) == "sim" and "asyncio" in roots:
+        if top(module.name) in VIRTUAL_TIME and "asyncio" in roots:
             report(node, "sim", "the simulator runs on virtual time: no asyncio")
         if layer != 0:
             continue
@@ -393,6 +406,10 @@ KNOWN = frozenset(
         "kvstore",
         "sim",
         "sim.runner",
+        "sim.checkers",
+        "check",
+        "check.model",
+        "storage.memory",
         "resp",
         "resp.server",
         "resp.protocol",
@@ -428,6 +445,9 @@ def _check(name: str, source: str, *, is_package: bool = False) -> list[str]:
         ("node.runtime", "from ..transport import memory\n", "runtime"),
         ("sim.runner", "import asyncio\n", "sim"),
         ("sim.runner", "from ..node import runtime\n", "sim"),
+        ("check.model", "import asyncio\n", "sim"),
+        ("check.model", "from ..sim.runner import run\n", "siblings"),
+        ("sim.runner", "from ..check import model\n", "siblings"),
         ("transport.memory", "from paxostob import MemoryNetwork\n", "hub"),
         ("core", "from .. import ConfigurationError\n", "hub"),
         ("resp.server", "from ..cli import main\n", "cli"),
@@ -483,6 +503,7 @@ def test_checker_names_file_line_and_import() -> None:
         ("storage.base", "from ..core.types import Snapshot\nfrom ..errors import StorageError\n"),
         ("transport.base", "from ..core.messages import Envelope\n"),
         ("sim.runner", "import random\nfrom ..transport.faults import FaultModel\n"),
+        ("check.model", "from ..sim.checkers import TobHistory\nfrom ..storage import memory\n"),
         ("resp.server", "import asyncio\nfrom ..node import runtime\nfrom .protocol import x\n"),
         ("resp.server", "from ..apps.kv import KeyValueStore\nfrom ..apps import broadcast_log\n"),
         (

@@ -364,6 +364,52 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
 )
 
+# The Go original's defects and the durable-vote rule that the model checker
+# must find (tests/check/test_defects.py plants each of these, and some of
+# MUTANTS, by name): in the defect's scope the shipped core keeps every
+# property, and the mutant does not.
+_CHECK = "tests/check/test_defects.py::test_shipped_core_keeps_every_property_in_the_scope_of"
+CHECK_MUTANTS: tuple[Mutant, ...] = (
+    m(
+        "multipaxos: messages of another instance are taken as ours (Go defect 1)",
+        "core/multipaxos.py",
+        "        if m.instance != self.instance or m.sender not in self.members:\n"
+        "            self.ignored += 1\n            return\n        el = self.election",
+        "        if m.sender not in self.members:\n"
+        "            self.ignored += 1\n            return\n        el = self.election",
+        _CHECK + "[instance ids]",
+    ),
+    m(
+        "multipaxos: a proposal that lost its slot is taken as settled by the winner (Go defect 5)",
+        "core/multipaxos.py",
+        "        self.acceptor.accepted.pop(slot, None)\n"
+        "        self._outbox.decided_new.append(DecidedEntry(slot, value))",
+        "        ours = self.acceptor.accepted.pop(slot, None)\n"
+        "        if ours is not None and ours[1] != value:\n"
+        "            for p in ours[1]:\n"
+        "                self.proposals.pending.pop(p.id, None)\n"
+        "                self.proposals.forwarded_at.pop(p.id, None)\n"
+        "        self._outbox.decided_new.append(DecidedEntry(slot, value))",
+        _CHECK + "[re-proposing the winner]",
+    ),
+    Mutant(
+        "outbox: promises and acceptances leave before they are durable",
+        (
+            (
+                "core/outbox.py",
+                "    PreVoteReply,\n    SnapshotChunk,\n)\nfrom .types",
+                "    PreVoteReply,\n    Promise,\n    SnapshotChunk,\n)\nfrom .types",
+            ),
+            (
+                "core/outbox.py",
+                "EARLY: tuple[type[Message], ...] = (\n    Accept,\n",
+                "EARLY: tuple[type[Message], ...] = (\n    Promise,\n    Accepted,\n    Accept,\n",
+            ),
+        ),
+        (_CHECK + "[votes sent before durable]",),
+    ),
+)
+
 #: Mutants the tests are known not to kill, and why (reported, not hidden).
 SURVIVORS_EXPECTED: dict[str, str] = {}
 
@@ -436,7 +482,11 @@ def main(argv: list[str] | None = None) -> int:
         "--every", action="store_true", help="run every named test (not -x): all that catch it"
     )
     args = ap.parse_args(argv)
-    chosen = [x for x in MUTANTS if not args.only or any(o in x.name for o in args.only)]
+    chosen = [
+        x
+        for x in (*MUTANTS, *CHECK_MUTANTS)
+        if not args.only or any(o in x.name for o in args.only)
+    ]
     if args.list:
         for x in chosen:
             print(f"{x.name}\n    tests: {' '.join(x.tests)}")

@@ -23,6 +23,7 @@ from typing import NoReturn, TextIO
 from ..sim.checkers import CheckFailure
 from ..sim.runner import RunResult, replay_command, run_many, simulate
 from ..version import __version__
+from . import check as check
 from . import cluster as cluster
 from . import init as init
 from . import serve as serve
@@ -178,6 +179,9 @@ COMMANDS: dict[str, Command] = {
         help="run seeded fault schedules in the deterministic simulator and check them",
         configure=_configure_sim,
         run=_sim,
+    ),
+    "check": Command(
+        "explore every state of a small cluster (model checking)", check.configure, check.run
     ),
 }
 
