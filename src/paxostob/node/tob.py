@@ -722,8 +722,9 @@ class TotalOrderBroadcast(AsyncLifetime):
     ) -> Membership:
         """Add ``node_id`` (reachable at ``address``) as a learner; resolve once in effect here.
 
-        Start the new node with ``join=True`` and the founding ``members``: it
-        catches up (snapshot and log) as a learner, and votes only once
+        Start the new node with ``join=True`` and the founding ``members``
+        (and ``bootstrap=True`` on its first start): it catches up (snapshot
+        and log) as a learner, and votes only once
         ``promote_member`` makes it a voter. Refused (``MembershipError``)
         while another change is in progress, for an id that is a member or
         was ever removed (a node whose disk was lost joins under a new id);
