@@ -985,6 +985,8 @@ class _TobRun(_Run):
         dead = set(self.crashed_at) | {
             m for m in self.members if m not in self.live and m not in self.down_until
         }
+        # A wiped node is refused at its restart: out for good.
+        dead |= {w.node for w in self.schedule.wipes if w.tick <= self.now}
         future = sum(1 for c in self.schedule.crashes if c.tick > self.now) + sum(
             1 for w in self.schedule.wipes if w.tick > self.now
         )
