@@ -202,6 +202,14 @@ async def test_the_last_voter_cannot_be_removed() -> None:
         assert t.members().voters == ("solo",)
 
 
+def test_a_window_wider_than_alpha_is_refused() -> None:
+    from paxostob import ConfigurationError, LogConfig
+
+    net = MemoryNetwork(seed=18)
+    with pytest.raises(ConfigurationError, match="window_slots_max"):
+        TotalOrderBroadcast(net.transport("n1"), ["n1"], config=LogConfig(window_slots_max=65))
+
+
 def test_join_refuses_a_founding_member() -> None:
     from paxostob import ConfigurationError
 

@@ -33,7 +33,7 @@ from ..core.events import (
     Ready,
     Restore,
 )
-from ..core.membership import Configuration, Membership
+from ..core.membership import CONFIG_DELAY_SLOTS, Configuration, Membership
 from ..core.multipaxos import SEQ_BITS, LogConfig, MultiPaxosReplica, Status
 from ..core.types import CLOCK_STAMP_BYTES, Ballot, Delivery, ProposalId
 from ..errors import (
@@ -297,6 +297,12 @@ class TotalOrderBroadcast(AsyncLifetime):
                 f"LogConfig.clock_step_ms_max ({config.clock_step_ms_max} ms) is below the "
                 f"tick interval ({tick_ms:g} ms): the log's clock could not keep up with "
                 "real time"
+            )
+        if config.window_slots_max > CONFIG_DELAY_SLOTS:
+            raise ConfigurationError(
+                f"LogConfig.window_slots_max ({config.window_slots_max}) may not exceed "
+                f"{CONFIG_DELAY_SLOTS}, the slots a membership change waits before it takes "
+                "effect: a leader must know the configuration of every slot it opens"
             )
         self.config = config
         rng = make_rng(seed, f"tob:{instance}:{self.address}")
