@@ -144,8 +144,10 @@ class Election:
 
     def _timeout(self) -> int:
         t = self._config.election_timeout_ticks
-        configs = self._log.membership.governing_from(self._log.decided_through + 1)
-        if all(c.voters == {self._me} for c in configs):
+        history = self._log.membership
+        if len(history.newest.voters) == 1 and all(
+            c.voters == {self._me} for c in history.governing_from(self._log.decided_through + 1)
+        ):
             return 1  # nobody to wait for (not even the voters of a configuration ending)
         return self._rng.randint(t, 2 * t)
 

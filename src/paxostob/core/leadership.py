@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 from . import rules
 from .log import DecidedLog
+from .membership import Configuration
 from .messages import Accept, Forward, Heartbeat, Message, Prepare, Promise
 from .types import CLOCK_STAMP_BYTES, NOOP, Ballot, Batch, Proposal, ProposalId, clock_stamp
 
@@ -69,6 +70,7 @@ class Leadership:
         "_accept_retry_ticks",
         "_batch_bytes_max",
         "_batch_count_max",
+        "_checked",
         "_heartbeat_ticks",
         "_instance",
         "_log",
@@ -145,6 +147,8 @@ class Leadership:
         #: A membership change waiting for a slot, and the slot holding ours.
         self.change: Proposal | None = None
         self.change_slot = 0
+        #: The last configuration ``_may_propose`` judged, and its verdict.
+        self._checked: tuple[Configuration, bool] | None = None
 
     def enqueue(self, proposal: Proposal) -> bool:
         """Queue ``proposal`` for a slot; False when the queue is full (the origin retries)."""
@@ -225,7 +229,14 @@ class Leadership:
 
     def _may_propose(self, slot: int) -> bool:
         config = self._log.membership.config_for(slot)
-        return self._me in config.voters and config.is_quorum(self.promised)
+        checked = self._checked
+        if checked is None or checked[0] is not config:
+            # (Asked at every has_ready: judged once per configuration and promise.)
+            checked = self._checked = (
+                config,
+                self._me in config.voters and config.is_quorum(self.promised),
+            )
+        return checked[1]
 
     def _special(self, slot: int, reported: list[tuple[Ballot, Batch]] | None) -> Batch | None:
         """What ``slot`` holds before any new batch: a reported value (P2c), a change, a no-op."""
@@ -245,6 +256,7 @@ class Leadership:
     def on_promise(self, m: Promise) -> None:
         """A promise of our ballot from a voter asked later (``_may_open``)."""
         self.promised.add(m.sender)
+        self._checked = None
         for e in m.entries:
             if not e.decided and e.slot >= self.next_slot:
                 self.reports.setdefault(e.slot, []).append((e.ballot, e.value))

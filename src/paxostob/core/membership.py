@@ -77,14 +77,15 @@ class Configuration:
     effective_slot: int = 1
     #: Ids removed so far: never members again (a new disk takes a new id).
     removed: frozenset[str] = frozenset()
+    #: ``rules.quorum_size`` of the voters (computed once: asked per message).
+    quorum: int = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "quorum", rules.quorum_size(len(self.voters)))
 
     @property
     def members(self) -> frozenset[str]:
         return self.voters | self.learners
-
-    @property
-    def quorum(self) -> int:
-        return rules.quorum_size(len(self.voters))
 
     def is_quorum(self, ids: set[str] | frozenset[str]) -> bool:
         """Whether ``ids`` holds a majority of this configuration's voters."""
