@@ -9,7 +9,7 @@ Rules (one failure line per violation: file, line, import, rule):
 
 - ``upward``: a module imports only modules of its own layer or lower.
 - ``siblings``: ``storage`` and ``transport`` do not import each other; at
-  layer 3, ``resp``, ``sim`` and ``bench`` do not import each other.
+  layer 4, ``resp``, ``sim`` and ``bench`` do not import each other.
 - ``layer0``: inside layer 0, each part imports only what ``LAYER0_ALLOWED``
   lists: ``errors`` nothing, ``core`` only itself and ``errors``; ``kv`` and
   ``codec`` only core's data (``CORE_DATA``: types, messages, events), never
@@ -60,15 +60,20 @@ LAYER_PREFIXES: tuple[tuple[str, int], ...] = (
     ("storage", 1),
     ("transport", 1),
     ("node", 2),
-    ("resp", 3),
-    ("sim", 3),
-    ("bench", 3),
+    # The applications on the broadcast: state machines and their proposers.
+    ("apps", 3),
+    # The documented old home of KeyValueStore: an alias of apps.kv.
     ("kvstore", 3),
+    ("resp", 4),
+    ("sim", 4),
+    ("bench", 4),
     # Reads the installed package's metadata (a file): not pure, needs nothing else.
     ("version", 1),
-    ("cli", 4),
-    ("__main__", 4),
+    ("cli", 5),
+    ("__main__", 5),
 )
+#: The layer whose top-level parts are siblings (the servers and tools on the applications).
+SIBLINGS_LAYER = 4
 INTERFACES = frozenset({"storage.base", "transport.base"})
 #: The one adapter module the runtime may import: what ``data_dir=`` means.
 RUNTIME_FACTORIES = frozenset({"storage.default"})
@@ -91,7 +96,7 @@ HUB = ""  # paxostob/__init__.py, named relative to the package
 def layer_of(module: str) -> int | None:
     """The layer of ``module`` (named relative to the package; ``""`` is the hub)."""
     if module == HUB:
-        return 4
+        return 5
     for prefix, layer in LAYER_PREFIXES:
         if module == prefix or module.startswith(prefix + "."):
             return layer
@@ -191,7 +196,7 @@ def _import_rules(src: str, target: str) -> Iterator[tuple[str, str]]:
     if target_layer > src_layer:
         yield "upward", f"layer {src_layer} must not import layer {target_layer}"
     if top(src) != top(target) and (
-        {top(src), top(target)} <= LAYER1_SIBLINGS or src_layer == target_layer == 3
+        {top(src), top(target)} <= LAYER1_SIBLINGS or src_layer == target_layer == SIBLINGS_LAYER
     ):
         yield "siblings", f"{top(src)} and {top(target)} are siblings: neither imports the other"
     allowed = layer0_allowed(src) if src_layer == 0 else None
@@ -279,6 +284,8 @@ ROOT = SRC.parents[1]
 DOCUMENTED_MODULES = frozenset(
     {
         "errors",
+        "apps.kv",
+        "apps.tagged",
         "kvstore",
         "storage.base",
         "storage.default",
@@ -380,6 +387,10 @@ KNOWN = frozenset(
         "storage.file",
         "node",
         "node.runtime",
+        "apps",
+        "apps.kv",
+        "apps.broadcast_log",
+        "kvstore",
         "sim",
         "sim.runner",
         "resp",
@@ -420,6 +431,10 @@ def _check(name: str, source: str, *, is_package: bool = False) -> list[str]:
         ("transport.memory", "from paxostob import MemoryNetwork\n", "hub"),
         ("core", "from .. import ConfigurationError\n", "hub"),
         ("resp.server", "from ..cli import main\n", "cli"),
+        ("apps.kv", "from ..resp.server import serve\n", "upward"),
+        ("apps.kv", "from ..cli import main\n", "cli"),
+        ("node.runtime", "from ..apps.kv import KeyValueStore\n", "upward"),
+        ("kv.machine", "from ..apps import broadcast_log\n", "upward"),
         ("core.synod", "from ..metrics import counter\n", "layers"),
         ("core.synod", "from ..kv.machine import KvMachine\n", "layer0"),
         ("core.synod", "from ..codec import encode_message\n", "layer0"),
@@ -469,6 +484,14 @@ def test_checker_names_file_line_and_import() -> None:
         ("transport.base", "from ..core.messages import Envelope\n"),
         ("sim.runner", "import random\nfrom ..transport.faults import FaultModel\n"),
         ("resp.server", "import asyncio\nfrom ..node import runtime\nfrom .protocol import x\n"),
+        ("resp.server", "from ..apps.kv import KeyValueStore\nfrom ..apps import broadcast_log\n"),
+        (
+            "apps.kv",
+            "import asyncio\nfrom ..node import runtime\nfrom ..kv.machine import KvMachine\n",
+        ),
+        ("apps.kv", "from .broadcast_log import BroadcastLog\n"),
+        ("kvstore", "from .apps.kv import KeyValueStore\n"),
+        ("sim.runner", "from ..apps.broadcast_log import BroadcastLog\n"),
         ("cli", "import asyncio\nfrom .transport.memory import MemoryNetwork\n"),
         ("__main__", "from .cli import main\n"),
         (HUB, "from .transport.memory import MemoryNetwork\nfrom .errors import PaxosError\n"),
@@ -500,6 +523,7 @@ def test_script_checker_reports_internal_imports(folder: str, source: str) -> No
         ("examples", "from paxostob import KeyValueStore, TotalOrderBroadcast\nimport paxostob\n"),
         ("examples", "import asyncio\nfrom pathlib import Path\n"),
         ("bench", "from paxostob.kvstore import KeyValueStore\nfrom paxostob import Consensus\n"),
+        ("bench", "from paxostob.apps.kv import KeyValueStore\n"),
         ("bench", "from paxostob.storage.default import default_storage\n"),
     ],
 )

@@ -23,6 +23,8 @@ if tuple(sys.version_info[:2]) < PYTHON_MIN:
 
 from typing import TYPE_CHECKING
 
+from .apps.kv import KeyValueStore
+from .apps.tagged import TaggedStateMachine
 from .core.membership import Membership
 from .core.multipaxos import LogConfig, Status
 from .core.types import Delivery
@@ -39,11 +41,11 @@ from .errors import (
     ProposalConflictError,
     ProposalIdsExhaustedError,
     QuorumTimeoutError,
+    ResultUnknownError,
     StorageError,
     StoreMissingError,
     TransportClosedError,
 )
-from .kvstore import KeyValueStore, TaggedStateMachine
 from .node.consensus import Consensus
 from .node.tob import StateMachine, TotalOrderBroadcast
 from .storage.base import Storage
@@ -79,6 +81,7 @@ __all__ = [
     "ProposalConflictError",
     "ProposalIdsExhaustedError",
     "QuorumTimeoutError",
+    "ResultUnknownError",
     "SqliteStorage",
     "StateMachine",
     "Status",

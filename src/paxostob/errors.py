@@ -17,6 +17,7 @@ __all__ = [
     "ProposalConflictError",
     "ProposalIdsExhaustedError",
     "QuorumTimeoutError",
+    "ResultUnknownError",
     "StorageError",
     "StoreMissingError",
     "TransportClosedError",
@@ -128,3 +129,14 @@ class NotLeaderError(MembershipError):
     def __init__(self, message: str, leader: str | None = None) -> None:
         super().__init__(message)
         self.leader = leader
+
+
+class ResultUnknownError(AlreadyDeliveredError):
+    """``submit``: applied, but the result is not known on this node.
+
+    The node learned its own proposal's delivery only inside a snapshot
+    from a peer (it lagged behind), so its state machine never ran that
+    ``apply`` here and has no result to return. The message is in the total
+    order exactly once and its effect is in the state: do not submit it
+    again. (``broadcast`` raises the base class, ``AlreadyDeliveredError``.)
+    """

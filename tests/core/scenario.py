@@ -116,6 +116,10 @@ class Net:
         self.trace: list[Envelope] = []
         self._rows: dict[str, list[Row]] = {m: [] for m in self.members}
         self._ids: dict[str, set[ProposalId]] = {m: set() for m in self.members}
+        #: ``ReadIndex`` requests served: (node, request id, position applied then).
+        self.served: list[tuple[str, int, int]] = []
+        #: ``ReadIndex`` requests the replica gave up on: (node, request id).
+        self.read_failed: list[tuple[str, int]] = []
         #: The membership change outcomes each replica reported, in order.
         self.changes: dict[str, list[ChangeOutcome]] = {m: [] for m in self.members}
 
@@ -152,6 +156,9 @@ class Net:
                 assert d.delivery.sender == d.id.origin, (node, d)
                 self._ids[node].add(d.id)
                 rows.append((d.delivery.slot, d.delivery.sender, d.delivery.payload))
+            # Reads run after the Ready's deliveries: they see this many.
+            self.served += [(node, rid, len(self._rows[node])) for rid in rd.reads]
+            self.read_failed += [(node, rid) for rid in rd.reads_failed]
             pipeline.handled(rd)
         self.trace.extend(sent)
         return sent

@@ -312,6 +312,56 @@ MUTANTS: tuple[Mutant, ...] = (
         "decode_proof(await stream.read())",
         "tests/transport/test_tcp_listener_proof.py",
     ),
+    # ---------------------------------------------------------------- reads by read index
+    m(
+        "reads: a leader serves reads without a quorum answering its probe",
+        "core/reads.py",
+        "            if rules.is_quorum(voters, members):",
+        "            if True:",
+        "tests/core/test_read_index.py",
+        "tests/sim/test_reads.py",
+        "tests/kv_embedded/test_kvstore.py",
+    ),
+    m(
+        "reads: a new leader's read index leaves out the slots its phase 1 recovered",
+        "core/reads.py",
+        "    return max(log.decided_through, lead.recovered_through)",
+        "    return log.decided_through",
+        "tests/core/test_read_index.py",
+        "tests/sim/test_reads.py",
+    ),
+    m(
+        "reads: a follower answers a read probe of a ballot below its promise",
+        "core/multipaxos.py",
+        "        if m.ballot < promised:\n"
+        "            self._outbox.send(m.sender, Nack(self.instance, self.node_id, m.ballot, "
+        "promised))\n"
+        "            return\n"
+        "        self.election.follow(m.ballot, self._now)\n"
+        "        self._learn_commit(m.ballot, m.commit)\n"
+        "        self._replied = (self._now, m.ballot)\n",
+        "        self.election.follow(m.ballot, self._now)\n"
+        "        self._learn_commit(m.ballot, m.commit)\n"
+        "        self._replied = (self._now, m.ballot)\n",
+        "tests/core/test_read_index.py",
+    ),
+    Mutant(
+        "reads: a read runs once its index is confirmed, before it is applied here",
+        (
+            (
+                "core/reads.py",
+                "        self._applying += [(m.index, rid) for rid in ask.request_ids "
+                "if rid in waiting]",
+                "        self._applying += [(0, rid) for rid in ask.request_ids if rid in waiting]",
+            ),
+            (
+                "core/reads.py",
+                "                        self._applying.append((index, n))",
+                "                        self._applying.append((0, n))",
+            ),
+        ),
+        ("tests/core/test_read_index.py", "tests/sim/test_reads.py"),
+    ),
 )
 
 #: Mutants the tests are known not to kill, and why (reported, not hidden).

@@ -25,13 +25,14 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TextIO
 
+from ..apps.broadcast_log import BroadcastLog
+from ..apps.kv import KeyValueStore
+from ..apps.tagged import TaggedStateMachine
 from ..core.multipaxos import LogConfig
 from ..errors import ConfigurationError, StorageError
 from ..kv.state_machine import KvStateMachine
-from ..kvstore import KeyValueStore, TaggedStateMachine
 from ..node._common import failure_message
 from ..node.tob import TotalOrderBroadcast
-from ..resp.broadcast_log import BroadcastLog
 from ..resp.commands import NodeCommands
 from ..resp.server import MAXCLIENTS_DEFAULT, TIMEOUT_S_DEFAULT, RespLimits, RespServer
 from ..storage.log import LogStorage

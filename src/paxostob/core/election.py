@@ -324,6 +324,7 @@ class Election:
             best = rules.highest_accepted(reports.get(slot, ()))
             lead.open_slot(slot, best[1] if best is not None else NOOP, now)
         lead.next_slot = top + 1
+        lead.recovered_through = top
         # Our stamps continue from every stamp we know the log may hold.
         known = max(
             (

@@ -46,6 +46,7 @@ __all__ = [
     "Persisted",
     "Propose",
     "ProposeChange",
+    "ReadIndex",
     "Ready",
     "Receive",
     "Restore",
@@ -79,6 +80,19 @@ class Propose:
     """Propose ``payload``; the core names it ``ProposalId(node_id, next seq)``."""
 
     payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReadIndex:
+    """A linearizable read named ``request_id`` (the runtime's own number) wants its index.
+
+    The replica reports it in ``Ready.reads`` once a read of the
+    application's state, right after that Ready's deliveries are applied,
+    sees every value chosen before this event (core/reads.py); or in
+    ``Ready.reads_failed`` when it could not within ``read_timeout_ticks``.
+    """
+
+    request_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +193,7 @@ Event = (
     | MarkSnapshotPoint
     | Compact
     | ProposeChange
+    | ReadIndex
 )
 
 
@@ -247,6 +262,10 @@ class Ready:
     seq: int = 0
     #: Membership change requests of this replica that took effect or were refused.
     changes: tuple[ChangeOutcome, ...] = ()
+    #: ``ReadIndex`` requests that may run now, after this Ready's
+    #: deliveries are applied (they wait for no save), and those given up.
+    reads: tuple[int, ...] = ()
+    reads_failed: tuple[int, ...] = ()
 
     def is_empty(self) -> bool:
         return not (
@@ -259,6 +278,8 @@ class Ready:
             or self.dropped
             or self.changes
             or self.snapshot is not None
+            or self.reads
+            or self.reads_failed
         )
 
 

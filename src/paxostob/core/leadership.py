@@ -93,6 +93,7 @@ class Leadership:
         "queue",
         "queued",
         "quorum_check_due",
+        "recovered_through",
         "reports",
     )
 
@@ -128,6 +129,9 @@ class Leadership:
         self._quorum_window = 2 * election_timeout_ticks
         #: The next slot to open (the caller sets it once phase 1's slots are open).
         self.next_slot = 1
+        #: The highest slot phase 1 found accepted or decided (set with
+        #: ``next_slot``): a read index never goes below it (core/reads.py).
+        self.recovered_through = 0
         self.open: dict[int, OpenSlot] = {}
         self.queue: deque[Proposal] = deque()
         self.queued: set[ProposalId] = set()
@@ -323,6 +327,11 @@ class Leadership:
                 for dst in sorted(o.voters - o.tally.senders):
                     if dst != self._me:
                         self._send(dst, msg)
+
+    def heartbeat_sent(self, now: int, commit: int) -> None:
+        """A message that counts as a heartbeat (a read probe) announced ``commit``."""
+        self.heartbeat_due = now + self._heartbeat_ticks
+        self.commit_sent = max(self.commit_sent, commit)
 
     def send_heartbeats(self, now: int) -> None:
         self.heartbeat_due = now + self._heartbeat_ticks

@@ -131,6 +131,8 @@ and every earlier one are durable. Why each early type is safe:
   while its followers were only slow to fsync a large batch.
 - ``PreVote``, ``PreVoteReply``: no promise is made or reported as made; a
   reply's ``promised`` only lets the asker pick a higher ballot.
+- ``ReadProbe``, ``ReadProbeReply``, ``ReadIndexAsk``, ``ReadIndexGrant``:
+  reads by read index (reads.py argues each).
 
 The rest wait: ``Promise`` and ``Accepted`` are the acceptor's votes;
 ``Prepare`` because its ballot is our own promise, which must be durable
@@ -166,6 +168,7 @@ from .events import (
     Persisted,
     Propose,
     ProposeChange,
+    ReadIndex,
     Ready,
     Receive,
     Restore,
@@ -188,10 +191,15 @@ from .messages import (
     PreVoteReply,
     Promise,
     PromiseEntry,
+    ReadIndexAsk,
+    ReadIndexGrant,
+    ReadProbe,
+    ReadProbeReply,
     SnapshotChunk,
 )
 from .outbox import EARLY, Outbox
 from .proposals import OwnProposals
+from .reads import Reads
 from .reconfig import ChangeRequests
 from .snapshot import decode_meta
 from .types import (
@@ -327,6 +335,18 @@ class MultiPaxosReplica:
             decide=self._decide,
             now=self._now,
         )
+        # Linearizable reads without a log entry (ReadIndex, core/reads.py).
+        log = self.log
+        self.reads = Reads(
+            me=node_id,
+            configs=lambda: log.membership.governing_from(log.decided_through + 1),
+            instance=instance,
+            send=box.send,
+            done=box.reads,
+            failed=box.reads_failed,
+            retry_ticks=cfg.accept_retry_ticks,
+            timeout_ticks=cfg.read_timeout_ticks,
+        )
         if cfg.batch_bytes_max < 64:
             raise ValueError("batch_bytes_max is too small for any proposal")
 
@@ -352,6 +372,9 @@ class MultiPaxosReplica:
                     leading=self.election.role is Role.LEADER,
                 )
             self._tick()
+        elif isinstance(event, ReadIndex):
+            self.reads.read(event.request_id, self._now)
+            return  # routed when the next Ready is cut: it sends nothing now
         elif isinstance(event, Campaign):
             self.election.campaign(self._now)
         elif isinstance(event, Persisted):
@@ -401,6 +424,7 @@ class MultiPaxosReplica:
         el.tick(now)
         if following:
             self.proposals.reforward_due(now, el.leader)
+        self.reads.tick(now, el.leader, el.leading is not None)
         if self.log.decided_through < self.log.known_commit and now >= self._catchup.due:
             el.ask_catchup(now)
 
@@ -491,6 +515,8 @@ class MultiPaxosReplica:
             el.on_pre_vote(m, now)
         elif isinstance(m, PreVoteReply):
             self.ignored += not el.on_pre_vote_reply(m, now)  # False: no round of ours
+        elif isinstance(m, ReadProbe | ReadProbeReply | ReadIndexAsk | ReadIndexGrant):
+            self._on_read_message(m)
         else:
             self.ignored += 1
 
@@ -583,6 +609,33 @@ class MultiPaxosReplica:
             self._replied = (self._now, m.ballot)
             reply = HeartbeatReply(self.instance, self.node_id, m.ballot, self.log.decided_through)
             self._outbox.send(m.sender, reply)
+
+    def _on_read_message(
+        self, m: ReadProbe | ReadProbeReply | ReadIndexAsk | ReadIndexGrant
+    ) -> None:
+        lead = self.election.leading
+        if isinstance(m, ReadProbe):
+            self._on_read_probe(m)
+        elif isinstance(m, ReadProbeReply):
+            if lead is not None and m.ballot == lead.ballot:
+                lead.heard[m.sender] = self._now  # it counts for check-quorum too
+            self.ignored += not self.reads.on_probe_reply(m, lead)
+        elif isinstance(m, ReadIndexAsk):
+            self.ignored += not self.reads.on_ask(m, lead)
+        else:
+            self.ignored += not self.reads.on_grant(m)
+
+    def _on_read_probe(self, m: ReadProbe) -> None:
+        """A heartbeat that is always answered: we promised nothing above its ballot."""
+        promised = self.acceptor.promised
+        if m.ballot < promised:
+            self._outbox.send(m.sender, Nack(self.instance, self.node_id, m.ballot, promised))
+            return
+        self.election.follow(m.ballot, self._now)
+        self._learn_commit(m.ballot, m.commit)
+        self._replied = (self._now, m.ballot)
+        reply = ReadProbeReply(self.instance, self.node_id, m.ballot, m.round)
+        self._outbox.send(m.sender, reply)
 
     # =============================================================== learner
 
@@ -688,6 +741,7 @@ class MultiPaxosReplica:
             or self.acceptor.accepted_new
             or self.proposals.to_forward
             or (lead is not None and lead.has_work())
+            or self.reads.has_work(self.election.leader, lead, self.log.decided_through)
         )
 
     def ready(self) -> Ready:
@@ -698,8 +752,11 @@ class MultiPaxosReplica:
         if lead is not None:
             lead.fill_window(self._now)
             self._drain_loopback()
-            if lead.commit_sent < self.log.decided_through:
-                lead.send_heartbeats(self._now)
+            lead = el.leading  # (our own votes may have made us step down)
+        # Reads after the window is filled: a round's probe is the heartbeat.
+        self.reads.flush(self._now, el.leader, lead, self.log)
+        if lead is not None and lead.commit_sent < self.log.decided_through:
+            lead.send_heartbeats(self._now)
         return self._outbox.ready(self.acceptor)
 
     def advance(self, ready: Ready) -> None:

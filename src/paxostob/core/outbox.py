@@ -34,6 +34,10 @@ from .messages import (
     Message,
     PreVote,
     PreVoteReply,
+    ReadIndexAsk,
+    ReadIndexGrant,
+    ReadProbe,
+    ReadProbeReply,
     SnapshotChunk,
 )
 from .types import DecidedEntry, Snapshot
@@ -52,6 +56,10 @@ EARLY: tuple[type[Message], ...] = (
     SnapshotChunk,
     PreVote,
     PreVoteReply,
+    ReadProbe,
+    ReadProbeReply,
+    ReadIndexAsk,
+    ReadIndexGrant,
 )
 
 
@@ -68,6 +76,8 @@ class Outbox:
         "held",
         "loopback",
         "out",
+        "reads",
+        "reads_failed",
         "ready_seq",
         "restore_at",
         "snapshot",
@@ -90,6 +100,9 @@ class Outbox:
         #: ``deliveries`` the application restores it.
         self.snapshot: Snapshot | None = None
         self.restore_at: int | None = None
+        #: ``ReadIndex`` requests that may run (after this Ready's deliveries), or failed.
+        self.reads: list[int] = []
+        self.reads_failed: list[int] = []
 
     def send(self, dst: str, msg: Message) -> None:
         if dst == self._me:
@@ -115,6 +128,8 @@ class Outbox:
             or self.dropped
             or self.changes
             or self.snapshot is not None
+            or self.reads
+            or self.reads_failed
         )
 
     def ready(self, acceptor: Acceptor) -> Ready:
@@ -132,6 +147,8 @@ class Outbox:
             early=tuple(self.early),
             seq=self.ready_seq + 1,
             changes=tuple(self.changes),
+            reads=tuple(self.reads),
+            reads_failed=tuple(self.reads_failed),
         )
 
     def advance(self, ready: Ready, acceptor: Acceptor) -> None:
@@ -144,6 +161,10 @@ class Outbox:
         del self.decided_new[: len(ready.decided)]
         del self.dropped[: len(ready.dropped)]
         del self.changes[: len(ready.changes)]
+        if ready.reads:
+            del self.reads[: len(ready.reads)]
+        if ready.reads_failed:
+            del self.reads_failed[: len(ready.reads_failed)]
         if ready.snapshot is not None:
             # The restore point belonged to that Ready alone (a compaction in
             # between may have replaced the snapshot still to persist).

@@ -151,6 +151,40 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True, slots=True)
+class ReadRecord:
+    """A ``ReadIndex`` read served: who asked, when, and what it saw.
+
+    ``required``: the furthest position any replica had applied when the read
+    was asked (every broadcast acknowledged by then is at or below it);
+    ``saw``: the position of the state it read, applied at ``node`` when the
+    replica served it.
+    """
+
+    node: str
+    request_id: int
+    asked_tick: int
+    required: int
+    served_tick: int
+    saw: int
+
+
+def check_read_fresh(read: ReadRecord) -> None:
+    """Read freshness (linearizability of reads): a read sees everything applied before it.
+
+    Stronger than "every acknowledged write": a position applied anywhere was
+    chosen, and a read confirmed by a quorum of its leader's ballot after it
+    was asked covers every chosen slot (core/reads.py).
+    """
+    if read.saw < read.required:
+        raise CheckFailure(
+            "read freshness",
+            f"{read.node} served read {read.request_id} (asked at tick {read.asked_tick}) at "
+            f"tick {read.served_tick} on its state through position {read.saw}, but position "
+            f"{read.required} was applied somewhere before the read was asked: a stale read",
+        )
+
+
 class CheckFailure(AssertionError):
     """A run broke a property. ``prop`` names it; ``replay`` is the command that replays it."""
 

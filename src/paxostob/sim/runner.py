@@ -59,13 +59,22 @@ from ..core.events import (
     Persisted,
     Propose,
     ProposeChange,
+    ReadIndex,
     Ready,
     Receive,
     Tick,
 )
 from ..core.events import Restore as RestoreEvent
 from ..core.membership import CONFIG_DELAY_SLOTS, Configuration
-from ..core.messages import Accept, Accepted, Envelope, Prepare, Promise
+from ..core.messages import (
+    Accept,
+    Accepted,
+    Envelope,
+    Prepare,
+    Promise,
+    ReadProbe,
+    ReadProbeReply,
+)
 from ..core.multipaxos import LogConfig, MultiPaxosReplica, Role
 from ..core.pipeline import Complete, Pipeline
 from ..core.snapshot import decode_meta
@@ -80,6 +89,7 @@ from .checkers import (
     Broadcast,
     CheckFailure,
     ClockRecord,
+    ReadRecord,
     Recovered,
     Rejoin,
     Restore,
@@ -89,6 +99,7 @@ from .checkers import (
     TobLife,
     TobTrace,
     check_leader_stability,
+    check_read_fresh,
     check_synod,
     check_tob,
     needless_leader_changes,
@@ -179,6 +190,10 @@ class RunResult:
     #: Membership changes of the plan that took effect, and the final voters.
     member_changes: int = 0
     voters: tuple[str, ...] = ()
+    #: ``ReadIndex`` reads asked, served (each checked fresh), and given up.
+    reads: int = 0
+    reads_served: int = 0
+    reads_failed: int = 0
 
     def status_line(self) -> str:
         crashed = ",".join(self.crashed) or "-"
@@ -190,7 +205,7 @@ class RunResult:
             f"crashes={self.crashes} restarts={self.restarts} snapshots={self.snapshots} "
             f"installs={self.installs} rejoins={self.rejoins} "
             f"needless_elections={self.needless_elections} refused={self.refused} "
-            f"stopped={crashed}"
+            f"reads={self.reads_served}/{self.reads} stopped={crashed}"
             + (
                 f" member_changes={self.member_changes} voters={','.join(self.voters)}"
                 if self.options.membership
@@ -609,6 +624,13 @@ class _TobRun(_Run):
         #: The largest offset a node had in the wall clock it read while it led,
         #: so far (None: nobody led).
         self.leader_offset_max: int | None = None
+        #: Reads (``options.reads``): where each is asked, from a stream of its
+        #: own (the others draw as without reads); asked and not yet served.
+        self.read_rng = random.Random(seed * 7919 + 1)
+        self.reads_asked: dict[int, tuple[str, int, int]] = {}
+        self.read_count = 0
+        self.reads_served = 0
+        self.reads_failed = 0
         for m in self.members:
             self._start(m, bootstrap=True)
 
@@ -694,6 +716,8 @@ class _TobRun(_Run):
         del self.replicas[node], self.apps[node]
         # Its undelivered broadcasts died with it; delivered ones stay owed by position.
         self.owed = {pid for pid in self.owed if pid.origin != node}
+        # So did its reads.
+        self.reads_asked = {k: v for k, v in self.reads_asked.items() if v[0] != node}
 
     def on_restart(self, node: str) -> bool:
         try:
@@ -833,7 +857,11 @@ class _TobRun(_Run):
                     self.max_position = max(self.max_position, d.delivery.slot)
             if restore_at is not None and restore_at == len(rd.deliveries):
                 self._install(app, rd, life)
+            if rd.reads or rd.reads_failed:
+                self._served(node, app, rd)
             pipeline.handled(rd)  # (may step Persisted)
+            if self.options.reads == "no-quorum":
+                self._forge_probe_replies(r, rd)
             self._saw_clock(node, r)
             if at_once and mode != "early-vote":
                 self._counted(node, rd, life)
@@ -853,6 +881,36 @@ class _TobRun(_Run):
         if r.role is Role.LEADER and r.ballot not in self.leader_ballots:
             self.leader_ballots.add(r.ballot)
             self.leader_first[r.ballot] = now
+
+    def _served(self, node: str, app: SimApp, rd: Ready) -> None:
+        """Check each read ``rd`` serves against what was applied before it was asked."""
+        saw = app.entries[-1][0] if app.entries else 0
+        for rid in rd.reads:
+            asked = self.reads_asked.pop(rid, None)
+            if asked is None:
+                continue  # (a read of an earlier life of the node: never served)
+            self.reads_served += 1
+            check_read_fresh(ReadRecord(node, rid, asked[1], asked[2], self.now, saw))
+        for rid in rd.reads_failed:
+            if self.reads_asked.pop(rid, None) is not None:
+                self.reads_failed += 1
+
+    def _forge_probe_replies(self, r: MultiPaxosReplica, rd: Ready) -> None:
+        """The deliberate bug ``no-quorum``: every peer "answers" a read probe at once."""
+        for env in rd.early:
+            m = env.message
+            if isinstance(m, ReadProbe):
+                reply = ReadProbeReply(m.instance, env.dst, m.ballot, m.round)
+                r.step(Receive(Envelope(m.sender, reply)))
+
+    def ask_read(self, tick: int) -> None:
+        """A ``ReadIndex`` at a live node drawn from the reads' own stream."""
+        node = self.live[self.read_rng.randrange(len(self.live))]
+        self.read_count += 1
+        rid = self.read_count
+        self.reads_asked[rid] = (node, tick, self.max_position)
+        self.replicas[node].step(ReadIndex(rid))
+        self.drain(node)
 
     def _counted(self, node: str, rd: Ready, life: TobLife) -> None:
         """``rd`` is durable (as far as the core knows): the acceptor may count on its state.
@@ -1004,6 +1062,8 @@ class _TobRun(_Run):
         self.broadcasts[pid] = Broadcast(pid, payload, tick)
         self.owed.add(pid)
         self.drain(node)
+        if self.options.reads != "off" and self.live:
+            self.ask_read(tick)
 
     def step(self, node: str, event: Event) -> None:
         r = self.replicas[node]
@@ -1079,6 +1139,9 @@ class _TobRun(_Run):
             refused=self.refused_count,
             member_changes=self.member_changes,
             voters=tuple(sorted(self._newest().voters)) if self.live else (),
+            reads=self.read_count,
+            reads_served=self.reads_served,
+            reads_failed=self.reads_failed,
         )
 
     def _describe(self, node: str) -> str:

@@ -62,6 +62,7 @@ __all__ = [
     "PARTITION_KINDS",
     "PERSIST_DELAYS",
     "PERSIST_MODES",
+    "READ_MODES",
     "WIPED_MODES",
     "ClockJump",
     "Crash",
@@ -120,6 +121,12 @@ MEMBERSHIP_PLANS: dict[str, tuple[int, tuple[tuple[str, str], ...]]] = {
 }
 #: ``alpha`` as shipped; ``no-delay`` is the planted bug (never drawn).
 MEMBERSHIP_RULES = ("alpha", "no-delay")
+#: Linearizable reads (``ReadIndex``) the run asks, one at a random live node per
+#: broadcast: ``off`` (the default: the draws and schedules of existing seeds
+#: stay as they were), ``read-index`` (the core's rule), or the deliberate bug
+#: ``no-quorum``: the runner forges every peer's answer to a leader's read
+#: probe, so a leader serves reads without a quorum confirming it still leads.
+READ_MODES = ("off", "read-index", "no-quorum")
 #: What a node whose disk was wiped does at its restart: ``refuse`` (the
 #: runtime's rule: no store, no start), or one of two deliberate bugs for the
 #: tests: ``rejoin`` starts on an empty store whose incarnations start over
@@ -185,6 +192,8 @@ class SwarmOptions:
     snapshot_chunk_bytes_max: int = 1 << 20
     #: One of ``PERSIST_MODES``; never drawn (always ``save-first``).
     persist: str = "save-first"
+    #: One of ``READ_MODES``; never drawn (``off`` unless a caller sets it).
+    reads: str = "off"
     #: Each save completes ``randint(lo, hi)`` ticks after its Ready (in order:
     #: never before an earlier save). Meanwhile the node runs on, its early
     #: messages gone; a crash loses the saves still in flight.
@@ -275,6 +284,8 @@ class SwarmOptions:
             raise ConfigurationError(
                 f"membership_rule must be one of {MEMBERSHIP_RULES}, got {self.membership_rule!r}"
             )
+        if self.reads not in READ_MODES:
+            raise ConfigurationError(f"reads must be one of {READ_MODES}, got {self.reads!r}")
         if self.persist not in PERSIST_MODES:
             raise ConfigurationError(
                 f"persist must be one of {PERSIST_MODES}, got {self.persist!r}"
@@ -311,6 +322,8 @@ class SwarmOptions:
             parts.append(f"snap/{self.snapshot_every} chunk={self.snapshot_chunk_bytes_max}")
         if self.persist != "save-first":
             parts.append(f"persist={self.persist}")
+        if self.reads != "off":
+            parts.append(f"reads={self.reads}")
         if self.persist_delay_ticks != (0, 0):
             parts.append("disk={}-{}t".format(*self.persist_delay_ticks))
         if self.laggards:
