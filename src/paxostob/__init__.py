@@ -25,13 +25,16 @@ from typing import TYPE_CHECKING
 
 from .apps.kv import KeyValueStore
 from .apps.tagged import TaggedStateMachine
+from .core.membership import Membership
 from .core.multipaxos import LogConfig, Status
 from .core.types import Delivery
 from .errors import (
     AlreadyDeliveredError,
     ConfigurationError,
     DecodeError,
+    MembershipError,
     NodeFailedError,
+    NotLeaderError,
     NotRunningError,
     PaxosError,
     PayloadTooLargeError,
@@ -66,9 +69,12 @@ __all__ = [
     "KeyValueStore",
     "LogConfig",
     "LogStorage",
+    "Membership",
+    "MembershipError",
     "MemoryNetwork",
     "MemoryStorage",
     "NodeFailedError",
+    "NotLeaderError",
     "NotRunningError",
     "PaxosError",
     "PayloadTooLargeError",

@@ -95,6 +95,11 @@ def _print_result(result: RunResult, out: TextIO) -> None:
         out.write(f"  tick {c.tick}: crash {c.node or 'the leader'}\n")
     out.write(f"  {len(s.proposals)} proposals at ticks {s.proposals[0].tick}..")
     out.write(f"{s.proposals[-1].tick}; heal at tick {result.heal_tick}\n")
+    if s.spares:
+        out.write(
+            f"  from tick {s.membership_start}: membership plan {result.options.membership} "
+            f"(spare nodes {','.join(s.spares)}, started with join)\n"
+        )
     out.write("replicas at the end:\n")
     for line in result.replicas:
         out.write(f"  {line}\n")

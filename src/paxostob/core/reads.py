@@ -19,7 +19,10 @@ log through that slot:
    higher ballot may have chosen values since. So it sends ``ReadProbe(b,
    round)`` to its peers (a heartbeat that must be answered) and hands out
    the indexes of that round only once a quorum, itself included, answered
-   ``ReadProbeReply(b, round)`` (counted by ``rules.is_quorum``). A peer
+   ``ReadProbeReply(b, round)`` (counted by ``rules.is_quorum``; with a
+   membership change decided and not yet in effect, a quorum of the voters
+   of each configuration governing the slots above the leader's decided
+   prefix, as phase 1 needs). A peer
    answers only while it promised nothing above ``b``. Any ballot above
    ``b`` that chose a value needed a quorum of promises, and that quorum
    meets the round's in a peer that promised after answering, that is after
@@ -58,6 +61,7 @@ from dataclasses import dataclass
 from . import rules
 from .leadership import Leadership
 from .log import DecidedLog
+from .membership import Configuration
 from .messages import Message, ReadIndexAsk, ReadIndexGrant, ReadProbe, ReadProbeReply
 from .types import Ballot
 
@@ -86,12 +90,11 @@ class Reads:
         "_ask_seq",
         "_asks",
         "_ballot",
+        "_configs",
         "_done",
         "_failed",
         "_instance",
         "_me",
-        "_members",
-        "_peers",
         "_probed_at",
         "_queued",
         "_retry_ticks",
@@ -107,7 +110,7 @@ class Reads:
         self,
         *,
         me: str,
-        members: tuple[str, ...],
+        configs: Callable[[], list[Configuration]],
         instance: str,
         send: Callable[[str, Message], None],
         done: list[int],
@@ -116,8 +119,9 @@ class Reads:
         timeout_ticks: int,
     ) -> None:
         self._me = me
-        self._members = members
-        self._peers = tuple(m for m in members if m != me)
+        #: The configurations governing the slots above the decided prefix
+        #: (membership.py): a round needs a quorum of each.
+        self._configs = configs
         self._instance = instance
         self._send = send
         self._done = done
@@ -191,7 +195,8 @@ class Reads:
         # The probe is the leader's heartbeat too: one frame per peer, not two.
         commit = log.decided_through
         probe = ReadProbe(self._instance, self._me, lead.ballot, self.round, commit)
-        for dst in self._peers:
+        voters = frozenset().union(*(c.voters for c in self._configs()))
+        for dst in sorted(voters - {self._me}):
             self._send(dst, probe)
         lead.heartbeat_sent(now, commit)
         self._confirm()  # a single member is its own quorum
@@ -247,11 +252,11 @@ class Reads:
         if not self._rounds:
             return
         acked = self._acked
-        members = self._members
+        configs = self._configs()
         confirmed = 0
         for r in sorted(self._rounds, reverse=True):
             voters = [self._me, *(p for p, got in acked.items() if got >= r)]
-            if rules.is_quorum(voters, members):
+            if all(rules.is_quorum(voters, sorted(c.voters)) for c in configs):
                 confirmed = r
                 break
         if not confirmed:
