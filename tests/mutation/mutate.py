@@ -373,10 +373,8 @@ CHECK_MUTANTS: tuple[Mutant, ...] = (
     m(
         "multipaxos: messages of another instance are taken as ours (Go defect 1)",
         "core/multipaxos.py",
-        "        if m.instance != self.instance or m.sender not in self.members:\n"
-        "            self.ignored += 1\n            return\n        el = self.election",
-        "        if m.sender not in self.members:\n"
-        "            self.ignored += 1\n            return\n        el = self.election",
+        "        if m.instance != self.instance or (\n",
+        "        if (\n",
         _CHECK + "[instance ids]",
     ),
     m(
@@ -397,8 +395,8 @@ CHECK_MUTANTS: tuple[Mutant, ...] = (
         (
             (
                 "core/outbox.py",
-                "    PreVoteReply,\n    SnapshotChunk,\n)\nfrom .types",
-                "    PreVoteReply,\n    Promise,\n    SnapshotChunk,\n)\nfrom .types",
+                "    ReadProbeReply,\n    SnapshotChunk,\n)\nfrom .types",
+                "    Promise,\n    ReadProbeReply,\n    SnapshotChunk,\n)\nfrom .types",
             ),
             (
                 "core/outbox.py",

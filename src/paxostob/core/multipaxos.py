@@ -153,6 +153,7 @@ own durable acceptance, in the same Ready as the promise or a later one).
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 
@@ -235,6 +236,11 @@ class Status:
 
 #: What a replica that does not lead passes as its (empty, never filled) queue.
 _NONE_QUEUED: set[ProposalId] = set()
+
+
+def _configs_ahead(log: DecidedLog) -> list[Configuration]:
+    """The configurations governing the slots a read round must cover."""
+    return log.membership.governing_from(log.decided_through + 1)
 
 
 class MultiPaxosReplica:
@@ -336,10 +342,12 @@ class MultiPaxosReplica:
             now=self._now,
         )
         # Linearizable reads without a log entry (ReadIndex, core/reads.py).
-        log = self.log
+        log = (
+            self.log
+        )  # a partial, not a lambda: a replica must stay picklable (paxostob check copies it)
         self.reads = Reads(
             me=node_id,
-            configs=lambda: log.membership.governing_from(log.decided_through + 1),
+            configs=functools.partial(_configs_ahead, log),
             instance=instance,
             send=box.send,
             done=box.reads,
