@@ -55,6 +55,7 @@ from ..kv.transactions import EXEC_IF, WATCH_DIGEST
 from ..node.repeats import RepeatLimiter
 from ..node.tob import TotalOrderBroadcast
 from ..version import __version__
+from . import membership
 from .broadcast_log import TAG_BROADCAST, BroadcastLog
 from .protocol import NULL_ARRAY, Error, Reply, SimpleString, Verbatim
 from .pubsub import PubSub
@@ -293,6 +294,7 @@ class NodeCommands:
             b"PAXOS.WAIT": self._wait,
             b"PAXOS.SNAPSHOT": self._snapshot,
         }
+        membership.register(self)  # PAXOS.MEMBERS, PAXOS.MEMBER (resp/membership.py)
         #: Scripts by SHA-1 (lower-case hex): this node's cache for ``EVALSHA``.
         #: The log carries each script's text, so the cache is node-local (see docs).
         self.scripts: dict[bytes, bytes] = {}
@@ -1191,6 +1193,7 @@ class NodeCommands:
                 f"pre_votes_lost:{st.pre_votes_lost}",
                 f"leader_changes:{self.tob.leader_changes}",
                 f"proposals_failed:{self.tob.proposals_failed}",
+                *membership.info_lines(self),
             ],
             "commandstats": self.stats.info_lines(),
         }
