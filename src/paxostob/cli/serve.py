@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import dataclasses
 import gc
 import logging
 import os
@@ -23,7 +24,7 @@ import ssl
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, cast
 
 from ..core.multipaxos import LogConfig
 from ..errors import ConfigurationError, StorageError
@@ -33,10 +34,12 @@ from ..node._common import failure_message
 from ..node.tob import TotalOrderBroadcast
 from ..resp.broadcast_log import BroadcastLog
 from ..resp.commands import NodeCommands
+from ..resp.membership import MembershipApi, MembershipView
 from ..resp.server import MAXCLIENTS_DEFAULT, TIMEOUT_S_DEFAULT, RespLimits, RespServer
 from ..storage.log import LogStorage
-from ..transport.tcp import TcpTransport, install_uvloop
+from ..transport.tcp import TcpTransport, install_uvloop, parse_address
 from ..version import __version__
+from . import join
 from .config import (
     CLIENT_QUERY_BUFFER_LIMIT_DEFAULT,
     LOG_FORMATS,
@@ -45,6 +48,7 @@ from .config import (
     ConfigError,
     NodeConfig,
     load_node_config,
+    read_toml,
 )
 from .descriptors import client_budget
 from .logs import configure_logging
@@ -98,6 +102,19 @@ def configure(p: argparse.ArgumentParser) -> None:
         default=None,
         help="first start of a founding member: make its store if there is none "
         "(never for a node whose data directory was lost)",
+    )
+    p.add_argument(
+        "--join",
+        metavar="HOST:PORT[,...]",
+        help="start a node added with 'paxostob member add': ask a running member's client "
+        "port for the cluster id and members (instead of --members); its store is made as a "
+        "learner's",
+    )
+    p.add_argument(
+        "--join-password",
+        dest="join_password",
+        metavar="PW",
+        help="the password of the member --join asks (default: --requirepass)",
     )
     p.add_argument("--tls-cert", dest="tls_cert", metavar="FILE", help="TLS certificate (PEM)")
     p.add_argument("--tls-key", dest="tls_key", metavar="FILE", help="TLS private key (PEM)")
@@ -204,9 +221,46 @@ def _flags(ns: argparse.Namespace) -> dict[str, object]:
     return {k: getattr(ns, k) for k in keys}
 
 
+def _join(ns: argparse.Namespace, flags: dict[str, object]) -> tuple[bool, str]:
+    """With ``--join``: ask a member for the cluster (``cli/join.py``) and fill ``flags``.
+
+    Whether the node makes its store now, as a learner; and what it learned (for the log).
+    """
+    raw: dict[str, object] = {}
+    if ns.config is not None:
+        raw = {k.replace("-", "_"): v for k, v in read_toml(ns.config).items()}
+    raw.update({k: v for k, v in flags.items() if v is not None})
+    if raw.get("id") in (None, "") or raw.get("data_dir") in (None, ""):
+        raise ConfigError("--join needs --id and --data-dir")
+    data_dir = Path(str(raw["data_dir"]))
+    store_exists = data_dir.is_dir() and any(data_dir.iterdir())
+    password = ns.join_password or raw.get("requirepass")
+    found = join.fetch(
+        str(raw["id"]),
+        ns.join,
+        None if password is None else str(password),
+        cluster_id=None if raw.get("cluster_id") is None else str(raw["cluster_id"]),
+        store_exists=store_exists,
+    )
+    flags["members"] = found.members
+    flags["cluster_id"] = found.cluster_id
+    return not store_exists, (
+        f"--join: {found.source} says cluster {found.cluster_id}, members {found.members}; "
+        f"this node is a {found.role}{'' if store_exists else ' (its store is made now)'}"
+    )
+
+
 def run(ns: argparse.Namespace, out: TextIO) -> int:
-    cfg = load_node_config(_flags(ns), ns.config)
+    flags = _flags(ns)
+    if ns.join is not None and ns.bootstrap:
+        raise ConfigError("--join and --bootstrap exclude each other: a joining node is a learner")
+    learner, joined = _join(ns, flags) if ns.join is not None else (False, "")
+    cfg = load_node_config(flags, ns.config)
+    if learner:
+        cfg = dataclasses.replace(cfg, learner=True)
     configure_logging(ns.log_level, cfg.log_format, cfg.node_id, sys.stderr)
+    if joined:
+        log.info("%s", joined)
     # First, so every node log says what it runs on: uvloop, or asyncio's
     # own loop (slower: the figures in docs/benchmarks.md are with uvloop).
     log.info(
@@ -348,6 +402,40 @@ def client_limits(cfg: NodeConfig, log_config: LogConfig) -> RespLimits:
     )
 
 
+def follow_membership(tob: TotalOrderBroadcast, transport: TcpTransport) -> None:
+    """Keep the transport's peers those of the configuration in effect here, from now on.
+
+    Called once the node started (its store may know a newer configuration
+    than the flags did), then on every change: new members are dialed, removed
+    ones disconnected and refused (transport/tcp.py). Members without an
+    address in the configuration (founders, whose addresses are the flags')
+    keep the one the transport has.
+    """
+    on_membership = getattr(tob, "on_membership", None)
+    if on_membership is None:  # pragma: no cover - a library without membership change
+        return
+    api = cast(MembershipApi, tob)
+
+    def follow(view: MembershipView) -> None:
+        known = transport.members()
+        wanted: dict[str, tuple[str, int]] = {}
+        try:
+            for member in {*view.voters, *view.learners}:
+                address = view.addresses.get(member)
+                if address:
+                    wanted[member] = parse_address(address)
+                elif member in known:
+                    wanted[member] = known[member]
+                else:
+                    log.error("member %s has no address: it cannot be dialed", member)
+            transport.set_members(wanted)
+        except ConfigurationError as e:
+            log.error("the new configuration's addresses are unusable: %s", e)
+
+    on_membership(follow)
+    follow(api.members())
+
+
 async def serve_node(cfg: NodeConfig, limits: RespLimits | None = None) -> int:
     """Run one node until SIGINT/SIGTERM; returns the process exit code.
 
@@ -423,6 +511,7 @@ async def serve_node(cfg: NodeConfig, limits: RespLimits | None = None) -> int:
         started.append(transport)
         await tob.start()
         started.append(tob)
+        follow_membership(tob, transport)
         try:
             await server.start()
         except OSError as e:
