@@ -29,6 +29,7 @@ Everything here runs before the node's event loop, with one-line
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 from .client import RespClientError, request
@@ -40,6 +41,8 @@ __all__ = ["JOIN_TIMEOUT_S", "Joined", "ask_members", "joined", "parse_seeds"]
 #: One member's answer: it replies from memory, so a second is plenty; a
 #: few seconds ride out a loaded machine.
 JOIN_TIMEOUT_S = 5.0
+#: Between two rounds of asking the seeds, while ``--join-wait`` lasts.
+JOIN_RETRY_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,19 +71,31 @@ def parse_seeds(text: str) -> list[tuple[str, int]]:
 
 
 async def ask_members(
-    seeds: list[tuple[str, int]], password: str | None, timeout_s: float = JOIN_TIMEOUT_S
+    seeds: list[tuple[str, int]],
+    password: str | None,
+    timeout_s: float = JOIN_TIMEOUT_S,
+    wait_s: float = 0.0,
 ) -> tuple[Members, str]:
-    """The configuration as the first seed that answers knows it, and who that was."""
-    errors = []
-    for host, port in seeds:
-        try:
-            reply = await request(
-                host, port, [b"PAXOS.MEMBERS"], timeout_s=timeout_s, password=password
-            )
-            return parse_members(reply), f"{host}:{port}"
-        except RespClientError as e:
-            errors.append(f"{host}:{port}: {e}")
-    raise ConfigError("--join: no member answered (" + "; ".join(errors) + ")")
+    """The configuration as the first seed that answers knows it, and who that was.
+
+    Every seed is asked in turn, again every ``JOIN_RETRY_S`` for ``wait_s``
+    seconds (members starting at the same time as this node open their
+    client ports a moment later).
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        errors = []
+        for host, port in seeds:
+            try:
+                reply = await request(
+                    host, port, [b"PAXOS.MEMBERS"], timeout_s=timeout_s, password=password
+                )
+                return parse_members(reply), f"{host}:{port}"
+            except RespClientError as e:
+                errors.append(f"{host}:{port}: {e}")
+        if time.monotonic() >= deadline:
+            raise ConfigError("--join: no member answered (" + "; ".join(errors) + ")")
+        await asyncio.sleep(JOIN_RETRY_S)
 
 
 def joined(
@@ -117,8 +132,9 @@ def fetch(
     *,
     cluster_id: str | None,
     store_exists: bool,
+    wait_s: float = 0.0,
 ) -> Joined:
     """``ask_members`` and ``joined`` in one call, from outside an event loop."""
     seeds = parse_seeds(seeds_text)
-    members, source = asyncio.run(ask_members(seeds, password))
+    members, source = asyncio.run(ask_members(seeds, password, wait_s=wait_s))
     return joined(node_id, members, source, cluster_id=cluster_id, store_exists=store_exists)

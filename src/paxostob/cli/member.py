@@ -34,7 +34,17 @@ from typing import TextIO
 from .client import RespClientError, request
 from .config import RESP_PORT_OFFSET, ConfigError
 
-__all__ = ["CATCH_UP_TIMEOUT_S_DEFAULT", "Member", "Members", "configure", "parse_members", "run"]
+__all__ = [
+    "CATCH_UP_TIMEOUT_S_DEFAULT",
+    "Member",
+    "MemberClient",
+    "Members",
+    "configure",
+    "format_members",
+    "parse_members",
+    "promote_when_caught_up",
+    "run",
+]
 
 #: ``replace`` waits this long for the new learner to catch up. It must be
 #: started by hand (or by a supervisor) meanwhile, and receive a snapshot and
@@ -166,13 +176,13 @@ def _check_address(text: str) -> str:
     return text
 
 
-class _Node:
+class MemberClient:
     """One member's client port, asked one command at a time."""
 
-    def __init__(self, ns: argparse.Namespace) -> None:
-        self.host: str = ns.host
-        self.port: int = ns.port
-        self.password: str | None = ns.password or None
+    def __init__(self, host: str, port: int, password: str | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.password = password or None
 
     async def call(self, *args: str) -> object:
         return await request(
@@ -190,7 +200,7 @@ class _Node:
         return parse_members(await self.call("PAXOS.MEMBER", *args))
 
 
-async def _replace(node: _Node, ns: argparse.Namespace, out: TextIO) -> Members:
+async def _replace(node: MemberClient, ns: argparse.Namespace, out: TextIO) -> Members:
     old, new, address = ns.old, ns.new, ns.address
     if old == new:
         raise ConfigError("OLD and NEW must differ: a lost node comes back under a new id")
@@ -218,7 +228,12 @@ async def _replace(node: _Node, ns: argparse.Namespace, out: TextIO) -> Members:
         f"(up to {ns.catch_up_timeout:g} s)\n"
     )
     out.flush()
-    deadline = time.monotonic() + ns.catch_up_timeout
+    return await promote_when_caught_up(node, new, ns.catch_up_timeout)
+
+
+async def promote_when_caught_up(node: MemberClient, new: str, timeout_s: float) -> Members:
+    """Promote learner ``new``, trying again while it is behind; ``RespClientError`` at the end."""
+    deadline = time.monotonic() + timeout_s
     while True:
         try:
             return await node.change("PROMOTE", new)
@@ -226,14 +241,14 @@ async def _replace(node: _Node, ns: argparse.Namespace, out: TextIO) -> Members:
             # Behind (the lag bound), or no leader for a moment: try again until the deadline.
             if time.monotonic() >= deadline:
                 raise RespClientError(
-                    f"{new} was not promoted within {ns.catch_up_timeout:g} s: {e} "
+                    f"{new} was not promoted within {timeout_s:g} s: {e} "
                     f"(is it running with --join? run this command again to go on waiting)"
                 ) from None
             await asyncio.sleep(PROMOTE_RETRY_S)
 
 
 async def _act(ns: argparse.Namespace, out: TextIO) -> Members:
-    node = _Node(ns)
+    node = MemberClient(ns.host, ns.port, ns.password)
     if ns.action == "list":
         return await node.members()
     if ns.action == "add":

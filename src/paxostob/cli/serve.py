@@ -116,6 +116,14 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="PW",
         help="the password of the member --join asks (default: --requirepass)",
     )
+    p.add_argument(
+        "--join-wait",
+        dest="join_wait",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="with --join: keep asking for S seconds while no member answers (default 0)",
+    )
     p.add_argument("--tls-cert", dest="tls_cert", metavar="FILE", help="TLS certificate (PEM)")
     p.add_argument("--tls-key", dest="tls_key", metavar="FILE", help="TLS private key (PEM)")
     p.add_argument("--tls-ca", dest="tls_ca", metavar="FILE", help="CA that signed peer certs")
@@ -241,6 +249,7 @@ def _join(ns: argparse.Namespace, flags: dict[str, object]) -> tuple[bool, str]:
         None if password is None else str(password),
         cluster_id=None if raw.get("cluster_id") is None else str(raw["cluster_id"]),
         store_exists=store_exists,
+        wait_s=max(0.0, ns.join_wait),
     )
     flags["members"] = found.members
     flags["cluster_id"] = found.cluster_id
