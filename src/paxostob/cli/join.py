@@ -53,6 +53,8 @@ class Joined:
     #: ``ID=HOST:PORT,...``: every member's peer address, this node's included.
     members: str
     role: str
+    #: ``ID,...``: the founding members (the log is opened with them).
+    founders: str
     #: Who answered (``host:port``), for the log.
     source: str
 
@@ -122,7 +124,7 @@ def joined(
             "(docs/operations.md, 'Membership change')"
         )
     listed = ",".join(f"{m.node_id}={m.address}" for m in members.members)
-    return Joined(members.cluster_id, listed, me.role, source)
+    return Joined(members.cluster_id, listed, me.role, ",".join(members.founders), source)
 
 
 def fetch(

@@ -77,6 +77,8 @@ class Members:
     leader_id: str
     effective_slot: int
     members: tuple[Member, ...]
+    #: The founding members (a joining node opens its log with them).
+    founders: tuple[str, ...] = ()
 
     def get(self, node_id: str) -> Member | None:
         return next((m for m in self.members if m.node_id == node_id), None)
@@ -151,6 +153,9 @@ def parse_members(reply: object) -> Members:
         _text(fields.get("leader_id", "")),
         slot,
         tuple(members),
+        tuple(_text(f) for f in founders)
+        if isinstance(founders := fields.get("founders"), list)
+        else (),
     )
 
 
@@ -197,7 +202,23 @@ class MemberClient:
         return parse_members(await self.call("PAXOS.MEMBERS"))
 
     async def change(self, *args: str) -> Members:
-        return parse_members(await self.call("PAXOS.MEMBER", *args))
+        """``PAXOS.MEMBER *args``; asked of a follower, asked again of the leader.
+
+        The leader's client port is taken as its peer port + 1000 (``serve``'s
+        default); with other client ports, point ``--port`` at the leader.
+        """
+        try:
+            return parse_members(await self.call("PAXOS.MEMBER", *args))
+        except RespClientError as e:
+            if not str(e).startswith("NOTLEADER"):
+                raise
+            now = await self.members()
+            leader = now.get(now.leader_id)
+            if leader is None or not leader.address:
+                raise
+            host, _, port = leader.address.rpartition(":")
+            there = MemberClient(host.strip("[]"), int(port) + RESP_PORT_OFFSET, self.password)
+            return parse_members(await there.call("PAXOS.MEMBER", *args))
 
 
 async def _replace(node: MemberClient, ns: argparse.Namespace, out: TextIO) -> Members:

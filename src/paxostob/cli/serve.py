@@ -32,12 +32,13 @@ from ..kv.state_machine import KvStateMachine
 from ..kvstore import KeyValueStore, TaggedStateMachine
 from ..node._common import failure_message
 from ..node.tob import TotalOrderBroadcast
+from ..resp import membership
 from ..resp.broadcast_log import BroadcastLog
 from ..resp.commands import NodeCommands
 from ..resp.membership import MembershipApi, MembershipView
 from ..resp.server import MAXCLIENTS_DEFAULT, TIMEOUT_S_DEFAULT, RespLimits, RespServer
 from ..storage.log import LogStorage
-from ..transport.tcp import TcpTransport, install_uvloop, parse_address
+from ..transport.tcp import TcpTransport, format_address, install_uvloop, parse_address
 from ..version import __version__
 from . import join
 from .config import (
@@ -486,6 +487,9 @@ async def serve_node(cfg: NodeConfig, limits: RespLimits | None = None) -> int:
         auth_required=cfg.requirepass is not None,
     )
     commands.server = server
+    membership.set_peer_addresses(
+        commands, lambda: {m: format_address(a) for m, a in transport.members().items()}
+    )
     host, port = cfg.members[cfg.node_id]
     metrics: MetricsServer | None = None
     fsync_histogram = None

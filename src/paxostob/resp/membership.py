@@ -31,6 +31,7 @@ configuration.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Protocol, cast
@@ -49,6 +50,7 @@ __all__ = [
     "info_lines",
     "members_reply",
     "register",
+    "set_peer_addresses",
 ]
 
 log = logging.getLogger("paxostob.resp")
@@ -96,10 +98,40 @@ def _api(commands: NodeCommands) -> MembershipApi:
     return cast(MembershipApi, commands.tob)
 
 
+#: Per ``NodeCommands``: the peer addresses the node's transport dials, for
+#: members the configuration has no address for (the founders: their
+#: addresses are their flags', never decided in the log).
+_PEER_ADDRESSES: weakref.WeakKeyDictionary[NodeCommands, Callable[[], Mapping[str, str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def set_peer_addresses(commands: NodeCommands, addresses: Callable[[], Mapping[str, str]]) -> None:
+    """Where ``PAXOS.MEMBERS`` finds the addresses the configuration does not hold."""
+    _PEER_ADDRESSES[commands] = addresses
+
+
+def _addresses(commands: NodeCommands, view: MembershipView) -> dict[str, str]:
+    known = _PEER_ADDRESSES.get(commands)
+    out = dict(known()) if known is not None else {}
+    out.update({k: v for k, v in view.addresses.items() if v})
+    return out
+
+
 def members_reply(
-    view: MembershipView, *, cluster_id: str, node_id: str, leader: str | None
+    view: MembershipView,
+    *,
+    cluster_id: str,
+    node_id: str,
+    leader: str | None,
+    addresses: Mapping[str, str] | None = None,
+    founders: Collection[str] = (),
 ) -> dict[bytes, Reply]:
-    """``PAXOS.MEMBERS``'s reply for ``view``: voters first, then learners, each sorted."""
+    """``PAXOS.MEMBERS``'s reply for ``view``: voters first, then learners, each sorted.
+
+    ``addresses``: every member's (default: ``view.addresses``).
+    """
+    where = view.addresses if addresses is None else addresses
     rows: list[Reply] = []
     for role, ids in (("voter", view.voters), ("learner", view.learners)):
         for member in sorted(ids):
@@ -107,7 +139,7 @@ def members_reply(
                 [
                     member.encode(),
                     role.encode(),
-                    view.addresses.get(member, "").encode(),
+                    where.get(member, "").encode(),
                     view.lag.get(member, -1) if role == "learner" else -1,
                 ]
             )
@@ -117,7 +149,28 @@ def members_reply(
         b"leader_id": (leader or "").encode(),
         b"effective_slot": view.effective_slot,
         b"members": rows,
+        b"founders": [f.encode() for f in sorted(founders)],
     }
+
+
+def _reply(commands: NodeCommands, view: MembershipView) -> dict[bytes, Reply]:
+    tob = commands.tob
+    return members_reply(
+        view,
+        cluster_id=tob.cluster_id,
+        node_id=commands.node_id,
+        leader=tob.leader,
+        addresses=_addresses(commands, view),
+        founders=_founders(tob),
+    )
+
+
+def _founders(tob: object) -> tuple[str, ...]:
+    """The founding members (a joining node needs them to open its log)."""
+    founders = getattr(tob, "founders", None)
+    if founders is None:
+        founders = getattr(tob, "members", ())
+    return tuple(founders) if isinstance(founders, tuple | list | frozenset | set) else ()
 
 
 def info_lines(commands: NodeCommands) -> list[str]:
@@ -174,14 +227,14 @@ async def _changed(
     except NotRunningError:
         return Error("TRYAGAIN the node is shutting down")
     except PaxosError as e:
+        leader = getattr(e, "leader", None)
+        if leader is not None and leader != commands.node_id:
+            # Only the leader proposes a change: the client asks it (paxostob
+            # member does, at the leader's client port).
+            return Error(f"NOTLEADER {what}: ask the leader, node {leader}")
         return Error(f"ERR {what} refused: {e}")
     log.info("%s: membership change done: %s", commands.node_id, what)
-    return members_reply(
-        view,
-        cluster_id=commands.tob.cluster_id,
-        node_id=commands.node_id,
-        leader=commands.tob.leader,
-    )
+    return _reply(commands, view)
 
 
 def _members(commands: NodeCommands, conn: Connection, args: list[bytes]) -> Reply:
@@ -191,12 +244,7 @@ def _members(commands: NodeCommands, conn: Connection, args: list[bytes]) -> Rep
         view = _api(commands).members()
     except PaxosError as e:
         return Error(f"ERR {e}")
-    return members_reply(
-        view,
-        cluster_id=commands.tob.cluster_id,
-        node_id=commands.node_id,
-        leader=commands.tob.leader,
-    )
+    return _reply(commands, view)
 
 
 _USAGE = "ERR usage: PAXOS.MEMBER ADD id host:port | PROMOTE id | REMOVE id"

@@ -127,6 +127,7 @@ __all__ = [
     "WARNING_INTERVAL_S_DEFAULT",
     "TcpStats",
     "TcpTransport",
+    "format_address",
     "install_uvloop",
     "parse_address",
 ]
@@ -1191,6 +1192,12 @@ def parse_address(text: str) -> tuple[str, int]:
     if not colon or not host or not 0 < port < 65536:
         raise ConfigurationError(f"bad member address {text!r}: expected HOST:PORT")
     return host, port
+
+
+def format_address(address: tuple[str, int]) -> str:
+    """``(host, port)`` -> ``"host:port"`` (``"[::1]:7001"`` for IPv6), as parse_address reads."""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _check_members(
