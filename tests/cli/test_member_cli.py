@@ -50,6 +50,7 @@ class Model:
             b"leader_id": b"1",
             b"effective_slot": 65,
             b"members": rows,
+            b"founders": [b"1", b"2", b"3"],
         }
 
     def handle(self, args: list[str]) -> Reply:
@@ -268,6 +269,7 @@ CONFIG = Members(
         Member("2", "voter", "127.0.0.1:7002", -1),
         Member("4", "learner", "127.0.0.1:7004", 12),
     ),
+    ("1", "2", "3"),
 )
 
 
@@ -275,6 +277,7 @@ def test_join_takes_the_cluster_id_and_every_members_address() -> None:
     j = joined("4", CONFIG, "127.0.0.1:8001", cluster_id=None, store_exists=False)
     assert (j.cluster_id, j.role) == ("c1", "learner")
     assert j.members == "1=127.0.0.1:7001,2=127.0.0.1:7002,4=127.0.0.1:7004"
+    assert j.founders == "1,2,3"  # its log is opened with them (node 3 was removed since)
 
 
 def test_join_never_makes_a_voters_store() -> None:
@@ -291,6 +294,12 @@ def test_join_refuses_a_node_not_added_and_another_cluster() -> None:
         joined("9", CONFIG, "127.0.0.1:8001", cluster_id=None, store_exists=False)
     with pytest.raises(ConfigError, match="cluster 'c1', not --cluster-id 'other'"):
         joined("4", CONFIG, "127.0.0.1:8001", cluster_id="other", store_exists=False)
+
+
+def test_join_needs_to_know_the_founders() -> None:
+    older = Members("c1", "1", "1", 1, CONFIG.members)  # a member that does not list them
+    with pytest.raises(ConfigError, match="did not say who founded"):
+        joined("4", older, "127.0.0.1:8001", cluster_id=None, store_exists=False)
 
 
 def test_join_seeds_parse() -> None:

@@ -77,8 +77,11 @@ class NodeConfig:
     tick_interval_s: float = 0.01
     #: Make the store if there is none (the first start of a founding member).
     bootstrap: bool = False
-    #: Make the store as a learner's (``serve --join`` of a node added as one).
-    learner: bool = False
+    #: ``serve --join``: the log is opened with the founding members
+    #: (``founders``), and ``join`` when this node is not one of them;
+    #: ``members`` are then every member's addresses, which the transport dials.
+    join: bool = False
+    founders: tuple[str, ...] = ()
     #: Client limits (Redis's names). ``maxclients`` None: as many as the
     #: open-files limit allows after the descriptors kept for peers and storage.
     maxclients: int | None = None

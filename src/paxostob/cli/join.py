@@ -123,6 +123,11 @@ def joined(
             f"remove it and join a new id: paxostob member replace {node_id} NEW_ID HOST:PORT "
             "(docs/operations.md, 'Membership change')"
         )
+    if not members.founders:
+        raise ConfigError(
+            f"--join: {source} did not say who founded the cluster (a paxostob without "
+            "membership change?): upgrade it first"
+        )
     listed = ",".join(f"{m.node_id}={m.address}" for m in members.members)
     return Joined(members.cluster_id, listed, me.role, ",".join(members.founders), source)
 

@@ -230,10 +230,10 @@ def _flags(ns: argparse.Namespace) -> dict[str, object]:
     return {k: getattr(ns, k) for k in keys}
 
 
-def _join(ns: argparse.Namespace, flags: dict[str, object]) -> tuple[bool, str]:
+def _join(ns: argparse.Namespace, flags: dict[str, object]) -> tuple[tuple[str, ...], str]:
     """With ``--join``: ask a member for the cluster (``cli/join.py``) and fill ``flags``.
 
-    Whether the node makes its store now, as a learner; and what it learned (for the log).
+    The founding members, and what the node learned (for the log).
     """
     raw: dict[str, object] = {}
     if ns.config is not None:
@@ -254,9 +254,11 @@ def _join(ns: argparse.Namespace, flags: dict[str, object]) -> tuple[bool, str]:
     )
     flags["members"] = found.members
     flags["cluster_id"] = found.cluster_id
-    return not store_exists, (
-        f"--join: {found.source} says cluster {found.cluster_id}, members {found.members}; "
-        f"this node is a {found.role}{'' if store_exists else ' (its store is made now)'}"
+    founders = tuple(f for f in found.founders.split(",") if f)
+    return founders, (
+        f"--join: {found.source} says cluster {found.cluster_id}, members {found.members} "
+        f"(founders {found.founders}); this node is a {found.role}"
+        f"{'' if store_exists else ' (its store is made now, as a learner)'}"
     )
 
 
@@ -264,10 +266,10 @@ def run(ns: argparse.Namespace, out: TextIO) -> int:
     flags = _flags(ns)
     if ns.join is not None and ns.bootstrap:
         raise ConfigError("--join and --bootstrap exclude each other: a joining node is a learner")
-    learner, joined = _join(ns, flags) if ns.join is not None else (False, "")
+    founders, joined = _join(ns, flags) if ns.join is not None else ((), "")
     cfg = load_node_config(flags, ns.config)
-    if learner:
-        cfg = dataclasses.replace(cfg, learner=True)
+    if founders:
+        cfg = dataclasses.replace(cfg, join=cfg.node_id not in founders, founders=founders)
     configure_logging(ns.log_level, cfg.log_format, cfg.node_id, sys.stderr)
     if joined:
         log.info("%s", joined)
@@ -468,12 +470,15 @@ async def serve_node(cfg: NodeConfig, limits: RespLimits | None = None) -> int:
     kv_machine = KvStateMachine()
     tob = TotalOrderBroadcast(
         transport,
-        list(cfg.members),
+        # With --join the log is opened with the founders (a node that joined is
+        # not among them); the transport dials every member of the configuration.
+        list(cfg.founders or cfg.members),
         data_dir=cfg.data_dir,
         cluster_id=cfg.cluster_id,
         state_machine=TaggedStateMachine({KV_TAG: kv_machine}, observer=log_app),
         tick_interval_s=cfg.tick_interval_s,
         bootstrap=cfg.bootstrap,
+        join=cfg.join,
     )
     kv = KeyValueStore(tob, machine=kv_machine, tag=KV_TAG)
     if limits is None:

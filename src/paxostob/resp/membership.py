@@ -167,9 +167,7 @@ def _reply(commands: NodeCommands, view: MembershipView) -> dict[bytes, Reply]:
 
 def _founders(tob: object) -> tuple[str, ...]:
     """The founding members (a joining node needs them to open its log)."""
-    founders = getattr(tob, "founders", None)
-    if founders is None:
-        founders = getattr(tob, "members", ())
+    founders = getattr(tob, "founding_members", ())
     return tuple(founders) if isinstance(founders, tuple | list | frozenset | set) else ()
 
 
