@@ -26,6 +26,7 @@ TAUGHT = frozenset(
         "LogStorage",
         "MemoryNetwork",
         "MemoryStorage",
+        "Membership",
         "SqliteStorage",
         "StateMachine",
         "Status",

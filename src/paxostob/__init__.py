@@ -23,13 +23,16 @@ if tuple(sys.version_info[:2]) < PYTHON_MIN:
 
 from typing import TYPE_CHECKING
 
+from .core.membership import Membership
 from .core.multipaxos import LogConfig, Status
 from .core.types import Delivery
 from .errors import (
     AlreadyDeliveredError,
     ConfigurationError,
     DecodeError,
+    MembershipError,
     NodeFailedError,
+    NotLeaderError,
     NotRunningError,
     PaxosError,
     PayloadTooLargeError,
@@ -64,9 +67,12 @@ __all__ = [
     "KeyValueStore",
     "LogConfig",
     "LogStorage",
+    "Membership",
+    "MembershipError",
     "MemoryNetwork",
     "MemoryStorage",
     "NodeFailedError",
+    "NotLeaderError",
     "NotRunningError",
     "PaxosError",
     "PayloadTooLargeError",

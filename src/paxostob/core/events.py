@@ -30,12 +30,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .membership import Configuration
 from .messages import Envelope
 from .types import Ballot, Batch, DecidedEntry, Delivery, ProposalId, Snapshot
 
 __all__ = [
     "AcceptedEntry",
     "Campaign",
+    "ChangeOutcome",
     "Compact",
     "Delivered",
     "Dropped",
@@ -43,6 +45,7 @@ __all__ = [
     "MarkSnapshotPoint",
     "Persisted",
     "Propose",
+    "ProposeChange",
     "Ready",
     "Receive",
     "Restore",
@@ -150,7 +153,33 @@ class Compact:
     slot: int | None = None
 
 
-Event = Tick | Receive | Propose | Campaign | Persisted | Restore | MarkSnapshotPoint | Compact
+@dataclass(frozen=True, slots=True)
+class ProposeChange:
+    """Change the membership (``op``: ``add`` a learner, ``promote`` it, ``remove``).
+
+    Only the leader proposes a change (elsewhere it is refused at once,
+    naming the leader). ``request`` is the runtime's number for it: the
+    ``ChangeOutcome`` carrying it says when the change took effect here, or
+    why it was refused. ``address`` (for ``add``) is opaque to the core.
+    """
+
+    op: str
+    node_id: str
+    request: int
+    address: str = ""
+
+
+Event = (
+    Tick
+    | Receive
+    | Propose
+    | Campaign
+    | Persisted
+    | Restore
+    | MarkSnapshotPoint
+    | Compact
+    | ProposeChange
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +208,21 @@ class Dropped:
 
 
 @dataclass(frozen=True, slots=True)
+class ChangeOutcome:
+    """What became of ``ProposeChange(request=...)``: in effect here, or refused.
+
+    ``configuration`` is set once the change governs the next slot to
+    decide here; otherwise ``error`` says why it was refused (``leader``:
+    the leader this replica knows, when the refusal is that it does not lead).
+    """
+
+    request: int
+    configuration: Configuration | None = None
+    error: str | None = None
+    leader: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Ready:
     promised: Ballot | None = None
     accepted: tuple[AcceptedEntry, ...] = ()
@@ -201,6 +245,8 @@ class Ready:
     #: 1, 2, ... per replica: what ``Persisted`` names. 0 for a core that keeps
     #: nothing waiting for storage (it takes no ``Persisted``).
     seq: int = 0
+    #: Membership change requests of this replica that took effect or were refused.
+    changes: tuple[ChangeOutcome, ...] = ()
 
     def is_empty(self) -> bool:
         return not (
@@ -211,6 +257,7 @@ class Ready:
             or self.early
             or self.deliveries
             or self.dropped
+            or self.changes
             or self.snapshot is not None
         )
 

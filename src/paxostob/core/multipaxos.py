@@ -165,12 +165,14 @@ from .events import (
     MarkSnapshotPoint,
     Persisted,
     Propose,
+    ProposeChange,
     Ready,
     Receive,
     Restore,
     Tick,
 )
 from .log import SEQ_BITS, DecidedLog
+from .membership import CONFIG_DELAY_SLOTS, ConfigHistory, Configuration
 from .messages import (
     Accept,
     Accepted,
@@ -190,6 +192,7 @@ from .messages import (
 )
 from .outbox import EARLY, Outbox
 from .proposals import OwnProposals
+from .reconfig import ChangeRequests
 from .snapshot import decode_meta
 from .types import (
     ZERO_BALLOT,
@@ -247,9 +250,18 @@ class MultiPaxosReplica:
         instance: str = "tob",
         config: LogConfig | None = None,
         incarnation: int = 0,
+        join: bool = False,
+        config_delay_slots: int = CONFIG_DELAY_SLOTS,
     ) -> None:
-        if node_id not in members:
-            raise ValueError(f"node {node_id!r} is not in the membership {list(members)}")
+        # ``members`` is the founding configuration (every voter); a node
+        # that ``join``s is not in it: it learns the log (and so the
+        # configurations) until a change adds it. ``config_delay_slots`` is
+        # alpha (membership.py): every replica of a log must use the same.
+        if (node_id in members) == join:
+            raise ValueError(
+                f"node {node_id!r} {'joins but is' if join else 'is not'} in the founding "
+                f"membership {list(members)}"
+            )
         if not 0 <= incarnation < 1 << SEQ_BITS:
             raise ValueError("incarnation out of range")
         self.node_id = node_id
@@ -257,6 +269,12 @@ class MultiPaxosReplica:
         self.peers = tuple(m for m in self.members if m != node_id)
         self.instance = instance
         self.config = cfg = config or LogConfig()
+        if cfg.window_slots_max > config_delay_slots:
+            raise ValueError(
+                f"LogConfig.window_slots_max ({cfg.window_slots_max}) may not exceed the "
+                f"configuration delay alpha ({config_delay_slots}): a leader must know the "
+                "configuration of every slot it opens"
+            )
         self._now = 0
         #: Messages ignored: not for this instance or membership, stale, malformed.
         self.ignored = 0
@@ -267,10 +285,12 @@ class MultiPaxosReplica:
         # Acceptor: durable state.
         self.acceptor = Acceptor()
         # Learner: the decided log, what was delivered from it, its clock.
-        self.log = DecidedLog()
+        self.log = DecidedLog(Configuration(frozenset(self.members)), config_delay_slots)
+        self._changes = ChangeRequests(
+            me=node_id, log=self.log, outcomes=box.changes, lag_max=cfg.learner_lag_max
+        )
         self._catchup = Catchup(
             me=node_id,
-            peers=self.peers,
             instance=instance,
             rng=rng,
             log=self.log,
@@ -296,7 +316,6 @@ class MultiPaxosReplica:
         # Who leads, and our own leadership.
         self.election = Election(
             me=node_id,
-            members=self.members,
             instance=instance,
             rng=rng,
             config=cfg,
@@ -343,6 +362,8 @@ class MultiPaxosReplica:
             self.log.point = (self.log.decided_through, self.log.meta())
         elif isinstance(event, Restore):
             self._restore(event)
+        elif isinstance(event, ProposeChange):
+            self._changes.propose(event, self.election.leading, self.election.leader)
         else:  # pragma: no cover - the Event union is closed
             raise TypeError(f"not a core event: {event!r}")
         self._drain_loopback()
@@ -405,6 +426,11 @@ class MultiPaxosReplica:
         el = self.election
         return el.ballot if el.role is not Role.FOLLOWER else el.leader_ballot
 
+    @property
+    def membership(self) -> ConfigHistory:
+        """The configurations as this replica's decided prefix says (``config_for(slot)``)."""
+        return self.log.membership
+
     def status(self) -> Status:
         el = self.election
         return Status(
@@ -424,7 +450,12 @@ class MultiPaxosReplica:
     # ============================================================== routing
 
     def _receive(self, m: Message) -> None:
-        if m.instance != self.instance or m.sender not in self.members:
+        # Any sender: a member we do not know yet (we lag behind its addition)
+        # may lead; its votes count only where it is a voter (per slot). Only
+        # a would-be leader we know as no voter at all is ignored.
+        if m.instance != self.instance or (
+            isinstance(m, Prepare) and m.sender not in self.log.membership.known_members()
+        ):
             self.ignored += 1
             return
         el = self.election
@@ -438,6 +469,7 @@ class MultiPaxosReplica:
         elif isinstance(m, HeartbeatReply):
             if el.leading is not None and m.ballot == el.leading.ballot:
                 el.leading.heard[m.sender] = now
+                el.leading.acked[m.sender] = m.decided_through
         elif isinstance(m, Forward):
             if el.leading is None:
                 self.ignored += 1  # the origin re-forwards once it learns the leader
@@ -480,7 +512,10 @@ class MultiPaxosReplica:
 
     def _on_prepare(self, m: Prepare) -> None:
         acceptor = self.acceptor
-        if not acceptor.promise(m.ballot):
+        # Asked again for the ballot we promised (the leader asks the voters of
+        # a new configuration, or our promise was lost): promise it again.
+        again = m.ballot == acceptor.promised and m.sender == m.ballot.node_id
+        if not again and not acceptor.promise(m.ballot):
             self._outbox.send(
                 m.sender, Nack(self.instance, self.node_id, m.ballot, acceptor.promised)
             )
@@ -558,7 +593,7 @@ class MultiPaxosReplica:
             return
         lead.heard[m.sender] = self._now
         o = lead.open.get(m.slot)
-        if o is not None and o.tally.add(m.sender):
+        if o is not None and m.sender in o.voters and o.tally.add(m.sender):
             self._decide(m.slot, o.value)
 
     def _on_decided(self, m: Decided) -> None:
@@ -625,8 +660,10 @@ class MultiPaxosReplica:
         self._deliver()
 
     def _deliver(self) -> None:
-        lead = self.election.leading
-        self.log.deliver(
+        el = self.election
+        lead = el.leading
+        log = self.log
+        log.deliver(
             self.node_id,
             self._outbox.deliveries,
             self.proposals.pending,
@@ -634,6 +671,12 @@ class MultiPaxosReplica:
             self._outbox.dropped,
             lead.queued if lead is not None else _NONE_QUEUED,
         )
+        self._changes.after_delivery()
+        if (
+            lead is not None
+            and self.node_id not in log.membership.config_for(log.decided_through + 1).voters
+        ):
+            el.step_down(self._now, None)  # removed: the next slots are not ours to lead
 
     # ================================================================= ready
 

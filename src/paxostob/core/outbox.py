@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import deque
 
 from .acceptor import Acceptor
-from .events import Delivered, Dropped, Ready
+from .events import ChangeOutcome, Delivered, Dropped, Ready
 from .messages import (
     Accept,
     Accepted,
@@ -60,6 +60,7 @@ class Outbox:
 
     __slots__ = (
         "_me",
+        "changes",
         "decided_new",
         "deliveries",
         "dropped",
@@ -84,6 +85,7 @@ class Outbox:
         self.decided_new: list[DecidedEntry] = []
         self.deliveries: list[Delivered] = []
         self.dropped: list[Dropped] = []
+        self.changes: list[ChangeOutcome] = []
         #: A snapshot to save, and (when it came from a peer) where among
         #: ``deliveries`` the application restores it.
         self.snapshot: Snapshot | None = None
@@ -111,6 +113,7 @@ class Outbox:
             or self.deliveries
             or self.decided_new
             or self.dropped
+            or self.changes
             or self.snapshot is not None
         )
 
@@ -128,6 +131,7 @@ class Outbox:
             must_sync=acceptor.promised_dirty or bool(acceptor.accepted_new),
             early=tuple(self.early),
             seq=self.ready_seq + 1,
+            changes=tuple(self.changes),
         )
 
     def advance(self, ready: Ready, acceptor: Acceptor) -> None:
@@ -139,6 +143,7 @@ class Outbox:
         del acceptor.accepted_new[: len(ready.accepted)]
         del self.decided_new[: len(ready.decided)]
         del self.dropped[: len(ready.dropped)]
+        del self.changes[: len(ready.changes)]
         if ready.snapshot is not None:
             # The restore point belonged to that Ready alone (a compaction in
             # between may have replaced the snapshot still to persist).

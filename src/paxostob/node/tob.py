@@ -24,13 +24,24 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..core.events import Compact, MarkSnapshotPoint, Propose, Ready, Restore
+from ..core.events import (
+    ChangeOutcome,
+    Compact,
+    MarkSnapshotPoint,
+    Propose,
+    ProposeChange,
+    Ready,
+    Restore,
+)
+from ..core.membership import Configuration, Membership
 from ..core.multipaxos import SEQ_BITS, LogConfig, MultiPaxosReplica, Status
 from ..core.types import CLOCK_STAMP_BYTES, Ballot, Delivery, ProposalId
 from ..errors import (
     AlreadyDeliveredError,
     ConfigurationError,
+    MembershipError,
     NodeFailedError,
+    NotLeaderError,
     NotRunningError,
     PaxosError,
     PayloadTooLargeError,
@@ -242,6 +253,7 @@ class TotalOrderBroadcast(AsyncLifetime):
         bootstrap: bool = False,
         in_memory: bool = False,
         wall_clock: Callable[[], float] = time.time,
+        join: bool = False,
     ) -> None:
         if not instance:
             raise ConfigurationError("instance must be a non-empty name")
@@ -252,7 +264,10 @@ class TotalOrderBroadcast(AsyncLifetime):
         self.address = transport.address
         #: This node's wall clock (Unix seconds), read every tick.
         self.wall_clock = wall_clock
-        self.members = check_membership(self.address, members)
+        #: The founding members (the first configuration's voters); the
+        #: configuration in effect is ``members()``.
+        self.founding_members = check_membership(self.address, members, join=join)
+        self._join = join
         self.instance = instance
         tick_ms = tick_interval_s * 1000
         if config is None:
@@ -272,11 +287,12 @@ class TotalOrderBroadcast(AsyncLifetime):
         # (Seeded runs draw from the seed, so give a restarted node a new seed.)
         self._replica = MultiPaxosReplica(
             self.address,
-            self.members,
+            self.founding_members,
             rng,
             instance=INSTANCE_PREFIX + instance,
             config=self.config,
             incarnation=rng.getrandbits(SEQ_BITS),
+            join=join,
         )
         #: Bytes a proposal of this node counts beyond its payload (batch_size_bytes).
         self._proposal_overhead = 16 + len(self.address) + CLOCK_STAMP_BYTES
@@ -293,7 +309,9 @@ class TotalOrderBroadcast(AsyncLifetime):
         # leader has no quorum for that long (p99 of a 16-deep pipeline rose
         # from 20 to 125 ms). With the k-th member of n at (1 + k / 2n) times
         # the limits, followers mostly compact at different times.
-        stagger = 1 + sorted(self.members).index(self.address) / (2 * len(self.members))
+        founding = self.founding_members
+        rank = sorted({*founding, self.address}).index(self.address)
+        stagger = 1 + rank / (2 * (len(founding) + self._join))
         self._snapshot_entries_max = max(1, int(snapshot_entries_max * stagger))
         self._snapshot_bytes_max = max(1, int(snapshot_bytes_max * stagger))
         self._entries_since = 0
@@ -338,6 +356,12 @@ class TotalOrderBroadcast(AsyncLifetime):
         #: This node's broadcasts that failed: dropped by the log (too large,
         #: a conflicting id) or not delivered within their timeout.
         self.proposals_failed = 0
+        # Membership change requests waiting for their outcome, by number.
+        self._change_waiters: dict[int, asyncio.Future[Membership]] = {}
+        self._change_requests = 0
+        self._membership_callbacks: list[Callable[[Membership], None]] = []
+        #: The configuration in effect last reported to ``on_membership`` callbacks.
+        self._config_in_effect: Configuration | None = None
 
     # ------------------------------------------------------------- lifetime
 
@@ -369,8 +393,14 @@ class TotalOrderBroadcast(AsyncLifetime):
     async def start(self) -> None:
         storage = self._storage
         if storage is not None and not self._opened:
+            # A joining node may make its store: it starts as a learner, with no
+            # votes to forget (a restart finds the store and ``join`` does nothing).
             state = await open_store(
-                storage, self.cluster_id, self.address, self.members, bootstrap=self._bootstrap
+                storage,
+                self.cluster_id,
+                self.address,
+                self.founding_members,
+                bootstrap=self._bootstrap or self._join,
             )
             self._opened = True
             if state.snapshot is not None:
@@ -424,6 +454,11 @@ class TotalOrderBroadcast(AsyncLifetime):
                 # future: mark the exception seen so asyncio does not log it.
                 fut.exception()
         self._waiters.clear()
+        changes = list(self._change_waiters.values())
+        self._change_waiters.clear()
+        for change in changes:
+            if not change.done():
+                change.set_exception(make_error())
         while self._room_waiters:
             waiter = self._room_waiters.popleft()
             if not waiter.done():
@@ -642,6 +677,110 @@ class TotalOrderBroadcast(AsyncLifetime):
                 return
             yield delivery
 
+    # ---------------------------------------------------------- membership
+
+    def members(self) -> Membership:
+        """The configuration in effect here: voters, learners, addresses (docs/design.md).
+
+        ``lag`` (slots each learner is behind) is filled only while this node leads.
+        """
+        r = self._replica
+        config = r.membership.config_for(r.log.decided_through + 1)
+        lead = r.election.leading
+        lag: dict[str, int] = {}
+        if lead is not None:
+            through = r.log.decided_through
+            lag = {m: through - lead.acked.get(m, 0) for m in sorted(config.learners)}
+        return Membership.of(config, lag)
+
+    def on_membership(self, callback: Callable[[Membership], None]) -> None:
+        """Call ``callback(members())`` whenever another configuration takes effect here.
+
+        Called in the node's task (keep it short, never block): e.g. dial new
+        members and drop removed ones.
+        """
+        self._membership_callbacks.append(callback)
+
+    async def add_member(
+        self, node_id: str, address: str, *, timeout: float | None = None
+    ) -> Membership:
+        """Add ``node_id`` (reachable at ``address``) as a learner; resolve once in effect here.
+
+        Start the new node with ``join=True`` and the founding ``members``: it
+        catches up (snapshot and log) as a learner, and votes only once
+        ``promote_member`` makes it a voter. Refused (``MembershipError``)
+        while another change is in progress, for an id that is a member or
+        was ever removed (a node whose disk was lost joins under a new id);
+        ``NotLeaderError`` on a node that does not lead (ask its ``leader``).
+        """
+        return await self._change("add", node_id, address, timeout)
+
+    async def promote_member(self, node_id: str, *, timeout: float | None = None) -> Membership:
+        """Make the learner ``node_id`` a voter; refused while it lags more than
+        ``LogConfig.learner_lag_max`` slots behind the leader (or never answered it)."""
+        return await self._change("promote", node_id, "", timeout)
+
+    async def remove_member(self, node_id: str, *, timeout: float | None = None) -> Membership:
+        """Remove a voter or learner (this node too: a leader steps down once it takes effect).
+
+        Refused for the last voter, an unknown id, or while another change is in progress.
+        """
+        return await self._change("remove", node_id, "", timeout)
+
+    async def _change(
+        self, op: str, node_id: str, address: str, timeout: float | None
+    ) -> Membership:
+        if not self._driver.running:
+            raise self._driver.not_running()
+        self._change_requests += 1
+        request = self._change_requests
+        fut: asyncio.Future[Membership] = asyncio.get_running_loop().create_future()
+        self._change_waiters[request] = fut
+        event = ProposeChange(op, node_id, request, address)
+        self._driver.call(lambda: self._replica.step(event))
+        try:
+            return await within(asyncio.shield(fut), timeout, f"membership change {op} {node_id}")
+        finally:
+            if not fut.done():
+                # Timed out or cancelled: the change may still take effect
+                # (members() shows it); nobody waits for its outcome any more.
+                self._change_waiters.pop(request, None)
+                fut.cancel()
+
+    def _on_changes(self, outcomes: tuple[ChangeOutcome, ...]) -> None:
+        for c in outcomes:
+            fut = self._change_waiters.pop(c.request, None)
+            if fut is None or fut.done():
+                continue
+            if c.configuration is not None:
+                fut.set_result(Membership.of(c.configuration))
+            elif c.leader is not None or (c.error or "").endswith("at the leader"):
+                fut.set_exception(NotLeaderError(c.error or "not the leader", c.leader))
+            else:
+                fut.set_exception(MembershipError(c.error or "refused"))
+
+    def _note_membership(self) -> None:
+        """Tell ``on_membership`` callbacks when another configuration took effect here."""
+        r = self._replica
+        config = r.membership.config_for(r.log.decided_through + 1)
+        if config is self._config_in_effect:
+            return
+        first = self._config_in_effect is None
+        self._config_in_effect = config
+        if first:
+            return
+        log.info(
+            "%s: membership from slot %d: voters %s, learners %s",
+            self.address,
+            config.effective_slot,
+            ",".join(sorted(config.voters)),
+            ",".join(sorted(config.learners)) or "-",
+            extra={"event": "membership", "slot": config.effective_slot},
+        )
+        members = Membership.of(config)
+        for callback in self._membership_callbacks:
+            callback(members)
+
     @property
     def leader(self) -> str | None:
         """The leader this node knows of (itself included), or None during an election.
@@ -777,6 +916,9 @@ class TotalOrderBroadcast(AsyncLifetime):
 
     def _on_ready(self, ready: Ready) -> None:
         self._note_leader()
+        self._note_membership()
+        if ready.changes:
+            self._on_changes(ready.changes)
         sm = self._sm
         deliveries = ready.deliveries
         if ready.snapshot is not None and ready.restore_at is not None:
