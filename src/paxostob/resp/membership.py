@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Protocol, cast
 
-from ..errors import NotRunningError, PaxosError, QuorumTimeoutError
+from ..errors import NotLeaderError, NotRunningError, PaxosError, QuorumTimeoutError
 from .protocol import Error, Reply
 
 if TYPE_CHECKING:
@@ -224,12 +224,13 @@ async def _changed(
         return Error(f"TRYAGAIN {what}: {e}; it may still take effect (see PAXOS.MEMBERS)")
     except NotRunningError:
         return Error("TRYAGAIN the node is shutting down")
+    except NotLeaderError as e:
+        if e.leader is None or e.leader == commands.node_id:
+            return Error(_NO_LEADER)
+        # Only the leader proposes a change: the client asks it (paxostob
+        # member does, at the leader's client port).
+        return Error(f"NOTLEADER {what}: ask the leader, node {e.leader}")
     except PaxosError as e:
-        leader = getattr(e, "leader", None)
-        if leader is not None and leader != commands.node_id:
-            # Only the leader proposes a change: the client asks it (paxostob
-            # member does, at the leader's client port).
-            return Error(f"NOTLEADER {what}: ask the leader, node {leader}")
         return Error(f"ERR {what} refused: {e}")
     log.info("%s: membership change done: %s", commands.node_id, what)
     return _reply(commands, view)
@@ -245,6 +246,7 @@ def _members(commands: NodeCommands, conn: Connection, args: list[bytes]) -> Rep
     return _reply(commands, view)
 
 
+_NO_LEADER = "TRYAGAIN no leader is known yet (an election is under way); retry"
 _USAGE = "ERR usage: PAXOS.MEMBER ADD id host:port | PROMOTE id | REMOVE id"
 
 
@@ -262,14 +264,14 @@ def _member(
     node_id = _check_id(args[2])
     if isinstance(node_id, Error):
         return node_id
+    address = _check_address(args[3]) if sub == b"ADD" else ""
+    if isinstance(address, Error):
+        return address
     if commands.tob.leader is None:
-        return Error("TRYAGAIN no leader is known yet (an election is under way); retry")
+        return Error(_NO_LEADER)
     api = _api(commands)
     timeout = MEMBER_CHANGE_TIMEOUT_S
     if sub == b"ADD":
-        address = _check_address(args[3])
-        if isinstance(address, Error):
-            return address
         return _change(
             commands,
             lambda: api.add_member(node_id, address, timeout=timeout),
