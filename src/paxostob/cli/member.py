@@ -218,7 +218,14 @@ class MemberClient:
                 raise
             host, _, port = leader.address.rpartition(":")
             there = MemberClient(host.strip("[]"), int(port) + RESP_PORT_OFFSET, self.password)
-            return parse_members(await there.call("PAXOS.MEMBER", *args))
+            try:
+                return parse_members(await there.call("PAXOS.MEMBER", *args))
+            except RespClientError as again:
+                raise RespClientError(
+                    f"{e}; asked the leader at {there.host}:{there.port} (its peer port + "
+                    f"{RESP_PORT_OFFSET}) too: {again}; point --host/--port at the leader's "
+                    "client port"
+                ) from None
 
 
 async def _replace(node: MemberClient, ns: argparse.Namespace, out: TextIO) -> Members:
