@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import secrets
 import signal
@@ -30,6 +31,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TextIO
@@ -163,7 +165,7 @@ class _Layout:
 def _ids(path: Path) -> list[str]:
     if not path.exists():
         return []
-    return [i for i in path.read_text().split(",") if i.strip()]
+    return [i.strip() for i in path.read_text().split(",") if i.strip()]
 
 
 def _write_ids(path: Path, ids: list[str]) -> None:
@@ -221,19 +223,20 @@ def run(ns: argparse.Namespace, out: TextIO) -> int:
         procs[i] = cmds.start(i, cmd + (["--bootstrap"] if layout.new else []), logs)
         out.write(cmds.started_line(i, procs[i]))
     supervisor = _Supervisor(procs, cmds.restart, logs, restart=ns.restart)
+    members = ",".join(f"{i}={h}:{p}" for i, (h, p) in peer.items() if i in procs)
+    first = peer[layout.running[0]][1] + RESP_PORT_OFFSET
+    out.write(
+        f"talk to it: redis-cli -p {first} PAXOS.BROADCAST hello ; "
+        f"redis-cli -p {first} PAXOS.READ 1 10 ; paxostob status --members {members} ; "
+        f"paxostob member list --port {first}\n"
+        "Ctrl-C stops every node.\n"
+    )
+    out.flush()
+    resize = None
+    if len(layout.running) != ns.nodes:
+        resize = functools.partial(_resize, ns, out, cmds, supervisor, layout, added)
     try:
-        if len(layout.running) != ns.nodes:
-            asyncio.run(_resize(ns, out, cmds, supervisor, layout, added))
-        members = ",".join(f"{i}={h}:{p}" for i, (h, p) in peer.items() if i in procs)
-        first = peer[next(iter(procs))][1] + RESP_PORT_OFFSET
-        out.write(
-            f"talk to it: redis-cli -p {first} PAXOS.BROADCAST hello ; "
-            f"redis-cli -p {first} PAXOS.READ 1 10 ; paxostob status --members {members} ; "
-            f"paxostob member list --port {first}\n"
-            "Ctrl-C stops every node.\n"
-        )
-        out.flush()
-        return asyncio.run(_watch(ns, out, supervisor, peer))
+        return asyncio.run(_watch(ns, out, supervisor, peer, resize))
     except KeyboardInterrupt:
         return 0
     finally:
@@ -344,7 +347,8 @@ async def _resize(
             proc = procs.pop(i, None)
             if proc is not None:
                 supervisor.forget(i)
-                _stop(proc)
+                await asyncio.to_thread(_stop, proc)
+            out.write(f"node {i} removed (not started again; its id is not used again)\n")
             client, _ = await _leader_client(cmds, list(procs), RESIZE_TIMEOUT_S)
         for i in added[: max(0, ns.nodes - len(present))]:
             host, port = cmds.peer[i]
@@ -475,11 +479,29 @@ async def _watch(
     out: TextIO,
     supervisor: _Supervisor,
     peer: dict[str, tuple[str, int]],
+    resize: Callable[[], Awaitable[None]] | None = None,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # Beside the status display, which shows the new nodes as they start.
+    resizing = None if resize is None else asyncio.ensure_future(resize())
+    try:
+        return await _show(ns, out, supervisor, peer, stop)
+    finally:
+        if resizing is not None:
+            resizing.cancel()
+            await asyncio.wait({resizing})
+
+
+async def _show(
+    ns: argparse.Namespace,
+    out: TextIO,
+    supervisor: _Supervisor,
+    peer: dict[str, tuple[str, int]],
+    stop: asyncio.Event,
+) -> int:
     deadline = None if ns.duration is None else time.monotonic() + ns.duration
     tty = out.isatty()
     drawn = 0
@@ -490,7 +512,7 @@ async def _watch(
         reasons = []
         for i in supervisor.restart_due():
             reasons.append(f"node {i} started again (pid {procs[i].pid})")
-        for i, proc in procs.items():
+        for i, proc in list(procs.items()):  # a resize adds and removes nodes meanwhile
             host, port = peer[i]
             address = f"{host}:{port + RESP_PORT_OFFSET}"
             code = proc.poll()
