@@ -22,6 +22,7 @@ from .conformance import envelope
 from .test_tcp import (
     CLUSTER,
     SECRET,
+    WAIT_S,
     close_all,
     exchange,
     free_members,
@@ -135,3 +136,18 @@ def test_membership_calls_check_their_input() -> None:
     for bad in ("127.0.0.1", ":7001", "h:0", "h:x", "h:65536"):
         with pytest.raises(ConfigurationError, match="HOST:PORT"):
             parse_address(bad)
+
+
+async def test_removing_a_member_being_dialed_ends_its_dial_loop() -> None:
+    addresses = free_members(["1", "2"])  # nobody listens at node 2's port
+    dialer = _transport("1", addresses)
+    try:
+        await dialer.start()
+        await until(dialer, lambda st: st.connect_failures >= 2)  # it retries
+        (loop,) = [t for t in asyncio.all_tasks() if t.get_name() == "paxostob-dial-1->2"]
+        dialer.remove_peer("2")
+        done, _ = await asyncio.wait({loop}, timeout=WAIT_S)
+        assert done == {loop}, "the dial loop of a removed member goes on"
+        assert dialer.members() == {"1": addresses["1"]}
+    finally:
+        await dialer.close()
