@@ -110,8 +110,11 @@ class Catchup:
             return False
         target = leader if leader not in (None, self._me) else None
         if target is None:
-            # Any member of the newest configuration we know (learners too).
-            peers = sorted(log.membership.newest.members - {self._me})
+            # Any member of a configuration governing the slots we miss or
+            # later (learners too): a member removed from the slot we miss on
+            # may be the one that still has it.
+            configs = log.membership.governing_from(log.decided_through + 1)
+            peers = sorted(frozenset().union(*(c.members for c in configs)) - {self._me})
             if peers:
                 target = self._rng.choice(peers)
         if target is not None:

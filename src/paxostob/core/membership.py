@@ -38,6 +38,7 @@ import struct
 from dataclasses import dataclass, field
 
 from ..errors import DecodeError
+from . import rules
 
 __all__ = [
     "CHANGE_SEQ",
@@ -83,7 +84,7 @@ class Configuration:
 
     @property
     def quorum(self) -> int:
-        return len(self.voters) // 2 + 1
+        return rules.quorum_size(len(self.voters))
 
     def is_quorum(self, ids: set[str] | frozenset[str]) -> bool:
         """Whether ``ids`` holds a majority of this configuration's voters."""

@@ -52,8 +52,19 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from ..core.events import Compact, Event, Persisted, Propose, Ready, Receive, Tick
+from ..core.events import (
+    ChangeOutcome,
+    Compact,
+    Event,
+    Persisted,
+    Propose,
+    ProposeChange,
+    Ready,
+    Receive,
+    Tick,
+)
 from ..core.events import Restore as RestoreEvent
+from ..core.membership import CONFIG_DELAY_SLOTS, Configuration
 from ..core.messages import Accept, Accepted, Envelope, Prepare, Promise
 from ..core.multipaxos import LogConfig, MultiPaxosReplica, Role
 from ..core.pipeline import Complete, Pipeline
@@ -84,6 +95,7 @@ from .checkers import (
 )
 from .network import SimNetwork
 from .swarm import (
+    MEMBERSHIP_PLANS,
     Laggard,
     Outage,
     PartitionEpisode,
@@ -164,6 +176,9 @@ class RunResult:
     needless_elections: int = 0
     #: Restarts refused because the node's store was wiped.
     refused: int = 0
+    #: Membership changes of the plan that took effect, and the final voters.
+    member_changes: int = 0
+    voters: tuple[str, ...] = ()
 
     def status_line(self) -> str:
         crashed = ",".join(self.crashed) or "-"
@@ -176,6 +191,11 @@ class RunResult:
             f"installs={self.installs} rejoins={self.rejoins} "
             f"needless_elections={self.needless_elections} refused={self.refused} "
             f"stopped={crashed}"
+            + (
+                f" member_changes={self.member_changes} voters={','.join(self.voters)}"
+                if self.options.membership
+                else ""
+            )
         )
 
 
@@ -225,7 +245,10 @@ class _Run(abc.ABC):
         self.overrides = overrides
         self.options = o = _options(options_rng, overrides)
         self.schedule = draw_schedule(o, schedule_rng, synod=synod)
-        self.members = self.schedule.members
+        #: The founding voters; ``members`` adds the spare nodes of the
+        #: membership plan (started as learners-to-be: ``join``).
+        self.founders = self.schedule.members
+        self.members = self.schedule.members + self.schedule.spares
         # Runtime choices (whom to crash when no leader is known, how much of
         # an unsynced tail survives a power loss) share the network's stream.
         self.rng = network_rng
@@ -527,7 +550,20 @@ class _TobRun(_Run):
             snapshot_chunk_bytes_max=o.snapshot_chunk_bytes_max,
             pre_vote=o.pre_vote,
         )
+        #: alpha: production's with the production window, small with small
+        #: windows (a change then takes effect within a few round trips).
+        self.alpha = CONFIG_DELAY_SLOTS if o.window_slots_max > 8 else 8
         self.seeds = dict(zip(self.members, self.replica_seeds, strict=False))
+        for spare in self.schedule.spares:  # (beyond the fixed streams: derived)
+            self.seeds[spare] = random.Random(f"{seed}/{spare}").getrandbits(64)
+        #: The membership plan: its steps left, the request in flight (number,
+        #: step, tick asked), the next tick to ask, outcomes not yet read.
+        self.plan = list(MEMBERSHIP_PLANS[o.membership][1]) if o.membership else []
+        self.plan_next = self.schedule.membership_start
+        self.plan_asked: tuple[int, str, int] | None = None
+        self.plan_requests = 0
+        self.member_changes = 0
+        self.change_outcomes: list[ChangeOutcome] = []
         # Incarnations from 1, as a store's opens count, so a life's seed is fixed.
         self.storages = {m: MemoryStorage(incarnation_base=1) for m in self.members}
         self.replicas: dict[str, MultiPaxosReplica] = {}
@@ -580,11 +616,22 @@ class _TobRun(_Run):
 
     def _start(self, node: str, *, bootstrap: bool = False) -> None:
         """Open the node's storage, build and restore a replica, restore the app, replay."""
-        founding = self.members if bootstrap else None
+        spare = node not in self.founders
+        founding = self.founders if bootstrap or spare else None
         state = self.storages[node].open(CLUSTER_ID, node, bootstrap=founding)
         # A new generator per life: a restarted node must not replay its old timeouts.
         rng = random.Random(self.seeds[node] + (state.incarnation - 1) * (1 << 64))
-        replica = MultiPaxosReplica(node, self.members, rng, config=self.config)
+        replica = MultiPaxosReplica(
+            node,
+            self.founders,
+            rng,
+            config=self.config,
+            join=spare,
+            config_delay_slots=self.alpha,
+        )
+        if self.options.membership_rule == "no-delay":
+            # The planted bug: a change governs the slot right after its own.
+            replica.log.membership.delay = 1
         replica.step(
             RestoreEvent(
                 state.promised,
@@ -730,6 +777,8 @@ class _TobRun(_Run):
         return Tick(SIM_EPOCH_MS + self.now * SIM_TICK_MS + offset, SIM_TICK_MS)
 
     def on_tick_start(self, tick: int) -> None:
+        if self.plan or self.plan_asked is not None:
+            self._membership_step(tick)
         for target, offset in self._jumps.pop(tick, ()):
             node = target if target is not None else self.leader()
             if node is not None:
@@ -767,6 +816,7 @@ class _TobRun(_Run):
             for env in (*rd.early, *rd.messages) if at_once or mode == "send-first" else rd.early:
                 self._sent(node, r, life, env)
                 net.send(env)
+            self.change_outcomes.extend(rd.changes)
             # 2. decisions and deliveries, the peer's snapshot at its restore point.
             for e in rd.decided:
                 life.decided.append((now, e))
@@ -859,10 +909,76 @@ class _TobRun(_Run):
     def converged(self) -> bool:
         """Everyone is back, every owed broadcast is delivered somewhere, and every
         live replica reached the furthest position delivered anywhere."""
-        if self.down_until or not self.owed <= self.position_of.keys():
+        if self.down_until or self.plan:
+            return False
+        members = self._newest().members
+        owed = {pid for pid in self.owed if pid.origin in members}
+        if not owed <= self.position_of.keys():
             return False
         top = self.max_position
-        return all(self.replicas[m].log.delivered >= top for m in self.live)
+        return all(self.replicas[m].log.delivered >= top for m in self.live if m in members)
+
+    def _newest(self) -> Configuration:
+        """The newest configuration any live replica knows (the runner's view, not a check)."""
+        configs = [self.replicas[m].membership.newest for m in self.live]
+        return max(configs, key=lambda c: c.effective_slot)
+
+    # ----------------------------------------------------- membership plan
+
+    def _membership_step(self, tick: int) -> None:
+        """Read the plan's outcomes; ask the leader for its next change when due."""
+        outcomes, self.change_outcomes = self.change_outcomes, []
+        asked = self.plan_asked
+        for c in outcomes:
+            if asked is None or c.request != asked[0]:
+                continue
+            self.plan_asked = asked = None
+            retry = c.error is not None and any(
+                why in c.error
+                for why in ("not the leader", "in progress", "lags", "has not answered")
+            )
+            if c.configuration is not None:
+                self.member_changes += 1
+            if not retry:
+                self.plan.pop(0)  # done, or refused for good (e.g. already removed)
+            self.plan_next = tick + self.rng.randint(1, 30)
+        if asked is not None and tick - asked[2] > 300:
+            self.plan_asked = None  # lost with a leader change: ask again
+        if not self.plan or self.plan_asked is not None or tick < self.plan_next:
+            return
+        leader = self.leader()
+        if leader is None:
+            self.plan_next = tick + 5
+            return
+        op, target = self.plan[0]
+        voters = self.replicas[leader].membership.newest.voters
+        if target == "leader":
+            target = leader
+        elif target == "founder":
+            others = sorted(v for v in voters if v in self.founders and v != leader)
+            if not others:
+                self.plan.pop(0)
+                return
+            target = self.rng.choice(others)
+        if op in ("remove", "promote") and not self._keeps_quorum(
+            voters - {target} if op == "remove" else voters | {target}
+        ):
+            self.plan.pop(0)  # it could leave no live quorum: skip it
+            return
+        self.plan_requests += 1
+        self.plan_asked = (self.plan_requests, target, tick)
+        self.doing = (leader, f"membership {op} {target}")
+        self.step(leader, ProposeChange(op, target, self.plan_requests))
+
+    def _keeps_quorum(self, voters: frozenset[str]) -> bool:
+        """Whether ``voters`` keep a majority up through the rest of the fault schedule."""
+        dead = set(self.crashed_at) | {
+            m for m in self.members if m not in self.live and m not in self.down_until
+        }
+        future = sum(1 for c in self.schedule.crashes if c.tick > self.now) + sum(
+            1 for w in self.schedule.wipes if w.tick > self.now
+        )
+        return len(voters - dead) - future >= len(voters) // 2 + 1
 
     def propose(self, node: str, tick: int) -> None:
         self.counters[node] += 1
@@ -918,6 +1034,8 @@ class _TobRun(_Run):
             conflicts=self.conflicts,
             durable=self.durable,
             clock=self.clock,
+            founding=self.founders,
+            config_delay=self.alpha,
         )
         check_tob(history)
         check_leader_stability(self.rejoins, self.leader_first)
@@ -947,6 +1065,8 @@ class _TobRun(_Run):
             quiet_rejoins=sum(r.quiet for r in self.rejoins),
             needless_elections=needless_leader_changes(self.rejoins, self.leader_first),
             refused=self.refused_count,
+            member_changes=self.member_changes,
+            voters=tuple(sorted(self._newest().voters)) if self.live else (),
         )
 
     def _describe(self, node: str) -> str:
