@@ -13,16 +13,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import redis
+import pytest
 
+from .kv_client import PatientRedis, call
 from .test_cluster_supervisor import Supervisor, free_base
 
+#: Real processes on a machine shared with other jobs: more than the default 120 s.
+pytestmark = pytest.mark.timeout(600)
+
 KEYS = 50
+#: A resize elects, adds, catches up and promotes two nodes: seconds alone,
+#: longer on a loaded machine.
+RESIZE_WAIT_S = 150.0
+
+
+def client(port: int) -> PatientRedis:
+    """A client that waits for a leader when the node knows none (a restart, an election)."""
+    return PatientRedis(port=port, socket_timeout=60, protocol=2)
 
 
 def members(port: int) -> dict[str, str]:
-    with redis.Redis(port=port, socket_timeout=30, protocol=2) as c:
-        reply = c.execute_command("PAXOS.MEMBERS")
+    with client(port) as c:
+        reply = call(c, "PAXOS.MEMBERS")
     fields = dict(zip(reply[::2], reply[1::2], strict=True))
     return {row[0].decode(): row[1].decode() for row in fields[b"members"]}
 
@@ -39,8 +51,8 @@ def test_grow_to_five_then_shrink_to_four(tmp_path: Path) -> None:
     data = tmp_path / "data"
     first = run(base, data, 3)
     try:
-        first.wait_for("leader=")
-        with redis.Redis(port=base + 1000, socket_timeout=30) as c:
+        first.wait_for("leader=", timeout_s=RESIZE_WAIT_S)
+        with client(base + 1000) as c:
             for k in range(KEYS):
                 assert c.set(f"key{k}", f"v{k}") is True
     finally:
@@ -48,9 +60,9 @@ def test_grow_to_five_then_shrink_to_four(tmp_path: Path) -> None:
 
     grown = run(base, data, 5)
     try:
-        grown.wait_for("node 5 is a voter")
+        grown.wait_for("node 5 is a voter", timeout_s=RESIZE_WAIT_S)
         assert members(base + 1000) == dict.fromkeys("12345", "voter")
-        with redis.Redis(port=base + 1004, socket_timeout=30) as c:  # node 5
+        with client(base + 1004) as c:  # node 5
             assert c.mget([f"key{k}" for k in range(KEYS)]) == [
                 f"v{k}".encode() for k in range(KEYS)
             ]
@@ -62,12 +74,12 @@ def test_grow_to_five_then_shrink_to_four(tmp_path: Path) -> None:
     try:
         # Node 5 is started with the others (they may need it for a majority), removed
         # through the log, stopped, and shown no more.
-        removed = shrunk.wait_for("node 5 removed")
+        removed = shrunk.wait_for("node 5 removed", timeout_s=RESIZE_WAIT_S)
         assert members(base + 1000) == dict.fromkeys("1234", "voter")
         after = shrunk.lines.index(removed) + 1
         shrunk.wait_for("node 4 ", after)  # a status refresh after the removal
         assert not any(line.startswith("node 5 ") for line in shrunk.lines[after:])
-        with redis.Redis(port=base + 1003, socket_timeout=30) as c:  # node 4, joined
+        with client(base + 1003) as c:  # node 4, joined
             assert c.set("after-shrink", "1") is True
             assert c.get("key0") == b"v0"
     finally:
@@ -76,7 +88,7 @@ def test_grow_to_five_then_shrink_to_four(tmp_path: Path) -> None:
 
     again = run(base, data, 4)  # the same size: nothing changes, node 5 stays out
     try:
-        again.wait_for("leader=")
+        again.wait_for("leader=", timeout_s=RESIZE_WAIT_S)
         assert members(base + 1003) == dict.fromkeys("1234", "voter")
         assert not any("node 5" in line for line in again.lines)
     finally:

@@ -38,6 +38,9 @@ from redis.retry import Retry
 from .cluster import Cluster, Node, free_ports
 from .kv_client import await_leader
 
+#: Real processes on a machine shared with other jobs: more than the default 120 s.
+pytestmark = pytest.mark.timeout(400)
+
 #: Writes per load thread, at most; and the longest a load runs.
 WRITES_MAX = 4000
 LOAD_S_MAX = 90.0

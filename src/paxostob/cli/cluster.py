@@ -175,6 +175,7 @@ def _write_ids(path: Path, ids: list[str]) -> None:
 
 
 def _layout(data: Path, nodes: int) -> _Layout:
+    """What ``data`` holds, read only (nothing is written before the ports are checked)."""
     made = (data / CLUSTER_ID_FILE).exists()
     removed = _ids(data / REMOVED_FILE)
     stores = sorted(
@@ -183,13 +184,16 @@ def _layout(data: Path, nodes: int) -> _Layout:
     )
     present = [i for i in stores if i not in removed]
     ids = present if made and present else [str(i) for i in range(1, nodes + 1)]
-    cluster_id, new = _cluster_id(data, ids)
-    founders = _ids(data / FOUNDERS_FILE)
-    if not founders:
-        # A directory made before founders were recorded: its nodes are the founders.
-        founders = ids
-        _write_ids(data / FOUNDERS_FILE, founders)
-    return _Layout(cluster_id, new, founders, removed, ids)
+    # A directory made before founders were recorded: its nodes are the founders.
+    founders = _ids(data / FOUNDERS_FILE) or ids
+    return _Layout("", False, founders, removed, ids)
+
+
+def _make(data: Path, layout: _Layout) -> None:
+    """Draw or read the cluster id, and record the founders (the ports were checked)."""
+    layout.cluster_id, layout.new = _cluster_id(data, layout.running)
+    if not (data / FOUNDERS_FILE).exists():
+        _write_ids(data / FOUNDERS_FILE, layout.founders)
 
 
 def run(ns: argparse.Namespace, out: TextIO) -> int:
@@ -199,11 +203,9 @@ def run(ns: argparse.Namespace, out: TextIO) -> int:
         raise ConfigError("--interval and --duration must be > 0")
     data = Path(ns.data_dir)
     try:
-        data.mkdir(parents=True, exist_ok=True)
-        secret = _secret_file(ns)
         layout = _layout(data, ns.nodes)
     except OSError as e:
-        raise ConfigError(f"cannot prepare {data}: {e.strerror}") from None
+        raise ConfigError(f"cannot read {data}: {e.strerror}") from None
     used = [int(i) for i in [*layout.running, *layout.removed]]
     added = [str(i) for i in range(max(used) + 1, max(used) + 1 + ns.nodes - len(layout.running))]
     if not 1 <= ns.base_port <= 65535 - max(used + [int(i) for i in added]) - RESP_PORT_OFFSET:
@@ -212,7 +214,14 @@ def run(ns: argparse.Namespace, out: TextIO) -> int:
         i: (ns.host, ns.base_port + int(i) - 1)
         for i in sorted({*layout.running, *added, *layout.founders}, key=int)
     }
+    # Before anything is made: a failed start must not mark the cluster made.
     _check_ports({i: peer[i] for i in [*layout.running, *added]})
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+        secret = _secret_file(ns)
+        _make(data, layout)
+    except OSError as e:
+        raise ConfigError(f"cannot prepare {data}: {e.strerror}") from None
     cmds = _Commands(ns, data, secret, layout, peer)
     out.write(f"starting {len(layout.running)} nodes (data in {data}/, secret in {secret})\n")
     procs: dict[str, subprocess.Popen[bytes]] = {}
