@@ -57,6 +57,8 @@ __all__ = [
     "CLOCK_OFFSETS_MS",
     "LIVENESS_TICKS_DEFAULT",
     "LOSS_MAX",
+    "MEMBERSHIP_PLANS",
+    "MEMBERSHIP_RULES",
     "PARTITION_KINDS",
     "PERSIST_DELAYS",
     "PERSIST_MODES",
@@ -378,7 +380,7 @@ def draw_options(rng: random.Random) -> SwarmOptions:
     clock_skewed = rng.randint(0, n) if clocks_on else 0
     clock_jumps = rng.choice((0, 1, 3, 8)) if clocks_on else 0
     # Membership changes (drawn after the older features).
-    membership = rng.choice(sorted(MEMBERSHIP_PLANS)) if rng.random() < 0.4 else ""
+    membership = rng.choice(sorted(MEMBERSHIP_PLANS)) if rng.random() < 0.2 else ""
     return SwarmOptions(
         n=n,
         loss=loss,
