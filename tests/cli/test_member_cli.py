@@ -10,6 +10,7 @@ The real cluster is exercised in tests/integration/test_membership.py.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import socketserver
 import threading
@@ -36,10 +37,21 @@ class Model:
     )
     #: Promotions refused (as "behind") before one succeeds.
     behind: int = 0
+    #: A follower: changes are refused naming the leader (this peer address's node).
+    follower_of: str | None = None
     password: str | None = None
     requests: list[list[str]] = field(default_factory=list)
 
     def members(self) -> Reply:
+        if self.follower_of is not None:
+            return {
+                b"cluster_id": b"c1",
+                b"node_id": b"2",
+                b"leader_id": b"9",
+                b"effective_slot": 65,
+                b"members": [[b"9", b"voter", self.follower_of.encode(), -1]],
+                b"founders": [b"9"],
+            }
         rows: list[Reply] = [
             [i.encode(), b"voter", self.addresses[i].encode(), -1] for i in sorted(self.voters)
         ]
@@ -60,6 +72,8 @@ class Model:
         if args == ["PAXOS.MEMBERS"]:
             return self.members()
         op, node = args[1], args[2]
+        if self.follower_of is not None:
+            return Error(f"NOTLEADER {op.lower()} {node}: ask the leader, node 9")
         if op == "ADD":
             if node in self.voters or node in self.learners:
                 return Error(f"ERR add learner {node} refused: {node!r} is already a member")
@@ -82,9 +96,9 @@ class Model:
         return self.members()
 
 
-@pytest.fixture
-def model() -> Iterator[tuple[Model, int]]:
-    m = Model()
+@contextlib.contextmanager
+def serving(m: Model) -> Iterator[int]:
+    """``m`` answering RESP on a port of 127.0.0.1 (a leader peer port is 1000 less)."""
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
@@ -99,10 +113,44 @@ def model() -> Iterator[tuple[Model, int]]:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield m, server.server_address[1]
+        yield int(server.server_address[1])
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def model() -> Iterator[tuple[Model, int]]:
+    m = Model()
+    with serving(m) as port:
+        yield m, port
+
+
+def test_a_change_asked_of_a_follower_is_asked_again_of_the_leader(
+    model: tuple[Model, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    leader, leader_port = model
+    assert leader_port > 1000
+    follower = Model(follower_of=f"127.0.0.1:{leader_port - 1000}")
+    with serving(follower) as port:
+        code, out, err = run_cli(
+            "member", "add", "4", "127.0.0.1:7004", "--port", str(port), capsys=capsys
+        )
+        assert (code, err) == (0, ""), err
+    assert follower.requests == [["PAXOS.MEMBER", "ADD", "4", "127.0.0.1:7004"], ["PAXOS.MEMBERS"]]
+    assert leader.requests == [["PAXOS.MEMBER", "ADD", "4", "127.0.0.1:7004"]]
+    assert "4      learner" in out
+
+
+def test_a_redirect_to_a_leader_that_does_not_answer_says_what_to_do(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    follower = Model(follower_of=f"127.0.0.1:{free_port() - 1000}")
+    with serving(follower) as port:
+        code, _, err = run_cli("member", "remove", "3", "--port", str(port), capsys=capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert "NOTLEADER remove 3: ask the leader, node 9; asked the leader at 127.0.0.1:" in err
+    assert "point --host/--port at the leader's client port" in err
 
 
 def run_cli(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
