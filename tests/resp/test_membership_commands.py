@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from paxostob.errors import NotLeaderError
 from paxostob.resp import membership
+from paxostob.resp.membership import MembershipView
 from paxostob.resp.protocol import Error
 
 from .test_info_stats import commands, run, sections
@@ -83,3 +85,15 @@ async def test_bad_arguments_are_refused_before_anything_is_proposed(
         reply = await run(nc, *args)
         assert isinstance(reply, Error) and fragment in reply.text, reply
         assert nc.tob.members().learners == ()
+
+
+async def test_a_follower_answers_notleader_naming_the_leader(tmp_path: Path) -> None:
+    async with commands(tmp_path) as nc:
+
+        async def refused(leader: str | None) -> MembershipView:
+            raise NotLeaderError("membership changes are proposed at the leader", leader)
+
+        reply = await membership._changed(nc, lambda: refused("b"), "remove c")
+        assert reply == Error("NOTLEADER remove c: ask the leader, node b")
+        reply = await membership._changed(nc, lambda: refused(None), "remove c")
+        assert isinstance(reply, Error) and reply.text.startswith("TRYAGAIN no leader")
