@@ -415,36 +415,40 @@ def client_limits(cfg: NodeConfig, log_config: LogConfig) -> RespLimits:
 
 
 def follow_membership(tob: TotalOrderBroadcast, transport: TcpTransport) -> None:
-    """Keep the transport's peers those of the configuration in effect here, from now on.
+    """Keep the transport's peers those of the configurations in effect here, from now on.
 
-    Called once the node started (its store may know a newer configuration
-    than the flags did), then on every change: new members are dialed, removed
-    ones disconnected and refused (transport/tcp.py). Members without an
-    address in the configuration (founders, whose addresses are the flags')
-    keep the one the transport has.
+    Called once the node started, then on every configuration that takes
+    effect: new members are dialed (with the address the configuration
+    holds; the founders', never in the log, stay the flags'), and a member
+    that a change removed is disconnected and refused (transport/tcp.py).
+    Only a change removes a peer, never a configuration older than what the
+    transport was given: a node that joined was given the members of today
+    by ``--join`` and then replays the log's older configurations, which
+    lack the members added since (removing those would cut it off from the
+    members it learns from). A removed id never becomes a member again, so
+    a removal replayed late is still right.
     """
-    on_membership = getattr(tob, "on_membership", None)
-    if on_membership is None:  # pragma: no cover - a library without membership change
-        return
     api = cast(MembershipApi, tob)
+    previous: set[str] | None = None
 
     def follow(view: MembershipView) -> None:
+        nonlocal previous
+        now = {*view.voters, *view.learners}
         known = transport.members()
-        wanted: dict[str, tuple[str, int]] = {}
         try:
-            for member in {*view.voters, *view.learners}:
+            for member in sorted((previous or set()) - now):
+                transport.remove_peer(member)
+            for member in sorted(now - {tob.address}):
                 address = view.addresses.get(member)
                 if address:
-                    wanted[member] = parse_address(address)
-                elif member in known:
-                    wanted[member] = known[member]
-                else:
+                    transport.add_peer(member, parse_address(address))
+                elif member not in known:
                     log.error("member %s has no address: it cannot be dialed", member)
-            transport.set_members(wanted)
         except ConfigurationError as e:
             log.error("the new configuration's addresses are unusable: %s", e)
+        previous = now
 
-    on_membership(follow)
+    tob.on_membership(follow)
     follow(api.members())
 
 
