@@ -443,7 +443,9 @@ def follow_membership(tob: TotalOrderBroadcast, transport: TcpTransport) -> None
                 if address:
                     transport.add_peer(member, parse_address(address))
                 elif member not in known:
-                    log.error("member %s has no address: it cannot be dialed", member)
+                    # A founder this node has no flag for: one that left long ago
+                    # (a joined node replays them), or one that dials this node.
+                    log.debug("member %s has no address here: it is not dialed", member)
         except ConfigurationError as e:
             log.error("the new configuration's addresses are unusable: %s", e)
         previous = now
