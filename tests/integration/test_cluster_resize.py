@@ -34,6 +34,8 @@ def client(port: int) -> PatientRedis:
 
 def members(port: int) -> dict[str, str]:
     with client(port) as c:
+        # A barrier: a change in effect elsewhere is in effect here once it is delivered.
+        call(c, "PAXOS.BROADCAST", "barrier")
         reply = call(c, "PAXOS.MEMBERS")
     fields = dict(zip(reply[::2], reply[1::2], strict=True))
     return {row[0].decode(): row[1].decode() for row in fields[b"members"]}

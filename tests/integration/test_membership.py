@@ -109,7 +109,14 @@ def member(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def members_of(node: Node) -> dict[str, str]:
-    """``{id: role}`` as ``node`` knows the configuration."""
+    """``{id: role}`` as ``node`` knows the configuration, after a barrier.
+
+    A change answered by the node asked is in effect there; another node may
+    not have applied it yet. A broadcast delivered on ``node`` now is in a slot
+    after every change in effect before it was proposed, so once it is
+    delivered there ``node`` knows those changes too.
+    """
+    await_leader(node.resp_port, None)
     reply = node.call("PAXOS.MEMBERS")
     fields = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2], strict=True))
     return {row[0].decode(): row[1].decode() for row in fields[b"members"]}
