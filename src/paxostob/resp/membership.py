@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MEMBER_CHANGE_TIMEOUT_S",
+    "MembershipCommands",
     "MembershipApi",
     "MembershipView",
     "info_lines",
@@ -286,7 +287,24 @@ def _member(
     )
 
 
+class MembershipCommands:
+    """The family of the membership commands: ``table()`` maps their names to handlers.
+
+    Shaped as a command family (made with the dispatcher, ``self.node``), so
+    that a dispatcher built from families lists it as one.
+    """
+
+    def __init__(self, node: NodeCommands) -> None:
+        self.node = node
+
+    def table(self) -> dict[bytes, Callable[[Connection, list[bytes]], Reply | Awaitable[Reply]]]:
+        node = self.node
+        return {
+            b"PAXOS.MEMBERS": lambda conn, args: _members(node, conn, args),
+            b"PAXOS.MEMBER": lambda conn, args: _member(node, conn, args),
+        }
+
+
 def register(commands: NodeCommands) -> None:
     """Add the membership commands to ``commands``' table."""
-    commands.table[b"PAXOS.MEMBERS"] = lambda conn, args: _members(commands, conn, args)
-    commands.table[b"PAXOS.MEMBER"] = lambda conn, args: _member(commands, conn, args)
+    commands.table.update(MembershipCommands(commands).table())
