@@ -45,8 +45,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MEMBER_CHANGE_TIMEOUT_S",
-    "MembershipCommands",
     "MembershipApi",
+    "MembershipCommands",
     "MembershipView",
     "info_lines",
     "members_reply",
