@@ -282,3 +282,26 @@ def test_window_larger_than_alpha_is_refused() -> None:
         MultiPaxosReplica(
             "a", ["a"], random.Random(0), config=LogConfig(window_slots_max=CONFIG_DELAY_SLOTS + 1)
         )
+
+
+def test_acceptances_of_a_non_voter_never_count() -> None:
+    from paxostob.core.events import Receive
+    from paxostob.core.messages import Accepted, Envelope
+
+    net = Net("abc", config=CFG)
+    elect(net)
+    net.join("d")
+    assert change(net, "a", "add", "d").error is None
+    net.run(20)
+    a = net.r["a"]
+    net.isolated = {"b", "c"}
+    a.step(Propose(b"only a and a learner"))
+    net.settle()
+    lead = a.election.leading
+    assert lead is not None and lead.open, "the slot should be open, waiting for a quorum"
+    (slot,) = lead.open
+    # The learner d's acceptance (it never gets an Accept: forged here) plus
+    # a's own would be two of three if d counted.
+    a.step(Receive(Envelope("a", Accepted(a.instance, "d", lead.ballot, slot, None))))
+    net.settle()
+    assert slot not in a.log.entries and a.log.decided_through < slot

@@ -196,6 +196,20 @@ class TotalOrderBroadcast(AsyncLifetime):
     nothing, but it must never be passed for a member whose store was lost:
     that member would rejoin having forgotten its votes.
 
+    Membership (docs/design.md, 'Membership change'): ``members`` are the
+    founding members, the first configuration's voters. The leader changes
+    the membership one change at a time: ``add_member`` (a learner, which
+    receives the log but does not vote), ``promote_member`` (learner to
+    voter, once it caught up) and ``remove_member``; each resolves once the
+    change is in effect here, and raises ``MembershipError`` when refused
+    (``NotLeaderError``, naming the leader, on a node that does not lead).
+    ``members()`` is the configuration in effect; ``on_membership``
+    callbacks hear of each new one (a runtime dials new members there). A
+    node added later starts with ``join=True`` and the same founding
+    ``members`` (it is not one of them): it may make its store, stays a
+    learner until promoted, and catches up by snapshot and log. A node whose
+    disk was lost joins under a new id (a removed id never comes back).
+
     Compaction: with a ``state_machine``, deliveries go to its ``apply``
     (not to ``deliver()``); after ``snapshot_entries_max`` deliveries or
     ``snapshot_bytes_max`` payload bytes (both times 1 to 1.5, by the node's

@@ -45,6 +45,13 @@ Total-order broadcast (``check_tob``), safety first:
   (persist before send), and for every slot it accepted or acknowledged
   it still holds that ballot or a higher one, unless the slot is decided
   or compacted in its storage;
+- configurations: membership changes are values of the chosen log; every
+  majority below (chosen values, durable quorum) is one of the voters of
+  the slot's own configuration, which the checkers derive from the chosen
+  log with the true alpha (``slot_configs``), never from what the replicas
+  believed. Correct replicas (for liveness) are those never crash-stopped
+  that are members of the final configuration; a broadcast of a removed
+  origin is owed only once delivered somewhere;
 - durable quorum: when a slot is first decided (anywhere), a majority of
   acceptors already hold its value, accepted in one ballot, synced in their
   storage: a decision never rests on a vote that a power loss can erase
@@ -540,8 +547,9 @@ def check_agreement(history: TobHistory) -> None:
 def check_chosen_values(history: TobHistory) -> None:
     """A value a majority accepted in one ballot is chosen: its slot is never decided otherwise.
 
-    The majority is counted here (``n // 2 + 1`` distinct acceptors), not with
-    the core's rules, so a broken quorum rule cannot hide a lost value.
+    The majority is counted here (``n // 2 + 1`` distinct voters of the
+    slot's configuration), not with the core's rules, so a broken quorum
+    rule cannot hide a lost value.
     """
     for slot, ballot, proposed, again, tick in history.conflicts:
         raise CheckFailure(
