@@ -11,11 +11,13 @@ output or a reply, under a timeout).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from .kv_client import PatientRedis, call
+from .kv_client import PatientRedis, call, status
 from .test_cluster_supervisor import Supervisor, free_base
 
 #: Real processes on a machine shared with other jobs: more than the default 120 s.
@@ -93,5 +95,18 @@ def test_grow_to_five_then_shrink_to_four(tmp_path: Path) -> None:
         again.wait_for("leader=", timeout_s=RESIZE_WAIT_S)
         assert members(base + 1003) == dict.fromkeys("1234", "voter")
         assert not any("node 5" in line for line in again.lines)
+        # A change asked of a follower reaches the leader (at its peer port + 1000).
+        with client(base + 1000) as c:
+            leader = status(c)[b"leader_id"].decode()
+        follower = next(i for i in "1234" if i != leader)
+        asked = subprocess.run(
+            [
+                sys.executable, "-m", "paxostob", "member", "remove", "4" if leader != "4" else "3",
+                "--port", str(base + 999 + int(follower)),
+            ],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert asked.returncode == 0, asked.stderr
+        assert len(members(base + 1000)) == 3
     finally:
         assert again.stop() == 0
