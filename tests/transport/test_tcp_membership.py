@@ -16,6 +16,14 @@ import asyncio
 import pytest
 
 from paxostob.errors import ConfigurationError
+from paxostob.transport.auth import (
+    Hello,
+    decode_hello,
+    encode_hello,
+    encode_proof,
+    new_nonce,
+    proof,
+)
 from paxostob.transport.tcp import TcpTransport, parse_address
 
 from .conformance import envelope
@@ -26,6 +34,7 @@ from .test_tcp import (
     close_all,
     exchange,
     free_members,
+    raw_peer,
     until,
     until_connected,
     until_disconnected,
@@ -151,3 +160,23 @@ async def test_removing_a_member_being_dialed_ends_its_dial_loop() -> None:
         assert dialer.members() == {"1": addresses["1"]}
     finally:
         await dialer.close()
+
+
+async def test_a_handshake_that_completes_after_its_member_was_removed_is_closed() -> None:
+    addresses = free_members(["0", "1"])
+    listener = _transport("1", addresses)
+    try:
+        await listener.start()
+        async with raw_peer(addresses["1"]) as peer:  # it speaks as member "0"
+            nonce = new_nonce()
+            peer.send_payload(encode_hello(Hello(CLUSTER, "0", "1", nonce)))
+            theirs = decode_hello(await peer.read_payload())  # admitted so far
+            listener.remove_peer("0")
+            args = (CLUSTER, "0", "1", nonce, theirs.nonce)
+            peer.send_payload(encode_proof(proof(SECRET, "dialer", *args)))
+            await until(listener, lambda st: st.auth_failures >= 1)
+            await peer.closed_by_listener()
+        assert listener.stats.connects == 0
+        assert listener.connected_peers() == frozenset()
+    finally:
+        await listener.close()
