@@ -208,3 +208,48 @@ def test_join_refuses_a_founding_member() -> None:
     net = MemoryNetwork(seed=16)
     with pytest.raises(ConfigurationError, match="joins"):
         TotalOrderBroadcast(net.transport("n1"), FOUNDERS, join=True)
+
+
+async def test_a_joined_node_restarts_on_its_store_and_refuses_without_one() -> None:
+    from paxostob import MemoryStorage, StoreMissingError
+
+    net = MemoryNetwork(seed=17)
+    nodes = {m: node(net, m) for m in FOUNDERS}
+    await started(*nodes.values())
+    store = MemoryStorage()
+    try:
+        await nodes["n1"].broadcast(b"x", timeout=WAIT_S)
+        transport = net.transport("n4")
+        first = TotalOrderBroadcast(
+            transport,
+            FOUNDERS,
+            tick_interval_s=TICK,
+            join=True,
+            storage=store,
+            bootstrap=True,
+        )
+        await first.start()
+        await at_leader(nodes, adding("n4"))
+        assert (await take(first, 1))[0].payload == b"x"
+        await first.close()
+        await transport.close()
+        transport = net.transport("n4")
+        again = TotalOrderBroadcast(
+            transport, FOUNDERS, tick_interval_s=TICK, join=True, storage=store
+        )
+        await again.start()  # its store is found: no bootstrap needed
+        assert again.members().learners == ("n4",)
+        await again.close()
+        await transport.close()
+        lost = TotalOrderBroadcast(
+            net.transport("n4"),
+            FOUNDERS,
+            tick_interval_s=TICK,
+            join=True,
+            storage=MemoryStorage(),
+        )
+        with pytest.raises(StoreMissingError):
+            await lost.start()
+    finally:
+        for t in nodes.values():
+            await t.close()

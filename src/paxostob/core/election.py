@@ -133,6 +133,15 @@ class Election:
         """The voters of the newest configuration we know (liveness rules use them)."""
         return self._log.membership.newest.voters
 
+    def _may_lead(self) -> bool:
+        """A voter of every configuration governing a slot above our prefix.
+
+        Not a learner being promoted before its promotion takes effect (it
+        could open none of the slots before it), nor a member being removed.
+        """
+        configs = self._log.membership.governing_from(self._log.decided_through + 1)
+        return all(self._me in c.voters for c in configs)
+
     def _timeout(self) -> int:
         t = self._config.election_timeout_ticks
         if self._voters() == {self._me}:
@@ -153,7 +162,7 @@ class Election:
 
     def _on_timeout(self, now: int) -> None:
         voters = self._voters()
-        if self._me not in voters:
+        if not self._may_lead():
             self.due = now + self._timeout()  # a learner or a removed member never campaigns
             return
         peers = sorted(voters - {self._me})
@@ -207,7 +216,7 @@ class Election:
 
     def campaign(self, now: int) -> None:
         """Phase 1 for every slot above our decided prefix, with a fresh ballot."""
-        if self._me not in self._voters():
+        if not self._may_lead():
             return  # a learner or a removed member never leads
         top = max(self._acceptor.promised, self.ballot, self.highest_seen, self.leader_ballot)
         # Phase 1 again (a stalled catch-up, or Campaign) leaves leadership

@@ -206,9 +206,13 @@ class TotalOrderBroadcast(AsyncLifetime):
     ``members()`` is the configuration in effect; ``on_membership``
     callbacks hear of each new one (a runtime dials new members there). A
     node added later starts with ``join=True`` and the same founding
-    ``members`` (it is not one of them): it may make its store, stays a
-    learner until promoted, and catches up by snapshot and log. A node whose
-    disk was lost joins under a new id (a removed id never comes back).
+    ``members`` (it is not one of them) on every start, and with
+    ``bootstrap=True`` on its first start only, exactly as a founding member
+    (that makes its store; a later start that finds none refuses, since the
+    node may have become a voter and must not vote with promises it lost). It
+    stays a learner until promoted, and catches up by snapshot and log. A
+    node whose disk was lost joins under a new id (a removed id never comes
+    back).
 
     Compaction: with a ``state_machine``, deliveries go to its ``apply``
     (not to ``deliver()``); after ``snapshot_entries_max`` deliveries or
@@ -407,14 +411,12 @@ class TotalOrderBroadcast(AsyncLifetime):
     async def start(self) -> None:
         storage = self._storage
         if storage is not None and not self._opened:
-            # A joining node may make its store: it starts as a learner, with no
-            # votes to forget (a restart finds the store and ``join`` does nothing).
             state = await open_store(
                 storage,
                 self.cluster_id,
                 self.address,
                 self.founding_members,
-                bootstrap=self._bootstrap or self._join,
+                bootstrap=self._bootstrap,
             )
             self._opened = True
             if state.snapshot is not None:
@@ -720,8 +722,9 @@ class TotalOrderBroadcast(AsyncLifetime):
     ) -> Membership:
         """Add ``node_id`` (reachable at ``address``) as a learner; resolve once in effect here.
 
-        Start the new node with ``join=True`` and the founding ``members``: it
-        catches up (snapshot and log) as a learner, and votes only once
+        Start the new node with ``join=True`` and the founding ``members``
+        (and ``bootstrap=True`` on its first start): it catches up (snapshot
+        and log) as a learner, and votes only once
         ``promote_member`` makes it a voter. Refused (``MembershipError``)
         while another change is in progress, for an id that is a member or
         was ever removed (a node whose disk was lost joins under a new id);
