@@ -69,6 +69,8 @@ class Model:
         self.requests.append(args)
         if args[0] == "AUTH":
             return b"OK" if args[1] == self.password else Error("WRONGPASS invalid password")
+        if args[0] == "EXISTS":
+            return 0
         if args == ["PAXOS.MEMBERS"]:
             return self.members()
         op, node = args[1], args[2]

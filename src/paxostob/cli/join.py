@@ -14,8 +14,11 @@ From the reply the node takes the cluster id (``--cluster-id`` must agree
 if given), its own peer address (the one ``member add`` recorded) and every
 member's, which become its ``--members``. Then:
 
-- its id is a **learner** and its store is missing: it makes its store as
-  a learner (never as a voter) and catches up from the others;
+- its id is a **learner** and its store is missing: it makes its store
+  (``bootstrap`` with ``join``: a learner's, never a voter's) and catches
+  up from the others. The configuration is read after a read barrier, so a
+  member that lags cannot call a node a learner after it was promoted (and
+  may have voted);
 - its id is a **voter** and its store is missing: refused. A voter that
   lost its store must not vote again (docs/operations.md, 'Membership
   change': remove it, and join a new id);
@@ -41,6 +44,8 @@ __all__ = ["JOIN_TIMEOUT_S", "Joined", "ask_members", "joined", "parse_seeds"]
 #: One member's answer: it replies from memory, so a second is plenty; a
 #: few seconds ride out a loaded machine.
 JOIN_TIMEOUT_S = 5.0
+#: A point read of a key nobody writes: a read barrier, with no side effect.
+BARRIER = [b"EXISTS", b"paxostob:join-barrier"]
 #: Between two rounds of asking the seeds, while ``--join-wait`` lasts.
 JOIN_RETRY_S = 0.5
 
@@ -89,6 +94,12 @@ async def ask_members(
         errors = []
         for host, port in seeds:
             try:
+                # A read barrier first (a point read is answered once an entry
+                # proposed after it is applied there): the configuration read
+                # next then holds every change in effect in any slot this node
+                # could have voted in, so a lagging member never calls a node
+                # that was promoted a learner (which may make its store).
+                await request(host, port, BARRIER, timeout_s=timeout_s, password=password)
                 reply = await request(
                     host, port, [b"PAXOS.MEMBERS"], timeout_s=timeout_s, password=password
                 )

@@ -254,6 +254,9 @@ def _join(ns: argparse.Namespace, flags: dict[str, object]) -> tuple[tuple[str, 
     )
     flags["members"] = found.members
     flags["cluster_id"] = found.cluster_id
+    if not store_exists:
+        # Its first start: a learner's store is made (``joined`` refused a voter's).
+        flags["bootstrap"] = True
     founders = tuple(f for f in found.founders.split(",") if f)
     return founders, (
         f"--join: {found.source} says cluster {found.cluster_id}, members {found.members} "
