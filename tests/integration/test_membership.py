@@ -239,6 +239,14 @@ def test_grow_from_three_to_five_voters_under_load(cluster: Cluster, tmp_path: P
     for i in others:
         cluster.nodes[i].start()
         cluster.nodes[i].wait_ready()
+    # A joined node restarts on its store (the same --join: it makes no store now).
+    n4.stop()
+    seen = len(n4.lines)
+    start_joining(n4, leader)
+    n4.wait_ready()
+    restart = n4.lines[seen:]
+    assert any("this node is a voter" in line for line in restart), restart
+    assert not any("its store is made now" in line for line in restart)
     check_acked(loads, list(cluster.nodes.values()))
     errors = check_errors(loads)
     print(f"grow: {sum(len(x.acked) for x in loads)} writes acknowledged, {errors} TRYAGAIN")
