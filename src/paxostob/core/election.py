@@ -144,8 +144,9 @@ class Election:
 
     def _timeout(self) -> int:
         t = self._config.election_timeout_ticks
-        if self._voters() == {self._me}:
-            return 1  # nobody to wait for
+        configs = self._log.membership.governing_from(self._log.decided_through + 1)
+        if all(c.voters == {self._me} for c in configs):
+            return 1  # nobody to wait for (not even the voters of a configuration ending)
         return self._rng.randint(t, 2 * t)
 
     def tick(self, now: int) -> None:

@@ -943,7 +943,17 @@ class _TobRun(_Run):
                 self.plan.pop(0)  # done, or refused for good (e.g. already removed)
             self.plan_next = tick + self.rng.randint(1, 30)
         if asked is not None and tick - asked[2] > 300:
-            self.plan_asked = None  # lost with a leader change: ask again
+            # No outcome (the node asked crashed or stopped leading): ask
+            # again, unless the change is in the newest configuration already.
+            self.plan_asked = None
+            op, target = self.plan[0][0], asked[1]
+            newest = self._newest() if self.live else None
+            if newest is not None and (
+                (op == "remove" and target not in newest.members)
+                or (op == "add" and target in newest.members)
+                or (op == "promote" and target in newest.voters)
+            ):
+                self.plan.pop(0)
         if not self.plan or self.plan_asked is not None or tick < self.plan_next:
             return
         leader = self.leader()
