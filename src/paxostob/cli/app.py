@@ -26,6 +26,7 @@ from ..version import __version__
 from . import check as check
 from . import cluster as cluster
 from . import init as init
+from . import member as member
 from . import serve as serve
 from . import snapshot as snapshot
 from . import status as status
@@ -169,6 +170,11 @@ COMMANDS: dict[str, Command] = {
         help="write a new cluster's secret (mode 0600) and one node config (TOML) per member",
         configure=init.configure,
         run=init.run,
+    ),
+    "member": Command(
+        help="list, add, promote, remove or replace members of a running cluster",
+        configure=member.configure,
+        run=member.run,
     ),
     "snapshot": Command(
         help="save a live node's state to a file, or restore one into a new cluster's stores",

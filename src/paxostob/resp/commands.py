@@ -11,6 +11,7 @@ Every other command belongs to a family, one module each, listed in
 ``FAMILIES`` (the registration point: a new family is one line there):
 ``connection`` (PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT),
 ``introspection`` (INFO, COMMAND, CONFIG GET), ``paxos`` (PAXOS.*),
+``membership`` (PAXOS.MEMBERS, PAXOS.MEMBER),
 ``pubsub`` (SUBSCRIBE, PUBSUB, ...), ``blocking`` (BLPOP, ...),
 ``scripting`` (SCRIPT; EVALSHA's cache) and ``transactions`` (MULTI, EXEC,
 WATCH, ...). ``resp.family`` says what a family is. The dispatcher checks
@@ -39,6 +40,7 @@ from .blocking import BlockingCommands
 from .connection import BEFORE_AUTH, ConnectionCommands
 from .family import Family, Handler, KvExecutor, as_error, unknown_command, wrong_arity
 from .introspection import IntrospectionCommands
+from .membership import MembershipCommands
 from .paxos import PaxosCommands
 from .protocol import Error, Reply
 from .pubsub import IN_SUBSCRIBE_MODE, PubSub, PubSubCommands
@@ -60,6 +62,7 @@ FAMILIES: tuple[type[Family], ...] = (
     ConnectionCommands,
     IntrospectionCommands,
     PaxosCommands,
+    MembershipCommands,
     PubSubCommands,
     BlockingCommands,
     ScriptingCommands,

@@ -15,6 +15,7 @@ import time
 
 from ..kv.commands import COMMANDS, CommandSpec
 from ..version import __version__
+from . import membership
 from .family import REDIS_ROLE, REDIS_VERSION, Family, Handler, help_reply
 from .protocol import Error, Reply, SimpleString
 from .server import Connection
@@ -213,6 +214,7 @@ class IntrospectionCommands(Family):
                 f"pre_votes_lost:{st.pre_votes_lost}",
                 f"leader_changes:{self.node.tob.leader_changes}",
                 f"proposals_failed:{self.node.tob.proposals_failed}",
+                *membership.info_lines(self.node),
             ],
             "commandstats": self.node.stats.info_lines(),
         }
