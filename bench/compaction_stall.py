@@ -23,9 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from paxostob import MemoryNetwork, TotalOrderBroadcast
+from paxostob import KeyValueStore, MemoryNetwork, TotalOrderBroadcast
 from paxostob.kv.state_machine import KvStateMachine
-from paxostob.kvstore import KeyValueStore
 
 MEMBERS = ["r1", "r2", "r3"]
 MSET_KEYS = 1000

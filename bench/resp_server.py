@@ -6,7 +6,7 @@ what is measured is the server (read, parse, dispatch, encode, write).
 resolved on the next loop iteration, as a command that goes through
 consensus did; ``--mode future`` answers the SET/GETs of one read with
 futures resolved together by one callback on the next loop iteration, as
-``NodeCommands`` does now (one log entry per read).
+``NodeCommands`` and the key-value store do (one log entry per loop pass).
 
     python bench/resp_server.py serve [--port 0] [--mode plain]
         # serves until stdin closes; prints "PORT <n>" first
@@ -58,7 +58,7 @@ def make_dispatcher(mode: str) -> object:  # noqa: C901 - the stub server class,
         ) -> list[tuple[Reply | Awaitable[Reply], int]]:
             if mode != "future":
                 return [(self.dispatch(conn, args), conn.protocol) for args in commands]
-            # One group for the read's SET/GETs, as NodeCommands._kv_group does.
+            # The read's SET/GETs resolved together, as the key-value store's per-pass group is.
             loop = asyncio.get_running_loop()
             group: list[tuple[asyncio.Future[Reply], list[bytes]]] = []
             out: list[tuple[Reply | Awaitable[Reply], int]] = []

@@ -9,7 +9,9 @@ Rules (one failure line per violation: file, line, import, rule):
 
 - ``upward``: a module imports only modules of its own layer or lower.
 - ``siblings``: ``storage`` and ``transport`` do not import each other; at
-  layer 3, ``resp``, ``sim`` and ``bench`` do not import each other.
+  layer 4, ``resp``, ``sim``, ``check`` and ``bench`` do not import each
+  other, except ``SHARED_AMONG_SIBLINGS``: the model checker judges its states
+  with the simulator's properties (``sim.checkers``) and nothing else of it.
 - ``layer0``: inside layer 0, each part imports only what ``LAYER0_ALLOWED``
   lists: ``errors`` nothing, ``core`` only itself and ``errors``; ``kv`` and
   ``codec`` only core's data (``CORE_DATA``: types, messages, events), never
@@ -20,7 +22,8 @@ Rules (one failure line per violation: file, line, import, rule):
   ``transport.base``, the default store factory ``storage.default`` (the one
   edge to an adapter: ``data_dir=`` is a public contract), and itself; never
   a concrete adapter.
-- ``sim``: the simulator runs on virtual time: no asyncio, no ``node``.
+- ``sim``: the simulator and the model checker (``check``) run on virtual
+  time: no asyncio, no ``node``.
 - ``pure``: layer 0 does no IO and reads no clock: it imports none of
   ``LAYER0_FORBIDDEN``, and uses ``random`` only as the ``random.Random``
   type of an injected generator (never the module's global functions).
@@ -60,15 +63,21 @@ LAYER_PREFIXES: tuple[tuple[str, int], ...] = (
     ("storage", 1),
     ("transport", 1),
     ("node", 2),
-    ("resp", 3),
-    ("sim", 3),
-    ("bench", 3),
+    # The applications on the broadcast: state machines and their proposers.
+    ("apps", 3),
+    # The documented old home of KeyValueStore: an alias of apps.kv.
     ("kvstore", 3),
+    ("resp", 4),
+    ("sim", 4),
+    ("check", 4),
+    ("bench", 4),
     # Reads the installed package's metadata (a file): not pure, needs nothing else.
     ("version", 1),
-    ("cli", 4),
-    ("__main__", 4),
+    ("cli", 5),
+    ("__main__", 5),
 )
+#: The layer whose top-level parts are siblings (the servers and tools on the applications).
+SIBLINGS_LAYER = 4
 INTERFACES = frozenset({"storage.base", "transport.base"})
 #: The one adapter module the runtime may import: what ``data_dir=`` means.
 RUNTIME_FACTORIES = frozenset({"storage.default"})
@@ -85,13 +94,17 @@ LAYER0_ALLOWED: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("transport.faults", ("errors",)),
 )
 LAYER1_SIBLINGS = frozenset({"storage", "transport"})
+#: (importer's top-level part, module) pairs allowed across the layer-4 siblings.
+SHARED_AMONG_SIBLINGS = frozenset({("check", "sim.checkers")})
+#: Layer-4 parts that drive the core on virtual time (the ``sim`` rule).
+VIRTUAL_TIME = frozenset({"sim", "check"})
 HUB = ""  # paxostob/__init__.py, named relative to the package
 
 
 def layer_of(module: str) -> int | None:
     """The layer of ``module`` (named relative to the package; ``""`` is the hub)."""
     if module == HUB:
-        return 4
+        return 5
     for prefix, layer in LAYER_PREFIXES:
         if module == prefix or module.startswith(prefix + "."):
             return layer
@@ -190,8 +203,13 @@ def _import_rules(src: str, target: str) -> Iterator[tuple[str, str]]:
     assert src_layer is not None
     if target_layer > src_layer:
         yield "upward", f"layer {src_layer} must not import layer {target_layer}"
-    if top(src) != top(target) and (
-        {top(src), top(target)} <= LAYER1_SIBLINGS or src_layer == target_layer == 3
+    if (
+        top(src) != top(target)
+        and (top(src), target) not in SHARED_AMONG_SIBLINGS
+        and (
+            {top(src), top(target)} <= LAYER1_SIBLINGS
+            or src_layer == target_layer == SIBLINGS_LAYER
+        )
     ):
         yield "siblings", f"{top(src)} and {top(target)} are siblings: neither imports the other"
     allowed = layer0_allowed(src) if src_layer == 0 else None
@@ -210,7 +228,7 @@ def _import_rules(src: str, target: str) -> Iterator[tuple[str, str]]:
             "node imports only layer 0, the interfaces storage.base, transport.base "
             "and the default store factory storage.default",
         )
-    if top(src) == "sim" and top(target) == "node":
+    if top(src) in VIRTUAL_TIME and top(target) == "node":
         yield "sim", "the simulator drives the core directly, never node"
 
 
@@ -243,7 +261,7 @@ def check_module(module: SourceModule, known: frozenset[str]) -> list[str]:
             for rule, why in _import_rules(module.name, target):
                 report(node, rule, why)
         roots = set(_stdlib_roots(node))
-        if top(module.name) == "sim" and "asyncio" in roots:
+        if top(module.name) in VIRTUAL_TIME and "asyncio" in roots:
             report(node, "sim", "the simulator runs on virtual time: no asyncio")
         if layer != 0:
             continue
@@ -279,6 +297,8 @@ ROOT = SRC.parents[1]
 DOCUMENTED_MODULES = frozenset(
     {
         "errors",
+        "apps.kv",
+        "apps.tagged",
         "kvstore",
         "storage.base",
         "storage.default",
@@ -385,8 +405,16 @@ KNOWN = frozenset(
         "storage.file",
         "node",
         "node.runtime",
+        "apps",
+        "apps.kv",
+        "apps.broadcast_log",
+        "kvstore",
         "sim",
         "sim.runner",
+        "sim.checkers",
+        "check",
+        "check.model",
+        "storage.memory",
         "resp",
         "resp.server",
         "resp.protocol",
@@ -422,9 +450,16 @@ def _check(name: str, source: str, *, is_package: bool = False) -> list[str]:
         ("node.runtime", "from ..transport import memory\n", "runtime"),
         ("sim.runner", "import asyncio\n", "sim"),
         ("sim.runner", "from ..node import runtime\n", "sim"),
+        ("check.model", "import asyncio\n", "sim"),
+        ("check.model", "from ..sim.runner import run\n", "siblings"),
+        ("sim.runner", "from ..check import model\n", "siblings"),
         ("transport.memory", "from paxostob import MemoryNetwork\n", "hub"),
         ("core", "from .. import ConfigurationError\n", "hub"),
         ("resp.server", "from ..cli import main\n", "cli"),
+        ("apps.kv", "from ..resp.server import serve\n", "upward"),
+        ("apps.kv", "from ..cli import main\n", "cli"),
+        ("node.runtime", "from ..apps.kv import KeyValueStore\n", "upward"),
+        ("kv.machine", "from ..apps import broadcast_log\n", "upward"),
         ("core.synod", "from ..metrics import counter\n", "layers"),
         ("core.synod", "from ..kv.machine import KvMachine\n", "layer0"),
         ("core.synod", "from ..codec import encode_message\n", "layer0"),
@@ -473,7 +508,16 @@ def test_checker_names_file_line_and_import() -> None:
         ("storage.base", "from ..core.types import Snapshot\nfrom ..errors import StorageError\n"),
         ("transport.base", "from ..core.messages import Envelope\n"),
         ("sim.runner", "import random\nfrom ..transport.faults import FaultModel\n"),
+        ("check.model", "from ..sim.checkers import TobHistory\nfrom ..storage import memory\n"),
         ("resp.server", "import asyncio\nfrom ..node import runtime\nfrom .protocol import x\n"),
+        ("resp.server", "from ..apps.kv import KeyValueStore\nfrom ..apps import broadcast_log\n"),
+        (
+            "apps.kv",
+            "import asyncio\nfrom ..node import runtime\nfrom ..kv.machine import KvMachine\n",
+        ),
+        ("apps.kv", "from .broadcast_log import BroadcastLog\n"),
+        ("kvstore", "from .apps.kv import KeyValueStore\n"),
+        ("sim.runner", "from ..apps.broadcast_log import BroadcastLog\n"),
         ("cli", "import asyncio\nfrom .transport.memory import MemoryNetwork\n"),
         ("__main__", "from .cli import main\n"),
         (HUB, "from .transport.memory import MemoryNetwork\nfrom .errors import PaxosError\n"),
@@ -505,6 +549,7 @@ def test_script_checker_reports_internal_imports(folder: str, source: str) -> No
         ("examples", "from paxostob import KeyValueStore, TotalOrderBroadcast\nimport paxostob\n"),
         ("examples", "import asyncio\nfrom pathlib import Path\n"),
         ("bench", "from paxostob.kvstore import KeyValueStore\nfrom paxostob import Consensus\n"),
+        ("bench", "from paxostob.apps.kv import KeyValueStore\n"),
         ("bench", "from paxostob.storage.default import default_storage\n"),
     ],
 )

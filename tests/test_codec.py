@@ -35,6 +35,10 @@ from paxostob.core.messages import (
     PreVoteReply,
     Promise,
     PromiseEntry,
+    ReadIndexAsk,
+    ReadIndexGrant,
+    ReadProbe,
+    ReadProbeReply,
     SnapshotChunk,
 )
 from paxostob.core.types import Ballot, DecidedEntry, Proposal, ProposalId
@@ -61,6 +65,10 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Decided, ids, ids, st.lists(decided_entries, max_size=3).map(tuple)),
     st.builds(PreVote, ids, ids, ballots, uints),
     st.builds(PreVoteReply, ids, ids, ballots, st.booleans(), ballots),
+    st.builds(ReadProbe, ids, ids, ballots, uints, uints),
+    st.builds(ReadProbeReply, ids, ids, ballots, uints),
+    st.builds(ReadIndexAsk, ids, ids, uints),
+    st.builds(ReadIndexGrant, ids, ids, uints, uints),
 )
 
 
@@ -177,6 +185,10 @@ def test_every_message_type_has_its_own_tag() -> None:
         SnapshotChunk("i", "a", 4, b"meta", 10, 2, b"abc"),
         PreVote("i", "a", Ballot(1, "a"), 0),
         PreVoteReply("i", "a", Ballot(1, "a"), True, Ballot(0, "")),
+        ReadProbe("i", "a", Ballot(1, "a"), 1, 0),
+        ReadProbeReply("i", "a", Ballot(1, "a"), 1),
+        ReadIndexAsk("i", "a", 1),
+        ReadIndexGrant("i", "a", 1, 0),
     ]
     assert {type(m) for m in samples} == set(typing.get_args(Message))
     tags = [msgpack.unpackb(encode_message(m))[0] for m in samples]

@@ -23,24 +23,29 @@ if tuple(sys.version_info[:2]) < PYTHON_MIN:
 
 from typing import TYPE_CHECKING
 
+from .apps.kv import KeyValueStore
+from .apps.tagged import TaggedStateMachine
+from .core.membership import Membership
 from .core.multipaxos import LogConfig, Status
 from .core.types import Delivery
 from .errors import (
     AlreadyDeliveredError,
     ConfigurationError,
     DecodeError,
+    MembershipError,
     NodeFailedError,
+    NotLeaderError,
     NotRunningError,
     PaxosError,
     PayloadTooLargeError,
     ProposalConflictError,
     ProposalIdsExhaustedError,
     QuorumTimeoutError,
+    ResultUnknownError,
     StorageError,
     StoreMissingError,
     TransportClosedError,
 )
-from .kvstore import KeyValueStore, TaggedStateMachine
 from .node.consensus import Consensus
 from .node.tob import StateMachine, TotalOrderBroadcast
 from .storage.base import Storage
@@ -64,15 +69,19 @@ __all__ = [
     "KeyValueStore",
     "LogConfig",
     "LogStorage",
+    "Membership",
+    "MembershipError",
     "MemoryNetwork",
     "MemoryStorage",
     "NodeFailedError",
+    "NotLeaderError",
     "NotRunningError",
     "PaxosError",
     "PayloadTooLargeError",
     "ProposalConflictError",
     "ProposalIdsExhaustedError",
     "QuorumTimeoutError",
+    "ResultUnknownError",
     "SqliteStorage",
     "StateMachine",
     "Status",

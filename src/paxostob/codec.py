@@ -19,7 +19,9 @@ Rules:
   that connection), and every older message reads as before. ``PreVote`` and
   ``PreVoteReply`` (12, 13) are such additions: upgrade a cluster from a
   release without them with ``LogConfig.pre_vote`` off, and turn it on once
-  every node reads them.
+  every node reads them. So are the ReadIndex messages (14-17): a node
+  sends them only for reads by read index (``KeyValueStore(reads=...)``),
+  so upgrade with ``reads="barrier"`` until every node reads them.
 - ``decode_message`` reads bytes from outside (a peer): it checks every type,
   arity and range and raises ``DecodeError`` for anything else, never another
   exception. Integers are non-negative (slots, rounds, seqs and watermarks
@@ -60,6 +62,10 @@ from .core.messages import (
     PreVoteReply,
     Promise,
     PromiseEntry,
+    ReadIndexAsk,
+    ReadIndexGrant,
+    ReadProbe,
+    ReadProbeReply,
     SnapshotChunk,
 )
 from .core.types import Ballot, Batch, DecidedEntry, Proposal, ProposalId
@@ -85,6 +91,10 @@ __all__ = [
     "TAG_PRE_VOTE",
     "TAG_PRE_VOTE_REPLY",
     "TAG_PROMISE",
+    "TAG_READ_INDEX_ASK",
+    "TAG_READ_INDEX_GRANT",
+    "TAG_READ_PROBE",
+    "TAG_READ_PROBE_REPLY",
     "TAG_SNAPSHOT_CHUNK",
     "decode_message",
     "encode_message",
@@ -103,6 +113,10 @@ TAG_DECIDED = 10
 TAG_SNAPSHOT_CHUNK = 11
 TAG_PRE_VOTE = 12
 TAG_PRE_VOTE_REPLY = 13
+TAG_READ_PROBE = 14
+TAG_READ_PROBE_REPLY = 15
+TAG_READ_INDEX_ASK = 16
+TAG_READ_INDEX_GRANT = 17
 
 # ---------------------------------------------------------------------------------- encoding
 
@@ -170,6 +184,14 @@ def _fields(m: Message) -> list[Any]:
             m.granted,
             _ballot(m.promised),
         ]
+    if isinstance(m, ReadProbe):
+        return [TAG_READ_PROBE, m.instance, m.sender, _ballot(m.ballot), m.round, m.commit]
+    if isinstance(m, ReadProbeReply):
+        return [TAG_READ_PROBE_REPLY, m.instance, m.sender, _ballot(m.ballot), m.round]
+    if isinstance(m, ReadIndexAsk):
+        return [TAG_READ_INDEX_ASK, m.instance, m.sender, m.ask]
+    if isinstance(m, ReadIndexGrant):
+        return [TAG_READ_INDEX_GRANT, m.instance, m.sender, m.ask, m.index]
     raise TypeError(f"not a core message: {type(m).__name__}")
 
 
@@ -378,6 +400,36 @@ def _pre_vote_reply(i: str, s: str, f: list[Any]) -> Message:
     )
 
 
+def _read_probe(i: str, s: str, f: list[Any]) -> Message:
+    ballot, round_, commit = f
+    return ReadProbe(
+        i,
+        s,
+        _read_ballot(ballot, "ReadProbe.ballot"),
+        _uint(round_, "ReadProbe.round"),
+        _uint(commit, "ReadProbe.commit"),
+    )
+
+
+def _read_probe_reply(i: str, s: str, f: list[Any]) -> Message:
+    ballot, round_ = f
+    return ReadProbeReply(
+        i, s, _read_ballot(ballot, "ReadProbeReply.ballot"), _uint(round_, "ReadProbeReply.round")
+    )
+
+
+def _read_index_ask(i: str, s: str, f: list[Any]) -> Message:
+    (ask,) = f
+    return ReadIndexAsk(i, s, _uint(ask, "ReadIndexAsk.ask"))
+
+
+def _read_index_grant(i: str, s: str, f: list[Any]) -> Message:
+    ask, index = f
+    return ReadIndexGrant(
+        i, s, _uint(ask, "ReadIndexGrant.ask"), _uint(index, "ReadIndexGrant.index")
+    )
+
+
 #: tag -> (name, number of fields after instance and sender, reader)
 _READERS: dict[int, tuple[str, int, Callable[[str, str, list[Any]], Message]]] = {
     TAG_PREPARE: ("Prepare", 2, _prepare),
@@ -393,6 +445,10 @@ _READERS: dict[int, tuple[str, int, Callable[[str, str, list[Any]], Message]]] =
     TAG_SNAPSHOT_CHUNK: ("SnapshotChunk", 5, _snapshot_chunk),
     TAG_PRE_VOTE: ("PreVote", 2, _pre_vote),
     TAG_PRE_VOTE_REPLY: ("PreVoteReply", 3, _pre_vote_reply),
+    TAG_READ_PROBE: ("ReadProbe", 3, _read_probe),
+    TAG_READ_PROBE_REPLY: ("ReadProbeReply", 2, _read_probe_reply),
+    TAG_READ_INDEX_ASK: ("ReadIndexAsk", 1, _read_index_ask),
+    TAG_READ_INDEX_GRANT: ("ReadIndexGrant", 2, _read_index_grant),
 }
 
 

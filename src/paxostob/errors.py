@@ -17,6 +17,7 @@ __all__ = [
     "ProposalConflictError",
     "ProposalIdsExhaustedError",
     "QuorumTimeoutError",
+    "ResultUnknownError",
     "StorageError",
     "StoreMissingError",
     "TransportClosedError",
@@ -105,4 +106,37 @@ class AlreadyDeliveredError(PaxosError):
 
     This node jumped over its position, so it cannot report the ``Delivery``;
     the message is in the total order exactly once. Do not broadcast it again.
+    """
+
+
+class MembershipError(PaxosError):
+    """A membership change was refused (``TotalOrderBroadcast.add_member`` and kin).
+
+    The message says why: another change is in progress (one at a time),
+    the id is unknown, already a member or was removed before, the learner
+    lags too far behind to be promoted, or the change would leave no voter.
+    Nothing changed.
+    """
+
+
+class NotLeaderError(MembershipError):
+    """The node asked to change the membership does not lead; ``leader`` is the one it knows.
+
+    Membership changes are proposed at the leader: ask ``leader`` (None
+    while an election is under way: retry shortly).
+    """
+
+    def __init__(self, message: str, leader: str | None = None) -> None:
+        super().__init__(message)
+        self.leader = leader
+
+
+class ResultUnknownError(AlreadyDeliveredError):
+    """``submit``: applied, but the result is not known on this node.
+
+    The node learned its own proposal's delivery only inside a snapshot
+    from a peer (it lagged behind), so its state machine never ran that
+    ``apply`` here and has no result to return. The message is in the total
+    order exactly once and its effect is in the state: do not submit it
+    again. (``broadcast`` raises the base class, ``AlreadyDeliveredError``.)
     """

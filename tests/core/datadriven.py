@@ -56,6 +56,24 @@ Commands (NODE is a member's one-letter id):
     Role, leader and ballots; the acceptor's promise and accepted entries;
     what NODE delivered, one ``position sender payload`` per line.
 
+The model checker's counterexamples (``paxostob check --scenario``) use
+these too:
+
+``durable``
+    From here on each node saves through a ``MemoryStorage`` and a durable
+    ``Pipeline``: a save lands only on ``save NODE`` (which prints the late
+    messages it releases); ``crash`` loses the save in flight and what was
+    not synced, and the messages in flight to the node; ``restart`` reads
+    the store back.
+``deliver-one MSG`` / ``drop-one MSG`` / ``duplicate MSG``
+    Deliver, lose or copy the first message in flight printed as ``MSG``
+    (e.g. ``a->b Accept 1.a #1 ['x'] commit=0``).
+``save NODE``
+    The save NODE has in flight lands.
+``foreign NODE``
+    NODE receives a ``Decided`` of another instance sharing its transport
+    (``paxostob.check.model.foreign_message``).
+
 Output lines: ``a->b Accept 1.a #1 ['x'] commit=0`` is a message sent
 (``scenario.show``), ``a delivers #1 a:'x'`` a delivery, ``ok`` a command
 that printed nothing. Ballots print as ``round.node``; ``#n`` is a slot.
@@ -69,18 +87,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from paxostob.check.model import CLUSTER_ID, foreign_message
 from paxostob.core.events import (
     AcceptedEntry,
     Campaign,
+    Delivered,
     Propose,
+    Ready,
     Receive,
     Restore,
     Tick,
 )
 from paxostob.core.messages import Envelope
 from paxostob.core.multipaxos import LogConfig, MultiPaxosReplica
-from paxostob.core.pipeline import Pipeline
+from paxostob.core.pipeline import Complete, Pipeline
 from paxostob.core.types import ZERO_BALLOT, Ballot, Batch, DecidedEntry
+from paxostob.storage.base import has_durable_part
+from paxostob.storage.memory import MemoryStorage
 
 from .scenario import payloads, show
 
@@ -183,6 +206,10 @@ class Driver:
         self.crashed: set[str] = set()
         self.groups: list[set[str]] = []
         self.in_flight: list[Envelope] = []
+        #: ``durable``: each node's store, pipeline and the save it has in flight.
+        self.stores: dict[str, MemoryStorage] | None = None
+        self.pipelines: dict[str, Pipeline] = {}
+        self.saving: dict[str, Ready | None] = {}
 
     # ------------------------------------------------------------ plumbing
 
@@ -198,6 +225,8 @@ class Driver:
 
     def drain(self, name: str) -> list[str]:
         """Take ``name``'s Readys: record its disk, send its messages, print both."""
+        if self.stores is not None:
+            return self.drain_durable(name)
         replica = self.r[name]
         pipeline = Pipeline(replica, durable=False)
         disk = self.disk[name]
@@ -222,6 +251,91 @@ class Driver:
                 out.append(f"{name} delivers {row}")
             pipeline.handled(rd)
         return out
+
+    def _row(self, name: str, d: Delivered) -> str:
+        assert d.delivery.slot == len(self.rows[name]) + 1, (name, d, self.rows[name])
+        row = f"#{d.delivery.slot} {d.delivery.sender}:{d.delivery.payload.decode()!r}"
+        self.rows[name].append(row)
+        return f"{name} delivers {row}"
+
+    def drain_durable(self, name: str) -> list[str]:
+        """``drain`` with ``durable``: late messages wait for the save (as paxostob check does)."""
+        pipeline = self.pipelines[name]
+        out: list[str] = []
+        while pipeline.can_take():
+            rd = pipeline.take()
+            at_once = pipeline.completes_at_once(rd)
+            for env in (*rd.early, *rd.messages) if at_once else rd.early:
+                self.in_flight.append(env)
+                out.append(show(env))
+            out.extend(self._row(name, d) for d in rd.deliveries)
+            pipeline.handled(rd)
+            out.extend(self.pump(name))
+        return out
+
+    def pump(self, name: str) -> list[str]:
+        pipeline = self.pipelines[name]
+        out: list[str] = []
+        while self.saving[name] is None:
+            action = pipeline.poll()
+            if action is None:
+                break
+            if isinstance(action, Complete):
+                for rd in action.readies:
+                    for env in rd.messages:
+                        self.in_flight.append(env)
+                        out.append(show(env))
+                continue
+            self.saving[name] = action.ready
+        return out
+
+    def cmd_durable(self) -> list[str]:
+        self.stores = {}
+        for m in self.members:
+            self.stores[m] = store = MemoryStorage(incarnation_base=1)
+            store.open(CLUSTER_ID, m, bootstrap=self.members)
+            self.pipelines[m] = Pipeline(self.r[m], durable=True)
+            self.saving[m] = None
+        return []
+
+    def cmd_save(self, name: str) -> list[str]:
+        self.live(name)
+        rd = self.saving[name]
+        assert self.stores is not None and rd is not None, f"{name} has no save in flight"
+        self.saving[name] = None
+        if has_durable_part(rd):
+            self.stores[name].save(rd)
+        self.pipelines[name].saved()
+        return self.pump(name) + self.drain(name)
+
+    def _find(self, text: str) -> Envelope:
+        for env in self.in_flight:
+            if show(env) == text:
+                return env
+        raise ValueError(f"no message in flight is {text!r}")
+
+    def cmd_deliver_one(self, *words: str) -> list[str]:
+        env = self._find(" ".join(words))
+        self.in_flight.remove(env)
+        if self.cut(env):
+            return [f"lost: {show(env)}"]
+        self.live(env.dst).step(Receive(env))
+        return self.drain(env.dst)
+
+    def cmd_drop_one(self, *words: str) -> list[str]:
+        env = self._find(" ".join(words))
+        self.in_flight.remove(env)
+        return [f"dropped: {show(env)}"]
+
+    def cmd_duplicate(self, *words: str) -> list[str]:
+        env = self._find(" ".join(words))
+        self.in_flight.append(env)
+        return [f"copied: {show(env)}"]
+
+    def cmd_foreign(self, name: str) -> list[str]:
+        sender = next(m for m in self.members if m != name)
+        self.live(name).step(Receive(Envelope(name, foreign_message(sender))))
+        return self.drain(name)
 
     def cut(self, env: Envelope) -> bool:
         src, dst = env.message.sender, env.dst
@@ -253,7 +367,7 @@ class Driver:
     def run(self, command: str) -> list[str]:
         words = command.split()
         op, args = words[0], words[1:]
-        handler = getattr(self, f"cmd_{op}", None)
+        handler = getattr(self, f"cmd_{op.replace('-', '_')}", None)
         if handler is None:
             raise ValueError(f"unknown command {op!r}")
         if op != "net" and not self.members:
@@ -329,9 +443,19 @@ class Driver:
     def cmd_crash(self, name: str) -> list[str]:
         self.live(name)
         self.crashed.add(name)
-        return []
+        if self.stores is None:
+            return []
+        # A power loss: the save in flight and what was not synced are gone,
+        # and so is what was on its way to the node (a connection reset).
+        self.stores[name].crash(0)
+        self.saving[name] = None
+        lost = [e for e in self.in_flight if e.dst == name]
+        self.in_flight = [e for e in self.in_flight if e.dst != name]
+        return [f"lost: {show(e)}" for e in lost]
 
     def cmd_restart(self, name: str) -> list[str]:
+        if self.stores is not None:
+            return self.restart_durable(name)
         self.node(name)
         disk = self.disk[name]
         disk.incarnation += 1
@@ -346,6 +470,29 @@ class Driver:
                 incarnation=disk.incarnation,
             )
         )
+        return self.drain(name)
+
+    def restart_durable(self, name: str) -> list[str]:
+        assert self.stores is not None
+        if name not in self.crashed:
+            raise ValueError(f"node {name} is not crashed")
+        state = self.stores[name].open(CLUSTER_ID, name)
+        disk = self.disk[name]
+        disk.incarnation += 1
+        self.crashed.discard(name)
+        replica = self.r[name] = self._replica(name, disk.incarnation)
+        self.rows[name] = []
+        replica.step(
+            Restore(
+                state.promised,
+                state.accepted,
+                state.decided,
+                incarnation=disk.incarnation,
+                snapshot=state.snapshot,
+            )
+        )
+        self.pipelines[name] = Pipeline(replica, durable=True)
+        self.saving[name] = None
         return self.drain(name)
 
     def cmd_status(self, name: str) -> list[str]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Sequence
 
-from paxostob.core.events import Receive, Tick
+from paxostob.core.events import ChangeOutcome, Receive, Tick
 from paxostob.core.messages import (
     Accept,
     Accepted,
@@ -116,6 +116,23 @@ class Net:
         self.trace: list[Envelope] = []
         self._rows: dict[str, list[Row]] = {m: [] for m in self.members}
         self._ids: dict[str, set[ProposalId]] = {m: set() for m in self.members}
+        #: ``ReadIndex`` requests served: (node, request id, position applied then).
+        self.served: list[tuple[str, int, int]] = []
+        #: ``ReadIndex`` requests the replica gave up on: (node, request id).
+        self.read_failed: list[tuple[str, int]] = []
+        #: The membership change outcomes each replica reported, in order.
+        self.changes: dict[str, list[ChangeOutcome]] = {m: [] for m in self.members}
+
+    def join(self, node: str, seed: int = 0) -> MultiPaxosReplica:
+        """Start ``node`` outside the founding members: it learns the log until it is added."""
+        founding = next(iter(self.r.values())).log.membership.configs[0].voters
+        config = next(iter(self.r.values())).config
+        self.r[node] = r = MultiPaxosReplica(
+            node, sorted(founding), random.Random(f"{seed}/{node}"), config=config, join=True
+        )
+        self.members = (*self.members, node)
+        self._rows[node], self._ids[node], self.changes[node] = [], set(), []
+        return r
 
     # ------------------------------------------------------------ by hand
 
@@ -130,6 +147,7 @@ class Net:
             assert pipeline.completes_at_once(rd)
             sent.extend(rd.early)
             sent.extend(rd.messages)
+            self.changes[node].extend(rd.changes)
             for d in rd.deliveries:
                 rows = self._rows[node]
                 # The TOB contract: gap-free positions, each proposal once.
@@ -138,13 +156,18 @@ class Net:
                 assert d.delivery.sender == d.id.origin, (node, d)
                 self._ids[node].add(d.id)
                 rows.append((d.delivery.slot, d.delivery.sender, d.delivery.payload))
+            # Reads run after the Ready's deliveries: they see this many.
+            self.served += [(node, rid, len(self._rows[node])) for rid in rd.reads]
+            self.read_failed += [(node, rid) for rid in rd.reads_failed]
             pipeline.handled(rd)
         self.trace.extend(sent)
         return sent
 
     def deliver(self, envelopes: Iterable[Envelope]) -> None:
         for env in envelopes:
-            self.r[env.dst].step(Receive(env))
+            r = self.r.get(env.dst)
+            if r is not None:  # else: a member added but never started
+                r.step(Receive(env))
 
     def rows(self, node: str) -> list[Row]:
         """What ``node`` delivered in the Readys drained so far: (position, sender, payload)."""

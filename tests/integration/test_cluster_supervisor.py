@@ -58,10 +58,10 @@ class Supervisor:
                 self.lines.append(line.rstrip())
                 self.changed.notify_all()
 
-    def wait_for(self, text: str, after: int = 0) -> str:
+    def wait_for(self, text: str, after: int = 0, timeout_s: float = WAIT_S) -> str:
         with self.changed:
             found = self.changed.wait_for(
-                lambda: any(text in x for x in self.lines[after:]), WAIT_S
+                lambda: any(text in x for x in self.lines[after:]), timeout_s
             )
         assert found, f"no {text!r} in:\n" + "\n".join(self.lines)
         return next(x for x in self.lines[after:] if text in x)

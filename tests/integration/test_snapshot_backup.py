@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from paxostob.apps.broadcast_log import BroadcastLog
+from paxostob.apps.tagged import TaggedStateMachine
 from paxostob.cli import main
 from paxostob.cli.snapshot import read_file, restored_cluster_id
 from paxostob.kv.state_machine import KvStateMachine
-from paxostob.kvstore import TaggedStateMachine
-from paxostob.resp.broadcast_log import BroadcastLog
 
 from .cluster import Cluster
 from .kv_client import settle, start_kv_cluster, sync_client

@@ -1,9 +1,9 @@
 """KvStateMachine under real total-order broadcast: three in-memory nodes, concurrent clients.
 
-Every client's INCR reply comes from its own node (``replies_for`` the slot its
-broadcast resolved with); together they must be exactly 1..N, as a single
-Redis would answer, and every node must end in the same state, snapshots and
-compaction included.
+Every client's INCR reply comes from its own node (what its ``submit``
+resolves with: the replies its node's state machine returned); together they
+must be exactly 1..N, as a single Redis would answer, and every node must end
+in the same state, snapshots and compaction included.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 
 from paxostob import Delivery, LogConfig, MemoryNetwork, TotalOrderBroadcast
 from paxostob.kv.commands import Entry, Op, encode_entry
-from paxostob.kv.replies import OK
+from paxostob.kv.replies import OK, Reply
 from paxostob.kv.state_machine import KvStateMachine
 
 from .util import T0_MS
@@ -28,10 +28,11 @@ class WatchedKv(KvStateMachine):
         self.applied = 0
         self.changed = asyncio.Event()
 
-    def apply(self, delivery: Delivery) -> None:
-        super().apply(delivery)
+    def apply(self, delivery: Delivery) -> list[Reply]:
+        replies = super().apply(delivery)
         self.applied += 1
         self.changed.set()
+        return replies
 
     async def until_applied(self, count: int) -> None:
         async def wait() -> None:
@@ -64,9 +65,8 @@ async def test_replicas_agree_and_a_counter_is_linearizable() -> None:
             entry = Entry(
                 T0_MS + i, (Op.of("INCR", "counter"), Op.of("SET", f"{m}:{i}", i, "PX", 50))
             )
-            delivery = await nodes[m].broadcast(encode_entry(entry), timeout=WAIT_S)
-            replies = machines[m].replies_for(delivery.slot)
-            assert replies is not None and replies[1] == OK
+            replies = await nodes[m].submit(encode_entry(entry), timeout=WAIT_S)
+            assert isinstance(replies, list) and replies[1] == OK
             assert isinstance(replies[0], int)
             return replies[0]
 

@@ -1,4 +1,4 @@
-"""KvStateMachine: the runtime's StateMachine over KvMachine, replies kept by slot."""
+"""KvStateMachine: the runtime's StateMachine over KvMachine; apply returns the replies."""
 
 from __future__ import annotations
 
@@ -20,46 +20,24 @@ def test_it_is_the_runtimes_state_machine() -> None:
     assert sm is not None
 
 
-def test_replies_are_kept_by_slot() -> None:
+def test_apply_returns_each_entrys_replies_whoever_proposed_it() -> None:
     sm = KvStateMachine()
-    sm.apply(delivery(1, "SET k v"))
-    sm.apply(delivery(2, "GET k", "INCR k"))
-    assert sm.replies_for(1) == [OK]
-    assert sm.replies_for(2) == [b"v", Error("ERR value is not an integer or out of range")]
-    assert sm.replies_for(3) is None
-    assert sm.take_replies(2) is not None
-    assert sm.replies_for(2) is None
-
-
-def test_replies_are_bounded_oldest_first() -> None:
-    sm = KvStateMachine(replies_max=3)
-    for slot in range(1, 6):
-        sm.apply(delivery(slot, f"SET k{slot} v"))
-    assert [sm.replies_for(s) for s in range(1, 6)] == [None, None, [OK], [OK], [OK]]
-
-
-def test_only_the_given_senders_deliveries_keep_replies_and_all_are_applied() -> None:
-    sm = KvStateMachine()
-    sm.keep_replies_of("n1")
+    assert sm.apply(delivery(1, "SET k v")) == [OK]
+    assert sm.apply(delivery(2, "GET k", "INCR k")) == [
+        b"v",
+        Error("ERR value is not an integer or out of range"),
+    ]
     other = Entry(T0_MS, (op("SET k other"),))
-    sm.apply(delivery(1, "SET k v"))
-    sm.apply(Delivery(2, "n2", encode_entry(other)))
-    assert (sm.replies_for(1), sm.replies_for(2)) == ([OK], None)
+    assert sm.apply(Delivery(3, "n2", encode_entry(other))) == [OK]
     assert sm.read([[b"GET", b"k"]]) == [b"other"]
-    sm.keep_replies_of(None)
-    sm.apply(Delivery(3, "n2", encode_entry(other)))
-    assert sm.replies_for(3) == [OK]
 
 
 def test_a_malformed_payload_is_an_error_reply_on_every_node() -> None:
     nodes = [KvStateMachine(), KvStateMachine()]
     for sm in nodes:
-        sm.apply(Delivery(7, "n2", b"\x09garbage"))
-        sm.apply(delivery(8, "SET k v"))
-    for sm in nodes:
-        [reply] = sm.replies_for(7) or [None]
+        [reply] = sm.apply(Delivery(7, "n2", b"\x09garbage"))
         assert isinstance(reply, Error) and reply.text.startswith("ERR malformed command entry")
-        assert sm.replies_for(8) == [OK]
+        assert sm.apply(delivery(8, "SET k v")) == [OK]
     assert nodes[0].snapshot() == nodes[1].snapshot()
 
 
@@ -69,10 +47,8 @@ def test_snapshot_and_restore() -> None:
     other = KvStateMachine()
     other.apply(delivery(1, "SET stale x"))
     other.restore(sm.snapshot())
-    assert other.replies_for(1) is None  # replies belonged to the replaced history
     assert other.snapshot() == sm.snapshot()
-    other.apply(delivery(2, "TTL k", "GET stale"))
-    assert other.replies_for(2) == [100, None]
+    assert other.apply(delivery(2, "TTL k", "GET stale")) == [100, None]
     assert other.machine.apply(Entry(T0_MS, (Op.of("GET", "k"),))) == [b"v"]
 
 
@@ -113,9 +89,9 @@ def test_publish_is_handed_to_on_publish_in_order_and_changes_no_state() -> None
         return 7
 
     sm.on_publish = on_publish
-    sm.apply(delivery(2, "PUBLISH ch one", "publish ch two", "PUBLISH ch", "GET k"))
+    replies = sm.apply(delivery(2, "PUBLISH ch one", "publish ch two", "PUBLISH ch", "GET k"))
     # The hook's count is the reply; a wrong arity is Redis's error and publishes nothing.
-    assert sm.take_replies(2) == [
+    assert replies == [
         7,
         7,
         Error("ERR wrong number of arguments for 'publish' command"),

@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 
 from paxostob import MemoryNetwork, TotalOrderBroadcast
+from paxostob.apps.kv import KeyValueStore
 from paxostob.kv.replies import OK
-from paxostob.kvstore import KeyValueStore
 
 MEMBERS = ["n1", "n2", "n3"]
 TICK_S = 0.002

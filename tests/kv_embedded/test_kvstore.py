@@ -17,11 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from paxostob import ConfigurationError, Delivery, MemoryNetwork, TotalOrderBroadcast
+from paxostob import (
+    ConfigurationError,
+    Delivery,
+    MemoryNetwork,
+    ResultUnknownError,
+    TotalOrderBroadcast,
+)
+from paxostob.apps.kv import GROUP_OPS_MAX, KeyValueStore
+from paxostob.apps.tagged import TaggedStateMachine
 from paxostob.kv.commands import Entry, Op, encode_entry
 from paxostob.kv.replies import OK, Error, Reply, SimpleString
 from paxostob.kv.state_machine import KvStateMachine
-from paxostob.kvstore import REPLY_NOT_KEPT, KeyValueStore, TaggedStateMachine
 from paxostob.storage.memory import MemoryStorage
 from paxostob.transport.base import Transport
 
@@ -35,7 +42,11 @@ MakeNode = Callable[[Transport], TotalOrderBroadcast]
 
 @asynccontextmanager
 async def stores(
-    net: MemoryNetwork, make: Callable[[str, Transport], TotalOrderBroadcast] | None = None
+    net: MemoryNetwork,
+    make: Callable[[str, Transport], TotalOrderBroadcast] | None = None,
+    *,
+    reads: str = "read-index",
+    timeout_s: float = TIMEOUT_S,
 ) -> AsyncIterator[dict[str, KeyValueStore]]:
     """A started ``KeyValueStore`` per member; every node and transport closed on exit."""
 
@@ -44,7 +55,7 @@ async def stores(
 
     transports = {m: net.transport(m) for m in MEMBERS}
     tobs = {m: (make or default)(m, transports[m]) for m in MEMBERS}
-    kvs = {m: KeyValueStore(tobs[m], timeout_s=TIMEOUT_S) for m in MEMBERS}
+    kvs = {m: KeyValueStore(tobs[m], timeout_s=timeout_s, reads=reads) for m in MEMBERS}
     try:
         for tob in tobs.values():
             await tob.start()
@@ -53,6 +64,14 @@ async def stores(
         for m in MEMBERS:
             await tobs[m].close()
             await transports[m].close()
+
+
+async def _reply_or_unknown(kv: KeyValueStore, *args: str) -> Reply:
+    """The command's reply; ``None`` when it was applied here only inside a peer's snapshot."""
+    try:
+        return await kv.command(*args)
+    except ResultUnknownError:
+        return None
 
 
 async def test_put_on_one_node_get_on_another() -> None:
@@ -130,8 +149,8 @@ async def test_data_survives_a_restart_of_every_node(durable: str, tmp_path: Pat
         for k, (key, value) in enumerate(written.items()):
             await kv[MEMBERS[k % 3]].put(key, value)
         # Applied either way; a node that lagged took it inside a peer's snapshot.
-        assert await kv["n1"].command("INCR", "counter") in (1, REPLY_NOT_KEPT)
-        assert await kv["n2"].command("DEL", "key0") in (1, REPLY_NOT_KEPT)
+        assert await _reply_or_unknown(kv["n1"], "INCR", "counter") in (1, None)
+        assert await _reply_or_unknown(kv["n2"], "DEL", "key0") in (1, None)
     del written[b"key0"]
     written[b"counter"] = b"1"
     # Every node was closed (its storage with it); the same storages, new processes' worth
@@ -265,21 +284,46 @@ async def test_submit_refuses_what_an_op_refuses() -> None:
             kv["n1"].submit([["SET", b"k", b"v"]])  # type: ignore[list-item]
 
 
-async def test_a_read_on_a_lagging_node_waits_for_its_barrier() -> None:
+@pytest.mark.parametrize(("reads", "entries"), [("read-index", 0), ("barrier", 1)])
+async def test_a_read_on_a_lagging_node_waits_for_its_index(reads: str, entries: int) -> None:
     # n2 misses a write (partitioned away); right after the heal it has not applied
-    # it. Its GET must still see the write: the read runs only after n2 applied an
-    # entry proposed after the read arrived (reading n2's state at once would not).
+    # it. Its GET must still see the write: the read runs only after n2 applied the
+    # log through the leader's read index, or an entry proposed after the read
+    # arrived (reading n2's state at once would not).
     net = MemoryNetwork(seed=14)
-    async with stores(net) as kv:
+    async with stores(net, reads=reads) as kv:
         assert await kv["n1"].command("SET", "warm", "up") == OK
         net.partition(["n2"], ["n1", "n3"])
         await kv["n1"].put(b"k", b"written while n2 was away")
         assert kv["n2"].machine.read([[b"GET", b"k"]]) == [None]  # n2's own state lags
         net.heal()
         before = kv["n2"].ops_proposed
+        leader = kv["n1"].tob.leader
+        assert leader is not None
+        slots = kv[leader].tob.status().decided_through
         assert await kv["n2"].get(b"k") == b"written while n2 was away"
-        # The read was not in the log: only an empty barrier entry was proposed.
+        # The read was not in the log: a read index adds no entry, a barrier an empty one.
         assert kv["n2"].ops_proposed == before
+        assert kv[leader].tob.status().decided_through == slots + entries
+
+
+async def test_a_leader_cut_off_from_its_quorum_never_answers_a_read_stale() -> None:
+    # n1 leads, then loses n2 and n3, which elect a leader and take a write. A GET
+    # at n1 must not return n1's old value: it waits (and here times out) instead.
+    net = MemoryNetwork(seed=21)
+    async with stores(net, timeout_s=1.0) as kv:
+        assert await kv["n1"].command("SET", "k", "old") == OK
+        leader = kv["n1"].tob.leader
+        assert leader is not None
+        others = [m for m in MEMBERS if m != leader]
+        net.partition([leader], others)
+        assert await kv[others[0]].command("SET", "k", "new") == OK
+        try:
+            value = await kv[leader].get(b"k")
+        except TimeoutError:
+            value = None
+        assert value != b"old"
+        net.heal()
 
 
 @pytest.mark.parametrize(
@@ -294,11 +338,11 @@ async def test_a_read_on_a_lagging_node_waits_for_its_barrier() -> None:
         (["HSET", "h", "f", "v"], ["TYPE", "h"], SimpleString("hash")),
     ],
 )
-async def test_a_read_of_an_aggregate_on_a_lagging_node_waits_for_its_barrier(
+async def test_a_read_of_an_aggregate_on_a_lagging_node_waits_for_its_index(
     write: list[str], read: list[str], expected: Reply
 ) -> None:
     # As GET above: every read-only command of a key is a point read, linearizable
-    # by the barrier entry, and never itself in the log.
+    # by the read index, and never itself in the log.
     net = MemoryNetwork(seed=16)
     async with stores(net) as kv:
         assert await kv["n1"].command("SET", "warm", "up") == OK
@@ -324,8 +368,9 @@ async def test_reads_and_writes_of_one_group_see_the_writes() -> None:
 
 
 async def test_a_callers_read_does_not_see_its_own_later_write() -> None:
-    # One client's pipeline INCR, GET, INCR: the GET runs after its group's entry,
-    # so the second INCR must go to a later entry (another client's may share it).
+    # One client's pipeline INCR, GET, INCR: a point read runs after its group's
+    # entry, so when the same caller writes again the GET moves into the entry as a
+    # command, before that write: still one entry, and the GET sees 1, not 2.
     async with stores(MemoryNetwork(seed=16)) as kv:
         store = kv["n1"]
         assert await store.command("SET", "warm", "up") == OK
@@ -341,8 +386,40 @@ async def test_a_callers_read_does_not_see_its_own_later_write() -> None:
         before = store.entries_proposed
         assert await store.command("GET", "n") == b"2"
         assert results == {"incr1": [1], "get": [b"1"], "other": [1], "incr2": [2]}
-        # {INCR n, INCR m; then GET n}, {INCR n; then the last GET n}
-        assert store.entries_proposed - before == 2
+        # One entry {INCR n, INCR m, GET n, INCR n}; the last GET n (of no caller)
+        # joined the same group and read after it.
+        assert store.entries_proposed - before == 1
+
+
+async def test_a_run_answers_each_command_in_order_and_splits_at_the_entry_bound() -> None:
+    # A RESP read's pipeline, handed over in one call: each command is its own unit.
+    async with stores(MemoryNetwork(seed=17)) as kv:
+        store = kv["n1"]
+        assert await store.command("SET", "warm", "up") == OK
+        pieces: list[tuple[int, int, object]] = []
+        landed = asyncio.Event()
+        total = GROUP_OPS_MAX + 10
+
+        def done(first: int, count: int, result: list[Reply] | BaseException) -> None:
+            pieces.append((first, count, result))
+            if sum(c for _, c, _ in pieces) == total + 4:
+                landed.set()
+
+        mixed = [[b"INCR", b"n"], [b"GET", b"n"], [b"INCR", b"n"], [b"GET", b"n"]]
+        incrs = [[b"INCR", b"m"]] * total
+        before = store.entries_proposed
+        store.submit_run([*mixed, *incrs], done, caller="conn")
+        await asyncio.wait_for(landed.wait(), 10)
+        replies: list[object] = [None] * (total + 4)
+        for first, count, result in pieces:
+            assert isinstance(result, list) and len(result) == count, result
+            replies[first : first + count] = result
+        # Each GET sees the caller's writes before it and none after it.
+        assert replies[:4] == [1, b"1", 2, b"2"]
+        assert replies[4:] == list(range(1, total + 1))
+        # {INCR n, GET n, INCR n; then GET n}, then the INCR m piece, which does not fit
+        # beside them: GROUP_OPS_MAX of them, then the last 10.
+        assert store.entries_proposed - before == 3
 
 
 def test_tagged_snapshot_copy_equals_snapshot_at_the_copy_point() -> None:

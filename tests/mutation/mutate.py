@@ -312,6 +312,100 @@ MUTANTS: tuple[Mutant, ...] = (
         "decode_proof(await stream.read())",
         "tests/transport/test_tcp_listener_proof.py",
     ),
+    # ---------------------------------------------------------------- reads by read index
+    m(
+        "reads: a leader serves reads without a quorum answering its probe",
+        "core/reads.py",
+        "            if rules.is_quorum(voters, members):",
+        "            if True:",
+        "tests/core/test_read_index.py",
+        "tests/sim/test_reads.py",
+        "tests/kv_embedded/test_kvstore.py",
+    ),
+    m(
+        "reads: a new leader's read index leaves out the slots its phase 1 recovered",
+        "core/reads.py",
+        "    return max(log.decided_through, lead.recovered_through)",
+        "    return log.decided_through",
+        "tests/core/test_read_index.py",
+        "tests/sim/test_reads.py",
+    ),
+    m(
+        "reads: a follower answers a read probe of a ballot below its promise",
+        "core/multipaxos.py",
+        "        if m.ballot < promised:\n"
+        "            self._outbox.send(m.sender, Nack(self.instance, self.node_id, m.ballot, "
+        "promised))\n"
+        "            return\n"
+        "        self.election.follow(m.ballot, self._now)\n"
+        "        self._learn_commit(m.ballot, m.commit)\n"
+        "        self._replied = (self._now, m.ballot)\n",
+        "        self.election.follow(m.ballot, self._now)\n"
+        "        self._learn_commit(m.ballot, m.commit)\n"
+        "        self._replied = (self._now, m.ballot)\n",
+        "tests/core/test_read_index.py",
+    ),
+    Mutant(
+        "reads: a read runs once its index is confirmed, before it is applied here",
+        (
+            (
+                "core/reads.py",
+                "        self._applying += [(m.index, rid) for rid in ask.request_ids "
+                "if rid in waiting]",
+                "        self._applying += [(0, rid) for rid in ask.request_ids if rid in waiting]",
+            ),
+            (
+                "core/reads.py",
+                "                        self._applying.append((index, n))",
+                "                        self._applying.append((0, n))",
+            ),
+        ),
+        ("tests/core/test_read_index.py", "tests/sim/test_reads.py"),
+    ),
+)
+
+# The Go original's defects and the durable-vote rule that the model checker
+# must find (tests/check/test_defects.py plants each of these, and some of
+# MUTANTS, by name): in the defect's scope the shipped core keeps every
+# property, and the mutant does not.
+_CHECK = "tests/check/test_defects.py::test_shipped_core_keeps_every_property_in_the_scope_of"
+CHECK_MUTANTS: tuple[Mutant, ...] = (
+    m(
+        "multipaxos: messages of another instance are taken as ours (Go defect 1)",
+        "core/multipaxos.py",
+        "        if m.instance != self.instance or (\n",
+        "        if (\n",
+        _CHECK + "[instance ids]",
+    ),
+    m(
+        "multipaxos: a proposal that lost its slot is taken as settled by the winner (Go defect 5)",
+        "core/multipaxos.py",
+        "        self.acceptor.accepted.pop(slot, None)\n"
+        "        self._outbox.decided_new.append(DecidedEntry(slot, value))",
+        "        ours = self.acceptor.accepted.pop(slot, None)\n"
+        "        if ours is not None and ours[1] != value:\n"
+        "            for p in ours[1]:\n"
+        "                self.proposals.pending.pop(p.id, None)\n"
+        "                self.proposals.forwarded_at.pop(p.id, None)\n"
+        "        self._outbox.decided_new.append(DecidedEntry(slot, value))",
+        _CHECK + "[re-proposing the winner]",
+    ),
+    Mutant(
+        "outbox: promises and acceptances leave before they are durable",
+        (
+            (
+                "core/outbox.py",
+                "    ReadProbeReply,\n    SnapshotChunk,\n)\nfrom .types",
+                "    Promise,\n    ReadProbeReply,\n    SnapshotChunk,\n)\nfrom .types",
+            ),
+            (
+                "core/outbox.py",
+                "EARLY: tuple[type[Message], ...] = (\n    Accept,\n",
+                "EARLY: tuple[type[Message], ...] = (\n    Promise,\n    Accepted,\n    Accept,\n",
+            ),
+        ),
+        (_CHECK + "[votes sent before durable]",),
+    ),
 )
 
 #: Mutants the tests are known not to kill, and why (reported, not hidden).
@@ -386,7 +480,11 @@ def main(argv: list[str] | None = None) -> int:
         "--every", action="store_true", help="run every named test (not -x): all that catch it"
     )
     args = ap.parse_args(argv)
-    chosen = [x for x in MUTANTS if not args.only or any(o in x.name for o in args.only)]
+    chosen = [
+        x
+        for x in (*MUTANTS, *CHECK_MUTANTS)
+        if not args.only or any(o in x.name for o in args.only)
+    ]
     if args.list:
         for x in chosen:
             print(f"{x.name}\n    tests: {' '.join(x.tests)}")

@@ -466,3 +466,33 @@ async def test_a_payload_too_large_is_refused_before_it_takes_a_proposal_number(
         with pytest.raises(PayloadTooLargeError):
             await node.broadcast(b"x" * (fits + 1), timeout=10)
         assert node._replica.proposals._seq == numbered
+
+
+async def test_read_index_returns_once_this_node_delivered_what_was_delivered_before() -> None:
+    """A node cut off during a broadcast has it in its queue when ``read_index`` returns."""
+    net = MemoryNetwork(seed=31)
+    async with Cluster(net, names(3)) as nodes:
+        await nodes["peer1"].broadcast(b"warm up", timeout=WAIT_S)
+        for node in nodes.values():
+            await take(node, 1)
+        leader = nodes["peer1"].leader
+        assert leader is not None
+        lagging = next(m for m in names(3) if m != leader)
+        net.partition([lagging], [m for m in names(3) if m != lagging])
+        writer = nodes[leader]
+        await writer.broadcast(b"while away", timeout=WAIT_S)
+        net.heal()
+        before = nodes[lagging].status().delivered
+        await nodes[lagging].read_index(timeout=WAIT_S)
+        assert nodes[lagging].status().delivered >= before + 1
+        assert [d.payload for d in await take(nodes[lagging], 1)] == [b"while away"]
+
+
+async def test_read_index_without_a_quorum_times_out() -> None:
+    net = MemoryNetwork(seed=32)
+    members = names(3)
+    for m in ("peer2", "peer3"):
+        await net.transport(m).close()
+    async with TotalOrderBroadcast(net.transport("peer1"), members, tick_interval_s=TICK) as p1:
+        with pytest.raises(QuorumTimeoutError):
+            await p1.read_index(timeout=0.2)

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from paxostob import MemoryNetwork, TotalOrderBroadcast
+from paxostob.apps.broadcast_log import BroadcastLog
+from paxostob.apps.kv import KeyValueStore
+from paxostob.apps.tagged import TaggedStateMachine
 from paxostob.kv.state_machine import KvStateMachine
-from paxostob.kvstore import KeyValueStore, TaggedStateMachine
-from paxostob.resp.broadcast_log import BroadcastLog
 from paxostob.resp.commands import NodeCommands
 from paxostob.resp.protocol import Error, Reply
 from paxostob.resp.server import Connection, RespServer

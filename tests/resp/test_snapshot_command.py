@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 
 from paxostob import MemoryNetwork, TotalOrderBroadcast
+from paxostob.apps.broadcast_log import BroadcastLog
+from paxostob.apps.kv import KeyValueStore
+from paxostob.apps.tagged import TaggedStateMachine
 from paxostob.kv.state_machine import KvStateMachine
-from paxostob.kvstore import KeyValueStore, TaggedStateMachine
-from paxostob.resp.broadcast_log import BroadcastLog
 from paxostob.resp.commands import NodeCommands
 from paxostob.resp.server import Connection
 

@@ -22,7 +22,7 @@ from collections import Counter
 import pytest
 
 from paxostob.sim.runner import RunOutcome, plan, run_many
-from paxostob.sim.swarm import PARTITION_KINDS
+from paxostob.sim.swarm import MEMBERSHIP_PLANS, PARTITION_KINDS
 
 MULTIPAXOS_RUNS = int(os.environ.get("PAXOSTOB_SIM_RUNS", "2000"))
 SYNOD_RUNS = int(os.environ.get("PAXOSTOB_SIM_SYNOD_RUNS", "500"))
@@ -109,6 +109,10 @@ def test_the_swarm_covers_every_feature() -> None:
         seen["laggard back before the heal"] += any(
             g.restart < o.heal_tick for g in schedule.laggards
         )
+        seen[f"membership {o.membership}"] += bool(o.membership)
+        seen["membership and crash-stop"] += bool(o.membership) and o.crashes > 0
+        seen["membership and outage"] += bool(o.membership) and bool(schedule.outages)
+        seen["membership and compaction"] += bool(o.membership) and o.snapshot_every > 0
         for e in schedule.partitions:
             seen[f"partition {e.kind}"] += 1
     for feature in (
@@ -138,6 +142,10 @@ def test_the_swarm_covers_every_feature() -> None:
         "slow disk and outage",
         "rejoining laggard",
         "laggard back before the heal",
+        *(f"membership {p}" for p in MEMBERSHIP_PLANS),
+        "membership and crash-stop",
+        "membership and outage",
+        "membership and compaction",
         *(f"partition {k}" for k in PARTITION_KINDS),
     ):
         assert seen[feature] >= MULTIPAXOS_RUNS // 50, (feature, seen)

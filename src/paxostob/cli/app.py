@@ -23,8 +23,10 @@ from typing import NoReturn, TextIO
 from ..sim.checkers import CheckFailure
 from ..sim.runner import RunResult, replay_command, run_many, simulate
 from ..version import __version__
+from . import check as check
 from . import cluster as cluster
 from . import init as init
+from . import member as member
 from . import serve as serve
 from . import snapshot as snapshot
 from . import status as status
@@ -94,6 +96,11 @@ def _print_result(result: RunResult, out: TextIO) -> None:
         out.write(f"  tick {c.tick}: crash {c.node or 'the leader'}\n")
     out.write(f"  {len(s.proposals)} proposals at ticks {s.proposals[0].tick}..")
     out.write(f"{s.proposals[-1].tick}; heal at tick {result.heal_tick}\n")
+    if s.spares:
+        out.write(
+            f"  from tick {s.membership_start}: membership plan {result.options.membership} "
+            f"(spare nodes {','.join(s.spares)}, started with join)\n"
+        )
     out.write("replicas at the end:\n")
     for line in result.replicas:
         out.write(f"  {line}\n")
@@ -164,6 +171,11 @@ COMMANDS: dict[str, Command] = {
         configure=init.configure,
         run=init.run,
     ),
+    "member": Command(
+        help="list, add, promote, remove or replace members of a running cluster",
+        configure=member.configure,
+        run=member.run,
+    ),
     "snapshot": Command(
         help="save a live node's state to a file, or restore one into a new cluster's stores",
         configure=snapshot.configure,
@@ -178,6 +190,9 @@ COMMANDS: dict[str, Command] = {
         help="run seeded fault schedules in the deterministic simulator and check them",
         configure=_configure_sim,
         run=_sim,
+    ),
+    "check": Command(
+        "explore every state of a small cluster (model checking)", check.configure, check.run
     ),
 }
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import secrets
 import signal
@@ -30,10 +31,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TextIO
 
+from .client import RespClientError
 from .config import RESP_PORT_OFFSET, ConfigError
+from .member import MemberClient, Members, promote_when_caught_up
 from .status import fetch_status, format_status
 
 __all__ = ["configure", "run"]
@@ -110,6 +115,16 @@ def _secret_file(ns: argparse.Namespace) -> Path:
 
 #: The file that marks a data directory whose cluster was made, holding its id.
 CLUSTER_ID_FILE = "cluster-id"
+#: The founding members' ids (they start with ``--members``; the others with ``--join``).
+FOUNDERS_FILE = "founders"
+#: Ids removed by a smaller ``--nodes``: never started again, never reused.
+REMOVED_FILE = "removed"
+#: A node that joined asks the others for the members this long while they start.
+JOIN_WAIT_S = 30.0
+#: A resize waits this long for a leader, and for each new learner to catch up.
+RESIZE_TIMEOUT_S = 120.0
+#: Between two looks for a leader while resizing.
+RESIZE_RETRY_S = 0.5
 #: The id of clusters made before the id was drawn (``serve``'s default).
 LEGACY_CLUSTER_ID = "paxostob"
 
@@ -133,64 +148,242 @@ def _cluster_id(data: Path, ids: list[str]) -> tuple[str, bool]:
     return cluster_id, new
 
 
+@dataclass(slots=True)
+class _Layout:
+    """Which nodes a data directory holds, and which of them founded the cluster."""
+
+    cluster_id: str
+    #: This run makes the cluster (bootstraps the founders).
+    new: bool
+    founders: list[str]
+    #: Ids removed from the membership: never started, never used again.
+    removed: list[str]
+    #: The nodes to start now (their stores exist, or this run makes them).
+    running: list[str]
+
+
+def _ids(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return [i.strip() for i in path.read_text().split(",") if i.strip()]
+
+
+def _write_ids(path: Path, ids: list[str]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(",".join(ids) + "\n")
+    tmp.replace(path)
+
+
+def _layout(data: Path, nodes: int) -> _Layout:
+    """What ``data`` holds, read only (nothing is written before the ports are checked)."""
+    made = (data / CLUSTER_ID_FILE).exists()
+    removed = _ids(data / REMOVED_FILE)
+    stores = sorted(
+        (p.name[4:] for p in data.glob("node*") if p.is_dir() and p.name[4:].isdigit()),
+        key=int,
+    )
+    present = [i for i in stores if i not in removed]
+    ids = present if made and present else [str(i) for i in range(1, nodes + 1)]
+    # A directory made before founders were recorded: its nodes are the founders.
+    founders = _ids(data / FOUNDERS_FILE) or ids
+    return _Layout("", False, founders, removed, ids)
+
+
+def _make(data: Path, layout: _Layout) -> None:
+    """Draw or read the cluster id, and record the founders (the ports were checked)."""
+    layout.cluster_id, layout.new = _cluster_id(data, layout.running)
+    if not (data / FOUNDERS_FILE).exists():
+        _write_ids(data / FOUNDERS_FILE, layout.founders)
+
+
 def run(ns: argparse.Namespace, out: TextIO) -> int:
     if not 1 <= ns.nodes <= NODES_MAX:
         raise ConfigError(f"--nodes must be 1..{NODES_MAX}")
-    if not 1 <= ns.base_port <= 65535 - ns.nodes - RESP_PORT_OFFSET:
-        raise ConfigError(f"--base-port {ns.base_port} leaves no room for {ns.nodes} nodes")
     if ns.interval <= 0 or (ns.duration is not None and ns.duration <= 0):
         raise ConfigError("--interval and --duration must be > 0")
-    ids = [str(i) for i in range(1, ns.nodes + 1)]
-    peer = {i: (ns.host, ns.base_port + k) for k, i in enumerate(ids)}
-    _check_ports(peer)  # before anything is made: a failed start must not mark the cluster made
     data = Path(ns.data_dir)
+    try:
+        layout = _layout(data, ns.nodes)
+    except OSError as e:
+        raise ConfigError(f"cannot read {data}: {e.strerror}") from None
+    used = [int(i) for i in [*layout.running, *layout.removed]]
+    added = [str(i) for i in range(max(used) + 1, max(used) + 1 + ns.nodes - len(layout.running))]
+    if not 1 <= ns.base_port <= 65535 - max(used + [int(i) for i in added]) - RESP_PORT_OFFSET:
+        raise ConfigError(f"--base-port {ns.base_port} leaves no room for {ns.nodes} nodes")
+    peer = {
+        i: (ns.host, ns.base_port + int(i) - 1)
+        for i in sorted({*layout.running, *added, *layout.founders}, key=int)
+    }
+    # Before anything is made: a failed start must not mark the cluster made.
+    _check_ports({i: peer[i] for i in [*layout.running, *added]})
     try:
         data.mkdir(parents=True, exist_ok=True)
         secret = _secret_file(ns)
+        _make(data, layout)
     except OSError as e:
         raise ConfigError(f"cannot prepare {data}: {e.strerror}") from None
-
-    try:
-        cluster_id, bootstrap = _cluster_id(data, ids)
-    except OSError as e:
-        raise ConfigError(f"cannot prepare {data}: {e.strerror}") from None
-    members = ",".join(f"{i}={h}:{p}" for i, (h, p) in peer.items())
-    out.write(f"starting {ns.nodes} nodes (data in {data}/, secret in {secret})\n")
-    restart_cmd: dict[str, list[str]] = {}
+    cmds = _Commands(ns, data, secret, layout, peer)
+    out.write(f"starting {len(layout.running)} nodes (data in {data}/, secret in {secret})\n")
     procs: dict[str, subprocess.Popen[bytes]] = {}
     logs: dict[str, IO[bytes]] = {}
-    for i in ids:
-        log_path = data / f"node{i}.log"
-        log_file = logs[i] = log_path.open("ab")
-        cmd = [
-            sys.executable, "-m", "paxostob", "serve", "--id", i, "--members", members,
-            "--data-dir", str(data / f"node{i}"), "--secret-file", str(secret),
-            "--cluster-id", cluster_id,
-        ]  # fmt: skip
+    for i in layout.running:
+        cmd = cmds.node(i)
         # Only the first start of a new cluster makes the stores: a restart never does.
-        procs[i] = _start(cmd + (["--bootstrap"] if bootstrap else []), log_file)
-        restart_cmd[i] = cmd
-        host, port = peer[i]
-        out.write(
-            f"  node {i}: pid {procs[i].pid}, peers {host}:{port}, clients "
-            f"{host}:{port + RESP_PORT_OFFSET}, log {log_path}\n"
-        )
-    first = peer[ids[0]][1] + RESP_PORT_OFFSET
+        procs[i] = cmds.start(i, cmd + (["--bootstrap"] if layout.new else []), logs)
+        out.write(cmds.started_line(i, procs[i]))
+    supervisor = _Supervisor(procs, cmds.restart, logs, restart=ns.restart)
+    members = ",".join(f"{i}={h}:{p}" for i, (h, p) in peer.items() if i in procs)
+    first = peer[layout.running[0]][1] + RESP_PORT_OFFSET
     out.write(
         f"talk to it: redis-cli -p {first} PAXOS.BROADCAST hello ; "
-        f"redis-cli -p {first} PAXOS.READ 1 10 ; paxostob status --members {members}\n"
+        f"redis-cli -p {first} PAXOS.READ 1 10 ; paxostob status --members {members} ; "
+        f"paxostob member list --port {first}\n"
         "Ctrl-C stops every node.\n"
     )
     out.flush()
-    supervisor = _Supervisor(procs, restart_cmd, logs, restart=ns.restart)
+    resize = None
+    if len(layout.running) != ns.nodes:
+        resize = functools.partial(_resize, ns, out, cmds, supervisor, layout, added)
     try:
-        return asyncio.run(_watch(ns, out, supervisor, peer))
+        return asyncio.run(_watch(ns, out, supervisor, peer, resize))
     except KeyboardInterrupt:
         return 0
     finally:
         _stop_all(procs, out)
         for f in logs.values():
             f.close()
+
+
+class _Commands:
+    """How each node of the local cluster is started."""
+
+    def __init__(
+        self,
+        ns: argparse.Namespace,
+        data: Path,
+        secret: Path,
+        layout: _Layout,
+        peer: dict[str, tuple[str, int]],
+    ) -> None:
+        self.data = data
+        self.secret = secret
+        self.layout = layout
+        self.peer = peer
+        self.restart: dict[str, list[str]] = {}
+
+    def node(self, i: str) -> list[str]:
+        """``serve``'s command line for node ``i`` (without ``--bootstrap``)."""
+        common = [
+            sys.executable, "-m", "paxostob", "serve", "--id", i,
+            "--data-dir", str(self.data / f"node{i}"), "--secret-file", str(self.secret),
+            "--cluster-id", self.layout.cluster_id,
+        ]  # fmt: skip
+        if i in self.layout.founders:
+            founders = ",".join(
+                f"{f}={':'.join(map(str, self.peer[f]))}" for f in self.layout.founders
+            )
+            cmd = [*common, "--members", founders]
+        else:
+            # A node that joined: it learns the members from any running one.
+            seeds = ",".join(
+                f"{h}:{p + RESP_PORT_OFFSET}"
+                for m, (h, p) in self.peer.items()
+                if m != i and m not in self.layout.removed
+            )
+            cmd = [*common, "--join", seeds, "--join-wait", str(JOIN_WAIT_S)]
+        self.restart[i] = cmd
+        return cmd
+
+    def start(self, i: str, cmd: list[str], logs: dict[str, IO[bytes]]) -> subprocess.Popen[bytes]:
+        if i not in logs:
+            logs[i] = (self.data / f"node{i}.log").open("ab")
+        return _start(cmd, logs[i])
+
+    def started_line(self, i: str, proc: subprocess.Popen[bytes]) -> str:
+        host, port = self.peer[i]
+        return (
+            f"  node {i}: pid {proc.pid}, peers {host}:{port}, clients "
+            f"{host}:{port + RESP_PORT_OFFSET}, log {self.data / f'node{i}.log'}\n"
+        )
+
+
+async def _leader_client(
+    cmds: _Commands, ids: list[str], timeout_s: float
+) -> tuple[MemberClient, Members]:
+    """A client of a running node that knows a leader, and the configuration it knows."""
+    deadline = time.monotonic() + timeout_s
+    last = "no node answered"
+    while True:
+        for i in ids:
+            host, port = cmds.peer[i]
+            client = MemberClient(host, port + RESP_PORT_OFFSET)
+            try:
+                members = await client.members()
+            except RespClientError as e:
+                last = f"node {i}: {e}"
+                continue
+            if members.leader_id:
+                return client, members
+            last = f"node {i} knows no leader yet"
+        if time.monotonic() >= deadline:
+            raise RespClientError(f"no leader within {timeout_s:g} s ({last})")
+        await asyncio.sleep(RESIZE_RETRY_S)
+
+
+async def _resize(
+    ns: argparse.Namespace,
+    out: TextIO,
+    cmds: _Commands,
+    supervisor: _Supervisor,
+    layout: _Layout,
+    added: list[str],
+) -> None:
+    """Grow the running cluster to ``--nodes`` (learners, then promoted) or shrink it.
+
+    Shrinking removes the highest ids, one change at a time; growing adds the
+    next unused ids (a removed id is never used again).
+    """
+    procs = supervisor.procs
+    try:
+        client, members = await _leader_client(cmds, list(procs), RESIZE_TIMEOUT_S)
+        present = [m.node_id for m in members.members]
+        for i in sorted(present, key=int, reverse=True)[: max(0, len(present) - ns.nodes)]:
+            out.write(f"removing node {i} (--nodes {ns.nodes}) ...\n")
+            out.flush()
+            await client.change("REMOVE", i)
+            layout.removed.append(i)
+            _write_ids(cmds.data / REMOVED_FILE, layout.removed)
+            proc = procs.pop(i, None)
+            if proc is not None:
+                supervisor.forget(i)
+                await asyncio.to_thread(_stop, proc)
+            out.write(f"node {i} removed (not started again; its id is not used again)\n")
+            client, _ = await _leader_client(cmds, list(procs), RESIZE_TIMEOUT_S)
+        for i in added[: max(0, ns.nodes - len(present))]:
+            host, port = cmds.peer[i]
+            out.write(f"adding node {i} as a learner, then promoting it once it caught up ...\n")
+            out.flush()
+            await client.change("ADD", i, f"{host}:{port}")
+            procs[i] = cmds.start(i, cmds.node(i), supervisor.logs)
+            supervisor.started[i] = time.monotonic()
+            supervisor.backoff[i] = RESTART_BACKOFF_S
+            supervisor.restarts[i] = 0
+            out.write(cmds.started_line(i, procs[i]))
+            out.flush()
+            await promote_when_caught_up(client, i, RESIZE_TIMEOUT_S)
+            out.write(f"node {i} is a voter\n")
+    except RespClientError as e:
+        out.write(f"could not change the membership to {ns.nodes} nodes: {e}\n")
+    out.flush()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _start(cmd: list[str], log_file: IO[bytes]) -> subprocess.Popen[bytes]:
@@ -254,6 +447,11 @@ class _Supervisor:
             self.backoff[i] = min(2 * self.backoff[i], RESTART_BACKOFF_MAX_S)
         return f"restarting in {max(0.0, self.due[i] - now):.0f} s"
 
+    def forget(self, i: str) -> None:
+        """Node ``i`` left the cluster: never start it again."""
+        self.due.pop(i, None)
+        self.commands.pop(i, None)
+
     def restart_due(self) -> list[str]:
         """Start every node whose backoff ended; the ids started."""
         now = time.monotonic()
@@ -290,11 +488,29 @@ async def _watch(
     out: TextIO,
     supervisor: _Supervisor,
     peer: dict[str, tuple[str, int]],
+    resize: Callable[[], Awaitable[None]] | None = None,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # Beside the status display, which shows the new nodes as they start.
+    resizing = None if resize is None else asyncio.ensure_future(resize())
+    try:
+        return await _show(ns, out, supervisor, peer, stop)
+    finally:
+        if resizing is not None:
+            resizing.cancel()
+            await asyncio.wait({resizing})
+
+
+async def _show(
+    ns: argparse.Namespace,
+    out: TextIO,
+    supervisor: _Supervisor,
+    peer: dict[str, tuple[str, int]],
+    stop: asyncio.Event,
+) -> int:
     deadline = None if ns.duration is None else time.monotonic() + ns.duration
     tty = out.isatty()
     drawn = 0
@@ -305,7 +521,7 @@ async def _watch(
         reasons = []
         for i in supervisor.restart_due():
             reasons.append(f"node {i} started again (pid {procs[i].pid})")
-        for i, proc in procs.items():
+        for i, proc in list(procs.items()):  # a resize adds and removes nodes meanwhile
             host, port = peer[i]
             address = f"{host}:{port + RESP_PORT_OFFSET}"
             code = proc.poll()

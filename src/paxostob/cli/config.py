@@ -23,6 +23,7 @@ __all__ = [
     "NodeConfig",
     "load_node_config",
     "parse_members",
+    "read_toml",
     "resp_address",
 ]
 
@@ -76,6 +77,11 @@ class NodeConfig:
     tick_interval_s: float = 0.01
     #: Make the store if there is none (the first start of a founding member).
     bootstrap: bool = False
+    #: ``serve --join``: the log is opened with the founding members
+    #: (``founders``), and ``join`` when this node is not one of them;
+    #: ``members`` are then every member's addresses, which the transport dials.
+    join: bool = False
+    founders: tuple[str, ...] = ()
     #: Client limits (Redis's names). ``maxclients`` None: as many as the
     #: open-files limit allows after the descriptors kept for peers and storage.
     maxclients: int | None = None
@@ -135,7 +141,7 @@ def _port(text: str, what: str) -> int:
     return port
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
@@ -178,7 +184,7 @@ def load_node_config(  # noqa: C901 - one flat check per setting, in the order o
     """Merge a TOML file (if any) with flags (flags win) and validate everything."""
     raw: dict[str, Any] = {}
     if config_file is not None:
-        raw = _dashes_as_underscores(_read_toml(config_file), config_file)
+        raw = _dashes_as_underscores(read_toml(config_file), config_file)
         unknown = sorted(set(raw) - KNOWN_KEYS)
         if unknown:
             raise ConfigError(f"config {config_file}: unknown key(s) {', '.join(unknown)}")

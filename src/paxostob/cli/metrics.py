@@ -453,7 +453,8 @@ class NodeCollector:
             labels=["peer"],
         )
         up = transport.connected_peers()
-        for peer in (m for m in self.tob.members if m != self.tob.address):
+        config = self.tob.members()
+        for peer in sorted({*config.voters, *config.learners} - {self.tob.address}):
             connected.add_metric([peer], peer in up)
             sock = transport.peer_socket(peer)
             reading = None if sock is None else tcp_info(sock)

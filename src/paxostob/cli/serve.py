@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import dataclasses
 import gc
 import logging
 import os
@@ -23,20 +24,24 @@ import ssl
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, cast
 
+from ..apps.broadcast_log import BroadcastLog
+from ..apps.kv import KeyValueStore
+from ..apps.tagged import TaggedStateMachine
 from ..core.multipaxos import LogConfig
 from ..errors import ConfigurationError, StorageError
 from ..kv.state_machine import KvStateMachine
-from ..kvstore import KeyValueStore, TaggedStateMachine
 from ..node._common import failure_message
 from ..node.tob import TotalOrderBroadcast
-from ..resp.broadcast_log import BroadcastLog
+from ..resp import membership
 from ..resp.commands import NodeCommands
+from ..resp.membership import MembershipApi, MembershipView
 from ..resp.server import MAXCLIENTS_DEFAULT, TIMEOUT_S_DEFAULT, RespLimits, RespServer
 from ..storage.log import LogStorage
-from ..transport.tcp import TcpTransport, install_uvloop
+from ..transport.tcp import TcpTransport, format_address, install_uvloop, parse_address
 from ..version import __version__
+from . import join
 from .config import (
     CLIENT_QUERY_BUFFER_LIMIT_DEFAULT,
     LOG_FORMATS,
@@ -45,6 +50,7 @@ from .config import (
     ConfigError,
     NodeConfig,
     load_node_config,
+    read_toml,
 )
 from .descriptors import client_budget
 from .logs import configure_logging
@@ -98,6 +104,27 @@ def configure(p: argparse.ArgumentParser) -> None:
         default=None,
         help="first start of a founding member: make its store if there is none "
         "(never for a node whose data directory was lost)",
+    )
+    p.add_argument(
+        "--join",
+        metavar="HOST:PORT[,...]",
+        help="start a node added with 'paxostob member add': ask a running member's client "
+        "port for the cluster id and members (instead of --members); its store is made as a "
+        "learner's",
+    )
+    p.add_argument(
+        "--join-password",
+        dest="join_password",
+        metavar="PW",
+        help="the password of the member --join asks (default: --requirepass)",
+    )
+    p.add_argument(
+        "--join-wait",
+        dest="join_wait",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="with --join: keep asking for S seconds while no member answers (default 0)",
     )
     p.add_argument("--tls-cert", dest="tls_cert", metavar="FILE", help="TLS certificate (PEM)")
     p.add_argument("--tls-key", dest="tls_key", metavar="FILE", help="TLS private key (PEM)")
@@ -204,9 +231,52 @@ def _flags(ns: argparse.Namespace) -> dict[str, object]:
     return {k: getattr(ns, k) for k in keys}
 
 
+def _join(ns: argparse.Namespace, flags: dict[str, object]) -> tuple[tuple[str, ...], str]:
+    """With ``--join``: ask a member for the cluster (``cli/join.py``) and fill ``flags``.
+
+    The founding members, and what the node learned (for the log).
+    """
+    raw: dict[str, object] = {}
+    if ns.config is not None:
+        raw = {k.replace("-", "_"): v for k, v in read_toml(ns.config).items()}
+    raw.update({k: v for k, v in flags.items() if v is not None})
+    if raw.get("id") in (None, "") or raw.get("data_dir") in (None, ""):
+        raise ConfigError("--join needs --id and --data-dir")
+    data_dir = Path(str(raw["data_dir"]))
+    store_exists = data_dir.is_dir() and any(data_dir.iterdir())
+    password = ns.join_password or raw.get("requirepass")
+    found = join.fetch(
+        str(raw["id"]),
+        ns.join,
+        None if password is None else str(password),
+        cluster_id=None if raw.get("cluster_id") is None else str(raw["cluster_id"]),
+        store_exists=store_exists,
+        wait_s=max(0.0, ns.join_wait),
+    )
+    flags["members"] = found.members
+    flags["cluster_id"] = found.cluster_id
+    if not store_exists:
+        # Its first start: a learner's store is made (``joined`` refused a voter's).
+        flags["bootstrap"] = True
+    founders = tuple(f for f in found.founders.split(",") if f)
+    return founders, (
+        f"--join: {found.source} says cluster {found.cluster_id}, members {found.members} "
+        f"(founders {found.founders}); this node is a {found.role}"
+        f"{'' if store_exists else ' (its store is made now, as a learner)'}"
+    )
+
+
 def run(ns: argparse.Namespace, out: TextIO) -> int:
-    cfg = load_node_config(_flags(ns), ns.config)
+    flags = _flags(ns)
+    if ns.join is not None and ns.bootstrap:
+        raise ConfigError("--join and --bootstrap exclude each other: a joining node is a learner")
+    founders, joined = _join(ns, flags) if ns.join is not None else ((), "")
+    cfg = load_node_config(flags, ns.config)
+    if founders:
+        cfg = dataclasses.replace(cfg, join=cfg.node_id not in founders, founders=founders)
     configure_logging(ns.log_level, cfg.log_format, cfg.node_id, sys.stderr)
+    if joined:
+        log.info("%s", joined)
     # First, so every node log says what it runs on: uvloop, or asyncio's
     # own loop (slower: the figures in docs/benchmarks.md are with uvloop).
     log.info(
@@ -348,6 +418,46 @@ def client_limits(cfg: NodeConfig, log_config: LogConfig) -> RespLimits:
     )
 
 
+def follow_membership(tob: TotalOrderBroadcast, transport: TcpTransport) -> None:
+    """Keep the transport's peers those of the configurations in effect here, from now on.
+
+    Called once the node started, then on every configuration that takes
+    effect: new members are dialed (with the address the configuration
+    holds; the founders', never in the log, stay the flags'), and a member
+    that a change removed is disconnected and refused (transport/tcp.py).
+    Only a change removes a peer, never a configuration older than what the
+    transport was given: a node that joined was given the members of today
+    by ``--join`` and then replays the log's older configurations, which
+    lack the members added since (removing those would cut it off from the
+    members it learns from). A removed id never becomes a member again, so
+    a removal replayed late is still right.
+    """
+    api = cast(MembershipApi, tob)
+    previous: set[str] | None = None
+
+    def follow(view: MembershipView) -> None:
+        nonlocal previous
+        now = {*view.voters, *view.learners}
+        known = transport.members()
+        try:
+            for member in sorted((previous or set()) - now):
+                transport.remove_peer(member)
+            for member in sorted(now - {tob.address}):
+                address = view.addresses.get(member)
+                if address:
+                    transport.add_peer(member, parse_address(address))
+                elif member not in known:
+                    # A founder this node has no flag for: one that left long ago
+                    # (a joined node replays them), or one that dials this node.
+                    log.debug("member %s has no address here: it is not dialed", member)
+        except ConfigurationError as e:
+            log.error("the new configuration's addresses are unusable: %s", e)
+        previous = now
+
+    tob.on_membership(follow)
+    follow(api.members())
+
+
 async def serve_node(cfg: NodeConfig, limits: RespLimits | None = None) -> int:
     """Run one node until SIGINT/SIGTERM; returns the process exit code.
 
@@ -370,12 +480,15 @@ async def serve_node(cfg: NodeConfig, limits: RespLimits | None = None) -> int:
     kv_machine = KvStateMachine()
     tob = TotalOrderBroadcast(
         transport,
-        list(cfg.members),
+        # With --join the log is opened with the founders (a node that joined is
+        # not among them); the transport dials every member of the configuration.
+        list(cfg.founders or cfg.members),
         data_dir=cfg.data_dir,
         cluster_id=cfg.cluster_id,
         state_machine=TaggedStateMachine({KV_TAG: kv_machine}, observer=log_app),
         tick_interval_s=cfg.tick_interval_s,
         bootstrap=cfg.bootstrap,
+        join=cfg.join,
     )
     kv = KeyValueStore(tob, machine=kv_machine, tag=KV_TAG)
     if limits is None:
@@ -389,6 +502,9 @@ async def serve_node(cfg: NodeConfig, limits: RespLimits | None = None) -> int:
         auth_required=cfg.requirepass is not None,
     )
     commands.server = server
+    membership.set_peer_addresses(
+        commands, lambda: {m: format_address(a) for m, a in transport.members().items()}
+    )
     host, port = cfg.members[cfg.node_id]
     metrics: MetricsServer | None = None
     fsync_histogram = None
@@ -423,6 +539,7 @@ async def serve_node(cfg: NodeConfig, limits: RespLimits | None = None) -> int:
         started.append(transport)
         await tob.start()
         started.append(tob)
+        follow_membership(tob, transport)
         try:
             await server.start()
         except OSError as e:

@@ -54,7 +54,6 @@ class Catchup:
         "_instance",
         "_log",
         "_me",
-        "_peers",
         "_resend_ticks",
         "_retry_ticks",
         "_rng",
@@ -68,7 +67,6 @@ class Catchup:
         self,
         *,
         me: str,
-        peers: tuple[str, ...],
         instance: str,
         rng: random.Random,
         log: DecidedLog,
@@ -80,7 +78,6 @@ class Catchup:
         resend_ticks: int,
     ) -> None:
         self._me = me
-        self._peers = peers
         self._instance = instance
         self._rng = rng
         self._log = log
@@ -112,8 +109,14 @@ class Catchup:
             self._tries = 0
             return False
         target = leader if leader not in (None, self._me) else None
-        if target is None and self._peers:
-            target = self._rng.choice(self._peers)
+        if target is None:
+            # Any member of a configuration governing the slots we miss or
+            # later (learners too): a member removed from the slot we miss on
+            # may be the one that still has it.
+            configs = log.membership.governing_from(log.decided_through + 1)
+            peers = sorted(frozenset().union(*(c.members for c in configs)) - {self._me})
+            if peers:
+                target = self._rng.choice(peers)
         if target is not None:
             self._send(target, CatchUp(self._instance, self._me, log.decided_through + 1))
         return True

@@ -58,6 +58,15 @@ class LogConfig:
     #: at most half. Must be at least the tick interval (``tob`` checks),
     #: or the log's clock falls behind real time.
     clock_step_ms_max: int = 20
+    #: A learner is promoted to voter only if it is at most this many slots
+    #: behind the leader's decided prefix (core/reconfig.py): about a second
+    #: of a busy log, fetched in four catch-up chunks, so a new voter can
+    #: complete quorums at once.
+    learner_lag_max: int = 1000
+    #: A ``ReadIndex`` not served within this many ticks is reported failed
+    #: (``Ready.reads_failed``): 10 s at the 10 ms tick, the key-value
+    #: store's own deadline, so the core keeps nothing a caller gave up on.
+    read_timeout_ticks: int = 1000
 
     def __post_init__(self) -> None:
         for name in (
@@ -75,6 +84,8 @@ class LogConfig:
             "snapshot_chunk_bytes_max",
             "snapshot_resend_ticks",
             "clock_step_ms_max",
+            "learner_lag_max",
+            "read_timeout_ticks",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"LogConfig.{name} must be >= 1")

@@ -15,6 +15,18 @@ Theory of operation (multipaxos.py has the protocol and argues pre-vote):
   promised), on check-quorum, or when a slot it holds open was chosen by
   another ballot; its ``Leadership`` is dropped with it.
 
+Membership (membership.py): only a voter of the newest configuration it
+knows campaigns, asks for pre-votes, or has its pre-votes counted;
+pre-vote and check-quorum count the newest configuration's voters (both
+are liveness rules). Phase 1 is safety: a candidate sends ``Prepare`` to
+the voters of every configuration governing a slot above its decided
+prefix (the one in effect and a decided one not yet in effect), and leads
+only with a quorum of *each*, so every slot it will propose in has a
+quorum of its own acceptor set behind the ballot. It leads only if every
+slot the promises report lies within ``delay`` of its decided prefix
+(after learning what the promises report decided): otherwise it does not
+know those slots' configurations, and it catches up first.
+
 Invariants: ``leading`` is set exactly while ``role`` is LEADER, and then
 ``leader`` is this replica and ``leading.ballot == ballot``; a new ballot
 is above every ballot this replica promised, owned, followed or heard of
@@ -51,10 +63,7 @@ class Election:
         "_instance",
         "_log",
         "_me",
-        "_members",
-        "_peers",
         "_proposals",
-        "_quorum",
         "_rng",
         "_send",
         "ballot",
@@ -77,7 +86,6 @@ class Election:
         self,
         *,
         me: str,
-        members: tuple[str, ...],
         instance: str,
         rng: random.Random,
         config: LogConfig,
@@ -90,12 +98,9 @@ class Election:
         now: int,
     ) -> None:
         self._me = me
-        self._members = members
-        self._peers = tuple(m for m in members if m != me)
         self._instance = instance
         self._rng = rng
         self._config = config
-        self._quorum = rules.quorum_size(len(members))
         self._acceptor = acceptor
         self._log = log
         self._proposals = proposals
@@ -124,10 +129,26 @@ class Election:
         #: Leader: the state of our leadership, None unless ``role`` is LEADER.
         self.leading: Leadership | None = None
 
+    def _voters(self) -> frozenset[str]:
+        """The voters of the newest configuration we know (liveness rules use them)."""
+        return self._log.membership.newest.voters
+
+    def _may_lead(self) -> bool:
+        """A voter of every configuration governing a slot above our prefix.
+
+        Not a learner being promoted before its promotion takes effect (it
+        could open none of the slots before it), nor a member being removed.
+        """
+        configs = self._log.membership.governing_from(self._log.decided_through + 1)
+        return all(self._me in c.voters for c in configs)
+
     def _timeout(self) -> int:
         t = self._config.election_timeout_ticks
-        if len(self._members) == 1:
-            return 1  # nobody to wait for
+        history = self._log.membership
+        if len(history.newest.voters) == 1 and all(
+            c.voters == {self._me} for c in history.governing_from(self._log.decided_through + 1)
+        ):
+            return 1  # nobody to wait for (not even the voters of a configuration ending)
         return self._rng.randint(t, 2 * t)
 
     def tick(self, now: int) -> None:
@@ -143,7 +164,12 @@ class Election:
     # ======================================================== pre-candidate
 
     def _on_timeout(self, now: int) -> None:
-        if not self._config.pre_vote or not self._peers:
+        voters = self._voters()
+        if not self._may_lead():
+            self.due = now + self._timeout()  # a learner or a removed member never campaigns
+            return
+        peers = sorted(voters - {self._me})
+        if not self._config.pre_vote or not peers:
             self.campaign(now)
             return
         if self.pre_ballot is not None:
@@ -158,12 +184,14 @@ class Election:
         self.pre_votes = {self._me}
         self.due = now + self._timeout()
         msg = PreVote(self._instance, self._me, ballot, self._log.decided_through)
-        for dst in self._peers:
+        for dst in peers:
             self._send(dst, msg)
 
     def on_pre_vote(self, m: PreVote, now: int) -> None:
         """Would we let ``m.sender`` campaign now? (multipaxos.py argues both rules.)"""
-        if self.role is Role.LEADER:
+        if m.sender not in self._voters():
+            granted = False  # not a voter (as far as we know): it must not campaign
+        elif self.role is Role.LEADER:
             granted = False  # we lead: check-quorum steps us down once we cannot
         elif (
             self.leader is not None
@@ -183,7 +211,7 @@ class Election:
         if not m.granted:
             return True
         self.pre_votes.add(m.sender)
-        if len(self.pre_votes) >= self._quorum:
+        if self._log.membership.newest.is_quorum(self.pre_votes):
             self.campaign(now)
         return True
 
@@ -191,6 +219,8 @@ class Election:
 
     def campaign(self, now: int) -> None:
         """Phase 1 for every slot above our decided prefix, with a fresh ballot."""
+        if not self._may_lead():
+            return  # a learner or a removed member never leads
         top = max(self._acceptor.promised, self.ballot, self.highest_seen, self.leader_ballot)
         # Phase 1 again (a stalled catch-up, or Campaign) leaves leadership
         # as a step-down does, or the proposals of our open slots would stay
@@ -207,34 +237,65 @@ class Election:
 
     def _send_prepare(self, now: int, *, only_missing: bool) -> None:
         self.prepare_due = now + self._config.accept_retry_ticks
-        msg = Prepare(self._instance, self._me, self.ballot, self._log.decided_through + 1)
-        for dst in self._members:
+        first = self._log.decided_through + 1
+        msg = Prepare(self._instance, self._me, self.ballot, first)
+        configs = self._log.membership.governing_from(first)
+        for dst in sorted(frozenset().union(*(c.voters for c in configs))):
             if not (only_missing and dst in self.promises):
                 self._send(dst, msg)
 
     def on_promise(self, m: Promise, now: int) -> bool:
         """Count a promise; False when it is for no phase 1 of ours (ignored)."""
+        lead = self.leading
+        if lead is not None and m.ballot == lead.ballot:
+            # A voter of a new configuration, asked while we lead.
+            for e in m.entries:
+                if e.decided:
+                    self._decide(e.slot, e.value)
+            if self.leading is lead:
+                lead.on_promise(m)
+            return True
         if self.role is not Role.CANDIDATE or m.ballot != self.ballot:
             return False
         self.promises[m.sender] = m
-        if len(self.promises) >= self._quorum:
+        if self._has_quorums():
             self._become_leader(now)
         return True
+
+    def _has_quorums(self) -> bool:
+        """A quorum of every configuration governing a slot above our prefix promised."""
+        configs = self._log.membership.governing_from(self._log.decided_through + 1)
+        ids = set(self.promises)
+        return all(c.is_quorum(ids) for c in configs)
 
     def _become_leader(self, now: int) -> None:
         log = self._log
         promises = list(self.promises.values())
-        self.promises = {}
         # Slots every acceptor of some promise knows decided: learn, never propose.
+        for p in promises:
+            for e in p.entries:
+                if e.decided:
+                    self._decide(e.slot, e.value)
         max_decided = max([log.decided_through] + [p.decided_through for p in promises])
         log.known_commit = max(log.known_commit, max_decided)
         reports: dict[int, list[tuple[Ballot, Batch]]] = {}
         for p in promises:
             for e in p.entries:
-                if e.decided:
-                    self._decide(e.slot, e.value)
-                elif e.slot > max_decided:
+                if not e.decided and e.slot > max_decided:
                     reports.setdefault(e.slot, []).append((e.ballot, e.value))
+        top = max([max_decided, *reports, max(log.entries, default=0)])
+        if self.role is not Role.CANDIDATE:
+            return  # learning the decided slots made us step down
+        if not self._has_quorums():
+            # What we learned brought a configuration whose quorum has not promised.
+            self._send_prepare(now, only_missing=True)
+            return
+        if top > log.decided_through + log.membership.delay:
+            # We do not know the configurations of the slots to re-propose
+            # (the alpha rule): catch up, the timer campaigns again.
+            self.ask_catchup(now)
+            return
+        self.promises = {}
         self.role = Role.LEADER
         self.leader = self._me
         self.leader_ballot = self.ballot
@@ -243,7 +304,7 @@ class Election:
             ballot=self.ballot,
             now=now,
             me=self._me,
-            members=self._members,
+            promised={p.sender for p in promises},
             instance=self._instance,
             log=log,
             send=self._send,
@@ -256,7 +317,6 @@ class Election:
             election_timeout_ticks=cfg.election_timeout_ticks,
         )
         # Never reuse a slot we know decided, even one above every report.
-        top = max([max_decided, *reports, max(log.entries, default=0)])
         # P2c per open slot: the highest-ballot value reported, else a no-op.
         for slot in range(max_decided + 1, top + 1):
             if slot in log.entries:
@@ -264,6 +324,7 @@ class Election:
             best = rules.highest_accepted(reports.get(slot, ()))
             lead.open_slot(slot, best[1] if best is not None else NOOP, now)
         lead.next_slot = top + 1
+        lead.recovered_through = top
         # Our stamps continue from every stamp we know the log may hold.
         known = max(
             (

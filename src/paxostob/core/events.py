@@ -30,12 +30,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .membership import Configuration
 from .messages import Envelope
 from .types import Ballot, Batch, DecidedEntry, Delivery, ProposalId, Snapshot
 
 __all__ = [
     "AcceptedEntry",
     "Campaign",
+    "ChangeOutcome",
     "Compact",
     "Delivered",
     "Dropped",
@@ -43,6 +45,8 @@ __all__ = [
     "MarkSnapshotPoint",
     "Persisted",
     "Propose",
+    "ProposeChange",
+    "ReadIndex",
     "Ready",
     "Receive",
     "Restore",
@@ -76,6 +80,19 @@ class Propose:
     """Propose ``payload``; the core names it ``ProposalId(node_id, next seq)``."""
 
     payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReadIndex:
+    """A linearizable read named ``request_id`` (the runtime's own number) wants its index.
+
+    The replica reports it in ``Ready.reads`` once a read of the
+    application's state, right after that Ready's deliveries are applied,
+    sees every value chosen before this event (core/reads.py); or in
+    ``Ready.reads_failed`` when it could not within ``read_timeout_ticks``.
+    """
+
+    request_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +167,34 @@ class Compact:
     slot: int | None = None
 
 
-Event = Tick | Receive | Propose | Campaign | Persisted | Restore | MarkSnapshotPoint | Compact
+@dataclass(frozen=True, slots=True)
+class ProposeChange:
+    """Change the membership (``op``: ``add`` a learner, ``promote`` it, ``remove``).
+
+    Only the leader proposes a change (elsewhere it is refused at once,
+    naming the leader). ``request`` is the runtime's number for it: the
+    ``ChangeOutcome`` carrying it says when the change took effect here, or
+    why it was refused. ``address`` (for ``add``) is opaque to the core.
+    """
+
+    op: str
+    node_id: str
+    request: int
+    address: str = ""
+
+
+Event = (
+    Tick
+    | Receive
+    | Propose
+    | Campaign
+    | Persisted
+    | Restore
+    | MarkSnapshotPoint
+    | Compact
+    | ProposeChange
+    | ReadIndex
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +223,21 @@ class Dropped:
 
 
 @dataclass(frozen=True, slots=True)
+class ChangeOutcome:
+    """What became of ``ProposeChange(request=...)``: in effect here, or refused.
+
+    ``configuration`` is set once the change governs the next slot to
+    decide here; otherwise ``error`` says why it was refused (``leader``:
+    the leader this replica knows, when the refusal is that it does not lead).
+    """
+
+    request: int
+    configuration: Configuration | None = None
+    error: str | None = None
+    leader: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Ready:
     promised: Ballot | None = None
     accepted: tuple[AcceptedEntry, ...] = ()
@@ -201,6 +260,12 @@ class Ready:
     #: 1, 2, ... per replica: what ``Persisted`` names. 0 for a core that keeps
     #: nothing waiting for storage (it takes no ``Persisted``).
     seq: int = 0
+    #: Membership change requests of this replica that took effect or were refused.
+    changes: tuple[ChangeOutcome, ...] = ()
+    #: ``ReadIndex`` requests that may run now, after this Ready's
+    #: deliveries are applied (they wait for no save), and those given up.
+    reads: tuple[int, ...] = ()
+    reads_failed: tuple[int, ...] = ()
 
     def is_empty(self) -> bool:
         return not (
@@ -211,7 +276,10 @@ class Ready:
             or self.early
             or self.deliveries
             or self.dropped
+            or self.changes
             or self.snapshot is not None
+            or self.reads
+            or self.reads_failed
         )
 
 

@@ -19,9 +19,22 @@ leadership of the same replica never sees a stale slot or proposal.
   once when the prefix grew, ``commit_sent``); a leader that heard from no
   quorum within two election timeouts steps down (check-quorum).
 
+- Membership (membership.py): slot ``s`` is proposed to, and counted among,
+  the voters of ``config_for(s)`` only. The leader opens ``s`` only while
+  (a) it is a voter of ``config_for(s)``, and (b) the voters that promised
+  its ballot (``promised``) hold a quorum of ``config_for(s)``; when a new
+  configuration's slots come into the window without (b), it sends
+  ``Prepare`` (the same ballot) to that configuration's voters that have
+  not promised, and proposes in each slot the highest-ballot value their
+  promises report (``reports``, P2c) before any new batch. A decided change
+  is followed by no-ops up to its effective slot, so it takes effect
+  promptly on an idle cluster; at most one change is proposed at a time
+  (``change``, ``change_slot``).
+
 Invariants: every open slot is above the decided prefix when opened and
-below ``next_slot``; a proposal is queued at most once (``queued``) and
-never once delivered.
+below ``next_slot``, and within ``membership.delay`` of the decided prefix
+(``window_slots_max <= delay``); a proposal is queued at most once
+(``queued``) and never once delivered.
 """
 
 from __future__ import annotations
@@ -32,8 +45,9 @@ from dataclasses import dataclass
 
 from . import rules
 from .log import DecidedLog
-from .messages import Accept, Forward, Heartbeat, Message
-from .types import CLOCK_STAMP_BYTES, Ballot, Batch, Proposal, ProposalId, clock_stamp
+from .membership import Configuration
+from .messages import Accept, Forward, Heartbeat, Message, Prepare, Promise
+from .types import CLOCK_STAMP_BYTES, NOOP, Ballot, Batch, Proposal, ProposalId, clock_stamp
 
 __all__ = ["Leadership", "OpenSlot"]
 
@@ -45,6 +59,8 @@ class OpenSlot:
     value: Batch
     tally: rules.Tally
     sent_at: int
+    #: The voters of ``config_for(slot)``: the only acceptors asked and counted.
+    voters: frozenset[str]
 
 
 class Leadership:
@@ -54,26 +70,31 @@ class Leadership:
         "_accept_retry_ticks",
         "_batch_bytes_max",
         "_batch_count_max",
+        "_checked",
         "_heartbeat_ticks",
         "_instance",
         "_log",
         "_me",
-        "_members",
-        "_peers",
         "_queue_max",
-        "_quorum",
         "_quorum_window",
         "_send",
         "_window_slots_max",
+        "acked",
         "ballot",
+        "change",
+        "change_slot",
         "commit_sent",
         "heard",
         "heartbeat_due",
         "next_slot",
         "open",
+        "prepare_due",
+        "promised",
         "queue",
         "queued",
         "quorum_check_due",
+        "recovered_through",
+        "reports",
     )
 
     def __init__(
@@ -82,7 +103,7 @@ class Leadership:
         ballot: Ballot,
         now: int,
         me: str,
-        members: tuple[str, ...],
+        promised: set[str],
         instance: str,
         log: DecidedLog,
         send: Callable[[str, Message], None],
@@ -96,12 +117,9 @@ class Leadership:
     ) -> None:
         self.ballot = ballot
         self._me = me
-        self._members = members
-        self._peers = tuple(m for m in members if m != me)
         self._instance = instance
         self._log = log
         self._send = send
-        self._quorum = rules.quorum_size(len(members))
         self._window_slots_max = window_slots_max
         self._batch_count_max = batch_count_max
         self._batch_bytes_max = batch_bytes_max
@@ -111,6 +129,9 @@ class Leadership:
         self._quorum_window = 2 * election_timeout_ticks
         #: The next slot to open (the caller sets it once phase 1's slots are open).
         self.next_slot = 1
+        #: The highest slot phase 1 found accepted or decided (set with
+        #: ``next_slot``): a read index never goes below it (core/reads.py).
+        self.recovered_through = 0
         self.open: dict[int, OpenSlot] = {}
         self.queue: deque[Proposal] = deque()
         self.queued: set[ProposalId] = set()
@@ -120,6 +141,18 @@ class Leadership:
         #: The tick each peer was last heard answering this ballot.
         self.heard: dict[str, int] = {}
         self.quorum_check_due = now + self._quorum_window
+        #: Acceptors that promised ``ballot``, and what later promises (from
+        #: voters of a new configuration) reported for slots not yet opened.
+        self.promised = promised
+        self.reports: dict[int, list[tuple[Ballot, Batch]]] = {}
+        self.prepare_due = now
+        #: The decided prefix each member last reported (HeartbeatReply): learners' lag.
+        self.acked: dict[str, int] = {}
+        #: A membership change waiting for a slot, and the slot holding ours.
+        self.change: Proposal | None = None
+        self.change_slot = 0
+        #: The last configuration ``_may_propose`` judged, and its verdict.
+        self._checked: tuple[Configuration, bool] | None = None
 
     def enqueue(self, proposal: Proposal) -> bool:
         """Queue ``proposal`` for a slot; False when the queue is full (the origin retries)."""
@@ -147,7 +180,18 @@ class Leadership:
         bytes_max = self._batch_bytes_max
         log = self._log
         is_delivered = log.is_delivered
-        while queue and self.next_slot <= log.decided_through + self._window_slots_max:
+        while self.next_slot <= log.decided_through + self._window_slots_max:
+            slot = self.next_slot
+            if not self._may_open(slot, now):
+                break
+            reported = self.reports.pop(slot, None)
+            special = self._special(slot, reported)
+            if special is not None:
+                self.next_slot += 1
+                self.open_slot(slot, special, now)
+                continue
+            if not queue:
+                break
             # The leader's clock stamp goes first. Without a clock, none.
             est = log.clock_estimate_ms
             batch: list[Proposal] = [clock_stamp(est)] if est else []
@@ -168,17 +212,67 @@ class Leadership:
                 size += cost
             if len(batch) == stamped:
                 break
-            slot = self.next_slot
             self.next_slot += 1
             self.open_slot(slot, tuple(batch), now)
+
+    def _may_open(self, slot: int, now: int) -> bool:
+        """Whether we may propose in ``slot``: a voter there, with a quorum of its voters promised.
+
+        Without the quorum, ask the voters that have not promised (the same
+        ballot), at most every ``accept_retry_ticks``.
+        """
+        if self._may_propose(slot):
+            return True
+        config = self._log.membership.config_for(slot)
+        if self._me in config.voters and now >= self.prepare_due:
+            self.prepare_due = now + self._accept_retry_ticks
+            msg = Prepare(self._instance, self._me, self.ballot, slot)
+            for dst in sorted(config.voters - self.promised):
+                self._send(dst, msg)
+        return False
+
+    def _may_propose(self, slot: int) -> bool:
+        config = self._log.membership.config_for(slot)
+        checked = self._checked
+        if checked is None or checked[0] is not config:
+            # (Asked at every has_ready: judged once per configuration and promise.)
+            checked = self._checked = (
+                config,
+                self._me in config.voters and config.is_quorum(self.promised),
+            )
+        return checked[1]
+
+    def _special(self, slot: int, reported: list[tuple[Ballot, Batch]] | None) -> Batch | None:
+        """What ``slot`` holds before any new batch: a reported value (P2c), a change, a no-op."""
+        if reported:
+            best = rules.highest_accepted(reported)
+            assert best is not None
+            return best[1]
+        if self.change is not None:
+            change, self.change = self.change, None
+            self.change_slot = slot
+            return (change,)
+        pending = self._log.membership.pending(self._log.decided_through)
+        if not self.queue and pending is not None and slot < pending.effective_slot:
+            return NOOP  # let a decided change take effect on an idle cluster
+        return None
+
+    def on_promise(self, m: Promise) -> None:
+        """A promise of our ballot from a voter asked later (``_may_open``)."""
+        self.promised.add(m.sender)
+        self._checked = None
+        for e in m.entries:
+            if not e.decided and e.slot >= self.next_slot:
+                self.reports.setdefault(e.slot, []).append((e.ballot, e.value))
 
     def open_slot(self, slot: int, value: Batch, now: int) -> None:
         """Phase 2a for ``slot``: propose ``value`` in our ballot to every acceptor."""
         decided_through = self._log.decided_through
         assert slot > decided_through, (slot, decided_through)
-        self.open[slot] = OpenSlot(value, rules.Tally(self._quorum), now)
+        config = self._log.membership.config_for(slot)
+        self.open[slot] = OpenSlot(value, rules.Tally(config.quorum), now, config.voters)
         msg = Accept(self._instance, self._me, self.ballot, slot, value, decided_through)
-        for dst in self._members:
+        for dst in sorted(config.voters):
             self._send(dst, msg)
         self.commit_sent = max(self.commit_sent, decided_through)
 
@@ -206,11 +300,14 @@ class Leadership:
         if now >= self.heartbeat_due:
             self.send_heartbeats(now)
         self._resend_open(now)
+        if self.next_slot <= self._log.decided_through + self._window_slots_max:
+            self._may_open(self.next_slot, now)  # ask new voters for promises
         if now >= self.quorum_check_due:
             window = self._quorum_window
             self.quorum_check_due = now + window
-            alive = 1 + sum(1 for t in self.heard.values() if t > now - window)
-            if alive < self._quorum:
+            newest = self._log.membership.newest
+            alive = {p for p, t in self.heard.items() if t > now - window} | {self._me}
+            if not newest.is_quorum(alive):
                 return False
         return True
 
@@ -227,20 +324,36 @@ class Leadership:
                     o.value,
                     self._log.decided_through,
                 )
-                for dst in self._peers:
-                    if dst not in o.tally.senders:
+                for dst in sorted(o.voters - o.tally.senders):
+                    if dst != self._me:
                         self._send(dst, msg)
+
+    def heartbeat_sent(self, now: int, commit: int) -> None:
+        """A message that counts as a heartbeat (a read probe) announced ``commit``."""
+        self.heartbeat_due = now + self._heartbeat_ticks
+        self.commit_sent = max(self.commit_sent, commit)
 
     def send_heartbeats(self, now: int) -> None:
         self.heartbeat_due = now + self._heartbeat_ticks
         self.commit_sent = self._log.decided_through
         msg = Heartbeat(self._instance, self._me, self.ballot, self.commit_sent)
-        for dst in self._peers:
+        log = self._log
+        members = set().union(
+            *(c.members for c in log.membership.governing_from(log.decided_through + 1))
+        )
+        for dst in sorted(members - {self._me}):
             self._send(dst, msg)
 
     def has_work(self) -> bool:
         """Whether ``ready`` has something to send: a commit to announce, or slots to open."""
         decided_through = self._log.decided_through
-        return self.commit_sent < decided_through or bool(
-            self.queue and self.next_slot <= decided_through + self._window_slots_max
-        )
+        if self.commit_sent < decided_through:
+            return True
+        if self.next_slot > decided_through + self._window_slots_max:
+            return False
+        if not self._may_propose(self.next_slot):
+            return False  # tick() asks the missing voters (fill_window)
+        if self.queue or self.change is not None or self.next_slot in self.reports:
+            return True
+        pending = self._log.membership.pending(decided_through)
+        return pending is not None and self.next_slot < pending.effective_slot

@@ -27,6 +27,7 @@ clock, positions and the prefix never move backwards.
 from __future__ import annotations
 
 from .events import Delivered, Dropped
+from .membership import CHANGE_SEQ, ConfigHistory, Configuration
 from .snapshot import SnapshotMeta, encode_meta
 from .types import (
     CLOCK_ORIGIN,
@@ -87,13 +88,18 @@ class DecidedLog:
         "delivered",
         "entries",
         "known_commit",
+        "membership",
         "point",
         "seen",
         "snapshot",
         "wall_ms",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, founding: Configuration | None = None, delay: int | None = None) -> None:
+        #: The configurations, as the decided prefix says (membership.py).
+        self.membership = ConfigHistory(
+            founding or Configuration(frozenset({"?"})), *(() if delay is None else (delay,))
+        )
         #: Decided slots above ``compacted_through`` (delivered or waiting for a gap).
         self.entries: dict[int, Batch] = {}
         #: Every slot <= it is decided and delivered here.
@@ -147,6 +153,9 @@ class DecidedLog:
                 pid = p.id
                 origin = pid.origin
                 if origin == CLOCK_ORIGIN:
+                    if pid.seq == CHANGE_SEQ:
+                        self.membership.decided(slot, p.payload)
+                        continue
                     # A clock stamp: it moves the log's clock, never backwards.
                     t = stamp_ms(p)
                     if t is not None and t > clock:
@@ -239,7 +248,9 @@ class DecidedLog:
     def meta(self) -> bytes:
         """What a snapshot at ``decided_through`` must carry of the log."""
         seen = {life: (s.low, frozenset(s.above)) for life, s in self.seen.items()}
-        return encode_meta(SnapshotMeta(self.decided_through, self.delivered, seen, self.clock_ms))
+        through = self.decided_through
+        configs = self.membership.for_snapshot(through)
+        return encode_meta(SnapshotMeta(through, self.delivered, seen, self.clock_ms, configs))
 
     def compact(self, data: bytes, slot: int | None) -> Snapshot | None:
         """The snapshot ``Compact(data, slot)`` asks for (events.py), or None if it adds nothing.
@@ -285,6 +296,7 @@ class DecidedLog:
         self.delivered = meta.delivered
         self.clock_ms = max(self.clock_ms, meta.clock_ms)
         self.clock_estimate_ms = max(self.clock_estimate_ms, self.clock_ms)
+        self.membership.restore(meta.configs)
         self.seen = {}
         for life, (low, above) in meta.seen.items():
             seen = self.seen[life] = Seen()

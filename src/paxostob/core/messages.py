@@ -34,6 +34,10 @@ __all__ = [
     "Prepare",
     "Promise",
     "PromiseEntry",
+    "ReadIndexAsk",
+    "ReadIndexGrant",
+    "ReadProbe",
+    "ReadProbeReply",
     "SnapshotChunk",
 ]
 
@@ -213,6 +217,51 @@ class SnapshotChunk:
     chunk: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class ReadProbe:
+    """A heartbeat that must be answered: does ``ballot`` still lead, for read ``round``?
+
+    ``commit`` is the leader's commit watermark, as in ``Heartbeat``. The
+    leader serves the reads of ``round`` (and earlier) once a quorum,
+    itself included, answered it in ``ballot`` (core/reads.py).
+    """
+
+    instance: str
+    sender: str
+    ballot: Ballot
+    round: int
+    commit: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadProbeReply:
+    """The sender had promised no ballot above ``ballot`` when it answered read ``round``."""
+
+    instance: str
+    sender: str
+    ballot: Ballot
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadIndexAsk:
+    """A follower asks the leader for a read index, for its reads named ``ask``."""
+
+    instance: str
+    sender: str
+    ask: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadIndexGrant:
+    """The answer to ``ReadIndexAsk(ask)``: the reads may run once slot ``index`` is applied."""
+
+    instance: str
+    sender: str
+    ask: int
+    index: int
+
+
 Message = (
     Prepare
     | Promise
@@ -227,6 +276,10 @@ Message = (
     | SnapshotChunk
     | PreVote
     | PreVoteReply
+    | ReadProbe
+    | ReadProbeReply
+    | ReadIndexAsk
+    | ReadIndexGrant
 )
 
 

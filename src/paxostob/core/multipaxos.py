@@ -131,6 +131,8 @@ and every earlier one are durable. Why each early type is safe:
   while its followers were only slow to fsync a large batch.
 - ``PreVote``, ``PreVoteReply``: no promise is made or reported as made; a
   reply's ``promised`` only lets the asker pick a higher ballot.
+- ``ReadProbe``, ``ReadProbeReply``, ``ReadIndexAsk``, ``ReadIndexGrant``:
+  reads by read index (reads.py argues each).
 
 The rest wait: ``Promise`` and ``Accepted`` are the acceptor's votes;
 ``Prepare`` because its ballot is our own promise, which must be durable
@@ -151,6 +153,7 @@ own durable acceptance, in the same Ready as the promise or a later one).
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 
@@ -165,12 +168,15 @@ from .events import (
     MarkSnapshotPoint,
     Persisted,
     Propose,
+    ProposeChange,
+    ReadIndex,
     Ready,
     Receive,
     Restore,
     Tick,
 )
 from .log import SEQ_BITS, DecidedLog
+from .membership import CONFIG_DELAY_SLOTS, ConfigHistory, Configuration
 from .messages import (
     Accept,
     Accepted,
@@ -186,10 +192,16 @@ from .messages import (
     PreVoteReply,
     Promise,
     PromiseEntry,
+    ReadIndexAsk,
+    ReadIndexGrant,
+    ReadProbe,
+    ReadProbeReply,
     SnapshotChunk,
 )
 from .outbox import EARLY, Outbox
 from .proposals import OwnProposals
+from .reads import Reads
+from .reconfig import ChangeRequests
 from .snapshot import decode_meta
 from .types import (
     ZERO_BALLOT,
@@ -226,6 +238,11 @@ class Status:
 _NONE_QUEUED: set[ProposalId] = set()
 
 
+def _configs_ahead(log: DecidedLog) -> list[Configuration]:
+    """The configurations governing the slots a read round must cover."""
+    return log.membership.governing_from(log.decided_through + 1)
+
+
 class MultiPaxosReplica:
     """One replica of the Multi-Paxos log (sans-IO). Drive it with ``step``.
 
@@ -247,9 +264,18 @@ class MultiPaxosReplica:
         instance: str = "tob",
         config: LogConfig | None = None,
         incarnation: int = 0,
+        join: bool = False,
+        config_delay_slots: int = CONFIG_DELAY_SLOTS,
     ) -> None:
-        if node_id not in members:
-            raise ValueError(f"node {node_id!r} is not in the membership {list(members)}")
+        # ``members`` is the founding configuration (every voter); a node
+        # that ``join``s is not in it: it learns the log (and so the
+        # configurations) until a change adds it. ``config_delay_slots`` is
+        # alpha (membership.py): every replica of a log must use the same.
+        if (node_id in members) == join:
+            raise ValueError(
+                f"node {node_id!r} {'joins but is' if join else 'is not'} in the founding "
+                f"membership {list(members)}"
+            )
         if not 0 <= incarnation < 1 << SEQ_BITS:
             raise ValueError("incarnation out of range")
         self.node_id = node_id
@@ -257,6 +283,12 @@ class MultiPaxosReplica:
         self.peers = tuple(m for m in self.members if m != node_id)
         self.instance = instance
         self.config = cfg = config or LogConfig()
+        if cfg.window_slots_max > config_delay_slots:
+            raise ValueError(
+                f"LogConfig.window_slots_max ({cfg.window_slots_max}) may not exceed the "
+                f"configuration delay alpha ({config_delay_slots}): a leader must know the "
+                "configuration of every slot it opens"
+            )
         self._now = 0
         #: Messages ignored: not for this instance or membership, stale, malformed.
         self.ignored = 0
@@ -267,10 +299,12 @@ class MultiPaxosReplica:
         # Acceptor: durable state.
         self.acceptor = Acceptor()
         # Learner: the decided log, what was delivered from it, its clock.
-        self.log = DecidedLog()
+        self.log = DecidedLog(Configuration(frozenset(self.members)), config_delay_slots)
+        self._changes = ChangeRequests(
+            me=node_id, log=self.log, outcomes=box.changes, lag_max=cfg.learner_lag_max
+        )
         self._catchup = Catchup(
             me=node_id,
-            peers=self.peers,
             instance=instance,
             rng=rng,
             log=self.log,
@@ -296,7 +330,6 @@ class MultiPaxosReplica:
         # Who leads, and our own leadership.
         self.election = Election(
             me=node_id,
-            members=self.members,
             instance=instance,
             rng=rng,
             config=cfg,
@@ -307,6 +340,20 @@ class MultiPaxosReplica:
             outbox=box,
             decide=self._decide,
             now=self._now,
+        )
+        # Linearizable reads without a log entry (ReadIndex, core/reads.py).
+        log = (
+            self.log
+        )  # a partial, not a lambda: a replica must stay picklable (paxostob check copies it)
+        self.reads = Reads(
+            me=node_id,
+            configs=functools.partial(_configs_ahead, log),
+            instance=instance,
+            send=box.send,
+            done=box.reads,
+            failed=box.reads_failed,
+            retry_ticks=cfg.accept_retry_ticks,
+            timeout_ticks=cfg.read_timeout_ticks,
         )
         if cfg.batch_bytes_max < 64:
             raise ValueError("batch_bytes_max is too small for any proposal")
@@ -333,6 +380,9 @@ class MultiPaxosReplica:
                     leading=self.election.role is Role.LEADER,
                 )
             self._tick()
+        elif isinstance(event, ReadIndex):
+            self.reads.read(event.request_id, self._now)
+            return  # routed when the next Ready is cut: it sends nothing now
         elif isinstance(event, Campaign):
             self.election.campaign(self._now)
         elif isinstance(event, Persisted):
@@ -343,6 +393,8 @@ class MultiPaxosReplica:
             self.log.point = (self.log.decided_through, self.log.meta())
         elif isinstance(event, Restore):
             self._restore(event)
+        elif isinstance(event, ProposeChange):
+            self._changes.propose(event, self.election.leading, self.election.leader)
         else:  # pragma: no cover - the Event union is closed
             raise TypeError(f"not a core event: {event!r}")
         self._drain_loopback()
@@ -380,6 +432,7 @@ class MultiPaxosReplica:
         el.tick(now)
         if following:
             self.proposals.reforward_due(now, el.leader)
+        self.reads.tick(now, el.leader, el.leading is not None)
         if self.log.decided_through < self.log.known_commit and now >= self._catchup.due:
             el.ask_catchup(now)
 
@@ -405,6 +458,11 @@ class MultiPaxosReplica:
         el = self.election
         return el.ballot if el.role is not Role.FOLLOWER else el.leader_ballot
 
+    @property
+    def membership(self) -> ConfigHistory:
+        """The configurations as this replica's decided prefix says (``config_for(slot)``)."""
+        return self.log.membership
+
     def status(self) -> Status:
         el = self.election
         return Status(
@@ -424,7 +482,12 @@ class MultiPaxosReplica:
     # ============================================================== routing
 
     def _receive(self, m: Message) -> None:
-        if m.instance != self.instance or m.sender not in self.members:
+        # Any sender: a member we do not know yet (we lag behind its addition)
+        # may lead; its votes count only where it is a voter (per slot). Only
+        # a would-be leader we know as no voter at all is ignored.
+        if m.instance != self.instance or (
+            isinstance(m, Prepare) and m.sender not in self.log.membership.known_members()
+        ):
             self.ignored += 1
             return
         el = self.election
@@ -438,6 +501,7 @@ class MultiPaxosReplica:
         elif isinstance(m, HeartbeatReply):
             if el.leading is not None and m.ballot == el.leading.ballot:
                 el.leading.heard[m.sender] = now
+                el.leading.acked[m.sender] = m.decided_through
         elif isinstance(m, Forward):
             if el.leading is None:
                 self.ignored += 1  # the origin re-forwards once it learns the leader
@@ -459,6 +523,8 @@ class MultiPaxosReplica:
             el.on_pre_vote(m, now)
         elif isinstance(m, PreVoteReply):
             self.ignored += not el.on_pre_vote_reply(m, now)  # False: no round of ours
+        elif isinstance(m, ReadProbe | ReadProbeReply | ReadIndexAsk | ReadIndexGrant):
+            self._on_read_message(m)
         else:
             self.ignored += 1
 
@@ -480,7 +546,10 @@ class MultiPaxosReplica:
 
     def _on_prepare(self, m: Prepare) -> None:
         acceptor = self.acceptor
-        if not acceptor.promise(m.ballot):
+        # Asked again for the ballot we promised (the leader asks the voters of
+        # a new configuration, or our promise was lost): promise it again.
+        again = m.ballot == acceptor.promised and m.sender == m.ballot.node_id
+        if not again and not acceptor.promise(m.ballot):
             self._outbox.send(
                 m.sender, Nack(self.instance, self.node_id, m.ballot, acceptor.promised)
             )
@@ -549,6 +618,33 @@ class MultiPaxosReplica:
             reply = HeartbeatReply(self.instance, self.node_id, m.ballot, self.log.decided_through)
             self._outbox.send(m.sender, reply)
 
+    def _on_read_message(
+        self, m: ReadProbe | ReadProbeReply | ReadIndexAsk | ReadIndexGrant
+    ) -> None:
+        lead = self.election.leading
+        if isinstance(m, ReadProbe):
+            self._on_read_probe(m)
+        elif isinstance(m, ReadProbeReply):
+            if lead is not None and m.ballot == lead.ballot:
+                lead.heard[m.sender] = self._now  # it counts for check-quorum too
+            self.ignored += not self.reads.on_probe_reply(m, lead)
+        elif isinstance(m, ReadIndexAsk):
+            self.ignored += not self.reads.on_ask(m, lead)
+        else:
+            self.ignored += not self.reads.on_grant(m)
+
+    def _on_read_probe(self, m: ReadProbe) -> None:
+        """A heartbeat that is always answered: we promised nothing above its ballot."""
+        promised = self.acceptor.promised
+        if m.ballot < promised:
+            self._outbox.send(m.sender, Nack(self.instance, self.node_id, m.ballot, promised))
+            return
+        self.election.follow(m.ballot, self._now)
+        self._learn_commit(m.ballot, m.commit)
+        self._replied = (self._now, m.ballot)
+        reply = ReadProbeReply(self.instance, self.node_id, m.ballot, m.round)
+        self._outbox.send(m.sender, reply)
+
     # =============================================================== learner
 
     def _on_accepted(self, m: Accepted) -> None:
@@ -558,7 +654,7 @@ class MultiPaxosReplica:
             return
         lead.heard[m.sender] = self._now
         o = lead.open.get(m.slot)
-        if o is not None and o.tally.add(m.sender):
+        if o is not None and m.sender in o.voters and o.tally.add(m.sender):
             self._decide(m.slot, o.value)
 
     def _on_decided(self, m: Decided) -> None:
@@ -625,8 +721,10 @@ class MultiPaxosReplica:
         self._deliver()
 
     def _deliver(self) -> None:
-        lead = self.election.leading
-        self.log.deliver(
+        el = self.election
+        lead = el.leading
+        log = self.log
+        log.deliver(
             self.node_id,
             self._outbox.deliveries,
             self.proposals.pending,
@@ -634,6 +732,12 @@ class MultiPaxosReplica:
             self._outbox.dropped,
             lead.queued if lead is not None else _NONE_QUEUED,
         )
+        self._changes.after_delivery()
+        if (
+            lead is not None
+            and self.node_id not in log.membership.config_for(log.decided_through + 1).voters
+        ):
+            el.step_down(self._now, None)  # removed: the next slots are not ours to lead
 
     # ================================================================= ready
 
@@ -645,6 +749,7 @@ class MultiPaxosReplica:
             or self.acceptor.accepted_new
             or self.proposals.to_forward
             or (lead is not None and lead.has_work())
+            or self.reads.has_work(self.election.leader, lead, self.log.decided_through)
         )
 
     def ready(self) -> Ready:
@@ -655,8 +760,11 @@ class MultiPaxosReplica:
         if lead is not None:
             lead.fill_window(self._now)
             self._drain_loopback()
-            if lead.commit_sent < self.log.decided_through:
-                lead.send_heartbeats(self._now)
+            lead = el.leading  # (our own votes may have made us step down)
+        # Reads after the window is filled: a round's probe is the heartbeat.
+        self.reads.flush(self._now, el.leader, lead, self.log)
+        if lead is not None and lead.commit_sent < self.log.decided_through:
+            lead.send_heartbeats(self._now)
         return self._outbox.ready(self.acceptor)
 
     def advance(self, ready: Ready) -> None:

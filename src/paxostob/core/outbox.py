@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import deque
 
 from .acceptor import Acceptor
-from .events import Delivered, Dropped, Ready
+from .events import ChangeOutcome, Delivered, Dropped, Ready
 from .messages import (
     Accept,
     Accepted,
@@ -34,6 +34,10 @@ from .messages import (
     Message,
     PreVote,
     PreVoteReply,
+    ReadIndexAsk,
+    ReadIndexGrant,
+    ReadProbe,
+    ReadProbeReply,
     SnapshotChunk,
 )
 from .types import DecidedEntry, Snapshot
@@ -52,6 +56,10 @@ EARLY: tuple[type[Message], ...] = (
     SnapshotChunk,
     PreVote,
     PreVoteReply,
+    ReadProbe,
+    ReadProbeReply,
+    ReadIndexAsk,
+    ReadIndexGrant,
 )
 
 
@@ -60,6 +68,7 @@ class Outbox:
 
     __slots__ = (
         "_me",
+        "changes",
         "decided_new",
         "deliveries",
         "dropped",
@@ -67,6 +76,8 @@ class Outbox:
         "held",
         "loopback",
         "out",
+        "reads",
+        "reads_failed",
         "ready_seq",
         "restore_at",
         "snapshot",
@@ -84,10 +95,14 @@ class Outbox:
         self.decided_new: list[DecidedEntry] = []
         self.deliveries: list[Delivered] = []
         self.dropped: list[Dropped] = []
+        self.changes: list[ChangeOutcome] = []
         #: A snapshot to save, and (when it came from a peer) where among
         #: ``deliveries`` the application restores it.
         self.snapshot: Snapshot | None = None
         self.restore_at: int | None = None
+        #: ``ReadIndex`` requests that may run (after this Ready's deliveries), or failed.
+        self.reads: list[int] = []
+        self.reads_failed: list[int] = []
 
     def send(self, dst: str, msg: Message) -> None:
         if dst == self._me:
@@ -111,7 +126,10 @@ class Outbox:
             or self.deliveries
             or self.decided_new
             or self.dropped
+            or self.changes
             or self.snapshot is not None
+            or self.reads
+            or self.reads_failed
         )
 
     def ready(self, acceptor: Acceptor) -> Ready:
@@ -128,6 +146,9 @@ class Outbox:
             must_sync=acceptor.promised_dirty or bool(acceptor.accepted_new),
             early=tuple(self.early),
             seq=self.ready_seq + 1,
+            changes=tuple(self.changes),
+            reads=tuple(self.reads),
+            reads_failed=tuple(self.reads_failed),
         )
 
     def advance(self, ready: Ready, acceptor: Acceptor) -> None:
@@ -139,6 +160,11 @@ class Outbox:
         del acceptor.accepted_new[: len(ready.accepted)]
         del self.decided_new[: len(ready.decided)]
         del self.dropped[: len(ready.dropped)]
+        del self.changes[: len(ready.changes)]
+        if ready.reads:
+            del self.reads[: len(ready.reads)]
+        if ready.reads_failed:
+            del self.reads_failed[: len(ready.reads_failed)]
         if ready.snapshot is not None:
             # The restore point belonged to that Ready alone (a compaction in
             # between may have replaced the snapshot still to persist).

@@ -24,7 +24,7 @@ Theory of operation ("Paxos Made Simple" §2.2-2.3):
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
 from .types import Ballot
@@ -33,6 +33,7 @@ __all__ = [
     "Tally",
     "backoff_ticks",
     "highest_accepted",
+    "is_quorum",
     "may_accept",
     "may_promise",
     "quorum_size",
@@ -45,6 +46,16 @@ def quorum_size(members: int) -> int:
     """The smallest majority: any two quorums of this size intersect."""
     assert members >= 1
     return members // 2 + 1
+
+
+def is_quorum(voters: Iterable[str], members: Sequence[str]) -> bool:
+    """Whether the distinct ``voters`` among ``members`` make a quorum of them.
+
+    The one question every count of votes asks; sets of senders that are
+    not members count for nothing.
+    """
+    member_set = set(members)
+    return len(member_set.intersection(voters)) >= quorum_size(len(member_set))
 
 
 def may_promise(promised: Ballot, ballot: Ballot) -> bool:

@@ -15,7 +15,8 @@ proposes, a proposal of the reserved origin ``CLOCK_ORIGIN`` whose payload
 is its clock reading in milliseconds (``clock_stamp``). A stamp is never
 delivered as a message; every replica folds the stamps of the decided log
 into the log's clock (``multipaxos`` states the rule), which each
-``Delivery`` carries.
+``Delivery`` carries. The same origin with seq 1 marks a membership change
+(``membership.CHANGE_SEQ``), never delivered either.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def clock_stamp(ms: int) -> Proposal:
 
 def stamp_ms(p: Proposal) -> int | None:
     """The time of a clock stamp; ``None`` for any other proposal (or a malformed stamp)."""
-    if p.id.origin != CLOCK_ORIGIN or len(p.payload) != _STAMP.size:
+    if p.id.origin != CLOCK_ORIGIN or p.id.seq != 0 or len(p.payload) != _STAMP.size:
         return None
     return int(_STAMP.unpack(p.payload)[0])
 

@@ -194,6 +194,15 @@ class KvMachine:
         finally:
             self._ks.reading = False
 
+    def expiry_due(self, now_ms: int) -> bool:
+        """Whether some key may expire by ``now_ms`` (stale heap pairs may say yes).
+
+        Reads run at the clock of the last applied entry: a reader that
+        wants ``now_ms`` must first apply an entry stamped later.
+        """
+        heap = self._ks.expiry_heap
+        return bool(heap) and heap[0][0] <= now_ms
+
     def snapshot(self) -> bytes:
         """The logical state, canonical: equal states give equal bytes."""
         ks = self._ks

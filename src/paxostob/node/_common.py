@@ -28,14 +28,26 @@ T = TypeVar("T")
 log = logging.getLogger("paxostob.node")
 
 
-def check_membership(address: str, members: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """The sorted membership; refuses duplicates, empties and a node outside it."""
+def check_membership(
+    address: str, members: list[str] | tuple[str, ...], *, join: bool = False
+) -> tuple[str, ...]:
+    """The sorted membership; refuses duplicates, empties and a node outside it.
+
+    With ``join`` (a node added later, TotalOrderBroadcast only), ``members``
+    are the founding members and this node must not be one of them.
+    """
     names = [str(m) for m in members]
     if not names or any(not m for m in names):
         raise ConfigurationError("members must be a non-empty list of non-empty node ids")
     if len(set(names)) != len(names):
         raise ConfigurationError(f"members has duplicates: {names}")
-    if address not in names:
+    if join:
+        if address in names:
+            raise ConfigurationError(
+                f"this node ({address!r}) joins, but it is a founding member {names}: "
+                "a founding member starts without join"
+            )
+    elif address not in names:
         raise ConfigurationError(
             f"this node ({address!r}) must be one of the members {names}: "
             "the membership is the whole cluster, this node included"

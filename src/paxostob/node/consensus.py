@@ -64,6 +64,10 @@ class Consensus(AsyncLifetime):
     then a ``NodeFailedError`` naming the cause, which ``propose`` and
     ``decided`` raise, waiting ones included, and ``await wait_closed()``
     raises (it returns normally once ``close()`` is called).
+
+    Membership is fixed: ``members`` is every acceptor of the instance for
+    its whole life (``TotalOrderBroadcast`` is the one that changes its
+    membership: docs/design.md, 'Membership change').
     """
 
     def __init__(

@@ -15,6 +15,7 @@ nodes and a network that loses, duplicates, delays, reorders and partitions:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -22,20 +23,34 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from ..core.events import Compact, MarkSnapshotPoint, Propose, Ready, Restore
+from ..core.events import (
+    ChangeOutcome,
+    Compact,
+    Delivered,
+    MarkSnapshotPoint,
+    Propose,
+    ProposeChange,
+    ReadIndex,
+    Ready,
+    Restore,
+)
+from ..core.membership import CONFIG_DELAY_SLOTS, Configuration, Membership
 from ..core.multipaxos import SEQ_BITS, LogConfig, MultiPaxosReplica, Status
 from ..core.types import CLOCK_STAMP_BYTES, Ballot, Delivery, ProposalId
 from ..errors import (
     AlreadyDeliveredError,
     ConfigurationError,
+    MembershipError,
     NodeFailedError,
+    NotLeaderError,
     NotRunningError,
     PaxosError,
     PayloadTooLargeError,
     ProposalConflictError,
     QuorumTimeoutError,
+    ResultUnknownError,
 )
 from ..storage.base import Storage, has_durable_part
 from ..transport.base import Transport
@@ -60,12 +75,16 @@ class StateMachine(Protocol):
     """An application fed synchronously, in total order, that can be snapshotted.
 
     ``apply`` is called for every delivery, in order, inside the node's
-    driver (keep it quick and deterministic). ``snapshot`` returns the state
+    driver (keep it quick and deterministic). What it returns is the
+    delivery's *result* on this node: ``TotalOrderBroadcast.submit`` of this
+    node resolves with it (e.g. a key-value command's replies), so replies
+    travel with the delivery and nothing keeps them on the side. Return
+    ``None`` when there is nothing to say. ``snapshot`` returns the state
     after everything applied so far; ``restore`` replaces the state by a
     snapshot's (on restart, or when a lagging node jumps ahead).
     """
 
-    def apply(self, delivery: Delivery) -> None: ...
+    def apply(self, delivery: Delivery) -> object: ...
     def snapshot(self) -> bytes: ...
     def restore(self, data: bytes) -> None: ...
 
@@ -119,7 +138,7 @@ INSTANCE_PREFIX = "tob:"
 TIMEOUT_GRANULARITY_S = 0.005
 
 
-def _retrieve(fut: asyncio.Future[Delivery]) -> None:
+def _retrieve(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()
 
@@ -132,7 +151,7 @@ class _Deadlines:
     def __init__(self, timer: asyncio.TimerHandle) -> None:
         self.timer = timer
         #: Each waiting broadcast's future and its timeout (for the message).
-        self.waiters: dict[asyncio.Future[Delivery], float | None] = {}
+        self.waiters: dict[asyncio.Future[Any], float | None] = {}
 
 
 #: Payload bytes delivered between two snapshots (or ``snapshot_entries_max``
@@ -184,6 +203,24 @@ class TotalOrderBroadcast(AsyncLifetime):
     too (``ConfigurationError``). ``bootstrap`` on an existing store does
     nothing, but it must never be passed for a member whose store was lost:
     that member would rejoin having forgotten its votes.
+
+    Membership (docs/design.md, 'Membership change'): ``members`` are the
+    founding members, the first configuration's voters. The leader changes
+    the membership one change at a time: ``add_member`` (a learner, which
+    receives the log but does not vote), ``promote_member`` (learner to
+    voter, once it caught up) and ``remove_member``; each resolves once the
+    change is in effect here, and raises ``MembershipError`` when refused
+    (``NotLeaderError``, naming the leader, on a node that does not lead).
+    ``members()`` is the configuration in effect; ``on_membership``
+    callbacks hear of each new one (a runtime dials new members there). A
+    node added later starts with ``join=True`` and the same founding
+    ``members`` (it is not one of them) on every start, and with
+    ``bootstrap=True`` on its first start only, exactly as a founding member
+    (that makes its store; a later start that finds none refuses, since the
+    node may have become a voter and must not vote with promises it lost). It
+    stays a learner until promoted, and catches up by snapshot and log. A
+    node whose disk was lost joins under a new id (a removed id never comes
+    back).
 
     Compaction: with a ``state_machine``, deliveries go to its ``apply``
     (not to ``deliver()``); after ``snapshot_entries_max`` deliveries or
@@ -242,6 +279,7 @@ class TotalOrderBroadcast(AsyncLifetime):
         bootstrap: bool = False,
         in_memory: bool = False,
         wall_clock: Callable[[], float] = time.time,
+        join: bool = False,
     ) -> None:
         if not instance:
             raise ConfigurationError("instance must be a non-empty name")
@@ -252,7 +290,10 @@ class TotalOrderBroadcast(AsyncLifetime):
         self.address = transport.address
         #: This node's wall clock (Unix seconds), read every tick.
         self.wall_clock = wall_clock
-        self.members = check_membership(self.address, members)
+        #: The founding members (the first configuration's voters); the
+        #: configuration in effect is ``members()``.
+        self.founding_members = check_membership(self.address, members, join=join)
+        self._join = join
         self.instance = instance
         tick_ms = tick_interval_s * 1000
         if config is None:
@@ -265,6 +306,12 @@ class TotalOrderBroadcast(AsyncLifetime):
                 f"tick interval ({tick_ms:g} ms): the log's clock could not keep up with "
                 "real time"
             )
+        if config.window_slots_max > CONFIG_DELAY_SLOTS:
+            raise ConfigurationError(
+                f"LogConfig.window_slots_max ({config.window_slots_max}) may not exceed "
+                f"{CONFIG_DELAY_SLOTS}, the slots a membership change waits before it takes "
+                "effect: a leader must know the configuration of every slot it opens"
+            )
         self.config = config
         rng = make_rng(seed, f"tob:{instance}:{self.address}")
         # Without storage nothing counts this node's lives, so each life draws
@@ -272,11 +319,12 @@ class TotalOrderBroadcast(AsyncLifetime):
         # (Seeded runs draw from the seed, so give a restarted node a new seed.)
         self._replica = MultiPaxosReplica(
             self.address,
-            self.members,
+            self.founding_members,
             rng,
             instance=INSTANCE_PREFIX + instance,
             config=self.config,
             incarnation=rng.getrandbits(SEQ_BITS),
+            join=join,
         )
         #: Bytes a proposal of this node counts beyond its payload (batch_size_bytes).
         self._proposal_overhead = 16 + len(self.address) + CLOCK_STAMP_BYTES
@@ -293,7 +341,9 @@ class TotalOrderBroadcast(AsyncLifetime):
         # leader has no quorum for that long (p99 of a 16-deep pipeline rose
         # from 20 to 125 ms). With the k-th member of n at (1 + k / 2n) times
         # the limits, followers mostly compact at different times.
-        stagger = 1 + sorted(self.members).index(self.address) / (2 * len(self.members))
+        founding = self.founding_members
+        rank = sorted({*founding, self.address}).index(self.address)
+        stagger = 1 + rank / (2 * (len(founding) + self._join))
         self._snapshot_entries_max = max(1, int(snapshot_entries_max * stagger))
         self._snapshot_bytes_max = max(1, int(snapshot_bytes_max * stagger))
         self._entries_since = 0
@@ -315,9 +365,17 @@ class TotalOrderBroadcast(AsyncLifetime):
             on_failure=self._on_failure,
             wall_clock=wall_clock,
         )
-        self._waiters: dict[ProposalId, asyncio.Future[Delivery]] = {}
-        #: Broadcasts not yet handed to the replica (the driver proposes them).
-        self._to_propose: list[tuple[bytes, asyncio.Future[Delivery]]] = []
+        #: This node's proposals not yet delivered here: the future of each and
+        #: whether it resolves with the state machine's result (``submit``) or
+        #: with the ``Delivery`` (``broadcast``).
+        self._waiters: dict[ProposalId, tuple[asyncio.Future[Any], bool]] = {}
+        #: Futures of broadcasts handed to the driver and not yet proposed (in
+        #: its inbox): failed with the rest if the node stops first.
+        self._unproposed: set[asyncio.Future[Any]] = set()
+        #: ``read_index`` calls: not yet stepped, and stepped (by request id).
+        self._to_read: list[asyncio.Future[None]] = []
+        self._reads: dict[int, asyncio.Future[None]] = {}
+        self._read_seq = 0
         #: Broadcasts waiting with a timeout, by deadline bucket.
         self._deadlines: dict[int, _Deadlines] = {}
         # Room for ``pending_max`` undelivered broadcasts: a counter, and the
@@ -338,6 +396,12 @@ class TotalOrderBroadcast(AsyncLifetime):
         #: This node's broadcasts that failed: dropped by the log (too large,
         #: a conflicting id) or not delivered within their timeout.
         self.proposals_failed = 0
+        # Membership change requests waiting for their outcome, by number.
+        self._change_waiters: dict[int, asyncio.Future[Membership]] = {}
+        self._change_requests = 0
+        self._membership_callbacks: list[Callable[[Membership], None]] = []
+        #: The configuration in effect last reported to ``on_membership`` callbacks.
+        self._config_in_effect: Configuration | None = None
 
     # ------------------------------------------------------------- lifetime
 
@@ -370,7 +434,11 @@ class TotalOrderBroadcast(AsyncLifetime):
         storage = self._storage
         if storage is not None and not self._opened:
             state = await open_store(
-                storage, self.cluster_id, self.address, self.members, bootstrap=self._bootstrap
+                storage,
+                self.cluster_id,
+                self.address,
+                self.founding_members,
+                bootstrap=self._bootstrap,
             )
             self._opened = True
             if state.snapshot is not None:
@@ -415,15 +483,23 @@ class TotalOrderBroadcast(AsyncLifetime):
         return failure
 
     def _fail_waiters(self, make_error: Callable[[], NotRunningError]) -> None:
-        unproposed = [fut for _, fut in self._to_propose]
-        self._to_propose.clear()
-        for fut in [*self._waiters.values(), *unproposed]:
+        unproposed = list(self._unproposed)
+        self._unproposed.clear()
+        reads: list[asyncio.Future[Any]] = [*self._reads.values(), *self._to_read]
+        self._reads.clear()
+        self._to_read.clear()
+        for fut in [*(fut for fut, _ in self._waiters.values()), *unproposed, *reads]:
             if not fut.done():
                 fut.set_exception(make_error())
                 # A broadcast that already timed out no longer awaits this
                 # future: mark the exception seen so asyncio does not log it.
                 fut.exception()
         self._waiters.clear()
+        changes = list(self._change_waiters.values())
+        self._change_waiters.clear()
+        for change in changes:
+            if not change.done():
+                change.set_exception(make_error())
         while self._room_waiters:
             waiter = self._room_waiters.popleft()
             if not waiter.done():
@@ -441,6 +517,27 @@ class TotalOrderBroadcast(AsyncLifetime):
         later, exactly once, in its place in the total order.
         Raises ``PayloadTooLargeError`` for a payload above the batch limit.
         """
+        delivery: Delivery = await self._propose_and_wait(payload, timeout, False)
+        return delivery
+
+    async def submit(self, payload: bytes, *, timeout: float | None = None) -> object:
+        """Broadcast ``payload``; resolve with what this node's state machine returned for it.
+
+        Like ``broadcast``, but the result is ``state_machine.apply``'s
+        return value for this delivery, on this node (a request's reply
+        travels with its delivery: e.g. ``KeyValueStore`` gets its commands'
+        replies). Raises ``ResultUnknownError`` when the delivery was applied
+        here only inside a snapshot from a peer (this node lagged behind): it
+        is in the total order exactly once, but no result was computed here.
+        Needs a ``state_machine`` (``ConfigurationError`` otherwise).
+        """
+        if self._sm is None:
+            raise ConfigurationError("submit() needs a state_machine: use broadcast()")
+        return await self._propose_and_wait(payload, timeout, True)
+
+    async def _propose_and_wait(
+        self, payload: bytes, timeout: float | None, want_result: bool
+    ) -> Any:
         data = self._checked(payload)
         if not self._driver.running:
             raise self._driver.not_running()
@@ -450,7 +547,7 @@ class TotalOrderBroadcast(AsyncLifetime):
             self._room_free -= 1
         else:
             await self._wait_room(timeout)
-        fut = self._submit(data, loop)
+        fut = self._submit(data, loop, want_result)
         if deadline is None:
             # No shield: a cancelled caller cancels ``fut``, which only means
             # nobody waits for the delivery (``_on_ready`` skips done futures).
@@ -475,14 +572,14 @@ class TotalOrderBroadcast(AsyncLifetime):
             raise self._driver.not_running()
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        futs: list[asyncio.Future[Delivery]] = []
+        futs: list[asyncio.Future[Any]] = []
         for data in datas:
             if self._room_free > 0 and not self._room_waiters:
                 self._room_free -= 1
             else:
                 left = None if deadline is None else max(0.0, deadline - loop.time())
                 await self._wait_room(left)
-            futs.append(self._submit(data, loop))
+            futs.append(self._submit(data, loop, False))
         try:
             if deadline is None:
                 return [await fut for fut in futs]
@@ -492,6 +589,60 @@ class TotalOrderBroadcast(AsyncLifetime):
             for fut in futs:
                 fut.add_done_callback(_retrieve)
             raise
+
+    async def read_index(self, *, timeout: float | None = None) -> None:
+        """Return once this node applied every value chosen before the call (ReadIndex).
+
+        A read of the state machine (or of the deliveries handed out here)
+        right after it sees every broadcast delivered anywhere before the
+        call: the leader confirms it still leads with one round of messages
+        answered by a quorum (no log entry, no save), and this node waits
+        until it applied through the leader's index. Raises
+        ``QuorumTimeoutError`` after ``timeout`` seconds, or when the node
+        gave up (no quorum within ``LogConfig.read_timeout_ticks``).
+        """
+        if not self._driver.running:
+            raise self._driver.not_running()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Calls between two driver steps are stepped by one call (one round).
+        batch = self._to_read
+        batch.append(fut)
+        if len(batch) == 1:
+            try:
+                self._driver.call(self._step_reads)
+            except BaseException:
+                batch.clear()
+                raise
+        try:
+            await within(fut, timeout, "read index")
+        except BaseException:
+            fut.cancel()  # the core's answer, when it comes, finds it done
+            raise
+
+    def _step_reads(self) -> None:
+        # Runs in the driver task (it owns the replica).
+        batch, self._to_read = self._to_read, []
+        step = self._replica.step
+        reads = self._reads
+        for fut in batch:
+            if fut.done():
+                continue
+            self._read_seq += 1
+            reads[self._read_seq] = fut
+            step(ReadIndex(self._read_seq))
+
+    def _reads_done(self, ready: Ready) -> None:
+        reads = self._reads
+        for rid in ready.reads:
+            fut = reads.pop(rid, None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+        for rid in ready.reads_failed:
+            fut = reads.pop(rid, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(
+                    QuorumTimeoutError("read index: no quorum confirmed a leader in time")
+                )
 
     def _checked(self, payload: bytes) -> bytes:
         data = payload
@@ -509,29 +660,29 @@ class TotalOrderBroadcast(AsyncLifetime):
             )
         return data
 
-    def _submit(self, data: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Delivery]:
+    def _submit(
+        self, data: bytes, loop: asyncio.AbstractEventLoop, want_result: bool
+    ) -> asyncio.Future[Any]:
         """Hand ``data`` (its room taken) to the driver; the future of its delivery."""
-        fut: asyncio.Future[Delivery] = loop.create_future()
-        # Broadcasts made between two driver steps are proposed by one call:
-        # one inbox item and one wake-up for all of them, not one each.
-        batch = self._to_propose
-        batch.append((data, fut))
-        if len(batch) == 1:
-            try:
-                self._driver.call(self._propose_batch)
-            except BaseException:
-                batch.clear()
-                self._release_room()
-                raise
+        fut: asyncio.Future[Any] = loop.create_future()
+        # One driver inbox item each: the driver runs its whole inbox before it
+        # takes the next Ready, so proposals made in one loop pass reach the
+        # core together and its batch (batch_count_max) groups them.
+        try:
+            self._driver.call(functools.partial(self._propose, data, fut, want_result))
+        except BaseException:
+            self._release_room()
+            raise
+        self._unproposed.add(fut)
         return fut
 
     async def _delivered_by(
         self,
-        fut: asyncio.Future[Delivery],
+        fut: asyncio.Future[Any],
         deadline: float,
         timeout: float | None,
         loop: asyncio.AbstractEventLoop,
-    ) -> Delivery:
+    ) -> Any:
         # Deadlines share one timer per TIMEOUT_GRANULARITY_S: a timer per
         # broadcast (a handle, a heap push, a cancel) is a large share of a
         # broadcast's cost.
@@ -574,23 +725,16 @@ class TotalOrderBroadcast(AsyncLifetime):
                 return
         self._room_free += 1
 
-    def _propose_batch(self) -> None:
-        # Runs in the driver task (it owns the replica).
-        batch, self._to_propose = self._to_propose, []
-        step = self._replica.step
-        proposals = self._replica.proposals
-        waiters = self._waiters
-        for i, (data, fut) in enumerate(batch):
-            try:
-                step(Propose(data))
-            except BaseException:
-                # The node stops (the driver's failure path): what was not
-                # proposed goes back, so it fails with the rest.
-                self._to_propose[:0] = batch[i:]
-                raise
-            pid = proposals.last_id
-            assert pid is not None
-            waiters[pid] = fut
+    def _propose(self, data: bytes, fut: asyncio.Future[Any], want_result: bool) -> None:
+        # Runs in the driver task (it owns the replica). If the step raises,
+        # the node stops (the driver's failure path) and ``fut``, still in
+        # ``_unproposed``, fails with the rest.
+        replica = self._replica
+        replica.step(Propose(data))
+        self._unproposed.discard(fut)
+        pid = replica.proposals.last_id
+        assert pid is not None
+        self._waiters[pid] = (fut, want_result)
 
     def _expire(self, key: int) -> None:
         # The broadcasts are not withdrawn: their waiters stay until they are
@@ -641,6 +785,111 @@ class TotalOrderBroadcast(AsyncLifetime):
             except NotRunningError:
                 return
             yield delivery
+
+    # ---------------------------------------------------------- membership
+
+    def members(self) -> Membership:
+        """The configuration in effect here: voters, learners, addresses (docs/design.md).
+
+        ``lag`` (slots each learner is behind) is filled only while this node leads.
+        """
+        r = self._replica
+        config = r.membership.config_for(r.log.decided_through + 1)
+        lead = r.election.leading
+        lag: dict[str, int] = {}
+        if lead is not None:
+            through = r.log.decided_through
+            lag = {m: through - lead.acked.get(m, 0) for m in sorted(config.learners)}
+        return Membership.of(config, lag)
+
+    def on_membership(self, callback: Callable[[Membership], None]) -> None:
+        """Call ``callback(members())`` whenever another configuration takes effect here.
+
+        Called in the node's task (keep it short, never block): e.g. dial new
+        members and drop removed ones.
+        """
+        self._membership_callbacks.append(callback)
+
+    async def add_member(
+        self, node_id: str, address: str, *, timeout: float | None = None
+    ) -> Membership:
+        """Add ``node_id`` (reachable at ``address``) as a learner; resolve once in effect here.
+
+        Start the new node with ``join=True`` and the founding ``members``
+        (and ``bootstrap=True`` on its first start): it catches up (snapshot
+        and log) as a learner, and votes only once
+        ``promote_member`` makes it a voter. Refused (``MembershipError``)
+        while another change is in progress, for an id that is a member or
+        was ever removed (a node whose disk was lost joins under a new id);
+        ``NotLeaderError`` on a node that does not lead (ask its ``leader``).
+        """
+        return await self._change("add", node_id, address, timeout)
+
+    async def promote_member(self, node_id: str, *, timeout: float | None = None) -> Membership:
+        """Make the learner ``node_id`` a voter; refused while it lags more than
+        ``LogConfig.learner_lag_max`` slots behind the leader (or never answered it)."""
+        return await self._change("promote", node_id, "", timeout)
+
+    async def remove_member(self, node_id: str, *, timeout: float | None = None) -> Membership:
+        """Remove a voter or learner (this node too: a leader steps down once it takes effect).
+
+        Refused for the last voter, an unknown id, or while another change is in progress.
+        """
+        return await self._change("remove", node_id, "", timeout)
+
+    async def _change(
+        self, op: str, node_id: str, address: str, timeout: float | None
+    ) -> Membership:
+        if not self._driver.running:
+            raise self._driver.not_running()
+        self._change_requests += 1
+        request = self._change_requests
+        fut: asyncio.Future[Membership] = asyncio.get_running_loop().create_future()
+        self._change_waiters[request] = fut
+        event = ProposeChange(op, node_id, request, address)
+        self._driver.call(lambda: self._replica.step(event))
+        try:
+            return await within(asyncio.shield(fut), timeout, f"membership change {op} {node_id}")
+        finally:
+            if not fut.done():
+                # Timed out or cancelled: the change may still take effect
+                # (members() shows it); nobody waits for its outcome any more.
+                self._change_waiters.pop(request, None)
+                fut.cancel()
+
+    def _on_changes(self, outcomes: tuple[ChangeOutcome, ...]) -> None:
+        for c in outcomes:
+            fut = self._change_waiters.pop(c.request, None)
+            if fut is None or fut.done():
+                continue
+            if c.configuration is not None:
+                fut.set_result(Membership.of(c.configuration))
+            elif c.leader is not None or (c.error or "").endswith("at the leader"):
+                fut.set_exception(NotLeaderError(c.error or "not the leader", c.leader))
+            else:
+                fut.set_exception(MembershipError(c.error or "refused"))
+
+    def _note_membership(self) -> None:
+        """Tell ``on_membership`` callbacks when another configuration took effect here."""
+        r = self._replica
+        config = r.membership.config_for(r.log.decided_through + 1)
+        if config is self._config_in_effect:
+            return
+        first = self._config_in_effect is None
+        self._config_in_effect = config
+        if first:
+            return
+        log.info(
+            "%s: membership from slot %d: voters %s, learners %s",
+            self.address,
+            config.effective_slot,
+            ",".join(sorted(config.voters)),
+            ",".join(sorted(config.learners)) or "-",
+            extra={"event": "membership", "slot": config.effective_slot},
+        )
+        members = Membership.of(config)
+        for callback in self._membership_callbacks:
+            callback(members)
 
     @property
     def leader(self) -> str | None:
@@ -776,53 +1025,53 @@ class TotalOrderBroadcast(AsyncLifetime):
         )
 
     def _on_ready(self, ready: Ready) -> None:
+        self._on_ready_applied(ready)
+        if ready.reads or ready.reads_failed:
+            # After the deliveries: the reads see the state through their index.
+            self._reads_done(ready)
+
+    def _on_ready_applied(self, ready: Ready) -> None:
         self._note_leader()
+        self._note_membership()
+        if ready.changes:
+            self._on_changes(ready.changes)
         sm = self._sm
         deliveries = ready.deliveries
+        waiters = self._waiters
+        if ready.dropped:
+            # Drops first: a proposal whose id another proposal took (``conflict``)
+            # fails, and the delivery carrying that id below then finds no waiter.
+            self._fail_dropped(ready)
         if ready.snapshot is not None and ready.restore_at is not None:
             self._on_ready_restoring(ready)
         elif sm is None:
             if deliveries:
                 self._queue.extend([d.delivery for d in deliveries])
                 self._readable.set()
+                if waiters:
+                    me = self.address
+                    for d in deliveries:
+                        if d.id.origin == me:
+                            self._resolve(d, None)
         else:
             apply = sm.apply
             size = 0
-            for d in deliveries:
-                apply(d.delivery)
-                size += len(d.delivery.payload)
+            if waiters:
+                me = self.address
+                resolve = self._resolve
+                for d in deliveries:
+                    result = apply(d.delivery)
+                    size += len(d.delivery.payload)
+                    # Only this node's proposals have waiters: compare the
+                    # origin before hashing the id (a Python-level hash).
+                    if d.id.origin == me:
+                        resolve(d, result)
+            else:
+                for d in deliveries:
+                    apply(d.delivery)
+                    size += len(d.delivery.payload)
             self._entries_since += len(deliveries)
             self._bytes_since += size
-        waiters = self._waiters
-        # Drops first: a proposal whose id another proposal took (``conflict``)
-        # fails, and the delivery carrying that id below then finds no waiter.
-        for dropped in ready.dropped:
-            fut = waiters.pop(dropped.id, None)
-            if fut is not None:
-                self._release_room()
-                if not fut.done():
-                    self.proposals_failed += 1
-                    error: PaxosError
-                    if dropped.conflict:
-                        error = ProposalConflictError(dropped.reason)
-                    elif dropped.delivered:
-                        error = AlreadyDeliveredError(dropped.reason)
-                    else:
-                        error = PayloadTooLargeError(dropped.reason)
-                    fut.set_exception(error)
-        if waiters:
-            release = self._release_room
-            me = self.address
-            for d in deliveries:
-                # Only this node's broadcasts have waiters: compare the origin
-                # before hashing the id (a Python-level hash).
-                if d.id.origin != me:
-                    continue
-                fut = waiters.pop(d.id, None)
-                if fut is not None:
-                    release()
-                    if not fut.done():
-                        fut.set_result(d.delivery)
         if (
             sm is not None
             and (
@@ -891,11 +1140,44 @@ class TotalOrderBroadcast(AsyncLifetime):
                 self._restore(ready.snapshot.data)
             if sm is None:
                 self._queue.append(d.delivery)
+                result = None
             else:
-                sm.apply(d.delivery)
+                result = sm.apply(d.delivery)
                 self._entries_since += 1
                 self._bytes_since += len(d.delivery.payload)
+            self._resolve(d, result)
         if ready.restore_at == len(ready.deliveries):
             self._restore(ready.snapshot.data)
         if ready.deliveries and sm is None:
             self._readable.set()
+
+    def _fail_dropped(self, ready: Ready) -> None:
+        waiters = self._waiters
+        for dropped in ready.dropped:
+            waiting = waiters.pop(dropped.id, None)
+            if waiting is None:
+                continue
+            self._release_room()
+            fut, want_result = waiting
+            if fut.done():
+                continue
+            self.proposals_failed += 1
+            error: PaxosError
+            if dropped.conflict:
+                error = ProposalConflictError(dropped.reason)
+            elif dropped.delivered and want_result:
+                error = ResultUnknownError(f"applied, result not known here: {dropped.reason}")
+            elif dropped.delivered:
+                error = AlreadyDeliveredError(dropped.reason)
+            else:
+                error = PayloadTooLargeError(dropped.reason)
+            fut.set_exception(error)
+
+    def _resolve(self, d: Delivered, result: object) -> None:
+        """Resolve this node's waiter of ``d`` (if any) with ``result`` or the delivery."""
+        waiting = self._waiters.pop(d.id, None)
+        if waiting is not None:
+            self._release_room()
+            fut, want_result = waiting
+            if not fut.done():
+                fut.set_result(result if want_result else d.delivery)

@@ -16,10 +16,17 @@ client that reconnects misses those published meanwhile.
 from __future__ import annotations
 
 from ..kv.pattern import pattern_matches
-from .protocol import Push, Replies, Reply
+from .family import Family, Handler, help_reply, wrong_arity
+from .protocol import Error, Push, Replies, Reply
 from .server import Connection
 
-__all__ = ["PubSub"]
+__all__ = ["IN_SUBSCRIBE_MODE", "PubSub", "PubSubCommands"]
+
+#: What a RESP2 client may send while subscribed (Redis's subscribe mode; RESP3 has none).
+IN_SUBSCRIBE_MODE = frozenset(
+    {b"SUBSCRIBE", b"UNSUBSCRIBE", b"PSUBSCRIBE", b"PUNSUBSCRIBE", b"PING", b"QUIT", b"RESET"}
+    | {b"SSUBSCRIBE", b"SUNSUBSCRIBE"}
+)
 
 _MESSAGE = b"message"
 _PMESSAGE = b"pmessage"
@@ -114,3 +121,71 @@ class PubSub:
                         if conn.push is not None and conn.push(push):
                             received += 1
         return received
+
+
+_PUBSUB_HELP = (
+    "CHANNELS [<pattern>]",
+    "    Return the currently active channels matching a <pattern> (default: '*').",
+    "NUMPAT",
+    "    Return number of subscriptions to patterns.",
+    "NUMSUB [<channel> ...]",
+    "    Return the number of subscribers for the specified channels, excluding",
+    "    pattern subscriptions(default: no channels).",
+    "SHARDCHANNELS [<pattern>]",
+    "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+    "SHARDNUMSUB [<shardchannel> ...]",
+    "    Return the number of subscribers for the specified shard level channel(s)",
+)
+
+
+class PubSubCommands(Family):
+    """``SUBSCRIBE``, ``PSUBSCRIBE``, their ``UNSUBSCRIBE``s and ``PUBSUB`` (``PUBLISH`` is a
+    key-value command: it goes through the log)."""
+
+    needs_kv = True
+
+    def table(self) -> dict[bytes, Handler]:
+        return {
+            b"SUBSCRIBE": self._subscribe,
+            b"UNSUBSCRIBE": self._unsubscribe,
+            b"PSUBSCRIBE": self._subscribe,
+            b"PUNSUBSCRIBE": self._unsubscribe,
+            b"PUBSUB": self._pubsub,
+        }
+
+    def _subscribe(self, conn: Connection, args: list[bytes]) -> Reply:
+        """``SUBSCRIBE``/``PSUBSCRIBE``: one confirmation per name (a push in RESP3)."""
+        if len(args) < 2:
+            return wrong_arity(args[0])
+        return self.node.pubsub.subscribe(conn, args[1:], pattern=args[0].upper() == b"PSUBSCRIBE")
+
+    def _unsubscribe(self, conn: Connection, args: list[bytes]) -> Reply:
+        pattern = args[0].upper() == b"PUNSUBSCRIBE"
+        return self.node.pubsub.unsubscribe(conn, args[1:], pattern=pattern)
+
+    def _pubsub(self, conn: Connection, args: list[bytes]) -> Reply:
+        """``PUBSUB CHANNELS|NUMSUB|NUMPAT``: this node's subscriptions (Redis Cluster's view)."""
+        if len(args) < 2:
+            return wrong_arity(args[0])
+        sub = args[1].upper()
+        ps = self.node.pubsub
+        if sub == b"HELP" and len(args) == 2:
+            return help_reply("PUBSUB", _PUBSUB_HELP)
+        if sub in (b"CHANNELS", b"SHARDCHANNELS") and len(args) <= 3:
+            if sub == b"SHARDCHANNELS":
+                return []  # no shard channels: every node holds every key
+            if len(args) == 2:
+                return list(ps.channels)
+            return [c for c in ps.channels if pattern_matches(args[2], c)]
+        if sub in (b"NUMSUB", b"SHARDNUMSUB"):
+            counts: list[Reply] = []
+            for channel in args[2:]:
+                here = ps.channels.get(channel) if sub == b"NUMSUB" else None
+                counts += [channel, 0 if here is None else len(here)]
+            return counts
+        if sub == b"NUMPAT" and len(args) == 2:
+            return sum(len(subscribers) for subscribers in ps.patterns.values())
+        return Error(
+            f"ERR unknown subcommand or wrong number of arguments for "
+            f"'{args[1].decode(errors='replace')}'. Try PUBSUB HELP."
+        )

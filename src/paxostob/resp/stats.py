@@ -12,7 +12,7 @@ the table.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Final
 
 from ..kv.replies import Error
@@ -112,10 +112,6 @@ class CommandStats:
     def reject(self, name: bytes, count: int = 1) -> None:
         """``count`` calls of the known command ``name`` (lower case) were refused."""
         self._stat(name).rejected += count
-
-    def reject_all(self, ops: Iterable[Sequence[bytes]]) -> None:
-        for op in ops:
-            self.reject(op[0].lower())
 
     @property
     def calls(self) -> int:

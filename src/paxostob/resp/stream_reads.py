@@ -4,9 +4,9 @@ Theory of operation: ``XREAD`` is a point read (``kv.streams``): it runs on
 this node's state once an entry proposed after it arrived is applied here,
 so it sees every entry added before it was sent, on any node. With
 ``BLOCK ms`` and nothing to return, the client waits on this node, as a
-blocked pop does (``NodeCommands._block``): it is registered on its stream
+blocked pop does (``resp.blocking``): it is registered on its stream
 keys *before* each read is proposed, so an ``XADD`` applied after that read
-wakes it (``NodeCommands._on_applied``), and it reads again. ``$`` is
+wakes it (``BlockingCommands.on_applied``), and it reads again. ``$`` is
 resolved once, before the first read, to each stream's last ID
 (``stream-last-ids``, a point read too): the client then gets the entries
 added after it called, as in Redis. After a wait, a read without ``COUNT``
@@ -31,19 +31,31 @@ from typing import TYPE_CHECKING, cast
 from ..kv.commands import COMMANDS
 from ..kv.keyspace import Failed, c_string
 from ..kv.streams import XREAD_BLOCKED_COUNT_DEFAULT, xread_streams
+from .blocking import BLOCKED_RECHECK_S, BlockingCommands
+from .family import Family, Handler, wrong_arity
 from .protocol import NULL_ARRAY, Reply
 from .server import Connection
 
 if TYPE_CHECKING:
     from .commands import NodeCommands
 
-__all__ = ["xread"]
+__all__ = ["StreamReadCommands"]
+
+
+class StreamReadCommands(Family):
+    """``XREAD``, whose ``BLOCK`` waits here like a blocked pop (``resp.blocking``)."""
+
+    needs_kv = True
+
+    def table(self) -> dict[bytes, Handler]:
+        return {b"XREAD": self._xread}
+
+    def _xread(self, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
+        return xread(self.node, conn, args)
 
 
 def xread(node: NodeCommands, conn: Connection, args: list[bytes]) -> Reply | Awaitable[Reply]:
     """``XREAD``: the state machine's read, or, with ``BLOCK``, a wait on this node."""
-    from .commands import wrong_arity  # (the module that registers this handler)
-
     if not COMMANDS[b"xread"].arity_ok(len(args)):
         return wrong_arity(args[0])
     try:
@@ -51,11 +63,11 @@ def xread(node: NodeCommands, conn: Connection, args: list[bytes]) -> Reply | Aw
     except Failed as failed:
         return failed.reply
     if block_ms is None:
-        reply = node._kv_one(conn, args)
+        reply = node.kv_one(conn, args)
         if conn.protocol == 3 and isinstance(reply, Awaitable):
             return _as_map(reply)
         return reply
-    busy = node._no_leader()
+    busy = node.no_leader()
     if busy is not None:
         return busy
     read = _blocked_read(node, conn, args[first : first + n], args[first + n :], block_ms, count)
@@ -71,7 +83,7 @@ async def _as_map(pending: Awaitable[Reply]) -> Reply:
 
 
 async def _read(node: NodeCommands, conn: Connection, op: list[bytes]) -> Reply:
-    (pending,) = node._kv_group(conn, [op])
+    pending = node.kv_one(conn, op)
     if isinstance(pending, asyncio.Future):
         return cast(Reply, await pending)
     return cast(Reply, pending)  # TRYAGAIN: no leader
@@ -85,11 +97,11 @@ async def _blocked_read(
     block_ms: int,
     count: int,
 ) -> Reply:
-    from .commands import BLOCKED_RECHECK_S
-
+    blocking = node.families.get(BlockingCommands)
+    assert isinstance(blocking, BlockingCommands)  # registered with every key-value store
     loop = asyncio.get_running_loop()
     deadline = None if block_ms == 0 else loop.time() + block_ms / 1000
-    blocked = node._blocked
+    blocked = blocking.blocked
 
     def register() -> asyncio.Future[None]:
         future: asyncio.Future[None] = loop.create_future()

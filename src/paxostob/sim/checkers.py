@@ -45,6 +45,13 @@ Total-order broadcast (``check_tob``), safety first:
   (persist before send), and for every slot it accepted or acknowledged
   it still holds that ballot or a higher one, unless the slot is decided
   or compacted in its storage;
+- configurations: membership changes are values of the chosen log; every
+  majority below (chosen values, durable quorum) is one of the voters of
+  the slot's own configuration, which the checkers derive from the chosen
+  log with the true alpha (``slot_configs``), never from what the replicas
+  believed. Correct replicas (for liveness) are those never crash-stopped
+  that are members of the final configuration; a broadcast of a removed
+  origin is owed only once delivered somewhere;
 - durable quorum: when a slot is first decided (anywhere), a majority of
   acceptors already hold its value, accepted in one ballot, synced in their
   storage: a decision never rests on a vote that a power loss can erase
@@ -97,6 +104,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..core.events import Delivered
+from ..core.membership import CHANGE_SEQ, CONFIG_DELAY_SLOTS, ConfigHistory, Configuration
 from ..core.multipaxos import SEQ_BITS
 from ..core.types import (
     CLOCK_ORIGIN,
@@ -141,6 +149,40 @@ __all__ = [
     "describe_batch",
     "needless_leader_changes",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRecord:
+    """A ``ReadIndex`` read served: who asked, when, and what it saw.
+
+    ``required``: the furthest position any replica had applied when the read
+    was asked (every broadcast acknowledged by then is at or below it);
+    ``saw``: the position of the state it read, applied at ``node`` when the
+    replica served it.
+    """
+
+    node: str
+    request_id: int
+    asked_tick: int
+    required: int
+    served_tick: int
+    saw: int
+
+
+def check_read_fresh(read: ReadRecord) -> None:
+    """Read freshness (linearizability of reads): a read sees everything applied before it.
+
+    Stronger than "every acknowledged write": a position applied anywhere was
+    chosen, and a read confirmed by a quorum of its leader's ballot after it
+    was asked covers every chosen slot (core/reads.py).
+    """
+    if read.saw < read.required:
+        raise CheckFailure(
+            "read freshness",
+            f"{read.node} served read {read.request_id} (asked at tick {read.asked_tick}) at "
+            f"tick {read.served_tick} on its state through position {read.saw}, but position "
+            f"{read.required} was applied somewhere before the read was asked: a stale read",
+        )
 
 
 class CheckFailure(AssertionError):
@@ -312,10 +354,36 @@ class TobHistory:
     durable: dict[tuple[int, Ballot], tuple[Batch, dict[str, int]]] | None = None
     #: The log's clock as the run saw it; None: not recorded (not checked).
     clock: ClockRecord | None = None
+    #: The founding voters (None: ``members``) and alpha, from which the
+    #: checkers derive every slot's configuration out of the chosen log
+    #: (``slot_configs``), never from what the replicas believed.
+    founding: tuple[str, ...] | None = None
+    config_delay: int = CONFIG_DELAY_SLOTS
 
     @property
     def correct(self) -> list[str]:
-        return [n for n in self.members if self.traces[n].crashed_at is None]
+        """Replicas never crash-stopped and members of the final configuration."""
+        final = slot_configs(self).newest.members
+        return [n for n in self.members if self.traces[n].crashed_at is None and n in final]
+
+
+def slot_configs(history: TobHistory) -> ConfigHistory:
+    """The configurations the chosen log makes (membership.py's rule), through its first gap."""
+    founding = history.founding if history.founding is not None else history.members
+    configs = ConfigHistory(Configuration(frozenset(founding)), delay=history.config_delay)
+    chosen = chosen_log(history)
+    slot = 1
+    while slot in chosen:
+        for p in chosen[slot]:
+            if p.id.origin == CLOCK_ORIGIN and p.id.seq == CHANGE_SEQ:
+                configs.decided(slot, p.payload)
+        slot += 1
+    return configs
+
+
+def majority_of(voters: frozenset[str]) -> int:
+    """Counted here, not with the core's rules, so a broken quorum rule cannot hide."""
+    return len(voters) // 2 + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -513,8 +581,9 @@ def check_agreement(history: TobHistory) -> None:
 def check_chosen_values(history: TobHistory) -> None:
     """A value a majority accepted in one ballot is chosen: its slot is never decided otherwise.
 
-    The majority is counted here (``n // 2 + 1`` distinct acceptors), not with
-    the core's rules, so a broken quorum rule cannot hide a lost value.
+    The majority is counted here (``n // 2 + 1`` distinct voters of the
+    slot's configuration), not with the core's rules, so a broken quorum
+    rule cannot hide a lost value.
     """
     for slot, ballot, proposed, again, tick in history.conflicts:
         raise CheckFailure(
@@ -522,10 +591,13 @@ def check_chosen_values(history: TobHistory) -> None:
             f"ballot {ballot} proposed {describe_batch(proposed)} for slot {slot} and at tick "
             f"{tick} {describe_batch(again)}: one ballot proposes one value per slot",
         )
-    majority = len(history.members) // 2 + 1
+    configs = slot_configs(history)
     chosen = chosen_log(history)
     first: dict[int, tuple[Batch, Ballot, int]] = {}
-    for (slot, ballot), (value, acceptors) in sorted(history.acceptances.items()):
+    for (slot, ballot), (value, all_acceptors) in sorted(history.acceptances.items()):
+        voters = configs.config_for(slot).voters
+        majority = majority_of(voters)
+        acceptors = {a: t for a, t in all_acceptors.items() if a in voters}
         if len(acceptors) < majority:
             continue
         tick = sorted(acceptors.values())[majority - 1]
@@ -897,7 +969,7 @@ def check_durable_quorum(history: TobHistory) -> None:
     """The first decision of every slot rests on a majority of synced acceptances of its value."""
     if history.durable is None:
         return
-    majority = len(history.members) // 2 + 1
+    configs = slot_configs(history)
     first: dict[int, tuple[int, Batch, str]] = {}
     for trace, i, life in _lives(history):
         for tick, e in life.decided:
@@ -909,10 +981,13 @@ def check_durable_quorum(history: TobHistory) -> None:
         by_slot.setdefault(slot, []).append((ballot, value, acceptors))
     for slot, (tick, value, who) in sorted(first.items()):
         best: list[str] = []
+        # The acceptors of this slot: its configuration's voters (slot_configs).
+        voters = configs.config_for(slot).voters
+        majority = majority_of(voters)
         for _, v, acceptors in by_slot.get(slot, ()):
             if v != value:
                 continue
-            synced = sorted(a for a, t in acceptors.items() if t <= tick)
+            synced = sorted(a for a, t in acceptors.items() if t <= tick and a in voters)
             if len(synced) >= majority:
                 break
             best = max(best, synced, key=len)
@@ -921,8 +996,9 @@ def check_durable_quorum(history: TobHistory) -> None:
                 "durable quorum",
                 f"{who} decided slot {slot} as {describe_batch(value)} at tick {tick}, when "
                 f"at most {len(best)} acceptors ({','.join(best) or 'none'}) had that value "
-                f"accepted in one ballot and synced, fewer than a majority ({majority}): "
-                "the decision rests on a vote a power loss can erase",
+                f"accepted in one ballot and synced, fewer than a majority ({majority}) of the "
+                f"slot's voters ({','.join(sorted(voters))}): the decision rests on a vote a "
+                "power loss can erase",
             )
 
 
@@ -934,16 +1010,17 @@ def check_validity_and_liveness(history: TobHistory) -> None:
         for _, d in life.deliveries:
             position.setdefault(d.id, (d.delivery.slot, _who(trace, i)))
     must: dict[ProposalId, str] = {}
+    correct = history.correct
     for b in sorted(history.broadcasts.values(), key=lambda b: (b.tick, b.id)):
         origin = history.traces.get(b.id.origin)
-        if origin is None or origin.crashed_at is not None:
-            continue
+        if origin is None or origin.crashed_at is not None or b.id.origin not in correct:
+            continue  # (a removed origin hears no leader: not owed, unless delivered)
         if any(life.started <= b.tick and life.ended is None for life in origin.lives):
             must[b.id] = f"broadcast by correct {b.id.origin} at tick {b.tick}"
     for pid, (_, who) in position.items():
         if pid not in must:
             must[pid] = f"delivered by {who}"
-    for node in history.correct:
+    for node in correct:
         life = history.traces[node].life
         # (tick, position reached then), non-decreasing in both.
         steps = sorted(

@@ -52,9 +52,29 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from ..core.events import Compact, Event, Persisted, Propose, Ready, Receive, Tick
+from ..core.events import (
+    ChangeOutcome,
+    Compact,
+    Event,
+    Persisted,
+    Propose,
+    ProposeChange,
+    ReadIndex,
+    Ready,
+    Receive,
+    Tick,
+)
 from ..core.events import Restore as RestoreEvent
-from ..core.messages import Accept, Accepted, Envelope, Prepare, Promise
+from ..core.membership import CONFIG_DELAY_SLOTS, Configuration
+from ..core.messages import (
+    Accept,
+    Accepted,
+    Envelope,
+    Prepare,
+    Promise,
+    ReadProbe,
+    ReadProbeReply,
+)
 from ..core.multipaxos import LogConfig, MultiPaxosReplica, Role
 from ..core.pipeline import Complete, Pipeline
 from ..core.snapshot import decode_meta
@@ -69,6 +89,7 @@ from .checkers import (
     Broadcast,
     CheckFailure,
     ClockRecord,
+    ReadRecord,
     Recovered,
     Rejoin,
     Restore,
@@ -78,12 +99,14 @@ from .checkers import (
     TobLife,
     TobTrace,
     check_leader_stability,
+    check_read_fresh,
     check_synod,
     check_tob,
     needless_leader_changes,
 )
 from .network import SimNetwork
 from .swarm import (
+    MEMBERSHIP_PLANS,
     Laggard,
     Outage,
     PartitionEpisode,
@@ -164,6 +187,13 @@ class RunResult:
     needless_elections: int = 0
     #: Restarts refused because the node's store was wiped.
     refused: int = 0
+    #: Membership changes of the plan that took effect, and the final voters.
+    member_changes: int = 0
+    voters: tuple[str, ...] = ()
+    #: ``ReadIndex`` reads asked, served (each checked fresh), and given up.
+    reads: int = 0
+    reads_served: int = 0
+    reads_failed: int = 0
 
     def status_line(self) -> str:
         crashed = ",".join(self.crashed) or "-"
@@ -175,7 +205,12 @@ class RunResult:
             f"crashes={self.crashes} restarts={self.restarts} snapshots={self.snapshots} "
             f"installs={self.installs} rejoins={self.rejoins} "
             f"needless_elections={self.needless_elections} refused={self.refused} "
-            f"stopped={crashed}"
+            f"reads={self.reads_served}/{self.reads} stopped={crashed}"
+            + (
+                f" member_changes={self.member_changes} voters={','.join(self.voters)}"
+                if self.options.membership
+                else ""
+            )
         )
 
 
@@ -225,7 +260,10 @@ class _Run(abc.ABC):
         self.overrides = overrides
         self.options = o = _options(options_rng, overrides)
         self.schedule = draw_schedule(o, schedule_rng, synod=synod)
-        self.members = self.schedule.members
+        #: The founding voters; ``members`` adds the spare nodes of the
+        #: membership plan (started as learners-to-be: ``join``).
+        self.founders = self.schedule.members
+        self.members = self.schedule.members + self.schedule.spares
         # Runtime choices (whom to crash when no leader is known, how much of
         # an unsynced tail survives a power loss) share the network's stream.
         self.rng = network_rng
@@ -527,7 +565,20 @@ class _TobRun(_Run):
             snapshot_chunk_bytes_max=o.snapshot_chunk_bytes_max,
             pre_vote=o.pre_vote,
         )
+        #: alpha: production's with the production window, small with small
+        #: windows (a change then takes effect within a few round trips).
+        self.alpha = CONFIG_DELAY_SLOTS if o.window_slots_max > 8 else 8
         self.seeds = dict(zip(self.members, self.replica_seeds, strict=False))
+        for spare in self.schedule.spares:  # (beyond the fixed streams: derived)
+            self.seeds[spare] = random.Random(f"{seed}/{spare}").getrandbits(64)
+        #: The membership plan: its steps left, the request in flight (number,
+        #: step, tick asked), the next tick to ask, outcomes not yet read.
+        self.plan = list(MEMBERSHIP_PLANS[o.membership][1]) if o.membership else []
+        self.plan_next = self.schedule.membership_start
+        self.plan_asked: tuple[int, str, int] | None = None
+        self.plan_requests = 0
+        self.member_changes = 0
+        self.change_outcomes: list[ChangeOutcome] = []
         # Incarnations from 1, as a store's opens count, so a life's seed is fixed.
         self.storages = {m: MemoryStorage(incarnation_base=1) for m in self.members}
         self.replicas: dict[str, MultiPaxosReplica] = {}
@@ -573,6 +624,13 @@ class _TobRun(_Run):
         #: The largest offset a node had in the wall clock it read while it led,
         #: so far (None: nobody led).
         self.leader_offset_max: int | None = None
+        #: Reads (``options.reads``): where each is asked, from a stream of its
+        #: own (the others draw as without reads); asked and not yet served.
+        self.read_rng = random.Random(seed * 7919 + 1)
+        self.reads_asked: dict[int, tuple[str, int, int]] = {}
+        self.read_count = 0
+        self.reads_served = 0
+        self.reads_failed = 0
         for m in self.members:
             self._start(m, bootstrap=True)
 
@@ -580,11 +638,22 @@ class _TobRun(_Run):
 
     def _start(self, node: str, *, bootstrap: bool = False) -> None:
         """Open the node's storage, build and restore a replica, restore the app, replay."""
-        founding = self.members if bootstrap else None
+        spare = node not in self.founders
+        founding = self.founders if bootstrap or spare else None
         state = self.storages[node].open(CLUSTER_ID, node, bootstrap=founding)
         # A new generator per life: a restarted node must not replay its old timeouts.
         rng = random.Random(self.seeds[node] + (state.incarnation - 1) * (1 << 64))
-        replica = MultiPaxosReplica(node, self.members, rng, config=self.config)
+        replica = MultiPaxosReplica(
+            node,
+            self.founders,
+            rng,
+            config=self.config,
+            join=spare,
+            config_delay_slots=self.alpha,
+        )
+        if self.options.membership_rule == "no-delay":
+            # The planted bug: a change governs the slot right after its own.
+            replica.log.membership.delay = 1
         replica.step(
             RestoreEvent(
                 state.promised,
@@ -647,6 +716,8 @@ class _TobRun(_Run):
         del self.replicas[node], self.apps[node]
         # Its undelivered broadcasts died with it; delivered ones stay owed by position.
         self.owed = {pid for pid in self.owed if pid.origin != node}
+        # So did its reads.
+        self.reads_asked = {k: v for k, v in self.reads_asked.items() if v[0] != node}
 
     def on_restart(self, node: str) -> bool:
         try:
@@ -730,6 +801,8 @@ class _TobRun(_Run):
         return Tick(SIM_EPOCH_MS + self.now * SIM_TICK_MS + offset, SIM_TICK_MS)
 
     def on_tick_start(self, tick: int) -> None:
+        if self.plan or self.plan_asked is not None:
+            self._membership_step(tick)
         for target, offset in self._jumps.pop(tick, ()):
             node = target if target is not None else self.leader()
             if node is not None:
@@ -767,6 +840,7 @@ class _TobRun(_Run):
             for env in (*rd.early, *rd.messages) if at_once or mode == "send-first" else rd.early:
                 self._sent(node, r, life, env)
                 net.send(env)
+            self.change_outcomes.extend(rd.changes)
             # 2. decisions and deliveries, the peer's snapshot at its restore point.
             for e in rd.decided:
                 life.decided.append((now, e))
@@ -783,7 +857,11 @@ class _TobRun(_Run):
                     self.max_position = max(self.max_position, d.delivery.slot)
             if restore_at is not None and restore_at == len(rd.deliveries):
                 self._install(app, rd, life)
+            if rd.reads or rd.reads_failed:
+                self._served(node, app, rd)
             pipeline.handled(rd)  # (may step Persisted)
+            if self.options.reads == "no-quorum":
+                self._forge_probe_replies(r, rd)
             self._saw_clock(node, r)
             if at_once and mode != "early-vote":
                 self._counted(node, rd, life)
@@ -803,6 +881,36 @@ class _TobRun(_Run):
         if r.role is Role.LEADER and r.ballot not in self.leader_ballots:
             self.leader_ballots.add(r.ballot)
             self.leader_first[r.ballot] = now
+
+    def _served(self, node: str, app: SimApp, rd: Ready) -> None:
+        """Check each read ``rd`` serves against what was applied before it was asked."""
+        saw = app.entries[-1][0] if app.entries else 0
+        for rid in rd.reads:
+            asked = self.reads_asked.pop(rid, None)
+            if asked is None:
+                continue  # (a read of an earlier life of the node: never served)
+            self.reads_served += 1
+            check_read_fresh(ReadRecord(node, rid, asked[1], asked[2], self.now, saw))
+        for rid in rd.reads_failed:
+            if self.reads_asked.pop(rid, None) is not None:
+                self.reads_failed += 1
+
+    def _forge_probe_replies(self, r: MultiPaxosReplica, rd: Ready) -> None:
+        """The deliberate bug ``no-quorum``: every peer "answers" a read probe at once."""
+        for env in rd.early:
+            m = env.message
+            if isinstance(m, ReadProbe):
+                reply = ReadProbeReply(m.instance, env.dst, m.ballot, m.round)
+                r.step(Receive(Envelope(m.sender, reply)))
+
+    def ask_read(self, tick: int) -> None:
+        """A ``ReadIndex`` at a live node drawn from the reads' own stream."""
+        node = self.live[self.read_rng.randrange(len(self.live))]
+        self.read_count += 1
+        rid = self.read_count
+        self.reads_asked[rid] = (node, tick, self.max_position)
+        self.replicas[node].step(ReadIndex(rid))
+        self.drain(node)
 
     def _counted(self, node: str, rd: Ready, life: TobLife) -> None:
         """``rd`` is durable (as far as the core knows): the acceptor may count on its state.
@@ -859,10 +967,88 @@ class _TobRun(_Run):
     def converged(self) -> bool:
         """Everyone is back, every owed broadcast is delivered somewhere, and every
         live replica reached the furthest position delivered anywhere."""
-        if self.down_until or not self.owed <= self.position_of.keys():
+        if self.down_until or self.plan:
+            return False
+        members = self._newest().members
+        owed = {pid for pid in self.owed if pid.origin in members}
+        if not owed <= self.position_of.keys():
             return False
         top = self.max_position
-        return all(self.replicas[m].log.delivered >= top for m in self.live)
+        return all(self.replicas[m].log.delivered >= top for m in self.live if m in members)
+
+    def _newest(self) -> Configuration:
+        """The newest configuration any live replica knows (the runner's view, not a check)."""
+        configs = [self.replicas[m].membership.newest for m in self.live]
+        return max(configs, key=lambda c: c.effective_slot)
+
+    # ----------------------------------------------------- membership plan
+
+    def _membership_step(self, tick: int) -> None:
+        """Read the plan's outcomes; ask the leader for its next change when due."""
+        outcomes, self.change_outcomes = self.change_outcomes, []
+        asked = self.plan_asked
+        for c in outcomes:
+            if asked is None or c.request != asked[0]:
+                continue
+            self.plan_asked = asked = None
+            retry = c.error is not None and any(
+                why in c.error
+                for why in ("not the leader", "in progress", "lags", "has not answered")
+            )
+            if c.configuration is not None:
+                self.member_changes += 1
+            if not retry:
+                self.plan.pop(0)  # done, or refused for good (e.g. already removed)
+            self.plan_next = tick + self.rng.randint(1, 30)
+        if asked is not None and tick - asked[2] > 300:
+            # No outcome (the node asked crashed or stopped leading): ask
+            # again, unless the change is in the newest configuration already.
+            self.plan_asked = None
+            op, target = self.plan[0][0], asked[1]
+            newest = self._newest() if self.live else None
+            if newest is not None and (
+                (op == "remove" and target not in newest.members)
+                or (op == "add" and target in newest.members)
+                or (op == "promote" and target in newest.voters)
+            ):
+                self.plan.pop(0)
+        if not self.plan or self.plan_asked is not None or tick < self.plan_next:
+            return
+        leader = self.leader()
+        if leader is None:
+            self.plan_next = tick + 5
+            return
+        op, target = self.plan[0]
+        voters = self.replicas[leader].membership.newest.voters
+        if target == "leader":
+            target = leader
+        elif target == "founder":
+            others = sorted(v for v in voters if v in self.founders and v != leader)
+            if not others:
+                self.plan.pop(0)
+                return
+            target = self.rng.choice(others)
+        if op in ("remove", "promote") and not self._keeps_quorum(
+            voters - {target} if op == "remove" else voters | {target}
+        ):
+            self.plan.pop(0)  # it could leave no live quorum: skip it
+            return
+        self.plan_requests += 1
+        self.plan_asked = (self.plan_requests, target, tick)
+        self.doing = (leader, f"membership {op} {target}")
+        self.step(leader, ProposeChange(op, target, self.plan_requests))
+
+    def _keeps_quorum(self, voters: frozenset[str]) -> bool:
+        """Whether ``voters`` keep a majority up through the rest of the fault schedule."""
+        dead = set(self.crashed_at) | {
+            m for m in self.members if m not in self.live and m not in self.down_until
+        }
+        # A wiped node is refused at its restart: out for good.
+        dead |= {w.node for w in self.schedule.wipes if w.tick <= self.now}
+        future = sum(1 for c in self.schedule.crashes if c.tick > self.now) + sum(
+            1 for w in self.schedule.wipes if w.tick > self.now
+        )
+        return len(voters - dead) - future >= len(voters) // 2 + 1
 
     def propose(self, node: str, tick: int) -> None:
         self.counters[node] += 1
@@ -876,6 +1062,8 @@ class _TobRun(_Run):
         self.broadcasts[pid] = Broadcast(pid, payload, tick)
         self.owed.add(pid)
         self.drain(node)
+        if self.options.reads != "off" and self.live:
+            self.ask_read(tick)
 
     def step(self, node: str, event: Event) -> None:
         r = self.replicas[node]
@@ -918,6 +1106,8 @@ class _TobRun(_Run):
             conflicts=self.conflicts,
             durable=self.durable,
             clock=self.clock,
+            founding=self.founders,
+            config_delay=self.alpha,
         )
         check_tob(history)
         check_leader_stability(self.rejoins, self.leader_first)
@@ -947,6 +1137,11 @@ class _TobRun(_Run):
             quiet_rejoins=sum(r.quiet for r in self.rejoins),
             needless_elections=needless_leader_changes(self.rejoins, self.leader_first),
             refused=self.refused_count,
+            member_changes=self.member_changes,
+            voters=tuple(sorted(self._newest().voters)) if self.live else (),
+            reads=self.read_count,
+            reads_served=self.reads_served,
+            reads_failed=self.reads_failed,
         )
 
     def _describe(self, node: str) -> str:

@@ -57,9 +57,12 @@ __all__ = [
     "CLOCK_OFFSETS_MS",
     "LIVENESS_TICKS_DEFAULT",
     "LOSS_MAX",
+    "MEMBERSHIP_PLANS",
+    "MEMBERSHIP_RULES",
     "PARTITION_KINDS",
     "PERSIST_DELAYS",
     "PERSIST_MODES",
+    "READ_MODES",
     "WIPED_MODES",
     "ClockJump",
     "Crash",
@@ -96,6 +99,34 @@ LIVENESS_TICKS_DEFAULT = 600
 #: ``Persisted`` at once, so a leader counts its own acceptance before it is
 #: durable (the save lands at least a tick later).
 PERSIST_MODES = ("save-first", "send-first", "skip-accepted", "early-vote")
+#: Membership plans: how many spare nodes each needs, and its changes in order.
+#: A target is a spare (``s1``...), ``leader`` (whoever leads when the change
+#: is asked) or ``founder`` (a founding voter that does not lead then).
+MEMBERSHIP_PLANS: dict[str, tuple[int, tuple[tuple[str, str], ...]]] = {
+    "grow": (2, (("add", "s1"), ("promote", "s1"), ("add", "s2"), ("promote", "s2"))),
+    "replace": (1, (("remove", "founder"), ("add", "s1"), ("promote", "s1"))),
+    "replace-leader": (1, (("remove", "leader"), ("add", "s1"), ("promote", "s1"))),
+    "grow-shrink": (
+        2,
+        (
+            ("add", "s1"),
+            ("promote", "s1"),
+            ("add", "s2"),
+            ("promote", "s2"),
+            ("remove", "s1"),
+            ("remove", "leader"),
+        ),
+    ),
+    "learner": (1, (("add", "s1"), ("remove", "s1"))),
+}
+#: ``alpha`` as shipped; ``no-delay`` is the planted bug (never drawn).
+MEMBERSHIP_RULES = ("alpha", "no-delay")
+#: Linearizable reads (``ReadIndex``) the run asks, one at a random live node per
+#: broadcast: ``off`` (the default: the draws and schedules of existing seeds
+#: stay as they were), ``read-index`` (the core's rule), or the deliberate bug
+#: ``no-quorum``: the runner forges every peer's answer to a leader's read
+#: probe, so a leader serves reads without a quorum confirming it still leads.
+READ_MODES = ("off", "read-index", "no-quorum")
 #: What a node whose disk was wiped does at its restart: ``refuse`` (the
 #: runtime's rule: no store, no start), or one of two deliberate bugs for the
 #: tests: ``rejoin`` starts on an empty store whose incarnations start over
@@ -161,6 +192,8 @@ class SwarmOptions:
     snapshot_chunk_bytes_max: int = 1 << 20
     #: One of ``PERSIST_MODES``; never drawn (always ``save-first``).
     persist: str = "save-first"
+    #: One of ``READ_MODES``; never drawn (``off`` unless a caller sets it).
+    reads: str = "off"
     #: Each save completes ``randint(lo, hi)`` ticks after its Ready (in order:
     #: never before an earlier save). Meanwhile the node runs on, its early
     #: messages gone; a crash loses the saves still in flight.
@@ -182,6 +215,14 @@ class SwarmOptions:
     #: jumps) in the fault phase; half of the jumps hit whoever leads then.
     clock_skewed: int = 0
     clock_jumps: int = 0
+    #: A membership plan (``MEMBERSHIP_PLANS``, "" for none; Multi-Paxos only):
+    #: changes the runner asks the leader for, one after the other, from
+    #: ``Schedule.membership_start`` on, among the other faults.
+    membership: str = ""
+    #: One of ``MEMBERSHIP_RULES``; never drawn (always ``alpha``): ``no-delay``
+    #: plants the bug of a configuration that governs the slot right after its
+    #: change instead of i + alpha, which the simulator must catch.
+    membership_rule: str = "alpha"
 
     def __post_init__(self) -> None:  # noqa: C901 - one flat check per field
         if self.n not in (1, 2, 3, 4, 5, 6, 7):
@@ -234,6 +275,17 @@ class SwarmOptions:
             raise ConfigurationError(f"wiped must be one of {WIPED_MODES}, got {self.wiped!r}")
         if not 0 <= self.clock_skewed <= self.n or self.clock_jumps < 0:
             raise ConfigurationError("clock_skewed must be in [0, n] and clock_jumps >= 0")
+        if self.membership and self.membership not in MEMBERSHIP_PLANS:
+            raise ConfigurationError(
+                f"membership must be '' or one of {sorted(MEMBERSHIP_PLANS)}, "
+                f"got {self.membership!r}"
+            )
+        if self.membership_rule not in MEMBERSHIP_RULES:
+            raise ConfigurationError(
+                f"membership_rule must be one of {MEMBERSHIP_RULES}, got {self.membership_rule!r}"
+            )
+        if self.reads not in READ_MODES:
+            raise ConfigurationError(f"reads must be one of {READ_MODES}, got {self.reads!r}")
         if self.persist not in PERSIST_MODES:
             raise ConfigurationError(
                 f"persist must be one of {PERSIST_MODES}, got {self.persist!r}"
@@ -270,6 +322,8 @@ class SwarmOptions:
             parts.append(f"snap/{self.snapshot_every} chunk={self.snapshot_chunk_bytes_max}")
         if self.persist != "save-first":
             parts.append(f"persist={self.persist}")
+        if self.reads != "off":
+            parts.append(f"reads={self.reads}")
         if self.persist_delay_ticks != (0, 0):
             parts.append("disk={}-{}t".format(*self.persist_delay_ticks))
         if self.laggards:
@@ -278,6 +332,10 @@ class SwarmOptions:
             parts.append("pre-vote=off")
         if self.clock_skewed or self.clock_jumps:
             parts.append(f"clocks={self.clock_skewed}skewed+{self.clock_jumps}jumps")
+        if self.membership:
+            parts.append(f"members={self.membership}")
+        if self.membership_rule != "alpha":
+            parts.append(f"member-rule={self.membership_rule}")
         parts.append(f"props<={self.proposals_per_node_max}/node")
         parts.append(f"win={self.window_slots_max} batch={self.batch_count_max}")
         parts.append(f"fault={self.fault_ticks}t")
@@ -334,6 +392,8 @@ def draw_options(rng: random.Random) -> SwarmOptions:
     clocks_on = rng.random() < 0.5
     clock_skewed = rng.randint(0, n) if clocks_on else 0
     clock_jumps = rng.choice((0, 1, 3, 8)) if clocks_on else 0
+    # Membership changes (drawn after the older features).
+    membership = rng.choice(sorted(MEMBERSHIP_PLANS)) if rng.random() < 0.2 else ""
     return SwarmOptions(
         n=n,
         loss=loss,
@@ -362,6 +422,7 @@ def draw_options(rng: random.Random) -> SwarmOptions:
         wipes=wipes,
         clock_skewed=clock_skewed,
         clock_jumps=clock_jumps,
+        membership=membership,
     )
 
 
@@ -451,6 +512,10 @@ class Schedule:
     laggards: tuple[Laggard, ...] = ()
     wipes: tuple[Wipe, ...] = ()
     clock_jumps: tuple[ClockJump, ...] = ()
+    #: Nodes outside the founding members, started as learners-to-be
+    #: (``join``) for the membership plan, and the tick the plan starts.
+    spares: tuple[str, ...] = ()
+    membership_start: int = 0
 
 
 def liveness_bound(options: SwarmOptions, schedule: Schedule) -> int:
@@ -487,6 +552,16 @@ def _draw_groups(
             continue
         rng.choice(groups).append(node)
     return tuple(tuple(sorted(g)) for g in groups if g)
+
+
+def _draw_membership(
+    options: SwarmOptions, rng: random.Random, *, synod: bool
+) -> tuple[tuple[str, ...], int]:
+    """The spare nodes of the membership plan, and when it starts (drawn after the clocks)."""
+    if not options.membership or synod:
+        return (), 0
+    spares = tuple(f"s{i}" for i in range(1, 1 + MEMBERSHIP_PLANS[options.membership][0]))
+    return spares, rng.randint(1, max(1, options.fault_ticks // 2))
 
 
 def draw_schedule(options: SwarmOptions, rng: random.Random, *, synod: bool = False) -> Schedule:
@@ -583,6 +658,7 @@ def draw_schedule(options: SwarmOptions, rng: random.Random, *, synod: bool = Fa
             target = None if rng.random() < 0.5 else rng.choice(members)
             jumps.append(ClockJump(tick, target, rng.choice((0, *CLOCK_OFFSETS_MS))))
         jumps.sort(key=lambda j: (j.tick, j.node or ""))
+    spares, membership_start = _draw_membership(options, rng, synod=synod)
     return Schedule(
         members,
         tuple(episodes),
@@ -592,4 +668,6 @@ def draw_schedule(options: SwarmOptions, rng: random.Random, *, synod: bool = Fa
         laggards=tuple(laggards),
         wipes=tuple(wipes),
         clock_jumps=tuple(jumps),
+        spares=spares,
+        membership_start=membership_start,
     )

@@ -103,7 +103,10 @@ def missing_store_message(where: object, node_id: str) -> str:
         "missing). If this node was a member of its cluster, its promises and votes are "
         "lost, and a member that votes without them can lose acknowledged writes: bring back "
         "this node's own latest directory (its disk; never an older copy or a backup, whose "
-        "votes are stale), or keep the node out of the cluster. "
+        "votes are stale), or replace the node under a new id: remove this one and add a "
+        "learner that joins empty (paxostob member replace OLD_ID NEW_ID HOST:PORT, then "
+        "paxostob serve --id NEW_ID --join A_MEMBER_HOST:CLIENT_PORT; docs/operations.md, "
+        "'Membership change'). "
         "If this is the first start of a new cluster, start every founding member once "
         "with --bootstrap (library: bootstrap=True)."
     )

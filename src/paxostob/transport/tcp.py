@@ -3,7 +3,14 @@
 Theory of operation:
 
 - *Membership.* Every node knows every node's ``(host, port)``, its own
-  included: it listens there (``start()``).
+  included: it listens there (``start()``). The membership may change
+  while the transport runs (``set_members``, ``add_peer``,
+  ``remove_peer``; the runtime calls them when a new configuration takes
+  effect): a new member is dialed (when this node has the lower id) or
+  admitted to the handshake; a removed one's dial loop and connection end,
+  its queued frames are dropped, and its handshakes are refused from then
+  on (``auth.check_dialer_hello`` checks the current members, and a
+  handshake that completes after the removal is closed).
 - *One connection per pair, dialed by the lower node id.* For each peer with
   a higher id a node runs a dial loop; peers with a lower id dial it. The
   rule is deterministic, so two nodes never race to build two connections;
@@ -120,7 +127,9 @@ __all__ = [
     "WARNING_INTERVAL_S_DEFAULT",
     "TcpStats",
     "TcpTransport",
+    "format_address",
     "install_uvloop",
+    "parse_address",
 ]
 
 log = logging.getLogger("paxostob.transport")
@@ -183,7 +192,9 @@ class TcpStats:
     ``handshakes_pushed_out`` (handshakes closed to make room for a newer
     connection), ``bad_frames`` (connections closed for a malformed,
     oversized or undecodable frame), ``bad_senders`` (messages dropped because
-    they claim a sender other than the authenticated peer).
+    they claim a sender other than the authenticated peer),
+    ``dropped_removed_peer`` (messages that arrived from a peer after it was
+    removed from the membership, while its connection closed).
     """
 
     sent: int = 0
@@ -202,6 +213,7 @@ class TcpStats:
     handshakes_pushed_out: int = 0
     bad_frames: int = 0
     bad_senders: int = 0
+    dropped_removed_peer: int = 0
 
 
 def install_uvloop() -> bool:
@@ -473,6 +485,7 @@ class TcpTransport:
         self._secret = secret
         self._frame_bytes_max = frame_bytes_max
         self._inbox_max = inbox_max
+        self._outbox_max = outbox_max
         self._ssl_server = ssl_server
         self._ssl_client = ssl_client
         self._backoff_s = (float(first), float(cap))
@@ -519,6 +532,64 @@ class TcpTransport:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def members(self) -> dict[str, tuple[str, int]]:
+        """Every member's address now (this node included): what ``set_members`` last made."""
+        return dict(self._members)
+
+    def add_peer(self, peer: str, address: tuple[str, int]) -> None:
+        """Make ``peer`` a member at ``address``: dial it (lower id dials) or admit its dials.
+
+        A known peer at another address is moved there (its connection is
+        dropped and made again). Raises ``ConfigurationError`` for a bad id
+        or address, or for this node's own id.
+        """
+        if peer == self._node_id:
+            raise ConfigurationError(f"{peer!r} is this node: it is not its own peer")
+        address = _check_members(
+            self._node_id, {self._node_id: self.listen_address, peer: address}
+        )[peer]
+        link = self._links.get(peer)
+        if link is not None:
+            if link.address == address:
+                return
+            self._drop_link(link, "its address changed")
+        self._members[peer] = address
+        link = self._links[peer] = _Link(peer, address, self._node_id < peer, self._outbox_max)
+        log.info("%s: member %s added at %s:%d", self._node_id, peer, *address)
+        if link.dials and self._server is not None and not self._closed:
+            link.dial_task = asyncio.get_running_loop().create_task(
+                self._dial_loop(link), name=f"paxostob-dial-{self._node_id}->{peer}"
+            )
+        self._changed.set()
+
+    def remove_peer(self, peer: str) -> None:
+        """``peer`` is no longer a member: stop dialing it, close its connection, refuse it.
+
+        Frames queued for it are dropped; later ``send``s to it count as
+        ``dropped_unknown_dst``. Unknown ids are ignored (idempotent).
+        """
+        link = self._links.pop(peer, None)
+        if link is None:
+            return
+        self._members.pop(peer, None)
+        self._drop_link(link, "removed from the membership")
+        log.info("%s: member %s removed", self._node_id, peer)
+        self._changed.set()
+
+    def set_members(self, members: Mapping[str, tuple[str, int]]) -> None:
+        """Make the membership ``members`` (id -> address): add, move and remove peers.
+
+        This node's own entry is ignored (it keeps listening where it
+        started, also when it was removed: it then has no peers). Raises
+        ``ConfigurationError`` for a bad id or address, changing nothing.
+        """
+        wanted = {p: a for p, a in members.items() if p != self._node_id}
+        _check_members(self._node_id, {**wanted, self._node_id: self.listen_address})
+        for peer in [p for p in self._links if p not in wanted]:
+            self.remove_peer(peer)
+        for peer, address in wanted.items():
+            self.add_peer(peer, address)
 
     def connected_peers(self) -> frozenset[str]:
         """Peers with an authenticated connection right now."""
@@ -726,6 +797,25 @@ class TcpTransport:
 
     # ------------------------------------------------------------- internals
 
+    def _drop_link(self, link: _Link, why: str) -> None:
+        """End ``link``'s dial loop and connection and drop its frames (it left ``_links``)."""
+        for task in (link.dial_task, link.session):
+            if task is not None and not task.done():
+                task.cancel()
+        link.dial_task = None
+        link.outbox.clear()
+        link.pending = []
+        link.pending_bytes = 0
+        if link in self._dirty:
+            self._dirty.remove(link)
+        sock = link.socket
+        link.socket = None
+        if sock is not None:
+            sock.abort()
+        if link.connected:
+            log.info("%s: dropped the connection to %s: %s", self._node_id, link.peer, why)
+        link.connected = False
+
     def _wake_one(self) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -775,6 +865,11 @@ class TcpTransport:
 
     def _deliver(self, peer: str, message: Message) -> None:
         """Hand a message from ``peer``'s connection to the receiver or the inbox (room checked)."""
+        if peer not in self._links:
+            # Its connection is closing: it was removed from the membership.
+            self._stats.dropped_removed_peer += 1
+            self._changed.set()
+            return
         if message.sender != peer:
             self._stats.bad_senders += 1
             self._changed.set()
@@ -964,7 +1059,12 @@ class TcpTransport:
             finally:
                 self._pending.remove(stream)
             stream.decoder.frame_bytes_max = self._frame_bytes_max
-            link = self._links[peer]
+            link = self._links.get(peer)
+            if link is None:
+                # Removed from the membership while its handshake ran.
+                gone = HandshakeError(f"node {peer!r} is no longer a member")
+                self._auth_failed(stream, "refused a connection", gone)
+                return
             old = link.session
             if old is not None and not old.done():
                 log.info("%s: %s reconnected; dropping its old connection", self._node_id, peer)
@@ -1076,6 +1176,28 @@ class TcpTransport:
         state = "closed" if self._closed else "listening" if self._server else "new"
         peers = ",".join(sorted(self.connected_peers()))
         return f"TcpTransport({self._node_id!r}, {state}, connected=[{peers}])"
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``"host:port"`` (a member's address as a configuration holds it) -> ``(host, port)``.
+
+    ``[::1]:7001`` for IPv6. Raises ``ConfigurationError`` naming the text.
+    """
+    host, colon, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        port = 0
+    if not colon or not host or not 0 < port < 65536:
+        raise ConfigurationError(f"bad member address {text!r}: expected HOST:PORT")
+    return host, port
+
+
+def format_address(address: tuple[str, int]) -> str:
+    """``(host, port)`` -> ``"host:port"`` (``"[::1]:7001"`` for IPv6), as parse_address reads."""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _check_members(

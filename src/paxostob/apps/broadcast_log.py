@@ -1,4 +1,4 @@
-"""The node's own application: a bounded log of raw broadcasts, for clients outside.
+"""``BroadcastLog``: a bounded log of raw broadcasts, for clients outside.
 
 Theory of operation: a node process runs one total-order broadcast group;
 its payloads carry a one-byte tag saying which application they are for.
@@ -42,7 +42,7 @@ class BroadcastLog:
         #: Called after every apply and restore (the server wakes waiters).
         self.on_change: Callable[[], None] | None = None
 
-    def apply(self, delivery: Delivery) -> None:
+    def apply(self, delivery: Delivery) -> None:  # (no result: PAXOS.BROADCAST replies the slot)
         self.applied = delivery.slot
         if delivery.clock_ms > self.clock_ms:
             self.clock_ms = delivery.clock_ms

@@ -1,0 +1,319 @@
+"""ReadIndex: linearizable reads with no log entry, confirmed by one round of probes.
+
+Theory of operation (Raft's ReadIndex, Ongaro's thesis §6.4, in Paxos terms;
+docs/design.md, 'The key-value store and reads'). A read must see every
+value chosen before it was asked for. Instead of proposing an entry and
+waiting for it, the node asking (``ReadIndex(request_id)``) gets a *read
+index*, a slot, and runs the read on its own state once it has applied the
+log through that slot:
+
+1. **The index.** The leader of ballot ``b`` takes
+   ``max(decided_through, recovered_through)``: every slot it knows decided,
+   and every slot its phase 1 found accepted (``Leadership.recovered_through``).
+   A value chosen in a ballot below ``b`` was accepted by a quorum, which
+   meets the quorum that promised ``b``, so phase 1 re-proposed it at or
+   below ``recovered_through``; a value chosen in ``b`` was learned chosen by
+   this leader first (only it counts ``b``'s votes), so it is under
+   ``decided_through`` before anyone could have applied it.
+2. **The round.** The leader may have been deposed without knowing it: a
+   higher ballot may have chosen values since. So it sends ``ReadProbe(b,
+   round)`` to its peers (a heartbeat that must be answered) and hands out
+   the indexes of that round only once a quorum, itself included, answered
+   ``ReadProbeReply(b, round)`` (counted by ``rules.is_quorum``; with a
+   membership change decided and not yet in effect, a quorum of the voters
+   of each configuration governing the slots above the leader's decided
+   prefix, as phase 1 needs). A peer
+   answers only while it promised nothing above ``b``. Any ballot above
+   ``b`` that chose a value needed a quorum of promises, and that quorum
+   meets the round's in a peer that promised after answering, that is after
+   the read arrived: the value was chosen after the read began, which the
+   read need not see. A reply to a later round confirms every earlier one
+   (it was sent after them). Replies to another ballot, or an earlier
+   leadership, count for nothing; a leadership that ends drops its rounds
+   (the node's own reads are asked again; a follower's asks are retried
+   by that follower).
+3. **Followers** ask the leader (``ReadIndexAsk``), which puts the ask in
+   its next round and answers ``ReadIndexGrant(index)`` once it is
+   confirmed. An ask unanswered after ``retry_ticks`` goes again to whoever
+   leads then; any grant for an open ask is valid, whoever sent it (it was
+   confirmed after the ask was sent).
+4. **Serving.** A read with its index leaves in ``Ready.reads`` once the
+   node's decided prefix reaches the index: the deliveries of that Ready
+   and every earlier one take the application's state through the index.
+   A read not served within ``timeout_ticks`` leaves in
+   ``Ready.reads_failed``, so the core keeps nothing a caller gave up on.
+
+No save is waited for: a probe vouches for nothing durable (an acceptor
+that lost an unsynced promise in a crash only promised less), and the
+state read is the decided log's, chosen by a quorum of durable votes.
+
+Batching: every read asked between two ``Ready``s shares one round (or one
+ask), so many concurrent reads cost one probe and one reply per peer. A
+round's probe carries the commit watermark and counts as the leader's
+heartbeat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import rules
+from .leadership import Leadership
+from .log import DecidedLog
+from .membership import Configuration
+from .messages import Message, ReadIndexAsk, ReadIndexGrant, ReadProbe, ReadProbeReply
+from .types import Ballot
+
+__all__ = ["Reads", "read_index"]
+
+
+def read_index(lead: Leadership, log: DecidedLog) -> int:
+    """The slot a read confirmed in ``lead``'s ballot must see applied (rule 1 above)."""
+    return max(log.decided_through, lead.recovered_through)
+
+
+@dataclass(slots=True)
+class _Ask:
+    """A follower's ask: its reads, whom it went to last, and when."""
+
+    request_ids: list[int]
+    sent_at: int
+
+
+class Reads:
+    """A replica's ``ReadIndex`` requests and, while it leads, its rounds (module docstring)."""
+
+    __slots__ = (
+        "_acked",
+        "_applying",
+        "_ask_seq",
+        "_asks",
+        "_ballot",
+        "_configs",
+        "_done",
+        "_failed",
+        "_instance",
+        "_me",
+        "_probed_at",
+        "_queued",
+        "_retry_ticks",
+        "_rounds",
+        "_send",
+        "_timeout_ticks",
+        "_unsent",
+        "round",
+        "waiting",
+    )
+
+    def __init__(
+        self,
+        *,
+        me: str,
+        configs: Callable[[], list[Configuration]],
+        instance: str,
+        send: Callable[[str, Message], None],
+        done: list[int],
+        failed: list[int],
+        retry_ticks: int,
+        timeout_ticks: int,
+    ) -> None:
+        self._me = me
+        #: The configurations governing the slots above the decided prefix
+        #: (membership.py): a round needs a quorum of each.
+        self._configs = configs
+        self._instance = instance
+        self._send = send
+        self._done = done
+        self._failed = failed
+        self._retry_ticks = retry_ticks
+        self._timeout_ticks = timeout_ticks
+        #: Every read of this node not yet served or failed -> the tick it was asked.
+        self.waiting: dict[int, int] = {}
+        #: Reads of this node not yet in a round or an ask.
+        self._unsent: list[int] = []
+        #: Follower: asks in flight, by ask number.
+        self._asks: dict[int, _Ask] = {}
+        self._ask_seq = 0
+        #: (index, request id) of reads that have their index, waiting to be applied.
+        self._applying: list[tuple[int, int]] = []
+        # Leader: the ballot whose rounds are kept, the last round started,
+        # each unconfirmed round's reads (origin, number, index: a number
+        # is a request id when the origin is us, else the origin's ask),
+        # asks queued for the next round, and each peer's highest reply.
+        self._ballot: Ballot | None = None
+        self.round = 0
+        self._rounds: dict[int, list[tuple[str, int, int]]] = {}
+        self._queued: list[tuple[str, int]] = []
+        self._acked: dict[str, int] = {}
+        #: When the last round started; None: a round is due (its probes may be lost).
+        self._probed_at: int | None = 0
+
+    # ------------------------------------------------------------- requests
+
+    def read(self, request_id: int, now: int) -> None:
+        """``ReadIndex(request_id)``: routed at the next ``flush``."""
+        if request_id in self.waiting:
+            return  # asked twice: one answer
+        self.waiting[request_id] = now
+        self._unsent.append(request_id)
+
+    def has_work(self, leader: str | None, lead: Leadership | None, decided: int) -> bool:
+        """Whether ``flush`` has something to do (never True when it would do nothing)."""
+        if not (self._unsent or self._queued or self._rounds or self._applying):
+            return False  # the common case, asked on every step: no read at all
+        if self._unsent and (lead is not None or leader is not None):
+            return True
+        if lead is not None and (self._queued or (self._rounds and self._probed_at is None)):
+            return True
+        return any(index <= decided for index, _ in self._applying)
+
+    def flush(self, now: int, leader: str | None, lead: Leadership | None, log: DecidedLog) -> None:
+        """Start a round (leader) or an ask (follower) for what arrived; serve what is applied."""
+        if lead is None and self._ballot is None and not (self._unsent or self._applying):
+            return  # a follower with no read: nothing to route or serve
+        self._sync(lead)
+        if lead is not None:
+            if self._unsent or self._queued or (self._rounds and self._probed_at is None):
+                self._start_round(now, lead, log)
+        elif leader is not None and self._unsent:
+            self._ask_seq += 1
+            self._asks[self._ask_seq] = _Ask(self._unsent, now)
+            self._unsent = []
+            self._send(leader, ReadIndexAsk(self._instance, self._me, self._ask_seq))
+        self._serve(log.decided_through)
+
+    def _start_round(self, now: int, lead: Leadership, log: DecidedLog) -> None:
+        self.round += 1
+        index = read_index(lead, log)
+        entries = [(self._me, rid, index) for rid in self._unsent]
+        entries += [(origin, ask, index) for origin, ask in self._queued]
+        self._unsent = []
+        self._queued = []
+        self._rounds[self.round] = entries
+        self._probed_at = now
+        # The probe is the leader's heartbeat too: one frame per peer, not two.
+        commit = log.decided_through
+        probe = ReadProbe(self._instance, self._me, lead.ballot, self.round, commit)
+        voters = frozenset().union(*(c.voters for c in self._configs()))
+        for dst in sorted(voters - {self._me}):
+            self._send(dst, probe)
+        lead.heartbeat_sent(now, commit)
+        self._confirm()  # a single member is its own quorum
+
+    def _sync(self, lead: Leadership | None) -> None:
+        """Drop the rounds of a leadership that ended; its own reads are asked again."""
+        ballot = lead.ballot if lead is not None else None
+        if ballot == self._ballot:
+            return
+        self._ballot = ballot
+        for entries in self._rounds.values():
+            self._unsent += [n for origin, n, _ in entries if origin == self._me]
+        self._rounds.clear()
+        self._queued.clear()
+        self._acked.clear()
+        if lead is not None:
+            # Asks of our own life as a follower: our rounds serve their reads now.
+            for ask in self._asks.values():
+                self._unsent += ask.request_ids
+            self._asks.clear()
+
+    # ------------------------------------------------------------- messages
+
+    def on_ask(self, m: ReadIndexAsk, lead: Leadership | None) -> bool:
+        """A follower's ask: into the next round; False when we do not lead (ignored)."""
+        self._sync(lead)
+        if lead is None:
+            return False
+        self._queued.append((m.sender, m.ask))
+        return True
+
+    def on_probe_reply(self, m: ReadProbeReply, lead: Leadership | None) -> bool:
+        """Count a reply; False when it answers no round of our current leadership."""
+        self._sync(lead)
+        if lead is None or m.ballot != lead.ballot or m.round > self.round:
+            return False
+        if m.round > self._acked.get(m.sender, 0):
+            self._acked[m.sender] = m.round
+            self._confirm()
+        return True
+
+    def on_grant(self, m: ReadIndexGrant) -> bool:
+        """The leader's index for one of our asks; False for an ask not open (ignored)."""
+        ask = self._asks.pop(m.ask, None)
+        if ask is None:
+            return False
+        waiting = self.waiting
+        self._applying += [(m.index, rid) for rid in ask.request_ids if rid in waiting]
+        return True
+
+    def _confirm(self) -> None:
+        """Hand out the indexes of every round a quorum answered (with us)."""
+        if not self._rounds:
+            return
+        acked = self._acked
+        configs = self._configs()
+        confirmed = 0
+        for r in sorted(self._rounds, reverse=True):
+            voters = [self._me, *(p for p, got in acked.items() if got >= r)]
+            if all(rules.is_quorum(voters, sorted(c.voters)) for c in configs):
+                confirmed = r
+                break
+        if not confirmed:
+            return
+        for r in [r for r in self._rounds if r <= confirmed]:
+            for origin, n, index in self._rounds.pop(r):
+                if origin == self._me:
+                    if n in self.waiting:
+                        self._applying.append((index, n))
+                else:
+                    self._send(origin, ReadIndexGrant(self._instance, self._me, n, index))
+
+    def _serve(self, decided: int) -> None:
+        applying = self._applying
+        if not applying or all(index > decided for index, _ in applying):
+            return
+        keep = []
+        waiting = self.waiting
+        for index, rid in applying:
+            if index > decided:
+                keep.append((index, rid))
+            elif waiting.pop(rid, None) is not None:
+                self._done.append(rid)
+        self._applying = keep
+
+    # ----------------------------------------------------------------- time
+
+    def tick(self, now: int, leader: str | None, leading: bool) -> None:
+        """Ask again what went unanswered; fail what waited ``timeout_ticks``.
+
+        A leader whose rounds went unconfirmed for ``retry_ticks`` starts
+        another (its probes or their replies may be lost): an answer to it
+        confirms every earlier round.
+        """
+        if leading:
+            at = self._probed_at
+            if self._rounds and at is not None and at <= now - self._retry_ticks:
+                self._probed_at = None
+        elif leader is not None:
+            due = now - self._retry_ticks
+            for number, ask in self._asks.items():
+                if ask.sent_at <= due:
+                    ask.sent_at = now
+                    self._send(leader, ReadIndexAsk(self._instance, self._me, number))
+        waiting = self.waiting
+        if not waiting:
+            return
+        oldest = now - self._timeout_ticks
+        expired = [rid for rid, at in waiting.items() if at <= oldest]
+        if not expired:
+            return
+        for rid in expired:
+            del waiting[rid]
+            self._failed.append(rid)
+        # Forget them everywhere (asks and rounds skip ids no longer waiting).
+        self._unsent = [rid for rid in self._unsent if rid in waiting]
+        self._applying = [(i, rid) for i, rid in self._applying if rid in waiting]
+        asks = self._asks
+        for number in [n for n, a in asks.items() if not any(r in waiting for r in a.request_ids)]:
+            del asks[number]
