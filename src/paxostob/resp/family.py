@@ -18,6 +18,7 @@ and one line in ``FAMILIES``. A family that needs the key-value store sets
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -94,7 +95,7 @@ class KvExecutor(Protocol):
     def set_on_publish(self, callback: Callable[[bytes, bytes], int] | None) -> None: ...
 
 
-class Family:
+class Family(abc.ABC):
     """A family of commands: its handlers, by upper-case command name (``table``)."""
 
     #: Registered only on a node with a key-value store.
@@ -103,8 +104,9 @@ class Family:
     def __init__(self, node: NodeCommands) -> None:
         self.node = node
 
+    @abc.abstractmethod
     def table(self) -> dict[bytes, Handler]:
-        raise NotImplementedError
+        """The family's handlers, by upper-case command name."""
 
 
 def as_error(e: BaseException) -> Error:
