@@ -332,17 +332,16 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     m(
         "reads: a follower answers a read probe of a ballot below its promise",
-        "core/multipaxos.py",
+        "core/voter.py",
         "        if m.ballot < promised:\n"
-        "            self._outbox.send(m.sender, Nack(self.instance, self.node_id, m.ballot, "
-        "promised))\n"
+        "            self._send(m.sender, Nack(self._instance, self._me, m.ballot, promised))\n"
         "            return\n"
-        "        self.election.follow(m.ballot, self._now)\n"
-        "        self._learn_commit(m.ballot, m.commit)\n"
-        "        self._replied = (self._now, m.ballot)\n",
-        "        self.election.follow(m.ballot, self._now)\n"
-        "        self._learn_commit(m.ballot, m.commit)\n"
-        "        self._replied = (self._now, m.ballot)\n",
+        "        self._election.follow(m.ballot, now)\n"
+        "        self._learn_commit(m.ballot, m.commit, now)\n"
+        "        self._replied = (now, m.ballot)\n",
+        "        self._election.follow(m.ballot, now)\n"
+        "        self._learn_commit(m.ballot, m.commit, now)\n"
+        "        self._replied = (now, m.ballot)\n",
         "tests/core/test_read_index.py",
     ),
     Mutant(
