@@ -138,15 +138,15 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "multipaxos: a candidate leads with one promise short of a quorum",
         "core/election.py",
-        "        if len(self.promises) >= self._quorum:",
-        "        if len(self.promises) >= self._quorum - 1:",
+        "        return all(c.is_quorum(ids) for c in configs)",
+        "        return all(len(c.voters & ids) >= c.quorum - 1 for c in configs)",
         *SWARM,
     ),
     m(
         "multipaxos: a slot is chosen with one acceptance short of a quorum",
         "core/leadership.py",
-        "self.open[slot] = OpenSlot(value, rules.Tally(self._quorum), now)",
-        "self.open[slot] = OpenSlot(value, rules.Tally(max(1, self._quorum - 1)), now)",
+        "rules.Tally(config.quorum)",
+        "rules.Tally(max(1, config.quorum - 1))",
         *SWARM,
     ),
     m(
@@ -316,7 +316,7 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "reads: a leader serves reads without a quorum answering its probe",
         "core/reads.py",
-        "            if rules.is_quorum(voters, members):",
+        "            if all(rules.is_quorum(voters, sorted(c.voters)) for c in configs):",
         "            if True:",
         "tests/core/test_read_index.py",
         "tests/sim/test_reads.py",
