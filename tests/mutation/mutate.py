@@ -135,12 +135,24 @@ MUTANTS: tuple[Mutant, ...] = (
         "tests/core/test_synod_rules.py",
         *SWARM,
     ),
-    m(
+    # Both counts of promises: phase 1's, and the leader's before it opens a
+    # slot of a configuration. Either alone survives: the other still holds.
+    Mutant(
         "multipaxos: a candidate leads with one promise short of a quorum",
-        "core/election.py",
-        "        return all(c.is_quorum(ids) for c in configs)",
-        "        return all(len(c.voters & ids) >= c.quorum - 1 for c in configs)",
-        *SWARM,
+        (
+            (
+                "core/election.py",
+                "        return all(c.is_quorum(ids) for c in configs)",
+                "        return all(len(c.voters & ids) >= c.quorum - 1 for c in configs)",
+            ),
+            (
+                "core/leadership.py",
+                "self._me in config.voters and config.is_quorum(self.promised),",
+                "self._me in config.voters "
+                "and len(config.voters & self.promised) >= config.quorum - 1,",
+            ),
+        ),
+        SWARM,
     ),
     m(
         "multipaxos: a slot is chosen with one acceptance short of a quorum",
