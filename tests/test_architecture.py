@@ -34,6 +34,8 @@ Rules (one failure line per violation: file, line, import, rule):
   are users: ``examples`` import only the public surface (``paxostob``);
   ``bench`` also the documented modules and the internals it measures
   (``BENCH_MODULES``, each with its reason).
+- ``class size``: no class in ``core`` defines more than
+  ``CORE_CLASS_METHODS_MAX`` functions in its body (properties included).
 """
 
 from __future__ import annotations
@@ -555,3 +557,52 @@ def test_script_checker_reports_internal_imports(folder: str, source: str) -> No
 )
 def test_script_checker_accepts_the_public_surface(folder: str, source: str) -> None:
     assert check_script(f"<{folder}>", source, SCRIPT_MODULES[folder], KNOWN) == []
+
+
+# ---------------------------------------------------------------- class size
+
+#: A core class defines at most this many functions in its body, every kind
+#: counted (methods, properties, dunders, static and class methods): a class
+#: past it holds parts that are not one thing, and its handlers belong to the
+#: parts that own their state (docs/design.md, 'Conventions').
+CORE_CLASS_METHODS_MAX = 20
+
+
+def oversized_classes(source: str, name: str) -> list[str]:
+    """``name:line: Class has N methods`` for every class (nested too) above the limit."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef):
+            methods = [
+                f for f in node.body if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+            ]
+            if len(methods) > CORE_CLASS_METHODS_MAX:
+                found.append(
+                    f"{name}:{node.lineno}: {node.name} has {len(methods)} methods "
+                    f"(at most {CORE_CLASS_METHODS_MAX}, properties included)"
+                )
+    return found
+
+
+def test_core_classes_have_at_most_twenty_methods() -> None:
+    core = sorted((SRC / "core").rglob("*.py"))
+    assert core, "no core module found"
+    oversized = [
+        line
+        for path in core
+        for line in oversized_classes(path.read_text(), str(path.relative_to(SRC)))
+    ]
+    assert oversized == [], "\n".join(oversized)
+
+
+def test_class_size_check_counts_properties_and_nested_classes() -> None:
+    body = "".join(f"    def m{i}(self) -> None: ...\n" for i in range(CORE_CLASS_METHODS_MAX))
+    prop = "    @property\n    def p(self) -> int:\n        return 1\n"
+    assert oversized_classes(f"class A:\n{body}", "<a>") == []
+    assert oversized_classes(f"class A:\n{body}{prop}", "<a>") == [
+        f"<a>:1: A has 21 methods (at most {CORE_CLASS_METHODS_MAX}, properties included)"
+    ]
+    nested = f"class Outer:\n    class Inner:\n{body.replace('    ', '        ')}"
+    assert oversized_classes(nested + "        async def extra(self) -> None: ...\n", "<n>") == [
+        f"<n>:2: Inner has 21 methods (at most {CORE_CLASS_METHODS_MAX}, properties included)"
+    ]

@@ -135,18 +135,30 @@ MUTANTS: tuple[Mutant, ...] = (
         "tests/core/test_synod_rules.py",
         *SWARM,
     ),
-    m(
+    # Both counts of promises: phase 1's, and the leader's before it opens a
+    # slot of a configuration. Either alone survives: the other still holds.
+    Mutant(
         "multipaxos: a candidate leads with one promise short of a quorum",
-        "core/election.py",
-        "        if len(self.promises) >= self._quorum:",
-        "        if len(self.promises) >= self._quorum - 1:",
-        *SWARM,
+        (
+            (
+                "core/election.py",
+                "        return all(c.is_quorum(ids) for c in configs)",
+                "        return all(len(c.voters & ids) >= c.quorum - 1 for c in configs)",
+            ),
+            (
+                "core/leadership.py",
+                "self._me in config.voters and config.is_quorum(self.promised),",
+                "self._me in config.voters "
+                "and len(config.voters & self.promised) >= config.quorum - 1,",
+            ),
+        ),
+        SWARM,
     ),
     m(
         "multipaxos: a slot is chosen with one acceptance short of a quorum",
         "core/leadership.py",
-        "self.open[slot] = OpenSlot(value, rules.Tally(self._quorum), now)",
-        "self.open[slot] = OpenSlot(value, rules.Tally(max(1, self._quorum - 1)), now)",
+        "rules.Tally(config.quorum)",
+        "rules.Tally(max(1, config.quorum - 1))",
         *SWARM,
     ),
     m(
@@ -316,7 +328,7 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "reads: a leader serves reads without a quorum answering its probe",
         "core/reads.py",
-        "            if rules.is_quorum(voters, members):",
+        "            if all(rules.is_quorum(voters, sorted(c.voters)) for c in configs):",
         "            if True:",
         "tests/core/test_read_index.py",
         "tests/sim/test_reads.py",
@@ -332,17 +344,16 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     m(
         "reads: a follower answers a read probe of a ballot below its promise",
-        "core/multipaxos.py",
+        "core/voter.py",
         "        if m.ballot < promised:\n"
-        "            self._outbox.send(m.sender, Nack(self.instance, self.node_id, m.ballot, "
-        "promised))\n"
+        "            self._send(m.sender, Nack(self._instance, self._me, m.ballot, promised))\n"
         "            return\n"
-        "        self.election.follow(m.ballot, self._now)\n"
-        "        self._learn_commit(m.ballot, m.commit)\n"
-        "        self._replied = (self._now, m.ballot)\n",
-        "        self.election.follow(m.ballot, self._now)\n"
-        "        self._learn_commit(m.ballot, m.commit)\n"
-        "        self._replied = (self._now, m.ballot)\n",
+        "        self._election.follow(m.ballot, now)\n"
+        "        self._learn_commit(m.ballot, m.commit, now)\n"
+        "        self._replied = (now, m.ballot)\n",
+        "        self._election.follow(m.ballot, now)\n"
+        "        self._learn_commit(m.ballot, m.commit, now)\n"
+        "        self._replied = (now, m.ballot)\n",
         "tests/core/test_read_index.py",
     ),
     Mutant(

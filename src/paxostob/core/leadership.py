@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from . import rules
 from .log import DecidedLog
 from .membership import Configuration
-from .messages import Accept, Forward, Heartbeat, Message, Prepare, Promise
+from .messages import Accept, Accepted, Forward, Heartbeat, Message, Prepare, Promise
 from .types import CLOCK_STAMP_BYTES, NOOP, Ballot, Batch, Proposal, ProposalId, clock_stamp
 
 __all__ = ["Leadership", "OpenSlot"]
@@ -264,6 +264,18 @@ class Leadership:
         for e in m.entries:
             if not e.decided and e.slot >= self.next_slot:
                 self.reports.setdefault(e.slot, []).append((e.ballot, e.value))
+
+    def on_accepted(self, m: Accepted, now: int) -> Batch | None:
+        """Count a vote of our ballot (``m.ballot == ballot``); the value once ``m.slot`` is chosen.
+
+        Only the voters of ``config_for(m.slot)`` count (``OpenSlot.voters``);
+        every vote counts as hearing its sender (check-quorum).
+        """
+        self.heard[m.sender] = now
+        o = self.open.get(m.slot)
+        if o is not None and m.sender in o.voters and o.tally.add(m.sender):
+            return o.value
+        return None
 
     def open_slot(self, slot: int, value: Batch, now: int) -> None:
         """Phase 2a for ``slot``: propose ``value`` in our ballot to every acceptor."""

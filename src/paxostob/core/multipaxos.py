@@ -191,7 +191,6 @@ from .messages import (
     PreVote,
     PreVoteReply,
     Promise,
-    PromiseEntry,
     ReadIndexAsk,
     ReadIndexGrant,
     ReadProbe,
@@ -204,12 +203,12 @@ from .reads import Reads
 from .reconfig import ChangeRequests
 from .snapshot import decode_meta
 from .types import (
-    ZERO_BALLOT,
     Ballot,
     Batch,
     DecidedEntry,
     ProposalId,
 )
+from .voter import Voter
 
 __all__ = ["EARLY", "SEQ_BITS", "LogConfig", "MultiPaxosReplica", "Role", "Status"]
 
@@ -247,12 +246,13 @@ class MultiPaxosReplica:
     """One replica of the Multi-Paxos log (sans-IO). Drive it with ``step``.
 
     It composes the parts (each module's docstring has its rules): the
-    ``acceptor`` (promises and acceptances), the ``log`` (decided slots,
-    delivery, the log's clock), the ``election`` (its role, pre-vote, phase
-    1, and the ``Leadership`` while it leads), its own ``proposals``,
-    catch-up and snapshot transfer, and the outbox of effects. It routes
-    each message to them and learns: every slot learned decided goes
-    through ``_decide``.
+    ``acceptor`` (promises and acceptances) and the voter (its answers to a
+    ballot's owner, learning from a commit watermark), the ``log`` (decided
+    slots, delivery, the log's clock), the ``election`` (its role, pre-vote,
+    phase 1, and the ``Leadership`` while it leads), its own ``proposals``,
+    the ``reads``, catch-up and snapshot transfer, and the outbox of
+    effects. It routes each message to them and learns: every slot learned
+    decided goes through ``_decide``.
     """
 
     def __init__(
@@ -292,8 +292,6 @@ class MultiPaxosReplica:
         self._now = 0
         #: Messages ignored: not for this instance or membership, stale, malformed.
         self.ignored = 0
-        #: (tick, ballot) of our last HeartbeatReply or Accepted to a leader.
-        self._replied: tuple[int, Ballot] = (-1, ZERO_BALLOT)
         # Effects not yet handed out in a Ready, and messages to ourselves.
         self._outbox = box = Outbox(node_id)
         # Acceptor: durable state.
@@ -341,6 +339,17 @@ class MultiPaxosReplica:
             decide=self._decide,
             now=self._now,
         )
+        # The acceptor's answers to a ballot's owner, and learning from its watermark.
+        self._voter = Voter(
+            me=node_id,
+            instance=instance,
+            acceptor=self.acceptor,
+            log=self.log,
+            election=self.election,
+            catchup=self._catchup,
+            send=box.send,
+            decide=self._decide,
+        )
         # Linearizable reads without a log entry (ReadIndex, core/reads.py).
         log = (
             self.log
@@ -386,7 +395,8 @@ class MultiPaxosReplica:
         elif isinstance(event, Campaign):
             self.election.campaign(self._now)
         elif isinstance(event, Persisted):
-            self._on_persisted(event.seq)
+            for vote in self._outbox.durable(event.seq):
+                self._receive(vote)
         elif isinstance(event, Compact):
             self._compact(event.data, slot=event.slot)
         elif isinstance(event, MarkSnapshotPoint):
@@ -397,7 +407,8 @@ class MultiPaxosReplica:
             self._changes.propose(event, self.election.leading, self.election.leader)
         else:  # pragma: no cover - the Event union is closed
             raise TypeError(f"not a core event: {event!r}")
-        self._drain_loopback()
+        for m in self._outbox.looped():
+            self._receive(m)
 
     def _restore(self, r: Restore) -> None:
         """``Restore`` (events.py says what it brings back), before any other event."""
@@ -492,12 +503,14 @@ class MultiPaxosReplica:
             return
         el = self.election
         now = self._now
-        if isinstance(m, Accept):
-            self._on_accept(m)
+        if isinstance(m, Accept | Heartbeat | Prepare | ReadProbe):
+            self.ignored += not self._voter.on_message(m, now)  # False: not the chosen value
         elif isinstance(m, Accepted):
-            self._on_accepted(m)
-        elif isinstance(m, Heartbeat):
-            self._on_heartbeat(m)
+            lead = el.leading
+            if lead is None or m.ballot != lead.ballot:
+                self.ignored += 1
+            elif (value := lead.on_accepted(m, now)) is not None:
+                self._decide(m.slot, value)
         elif isinstance(m, HeartbeatReply):
             if el.leading is not None and m.ballot == el.leading.ballot:
                 el.leading.heard[m.sender] = now
@@ -507,8 +520,6 @@ class MultiPaxosReplica:
                 self.ignored += 1  # the origin re-forwards once it learns the leader
             else:
                 self.ignored += el.leading.enqueue_forward(m)
-        elif isinstance(m, Prepare):
-            self._on_prepare(m)
         elif isinstance(m, Promise):
             self.ignored += not el.on_promise(m, now)  # False: no phase 1 of ours
         elif isinstance(m, Nack):
@@ -523,139 +534,12 @@ class MultiPaxosReplica:
             el.on_pre_vote(m, now)
         elif isinstance(m, PreVoteReply):
             self.ignored += not el.on_pre_vote_reply(m, now)  # False: no round of ours
-        elif isinstance(m, ReadProbe | ReadProbeReply | ReadIndexAsk | ReadIndexGrant):
-            self._on_read_message(m)
+        elif isinstance(m, ReadProbeReply | ReadIndexAsk | ReadIndexGrant):
+            self.ignored += not self.reads.on_message(m, el.leading, now)
         else:
             self.ignored += 1
-
-    def _on_persisted(self, seq: int) -> None:
-        # Never beyond the Readys handed out: the acceptance of a vote tagged
-        # ``ready_seq + 1`` is not in any Ready yet.
-        box = self._outbox
-        through = min(seq, box.ready_seq)
-        held = box.held
-        while held and held[0][0] <= through:
-            self._receive(held.popleft()[1])
-
-    def _drain_loopback(self) -> None:
-        loop = self._outbox.loopback
-        while loop:
-            self._receive(loop.popleft())
-
-    # ============================================================== acceptor
-
-    def _on_prepare(self, m: Prepare) -> None:
-        acceptor = self.acceptor
-        # Asked again for the ballot we promised (the leader asks the voters of
-        # a new configuration, or our promise was lost): promise it again.
-        again = m.ballot == acceptor.promised and m.sender == m.ballot.node_id
-        if not again and not acceptor.promise(m.ballot):
-            self._outbox.send(
-                m.sender, Nack(self.instance, self.node_id, m.ballot, acceptor.promised)
-            )
-            return
-        self.election.promised(m, self._now)
-        # Decided slots the candidate lacks, from its first missing one: the
-        # candidate must learn them here, since we may be the only live node
-        # that knows them (bounded like a catch-up chunk; the rest by catch-up).
-        log = self.log
-        entries = [
-            PromiseEntry(e.slot, ZERO_BALLOT, e.value, decided=True)
-            for e in self._catchup.chunk(m.slot)
-        ]
-        low = max(m.slot, log.decided_through + 1)
-        entries.extend(
-            PromiseEntry(s, ZERO_BALLOT, v, decided=True)
-            for s, v in log.entries.items()
-            if s >= low and s > log.decided_through
-        )
-        entries.extend(acceptor.report(low, log.entries))
-        entries.sort(key=lambda e: e.slot)
-        promise = Promise(
-            self.instance, self.node_id, m.ballot, log.decided_through, tuple(entries)
-        )
-        self._outbox.send(m.sender, promise)
-
-    def _on_accept(self, m: Accept) -> None:
-        acceptor = self.acceptor
-        if not acceptor.admit(m.ballot):
-            self._outbox.send(
-                m.sender, Nack(self.instance, self.node_id, m.ballot, acceptor.promised)
-            )
-            return
-        el = self.election
-        if m.ballot > el.highest_seen:
-            el.highest_seen = m.ballot
-        el.follow(m.ballot, self._now)
-        log = self.log
-        chosen = log.entries.get(m.slot)
-        if chosen is not None:
-            if chosen != m.value:
-                # Only a broken proposer could propose another value for a
-                # chosen slot; never count towards its quorum.
-                self.ignored += 1
-                return
-        elif m.slot > log.decided_through:
-            acceptor.accept(m.slot, m.ballot, m.value)
-        self._outbox.send(m.sender, Accepted(self.instance, self.node_id, m.ballot, m.slot, None))
-        self._replied = (self._now, m.ballot)  # the leader heard from us this tick
-        self._learn_commit(m.ballot, m.commit)
-
-    def _on_heartbeat(self, m: Heartbeat) -> None:
-        promised = self.acceptor.promised
-        if m.ballot < promised:
-            # A deposed leader: tell it, so it steps down.
-            self._outbox.send(m.sender, Nack(self.instance, self.node_id, m.ballot, promised))
-            return
-        self.election.follow(m.ballot, self._now)
-        self._learn_commit(m.ballot, m.commit)
-        # The leader only needs to hear from us now and then (its quorum check
-        # spans two election timeouts), and an Accepted counts as hearing:
-        # answer at most once per tick and ballot. Under load a commit
-        # heartbeat follows every decision; answering each doubled our frames.
-        if self._replied != (self._now, m.ballot):
-            self._replied = (self._now, m.ballot)
-            reply = HeartbeatReply(self.instance, self.node_id, m.ballot, self.log.decided_through)
-            self._outbox.send(m.sender, reply)
-
-    def _on_read_message(
-        self, m: ReadProbe | ReadProbeReply | ReadIndexAsk | ReadIndexGrant
-    ) -> None:
-        lead = self.election.leading
-        if isinstance(m, ReadProbe):
-            self._on_read_probe(m)
-        elif isinstance(m, ReadProbeReply):
-            if lead is not None and m.ballot == lead.ballot:
-                lead.heard[m.sender] = self._now  # it counts for check-quorum too
-            self.ignored += not self.reads.on_probe_reply(m, lead)
-        elif isinstance(m, ReadIndexAsk):
-            self.ignored += not self.reads.on_ask(m, lead)
-        else:
-            self.ignored += not self.reads.on_grant(m)
-
-    def _on_read_probe(self, m: ReadProbe) -> None:
-        """A heartbeat that is always answered: we promised nothing above its ballot."""
-        promised = self.acceptor.promised
-        if m.ballot < promised:
-            self._outbox.send(m.sender, Nack(self.instance, self.node_id, m.ballot, promised))
-            return
-        self.election.follow(m.ballot, self._now)
-        self._learn_commit(m.ballot, m.commit)
-        self._replied = (self._now, m.ballot)
-        reply = ReadProbeReply(self.instance, self.node_id, m.ballot, m.round)
-        self._outbox.send(m.sender, reply)
 
     # =============================================================== learner
-
-    def _on_accepted(self, m: Accepted) -> None:
-        lead = self.election.leading
-        if lead is None or m.ballot != lead.ballot:
-            self.ignored += 1
-            return
-        lead.heard[m.sender] = self._now
-        o = lead.open.get(m.slot)
-        if o is not None and m.sender in o.voters and o.tally.add(m.sender):
-            self._decide(m.slot, o.value)
 
     def _on_decided(self, m: Decided) -> None:
         log = self.log
@@ -664,21 +548,6 @@ class MultiPaxosReplica:
             self._decide(e.slot, e.value)
         if log.decided_through > before and log.decided_through < log.known_commit:
             self.election.ask_catchup(self._now)  # the next chunk right away
-
-    def _learn_commit(self, ballot: Ballot, commit: int) -> None:
-        log = self.log
-        if commit <= log.decided_through:
-            return
-        if commit > log.known_commit:
-            log.known_commit = commit
-        # Safe only for slots we accepted in the leader's own ballot.
-        accepted = self.acceptor.accepted
-        for slot in sorted(s for s in accepted if s <= commit):
-            b, v = accepted[slot]
-            if b == ballot:
-                self._decide(slot, v)
-        if log.decided_through < log.known_commit and self._now >= self._catchup.due:
-            self.election.ask_catchup(self._now)
 
     def _on_snapshot_chunk(self, m: SnapshotChunk) -> None:
         got = self._catchup.assemble(m)
@@ -759,7 +628,8 @@ class MultiPaxosReplica:
         lead = el.leading
         if lead is not None:
             lead.fill_window(self._now)
-            self._drain_loopback()
+            for m in self._outbox.looped():
+                self._receive(m)
             lead = el.leading  # (our own votes may have made us step down)
         # Reads after the window is filled: a round's probe is the heartbeat.
         self.reads.flush(self._now, el.leader, lead, self.log)

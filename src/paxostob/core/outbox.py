@@ -19,6 +19,7 @@ gathers here until the runtime takes a ``Ready`` and ``advance``s past it.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 
 from .acceptor import Acceptor
 from .events import ChangeOutcome, Delivered, Dropped, Ready
@@ -118,6 +119,23 @@ class Outbox:
     def hold(self, vote: Accepted) -> None:
         """Count our own acceptance only once the Ready carrying it is durable."""
         self.held.append((self.ready_seq + 1, vote))
+
+    def durable(self, seq: int) -> Iterator[Accepted]:
+        """Our held votes whose acceptance is durable once ``Persisted(seq)``, oldest first.
+
+        Never beyond the Readys handed out: the acceptance of a vote tagged
+        ``ready_seq + 1`` is not in any Ready yet.
+        """
+        through = min(seq, self.ready_seq)
+        held = self.held
+        while held and held[0][0] <= through:
+            yield held.popleft()[1]
+
+    def looped(self) -> Iterator[Message]:
+        """Our messages to ourselves, in order, and those sent while they are handled."""
+        loop = self.loopback
+        while loop:
+            yield loop.popleft()
 
     def has_effects(self) -> bool:
         return bool(

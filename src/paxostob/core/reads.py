@@ -220,6 +220,18 @@ class Reads:
 
     # ------------------------------------------------------------- messages
 
+    def on_message(
+        self, m: ReadProbeReply | ReadIndexAsk | ReadIndexGrant, lead: Leadership | None, now: int
+    ) -> bool:
+        """A read message for us (voter.py answers ``ReadProbe``); False when it is ignored."""
+        if isinstance(m, ReadProbeReply):
+            if lead is not None and m.ballot == lead.ballot:
+                lead.heard[m.sender] = now  # it counts for check-quorum too
+            return self.on_probe_reply(m, lead)
+        if isinstance(m, ReadIndexAsk):
+            return self.on_ask(m, lead)
+        return self.on_grant(m)
+
     def on_ask(self, m: ReadIndexAsk, lead: Leadership | None) -> bool:
         """A follower's ask: into the next round; False when we do not lead (ignored)."""
         self._sync(lead)

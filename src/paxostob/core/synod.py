@@ -154,7 +154,10 @@ class SynodReplica:
             self._resend()
         if self._own is None and self._now >= self._learn_due:
             self._learn_due = self._now + self.config.learn_retry_ticks
-            self._to_peers(CatchUp(self.instance, self.node_id, SLOT))
+            msg = CatchUp(self.instance, self.node_id, SLOT)
+            for dst in self.members:
+                if dst != self.node_id:
+                    self._send(dst, msg)
 
     # --------------------------------------------------------------- proposer
 
@@ -298,11 +301,6 @@ class SynodReplica:
 
     def _send(self, dst: str, msg: Message) -> None:
         self._out.append(Envelope(dst, msg))
-
-    def _to_peers(self, msg: Message) -> None:
-        for dst in self.members:
-            if dst != self.node_id:
-                self._send(dst, msg)
 
     # ------------------------------------------------------------------ ready
 
