@@ -1,8 +1,11 @@
 """The model checker itself: its search, its state keys, its traces and its CLI.
 
-The CI scope (``CI_SCOPE``) explores every state of three real replicas from
-boot, with one broadcast and one crash, and must find no violation; the
-planted bugs of ``test_defects.py`` show the same search finds violations.
+The CI scopes must find no violation: ``CI_SCOPE`` explores every state of
+three real replicas from boot, with one broadcast and one crash;
+``CI_SCOPE_ELECTED`` from a leader in place with async saves, a loss and a
+copy; ``CI_SCOPE_CHANGES`` a membership change (voters a and b, learner c,
+alpha 2). The planted bugs of ``test_defects.py`` show the same search finds
+violations.
 """
 
 from __future__ import annotations
