@@ -305,6 +305,9 @@ def test_cli_explores_membership_changes_from_a_script_with_a_change(
 def test_liveness_check_passes_on_the_shipped_core() -> None:
     result = explore(Scope(start="elected", depth=3, proposals=1, crashes=1), liveness_every=7)
     assert result.ok, result.failure
+    # With membership: owed by the newest configuration's members only.
+    result = explore(CI_SCOPE_CHANGES, liveness_every=3)
+    assert result.ok, (result.failure, [str(a) for a in result.trace or []])
     w, _ = start_world(Scope(proposals=1))
     w.apply(Action("propose", "b", payload=b"p1"))
     assert check_liveness(w, 300) > 0  # from boot: an election first, then the delivery

@@ -1,4 +1,5 @@
-"""The checker finds each defect of the Go original, and the durable-vote rule, when planted.
+"""The checker finds each defect of the Go original, the durable-vote rule and two
+broken membership rules (alpha ignored, a new configuration counted too early), when planted.
 
 Each defect is one of ``tests/mutation/mutate.py``'s mutants (an exact text
 replacement in a copy of ``src``; docs/design.md, 'Five defects of the Go
