@@ -638,6 +638,14 @@ class World:
     def leaders(self) -> list[str]:
         return [m for m, r in self.replicas.items() if r is not None and r.role is Role.LEADER]
 
+    def _membership(self, r: MultiPaxosReplica) -> str:
+        """Its newest configuration (`` voters=ab learners=c from #5``), if the scope has any."""
+        if not (self.scope.spares or self.scope.changes):
+            return ""
+        c = r.membership.newest
+        voters, learners = "".join(sorted(c.voters)), "".join(sorted(c.learners))
+        return f" voters={voters} learners={learners or '-'} from #{c.effective_slot}"
+
     def summary(self) -> list[str]:
         out = []
         for m in self.members:
@@ -649,7 +657,7 @@ class World:
             out.append(
                 f"{m}: {s.role.value} leader={s.leader or '-'} ballot={s.ballot} "
                 f"promised={s.promised} decided_through={s.decided_through} "
-                f"delivered={s.delivered} pending={s.pending}"
+                f"delivered={s.delivered} pending={s.pending}" + self._membership(r)
             )
         out.append(f"in flight: {', '.join(describe(e) for e in self.net) or '-'}")
         return out
