@@ -1,4 +1,5 @@
-"""The checker finds each defect of the Go original, and the durable-vote rule, when planted.
+"""The checker finds each defect of the Go original, the durable-vote rule and two
+broken membership rules (alpha ignored, a new configuration counted too early), when planted.
 
 Each defect is one of ``tests/mutation/mutate.py``'s mutants (an exact text
 replacement in a copy of ``src``; docs/design.md, 'Five defects of the Go
@@ -35,6 +36,12 @@ ROOT = Path(__file__).resolve().parents[2]
 #: A start where slot 1 was chosen in ballot 2.b while a holds its own value
 #: accepted in 1.a (the file says how it gets there).
 LOST_SLOT = str(Path(__file__).parent / "starts" / "b_chose_p2_where_a_proposed_p1.txt")
+#: Voters a and b, learner c (the start adds it), one change (alpha 2 by default
+#: with --changes), one crash: every quorum of {a} or {a,b,c} is not one of {a,b}.
+MEMBERSHIP = (
+    *("--start", "elected", "--replicas", "2", "--spares", "1", "--learners", "1"),
+    *("--changes", "1", "--no-ticks", "--proposals", "1", "--crashes", "1", "--depth", "6"),
+)
 
 
 def _mutate_module() -> ModuleType:
@@ -124,6 +131,22 @@ DEFECTS = (
         ),
         "durable quorum",
         4,
+    ),
+    Defect(
+        # The simulator's planted ``membership_rule="no-delay"``: a change
+        # decided in slot i governs slot i + 1 at every replica, not i + alpha.
+        "alpha ignored",
+        "multipaxos: a change governs the slot right after its own (alpha ignored)",
+        MEMBERSHIP,
+        "durable quorum",
+        5,
+    ),
+    Defect(
+        "newest configuration too early",
+        "leadership: a slot is opened with the newest configuration's voters and quorum",
+        (*MEMBERSHIP[:-4], "--crashes", "0", "--depth", "5"),
+        "durable quorum",
+        3,
     ),
 )
 

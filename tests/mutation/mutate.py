@@ -417,6 +417,22 @@ CHECK_MUTANTS: tuple[Mutant, ...] = (
         ),
         (_CHECK + "[votes sent before durable]",),
     ),
+    m(
+        "multipaxos: a change governs the slot right after its own (alpha ignored)",
+        "core/multipaxos.py",
+        "        self.log = DecidedLog(Configuration(frozenset(self.members)), "
+        "config_delay_slots)\n",
+        "        self.log = DecidedLog(Configuration(frozenset(self.members)), 1)\n",
+        _CHECK + "[alpha ignored]",
+    ),
+    m(
+        "leadership: a slot is opened with the newest configuration's voters and quorum",
+        "core/leadership.py",
+        "        config = self._log.membership.config_for(slot)\n"
+        "        self.open[slot] = OpenSlot(",
+        "        config = self._log.membership.newest\n        self.open[slot] = OpenSlot(",
+        _CHECK + "[newest configuration too early]",
+    ),
 )
 
 #: Mutants the tests are known not to kill, and why (reported, not hidden).

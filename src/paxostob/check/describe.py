@@ -8,6 +8,7 @@ equal).
 
 from __future__ import annotations
 
+from ..core.membership import CHANGE_SEQ, decode_change
 from ..core.messages import (
     Accept,
     Accepted,
@@ -23,13 +24,20 @@ from ..core.messages import (
     PreVoteReply,
     Promise,
 )
-from ..core.types import Batch
+from ..core.types import CLOCK_ORIGIN, Batch, Proposal
 
 __all__ = ["describe"]
 
 
+def _payload(p: Proposal) -> str:
+    if p.id.origin == CLOCK_ORIGIN and p.id.seq == CHANGE_SEQ:
+        c = decode_change(p.payload)
+        return f"change {c.op} {c.node_id}"
+    return p.payload.decode(errors="replace")
+
+
 def _payloads(batch: Batch) -> list[str]:
-    return [p.payload.decode(errors="replace") for p in batch]
+    return [_payload(p) for p in batch]
 
 
 def describe(env: Envelope) -> str:

@@ -80,6 +80,8 @@ def start_world(scope: Scope) -> tuple[World, list[Action]]:
     done: list[Action] = []
     if scope.start == "elected":
         _elect(w, scope, done)
+        for spare in scope.members[scope.replicas :][: scope.learners]:
+            _add_learner(w, scope, spare, done)
     if scope.script:
         done += run_commands(w, list(scope.script))
     return w, done
@@ -97,6 +99,12 @@ def _elect(w: World, scope: Scope, done: list[Action]) -> None:
     # is delivered, oldest first, until nothing is left.
     first = scope.members[0]
     do(Action("campaign", first))
+    _settle(w, scope, do)
+    assert w.leaders() == [first], w.summary()
+
+
+def _settle(w: World, scope: Scope, do: Callable[[Action], None]) -> None:
+    """Every save lands and every message is delivered, oldest first, until nothing is left."""
     for _ in range(_START_ROUNDS_MAX):
         for m in scope.members:
             if w.saving[m] is not None:
@@ -104,10 +112,37 @@ def _elect(w: World, scope: Scope, done: list[Action]) -> None:
         if not w.net:
             if any(w.saving[m] is not None for m in scope.members):
                 continue
-            break
+            return
         env = w.net[0]
         do(Action("deliver", env.dst, env))
-    assert w.leaders() == [first], w.summary()
+    raise AssertionError(f"the scripted start did not settle: {w.summary()}")
+
+
+def _add_learner(w: World, scope: Scope, spare: str, done: list[Action]) -> None:
+    """The leader adds ``spare`` as a learner; runs until it is in effect and has answered."""
+
+    def do(a: Action) -> None:
+        applied = w.apply(a)
+        assert applied is not None, (a, w.summary())
+        done.append(applied)
+
+    leader = scope.members[0]
+    r = w.replicas[leader]
+    assert r is not None
+    do(Action("change", leader, op="add", target=spare))
+    _settle(w, scope, do)
+    history = r.membership
+    assert spare in history.newest.learners, w.summary()
+    assert history.pending(r.log.decided_through) is None, w.summary()
+    lead = r.election.leading
+    assert lead is not None
+    if spare not in lead.acked:
+        # A heartbeat round: the learner answers, so the leader may promote it.
+        do(Action("tick", leader))
+        _settle(w, scope, do)
+    assert spare in lead.acked, w.summary()
+    # Not counted among the scope's changes: the start is not part of the search.
+    w.counts.changes = 0
 
 
 def _peak_rss_mib() -> float:

@@ -35,10 +35,22 @@ An ``Action`` is one step of the environment:
   transport (a ``Decided`` of instance ``other``): the Go original's first
   defect;
 - ``campaign``: a ``Campaign`` event: the node's election timer fires now
-  (the scripted start, and ``Scope.campaigns``: elections without clocks).
+  (the scripted start, and ``Scope.campaigns``: elections without clocks);
+- ``change``: a ``ProposeChange`` at a node that leads: add a spare as a
+  learner, promote a learner, or remove a member (``Scope.changes``). Only
+  changes valid against the leader's newest configuration are tried, and
+  one the leader refuses anyway (one change at a time, a learner that has
+  not answered it yet) does nothing, so it is no transition.
 
-A membership ``change`` would be one more kind here: an action applied to a
-live node, with its effects drained like any other event.
+Membership: the first ``Scope.replicas`` nodes are the founding voters; the
+``Scope.spares`` after them boot outside the configuration (``join``) and
+learn the log once a change adds them. Every replica runs with the scope's
+alpha (``Scope.alpha``, the core's ``config_delay_slots``): production's 64
+slots are out of reach of a small scope, so a scope with changes takes a
+small one, and its window (``window_slots_max``) no larger. The history
+knows the founding voters and alpha, so the properties judge each slot by
+the configuration the chosen log gives it (``sim.checkers.slot_configs``),
+not by what the replicas believe.
 
 Everything is deterministic: the same actions from the same start give the
 same world (``replay``).
@@ -50,7 +62,8 @@ import pickle
 import random
 from dataclasses import dataclass, field, replace
 
-from ..core.events import Campaign, Event, Propose, Ready, Receive, Restore, Tick
+from ..core.events import Campaign, Event, Propose, ProposeChange, Ready, Receive, Restore, Tick
+from ..core.membership import CONFIG_DELAY_SLOTS
 from ..core.messages import Accept, Accepted, Decided, Envelope, Prepare, Promise
 from ..core.multipaxos import LogConfig, MultiPaxosReplica, Role
 from ..core.pipeline import Complete, Pipeline
@@ -77,7 +90,10 @@ KINDS = (
     "propose",
     "foreign",
     "campaign",
+    "change",
 )
+#: Names of the nodes, founding voters first, then spares.
+NAMES = "abcde"
 
 
 def foreign_message(sender: str) -> Decided:
@@ -127,15 +143,43 @@ class Scope:
     #: two full rounds of three replicas (each sends to two peers); above it
     #: the extra states are mostly heartbeats and retransmissions piling up.
     in_flight_max: int = 12
+    #: Membership changes (``change`` actions) in a run, in all.
+    changes: int = 0
+    #: Nodes after the founding voters, booted outside the configuration
+    #: (``join``): a change may add them.
+    spares: int = 0
+    #: Of the spares, how many the scripted start (``elected``) adds as
+    #: learners, each change run until it is in effect, then a heartbeat
+    #: round so the leader knows they answer (a promotion needs it).
+    learners: int = 0
+    #: alpha: a change decided in slot i governs slots >= i + alpha. Every
+    #: replica of the world shares it; ``window_slots_max`` is capped to it.
+    alpha: int = CONFIG_DELAY_SLOTS
 
     def __post_init__(self) -> None:
-        if not 1 <= self.replicas <= 5:
-            raise ValueError("replicas: 1 to 5")
+        if not 1 <= self.replicas <= len(NAMES):
+            raise ValueError(f"replicas: 1 to {len(NAMES)}")
+        if self.spares < 0 or self.replicas + self.spares > len(NAMES):
+            raise ValueError(f"spares: 0 to {len(NAMES)} - replicas (nodes: at most {len(NAMES)})")
+        if not 0 <= self.learners <= self.spares:
+            raise ValueError("learners: 0 to spares (a learner is a spare the start adds)")
+        if self.learners and self.start != "elected":
+            raise ValueError("learners need start elected (a leader adds them)")
+        if self.alpha < 1:
+            raise ValueError("alpha must be >= 1")
         if self.saves not in ("async", "eager"):
             raise ValueError("saves: async or eager")
         if self.start not in ("boot", "elected"):
             raise ValueError("start: boot or elected")
-        for name in ("proposals", "ballots", "crashes", "drops", "duplicates", "foreign"):
+        for name in (
+            "proposals",
+            "ballots",
+            "crashes",
+            "drops",
+            "duplicates",
+            "foreign",
+            "changes",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.depth < 0:
@@ -143,10 +187,19 @@ class Scope:
 
     @property
     def members(self) -> tuple[str, ...]:
-        return tuple("abcde"[: self.replicas])
+        """Every node: the founding voters, then the spares."""
+        return tuple(NAMES[: self.replicas + self.spares])
+
+    @property
+    def voters(self) -> tuple[str, ...]:
+        """The founding configuration's voters."""
+        return tuple(NAMES[: self.replicas])
 
     def config(self) -> LogConfig:
-        return LogConfig(pre_vote=self.pre_vote)
+        # The window may not exceed alpha (the core refuses it): a leader
+        # must know the configuration of every slot it opens.
+        window = min(LogConfig().window_slots_max, self.alpha)
+        return LogConfig(pre_vote=self.pre_vote, window_slots_max=window)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +214,15 @@ class Action:
     #: and no crash left in the scope, landing them is the only thing that
     #: can happen next, so it is part of the action (no state in between).
     saved: tuple[str, ...] = ()
+    #: ``change``: the operation (``add``, ``promote``, ``remove``) and its node.
+    op: str = ""
+    target: str = ""
 
     def __str__(self) -> str:
         if self.envelope is not None:
             text = f"{self.kind} {describe(self.envelope)}"
+        elif self.kind == "change":
+            text = f"change {self.node} {self.op} {self.target}"
         elif self.kind == "propose":
             text = f"propose {self.node} {self.payload.decode()}"
         elif self.kind == "tick" and self.ticks:
@@ -185,10 +243,23 @@ class Counts:
     duplicates: int = 0
     foreign: int = 0
     proposals: int = 0
+    changes: int = 0
 
 
 def _rng(node: str, incarnation: int) -> random.Random:
     return random.Random(f"{node}/{incarnation}")
+
+
+def _replica(scope: Scope, node: str, incarnation: int, config: LogConfig) -> MultiPaxosReplica:
+    """A replica as the runtime builds one: spares join, every one with the scope's alpha."""
+    return MultiPaxosReplica(
+        node,
+        scope.voters,
+        _rng(node, incarnation),
+        config=config,
+        join=node not in scope.voters,
+        config_delay_slots=scope.alpha,
+    )
 
 
 @dataclass
@@ -209,22 +280,25 @@ class World:
     unowned: list[str] = field(default_factory=list)
     #: Actions applied since boot: the history's "tick".
     now: int = 0
+    #: Change requests refused in the action being applied (always empty
+    #: between actions: a refused change is no transition).
+    refused: list[int] = field(default_factory=list)
 
     # ------------------------------------------------------------ building
 
     @classmethod
     def boot(cls, scope: Scope) -> World:
-        members = scope.members
+        members, founding = scope.members, scope.voters
         config = scope.config()
         replicas: dict[str, MultiPaxosReplica | None] = {}
         pipelines: dict[str, Pipeline | None] = {}
         stores = {}
         for m in members:
-            r = MultiPaxosReplica(m, members, _rng(m, 0), config=config)
+            r = _replica(scope, m, 0, config)
             replicas[m] = r
             pipelines[m] = Pipeline(r, durable=True)
             stores[m] = s = MemoryStorage(incarnation_base=1)
-            s.open(CLUSTER_ID, m, bootstrap=members)
+            s.open(CLUSTER_ID, m, bootstrap=founding)
         history = TobHistory(
             members=members,
             broadcasts={},
@@ -233,6 +307,8 @@ class World:
             liveness_ticks=0,
             end_tick=0,
             durable={},
+            founding=founding,
+            config_delay=scope.alpha,
         )
         return cls(
             scope=scope,
@@ -275,10 +351,14 @@ class World:
             acts += [Action("tick", m) for m in live]
         if s.campaigns:
             acts += [Action("campaign", m) for m in live]
+        if c.changes < s.changes:
+            acts += [a for m in self.leaders() for a in self._changes(m)]
         acts += [Action("save", m) for m in live if self.saving[m] is not None]
         if c.proposals < s.proposals:
             proposers = [
-                m for i, m in enumerate(self.members) if not s.proposers or i in s.proposers
+                m
+                for i, m in enumerate(self.members)
+                if i in s.proposers or (not s.proposers and i < s.replicas)
             ]
             payload = f"p{c.proposals + 1}".encode()
             acts += [Action("propose", m, payload=payload) for m in proposers if m in live]
@@ -328,8 +408,11 @@ class World:
             self._step(a.node, Receive(Envelope(a.node, foreign_message(sender))))
         elif k == "campaign":
             self._step(a.node, Campaign())
+        elif k == "change":
+            done = self._change(a)
         else:
             raise ValueError(f"unknown action {k!r}")
+        self.refused.clear()
         if done is not None and self.forced_saves():
             done = replace(done, saved=tuple(self.settle_saves()))
         return done
@@ -361,7 +444,32 @@ class World:
                 return True
         return False
 
+    def _changes(self, leader: str) -> list[Action]:
+        """The changes valid against ``leader``'s newest configuration, in a fixed order."""
+        r = self.replicas[leader]
+        assert r is not None
+        newest = r.membership.newest
+        spares = self.members[self.scope.replicas :]
+        adds = [t for t in spares if t not in newest.members and t not in newest.removed]
+        return [
+            *(Action("change", leader, op="add", target=t) for t in adds),
+            *(Action("change", leader, op="promote", target=t) for t in sorted(newest.learners)),
+            *(Action("change", leader, op="remove", target=t) for t in sorted(newest.members)),
+        ]
+
     # ------------------------------------------------------------ the runtime's part
+
+    def _change(self, a: Action) -> Action | None:
+        """``ProposeChange`` at ``a.node``: None if the replica refused it (nothing changed)."""
+        r = self.replicas[a.node]
+        assert r is not None
+        request = self.counts.changes + 1
+        r.step(ProposeChange(a.op, a.target, request))
+        self._drain(a.node)
+        if request in self.refused:
+            return None
+        self.counts.changes += 1
+        return a
 
     def _tick(self, a: Action) -> Action | None:
         r = self.replicas[a.node]
@@ -409,6 +517,7 @@ class World:
                 life.decided.append((self.now, e))
             for d in rd.deliveries:
                 life.deliveries.append((self.now, d))
+            self.refused += [c.request for c in rd.changes if c.error is not None]
             pipeline.handled(rd)
             if at_once:
                 self._counted(node, rd, life)
@@ -466,7 +575,7 @@ class World:
         state = self.stores[node].open(CLUSTER_ID, node)
         self.lives[node] += 1
         incarnation = self.lives[node]
-        r = MultiPaxosReplica(node, self.members, _rng(node, incarnation), config=self.config)
+        r = _replica(self.scope, node, incarnation, self.config)
         r.step(
             Restore(
                 state.promised,
@@ -529,6 +638,14 @@ class World:
     def leaders(self) -> list[str]:
         return [m for m, r in self.replicas.items() if r is not None and r.role is Role.LEADER]
 
+    def _membership(self, r: MultiPaxosReplica) -> str:
+        """Its newest configuration (`` voters=ab learners=c from #5``), if the scope has any."""
+        if not (self.scope.spares or self.scope.changes):
+            return ""
+        c = r.membership.newest
+        voters, learners = "".join(sorted(c.voters)), "".join(sorted(c.learners))
+        return f" voters={voters} learners={learners or '-'} from #{c.effective_slot}"
+
     def summary(self) -> list[str]:
         out = []
         for m in self.members:
@@ -540,7 +657,7 @@ class World:
             out.append(
                 f"{m}: {s.role.value} leader={s.leader or '-'} ballot={s.ballot} "
                 f"promised={s.promised} decided_through={s.decided_through} "
-                f"delivered={s.delivered} pending={s.pending}"
+                f"delivered={s.delivered} pending={s.pending}" + self._membership(r)
             )
         out.append(f"in flight: {', '.join(describe(e) for e in self.net) or '-'}")
         return out

@@ -12,6 +12,10 @@ functions that judge every simulator run):
   sent), durable quorum (a slot is first decided only when a majority of
   stores hold its value synced).
 
+Every majority is of the voters of the slot's own configuration, which
+``sim.checkers.slot_configs`` derives from the chosen log with the scope's
+alpha, never from what the replicas believe.
+
 Plus two checked as soon as a message leaves: *safe proposals* (PMS P2b;
 the simulator's "chosen values" sees it only once the slot is decided):
 once a majority accepted ``v`` for slot ``s`` in ballot ``b``, every
@@ -27,8 +31,9 @@ origin until delivered there, while the life that made it is up.
 Liveness (``check_liveness``), bounded: from a state, with no more faults
 (every crashed node restarts, saves land, every message in flight is
 delivered in order, every node ticks once per round), within ``rounds``
-rounds some replica leads, every live replica knows it, and every broadcast
-of a life still up is delivered at every replica. Fairness is this one
+rounds some voter leads, every member knows it, and every broadcast of a
+member's life still up is delivered at every member (members and voters:
+of the newest configuration the chosen log makes). Fairness is this one
 schedule, not every fair one: a bug that only a fair but adversarial order
 shows is not found by it.
 """
@@ -52,6 +57,8 @@ from ..sim.checkers import (
     check_replay,
     check_total_order,
     describe_batch,
+    majority_of,
+    slot_configs,
 )
 from .describe import describe
 from .model import World
@@ -74,11 +81,15 @@ SAFETY: tuple[Callable[[TobHistory], None], ...] = (
 
 def check_safe_proposals(history: TobHistory) -> None:
     """PMS P2b: an Accept above a ballot in which a majority accepted ``v`` proposes ``v``."""
-    majority = len(history.members) // 2 + 1
+    configs = slot_configs(history)
     by_slot: dict[int, list[tuple[Ballot, Batch, int]]] = {}
     for (slot, ballot), (value, acceptors) in history.acceptances.items():
-        by_slot.setdefault(slot, []).append((ballot, value, len(acceptors)))
+        # Counted among the voters of the slot's own configuration.
+        voters = configs.config_for(slot).voters
+        count = len(voters & acceptors.keys())
+        by_slot.setdefault(slot, []).append((ballot, value, count))
     for slot, rows in by_slot.items():
+        majority = majority_of(configs.config_for(slot).voters)
         rows.sort(key=lambda r: r[0])
         for i, (ballot, value, count) in enumerate(rows):
             if count < majority:
@@ -138,18 +149,24 @@ def check_safety(world: World) -> None:
 
 
 def _done(world: World) -> bool:
-    """Every live replica follows one leader and delivered every broadcast still owed."""
-    leaders = world.leaders()
+    """Every member follows one leader and delivered every broadcast still owed.
+
+    Members: of the newest configuration the chosen log makes (a spare never
+    added, a removed node, owe nothing and are owed nothing).
+    """
+    h = world.history
+    final = slot_configs(h).newest
+    leaders = [m for m in world.leaders() if m in final.voters]
     if len(leaders) != 1:
         return False
-    h = world.history
     owed = [
         pid
         for pid in h.broadcasts
-        if h.traces[pid.origin].life.ended is None
+        if pid.origin in final.members
+        and h.traces[pid.origin].life.ended is None
         and h.traces[pid.origin].life.started <= h.broadcasts[pid].tick
     ]
-    for m in world.members:
+    for m in sorted(final.members):
         r = world.replicas[m]
         if r is None or r.leader != leaders[0]:
             return False

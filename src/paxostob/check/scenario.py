@@ -8,6 +8,11 @@ Each action becomes one command of the script language
 ``foreign``; it ends with each node's ``status`` and ``delivered``. The
 script is written with empty outputs: run it once with ``PAXOSTOB_REWRITE=1``
 to fill them in, and read them before committing it.
+
+The data-driven scripts have no membership (no spares, no alpha, no
+``change``): a scope with them is not written as one (``script`` raises
+``ValueError``). The checker's own start scripts (``--script``) take
+``change NODE OP TARGET`` too.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ def command(a: Action) -> str:
         return f"tick {a.node} {a.ticks}"
     if a.kind == "propose":
         return f"propose {a.node} {a.payload.decode()}"
+    if a.kind == "change":
+        return f"change {a.node} {a.op} {a.target}"
     return f"{a.kind} {a.node}"
 
 
@@ -55,6 +62,11 @@ def commands(scope: Scope, actions: list[Action]) -> list[str]:
 
 def script(scope: Scope, actions: list[Action], result: Result | None = None) -> str:
     """The script text, its outputs empty (the module docstring)."""
+    if scope.spares or scope.alpha != Scope().alpha or any(a.kind == "change" for a in actions):
+        raise ValueError(
+            "a data-driven scenario script has no membership changes, spares or alpha: "
+            "the trace above is the counterexample"
+        )
     head = ["# Found by paxostob check (saves=" + scope.saves + ")."]
     if result is not None and result.failure is not None:
         detail = result.failure.detail.replace("\n", " ")
@@ -89,7 +101,7 @@ def action(world: World, text: str) -> Action | None:
             if describe(env) == wanted:
                 return Action(kinds[verb], env.dst, env)
         raise ValueError(f"no message in flight is {wanted!r}")
-    known = ("propose", "tick", "save", "crash", "restart", "foreign", "campaign")
+    known = ("propose", "tick", "save", "crash", "restart", "foreign", "campaign", "change")
     if verb not in known or not rest:
         raise ValueError(f"not a command of a checker's script: {text!r}")
     node = rest[0]
@@ -102,6 +114,10 @@ def action(world: World, text: str) -> Action | None:
         if len(rest) != 2:
             raise ValueError(f"{text!r}: propose NODE PAYLOAD")
         return Action("propose", node, payload=rest[1].encode())
+    if verb == "change":
+        if len(rest) != 3:
+            raise ValueError(f"{text!r}: change NODE OP TARGET (OP: add, promote, remove)")
+        return Action("change", node, op=rest[1], target=rest[2])
     return Action(verb, node)
 
 

@@ -192,7 +192,9 @@ COMMANDS: dict[str, Command] = {
         run=_sim,
     ),
     "check": Command(
-        "explore every state of a small cluster (model checking)", check.configure, check.run
+        "explore every state of a small cluster, membership changes included (model checking)",
+        check.configure,
+        check.run,
     ),
 }
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..check.explore import STATES_MAX_DEFAULT, Result, explore, replay
-from ..check.model import Scope
+from ..check.model import NAMES, Scope
 from ..check.scenario import script, script_commands
 from .config import ConfigError
 
@@ -71,10 +71,40 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="a node's election timer may fire at any moment (with or without --no-ticks)",
     )
     p.add_argument(
-        "--proposers", default="", help="indexes of the replicas that broadcast (all), e.g. 01"
+        "--proposers",
+        default="",
+        help="indexes of the nodes that broadcast (the founding voters), e.g. 01",
     )
     p.add_argument(
         "--in-flight-max", type=_count, default=d.in_flight_max, help="messages in flight at most"
+    )
+    p.add_argument(
+        "--changes",
+        type=_count,
+        default=d.changes,
+        help="membership changes the leader may propose: add a spare as a learner, promote a "
+        "learner, remove a member (0)",
+    )
+    p.add_argument(
+        "--spares",
+        type=_count,
+        default=d.spares,
+        help=f"nodes outside the founding configuration that a change may add (0; replicas + "
+        f"spares <= {len(NAMES)})",
+    )
+    p.add_argument(
+        "--learners",
+        type=_count,
+        default=d.learners,
+        help="of the spares, how many the start adds as learners (0; needs --start elected)",
+    )
+    p.add_argument(
+        "--alpha",
+        type=int,
+        default=None,
+        help=f"slots a change waits before it governs (alpha; {d.alpha} as in production, "
+        f"{SMALL_ALPHA} with --changes, --spares or --learners: a small scope never reaches "
+        f"slot 1 + {d.alpha}); the window is capped to it",
     )
     p.add_argument(
         "--liveness-every",
@@ -92,6 +122,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scenario", type=Path, metavar="FILE", help="write a counterexample as a scenario script"
     )
+
+
+#: alpha for a scope with membership when ``--alpha`` is not given: the least
+#: that still tells a change governing "alpha slots later" from "the next slot".
+SMALL_ALPHA = 2
 
 
 def scope_of(args: argparse.Namespace) -> Scope:
@@ -118,7 +153,16 @@ def scope_of(args: argparse.Namespace) -> Scope:
         campaigns=args.campaigns,
         proposers=tuple(int(c) for c in args.proposers),
         in_flight_max=args.in_flight_max,
+        changes=args.changes,
+        spares=args.spares,
+        learners=args.learners,
+        alpha=args.alpha if args.alpha is not None else _alpha(args),
     )
+
+
+def _alpha(args: argparse.Namespace) -> int:
+    membership = args.changes or args.spares or args.learners
+    return SMALL_ALPHA if membership else Scope().alpha
 
 
 def report(result: Result, out: TextIO) -> None:
@@ -128,6 +172,7 @@ def report(result: Result, out: TextIO) -> None:
         f"crashes={s.crashes} drops={s.drops} duplicates={s.duplicates} foreign={s.foreign} "
         f"depth={s.depth} saves={s.saves} start={s.start} pre_vote={s.pre_vote} ticks={s.ticks} "
         f"campaigns={s.campaigns} "
+        f"changes={s.changes} spares={s.spares} learners={s.learners} alpha={s.alpha} "
         f"in_flight_max={s.in_flight_max} mode={result.mode}\n"
     )
     out.write(
@@ -184,6 +229,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     if result.failure is None:
         return 0
     if args.scenario is not None:
-        args.scenario.write_text(script(scope, [*result.prefix, *(result.trace or [])], result))
-        out.write(f"scenario: {args.scenario}\n")
+        try:
+            text = script(scope, [*result.prefix, *(result.trace or [])], result)
+        except ValueError as e:
+            out.write(f"scenario: not written: {e}\n")
+        else:
+            args.scenario.write_text(text)
+            out.write(f"scenario: {args.scenario}\n")
     return 1
