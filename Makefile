@@ -32,6 +32,7 @@ lint: $(STAMP)
 
 test: lint docs
 	$(BIN)/pytest
+	$(BIN)/paxostob check
 
 # The documentation site into site/ (mkdocs.yml: strict, nothing fetched from the network).
 docs: $(STAMP)

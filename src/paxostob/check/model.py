@@ -116,8 +116,9 @@ class Scope:
     drops: int = 0
     duplicates: int = 0
     foreign: int = 0
-    #: Actions after the start.
-    depth: int = 12
+    #: Actions after the start. The default is the small scope the test suite
+    #: and ``make test`` explore exhaustively (seconds); deeper runs ask for more.
+    depth: int = 5
     #: ``async``: a save lands by its own action; ``eager``: at the end of the action.
     saves: str = "eager"
     #: ``boot``: every replica fresh; ``elected``: the first replica has led

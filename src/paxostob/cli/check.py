@@ -41,7 +41,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--foreign", type=_count, default=d.foreign, help="messages of another instance (0)"
     )
-    p.add_argument("--depth", type=_count, default=d.depth, help="actions after the start")
+    p.add_argument(
+        "--depth",
+        type=_count,
+        default=d.depth,
+        help="actions after the start (5: the small scope, exhausted in seconds)",
+    )
     p.add_argument("--mode", choices=("bfs", "dfs"), default="bfs")
     p.add_argument(
         "--saves",
