@@ -28,8 +28,8 @@ CFG = LogConfig(
     snapshot_send_bytes_per_tick_max=PER_TICK,
     snapshot_resend_ticks=RESEND,
 )
-#: Ten chunks: at least five ticks to send.
-STATE = b"0123456789abcdefghijklmnopqrstuvwxyzABCD"
+#: Twenty chunks: at least ten ticks to send, longer than c's catch-up retries (5 ticks).
+STATE = b"0123456789abcdefghijklmnopqrstuvwxyzABCD" * 2
 TICKS_MAX = 200
 
 
