@@ -19,6 +19,7 @@ from paxostob.codec import (
     TAG_SNAPSHOT_CHUNK,
     decode_message,
     encode_message,
+    encode_message_parts,
 )
 from paxostob.core.messages import (
     Accept,
@@ -255,3 +256,21 @@ def test_malformed_input_says_what_is_wrong(data: bytes, match: str) -> None:
 def test_non_bytes_input_is_refused(data: object) -> None:
     with pytest.raises(DecodeError, match="expected bytes"):
         decode_message(data)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [0, 1, 255, 256, 65535, 65536, 1 << 20])
+def test_a_snapshot_chunk_encodes_in_two_parts_without_copying_the_chunk(size: int) -> None:
+    chunk = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    m = SnapshotChunk("tob", "a", 7, b"meta", 1 << 21, 5, chunk)
+    head, tail = encode_message_parts(m)
+    assert tail is chunk, "the chunk travels as it is, not copied"
+    assert head + tail == encode_message(m)  # the same bytes on the wire
+    assert decode_message(head + tail) == m
+
+
+@given(messages)
+def test_encode_message_parts_joins_to_encode_message(message: Message) -> None:
+    head, tail = encode_message_parts(message)
+    assert head + tail == encode_message(message)
+    if not isinstance(message, SnapshotChunk):
+        assert tail == b""

@@ -7,8 +7,18 @@ missing one (``CatchUp``); the peer answers with a bounded chunk
 (``Decided``: at most ``catchup_entries_max`` slots and about
 ``catchup_bytes_max`` bytes), and the asker asks for the next chunk at once.
 Slots a peer has compacted travel as its snapshot instead, in chunks of at
-most ``snapshot_chunk_bytes_max``, not resent to the same peer sooner than
-``snapshot_resend_ticks`` (a big transfer outlives catch-up retries).
+most ``snapshot_chunk_bytes_max``. A transfer is paced: the chunks of all
+transfers together take at most ``snapshot_send_bytes_per_tick_max`` bytes
+per tick (at least one chunk per tick, however big), the first ones at once
+and the rest on later ticks (``tick``), so the runtime never has to encode
+and write a whole snapshot in one pass of its event loop (a leader that did
+stalled for half a second on a 39 MB snapshot, delaying its heartbeats). A
+``CatchUp`` from a peer whose transfer is under way changes nothing (the
+transfer goes on, with the snapshot it started with); once its last chunk is
+sent, the snapshot is not sent to that peer again sooner than
+``snapshot_resend_ticks`` later (the asker is still assembling it, and
+catch-up retries come every few ticks), and after that a ``CatchUp`` below
+our snapshot starts a new transfer, which resends any chunk that was lost.
 
 A leader whose catch-up makes no progress ``CATCHUP_TRIES_BEFORE_PHASE1``
 times runs phase 1 again (``ask`` says so): nobody alive answers for the
@@ -46,6 +56,8 @@ class Catchup:
     """Both sides of catch-up and snapshot transfer (the module docstring has the rules)."""
 
     __slots__ = (
+        "_budget",
+        "_budget_tick",
         "_bytes_max",
         "_chunk_bytes_max",
         "_entries_max",
@@ -58,7 +70,9 @@ class Catchup:
         "_retry_ticks",
         "_rng",
         "_send",
+        "_send_bytes_per_tick_max",
         "_sent",
+        "_transfers",
         "_tries",
         "due",
     )
@@ -76,6 +90,7 @@ class Catchup:
         bytes_max: int,
         chunk_bytes_max: int,
         resend_ticks: int,
+        send_bytes_per_tick_max: int,
     ) -> None:
         self._me = me
         self._instance = instance
@@ -87,14 +102,20 @@ class Catchup:
         self._bytes_max = bytes_max
         self._chunk_bytes_max = chunk_bytes_max
         self._resend_ticks = resend_ticks
+        self._send_bytes_per_tick_max = send_bytes_per_tick_max
         #: Ask again no sooner than this tick.
         self.due = 0
         # The prefix we last asked beyond, and how often without progress.
         self._from = 0
         self._tries = 0
         self._incoming: dict[tuple[int, bytes, int], dict[int, bytes]] = {}
-        #: The tick our snapshot was last sent to each peer.
+        #: The tick the last chunk of a transfer to each peer was sent.
         self._sent: dict[str, int] = {}
+        #: Transfers under way, oldest first: peer -> (snapshot, next offset).
+        self._transfers: dict[str, tuple[Snapshot, int]] = {}
+        # Bytes of chunks still allowed in tick ``_budget_tick``.
+        self._budget_tick = -1
+        self._budget = 0
 
     # ============================================================ the asker
 
@@ -165,17 +186,46 @@ class Catchup:
         if entries:
             self._send(m.sender, Decided(self._instance, self._me, tuple(entries)))
 
+    def tick(self, now: int) -> None:
+        """Send the next chunks of the transfers under way, within this tick's budget."""
+        if self._transfers:
+            self._pump(now)
+
     def _send_snapshot(self, dst: str, now: int) -> None:
         snap = self._log.snapshot
-        if snap is None:
-            return
+        if snap is None or dst in self._transfers:
+            return  # none to send, or a transfer to it is under way
         last = self._sent.get(dst)
         if last is not None and now - last < self._resend_ticks:
-            return  # a transfer to it is still under way
-        self._sent[dst] = now
+            return  # it is still assembling the transfer that ended at ``last``
+        self._transfers[dst] = (snap, 0)
+        self._pump(now)
+
+    def _pump(self, now: int) -> None:
+        """Chunks of the oldest transfers first, until this tick's bytes are spent.
+
+        At least one chunk per tick, so a chunk above the budget still travels.
+        """
+        if now != self._budget_tick:
+            self._budget_tick, self._budget = now, self._send_bytes_per_tick_max
         step = self._chunk_bytes_max
-        size = len(snap.data)
-        for offset in range(0, max(size, 1), step):
-            chunk = snap.data[offset : offset + step]
-            msg = SnapshotChunk(self._instance, self._me, snap.slot, snap.meta, size, offset, chunk)
-            self._send(dst, msg)
+        transfers = self._transfers
+        for dst in list(transfers):
+            snap, offset = transfers[dst]
+            size = len(snap.data)
+            # An empty snapshot still travels, as one empty chunk.
+            while offset < max(size, 1):
+                length = min(step, size - offset)
+                first = self._budget == self._send_bytes_per_tick_max
+                if length > self._budget and not first:
+                    transfers[dst] = (snap, offset)
+                    return
+                self._budget -= length
+                chunk = snap.data[offset : offset + length]
+                msg = SnapshotChunk(
+                    self._instance, self._me, snap.slot, snap.meta, size, offset, chunk
+                )
+                self._send(dst, msg)
+                offset += step
+            del transfers[dst]
+            self._sent[dst] = now

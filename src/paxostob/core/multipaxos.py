@@ -312,6 +312,7 @@ class MultiPaxosReplica:
             bytes_max=cfg.catchup_bytes_max,
             chunk_bytes_max=cfg.snapshot_chunk_bytes_max,
             resend_ticks=cfg.snapshot_resend_ticks,
+            send_bytes_per_tick_max=cfg.snapshot_send_bytes_per_tick_max,
         )
         # Own proposals not yet delivered here.
         self.proposals = OwnProposals(
@@ -444,6 +445,7 @@ class MultiPaxosReplica:
         if following:
             self.proposals.reforward_due(now, el.leader)
         self.reads.tick(now, el.leader, el.leading is not None)
+        self._catchup.tick(now)  # the next chunks of snapshot transfers under way
         if self.log.decided_through < self.log.known_commit and now >= self._catchup.due:
             el.ask_catchup(now)
 

@@ -563,6 +563,10 @@ class _TobRun(_Run):
             window_slots_max=o.window_slots_max,
             batch_count_max=o.batch_count_max,
             snapshot_chunk_bytes_max=o.snapshot_chunk_bytes_max,
+            # Two chunks per tick: with the small chunks some options pick, a
+            # transfer spans several ticks (CatchUps and a newer snapshot
+            # arrive during it), as a snapshot of many MiB does in production.
+            snapshot_send_bytes_per_tick_max=2 * o.snapshot_chunk_bytes_max,
             pre_vote=o.pre_vote,
         )
         #: alpha: production's with the production window, small with small

@@ -27,6 +27,7 @@ __all__ = [
     "HEADER_BYTES",
     "FrameDecoder",
     "encode_frame",
+    "encode_frame_parts",
 ]
 
 FRAME_VERSION = 1
@@ -44,6 +45,15 @@ HEADER_BYTES = _HEADER.size  # 5: the length and the version byte
 def encode_frame(payload: bytes, version: int = FRAME_VERSION) -> bytes:
     """One frame carrying ``payload`` (``version`` is a parameter for tests only)."""
     return _HEADER.pack(len(payload) + 1, version) + payload
+
+
+def encode_frame_parts(head: bytes, tail: bytes) -> tuple[bytes, bytes]:
+    """One frame carrying ``head + tail``, as two buffers: ``tail`` is not copied.
+
+    For a payload whose big part is an existing buffer (a snapshot chunk):
+    the frame's header joins the small ``head``, and the writer sends both.
+    """
+    return _HEADER.pack(len(head) + len(tail) + 1, FRAME_VERSION) + head, tail
 
 
 class FrameDecoder:

@@ -45,7 +45,10 @@ Theory of operation:
   reconnections; frames already handed to a socket that then breaks are lost
   (Paxos tolerates loss). One writer task per connection writes whatever
   the outbox holds with ``writelines`` and waits for ``drain``, so a slow
-  peer fills its own outbox and nobody else's.
+  peer fills its own outbox and nobody else's. A snapshot chunk's bytes
+  are not copied into its frame: the frame is kept as two buffers (the
+  header with the message's other fields, then the chunk itself) that
+  ``writelines`` hands to the socket as they are.
 - *Direct write.* The common case skips the outbox and the writer task:
   when the peer is connected, its outbox is empty and the socket's write
   buffer (plus what this path holds) is under its high-water mark, ``send``
@@ -93,7 +96,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
 
-from ..codec import decode_message, encode_message
+from ..codec import decode_message, encode_message_parts
 from ..core.messages import Envelope, Message
 from ..errors import ConfigurationError, DecodeError, NotRunningError, TransportClosedError
 from .admission import PendingHandshakes, WarningLimiter
@@ -113,7 +116,13 @@ from .auth import (
     verify_proof,
 )
 from .base import Receiver
-from .frames import FRAME_BYTES_MAX_DEFAULT, HEADER_BYTES, FrameDecoder, encode_frame
+from .frames import (
+    FRAME_BYTES_MAX_DEFAULT,
+    HEADER_BYTES,
+    FrameDecoder,
+    encode_frame,
+    encode_frame_parts,
+)
 
 __all__ = [
     "CONNECT_BACKOFF_S_DEFAULT",
@@ -169,6 +178,10 @@ READ_CHUNK_BYTES = 256 << 10
 #: Frames per ``writelines``: large enough to amortize the syscalls, small
 #: enough that ``drain`` keeps a slow peer's outbox (and drops) meaningful.
 WRITE_BATCH_MAX = 1024
+
+#: A frame in an outbox: its bytes, or (header and head, tail) when its tail is
+#: a big buffer written as it is (a snapshot chunk: ``codec.encode_message_parts``).
+_Frame = bytes | tuple[bytes, bytes]
 
 
 @dataclass(slots=True)
@@ -400,7 +413,7 @@ class _Link:
         self.peer = peer
         self.address = address
         self.dials = dials
-        self.outbox: deque[bytes] = deque(maxlen=outbox_max)
+        self.outbox: deque[_Frame] = deque(maxlen=outbox_max)
         self.has_frames = asyncio.Event()
         #: The task running the current connection (the dial loop, or the accept handler).
         self.session: asyncio.Task[None] | None = None
@@ -678,27 +691,32 @@ class TcpTransport:
             self._changed.set()
             return
         try:
-            payload = encode_message(envelope.message)
+            head, tail = encode_message_parts(envelope.message)
         except (ValueError, TypeError) as e:
             stats.dropped_too_large += 1
             self._changed.set()
             log.error("%s: cannot encode a message to %s: %s", self._node_id, dst, e)
             return
-        if len(payload) + 1 > self._frame_bytes_max:
+        size = len(head) + len(tail)
+        if size + 1 > self._frame_bytes_max:
             stats.dropped_too_large += 1
             self._changed.set()
             log.warning(
                 "%s: dropped a %s of %d bytes to %s: frame_bytes_max is %d",
                 self._node_id,
                 type(envelope.message).__name__,
-                len(payload),
+                size,
                 dst,
                 self._frame_bytes_max,
             )
             return
         outbox = link.outbox
         sock = link.socket
-        frame = encode_frame(payload)
+        if tail:
+            # Not copied (a snapshot chunk, up to a MiB): the socket writes both buffers.
+            frame: _Frame = encode_frame_parts(head, tail)
+        else:
+            frame = encode_frame(head)
         if (
             sock is not None
             and not outbox
@@ -712,8 +730,11 @@ class TcpTransport:
                 if not self._dirty:
                     asyncio.get_running_loop().call_soon(self._flush)
                 self._dirty.append(link)
-            link.pending.append(frame)
-            link.pending_bytes += len(frame)
+            if isinstance(frame, bytes):
+                link.pending.append(frame)
+            else:
+                link.pending.extend(frame)
+            link.pending_bytes += HEADER_BYTES + size
             stats.sent += 1
             self._changed.set()
             return
@@ -1167,7 +1188,14 @@ class TcpTransport:
                 continue
             self._flush_link(link)  # frames sent the direct way go first
             count = min(len(outbox), WRITE_BATCH_MAX)
-            writer.writelines([outbox.popleft() for _ in range(count)])
+            buffers: list[bytes] = []
+            for _ in range(count):
+                frame = outbox.popleft()
+                if isinstance(frame, bytes):
+                    buffers.append(frame)
+                else:
+                    buffers.extend(frame)
+            writer.writelines(buffers)
             self._stats.sent += count
             self._changed.set()
             await writer.drain()
