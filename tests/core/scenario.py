@@ -26,21 +26,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Sequence
 
+from paxostob.check.describe import describe
 from paxostob.core.events import ChangeOutcome, Receive, Tick
 from paxostob.core.messages import (
-    Accept,
-    Accepted,
-    CatchUp,
-    Decided,
     Envelope,
-    Forward,
-    Heartbeat,
-    HeartbeatReply,
-    Nack,
-    Prepare,
-    PreVote,
-    PreVoteReply,
-    Promise,
 )
 from paxostob.core.multipaxos import LogConfig, MultiPaxosReplica, Role
 from paxostob.core.pipeline import Pipeline
@@ -56,36 +45,9 @@ def payloads(batch: Batch) -> list[str]:
     return [p.payload.decode() for p in batch]
 
 
-def show(env: Envelope) -> str:
-    """One message as a short line, e.g. ``a->b Accept 1.a #2 ['x'] commit=1``."""
-    m = env.message
-    head = f"{m.sender}->{env.dst} {type(m).__name__}"
-    if isinstance(m, Prepare):
-        return f"{head} {m.ballot} from #{m.slot}"
-    if isinstance(m, Promise):
-        reported = [(e.slot, str(e.ballot), payloads(e.value), e.decided) for e in m.entries]
-        return f"{head} {m.ballot} decided_through={m.decided_through} {reported}"
-    if isinstance(m, Nack):
-        return f"{head} {m.ballot} < promised {m.promised}"
-    if isinstance(m, Accept):
-        return f"{head} {m.ballot} #{m.slot} {payloads(m.value)} commit={m.commit}"
-    if isinstance(m, Accepted):
-        return f"{head} {m.ballot} #{m.slot}"
-    if isinstance(m, Heartbeat):
-        return f"{head} {m.ballot} commit={m.commit}"
-    if isinstance(m, HeartbeatReply):
-        return f"{head} {m.ballot} decided_through={m.decided_through}"
-    if isinstance(m, Forward):
-        return f"{head} {[p.payload.decode() for p in m.proposals]}"
-    if isinstance(m, CatchUp):
-        return f"{head} from #{m.slot}"
-    if isinstance(m, PreVote):
-        return f"{head} {m.ballot} decided_through={m.decided_through}"
-    if isinstance(m, PreVoteReply):
-        return f"{head} {m.ballot} {'yes' if m.granted else 'no'} promised={m.promised}"
-    assert isinstance(m, Decided)
-    slots = [e.slot for e in m.entries]
-    return f"{head} #{slots[0]}..#{slots[-1]}" if slots else f"{head} (none)"
+#: One message as a short line, e.g. ``a->b Accept 1.a #2 ['x'] commit=1``: the
+#: model checker's description, so scenario files and its traces read alike.
+show = describe
 
 
 class Net:
