@@ -1,6 +1,7 @@
 """Monitoring a live 3-process cluster: ``/metrics``, ``/ready``, ``paxostob status``, JSON logs.
 
-Every node is ``paxostob serve --metrics-port P --log-format json``. The
+Every node is ``paxostob serve --metrics-port P --log-format json`` (node 3
+also ``--reads barrier``, and each node reports its read mode in INFO). The
 test scrapes each node over HTTP as Prometheus would, checks that the key
 series move with the work the cluster does, then kills two nodes with
 SIGKILL and checks that the survivor says it has no quorum everywhere an
@@ -32,6 +33,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     c = Cluster(tmp_path)
     for node, port in zip(c.nodes.values(), free_ports(len(c.nodes)), strict=True):
         node.extra_args = ("--metrics-port", str(port), "--log-format", "json")
+    # Node 3 orders its point reads by an empty log entry (the rolling-upgrade mode).
+    c.nodes["3"].extra_args += ("--reads", "barrier")
     c.start()
     try:
         yield c
@@ -101,6 +104,10 @@ def test_metrics_health_status_and_logs_of_a_live_cluster(cluster: Cluster) -> N
 
     for k in range(SETS):
         assert nodes["1"].call("SET", f"key{k}", "v") is True  # redis-py: OK is True
+    # Each node reads in the mode it was started with, and a barrier read sees the writes.
+    modes = {i: n.call("INFO", "paxos")["read_mode"] for i, n in nodes.items()}
+    assert modes == {"1": "read-index", "2": "read-index", "3": "barrier"}, modes
+    assert nodes["3"].call("GET", f"key{SETS - 1}") == b"v"
     position = int(cluster.status("1")[b"applied"])
     for node in nodes.values():  # every node applied the writes
         node.call("PAXOS.WAIT", position, int(WAIT_S * 1000), timeout_s=WAIT_S + 5)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..apps.kv import READ_MODES
 from ..resp.server import TIMEOUT_S_DEFAULT
 
 __all__ = [
@@ -96,6 +97,10 @@ class NodeConfig:
     metrics_port: int | None = None
     #: ``text`` or ``json`` (one object per line) on stderr.
     log_format: str = "text"
+    #: How point reads are ordered (``apps.kv.READ_MODES``): a read index (one round
+    #: of messages) or ``barrier`` (an empty log entry, what nodes of a release
+    #: without the read messages need during a rolling upgrade).
+    reads: str = "read-index"
     #: Syncs of the log slower than this are logged as slow (milliseconds).
     slow_fsync_ms: float = SLOW_FSYNC_MS_DEFAULT
     #: ``/ready``'s bound on how far this node's applied slot may trail the commit.
@@ -172,6 +177,7 @@ KNOWN_KEYS = frozenset(
         "client_query_buffer_limit",
         "metrics_port",
         "log_format",
+        "reads",
         "slow_fsync_ms",
         "ready_lag_slots_max",
     }
@@ -265,6 +271,9 @@ def load_node_config(  # noqa: C901 - one flat check per setting, in the order o
     log_format = str(raw.get("log_format", "text"))
     if log_format not in LOG_FORMATS:
         raise ConfigError(f"--log-format {log_format!r}: expected one of {', '.join(LOG_FORMATS)}")
+    reads = str(raw.get("reads", "read-index"))
+    if reads not in READ_MODES:
+        raise ConfigError(f"--reads {reads!r}: expected one of {', '.join(READ_MODES)}")
     slow_fsync_ms = raw.get("slow_fsync_ms", SLOW_FSYNC_MS_DEFAULT)
     try:
         if isinstance(slow_fsync_ms, bool):
@@ -296,6 +305,7 @@ def load_node_config(  # noqa: C901 - one flat check per setting, in the order o
         client_query_buffer_limit=buffer_limit,
         metrics_port=metrics_port,
         log_format=log_format,
+        reads=reads,
         slow_fsync_ms=slow_fsync_ms,
         ready_lag_slots_max=READY_LAG_SLOTS_MAX_DEFAULT if lag_max is None else lag_max,
     )

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TextIO, cast
 
 from ..apps.broadcast_log import BroadcastLog
-from ..apps.kv import KeyValueStore
+from ..apps.kv import READ_MODES, KeyValueStore
 from ..apps.tagged import TaggedStateMachine
 from ..core.multipaxos import LogConfig
 from ..errors import ConfigurationError, StorageError
@@ -190,6 +190,14 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="MS",
         help=f"log syncs of the log slower than this (default {SLOW_FSYNC_MS_DEFAULT:g})",
     )
+    p.add_argument(
+        "--reads",
+        dest="reads",
+        choices=READ_MODES,
+        help="how point reads are ordered: read-index (default: one round of messages, no log "
+        "entry) or barrier (an empty log entry; for a rolling upgrade from a release without "
+        "read-index messages)",
+    )
     monitoring.add_argument(
         "--log-format",
         dest="log_format",
@@ -227,6 +235,7 @@ def _flags(ns: argparse.Namespace) -> dict[str, object]:
         "ready_lag_slots_max",
         "slow_fsync_ms",
         "log_format",
+        "reads",
     )
     return {k: getattr(ns, k) for k in keys}
 
@@ -490,7 +499,7 @@ async def serve_node(cfg: NodeConfig, limits: RespLimits | None = None) -> int:
         bootstrap=cfg.bootstrap,
         join=cfg.join,
     )
-    kv = KeyValueStore(tob, machine=kv_machine, tag=KV_TAG)
+    kv = KeyValueStore(tob, machine=kv_machine, tag=KV_TAG, reads=cfg.reads)
     if limits is None:
         limits = client_limits(cfg, tob.config)
     commands = NodeCommands(tob, log_app, node_id=cfg.node_id, requirepass=cfg.requirepass, kv=kv)

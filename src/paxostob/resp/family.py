@@ -72,6 +72,9 @@ RESULT_UNKNOWN = Error("TRYAGAIN applied elsewhere; the reply was not kept")
 class KvExecutor(Protocol):
     """Applies commands as one atomic unit of a log entry (``apps.kv.KeyValueStore``)."""
 
+    #: How point reads are ordered: ``read-index`` or ``barrier`` (``apps.kv.READ_MODES``).
+    reads: str
+
     def submit_callback(
         self,
         ops: Sequence[Sequence[bytes]],

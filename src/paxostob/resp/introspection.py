@@ -214,6 +214,7 @@ class IntrospectionCommands(Family):
                 f"pre_votes_lost:{st.pre_votes_lost}",
                 f"leader_changes:{self.node.tob.leader_changes}",
                 f"proposals_failed:{self.node.tob.proposals_failed}",
+                *([] if self.node.kv is None else [f"read_mode:{self.node.kv.reads}"]),
                 *membership.info_lines(self.node),
             ],
             "commandstats": self.node.stats.info_lines(),
