@@ -15,8 +15,7 @@ compacts logs, and the ``chosen value`` check watches majorities):
   value a majority accepted losing its slot (first at seed 32);
   single-decree ~6%;
 - adopting the *lowest*-ballot value in phase 1: Multi-Paxos ~1 seed in
-  800, as ``chosen value`` (first at seed 568 since the swarm also draws
-  membership changes; 1146 before); single-decree: not caught
+  800, as ``chosen value`` (first at seed 568); single-decree: not caught
   in 2,000 seeds (the value must be chosen at a ballot whose phase-2
   quorum misses an acceptor holding an older value, and a third proposer
   must complete phase 1 on that acceptor plus one that has not learned the
