@@ -10,7 +10,7 @@ served) and compares it with what was acknowledged before it.
 
 from __future__ import annotations
 
-from paxostob.core.events import Campaign, Propose, ReadIndex, Receive
+from paxostob.core.events import Campaign, Propose, ReadIndex, Receive, Restore
 from paxostob.core.messages import (
     Accepted,
     Envelope,
@@ -21,6 +21,7 @@ from paxostob.core.messages import (
     ReadProbeReply,
 )
 from paxostob.core.multipaxos import LogConfig
+from paxostob.core.types import ZERO_BALLOT
 
 from .scenario import Net
 
@@ -78,6 +79,37 @@ def test_a_follower_read_waits_for_the_leaders_index_to_be_applied() -> None:
     net.deliver(p for p in probes if p.dst == "c")  # it carries the commit: c learns slot 2
     net.out("c")
     assert net.served == [("c", 7, 2)]
+
+
+def test_a_grant_for_an_ask_of_an_earlier_life_serves_no_read_of_this_life() -> None:
+    """A grant in flight across a follower's restart must not answer the new life's ask.
+
+    The grant comes from a round that began before the new read was asked, so
+    its index may miss writes acknowledged in between: serving on it would be
+    a stale read. Asks are numbered above every earlier life's (the incarnation).
+    """
+    net = Net("abc")
+    elect(net, "a")
+    write(net, "a", b"x")
+    net.r["c"].step(ReadIndex(7))
+    net.deliver(net.out("c"))  # the ask reaches a
+    probes = [e for e in net.out("a") if isinstance(e.message, ReadProbe)]
+    net.deliver(p for p in probes if p.dst == "b")
+    net.deliver(net.out("b"))
+    old_grants = [e for e in net.out("a") if isinstance(e.message, ReadIndexGrant)]
+    assert [e.dst for e in old_grants] == ["c"]
+    # c restarts (its next life) before the grant arrives, with slot 1 on its disk.
+    decided = net.r["c"].log.chunk(1, 10, 1 << 20)
+    assert [e.slot for e in decided] == [1]
+    net.restart_empty("c").step(Restore(ZERO_BALLOT, [], decided, incarnation=1))
+    net.run(10)  # a's heartbeats: c knows the leader again
+    assert net.r["c"].leader == "a"
+    net.r["c"].step(ReadIndex(8))
+    new_asks = net.out("c")
+    assert [type(e.message) for e in new_asks] == [ReadIndexAsk]
+    net.deliver(old_grants)
+    net.out("c")
+    assert [s for s in net.served if s[0] == "c"] == []
 
 
 def test_a_deposed_leader_never_serves_a_stale_read() -> None:

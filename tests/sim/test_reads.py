@@ -68,3 +68,14 @@ def test_a_read_index_below_the_slots_phase_1_recovered_is_caught(
         seeds = stale_reads(SEEDS, reads="read-index")
     assert seeds, f"an index without phase 1's slots passes seeds {SEEDS}"
     assert simulate(seeds[0], reads="read-index").ok  # the intact rule passes it
+
+
+@pytest.mark.parametrize("seed", [5081, 5102])
+def test_reads_stay_fresh_when_a_grant_outlives_the_follower_that_asked(seed: int) -> None:
+    """Seeds where a follower restarts between its ask and the leader's grant.
+
+    With asks numbered from 1 in every life, the old life's grant answered the
+    new life's ask and the read was served stale ("read freshness").
+    """
+    outcome = simulate(seed, membership="", reads="read-index", outages=2, outage_nodes_max=1)
+    assert outcome.ok, outcome.failure

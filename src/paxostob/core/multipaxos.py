@@ -301,6 +301,7 @@ class MultiPaxosReplica:
         self._changes = ChangeRequests(
             me=node_id, log=self.log, outcomes=box.changes, lag_max=cfg.learner_lag_max
         )
+        self._changes.restart(incarnation)
         self._catchup = Catchup(
             me=node_id,
             instance=instance,
@@ -364,6 +365,7 @@ class MultiPaxosReplica:
             failed=box.reads_failed,
             retry_ticks=cfg.accept_retry_ticks,
             timeout_ticks=cfg.read_timeout_ticks,
+            incarnation=incarnation,
         )
         if cfg.batch_bytes_max < 64:
             raise ValueError("batch_bytes_max is too small for any proposal")
@@ -415,6 +417,8 @@ class MultiPaxosReplica:
         """``Restore`` (events.py says what it brings back), before any other event."""
         assert self._now == 0 and not self.log.entries, "Restore comes before every other event"
         self.proposals.restart(r.incarnation)
+        self.reads.restart(r.incarnation)
+        self._changes.restart(r.incarnation)
         if r.snapshot is not None:
             self.log.adopt(r.snapshot, decode_meta(r.snapshot.meta))
             self.acceptor.forget_through(r.snapshot.slot)

@@ -60,7 +60,7 @@ from dataclasses import dataclass
 
 from . import rules
 from .leadership import Leadership
-from .log import DecidedLog
+from .log import SEQ_BITS, DecidedLog
 from .membership import Configuration
 from .messages import Message, ReadIndexAsk, ReadIndexGrant, ReadProbe, ReadProbeReply
 from .types import Ballot
@@ -117,6 +117,7 @@ class Reads:
         failed: list[int],
         retry_ticks: int,
         timeout_ticks: int,
+        incarnation: int,
     ) -> None:
         self._me = me
         #: The configurations governing the slots above the decided prefix
@@ -134,7 +135,7 @@ class Reads:
         self._unsent: list[int] = []
         #: Follower: asks in flight, by ask number.
         self._asks: dict[int, _Ask] = {}
-        self._ask_seq = 0
+        self.restart(incarnation)
         #: (index, request id) of reads that have their index, waiting to be applied.
         self._applying: list[tuple[int, int]] = []
         # Leader: the ballot whose rounds are kept, the last round started,
@@ -150,6 +151,16 @@ class Reads:
         self._probed_at: int | None = 0
 
     # ------------------------------------------------------------- requests
+
+    def restart(self, incarnation: int) -> None:
+        """Number this life's asks above every earlier life's.
+
+        A grant answers an ask by number, and one sent for an ask of an
+        earlier life (granted from a round that began before this life's
+        read was asked) may arrive after a restart: it must match no ask
+        of this life, or a read would be served at a stale index.
+        """
+        self._ask_seq = incarnation << SEQ_BITS
 
     def read(self, request_id: int, now: int) -> None:
         """``ReadIndex(request_id)``: routed at the next ``flush``."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from .events import ChangeOutcome, ProposeChange
 from .leadership import Leadership
-from .log import DecidedLog
+from .log import SEQ_BITS, DecidedLog
 from .membership import CHANGE_SEQ, OPS, Change, Configuration, apply_change, encode_change
 from .types import CLOCK_ORIGIN, Proposal, ProposalId
 
@@ -37,7 +37,7 @@ __all__ = ["ChangeRequests"]
 class ChangeRequests:
     """Change requests of this replica, from proposal to outcome."""
 
-    __slots__ = ("_lag_max", "_log", "_me", "_outcomes", "_waiting")
+    __slots__ = ("_lag_max", "_life", "_log", "_me", "_outcomes", "_waiting")
 
     def __init__(
         self, *, me: str, log: DecidedLog, outcomes: list[ChangeOutcome], lag_max: int
@@ -48,6 +48,16 @@ class ChangeRequests:
         self._lag_max = lag_max
         #: request -> the configuration it made (None until decided).
         self._waiting: dict[int, Configuration | None] = {}
+        self._life = 0
+
+    def restart(self, incarnation: int) -> None:
+        """Name this life's requests apart from every earlier life's.
+
+        The runtime numbers its requests from 1 in every life, and a change
+        of an earlier life may be decided after a restart: its outcome must
+        not be taken for this life's request of the same number.
+        """
+        self._life = incarnation
 
     def propose(self, e: ProposeChange, lead: Leadership | None, leader: str | None) -> None:
         """Take ``e`` into ``lead``'s next slot, or report at once why not."""
@@ -59,7 +69,7 @@ class ChangeRequests:
             )
             return
         assert lead is not None
-        change = Change(e.op, e.node_id, e.address, (self._me, e.request))
+        change = Change(e.op, e.node_id, e.address, (self._me, self._life << SEQ_BITS | e.request))
         lead.change = Proposal(ProposalId(CLOCK_ORIGIN, CHANGE_SEQ), encode_change(change))
         self._waiting[e.request] = None
 
@@ -103,8 +113,9 @@ class ChangeRequests:
         history = self._log.membership
         waiting = self._waiting
         for _, change, got in history.outcomes:
-            origin, request = change.nonce
-            if origin != self._me or request not in waiting:
+            origin, nonce = change.nonce
+            request = nonce & ((1 << SEQ_BITS) - 1)
+            if origin != self._me or nonce >> SEQ_BITS != self._life or request not in waiting:
                 continue
             if isinstance(got, str):
                 del waiting[request]
