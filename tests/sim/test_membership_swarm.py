@@ -62,3 +62,15 @@ def test_a_configuration_that_ignores_alpha_is_caught() -> None:
     intact = simulate(seed, membership="grow-shrink")
     assert intact.failure is None, f"seed {seed} fails with the intact rule too: {intact.failure}"
     print(f"caught at seed {seed}: {failure}")
+
+
+@pytest.mark.parametrize("seed", [901711, 901436, 903634])
+def test_a_quorum_of_voters_elects_a_leader_after_a_change(seed: int) -> None:
+    """Seeds that stayed without a leader for good after a membership change.
+
+    A node ahead but unable to lead (a learner whose promotion was not in
+    effect yet) refused every behind voter's pre-vote, and a node behind the
+    change ignored the new voter's Prepare and pre-vote as a stranger's.
+    """
+    outcome = simulate(seed)
+    assert outcome.ok, outcome.failure

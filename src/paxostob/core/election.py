@@ -189,8 +189,8 @@ class Election:
 
     def on_pre_vote(self, m: PreVote, now: int) -> None:
         """Would we let ``m.sender`` campaign now? (multipaxos.py argues both rules.)"""
-        if m.sender not in self._voters():
-            granted = False  # not a voter (as far as we know): it must not campaign
+        if m.sender in self._log.membership.newest.removed:
+            granted = False  # removed: it must not campaign
         elif self.role is Role.LEADER:
             granted = False  # we lead: check-quorum steps us down once we cannot
         elif (
@@ -199,7 +199,13 @@ class Election:
         ):
             granted = False  # our leader spoke recently
         else:
-            granted = m.decided_through >= self._log.decided_through
+            # Not behind us, or we could not lead ourselves (a learner being
+            # promoted, a member being removed): refusing then could leave no
+            # one able to campaign. An id we do not know as a voter may be one
+            # added in slots we have not learned yet: pre-vote is liveness
+            # only, and the candidate's phase 1 still needs a quorum of every
+            # configuration it governs.
+            granted = m.decided_through >= self._log.decided_through or not self._may_lead()
         reply = PreVoteReply(self._instance, self._me, m.ballot, granted, self._acceptor.promised)
         self._send(m.sender, reply)
 

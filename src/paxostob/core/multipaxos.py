@@ -501,9 +501,9 @@ class MultiPaxosReplica:
     def _receive(self, m: Message) -> None:
         # Any sender: a member we do not know yet (we lag behind its addition)
         # may lead; its votes count only where it is a voter (per slot). Only
-        # a would-be leader we know as no voter at all is ignored.
+        # a would-be leader we know was removed is ignored.
         if m.instance != self.instance or (
-            isinstance(m, Prepare) and m.sender not in self.log.membership.known_members()
+            isinstance(m, Prepare) and m.sender in self.log.membership.newest.removed
         ):
             self.ignored += 1
             return
