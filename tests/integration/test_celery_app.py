@@ -34,7 +34,7 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError  # type: ignore
 
 from .celery_app import BACKEND_ENV, BROKER_ENV
 from .cluster import Cluster, Node
-from .kv_client import start_kv_cluster, status, sync_client
+from .kv_client import running_kv_cluster, status, sync_client
 
 TASKS = 80
 #: Results read before the worker's broker node is killed.
@@ -47,11 +47,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = start_kv_cluster(tmp_path)
-    try:
+    with running_kv_cluster(tmp_path) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def _url(node: Node) -> str:

@@ -32,7 +32,7 @@ from rq.job import Job, JobStatus
 from rq.results import Result
 
 from .cluster import Cluster, Node
-from .kv_client import settle, start_kv_cluster, sync_client
+from .kv_client import running_kv_cluster, settle, sync_client
 from .rq_jobs import square
 
 QUEUE = "squares"
@@ -44,11 +44,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = start_kv_cluster(tmp_path)
-    try:
+    with running_kv_cluster(tmp_path) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def run_burst_worker(node: Node) -> str:
