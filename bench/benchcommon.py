@@ -20,7 +20,7 @@ import socket
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -48,6 +48,9 @@ class Measurement:
     requests: int = 0
     errors: int = 0
     note: str = ""
+    #: CPU microseconds per request of the servers' processes, all replicas summed
+    #: (user + system, from /proc): None where it was not measured.
+    cpu_us_per_op: float | None = None
 
     def key(self) -> tuple[str, str, int, int]:
         return (self.workload, self.tool, self.clients, self.pipeline)
@@ -77,11 +80,25 @@ def percentile(samples: Sequence[float], q: float) -> float:
     return ordered[rank]
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of process ``pid`` and all its threads so far (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
+def cpu_total_s(pids: Iterable[int]) -> float:
+    """User plus system CPU seconds of every process of ``pids`` so far."""
+    return sum(sum(cpu_seconds(pid)) for pid in pids)
+
+
 def median_of(rows: Sequence[Measurement]) -> Measurement:
     """Per-metric medians of repeated runs of one configuration."""
     assert rows, "no runs"
     first = rows[0]
     p999s = [r.p999_ms for r in rows if r.p999_ms is not None]
+    cpus = [r.cpu_us_per_op for r in rows if r.cpu_us_per_op is not None]
     return replace(
         first,
         ops_s=statistics.median(r.ops_s for r in rows),
@@ -91,6 +108,7 @@ def median_of(rows: Sequence[Measurement]) -> Measurement:
         runs=len(rows),
         requests=sum(r.requests for r in rows),
         errors=sum(r.errors for r in rows),
+        cpu_us_per_op=statistics.median(cpus) if cpus else None,
     )
 
 

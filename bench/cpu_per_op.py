@@ -25,7 +25,6 @@ Nodes run with this interpreter (``sys.executable -m paxostob serve``), so
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -33,21 +32,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchcommon import VALUE_BYTES
+from benchcommon import VALUE_BYTES, cpu_seconds
 from paxos_cluster import PaxosCluster
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 KEYSPACE = "100000"
 WARMUP_REQUESTS = "5000"
 #: A run that takes longer than this is stopped (a stuck cluster must not hang the bench).
 RUN_TIMEOUT_S = 600.0
-
-
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of process ``pid`` and all its threads so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
 
 def benchmark(port: int, args: argparse.Namespace, requests: str) -> str:

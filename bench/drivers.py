@@ -18,11 +18,18 @@ import io
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from benchcommon import VALUE_BYTES, Measurement, Progress, median_of, optional_module
+from benchcommon import (
+    VALUE_BYTES,
+    Measurement,
+    Progress,
+    cpu_total_s,
+    median_of,
+    optional_module,
+)
 from loadgen import ClientFactory, LoadResult, run_load
 
 T = TypeVar("T")
@@ -183,10 +190,13 @@ def redis_benchmark(
     budget: Budget,
     progress: Progress,
     tests: Sequence[str] = ("set", "get"),
+    server_pids: Callable[[], Iterable[int]] | None = None,
 ) -> list[Measurement]:
     """Rows of ``redis-benchmark -t TEST -d 100 -c C -P P`` for every test and configuration.
 
     ``port`` may be a function: it is asked again before a retried run (the leader moved).
+    With ``server_pids``, each row also has the servers' CPU time per request
+    (every process summed: all replicas), read from /proc around each run.
     """
     rows = []
     once = Retried(port, progress)
@@ -207,9 +217,12 @@ def redis_benchmark(
             for k in range(budget.repeats):
                 requests = max(floor, min(budget.requests, int(rate_seen * budget.run_s)))
                 label = f"{system}: redis-benchmark -t {test} -c {clients} -P {pipeline}"
+                pids = list(server_pids()) if server_pids is not None else []
+                cpu_before = cpu_total_s(pids)
                 with progress.task(f"{label} (run {k + 1}, n={requests})", 1) as advance:
                     out = once(test, clients, pipeline, requests)
                     advance(1)
+                cpu_us = (cpu_total_s(pids) - cpu_before) * 1e6 / requests if pids else None
                 rate_seen = out["rps"]
                 runs.append(
                     Measurement(
@@ -222,6 +235,7 @@ def redis_benchmark(
                         p50_ms=out["p50_latency_ms"],
                         p99_ms=out["p99_latency_ms"],
                         requests=requests,
+                        cpu_us_per_op=cpu_us,
                     )
                 )
             row = median_of(runs)

@@ -44,8 +44,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchcommon import free_ports, machine_info, wait_port
-from cpu_per_op import cpu_seconds
+from benchcommon import cpu_seconds, free_ports, machine_info, wait_port
 from paxos_cluster import PaxosCluster
 from pipeline_gap import KEYSPACE, redis_benchmark
 

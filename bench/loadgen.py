@@ -188,17 +188,21 @@ class RespClient(Client):
 
 
 def set_command(client: int, value: bytes, keyspace: int) -> Callable[[int], Sequence[bytes]]:
-    """SET on keys spread over ``keyspace`` keys, so the store does not grow without bound."""
+    """SET on keys spread over ``keyspace`` keys, so the store does not grow without bound.
+
+    The keys are ``redis-benchmark -r``'s (``key:`` and 12 digits), so that both load
+    generators write one family of keys and a store holds ``keyspace`` keys, not twice as many.
+    """
 
     def command(n: int) -> Sequence[bytes]:
-        return (b"SET", b"key:%d" % ((client * 7919 + n) % keyspace), value)
+        return (b"SET", b"key:%012d" % ((client * 7919 + n) % keyspace), value)
 
     return command
 
 
 def get_command(client: int, keyspace: int) -> Callable[[int], Sequence[bytes]]:
     def command(n: int) -> Sequence[bytes]:
-        return (b"GET", b"key:%d" % ((client * 7919 + n) % keyspace))
+        return (b"GET", b"key:%012d" % ((client * 7919 + n) % keyspace))
 
     return command
 

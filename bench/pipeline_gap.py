@@ -17,11 +17,11 @@ alternating repetition by repetition so that they share the machine's load:
 - ``log``: first ``--prefill`` SETs over only 100 keys (the same log growth,
   fsyncs and snapshots, but a tiny state: tells the state's size from the
   log's and the data directory's);
-- ``bench``: what ``make bench`` leaves before the row: 150,000 ``PAXOS.BROADCAST``
-  of 100 bytes (the broadcast log keeps the last 100,000, as after the
-  broadcast rows), ``--prefill``/2 SETs over a second family of 100,000 keys
-  (the Python generator's rows write ``key:N``, redis-benchmark
-  ``key:000000N``), then ``keys``' prefill.
+- ``bench``: a cluster that also holds other workloads' state, as ``make bench``'s
+  did when all its rows shared one cluster: 150,000 ``PAXOS.BROADCAST`` of 100
+  bytes (the broadcast log keeps the last 100,000), ``--prefill``/2 SETs over a
+  second family of 100,000 keys (the Python generator then wrote ``key:N``,
+  redis-benchmark ``key:000000N``), then ``keys``' prefill.
 
 For each run it prints the rate and latency ``redis-benchmark`` saw, the CPU
 microseconds per SET of each node (``/proc/PID/stat``), how many snapshots
@@ -50,8 +50,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchcommon import VALUE_BYTES, machine_info
-from cpu_per_op import cpu_seconds
+from benchcommon import VALUE_BYTES, cpu_seconds, machine_info
 from loadgen import RespClient
 from paxos_cluster import PaxosCluster
 
