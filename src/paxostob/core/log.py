@@ -26,18 +26,18 @@ clock, positions and the prefix never move backwards.
 
 from __future__ import annotations
 
-from .events import Delivered, Dropped
+from .events import Delivered, Dropped, new_delivered
 from .membership import CHANGE_SEQ, ConfigHistory, Configuration
 from .snapshot import SnapshotMeta, encode_meta
 from .types import (
     CLOCK_ORIGIN,
     Batch,
     DecidedEntry,
-    Delivery,
     Proposal,
     ProposalId,
     Snapshot,
     batch_size_bytes,
+    new_delivery,
     stamp_ms,
 )
 
@@ -145,6 +145,7 @@ class DecidedLog:
         if slot + 1 not in log:
             return
         seen_by_life = self.seen
+        append = deliveries.append
         delivered = self.delivered
         clock = self.clock_ms
         while slot + 1 in log:
@@ -174,9 +175,8 @@ class DecidedLog:
                 else:
                     seen.add(counter)
                 delivered += 1
-                deliveries.append(Delivered(pid, Delivery(delivered, origin, p.payload, clock)))
-                if origin == me and pid in pending:
-                    mine = pending.pop(pid)
+                append(new_delivered(pid, new_delivery(delivered, origin, p.payload, clock)))
+                if origin == me and (mine := pending.pop(pid, None)) is not None:
                     forwarded_at.pop(pid, None)
                     if mine.payload != p.payload:
                         # Another proposal under our id (an earlier life that
