@@ -26,7 +26,7 @@ clock, positions and the prefix never move backwards.
 
 from __future__ import annotations
 
-from .events import Delivered, Dropped, new_delivered
+from .events import Delivered, Dropped
 from .membership import CHANGE_SEQ, ConfigHistory, Configuration
 from .snapshot import SnapshotMeta, encode_meta
 from .types import (
@@ -175,7 +175,7 @@ class DecidedLog:
                 else:
                     seen.add(counter)
                 delivered += 1
-                append(new_delivered(pid, new_delivery(delivered, origin, p.payload, clock)))
+                append(Delivered(pid, new_delivery(delivered, origin, p.payload, clock)))
                 if origin == me and (mine := pending.pop(pid, None)) is not None:
                     forwarded_at.pop(pid, None)
                     if mine.payload != p.payload:

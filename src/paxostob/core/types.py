@@ -24,7 +24,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "CLOCK_ORIGIN",
@@ -70,9 +70,14 @@ class Ballot:
 ZERO_BALLOT = Ballot(0, "")
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class ProposalId:
-    """Who proposed (``origin``) and that node's sequence number (from 1)."""
+class ProposalId(NamedTuple):
+    """Who proposed (``origin``) and that node's sequence number (from 1).
+
+    A named tuple, not a dataclass: it is the key of every proposal in
+    flight (pending at its origin, queued at the leader, waited for by its
+    broadcast), and a tuple is hashed and compared in C where a dataclass
+    calls a Python ``__hash__`` each time (eight per message).
+    """
 
     origin: str
     seq: int
@@ -152,6 +157,7 @@ class Delivery:
 # the slots directly; ``slot_setters`` checks that they set every field of a
 # class that has no ``__post_init__`` (no check is skipped).
 _new = object.__new__
+_tuple_new = tuple.__new__
 
 
 def slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:
@@ -161,7 +167,6 @@ def slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ..
     return tuple(cls.__dict__[name].__set__ for name in names)
 
 
-_SET_PID_ORIGIN, _SET_PID_SEQ = slot_setters(ProposalId, "origin", "seq")
 _SET_PROPOSAL_ID, _SET_PROPOSAL_PAYLOAD = slot_setters(Proposal, "id", "payload")
 _SET_SLOT, _SET_SENDER, _SET_PAYLOAD, _SET_CLOCK = slot_setters(
     Delivery, "slot", "sender", "payload", "clock_ms"
@@ -170,9 +175,7 @@ _SET_SLOT, _SET_SENDER, _SET_PAYLOAD, _SET_CLOCK = slot_setters(
 
 def new_proposal(origin: str, seq: int, payload: bytes) -> Proposal:
     """``Proposal(ProposalId(origin, seq), payload)``, built for a hot loop."""
-    pid = _new(ProposalId)
-    _SET_PID_ORIGIN(pid, origin)
-    _SET_PID_SEQ(pid, seq)
+    pid = _tuple_new(ProposalId, (origin, seq))
     p = _new(Proposal)
     _SET_PROPOSAL_ID(p, pid)
     _SET_PROPOSAL_PAYLOAD(p, payload)
