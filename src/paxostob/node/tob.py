@@ -390,6 +390,9 @@ class TotalOrderBroadcast(AsyncLifetime):
         self._queue_max = delivery_queue_max
         self._readable = asyncio.Event()
         self._drained = asyncio.Event()
+        #: ``_room`` waits for ``_drained``: only then is it worth setting
+        #: (not an Event.set per delivery taken).
+        self._drain_wanted = False
         #: The last leader this node knew, and its ballot (the log line's "was").
         self._known_leader: tuple[str, Ballot] | None = None
         #: The known leader was lost and that was logged (once per loss).
@@ -800,7 +803,8 @@ class TotalOrderBroadcast(AsyncLifetime):
                 raise self._driver.not_running()
             self._readable.clear()
             await self._readable.wait()
-        if len(self._queue) <= self._queue_max // 2:
+        if self._drain_wanted and len(self._queue) <= self._queue_max // 2:
+            self._drain_wanted = False
             self._drained.set()
         return self._queue.popleft()
 
@@ -810,7 +814,8 @@ class TotalOrderBroadcast(AsyncLifetime):
         while True:
             if queue and self._sm is None:
                 # The common case under load, without a coroutine per delivery.
-                if len(queue) <= self._queue_max // 2:
+                if self._drain_wanted and len(queue) <= self._queue_max // 2:
+                    self._drain_wanted = False
                     self._drained.set()
                 yield queue.popleft()
                 continue
@@ -946,6 +951,7 @@ class TotalOrderBroadcast(AsyncLifetime):
         # without bound.
         while len(self._queue) >= self._queue_max:
             self._drained.clear()
+            self._drain_wanted = True
             await self._drained.wait()
 
     def _persist(self, ready: Ready) -> None:
