@@ -233,6 +233,11 @@ class Status:
     pre_votes_lost: int = 0
 
 
+#: The messages the voter answers, and those of reads (a tuple made once:
+#: ``A | B`` in an isinstance builds a union at every message received).
+_TO_VOTER = (Accept, Heartbeat, Prepare, ReadProbe)
+_TO_READS = (ReadProbeReply, ReadIndexAsk, ReadIndexGrant)
+
 #: What a replica that does not lead passes as its (empty, never filled) queue.
 _NONE_QUEUED: set[ProposalId] = set()
 
@@ -383,6 +388,9 @@ class MultiPaxosReplica:
             el = self.election
             self.proposals.propose(event.payload, self._now, leader=el.leader, leading=el.leading)
             return
+        elif isinstance(event, Persisted):  # (third: one per Ready)
+            for vote in self._outbox.durable(event.seq):
+                self._receive(vote)
         elif isinstance(event, Tick):
             if event.clock_ms is not None:
                 self.log.tick_clock(
@@ -397,9 +405,6 @@ class MultiPaxosReplica:
             return  # routed when the next Ready is cut: it sends nothing now
         elif isinstance(event, Campaign):
             self.election.campaign(self._now)
-        elif isinstance(event, Persisted):
-            for vote in self._outbox.durable(event.seq):
-                self._receive(vote)
         elif isinstance(event, Compact):
             self._compact(event.data, slot=event.slot)
         elif isinstance(event, MarkSnapshotPoint):
@@ -509,7 +514,7 @@ class MultiPaxosReplica:
             return
         el = self.election
         now = self._now
-        if isinstance(m, Accept | Heartbeat | Prepare | ReadProbe):
+        if isinstance(m, _TO_VOTER):
             self.ignored += not self._voter.on_message(m, now)  # False: not the chosen value
         elif isinstance(m, Accepted):
             lead = el.leading
@@ -540,7 +545,7 @@ class MultiPaxosReplica:
             el.on_pre_vote(m, now)
         elif isinstance(m, PreVoteReply):
             self.ignored += not el.on_pre_vote_reply(m, now)  # False: no round of ours
-        elif isinstance(m, ReadProbeReply | ReadIndexAsk | ReadIndexGrant):
+        elif isinstance(m, _TO_READS):
             self.ignored += not self.reads.on_message(m, el.leading, now)
         else:
             self.ignored += 1
