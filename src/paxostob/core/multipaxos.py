@@ -415,8 +415,10 @@ class MultiPaxosReplica:
             self._changes.propose(event, self.election.leading, self.election.leader)
         else:  # pragma: no cover - the Event union is closed
             raise TypeError(f"not a core event: {event!r}")
-        for m in self._outbox.looped():
-            self._receive(m)
+        # Our messages to ourselves, in order, and those sent while they are handled.
+        loopback = self._outbox.loopback
+        while loopback:
+            self._receive(loopback.popleft())
 
     def _restore(self, r: Restore) -> None:
         """``Restore`` (events.py says what it brings back), before any other event."""
@@ -639,8 +641,9 @@ class MultiPaxosReplica:
         lead = el.leading
         if lead is not None:
             lead.fill_window(self._now)
-            for m in self._outbox.looped():
-                self._receive(m)
+            loopback = self._outbox.loopback
+            while loopback:
+                self._receive(loopback.popleft())
             lead = el.leading  # (our own votes may have made us step down)
         # Reads after the window is filled: a round's probe is the heartbeat.
         self.reads.flush(self._now, el.leader, lead, self.log)

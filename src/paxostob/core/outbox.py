@@ -64,7 +64,11 @@ EARLY: tuple[type[Message], ...] = (
 )
 
 
+# Made for every message to a peer, and at every Ready the runtime takes: the
+# slots set directly, not through the frozen dataclasses' __init__
+# (``types.slot_setters``).
 _new = object.__new__
+_SET_DST, _SET_MESSAGE = slot_setters(Envelope, "dst", "message")
 (
     _SET_PROMISED,
     _SET_ACCEPTED,
@@ -146,10 +150,14 @@ class Outbox:
                 self.hold(msg)
             else:
                 self.loopback.append(msg)
-        elif isinstance(msg, EARLY):
-            self.early.append(Envelope(dst, msg))
         else:
-            self.out.append(Envelope(dst, msg))
+            envelope = _new(Envelope)
+            _SET_DST(envelope, dst)
+            _SET_MESSAGE(envelope, msg)
+            if isinstance(msg, EARLY):
+                self.early.append(envelope)
+            else:
+                self.out.append(envelope)
 
     def hold(self, vote: Accepted) -> None:
         """Count our own acceptance only once the Ready carrying it is durable."""
@@ -166,12 +174,6 @@ class Outbox:
         while held and held[0][0] <= through:
             yield held.popleft()[1]
 
-    def looped(self) -> Iterator[Message]:
-        """Our messages to ourselves, in order, and those sent while they are handled."""
-        loop = self.loopback
-        while loop:
-            yield loop.popleft()
-
     def has_effects(self) -> bool:
         return bool(
             self.out
@@ -187,8 +189,6 @@ class Outbox:
 
     def ready(self, acceptor: Acceptor) -> Ready:
         """Every effect gathered since the last ``advance``, with what ``acceptor`` must save."""
-        # Made at every Ready the runtime takes: the slots set directly, not
-        # through the frozen dataclass's __init__ (``types.slot_setters``).
         r = _new(Ready)
         _SET_PROMISED(r, acceptor.promised if acceptor.promised_dirty else None)
         _SET_ACCEPTED(r, tuple(acceptor.accepted_new))
