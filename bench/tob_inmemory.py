@@ -7,6 +7,9 @@ Reported per configuration:
 
 - msg/s: messages delivered at *every* replica per second, from the first
   broadcast to the last replica's last delivery;
+- CPU µs/msg: this process's CPU time (``time.process_time``) over the same
+  span, divided by the messages delivered: the protocol's cost per message,
+  steadier than msg/s when other work shares the machine's cores;
 - p50 / p99: latency of ``broadcast()``, i.e. until the message is delivered
   at the broadcasting replica.
 
@@ -62,11 +65,17 @@ class Result:
     completed: int
     #: From the first broadcast to the last delivery at the slowest replica.
     elapsed_s: float
+    #: This process's CPU time over the same span.
+    cpu_s: float
     latencies_s: tuple[float, ...]
 
     @property
     def throughput(self) -> float:
         return self.completed / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def cpu_us_per_message(self) -> float:
+        return self.cpu_s / self.completed * 1e6 if self.completed else 0.0
 
     def latency_ms(self, q: float) -> float:
         return percentile(self.latencies_s, q) * 1000
@@ -89,10 +98,12 @@ class Counter:
         self.target: int | None = None
         self.reached = asyncio.Event()
         self.reached_at = 0.0
+        self.reached_cpu = 0.0
 
     def check(self) -> None:
         if self.target is not None and self.count >= self.target and not self.reached.is_set():
             self.reached_at = time.perf_counter()
+            self.reached_cpu = time.process_time()
             self.reached.set()
 
 
@@ -133,6 +144,7 @@ async def run_config(config: Config) -> Result:
         latencies: list[float] = []
         issued = 0
         start = time.perf_counter()
+        start_cpu = time.process_time()
         deadline = start + config.time_max_s
 
         async def broadcaster(node: TotalOrderBroadcast) -> None:
@@ -160,11 +172,12 @@ async def run_config(config: Config) -> Result:
             asyncio.gather(*(c.reached.wait() for c in counters)), BROADCAST_TIMEOUT_S
         )
         elapsed = max(c.reached_at for c in counters) - start
+        cpu = max(c.reached_cpu for c in counters) - start_cpu
     finally:
         for node in nodes:
             await node.close()
     await asyncio.gather(*consumers)
-    return Result(config, len(latencies), elapsed, tuple(latencies))
+    return Result(config, len(latencies), elapsed, cpu, tuple(latencies))
 
 
 def event_loop_runner(
@@ -215,6 +228,7 @@ HEADER = (
     "messages",
     "elapsed s",
     "msg/s",
+    "CPU µs/msg",
     "p50 ms",
     "p99 ms",
 )
@@ -232,6 +246,7 @@ def table_row(r: Result) -> tuple[str, ...]:
         str(r.completed),
         f"{r.elapsed_s:.2f}",
         f"{r.throughput:,.0f}",
+        f"{r.cpu_us_per_message:.1f}",
         f"{r.latency_ms(0.50):.1f}",
         f"{r.latency_ms(0.99):.1f}",
     )

@@ -332,6 +332,8 @@ SCRIPT_MODULES: dict[str, frozenset[str]] = {
         "core.config",
         "core.messages",
         "transport.frames",
+        # tob_core.py steps the sans-IO replicas itself (the core's CPU without a runtime).
+        "core.multipaxos",
     },
 }
 
@@ -537,7 +539,7 @@ def test_checker_accepts_allowed_imports(module: str, source: str) -> None:
         ("examples", "import paxostob.core.multipaxos\n"),
         ("examples", "from paxostob.node import driver\n"),
         ("bench", "from paxostob.node.driver import Endpoint\n"),
-        ("bench", "from paxostob.core.multipaxos import MultiPaxosReplica\n"),
+        ("bench", "from paxostob.core.leadership import Leadership\n"),
     ],
 )
 def test_script_checker_reports_internal_imports(folder: str, source: str) -> None:

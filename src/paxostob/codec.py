@@ -69,7 +69,7 @@ from .core.messages import (
     ReadProbeReply,
     SnapshotChunk,
 )
-from .core.types import Ballot, Batch, DecidedEntry, Proposal, ProposalId
+from .core.types import Ballot, Batch, DecidedEntry, new_proposal
 from .errors import DecodeError
 
 try:
@@ -289,10 +289,23 @@ def _read_ballot(x: object, what: str) -> Ballot:
 def _read_batch(x: object, what: str) -> Batch:
     out = []
     for i, item in enumerate(_array(x, what)):
+        # Every proposal of every batch passes here: the well-formed ones
+        # are checked inline, and only a malformed one pays for naming its
+        # place in the error (the same checks as below).
+        if type(item) is list and len(item) == 3:
+            origin, seq, payload = item
+            if type(origin) is str and type(seq) is int and seq >= 0 and type(payload) is bytes:
+                out.append(new_proposal(origin, seq, payload))
+                continue
         where = f"{what}[{i}]"
         origin, seq, payload = _array(item, where, 3)
-        pid = ProposalId(_str(origin, f"{where}.origin"), _uint(seq, f"{where}.seq"))
-        out.append(Proposal(pid, _bytes(payload, f"{where}.payload")))
+        out.append(
+            new_proposal(
+                _str(origin, f"{where}.origin"),
+                _uint(seq, f"{where}.seq"),
+                _bytes(payload, f"{where}.payload"),
+            )
+        )
     return tuple(out)
 
 

@@ -244,8 +244,8 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "multipaxos: promises and acceptances are saved without a sync",
         "core/outbox.py",
-        "must_sync=acceptor.promised_dirty or bool(acceptor.accepted_new)",
-        "must_sync=False",
+        "_SET_MUST_SYNC(r, acceptor.promised_dirty or bool(acceptor.accepted_new))",
+        "_SET_MUST_SYNC(r, False)",
         "tests/node/test_tob_durability.py",
     ),
     m(

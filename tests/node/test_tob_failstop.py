@@ -288,3 +288,23 @@ async def test_a_life_out_of_proposal_numbers_stops_the_node_with_the_reason() -
         assert isinstance(e.value.__cause__, ProposalIdsExhaustedError)
         with pytest.raises(NodeFailedError):
             await node.wait_closed()
+
+
+async def test_broadcasts_proposed_together_all_fail_when_one_of_them_stops_the_node() -> None:
+    """Broadcasts of one loop pass are proposed by one driver call: when a proposal in the
+    middle stops the node (its life is out of numbers), those behind it fail too, at once."""
+    net = MemoryNetwork(seed=22)
+    node = TotalOrderBroadcast(net.transport("solo"), ["solo"], tick_interval_s=0.002)
+    async with node:
+        await node.broadcast(b"warm up", timeout=10)
+        # As if this life had made all but one of its 2**32 - 1 proposals.
+        proposals = node._replica.proposals
+        life = proposals._seq >> SEQ_BITS
+        proposals._seq = life << SEQ_BITS | ((1 << SEQ_BITS) - 2)
+        outcomes = await asyncio.gather(
+            *(node.broadcast(b"m%d" % i, timeout=10) for i in range(3)), return_exceptions=True
+        )
+        # The first took the last number; the second stopped the node. A broadcast
+        # not stepped yet must not wait for its timeout (a QuorumTimeoutError).
+        assert [type(o) for o in outcomes] == [NodeFailedError] * 3, outcomes
+        assert all("restart the node" in str(o) for o in outcomes)

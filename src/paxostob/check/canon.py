@@ -7,7 +7,8 @@ messages in flight, the history) and builds one nested tuple, then hashes its
 core is in the key without anyone remembering to add it:
 
 - values (numbers, strings, bytes, enums, frozen dataclasses such as messages,
-  ballots and proposals) stand for themselves; their ``repr`` is their content;
+  ballots and proposals, named tuples such as proposal ids) stand for
+  themselves; their ``repr`` is their content;
 - lists, tuples and deques keep their order; dicts and sets are sorted by the
   ``repr`` of their keys, so the order things were inserted in (which Python's
   dicts keep, and sets of strings scramble by the per-process hash seed) does
@@ -98,6 +99,9 @@ class _Walker:
             return obj
         if t is tuple or t is list or t is deque:
             return tuple([self.walk(x) for x in obj])
+        if isinstance(obj, tuple):
+            # A named tuple (a proposal id): a value, like a frozen dataclass.
+            return (t.__name__, *[self.walk(x) for x in obj])
         if t is dict:
             items = [(repr(self.walk(k)), self.walk(v)) for k, v in obj.items()]
             items.sort(key=_first)

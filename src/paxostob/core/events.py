@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .membership import Configuration
 from .messages import Envelope
@@ -197,9 +198,12 @@ Event = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    """A delivery and the proposal it came from (the runtime resolves waiters by ``id``)."""
+class Delivered(NamedTuple):
+    """A delivery and the proposal it came from (the runtime resolves waiters by ``id``).
+
+    A named tuple: one is made per message per replica, and a tuple is made
+    at a fraction of a frozen dataclass's cost.
+    """
 
     id: ProposalId
     delivery: Delivery

@@ -33,11 +33,11 @@ from .types import (
     CLOCK_ORIGIN,
     Batch,
     DecidedEntry,
-    Delivery,
     Proposal,
     ProposalId,
     Snapshot,
     batch_size_bytes,
+    new_delivery,
     stamp_ms,
 )
 
@@ -145,6 +145,10 @@ class DecidedLog:
         if slot + 1 not in log:
             return
         seen_by_life = self.seen
+        append = deliveries.append
+        # ``Delivered(pid, delivery)`` without the named tuple's constructor
+        # (a Python function): the C one it calls.
+        make = tuple.__new__
         delivered = self.delivered
         clock = self.clock_ms
         while slot + 1 in log:
@@ -174,9 +178,8 @@ class DecidedLog:
                 else:
                     seen.add(counter)
                 delivered += 1
-                deliveries.append(Delivered(pid, Delivery(delivered, origin, p.payload, clock)))
-                if origin == me and pid in pending:
-                    mine = pending.pop(pid)
+                append(make(Delivered, (pid, new_delivery(delivered, origin, p.payload, clock))))
+                if origin == me and (mine := pending.pop(pid, None)) is not None:
                     forwarded_at.pop(pid, None)
                     if mine.payload != p.payload:
                         # Another proposal under our id (an earlier life that

@@ -233,6 +233,11 @@ class Status:
     pre_votes_lost: int = 0
 
 
+#: The messages the voter answers, and those of reads (a tuple made once:
+#: ``A | B`` in an isinstance builds a union at every message received).
+_TO_VOTER = (Accept, Heartbeat, Prepare, ReadProbe)
+_TO_READS = (ReadProbeReply, ReadIndexAsk, ReadIndexGrant)
+
 #: What a replica that does not lead passes as its (empty, never filled) queue.
 _NONE_QUEUED: set[ProposalId] = set()
 
@@ -383,6 +388,9 @@ class MultiPaxosReplica:
             el = self.election
             self.proposals.propose(event.payload, self._now, leader=el.leader, leading=el.leading)
             return
+        elif isinstance(event, Persisted):  # (third: one per Ready)
+            for vote in self._outbox.durable(event.seq):
+                self._receive(vote)
         elif isinstance(event, Tick):
             if event.clock_ms is not None:
                 self.log.tick_clock(
@@ -397,9 +405,6 @@ class MultiPaxosReplica:
             return  # routed when the next Ready is cut: it sends nothing now
         elif isinstance(event, Campaign):
             self.election.campaign(self._now)
-        elif isinstance(event, Persisted):
-            for vote in self._outbox.durable(event.seq):
-                self._receive(vote)
         elif isinstance(event, Compact):
             self._compact(event.data, slot=event.slot)
         elif isinstance(event, MarkSnapshotPoint):
@@ -410,8 +415,10 @@ class MultiPaxosReplica:
             self._changes.propose(event, self.election.leading, self.election.leader)
         else:  # pragma: no cover - the Event union is closed
             raise TypeError(f"not a core event: {event!r}")
-        for m in self._outbox.looped():
-            self._receive(m)
+        # Our messages to ourselves, in order, and those sent while they are handled.
+        loopback = self._outbox.loopback
+        while loopback:
+            self._receive(loopback.popleft())
 
     def _restore(self, r: Restore) -> None:
         """``Restore`` (events.py says what it brings back), before any other event."""
@@ -509,7 +516,7 @@ class MultiPaxosReplica:
             return
         el = self.election
         now = self._now
-        if isinstance(m, Accept | Heartbeat | Prepare | ReadProbe):
+        if isinstance(m, _TO_VOTER):
             self.ignored += not self._voter.on_message(m, now)  # False: not the chosen value
         elif isinstance(m, Accepted):
             lead = el.leading
@@ -540,7 +547,7 @@ class MultiPaxosReplica:
             el.on_pre_vote(m, now)
         elif isinstance(m, PreVoteReply):
             self.ignored += not el.on_pre_vote_reply(m, now)  # False: no round of ours
-        elif isinstance(m, ReadProbeReply | ReadIndexAsk | ReadIndexGrant):
+        elif isinstance(m, _TO_READS):
             self.ignored += not self.reads.on_message(m, el.leading, now)
         else:
             self.ignored += 1
@@ -634,8 +641,9 @@ class MultiPaxosReplica:
         lead = el.leading
         if lead is not None:
             lead.fill_window(self._now)
-            for m in self._outbox.looped():
-                self._receive(m)
+            loopback = self._outbox.loopback
+            while loopback:
+                self._receive(loopback.popleft())
             lead = el.leading  # (our own votes may have made us step down)
         # Reads after the window is filled: a round's probe is the heartbeat.
         self.reads.flush(self._now, el.leader, lead, self.log)

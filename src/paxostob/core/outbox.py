@@ -41,7 +41,7 @@ from .messages import (
     ReadProbeReply,
     SnapshotChunk,
 )
-from .types import DecidedEntry, Snapshot
+from .types import DecidedEntry, Snapshot, slot_setters
 
 __all__ = ["EARLY", "Outbox"]
 
@@ -61,6 +61,45 @@ EARLY: tuple[type[Message], ...] = (
     ReadProbeReply,
     ReadIndexAsk,
     ReadIndexGrant,
+)
+
+
+# Made for every message to a peer, and at every Ready the runtime takes: the
+# slots set directly, not through the frozen dataclasses' __init__
+# (``types.slot_setters``).
+_new = object.__new__
+_SET_DST, _SET_MESSAGE = slot_setters(Envelope, "dst", "message")
+(
+    _SET_PROMISED,
+    _SET_ACCEPTED,
+    _SET_DECIDED,
+    _SET_MESSAGES,
+    _SET_DELIVERIES,
+    _SET_DROPPED,
+    _SET_SNAPSHOT,
+    _SET_RESTORE_AT,
+    _SET_MUST_SYNC,
+    _SET_EARLY,
+    _SET_SEQ,
+    _SET_CHANGES,
+    _SET_READS,
+    _SET_READS_FAILED,
+) = slot_setters(
+    Ready,
+    "promised",
+    "accepted",
+    "decided",
+    "messages",
+    "deliveries",
+    "dropped",
+    "snapshot",
+    "restore_at",
+    "must_sync",
+    "early",
+    "seq",
+    "changes",
+    "reads",
+    "reads_failed",
 )
 
 
@@ -111,10 +150,14 @@ class Outbox:
                 self.hold(msg)
             else:
                 self.loopback.append(msg)
-        elif isinstance(msg, EARLY):
-            self.early.append(Envelope(dst, msg))
         else:
-            self.out.append(Envelope(dst, msg))
+            envelope = _new(Envelope)
+            _SET_DST(envelope, dst)
+            _SET_MESSAGE(envelope, msg)
+            if isinstance(msg, EARLY):
+                self.early.append(envelope)
+            else:
+                self.out.append(envelope)
 
     def hold(self, vote: Accepted) -> None:
         """Count our own acceptance only once the Ready carrying it is durable."""
@@ -131,12 +174,6 @@ class Outbox:
         while held and held[0][0] <= through:
             yield held.popleft()[1]
 
-    def looped(self) -> Iterator[Message]:
-        """Our messages to ourselves, in order, and those sent while they are handled."""
-        loop = self.loopback
-        while loop:
-            yield loop.popleft()
-
     def has_effects(self) -> bool:
         return bool(
             self.out
@@ -152,22 +189,22 @@ class Outbox:
 
     def ready(self, acceptor: Acceptor) -> Ready:
         """Every effect gathered since the last ``advance``, with what ``acceptor`` must save."""
-        return Ready(
-            promised=acceptor.promised if acceptor.promised_dirty else None,
-            accepted=tuple(acceptor.accepted_new),
-            decided=tuple(self.decided_new),
-            messages=tuple(self.out),
-            deliveries=tuple(self.deliveries),
-            dropped=tuple(self.dropped),
-            snapshot=self.snapshot,
-            restore_at=self.restore_at,
-            must_sync=acceptor.promised_dirty or bool(acceptor.accepted_new),
-            early=tuple(self.early),
-            seq=self.ready_seq + 1,
-            changes=tuple(self.changes),
-            reads=tuple(self.reads),
-            reads_failed=tuple(self.reads_failed),
-        )
+        r = _new(Ready)
+        _SET_PROMISED(r, acceptor.promised if acceptor.promised_dirty else None)
+        _SET_ACCEPTED(r, tuple(acceptor.accepted_new))
+        _SET_DECIDED(r, tuple(self.decided_new))
+        _SET_MESSAGES(r, tuple(self.out))
+        _SET_DELIVERIES(r, tuple(self.deliveries))
+        _SET_DROPPED(r, tuple(self.dropped))
+        _SET_SNAPSHOT(r, self.snapshot)
+        _SET_RESTORE_AT(r, self.restore_at)
+        _SET_MUST_SYNC(r, acceptor.promised_dirty or bool(acceptor.accepted_new))
+        _SET_EARLY(r, tuple(self.early))
+        _SET_SEQ(r, self.ready_seq + 1)
+        _SET_CHANGES(r, tuple(self.changes))
+        _SET_READS(r, tuple(self.reads))
+        _SET_READS_FAILED(r, tuple(self.reads_failed))
+        return r
 
     def advance(self, ready: Ready, acceptor: Acceptor) -> None:
         """Everything in ``ready`` was handled; forget it (newer effects stay)."""

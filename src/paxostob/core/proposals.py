@@ -24,7 +24,7 @@ from .events import Dropped
 from .leadership import Leadership
 from .log import CONFLICT, COUNTER_MASK, SEQ_BITS, DecidedLog
 from .messages import Forward, Message
-from .types import CLOCK_STAMP_BYTES, Proposal, ProposalId, batch_size_bytes
+from .types import CLOCK_STAMP_BYTES, Proposal, ProposalId, batch_size_bytes, new_proposal
 
 __all__ = ["OwnProposals"]
 
@@ -39,6 +39,7 @@ class OwnProposals:
         "_instance",
         "_log",
         "_me",
+        "_overhead",
         "_retry_ticks",
         "_send",
         "_seq",
@@ -70,6 +71,9 @@ class OwnProposals:
         self._retry_ticks = retry_ticks
         self._batch_count_max = batch_count_max
         self._batch_bytes_max = batch_bytes_max
+        #: What a batch of one of our proposals costs beyond its payload:
+        #: ``batch_size_bytes`` of it, plus the leader's clock stamp.
+        self._overhead = batch_size_bytes((Proposal(ProposalId(me, 0), b""),)) + CLOCK_STAMP_BYTES
         self.restart(incarnation)
         self.pending: dict[ProposalId, Proposal] = {}
         #: When each pending proposal was last forwarded, oldest first.
@@ -99,9 +103,9 @@ class OwnProposals:
                 "restart the node: nothing is lost, and it numbers from 1 again"
             )
         self._seq += 1
-        self.last_id = pid = ProposalId(self._me, self._seq)
-        proposal = Proposal(pid, payload)
-        if batch_size_bytes((proposal,)) + CLOCK_STAMP_BYTES > self._batch_bytes_max:
+        proposal = new_proposal(self._me, self._seq, payload)
+        self.last_id = pid = proposal.id
+        if len(payload) + self._overhead > self._batch_bytes_max:
             self._dropped.append(Dropped(pid, "payload larger than batch_bytes_max"))
             return
         if self._log.is_delivered(pid):

@@ -15,13 +15,12 @@ nodes and a network that loses, duplicates, delays, reorders and partitions:
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -146,9 +145,11 @@ def _retrieve(fut: asyncio.Future[Any]) -> None:
 class _Deadlines:
     """Broadcasts whose deadlines fall in one bucket, and the bucket's timer."""
 
-    __slots__ = ("timer", "waiters")
+    __slots__ = ("key", "timer", "waiters")
 
-    def __init__(self, timer: asyncio.TimerHandle) -> None:
+    def __init__(self, key: int, timer: asyncio.TimerHandle) -> None:
+        #: The bucket's number: its deadline is ``key * TIMEOUT_GRANULARITY_S``.
+        self.key = key
         self.timer = timer
         #: Each waiting broadcast's future and its timeout (for the message).
         self.waiters: dict[asyncio.Future[Any], float | None] = {}
@@ -369,9 +370,11 @@ class TotalOrderBroadcast(AsyncLifetime):
         #: whether it resolves with the state machine's result (``submit``) or
         #: with the ``Delivery`` (``broadcast``).
         self._waiters: dict[ProposalId, tuple[asyncio.Future[Any], bool]] = {}
-        #: Futures of broadcasts handed to the driver and not yet proposed (in
-        #: its inbox): failed with the rest if the node stops first.
-        self._unproposed: set[asyncio.Future[Any]] = set()
+        #: Broadcasts handed to the driver and not yet proposed: payload,
+        #: future, and whether it resolves with the result. One driver call
+        #: proposes all of them (``_propose_all``); failed with the rest if
+        #: the node stops first.
+        self._to_propose: list[tuple[bytes, asyncio.Future[Any], bool]] = []
         #: ``read_index`` calls: not yet stepped, and stepped (by request id).
         self._to_read: list[asyncio.Future[None]] = []
         self._reads: dict[int, asyncio.Future[None]] = {}
@@ -387,6 +390,9 @@ class TotalOrderBroadcast(AsyncLifetime):
         self._queue_max = delivery_queue_max
         self._readable = asyncio.Event()
         self._drained = asyncio.Event()
+        #: ``_room`` waits for ``_drained``: only then is it worth setting
+        #: (not an Event.set per delivery taken).
+        self._drain_wanted = False
         #: The last leader this node knew, and its ballot (the log line's "was").
         self._known_leader: tuple[str, Ballot] | None = None
         #: The known leader was lost and that was logged (once per loss).
@@ -483,8 +489,8 @@ class TotalOrderBroadcast(AsyncLifetime):
         return failure
 
     def _fail_waiters(self, make_error: Callable[[], NotRunningError]) -> None:
-        unproposed = list(self._unproposed)
-        self._unproposed.clear()
+        unproposed = [fut for _, fut, _ in self._to_propose]
+        self._to_propose.clear()
         reads: list[asyncio.Future[Any]] = [*self._reads.values(), *self._to_read]
         self._reads.clear()
         self._to_read.clear()
@@ -552,7 +558,12 @@ class TotalOrderBroadcast(AsyncLifetime):
             # No shield: a cancelled caller cancels ``fut``, which only means
             # nobody waits for the delivery (``_on_ready`` skips done futures).
             return await fut
-        return await self._delivered_by(fut, deadline, timeout, loop)
+        # (What _delivered_by does, without a coroutine of its own per broadcast.)
+        bucket = self._watch(fut, deadline, timeout, loop)
+        try:
+            return await fut
+        finally:
+            self._unwatch(fut, bucket)
 
     async def broadcast_many(
         self, payloads: Iterable[bytes], *, timeout: float | None = None
@@ -665,15 +676,18 @@ class TotalOrderBroadcast(AsyncLifetime):
     ) -> asyncio.Future[Any]:
         """Hand ``data`` (its room taken) to the driver; the future of its delivery."""
         fut: asyncio.Future[Any] = loop.create_future()
-        # One driver inbox item each: the driver runs its whole inbox before it
-        # takes the next Ready, so proposals made in one loop pass reach the
-        # core together and its batch (batch_count_max) groups them.
-        try:
-            self._driver.call(functools.partial(self._propose, data, fut, want_result))
-        except BaseException:
-            self._release_room()
-            raise
-        self._unproposed.add(fut)
+        # Broadcasts made before the driver runs share one inbox item (the
+        # driver runs its whole inbox before it takes the next Ready anyway,
+        # so they reach the core together and its batch groups them).
+        batch = self._to_propose
+        batch.append((data, fut, want_result))
+        if len(batch) == 1:
+            try:
+                self._driver.call(self._propose_all)
+            except BaseException:
+                batch.clear()
+                self._release_room()
+                raise
         return fut
 
     async def _delivered_by(
@@ -683,6 +697,20 @@ class TotalOrderBroadcast(AsyncLifetime):
         timeout: float | None,
         loop: asyncio.AbstractEventLoop,
     ) -> Any:
+        bucket = self._watch(fut, deadline, timeout, loop)
+        try:
+            return await fut
+        finally:
+            self._unwatch(fut, bucket)
+
+    def _watch(
+        self,
+        fut: asyncio.Future[Any],
+        deadline: float,
+        timeout: float | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> _Deadlines:
+        """Fail ``fut`` with a timeout at ``deadline`` unless ``_unwatch`` comes first."""
         # Deadlines share one timer per TIMEOUT_GRANULARITY_S: a timer per
         # broadcast (a handle, a heap push, a cancel) is a large share of a
         # broadcast's cost.
@@ -690,17 +718,17 @@ class TotalOrderBroadcast(AsyncLifetime):
         bucket = self._deadlines.get(key)
         if bucket is None:
             bucket = self._deadlines[key] = _Deadlines(
-                loop.call_at(key * TIMEOUT_GRANULARITY_S, self._expire, key)
+                key, loop.call_at(key * TIMEOUT_GRANULARITY_S, self._expire, key)
             )
         bucket.waiters[fut] = timeout
-        try:
-            return await fut
-        finally:
-            waiters = bucket.waiters
-            waiters.pop(fut, None)
-            if not waiters and self._deadlines.get(key) is bucket:
-                bucket.timer.cancel()
-                del self._deadlines[key]
+        return bucket
+
+    def _unwatch(self, fut: asyncio.Future[Any], bucket: _Deadlines) -> None:
+        waiters = bucket.waiters
+        waiters.pop(fut, None)
+        if not waiters and self._deadlines.get(bucket.key) is bucket:
+            bucket.timer.cancel()
+            del self._deadlines[bucket.key]
 
     async def _wait_room(self, timeout: float | None) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -716,25 +744,36 @@ class TotalOrderBroadcast(AsyncLifetime):
                     self._room_waiters.remove(waiter)
             raise
 
-    def _release_room(self) -> None:
+    def _release_room(self, count: int = 1) -> None:
+        """``count`` broadcasts left: hand their room to waiters, in order, or free it."""
         waiters = self._room_waiters
-        while waiters:
+        while count and waiters:
             waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)  # handed over: the counter stays
-                return
-        self._room_free += 1
+                count -= 1
+        self._room_free += count
 
-    def _propose(self, data: bytes, fut: asyncio.Future[Any], want_result: bool) -> None:
-        # Runs in the driver task (it owns the replica). If the step raises,
-        # the node stops (the driver's failure path) and ``fut``, still in
-        # ``_unproposed``, fails with the rest.
+    def _propose_all(self) -> None:
+        # Runs in the driver task (it owns the replica). If a step raises,
+        # the node stops (the driver's failure path), and the broadcasts not
+        # proposed yet, back in ``_to_propose``, fail with the rest.
+        batch, self._to_propose = self._to_propose, []
         replica = self._replica
-        replica.step(Propose(data))
-        self._unproposed.discard(fut)
-        pid = replica.proposals.last_id
-        assert pid is not None
-        self._waiters[pid] = (fut, want_result)
+        step = replica.step
+        proposals = replica.proposals
+        waiters = self._waiters
+        done = 0
+        try:
+            for data, fut, want_result in batch:
+                step(Propose(data))
+                pid = proposals.last_id
+                assert pid is not None
+                waiters[pid] = (fut, want_result)
+                done += 1
+        except BaseException:
+            self._to_propose[:0] = batch[done:]
+            raise
 
     def _expire(self, key: int) -> None:
         # The broadcasts are not withdrawn: their waiters stay until they are
@@ -764,7 +803,8 @@ class TotalOrderBroadcast(AsyncLifetime):
                 raise self._driver.not_running()
             self._readable.clear()
             await self._readable.wait()
-        if len(self._queue) <= self._queue_max // 2:
+        if self._drain_wanted and len(self._queue) <= self._queue_max // 2:
+            self._drain_wanted = False
             self._drained.set()
         return self._queue.popleft()
 
@@ -774,7 +814,8 @@ class TotalOrderBroadcast(AsyncLifetime):
         while True:
             if queue and self._sm is None:
                 # The common case under load, without a coroutine per delivery.
-                if len(queue) <= self._queue_max // 2:
+                if self._drain_wanted and len(queue) <= self._queue_max // 2:
+                    self._drain_wanted = False
                     self._drained.set()
                 yield queue.popleft()
                 continue
@@ -910,6 +951,7 @@ class TotalOrderBroadcast(AsyncLifetime):
         # without bound.
         while len(self._queue) >= self._queue_max:
             self._drained.clear()
+            self._drain_wanted = True
             await self._drained.wait()
 
     def _persist(self, ready: Ready) -> None:
@@ -1049,29 +1091,9 @@ class TotalOrderBroadcast(AsyncLifetime):
                 self._queue.extend([d.delivery for d in deliveries])
                 self._readable.set()
                 if waiters:
-                    me = self.address
-                    for d in deliveries:
-                        if d.id.origin == me:
-                            self._resolve(d, None)
+                    self._resolve_delivered(deliveries)
         else:
-            apply = sm.apply
-            size = 0
-            if waiters:
-                me = self.address
-                resolve = self._resolve
-                for d in deliveries:
-                    result = apply(d.delivery)
-                    size += len(d.delivery.payload)
-                    # Only this node's proposals have waiters: compare the
-                    # origin before hashing the id (a Python-level hash).
-                    if d.id.origin == me:
-                        resolve(d, result)
-            else:
-                for d in deliveries:
-                    apply(d.delivery)
-                    size += len(d.delivery.payload)
-            self._entries_since += len(deliveries)
-            self._bytes_since += size
+            self._apply(sm, deliveries)
         if (
             sm is not None
             and (
@@ -1129,6 +1151,48 @@ class TotalOrderBroadcast(AsyncLifetime):
             self._driver.call(compact)
         except NotRunningError:
             self._snapshotting = None
+
+    def _resolve_delivered(self, deliveries: Sequence[Delivered]) -> None:
+        """Resolve this node's broadcasts among ``deliveries`` (no state machine)."""
+        me = self.address
+        pop = self._waiters.pop
+        resolved = 0
+        for d in deliveries:
+            # Only this node's proposals have waiters: compare the origin
+            # before looking the id up.
+            if d.id.origin == me and (waiting := pop(d.id, None)) is not None:
+                resolved += 1
+                fut, want_result = waiting
+                if not fut.done():
+                    fut.set_result(None if want_result else d.delivery)
+        if resolved:
+            self._release_room(resolved)
+
+    def _apply(self, sm: StateMachine, deliveries: Sequence[Delivered]) -> None:
+        """Apply ``deliveries`` to ``sm``; resolve this node's broadcasts with the results."""
+        apply = sm.apply
+        size = 0
+        if self._waiters:
+            me = self.address
+            pop = self._waiters.pop
+            resolved = 0
+            for d in deliveries:
+                delivery = d.delivery
+                result = apply(delivery)
+                size += len(delivery.payload)
+                if d.id.origin == me and (waiting := pop(d.id, None)) is not None:
+                    resolved += 1
+                    fut, want_result = waiting
+                    if not fut.done():
+                        fut.set_result(result if want_result else delivery)
+            if resolved:
+                self._release_room(resolved)
+        else:
+            for d in deliveries:
+                apply(d.delivery)
+                size += len(d.delivery.payload)
+        self._entries_since += len(deliveries)
+        self._bytes_since += size
 
     def _on_ready_restoring(self, ready: Ready) -> None:
         # The rare Ready that restores a snapshot from a peer at ``restore_at``
