@@ -175,6 +175,7 @@ from .events import (
     Restore,
     Tick,
 )
+from .lease import Guard
 from .log import SEQ_BITS, DecidedLog
 from .membership import CONFIG_DELAY_SLOTS, ConfigHistory, Configuration
 from .messages import (
@@ -346,6 +347,10 @@ class MultiPaxosReplica:
             decide=self._decide,
             now=self._now,
         )
+        # Leases (core/reads.py, 'Leases'): our guard as a follower, on from
+        # the start, and the monotonic ms the runtime's ticks reported.
+        self._guard = Guard(cfg.guard_ms) if cfg.leases else None
+        self._mono_ms = 0
         # The acceptor's answers to a ballot's owner, and learning from its watermark.
         self._voter = Voter(
             me=node_id,
@@ -356,6 +361,7 @@ class MultiPaxosReplica:
             catchup=self._catchup,
             send=box.send,
             decide=self._decide,
+            guard=self._guard,
         )
         # Linearizable reads without a log entry (ReadIndex, core/reads.py).
         log = (
@@ -371,6 +377,8 @@ class MultiPaxosReplica:
             retry_ticks=cfg.accept_retry_ticks,
             timeout_ticks=cfg.read_timeout_ticks,
             incarnation=incarnation,
+            lease_drift_max=cfg.lease_drift_max if cfg.leases else None,
+            guard_ms=cfg.guard_ms,
         )
         if cfg.batch_bytes_max < 64:
             raise ValueError("batch_bytes_max is too small for any proposal")
@@ -392,6 +400,13 @@ class MultiPaxosReplica:
             for vote in self._outbox.durable(event.seq):
                 self._receive(vote)
         elif isinstance(event, Tick):
+            guard = self._guard
+            if guard is not None:
+                if event.clock_ms is None:
+                    raise ValueError("leases need the runtime's clock in every Tick")
+                self._mono_ms += event.elapsed_ms
+                guard.tick(self._mono_ms)
+                self.reads.mono_ms = self._mono_ms
             if event.clock_ms is not None:
                 self.log.tick_clock(
                     event.clock_ms,
@@ -401,7 +416,19 @@ class MultiPaxosReplica:
                 )
             self._tick()
         elif isinstance(event, ReadIndex):
-            self.reads.read(event.request_id, self._now)
+            el = self.election
+            if not (
+                self._guard is not None
+                and event.elapsed_ms is not None
+                and self.reads.read_leased(
+                    event.request_id,
+                    self._now,
+                    self._mono_ms + event.elapsed_ms,
+                    el.leading,
+                    self.log,
+                )
+            ):
+                self.reads.read(event.request_id, self._now)
             return  # routed when the next Ready is cut: it sends nothing now
         elif isinstance(event, Campaign):
             self.election.campaign(self._now)
@@ -452,6 +479,9 @@ class MultiPaxosReplica:
         now = self._now
         el = self.election
         following = el.leading is None
+        lead = el.leading
+        if self._guard is not None and lead is not None and now >= lead.heartbeat_due:
+            self.reads.lease_round(now, lead, self.log)  # the heartbeat, as a probe
         el.tick(now)
         if following:
             self.proposals.reforward_due(now, el.leader)

@@ -60,6 +60,7 @@ from dataclasses import dataclass
 
 from . import rules
 from .leadership import Leadership
+from .lease import lease_ms
 from .log import SEQ_BITS, DecidedLog
 from .membership import Configuration
 from .messages import Message, ReadIndexAsk, ReadIndexGrant, ReadProbe, ReadProbeReply
@@ -93,15 +94,21 @@ class Reads:
         "_configs",
         "_done",
         "_failed",
+        "_guarded",
         "_instance",
+        "_lease_ms_max",
+        "_leases",
         "_me",
         "_probed_at",
         "_queued",
         "_retry_ticks",
         "_rounds",
         "_send",
+        "_sent_ms",
         "_timeout_ticks",
         "_unsent",
+        "lease_until",
+        "mono_ms",
         "round",
         "waiting",
     )
@@ -118,6 +125,8 @@ class Reads:
         retry_ticks: int,
         timeout_ticks: int,
         incarnation: int,
+        lease_drift_max: float | None = None,
+        guard_ms: int = 0,
     ) -> None:
         self._me = me
         #: The configurations governing the slots above the decided prefix
@@ -149,6 +158,17 @@ class Reads:
         self._acked: dict[str, int] = {}
         #: When the last round started; None: a round is due (its probes may be lost).
         self._probed_at: int | None = 0
+        # Leases ('Leases' above; None: off): the drift bound, the longest
+        # lease one of our rounds can give, the monotonic reading of the
+        # last Tick (set by the replica), each round's reading when sent,
+        # each guarding peer's highest reply (round, guard_ms), and the
+        # lease of our current leadership (None: none).
+        self._leases = lease_drift_max
+        self._lease_ms_max = 0 if lease_drift_max is None else lease_ms(guard_ms, lease_drift_max)
+        self.mono_ms = 0
+        self._sent_ms: dict[int, int] = {}
+        self._guarded: dict[str, tuple[int, int]] = {}
+        self.lease_until: int | None = None
 
     # ------------------------------------------------------------- requests
 
@@ -168,6 +188,28 @@ class Reads:
             return  # asked twice: one answer
         self.waiting[request_id] = now
         self._unsent.append(request_id)
+
+    def read_leased(
+        self, request_id: int, now: int, fresh_ms: int, lead: Leadership | None, log: DecidedLog
+    ) -> bool:
+        """Serve ``ReadIndex(request_id)`` from our lease, with no round; False: no lease holds.
+
+        ``fresh_ms`` is a monotonic reading taken after the read was asked
+        (never the last tick's: a loop that stalled would stretch the lease).
+        """
+        self._sync(lead)
+        until = self.lease_until
+        if lead is None or until is None or fresh_ms >= until:
+            return False
+        if request_id not in self.waiting:
+            self.waiting[request_id] = now
+            self._applying.append((read_index(lead, log), request_id))
+        return True
+
+    def lease_round(self, now: int, lead: Leadership, log: DecidedLog) -> None:
+        """A round in place of the heartbeat: the lease stays fresh, idle or busy."""
+        self._sync(lead)
+        self._start_round(now, lead, log)
 
     def has_work(self, leader: str | None, lead: Leadership | None, decided: int) -> bool:
         """Whether ``flush`` has something to do (never True when it would do nothing)."""
@@ -206,8 +248,18 @@ class Reads:
         # The probe is the leader's heartbeat too: one frame per peer, not two.
         commit = log.decided_through
         probe = ReadProbe(self._instance, self._me, lead.ballot, self.round, commit)
-        voters = frozenset().union(*(c.voters for c in self._configs()))
-        for dst in sorted(voters - {self._me}):
+        configs = self._configs()
+        if self._leases is None:
+            dst_ids = frozenset().union(*(c.voters for c in configs))
+        else:
+            # Learners too: with leases every heartbeat is a probe.
+            dst_ids = frozenset().union(*(c.members for c in configs))
+            sent = self._sent_ms
+            sent[self.round] = self.mono_ms  # read before the send: never later
+            oldest = self.mono_ms - self._lease_ms_max
+            for r in [r for r, at in sent.items() if at < oldest]:
+                del sent[r]  # any lease it could give has ended
+        for dst in sorted(dst_ids - {self._me}):
             self._send(dst, probe)
         lead.heartbeat_sent(now, commit)
         self._confirm()  # a single member is its own quorum
@@ -223,6 +275,10 @@ class Reads:
         self._rounds.clear()
         self._queued.clear()
         self._acked.clear()
+        # A lease belongs to one ballot and ends with its leadership.
+        self.lease_until = None
+        self._sent_ms.clear()
+        self._guarded.clear()
         if lead is not None:
             # Asks of our own life as a follower: our rounds serve their reads now.
             for ask in self._asks.values():
@@ -259,7 +315,35 @@ class Reads:
         if m.round > self._acked.get(m.sender, 0):
             self._acked[m.sender] = m.round
             self._confirm()
+        if self._leases is not None:
+            self._on_guard(m)
         return True
+
+    def _on_guard(self, m: ReadProbeReply) -> None:
+        """Count a guarding reply towards a lease; a reply without a guard withdraws the peer's."""
+        guarded = self._guarded
+        if not m.guard_ms:
+            guarded.pop(m.sender, None)  # (mixed leases, or it guards a newer leader)
+            return
+        got = guarded.get(m.sender)
+        if got is not None and got[0] >= m.round:
+            return
+        guarded[m.sender] = (m.round, m.guard_ms)
+        configs = self._configs()
+        sent = self._sent_ms
+        for r in sorted({r for r, _ in guarded.values()}, reverse=True):
+            if r not in sent:
+                continue  # too old to give a lease that still holds
+            peers = [g for got_r, g in guarded.values() if got_r >= r]
+            voters = [self._me, *(p for p, (got_r, _) in guarded.items() if got_r >= r)]
+            if all(rules.is_quorum(voters, sorted(c.voters)) for c in configs):
+                assert self._leases is not None
+                until = sent[r] + lease_ms(min(peers), self._leases)
+                if self.lease_until is None or until > self.lease_until:
+                    self.lease_until = until
+                for old in [x for x in sent if x < r]:
+                    del sent[old]
+                return
 
     def on_grant(self, m: ReadIndexGrant) -> bool:
         """The leader's index for one of our asks; False for an ask not open (ignored)."""
