@@ -349,7 +349,7 @@ class MultiPaxosReplica:
         )
         # Leases (core/reads.py, 'Leases'): our guard as a follower, on from
         # the start, and the monotonic ms the runtime's ticks reported.
-        self._guard = Guard(cfg.guard_ms) if cfg.leases else None
+        self.guard = Guard(cfg.guard_ms) if cfg.leases else None
         self._mono_ms = 0
         # The acceptor's answers to a ballot's owner, and learning from its watermark.
         self._voter = Voter(
@@ -361,7 +361,7 @@ class MultiPaxosReplica:
             catchup=self._catchup,
             send=box.send,
             decide=self._decide,
-            guard=self._guard,
+            guard=self.guard,
         )
         # Linearizable reads without a log entry (ReadIndex, core/reads.py).
         log = (
@@ -400,7 +400,7 @@ class MultiPaxosReplica:
             for vote in self._outbox.durable(event.seq):
                 self._receive(vote)
         elif isinstance(event, Tick):
-            guard = self._guard
+            guard = self.guard
             if guard is not None:
                 if event.clock_ms is None:
                     raise ValueError("leases need the runtime's clock in every Tick")
@@ -418,7 +418,7 @@ class MultiPaxosReplica:
         elif isinstance(event, ReadIndex):
             el = self.election
             if not (
-                self._guard is not None
+                self.guard is not None
                 and event.elapsed_ms is not None
                 and self.reads.read_leased(
                     event.request_id,
@@ -480,7 +480,7 @@ class MultiPaxosReplica:
         el = self.election
         following = el.leading is None
         lead = el.leading
-        if self._guard is not None and lead is not None and now >= lead.heartbeat_due:
+        if self.guard is not None and lead is not None and now >= lead.heartbeat_due:
             self.reads.lease_round(now, lead, self.log)  # the heartbeat, as a probe
         el.tick(now)
         if following:

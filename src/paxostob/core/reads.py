@@ -108,6 +108,7 @@ class Reads:
         "_timeout_ticks",
         "_unsent",
         "lease_until",
+        "leased",
         "mono_ms",
         "round",
         "waiting",
@@ -169,6 +170,8 @@ class Reads:
         self._sent_ms: dict[int, int] = {}
         self._guarded: dict[str, tuple[int, int]] = {}
         self.lease_until: int | None = None
+        #: Reads served from the lease (no round), for status and tests.
+        self.leased = 0
 
     # ------------------------------------------------------------- requests
 
@@ -204,6 +207,7 @@ class Reads:
         if request_id not in self.waiting:
             self.waiting[request_id] = now
             self._applying.append((read_index(lead, log), request_id))
+            self.leased += 1
         return True
 
     def lease_round(self, now: int, lead: Leadership, log: DecidedLog) -> None:

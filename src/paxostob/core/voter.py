@@ -58,12 +58,12 @@ class Voter:
         "_catchup",
         "_decide",
         "_election",
-        "_guard",
         "_instance",
         "_log",
         "_me",
         "_replied",
         "_send",
+        "guard",
         "refused",
     )
 
@@ -89,7 +89,7 @@ class Voter:
         self._send = send
         self._decide = decide
         #: With leases: whom we let no other node depose, and until when.
-        self._guard = guard
+        self.guard = guard
         #: Prepares dropped by the guard.
         self.refused = 0
         #: (tick, ballot) of our last HeartbeatReply or Accepted to a leader.
@@ -112,7 +112,7 @@ class Voter:
         # Asked again for the ballot we promised (the leader asks the voters of
         # a new configuration, or our promise was lost): promise it again.
         again = m.ballot == acceptor.promised and m.sender == m.ballot.node_id
-        guard = self._guard
+        guard = self.guard
         if (
             guard is not None
             and not again
@@ -199,13 +199,13 @@ class Voter:
         guarding = self._heard(m.sender, m.ballot)
         self._learn_commit(m.ballot, m.commit, now)
         self._replied = (now, m.ballot)
-        guard_ms = self._guard.guard_ms if guarding and self._guard is not None else 0
+        guard_ms = self.guard.guard_ms if guarding and self.guard is not None else 0
         reply = ReadProbeReply(self._instance, self._me, m.ballot, m.round, guard_ms)
         self._send(m.sender, reply)
 
     def _heard(self, sender: str, ballot: Ballot) -> bool:
         """Guard ``ballot``'s leader (leases only); whether we now guard it."""
-        guard = self._guard
+        guard = self.guard
         if guard is None or sender != ballot.node_id or sender == self._me:
             return False
         return guard.heard(ballot)
