@@ -43,6 +43,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -202,6 +203,21 @@ def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
         fut.set_exception(error)
 
 
+#: The monotonic clock of ``Tick.elapsed_ms`` and of a read's fresh reading.
+#: CLOCK_BOOTTIME where there is one (Linux): it also counts time the machine
+#: spent suspended, which CLOCK_MONOTONIC does not. A leader suspended with a
+#: lease would otherwise resume believing no time passed and serve reads
+#: while another node leads (its followers' guards ran out meanwhile).
+_BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def monotonic_ms() -> int:
+    """Whole ms of the monotonic clock leases and the log's clock run on (``_BOOTTIME``)."""
+    if _BOOTTIME is not None:
+        return time.clock_gettime_ns(_BOOTTIME) // 1_000_000
+    return time.monotonic_ns() // 1_000_000
+
+
 class Driver:
     """Runs ``replica`` on a transport: ticks, inbox, and the Ready pipeline."""
 
@@ -255,6 +271,8 @@ class Driver:
         self.inline_saves = inline_saves
         #: The thread of threaded saves, started by the first one.
         self._saver: _Saver | None = None
+        #: The ``monotonic_ms`` reading of the last Tick (None: none yet).
+        self.tick_ms: int | None = None
         #: Called once, in the driver task, when the node fails: makes the
         #: error every caller gets (and fails what waits on the node).
         self._on_failure = on_failure
@@ -434,7 +452,6 @@ class Driver:
         # again for the remainder (that made an idle node wake ~8 times a tick).
         slack = min(0.001, self.tick_interval_s / 10)
         wall_clock = self._wall_clock
-        last_ms: int | None = None  # the monotonic reading at the previous tick
         try:
             while True:
                 delay = next_tick - loop.time()
@@ -462,9 +479,10 @@ class Driver:
                     else:
                         # Whole milliseconds of the monotonic clock, differenced:
                         # rounding each interval instead would drift.
-                        mono_ms = int(now * 1000)
+                        mono_ms = monotonic_ms()
+                        last_ms = self.tick_ms
                         elapsed = 0 if last_ms is None else mono_ms - last_ms
-                        last_ms = mono_ms
+                        self.tick_ms = mono_ms
                         replica.step(Tick(int(wall_clock() * 1000), elapsed))
                     # After a long stall, do not replay every missed tick at once.
                     next_tick = max(next_tick + self.tick_interval_s, now)
@@ -473,6 +491,16 @@ class Driver:
             raise
         except Exception as e:  # a failed save, or a bug: stop, never limp on
             self._fail(e)
+
+    def since_tick_ms(self) -> int:
+        """Monotonic ms since the last Tick's reading, read now (0 before the first tick).
+
+        A read's fresh reading (``ReadIndex.elapsed_ms``): on the base of the
+        ticks' clock, and taken after the read was asked, however long ago
+        the loop last ticked.
+        """
+        last = self.tick_ms
+        return 0 if last is None else monotonic_ms() - last
 
     async def _drain(self) -> None:
         pipeline = self.pipeline
