@@ -51,6 +51,74 @@ Batching: every read asked between two ``Ready``s shares one round (or one
 ask), so many concurrent reads cost one probe and one reply per peer. A
 round's probe carries the commit watermark and counts as the leader's
 heartbeat.
+
+Leases (``LogConfig.leases``, off by default; core/lease.py has the pieces).
+A leader whose lease holds serves a read at ``read_index(lead, log)`` at
+once, with no round. The rule:
+
+1. **The guard** (the one acceptor rule that changes). A node with leases
+   that hears the leader it follows (an ``Accept``, ``Heartbeat`` or
+   ``ReadProbe`` of a ballot ``b`` it admits, from ``b``'s owner, ``b`` not
+   below the ballot it guards already) refuses every ``Prepare`` of a
+   ballot above its promise from any node but ``b``'s owner, itself
+   included (``Campaign`` and catch-up elections skip pre-vote, so
+   pre-vote alone guards nothing), until ``guard_ms`` (the shortest
+   election timeout, in ms) of its own monotonic clock have passed since
+   a reading taken at or after the message arrived: the guard is
+   *pending* on receipt and ``until = next reading + guard_ms`` (the
+   core's clock only moves on ``Tick``, and a stalled loop steps messages
+   long after the last one). Refused means dropped, unanswered: the
+   candidate retries without raising its ballot. A node (re)starts with
+   the guard on against everybody for ``guard_ms`` from its first reading:
+   it may have vouched for a lease before a crash erased that memory.
+2. **The lease.** A ``ReadProbeReply`` carries ``guard_ms`` when its
+   sender guards the probe's ballot (0 otherwise: no leases, or it guards
+   a newer leader). When the replies of round ``r`` from guarding voters,
+   with the leader, make a quorum of every configuration ahead (as a
+   round does), ``lease_until = s_r + floor(g * (1 - rho) / (1 + rho)) -
+   2``, where ``s_r`` is the leader's reading when it sent round ``r`` (the
+   last tick's: at or before the real send), ``g`` the smallest
+   ``guard_ms`` counted and ``rho`` = ``lease_drift_max``; the 2 ms cover
+   readings in whole ms. A read is served from the lease only if a reading
+   taken after it was asked (``ReadIndex.elapsed_ms``, added to the last
+   tick's) is below ``lease_until``: a stale tick reading would let a
+   leader whose loop stalled serve after its lease ended. A leader with
+   leases sends a round at every heartbeat, so the lease stays fresh idle
+   or busy. The lease belongs to one ballot's leadership (phase 1 done),
+   and ends with it.
+3. **Why it is safe.** Let ``T1`` be the first real time a ballot above
+   ``b`` has a quorum of promises. Before ``T1`` nobody leads such a
+   ballot, so nobody sends an ``Accept``, ``Heartbeat`` or ``ReadProbe`` of
+   one: every voter that answered round ``r`` guarding still guards ``b``
+   (renewed, never moved). That quorum meets the lease's quorum in a voter
+   ``N`` (or in the leader itself, which stops leading before it promises
+   any higher ballot, and so stops serving from the lease). ``N`` promised
+   after its guard lapsed, unless the candidate was ``b``'s owner, which
+   gave up ``b`` before campaigning again. ``N``'s guard lasts ``g`` of its
+   clock from a reading at or after the probe arrived, after ``s_r``; its
+   clock runs at most ``1 + rho`` times real time, so ``T1 >= s_r +
+   g / (1 + rho)``. The leader's clock runs at least ``1 - rho`` times
+   real time, so the lease ends by real time ``s_r + g (1 - rho) / (1 +
+   rho) / (1 - rho) = s_r + g / (1 + rho) <= T1``. A read served from the
+   lease was checked after it was asked and before the lease ended, so
+   before ``T1``: every value of a higher ballot is chosen after ``T1``,
+   after the read began, and need not be seen; values of ``b`` and below
+   are under the read index (1 above). A restart only lengthens ``N``'s
+   guard (1), and a voter without leases never counts (mixed clusters
+   fall back to rounds).
+4. **Followers** still ask the leader; the ask joins the next round. (The
+   leader has no reading taken after the ask arrived, a ``Receive``
+   carries none, and a round costs a LAN round trip, less than waiting for
+   the next tick's reading.)
+5. **What it assumes.** Every monotonic clock's rate stays within
+   ``rho`` of real time (5% by default: NTP slews by at most 0.05%). The
+   runtime's clock counts a suspended machine (node/driver.py reads
+   CLOCK_BOOTTIME where there is one; CLOCK_MONOTONIC stops while a VM or
+   laptop is suspended, and a leader suspended with a lease would resume
+   inside it). A process paused between the lease check and the reply only
+   delays the reply, which linearizability allows: the read took effect at
+   the check. A clock that jumps or a VM migrated with a stale clock breaks
+   the bound; use ReadIndex there (the default).
 """
 
 from __future__ import annotations
