@@ -373,6 +373,56 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
         ("tests/core/test_read_index.py", "tests/sim/test_reads.py"),
     ),
+    # ---------------------------------------------------------------- leader leases
+    m(
+        "lease: a follower answers probes as guarding but lets any candidate in",
+        "core/lease.py",
+        "        if not (self.pending or self.now_ms < self.until):\n            return False\n",
+        "        if True:\n            return False\n",
+        "tests/core/test_lease.py",
+        "tests/sim/test_lease.py",
+    ),
+    m(
+        "lease: the lease is the whole guard (the drift bound ignored)",
+        "core/lease.py",
+        "math.floor(guard_ms * (1 - drift_max) / (1 + drift_max))",
+        "guard_ms",
+        "tests/core/test_lease.py",
+        "tests/sim/test_lease.py",
+    ),
+    m(
+        "lease: a read is checked against the last tick's reading (a stalled loop stretches it)",
+        "core/multipaxos.py",
+        "                    self._mono_ms + event.elapsed_ms,\n",
+        "                    self._mono_ms,\n",
+        "tests/core/test_lease.py",
+    ),
+    m(
+        "lease: a follower's guard starts from the reading before the message arrived",
+        "core/lease.py",
+        "        self.ballot = ballot\n        self.pending = True\n",
+        "        self.ballot = ballot\n"
+        "        self.until = max(self.until, self.now_ms + self.guard_ms)\n",
+        "tests/core/test_lease.py",
+    ),
+    m(
+        "lease: a restarted node guards nobody until it hears a leader",
+        "core/lease.py",
+        "        # On from the start: the first reading sets ``until``.\n"
+        "        self.pending = True\n",
+        "        self.pending = False\n",
+        "tests/core/test_lease.py",
+    ),
+    m(
+        "lease: a reply without a guard counts towards a lease",
+        "core/reads.py",
+        "        if not m.guard_ms:\n"
+        "            guarded.pop(m.sender, None)  # (mixed leases, or it guards a newer leader)\n"
+        "            return\n",
+        "        if not m.guard_ms:\n"
+        "            m = ReadProbeReply(m.instance, m.sender, m.ballot, m.round, 150)\n",
+        "tests/core/test_lease.py",
+    ),
 )
 
 # The Go original's defects and the durable-vote rule that the model checker

@@ -407,8 +407,8 @@ class Reads:
             if r not in sent:
                 continue  # too old to give a lease that still holds
             peers = [g for got_r, g in guarded.values() if got_r >= r]
-            voters = [self._me, *(p for p, (got_r, _) in guarded.items() if got_r >= r)]
-            if all(rules.is_quorum(voters, sorted(c.voters)) for c in configs):
+            voters = {self._me, *(p for p, (got_r, _) in guarded.items() if got_r >= r)}
+            if all(c.is_quorum(voters) for c in configs):
                 assert self._leases is not None
                 until = sent[r] + lease_ms(min(peers), self._leases)
                 if self.lease_until is None or until > self.lease_until:

@@ -196,9 +196,9 @@ class Voter:
             self._send(m.sender, Nack(self._instance, self._me, m.ballot, promised))
             return
         self._election.follow(m.ballot, now)
-        guarding = self._heard(m.sender, m.ballot)
         self._learn_commit(m.ballot, m.commit, now)
         self._replied = (now, m.ballot)
+        guarding = self._heard(m.sender, m.ballot)
         guard_ms = self.guard.guard_ms if guarding and self.guard is not None else 0
         reply = ReadProbeReply(self._instance, self._me, m.ballot, m.round, guard_ms)
         self._send(m.sender, reply)
