@@ -414,6 +414,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "tests/core/test_lease.py",
     ),
     m(
+        "lease: a follower vouches for an older leader than the one it guards",
+        "core/lease.py",
+        "        if guarded is not None and ballot < guarded:\n",
+        "        if False:\n",
+        "tests/core/test_lease.py",
+    ),
+    m(
         "lease: a reply without a guard counts towards a lease",
         "core/reads.py",
         "        if not m.guard_ms:\n"
