@@ -131,7 +131,14 @@ from .leadership import Leadership
 from .lease import lease_ms
 from .log import SEQ_BITS, DecidedLog
 from .membership import Configuration
-from .messages import Message, ReadIndexAsk, ReadIndexGrant, ReadProbe, ReadProbeReply
+from .messages import (
+    Heartbeat,
+    Message,
+    ReadIndexAsk,
+    ReadIndexGrant,
+    ReadProbe,
+    ReadProbeReply,
+)
 from .types import Ballot
 
 __all__ = ["Reads", "read_index"]
@@ -321,18 +328,22 @@ class Reads:
         commit = log.decided_through
         probe = ReadProbe(self._instance, self._me, lead.ballot, self.round, commit)
         configs = self._configs()
-        if self._leases is None:
-            dst_ids = frozenset().union(*(c.voters for c in configs))
-        else:
-            # Learners too: with leases every heartbeat is a probe.
-            dst_ids = frozenset().union(*(c.members for c in configs))
+        voters = frozenset().union(*(c.voters for c in configs))
+        for dst in sorted(voters - {self._me}):
+            self._send(dst, probe)
+        if self._leases is not None:
             sent = self._sent_ms
             sent[self.round] = self.mono_ms  # read before the send: never later
             oldest = self.mono_ms - self._lease_ms_max
             for r in [r for r, at in sent.items() if at < oldest]:
                 del sent[r]  # any lease it could give has ended
-        for dst in sorted(dst_ids - {self._me}):
-            self._send(dst, probe)
+            # With leases every heartbeat is a round: learners get the
+            # heartbeat itself, whose reply reports how far they are.
+            learners = frozenset().union(*(c.members for c in configs)) - voters
+            if learners:
+                beat = Heartbeat(self._instance, self._me, lead.ballot, commit)
+                for dst in sorted(learners - {self._me}):
+                    self._send(dst, beat)
         lead.heartbeat_sent(now, commit)
         self._confirm()  # a single member is its own quorum
 

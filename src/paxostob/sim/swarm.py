@@ -132,9 +132,12 @@ MEMBERSHIP_PLANS: dict[str, tuple[int, tuple[tuple[str, str], ...]]] = {
 MEMBERSHIP_RULES = ("alpha", "no-delay")
 #: Linearizable reads (``ReadIndex``) the run asks, one at a random live node per
 #: broadcast: ``off`` (the default: the draws and schedules of existing seeds
-#: stay as they were), ``read-index`` (the core's rule), or the deliberate bug
+#: stay as they were), ``read-index`` (the core's rule), the deliberate bug
 #: ``no-quorum``: the runner forges every peer's answer to a leader's read
-#: probe, so a leader serves reads without a quorum confirming it still leads.
+#: probe, so a leader serves reads without a quorum confirming it still leads,
+#: or ``lease``: every replica runs with leader leases, and the run draws clock
+#: drift and explicit campaigns (module docstring) and reads at every node that
+#: believes it leads, every tick.
 READ_MODES = ("off", "read-index", "no-quorum", "lease")
 #: With ``reads="lease"``: ``intact`` (the core's rule, the only one ever drawn)
 #: or a deliberate bug the simulator must catch as a stale read:
