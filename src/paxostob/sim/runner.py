@@ -15,7 +15,9 @@ handles ticks 1, 2, ... one at a time:
 4. one ``Tick`` to every live replica, in member order; a Multi-Paxos
    replica's carries its wall clock (the true time, ``SIM_EPOCH_MS`` plus
    ``SIM_TICK_MS`` per tick, plus the node's offset, which the schedule's
-   clock jumps change) and 10 ms of monotonic time.
+   clock jumps change) and 10 ms of monotonic time (in lease runs, what the
+   node's own clock rate, ``Schedule.drift``, makes of 10 ms; a read then
+   carries a fresh reading too, ``ReadIndex.elapsed_ms``).
 
 Multi-Paxos replicas run as the asyncio runtime runs them, each on a
 ``MemoryStorage`` with a small application (``app.SimApp``): their Readys go
