@@ -61,6 +61,16 @@ def probes(envs: list[Envelope]) -> list[Envelope]:
     return [e for e in envs if isinstance(e.message, ReadProbe)]
 
 
+def next_round(net: Net, leader: str) -> tuple[int, list[Envelope]]:
+    """Tick ``leader`` alone until it sends a probe round: its reading then, and the probes."""
+    for _ in range(10):
+        clock_tick(net, leader)
+        sent = probes(net.out(leader))
+        if sent:
+            return net.r[leader].reads.mono_ms, sent
+    raise AssertionError("no probe round in 10 ticks")
+
+
 def test_the_lease_length_takes_the_drift_bound_off_the_guard() -> None:
     assert LEASES.guard_ms == 150
     assert lease_ms(150, 0.05) == LEASE_MS
@@ -74,6 +84,22 @@ def test_a_read_under_a_valid_lease_is_served_with_no_probe() -> None:
     sent = net.out("a")
     assert probes(sent) == []
     assert net.served == [("a", 1, 1)]
+
+
+def test_the_lease_stays_fresh_under_load() -> None:
+    """A commit heartbeat after every decision must not stand in for the lease's round."""
+    net = Net("abc", config=LEASES)
+    leased(net)
+    a = net.r["a"]
+    for k in range(30):  # 300 ms of writes, one decided every tick
+        a.step(Propose(f"w{k}".encode()))
+        clock_tick(net, "abc")
+        net.settle()
+    until = a.reads.lease_until
+    assert until is not None and until - a.reads.mono_ms > LEASE_MS // 2
+    a.step(ReadIndex(1, elapsed_ms=0))
+    assert probes(net.out("a")) == []
+    assert [rid for _, rid, _ in net.served] == [1]
 
 
 def test_a_read_without_a_fresh_reading_takes_a_round() -> None:
@@ -108,11 +134,7 @@ def test_the_lease_ends_at_send_time_plus_the_drift_adjusted_guard() -> None:
     net = Net("abc", config=LEASES)
     leased(net)
     a = net.r["a"]
-    for _ in range(3):  # the next heartbeat: a probe round sent at reading s
-        clock_tick(net, "a")
-    s = a.reads.mono_ms
-    round_probes = probes(net.out("a"))
-    assert round_probes
+    s, round_probes = next_round(net, "a")  # the next heartbeat: a round sent at reading s
     net.deliver(p for p in round_probes if p.dst == "b")
     net.deliver(net.out("b"))
     net.out("a")
@@ -142,6 +164,9 @@ def test_the_guard_drops_another_nodes_prepare_and_campaign_until_it_lapses() ->
     net = Net("abc", config=LEASES)
     leased(net)
     ballot_a = net.r["a"].ballot
+    net.deliver(next_round(net, "a")[1])  # b and c hear a (after their last tick)
+    net.out("b")
+    net.out("c")
     # a is cut off; c campaigns explicitly (no pre-vote).
     net.r["c"].step(Campaign())
     sent = net.out("c")
@@ -182,9 +207,7 @@ def test_a_guard_starts_from_the_reading_after_the_probe_arrived() -> None:
     net = Net("abc", config=LEASES)
     leased(net)
     b = net.r["b"]
-    for _ in range(3):
-        clock_tick(net, "a")
-    round_probes = [p for p in probes(net.out("a")) if p.dst == "b"]
+    round_probes = [p for p in next_round(net, "a")[1] if p.dst == "b"]
     # b's loop stalled 300 ms since its last tick; the probe is stepped, then the tick.
     net.deliver(round_probes)
     net.out("b")
@@ -226,9 +249,7 @@ def test_a_follower_of_a_newer_leader_vouches_for_no_older_one() -> None:
     net = Net("abc", config=LEASES)
     leased(net)
     ballot_a = net.r["a"].ballot
-    for _ in range(3):
-        clock_tick(net, "a")
-    old_probes = [p for p in probes(net.out("a")) if p.dst == "b"]  # held back
+    old_probes = [p for p in next_round(net, "a")[1] if p.dst == "b"]  # held back
     assert old_probes
     # c takes over with a (b is cut off); b promised nothing above a's ballot.
     net.isolated = {"b"}
@@ -238,9 +259,7 @@ def test_a_follower_of_a_newer_leader_vouches_for_no_older_one() -> None:
         net.settle()
     c = net.r["c"]
     assert c.role is Role.LEADER
-    for _ in range(3):
-        clock_tick(net, "c")
-    net.deliver(p for p in probes(net.out("c")) if p.dst == "b")  # b hears c: it follows c
+    net.deliver(p for p in next_round(net, "c")[1] if p.dst == "b")  # b hears c: it follows c
     to_c = [e.message for e in net.out("b") if isinstance(e.message, ReadProbeReply)]
     assert [(m.ballot, m.guard_ms) for m in to_c] == [(c.ballot, 150)]
     assert net.r["b"].acceptor.promised == ballot_a  # a probe raises no promise

@@ -421,6 +421,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "tests/core/test_lease.py",
     ),
     m(
+        "lease: commit heartbeats stand in for the lease's rounds (it lapses under load)",
+        "core/multipaxos.py",
+        "            and now >= self.reads.round_at + self.config.heartbeat_ticks\n",
+        "            and now >= lead.heartbeat_due\n",
+        "tests/core/test_lease.py",
+    ),
+    m(
         "lease: a reply without a guard counts towards a lease",
         "core/reads.py",
         "        if not m.guard_ms:\n"

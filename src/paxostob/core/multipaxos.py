@@ -480,8 +480,14 @@ class MultiPaxosReplica:
         el = self.election
         following = el.leading is None
         lead = el.leading
-        if self.guard is not None and lead is not None and now >= lead.heartbeat_due:
-            self.reads.lease_round(now, lead, self.log)  # the heartbeat, as a probe
+        if (
+            self.guard is not None
+            and lead is not None
+            and now >= self.reads.round_at + self.config.heartbeat_ticks
+        ):
+            # A round every heartbeat, in place of it: a commit heartbeat
+            # (under load, one per decision) does not refresh the lease.
+            self.reads.lease_round(now, lead, self.log)
         el.tick(now)
         if following:
             self.proposals.reforward_due(now, el.leader)

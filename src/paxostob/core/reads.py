@@ -186,6 +186,7 @@ class Reads:
         "leased",
         "mono_ms",
         "round",
+        "round_at",
         "waiting",
     )
 
@@ -234,6 +235,8 @@ class Reads:
         self._acked: dict[str, int] = {}
         #: When the last round started; None: a round is due (its probes may be lost).
         self._probed_at: int | None = 0
+        #: The tick the last round started (leases: one is due every heartbeat).
+        self.round_at = 0
         # Leases ('Leases' above; None: off): the drift bound, the longest
         # lease one of our rounds can give, the monotonic reading of the
         # last Tick (set by the replica), each round's reading when sent,
@@ -323,7 +326,7 @@ class Reads:
         self._unsent = []
         self._queued = []
         self._rounds[self.round] = entries
-        self._probed_at = now
+        self._probed_at = self.round_at = now
         # The probe is the leader's heartbeat too: one frame per peer, not two.
         commit = log.decided_through
         probe = ReadProbe(self._instance, self._me, lead.ballot, self.round, commit)
