@@ -22,6 +22,7 @@ from paxostob.core.messages import (
     ReadProbeReply,
 )
 from paxostob.core.multipaxos import LogConfig, MultiPaxosReplica, Role
+from paxostob.core.types import Ballot
 
 from .scenario import Net
 
@@ -59,6 +60,13 @@ def leased(net: Net, leader: str = "a") -> None:
 
 def probes(envs: list[Envelope]) -> list[Envelope]:
     return [e for e in envs if isinstance(e.message, ReadProbe)]
+
+
+def prepare_from(net: Net, sender: str, dst: str) -> list[Envelope]:
+    """A ``Prepare`` from ``sender`` to ``dst``, above every ballot ``dst`` promised."""
+    r = net.r[dst]
+    ballot = Ballot(r.acceptor.promised.round + 1, sender)
+    return [Envelope(dst, Prepare(r.instance, sender, ballot, r.log.decided_through + 1))]
 
 
 def next_round(net: Net, leader: str) -> tuple[int, list[Envelope]]:
@@ -160,22 +168,18 @@ def test_a_stalled_loop_cannot_stretch_a_lease() -> None:
     assert net.served == []
 
 
-def test_the_guard_drops_another_nodes_prepare_and_campaign_until_it_lapses() -> None:
+def test_the_guard_drops_another_nodes_prepare_until_it_lapses() -> None:
     net = Net("abc", config=LEASES)
     leased(net)
     ballot_a = net.r["a"].ballot
     net.deliver(next_round(net, "a")[1])  # b and c hear a (after their last tick)
     net.out("b")
     net.out("c")
-    # a is cut off; c campaigns explicitly (no pre-vote).
-    net.r["c"].step(Campaign())
-    sent = net.out("c")
-    to_b = [e for e in sent if e.dst == "b" and isinstance(e.message, Prepare)]
-    assert to_b
+    # a is cut off; c's Prepare (a campaign with no pre-vote) reaches b.
+    to_b = prepare_from(net, "c", "b")
     net.deliver(to_b)
     assert net.out("b") == []  # dropped: neither Promise nor Nack
     assert net.r["b"].acceptor.promised == ballot_a
-    assert net.r["c"].acceptor.promised == ballot_a  # c guards a against itself too
     # b heard a after its last tick: the guard lasts 150 ms of b's clock from
     # the next tick's reading.
     for _ in range(15):
@@ -191,6 +195,27 @@ def test_the_guard_drops_another_nodes_prepare_and_campaign_until_it_lapses() ->
     prepare = to_b[0].message
     assert isinstance(prepare, Prepare)
     assert [(type(m), m.ballot) for m in answers] == [(Promise, prepare.ballot)]
+
+
+def test_a_guarding_node_defers_its_own_campaign_until_its_guard_lapses() -> None:
+    """It may have vouched for the lease: no ballot of its own, and its own promise first."""
+    net = Net("abc", config=LEASES)
+    leased(net)
+    ballot_a = net.r["a"].ballot
+    net.deliver(next_round(net, "a")[1])
+    net.out("b")
+    c = net.r["c"]
+    net.out("c")
+    c.step(Campaign())  # explicit: no pre-vote
+    assert [e for e in net.out("c") if isinstance(e.message, Prepare)] == []
+    assert c.acceptor.promised == ballot_a and c.role is Role.FOLLOWER
+    for _ in range(15):  # up to 140 ms after the reading that followed a's probe
+        clock_tick(net, "c")
+        assert [e for e in net.out("c") if isinstance(e.message, Prepare)] == []
+    clock_tick(net, "c")  # 150 ms: the guard lapsed, the campaign goes ahead
+    sent = [e for e in net.out("c") if isinstance(e.message, Prepare)]
+    assert sorted(e.dst for e in sent) == ["a", "b"]
+    assert c.role is Role.CANDIDATE and c.acceptor.promised == c.ballot  # its own promise first
 
 
 def test_the_guard_lets_the_leader_it_follows_prepare_again() -> None:
@@ -213,8 +238,7 @@ def test_a_guard_starts_from_the_reading_after_the_probe_arrived() -> None:
     net.out("b")
     clock_tick(net, "b", ms=300)
     heard_at = b._mono_ms  # the reading after the probe arrived
-    net.r["c"].step(Campaign())
-    to_b = [e for e in net.out("c") if e.dst == "b" and isinstance(e.message, Prepare)]
+    to_b = prepare_from(net, "c", "b")
     clock_tick(net, "b", ms=149)
     net.deliver(to_b)
     assert net.out("b") == [], b._mono_ms - heard_at  # 149 ms after: still guarding
@@ -230,8 +254,7 @@ def test_the_guard_is_on_after_a_restart() -> None:
     b = net.r["b"]
     net.r["b"] = fresh = MultiPaxosReplica("b", net.members, random.Random("b2"), config=LEASES)
     fresh.step(Restore(b.acceptor.promised, [], [], incarnation=2))
-    net.r["c"].step(Campaign())
-    to_b = [e for e in net.out("c") if e.dst == "b" and isinstance(e.message, Prepare)]
+    to_b = prepare_from(net, "c", "b")
     net.deliver(to_b)
     assert net.out("b") == []  # before its first reading
     clock_tick(net, "b")
@@ -253,9 +276,9 @@ def test_a_follower_of_a_newer_leader_vouches_for_no_older_one() -> None:
     assert old_probes
     # c takes over with a (b is cut off); b promised nothing above a's ballot.
     net.isolated = {"b"}
-    net.r["c"].step(Campaign())
-    for _ in range(20):
-        clock_tick(net, "ac")
+    net.r["c"].step(Campaign())  # it waits until a is silent for c's guard
+    for _ in range(30):
+        clock_tick(net, "c")  # a's loop is frozen: it sends nothing on its own
         net.settle()
     c = net.r["c"]
     assert c.role is Role.LEADER

@@ -427,6 +427,23 @@ MUTANTS: tuple[Mutant, ...] = (
         "            and now >= lead.heartbeat_due\n",
         "tests/core/test_lease.py",
     ),
+    Mutant(
+        "lease: a guarding node refuses its own Prepare instead of deferring its campaign",
+        (
+            (
+                "core/election.py",
+                "        if guard is not None and guard.refuses(self._me):\n",
+                "        if False:\n",
+            ),
+            (
+                "core/voter.py",
+                "            and m.sender != self._me  # (our own campaigns wait for the guard: "
+                "election.py)\n",
+                "",
+            ),
+        ),
+        ("tests/core/test_lease.py", "tests/sim/test_lease.py"),
+    ),
     m(
         "lease: a reply without a guard counts towards a lease",
         "core/reads.py",

@@ -14,7 +14,7 @@ shows; its drift rates are drawn from the seed like any lease run's.
 Measured when written (seeds 0..59): ``no-guard`` (followers answer probes
 as guarding but promise anyone at once) is caught at 30 of them, the
 first at seed 0; ``ignore-drift`` (replicas configured with no drift bound,
-clocks drifting by up to 40%) at seeds 6 and 32. The intact rule passes
+clocks drifting by up to 40%) at 5 of them, the first at seed 16. The intact rule passes
 seeds 0..199 of ``FOCUS`` at either bound and seeds 0..399 of the swarm.
 """
 
@@ -68,9 +68,9 @@ def test_followers_that_do_not_guard_are_caught() -> None:
 
 
 def test_a_lease_that_ignores_clock_drift_is_caught() -> None:
-    broken = simulate(6, reads="lease", lease_rule="ignore-drift", lease_drift_max=0.4, **FOCUS)
+    broken = simulate(16, reads="lease", lease_rule="ignore-drift", lease_drift_max=0.4, **FOCUS)
     assert broken.failure is not None and broken.failure.prop == "read freshness"
-    assert simulate(6, reads="lease", lease_drift_max=0.4, **FOCUS).ok  # the intact rule
+    assert simulate(16, reads="lease", lease_drift_max=0.4, **FOCUS).ok  # the intact rule
 
 
 def test_lease_runs_draw_drift_at_the_bounds_and_leave_other_runs_alone() -> None:
@@ -83,3 +83,10 @@ def test_lease_runs_draw_drift_at_the_bounds_and_leave_other_runs_alone() -> Non
     assert plain.drift == () and plain.campaigns == ()
     # The lease draws come last: the rest of the schedule is the plain one's.
     assert (schedule.partitions, schedule.proposals) == (plain.partitions, plain.proposals)
+
+
+def test_a_guarding_candidate_never_leads_without_its_own_promise_saved() -> None:
+    """Seed 354: the guard once refused the node's own Prepare, so it led without its own
+    promise saved, crashed, and proposed a second value in the same ballot ("chosen value")."""
+    outcome = simulate(354, reads="lease")
+    assert outcome.ok, outcome.failure

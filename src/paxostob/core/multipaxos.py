@@ -333,6 +333,10 @@ class MultiPaxosReplica:
             batch_count_max=cfg.batch_count_max,
             batch_bytes_max=cfg.batch_bytes_max,
         )
+        # Leases (core/reads.py, 'Leases'): our guard as a follower, on from
+        # the start, and the monotonic ms the runtime's ticks reported.
+        self.guard = Guard(cfg.guard_ms) if cfg.leases else None
+        self._mono_ms = 0
         # Who leads, and our own leadership.
         self.election = Election(
             me=node_id,
@@ -346,11 +350,8 @@ class MultiPaxosReplica:
             outbox=box,
             decide=self._decide,
             now=self._now,
+            guard=self.guard,
         )
-        # Leases (core/reads.py, 'Leases'): our guard as a follower, on from
-        # the start, and the monotonic ms the runtime's ticks reported.
-        self.guard = Guard(cfg.guard_ms) if cfg.leases else None
-        self._mono_ms = 0
         # The acceptor's answers to a ballot's owner, and learning from its watermark.
         self._voter = Voter(
             me=node_id,

@@ -60,9 +60,13 @@ once, with no round. The rule:
    that hears the leader it follows (an ``Accept``, ``Heartbeat`` or
    ``ReadProbe`` of a ballot ``b`` it admits, from ``b``'s owner, ``b`` not
    below the ballot it guards already) refuses every ``Prepare`` of a
-   ballot above its promise from any node but ``b``'s owner, itself
-   included (``Campaign`` and catch-up elections skip pre-vote, so
-   pre-vote alone guards nothing), until ``guard_ms`` (the shortest
+   ballot above its promise from any other node than ``b``'s owner
+   (``Campaign`` and catch-up elections skip pre-vote, so pre-vote alone
+   guards nothing), and starts no phase 1 of its own (a ``Campaign``, its
+   timer or a stuck catch-up waits, ``Election.deferred``; its own
+   ``Prepare`` is never refused instead: its promise must be saved before
+   the ``Prepare`` leaves, or a crash could let it reuse the ballot,
+   simulator seed 354), until ``guard_ms`` (the shortest
    election timeout, in ms) of its own monotonic clock have passed since
    a reading taken at or after the message arrived: the guard is
    *pending* on receipt and ``until = next reading + guard_ms`` (the

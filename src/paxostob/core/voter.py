@@ -14,8 +14,9 @@ leader's ballot, and learns what a leader's commit watermark says decided.
 - With leases (``LogConfig.leases``, core/reads.py 'Leases'): hearing the
   leader we follow (an admitted ``Accept``, ``Heartbeat`` or ``ReadProbe``
   from its ballot's owner) starts our ``Guard``; while it holds, a
-  ``Prepare`` of a higher ballot from any other node (ourselves included)
-  is dropped unanswered, and a probe's reply says how long we guard.
+  ``Prepare`` of a higher ballot from any other node is dropped unanswered
+  (our own campaigns wait for the guard instead: election.py), and a
+  probe's reply says how long we guard.
 - Learning from a watermark (multipaxos.py, 'Learning'): a slot ``s <= c``
   is decided when the leader of ballot ``b`` says every slot ``<= c`` is
   decided and we accepted ``s`` in ``b``; anything else is fetched.
@@ -116,6 +117,7 @@ class Voter:
         if (
             guard is not None
             and not again
+            and m.sender != self._me  # (our own campaigns wait for the guard: election.py)
             and m.ballot > acceptor.promised
             and guard.refuses(m.sender)
         ):
