@@ -208,7 +208,7 @@ def test_a_guarding_node_defers_its_own_campaign_until_its_guard_lapses() -> Non
     net.out("c")
     c.step(Campaign())  # explicit: no pre-vote
     assert [e for e in net.out("c") if isinstance(e.message, Prepare)] == []
-    assert c.acceptor.promised == ballot_a and c.role is Role.FOLLOWER
+    assert c.acceptor.promised == ballot_a and c.election.role is Role.FOLLOWER
     for _ in range(15):  # up to 140 ms after the reading that followed a's probe
         clock_tick(net, "c")
         assert [e for e in net.out("c") if isinstance(e.message, Prepare)] == []
