@@ -203,16 +203,16 @@ def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
         fut.set_exception(error)
 
 
-#: The monotonic clock of ``Tick.elapsed_ms`` and of a read's fresh reading.
-#: CLOCK_BOOTTIME where there is one (Linux): it also counts time the machine
-#: spent suspended, which CLOCK_MONOTONIC does not. A leader suspended with a
-#: lease would otherwise resume believing no time passed and serve reads
-#: while another node leads (its followers' guards ran out meanwhile).
+#: The monotonic clock of a node with leader leases (``Driver(mono_ms=...)``):
+#: CLOCK_BOOTTIME where there is one (Linux), which also counts time the
+#: machine spent suspended; CLOCK_MONOTONIC (the loop's clock) does not, and a
+#: leader suspended with a lease would resume believing no time passed and
+#: serve reads while another node leads (its followers' guards ran out).
 _BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)
 
 
 def monotonic_ms() -> int:
-    """Whole ms of the monotonic clock leases and the log's clock run on (``_BOOTTIME``)."""
+    """Whole ms of CLOCK_BOOTTIME (CLOCK_MONOTONIC where there is none): leases' clock."""
     if _BOOTTIME is not None:
         return time.clock_gettime_ns(_BOOTTIME) // 1_000_000
     return time.monotonic_ns() // 1_000_000
@@ -236,6 +236,7 @@ class Driver:
         inline_saves: bool = True,
         on_failure: Callable[[Exception], NodeFailedError] | None = None,
         wall_clock: Callable[[], float] | None = None,
+        mono_ms: Callable[[], int] | None = None,
     ) -> None:
         if tick_interval_s <= 0:
             raise ValueError("tick_interval_s must be > 0")
@@ -271,8 +272,11 @@ class Driver:
         self.inline_saves = inline_saves
         #: The thread of threaded saves, started by the first one.
         self._saver: _Saver | None = None
-        #: The ``monotonic_ms`` reading of the last Tick (None: none yet).
-        self.tick_ms: int | None = None
+        #: The monotonic clock of ``Tick.elapsed_ms`` and of ``since_tick_ms``
+        #: (whole ms; None: the loop's own clock, so a test on virtual time
+        #: stays on it), and its reading at the last Tick (None: none yet).
+        self._mono_ms = mono_ms
+        self.tick_reading_ms: int | None = None
         #: Called once, in the driver task, when the node fails: makes the
         #: error every caller gets (and fails what waits on the node).
         self._on_failure = on_failure
@@ -479,10 +483,11 @@ class Driver:
                     else:
                         # Whole milliseconds of the monotonic clock, differenced:
                         # rounding each interval instead would drift.
-                        mono_ms = monotonic_ms()
-                        last_ms = self.tick_ms
+                        read = self._mono_ms
+                        mono_ms = int(now * 1000) if read is None else read()
+                        last_ms = self.tick_reading_ms
                         elapsed = 0 if last_ms is None else mono_ms - last_ms
-                        self.tick_ms = mono_ms
+                        self.tick_reading_ms = mono_ms
                         replica.step(Tick(int(wall_clock() * 1000), elapsed))
                     # After a long stall, do not replay every missed tick at once.
                     next_tick = max(next_tick + self.tick_interval_s, now)
@@ -499,8 +504,14 @@ class Driver:
         ticks' clock, and taken after the read was asked, however long ago
         the loop last ticked.
         """
-        last = self.tick_ms
-        return 0 if last is None else monotonic_ms() - last
+        last = self.tick_reading_ms
+        return 0 if last is None else self._read_ms() - last
+
+    def _read_ms(self) -> int:
+        read = self._mono_ms
+        if read is not None:
+            return read()
+        return int(asyncio.get_running_loop().time() * 1000)
 
     async def _drain(self) -> None:
         pipeline = self.pipeline

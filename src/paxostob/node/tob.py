@@ -64,7 +64,7 @@ from ._common import (
     store_directory,
     within,
 )
-from .driver import Driver
+from .driver import Driver, monotonic_ms
 
 __all__ = ["CopyingStateMachine", "SnapshotStats", "StateMachine", "TotalOrderBroadcast"]
 
@@ -375,6 +375,8 @@ class TotalOrderBroadcast(AsyncLifetime):
             room=self._room,
             on_failure=self._on_failure,
             wall_clock=wall_clock,
+            # Leases count time a suspended machine slept (driver.monotonic_ms).
+            mono_ms=monotonic_ms if config.leases else None,
         )
         #: This node's proposals not yet delivered here: the future of each and
         #: whether it resolves with the state machine's result (``submit``) or
