@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import random
 
-from paxostob.core.events import Campaign, Propose, ReadIndex, Restore, Tick
+from paxostob.core.events import Campaign, Propose, ReadIndex, Receive, Restore, Tick
 from paxostob.core.lease import lease_ms
 from paxostob.core.messages import (
     Envelope,
     Nack,
     Prepare,
     Promise,
+    ReadIndexAsk,
+    ReadIndexGrant,
     ReadProbe,
     ReadProbeReply,
 )
@@ -108,6 +110,33 @@ def test_the_lease_stays_fresh_under_load() -> None:
     a.step(ReadIndex(1, elapsed_ms=0))
     assert probes(net.out("a")) == []
     assert [rid for _, rid, _ in net.served] == [1]
+
+
+def test_a_followers_ask_under_a_valid_lease_is_granted_with_no_round() -> None:
+    net = Net("abc", config=LEASES)
+    leased(net)
+    net.r["c"].step(ReadIndex(1))
+    asks = net.out("c")
+    assert [type(e.message) for e in asks] == [ReadIndexAsk]
+    net.r["a"].step(Receive(asks[0], elapsed_ms=1))  # read after the ask arrived
+    sent = net.out("a")
+    assert probes(sent) == []
+    assert [(type(e.message), e.dst) for e in sent] == [(ReadIndexGrant, "c")]
+    net.deliver(sent)
+    net.out("c")
+    assert net.served == [("c", 1, 1)]
+
+
+def test_a_stalled_leader_grants_no_ask_from_its_lease() -> None:
+    """The ask is stepped 500 ms after the last tick: the lease ended, the ask takes a round."""
+    net = Net("abc", config=LEASES)
+    leased(net)
+    net.r["c"].step(ReadIndex(1))
+    asks = net.out("c")
+    net.r["a"].step(Receive(asks[0], elapsed_ms=500))
+    sent = net.out("a")
+    assert sorted(e.dst for e in probes(sent)) == ["b", "c"]
+    assert not any(isinstance(e.message, ReadIndexGrant) for e in sent)
 
 
 def test_a_read_without_a_fresh_reading_takes_a_round() -> None:

@@ -445,6 +445,13 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/core/test_lease.py", "tests/sim/test_lease.py"),
     ),
     m(
+        "lease: a follower's ask is granted by the last tick's reading (a stall stretches it)",
+        "core/multipaxos.py",
+        "                self._on_ask(m, self._mono_ms + event.elapsed_ms)\n",
+        "                self._on_ask(m, self._mono_ms)\n",
+        "tests/core/test_lease.py",
+    ),
+    m(
         "lease: a reply without a guard counts towards a lease",
         "core/reads.py",
         "        if not m.guard_ms:\n"

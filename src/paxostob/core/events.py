@@ -73,7 +73,15 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class Receive:
+    """A message arrived. ``elapsed_ms``: as ``ReadIndex.elapsed_ms``, read after it arrived.
+
+    A leader with a lease grants a follower's ``ReadIndexAsk`` with no round
+    when this fresh reading shows its lease still holds; without it the ask
+    joins the next round.
+    """
+
     envelope: Envelope
+    elapsed_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -389,7 +389,12 @@ class MultiPaxosReplica:
     def step(self, event: Event) -> None:
         """Feed one event. Never raises because of what peers or the network did."""
         if isinstance(event, Receive):
-            self._receive(event.envelope.message)
+            m = event.envelope.message
+            if event.elapsed_ms is not None and isinstance(m, ReadIndexAsk):
+                # The one message a fresh reading serves: an ask a lease may grant.
+                self._on_ask(m, self._mono_ms + event.elapsed_ms)
+            else:
+                self._receive(m)
         elif isinstance(event, Propose):
             # The runtime's most frequent event after Receive (one per
             # broadcast): tested second, and it returns at once since a
@@ -588,6 +593,15 @@ class MultiPaxosReplica:
             self.ignored += not self.reads.on_message(m, el.leading, now)
         else:
             self.ignored += 1
+
+    def _on_ask(self, m: ReadIndexAsk, fresh_ms: int) -> None:
+        """A follower's ask, with a reading taken after it arrived (leases: ``Receive``)."""
+        if m.instance != self.instance:
+            self.ignored += 1
+            return
+        lead = self.election.leading
+        if self.guard is None or not self.reads.grant_leased(m, lead, fresh_ms, self.log):
+            self.ignored += not self.reads.on_ask(m, lead)
 
     # =============================================================== learner
 

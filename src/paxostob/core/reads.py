@@ -110,10 +110,13 @@ once, with no round. The rule:
    are under the read index (1 above). A restart only lengthens ``N``'s
    guard (1), and a voter without leases never counts (mixed clusters
    fall back to rounds).
-4. **Followers** still ask the leader; the ask joins the next round. (The
-   leader has no reading taken after the ask arrived, a ``Receive``
-   carries none, and a round costs a LAN round trip, less than waiting for
-   the next tick's reading.)
+4. **Followers** still ask the leader. A runtime with leases steps each
+   ``Receive`` with a reading taken after the message arrived
+   (``Receive.elapsed_ms``: the driver reads its clock once per batch of
+   its inbox, after the batch arrived); a leader whose lease holds at that
+   reading grants the ask at once (``grant_leased``), with no round: the
+   grant is confirmed after the ask was sent, as a round's is. Otherwise
+   the ask joins the next round.
 5. **What it assumes.** Every monotonic clock's rate stays within
    ``rho`` of real time (5% by default: NTP slews by at most 0.05%). The
    runtime's clock counts a suspended machine (node/driver.py reads
@@ -252,7 +255,7 @@ class Reads:
         self._sent_ms: dict[int, int] = {}
         self._guarded: dict[str, tuple[int, int]] = {}
         self.lease_until: int | None = None
-        #: Reads served from the lease (no round), for status and tests.
+        #: Reads served and asks granted from the lease (no round), for INFO and tests.
         self.leased = 0
 
     # ------------------------------------------------------------- requests
@@ -388,6 +391,22 @@ class Reads:
         if isinstance(m, ReadIndexAsk):
             return self.on_ask(m, lead)
         return self.on_grant(m)
+
+    def grant_leased(
+        self, m: ReadIndexAsk, lead: Leadership | None, fresh_ms: int, log: DecidedLog
+    ) -> bool:
+        """Grant a follower's ask from our lease, with no round; False: no lease holds.
+
+        ``fresh_ms`` was read after the ask arrived: the grant is confirmed
+        after the follower asked, as a round's would be.
+        """
+        self._sync(lead)
+        until = self.lease_until
+        if lead is None or until is None or fresh_ms >= until:
+            return False
+        self._send(m.sender, ReadIndexGrant(self._instance, self._me, m.ask, read_index(lead, log)))
+        self.leased += 1
+        return True
 
     def on_ask(self, m: ReadIndexAsk, lead: Leadership | None) -> bool:
         """A follower's ask: into the next round; False when we do not lead (ignored)."""

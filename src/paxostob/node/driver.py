@@ -470,10 +470,13 @@ class Driver:
                         timer.cancel()
                 wake.clear()
                 self._collect()
+                # With leases: one reading, taken after everything in the
+                # inbox arrived (a lease may grant a follower's read ask).
+                fresh = None if self._mono_ms is None or not inbox else self.since_tick_ms()
                 while inbox:
                     item = inbox.popleft()
                     if isinstance(item, Envelope):
-                        replica.step(Receive(item))
+                        replica.step(Receive(item) if fresh is None else Receive(item, fresh))
                     else:
                         item()
                 now = loop.time()

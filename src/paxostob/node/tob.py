@@ -615,7 +615,8 @@ class TotalOrderBroadcast(AsyncLifetime):
 
     @property
     def reads_leased(self) -> int:
-        """``read_index`` calls this node served from its leader lease, with no round."""
+        """Reads this node served from its leader lease with no round: its own
+        ``read_index`` calls, and followers' asks it granted."""
         return self._replica.reads.leased
 
     async def read_index(self, *, timeout: float | None = None) -> None:

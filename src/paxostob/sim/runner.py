@@ -1139,6 +1139,9 @@ class _TobRun(_Run):
 
     def step(self, node: str, event: Event) -> None:
         r = self.replicas[node]
+        if self.options.reads == "lease" and isinstance(event, Receive):
+            # A reading taken now, after the message arrived (a lease may grant an ask).
+            event = Receive(event.envelope, self.mono_ms(node) - self.mono_read[node])
         r.step(event)
         self._saw_clock(node, r)
         self.drain(node)
