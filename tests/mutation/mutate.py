@@ -442,7 +442,7 @@ MUTANTS: tuple[Mutant, ...] = (
                 "",
             ),
         ),
-        ("tests/core/test_lease.py", "tests/sim/test_lease.py"),
+        ("tests/core/test_lease.py",),
     ),
     m(
         "lease: a follower's ask is granted by the last tick's reading (a stall stretches it)",

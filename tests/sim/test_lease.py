@@ -84,10 +84,3 @@ def test_lease_runs_draw_drift_at_the_bounds_and_leave_other_runs_alone() -> Non
     assert plain.drift == () and plain.campaigns == ()
     # The lease draws come last: the rest of the schedule is the plain one's.
     assert (schedule.partitions, schedule.proposals) == (plain.partitions, plain.proposals)
-
-
-def test_a_guarding_candidate_never_leads_without_its_own_promise_saved() -> None:
-    """Seed 354: the guard once refused the node's own Prepare, so it led without its own
-    promise saved, crashed, and proposed a second value in the same ballot ("chosen value")."""
-    outcome = simulate(354, reads="lease")
-    assert outcome.ok, outcome.failure

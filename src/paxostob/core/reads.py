@@ -65,8 +65,8 @@ once, with no round. The rule:
    guards nothing), and starts no phase 1 of its own (a ``Campaign``, its
    timer or a stuck catch-up waits, ``Election.deferred``; its own
    ``Prepare`` is never refused instead: its promise must be saved before
-   the ``Prepare`` leaves, or a crash could let it reuse the ballot,
-   simulator seed 354), until ``guard_ms`` (the shortest
+   the ``Prepare`` leaves, or a crash could let it reuse the ballot: the
+   simulator found that), until ``guard_ms`` (the shortest
    election timeout, in ms) of its own monotonic clock have passed since
    a reading taken at or after the message arrived: the guard is
    *pending* on receipt and ``until = next reading + guard_ms`` (the
