@@ -97,8 +97,9 @@ once, with no round. The rule:
    (renewed, never moved). That quorum meets the lease's quorum in a voter
    ``N`` (or in the leader itself, which stops leading before it promises
    any higher ballot, and so stops serving from the lease). ``N`` promised
-   after its guard lapsed, unless the candidate was ``b``'s owner, which
-   gave up ``b`` before campaigning again. ``N``'s guard lasts ``g`` of its
+   after its guard lapsed (its own campaign waited for that too), unless
+   the candidate was ``b``'s owner, which gave up ``b`` before campaigning
+   again. ``N``'s guard lasts ``g`` of its
    clock from a reading at or after the probe arrived, after ``s_r``; its
    clock runs at most ``1 + rho`` times real time, so ``T1 >= s_r +
    g / (1 + rho)``. The leader's clock runs at least ``1 - rho`` times
@@ -107,8 +108,8 @@ once, with no round. The rule:
    lease was checked after it was asked and before the lease ended, so
    before ``T1``: every value of a higher ballot is chosen after ``T1``,
    after the read began, and need not be seen; values of ``b`` and below
-   are under the read index (1 above). A restart only lengthens ``N``'s
-   guard (1), and a voter without leases never counts (mixed clusters
+   are under the read index (rule 1 of ReadIndex). A restart only
+   lengthens ``N``'s guard, and a voter without leases never counts (mixed clusters
    fall back to rounds).
 4. **Followers** still ask the leader. A runtime with leases steps each
    ``Receive`` with a reading taken after the message arrived
