@@ -91,6 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=40_000, help="requests per repetition")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--perf", action="store_true", help="also profile the leader with perf")
+    ap.add_argument(
+        "--reads",
+        default="read-index",
+        choices=("read-index", "barrier", "lease"),
+        help="the nodes' --reads (how point reads are ordered; default read-index)",
+    )
     args = ap.parse_args(argv)
     if shutil.which("redis-benchmark") is None:
         print("redis-benchmark is not installed (Debian: redis-tools)", file=sys.stderr)
@@ -98,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.perf and shutil.which("perf") is None:
         print("perf is not installed (Debian: linux-perf)", file=sys.stderr)
         return 2
-    with PaxosCluster(3) as cluster:
+    with PaxosCluster(3, extra_args=("--reads", args.reads)) as cluster:
         port = cluster.leader_port()
         leader = cluster.leader_id()
         pids = cluster.pids()

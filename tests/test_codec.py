@@ -16,6 +16,7 @@ from paxostob.codec import (
     TAG_PRE_VOTE,
     TAG_PRE_VOTE_REPLY,
     TAG_PREPARE,
+    TAG_READ_PROBE_REPLY,
     TAG_SNAPSHOT_CHUNK,
     decode_message,
     encode_message,
@@ -67,7 +68,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(PreVote, ids, ids, ballots, uints),
     st.builds(PreVoteReply, ids, ids, ballots, st.booleans(), ballots),
     st.builds(ReadProbe, ids, ids, ballots, uints, uints),
-    st.builds(ReadProbeReply, ids, ids, ballots, uints),
+    st.builds(ReadProbeReply, ids, ids, ballots, uints, uints),
     st.builds(ReadIndexAsk, ids, ids, uints),
     st.builds(ReadIndexGrant, ids, ids, uints, uints),
 )
@@ -243,6 +244,8 @@ def test_encode_refuses_what_msgpack_cannot_carry() -> None:
         (pack([10, "i", "a", [[-1, []]]]), r"Decided.entries\[0\].slot"),
         (pack([TAG_SNAPSHOT_CHUNK, "i", "a", 4, b"m", 10, 8, b"abc"]), "lie outside"),
         (pack([TAG_SNAPSHOT_CHUNK, "i", "a", 4, "m", 10, 0, b"abc"]), "SnapshotChunk.meta"),
+        (pack([TAG_READ_PROBE_REPLY, "i", "a", BALLOT, 1, 0]), "guard_ms: expected an int >= 1"),
+        (pack([TAG_READ_PROBE_REPLY, "i", "a", BALLOT, 1, 150, 1]), "expected 5 elements, got 7"),
         (pack([TAG_HEARTBEAT, "i", "a", BALLOT, 1]) + b"\x00", "malformed msgpack"),
         (b"\x91" * 100_000 + b"\xc0", "malformed msgpack"),  # too deep to unpack
         (b"\xdd\xff\xff\xff\xff", "malformed msgpack"),  # claims 2**32 - 1 elements
@@ -278,3 +281,12 @@ def test_encode_message_parts_joins_to_encode_message(message: Message) -> None:
     assert head + tail == encode_message(message)
     if not isinstance(message, SnapshotChunk):
         assert tail == b""
+
+
+def test_a_probe_reply_carries_its_guard_only_when_there_is_one() -> None:
+    """A node without leases sends the reply releases before leases read (no guard field)."""
+    plain = ReadProbeReply("i", "a", Ballot(1, "a"), 7)
+    assert encode_message(plain) == pack([TAG_READ_PROBE_REPLY, "i", "a", [1, "a"], 7])
+    guarded = ReadProbeReply("i", "a", Ballot(1, "a"), 7, guard_ms=150)
+    assert decode_message(encode_message(guarded)) == guarded
+    assert decode_message(pack([TAG_READ_PROBE_REPLY, "i", "a", [1, "a"], 7])) == plain

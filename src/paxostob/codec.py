@@ -189,7 +189,10 @@ def _fields(m: Message) -> list[Any]:
     if isinstance(m, ReadProbe):
         return [TAG_READ_PROBE, m.instance, m.sender, _ballot(m.ballot), m.round, m.commit]
     if isinstance(m, ReadProbeReply):
-        return [TAG_READ_PROBE_REPLY, m.instance, m.sender, _ballot(m.ballot), m.round]
+        # The guard only when there is one: a node without leases sends what
+        # releases before leases read.
+        guard = [m.guard_ms] if m.guard_ms else []
+        return [TAG_READ_PROBE_REPLY, m.instance, m.sender, _ballot(m.ballot), m.round, *guard]
     if isinstance(m, ReadIndexAsk):
         return [TAG_READ_INDEX_ASK, m.instance, m.sender, m.ask]
     if isinstance(m, ReadIndexGrant):
@@ -463,9 +466,13 @@ def _read_probe(i: str, s: str, f: list[Any]) -> Message:
 
 
 def _read_probe_reply(i: str, s: str, f: list[Any]) -> Message:
-    ballot, round_ = f
+    ballot, round_, *guard = f
     return ReadProbeReply(
-        i, s, _read_ballot(ballot, "ReadProbeReply.ballot"), _uint(round_, "ReadProbeReply.round")
+        i,
+        s,
+        _read_ballot(ballot, "ReadProbeReply.ballot"),
+        _uint(round_, "ReadProbeReply.round"),
+        _uint(guard[0], "ReadProbeReply.guard_ms", low=1) if guard else 0,
     )
 
 
@@ -503,6 +510,10 @@ _READERS: dict[int, tuple[str, int, Callable[[str, str, list[Any]], Message]]] =
 }
 
 
+#: Tags whose message may carry one more field, last (``ReadProbeReply.guard_ms``).
+_OPTIONAL_LAST = frozenset({TAG_READ_PROBE_REPLY})
+
+
 def _unpack(data: bytes | bytearray | memoryview) -> object:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
@@ -537,7 +548,7 @@ def decode_message(data: bytes | bytearray | memoryview) -> Message:
     if reader is None:
         raise DecodeError(f"unknown message tag {tag}")
     name, arity, read = reader
-    if len(top) != 3 + arity:
+    if len(top) != 3 + arity and not (tag in _OPTIONAL_LAST and len(top) == 4 + arity):
         raise DecodeError(f"{name}: expected {3 + arity} elements, got {len(top)}")
     instance = _str(top[1], f"{name}.instance")
     sender = _str(top[2], f"{name}.sender")

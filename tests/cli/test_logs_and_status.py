@@ -100,6 +100,7 @@ def test_monitoring_options_have_defaults_and_are_checked(tmp_path: Path) -> Non
     cfg = _cfg(tmp_path)
     assert cfg.metrics_port is None and cfg.log_format == "text" and cfg.reads == "read-index"
     assert _cfg(tmp_path, reads="barrier").reads == "barrier"
+    assert _cfg(tmp_path, reads="lease").reads == "lease"
     assert cfg.slow_fsync_ms == 1000.0 and cfg.ready_lag_slots_max == 1000
     cfg = _cfg(tmp_path, metrics_port="9101", log_format="json", slow_fsync_ms="2.5",
                ready_lag_slots_max="5")  # fmt: skip
@@ -114,7 +115,7 @@ def test_monitoring_options_have_defaults_and_are_checked(tmp_path: Path) -> Non
         ({"metrics_port": "8001"}, "--metrics-port 8001 is this node's peer or client port"),
         ({"metrics_port": "7001"}, "--metrics-port 7001 is this node's peer or client port"),
         ({"log_format": "xml"}, "--log-format 'xml': expected one of text, json"),
-        ({"reads": "lease"}, "--reads 'lease': expected one of read-index, barrier"),
+        ({"reads": "quorum"}, "--reads 'quorum': expected one of read-index, barrier, lease"),
         ({"slow_fsync_ms": "soon"}, "--slow-fsync-ms 'soon' is not a number"),
         ({"slow_fsync_ms": -1}, "--slow-fsync-ms -1.0 must be >= 0 milliseconds"),
         ({"ready_lag_slots_max": "0"}, "--ready-lag-slots-max must be at least 1"),

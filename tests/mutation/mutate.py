@@ -373,6 +373,94 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
         ("tests/core/test_read_index.py", "tests/sim/test_reads.py"),
     ),
+    # ---------------------------------------------------------------- leader leases
+    m(
+        "lease: a follower answers probes as guarding but lets any candidate in",
+        "core/lease.py",
+        "        if not (self.pending or self.now_ms < self.until):\n            return False\n",
+        "        if True:\n            return False\n",
+        "tests/core/test_lease.py",
+        "tests/sim/test_lease.py",
+    ),
+    m(
+        "lease: the lease is the whole guard (the drift bound ignored)",
+        "core/lease.py",
+        "math.floor(guard_ms * (1 - drift_max) / (1 + drift_max))",
+        "guard_ms",
+        "tests/core/test_lease.py",
+        "tests/sim/test_lease.py",
+    ),
+    m(
+        "lease: a read is checked against the last tick's reading (a stalled loop stretches it)",
+        "core/multipaxos.py",
+        "                    self._mono_ms + event.elapsed_ms,\n",
+        "                    self._mono_ms,\n",
+        "tests/core/test_lease.py",
+    ),
+    m(
+        "lease: a follower's guard starts from the reading before the message arrived",
+        "core/lease.py",
+        "        self.ballot = ballot\n        self.pending = True\n",
+        "        self.ballot = ballot\n"
+        "        self.until = max(self.until, self.now_ms + self.guard_ms)\n",
+        "tests/core/test_lease.py",
+    ),
+    m(
+        "lease: a restarted node guards nobody until it hears a leader",
+        "core/lease.py",
+        "        # On from the start: the first reading sets ``until``.\n"
+        "        self.pending = True\n",
+        "        self.pending = False\n",
+        "tests/core/test_lease.py",
+    ),
+    m(
+        "lease: a follower vouches for an older leader than the one it guards",
+        "core/lease.py",
+        "        if guarded is not None and ballot < guarded:\n",
+        "        if False:\n",
+        "tests/core/test_lease.py",
+    ),
+    m(
+        "lease: commit heartbeats stand in for the lease's rounds (it lapses under load)",
+        "core/multipaxos.py",
+        "            and now >= self.reads.round_at + self.config.heartbeat_ticks\n",
+        "            and now >= lead.heartbeat_due\n",
+        "tests/core/test_lease.py",
+    ),
+    Mutant(
+        "lease: a guarding node refuses its own Prepare instead of deferring its campaign",
+        (
+            (
+                "core/election.py",
+                "        if guard is not None and guard.refuses(self._me):\n",
+                "        if False:\n",
+            ),
+            (
+                "core/voter.py",
+                "            and m.sender != self._me  # (our own campaigns wait for the guard: "
+                "election.py)\n",
+                "",
+            ),
+        ),
+        ("tests/core/test_lease.py",),
+    ),
+    m(
+        "lease: a follower's ask is granted by the last tick's reading (a stall stretches it)",
+        "core/multipaxos.py",
+        "                self._on_ask(m, self._mono_ms + event.elapsed_ms)\n",
+        "                self._on_ask(m, self._mono_ms)\n",
+        "tests/core/test_lease.py",
+    ),
+    m(
+        "lease: a reply without a guard counts towards a lease",
+        "core/reads.py",
+        "        if not m.guard_ms:\n"
+        "            guarded.pop(m.sender, None)  # (mixed leases, or it guards a newer leader)\n"
+        "            return\n",
+        "        if not m.guard_ms:\n"
+        "            m = ReadProbeReply(m.instance, m.sender, m.ballot, m.round, 150)\n",
+        "tests/core/test_lease.py",
+    ),
 )
 
 # The Go original's defects and the durable-vote rule that the model checker

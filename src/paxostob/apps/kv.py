@@ -54,6 +54,9 @@ it waits for ``TotalOrderBroadcast.read_index`` instead (the leader confirms
 with one round of messages that it still leads, and this node applies the
 log through the leader's index; core/reads.py), which costs no log entry, no
 save and no apply anywhere. ``reads="barrier"`` keeps the empty entry.
+``reads="lease"`` (on a ``TotalOrderBroadcast(leases=True)``) is the read
+index too, but a leader whose lease holds serves it with no round at all
+(core/reads.py, 'Leases': it rests on bounded clock drift).
 
 Several applications may share one broadcast group: ``tag`` prefixes this
 store's payloads, and ``apps.tagged.TaggedStateMachine`` routes deliveries
@@ -78,8 +81,9 @@ from ..node.tob import TotalOrderBroadcast
 __all__ = ["GROUP_BYTES_MAX", "GROUP_OPS_MAX", "READ_MODES", "KeyValueStore"]
 
 #: How a group of point reads only is ordered: by a read index (no log
-#: entry: the default) or by an empty entry through the log (a barrier).
-READ_MODES = ("read-index", "barrier")
+#: entry: the default), by an empty entry through the log (a barrier), or by
+#: a read index that a leader with a lease serves with no round (``lease``).
+READ_MODES = ("read-index", "barrier", "lease")
 #: Point reads whose reply counts time: the log's clock must move for them.
 _TIMED_READS = frozenset({b"ttl", b"pttl"})
 
@@ -159,6 +163,10 @@ class KeyValueStore:
     ) -> None:
         if reads not in READ_MODES:
             raise ConfigurationError(f"reads must be one of {READ_MODES}, got {reads!r}")
+        if reads == "lease" and not tob.config.leases:
+            raise ConfigurationError(
+                'reads="lease" needs a TotalOrderBroadcast(leases=True): followers must guard'
+            )
         if machine is None:
             if tob.state_machine is not None:
                 raise ConfigurationError(
@@ -394,7 +402,7 @@ class KeyValueStore:
     async def _send(self, group: _Group) -> None:
         # The log's clock decides when this entry happens; the proposer's
         # time is kept in the entry for a log without a clock only.
-        if not group.ops and self.reads == "read-index" and not self._needs_newer_clock(group):
+        if not group.ops and self.reads != "barrier" and not self._needs_newer_clock(group):
             try:
                 await self.tob.read_index(timeout=self.timeout_s)
             except asyncio.CancelledError:

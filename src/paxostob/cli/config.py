@@ -98,8 +98,9 @@ class NodeConfig:
     #: ``text`` or ``json`` (one object per line) on stderr.
     log_format: str = "text"
     #: How point reads are ordered (``apps.kv.READ_MODES``): a read index (one round
-    #: of messages) or ``barrier`` (an empty log entry, what nodes of a release
-    #: without the read messages need during a rolling upgrade).
+    #: of messages), ``barrier`` (an empty log entry, what nodes of a release
+    #: without the read messages need during a rolling upgrade), or ``lease``
+    #: (leader leases: no round while the lease holds; assumes bounded drift).
     reads: str = "read-index"
     #: Syncs of the log slower than this are logged as slow (milliseconds).
     slow_fsync_ms: float = SLOW_FSYNC_MS_DEFAULT

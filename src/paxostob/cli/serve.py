@@ -195,8 +195,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         dest="reads",
         choices=READ_MODES,
         help="how point reads are ordered: read-index (default: one round of messages, no log "
-        "entry) or barrier (an empty log entry; for a rolling upgrade from a release without "
-        "read-index messages)",
+        "entry), barrier (an empty log entry; for a rolling upgrade from a release without "
+        "read-index messages) or lease (leader leases: no round while the leader's lease "
+        "holds; assumes every node's clock runs within 5%% of real time)",
     )
     monitoring.add_argument(
         "--log-format",
@@ -498,6 +499,7 @@ async def serve_node(cfg: NodeConfig, limits: RespLimits | None = None) -> int:
         tick_interval_s=cfg.tick_interval_s,
         bootstrap=cfg.bootstrap,
         join=cfg.join,
+        leases=cfg.reads == "lease",
     )
     kv = KeyValueStore(tob, machine=kv_machine, tag=KV_TAG, reads=cfg.reads)
     if limits is None:

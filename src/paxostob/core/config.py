@@ -75,6 +75,22 @@ class LogConfig:
     #: (``Ready.reads_failed``): 10 s at the 10 ms tick, the key-value
     #: store's own deadline, so the core keeps nothing a caller gave up on.
     read_timeout_ticks: int = 1000
+    #: Leader leases (core/reads.py, 'Leases'): a follower that hears its
+    #: leader refuses every other node's ``Prepare`` for an election timeout
+    #: of its own monotonic clock, and a leader that a quorum of such
+    #: followers answered serves point reads with no round until its lease
+    #: ends. Off by default: the lease rests on bounded clock drift
+    #: (``lease_drift_max``), which ReadIndex rounds do not need.
+    leases: bool = False
+    #: The drift bound leases assume: every node's monotonic clock runs
+    #: within this fraction of real time (0.05: within 5%). An NTP-disciplined
+    #: clock slews by at most 0.05% and a free-running crystal drifts by
+    #: about 0.01%, so 5% leaves a hundredfold margin (for a VM's stolen
+    #: ticks too) and costs a tenth of the lease (``(1 - r) / (1 + r)``).
+    lease_drift_max: float = 0.05
+    #: The runtime's tick interval in ms (the runtime sets it): the guard of
+    #: a lease lasts ``election_timeout_ticks * tick_ms`` of monotonic time.
+    tick_ms: int = 10
 
     def __post_init__(self) -> None:
         for name in (
@@ -95,8 +111,20 @@ class LogConfig:
             "clock_step_ms_max",
             "learner_lag_max",
             "read_timeout_ticks",
+            "tick_ms",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"LogConfig.{name} must be >= 1")
         if self.heartbeat_ticks >= self.election_timeout_ticks:
             raise ValueError("heartbeat_ticks must be below election_timeout_ticks")
+        if not 0 <= self.lease_drift_max < 1:
+            raise ValueError("LogConfig.lease_drift_max must be in [0, 1)")
+
+    @property
+    def guard_ms(self) -> int:
+        """How long a follower with leases refuses other candidates after it heard its leader.
+
+        The (shortest) election timeout: pre-vote refuses that long already,
+        so the guard costs no election that pre-vote would have allowed.
+        """
+        return self.election_timeout_ticks * self.tick_ms

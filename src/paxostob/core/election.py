@@ -43,6 +43,7 @@ from .acceptor import Acceptor
 from .catchup import Catchup
 from .config import LogConfig, Role
 from .leadership import Leadership
+from .lease import Guard
 from .log import DecidedLog
 from .messages import Message, Nack, Prepare, PreVote, PreVoteReply, Promise
 from .outbox import Outbox
@@ -60,6 +61,7 @@ class Election:
         "_catchup",
         "_config",
         "_decide",
+        "_guard",
         "_instance",
         "_log",
         "_me",
@@ -67,6 +69,7 @@ class Election:
         "_rng",
         "_send",
         "ballot",
+        "deferred",
         "due",
         "elections",
         "highest_seen",
@@ -96,6 +99,7 @@ class Election:
         outbox: Outbox,
         decide: Callable[[int, Batch], None],
         now: int,
+        guard: Guard | None = None,
     ) -> None:
         self._me = me
         self._instance = instance
@@ -128,6 +132,10 @@ class Election:
         self.prepare_due = 0
         #: Leader: the state of our leadership, None unless ``role`` is LEADER.
         self.leading: Leadership | None = None
+        #: With leases: our guard, and whether a campaign waits for it to lapse
+        #: (core/reads.py, 'Leases': we may have vouched for a leader's lease).
+        self._guard = guard
+        self.deferred = False
 
     def _voters(self) -> frozenset[str]:
         """The voters of the newest configuration we know (liveness rules use them)."""
@@ -156,6 +164,9 @@ class Election:
         if self.leading is not None:
             if not self.leading.tick(now):
                 self.step_down(now, None)
+        elif self.deferred and self._guard is not None and not self._guard.refuses(self._me):
+            self.deferred = False
+            self.campaign(now)
         elif now >= self.due:
             self._on_timeout(now)
         elif self.role is Role.CANDIDATE and now >= self.prepare_due:
@@ -227,6 +238,15 @@ class Election:
         """Phase 1 for every slot above our decided prefix, with a fresh ballot."""
         if not self._may_lead():
             return  # a learner or a removed member never leads
+        guard = self._guard
+        if guard is not None and guard.refuses(self._me):
+            # We may have vouched for the lease of the leader we guard: no
+            # ballot of ours until the guard lapses (then ``tick`` campaigns).
+            # Our own Prepare must never be refused instead: a leader whose
+            # own promise was not saved could reuse its ballot after a crash.
+            self.deferred = True
+            return
+        self.deferred = False
         top = max(self._acceptor.promised, self.ballot, self.highest_seen, self.leader_ballot)
         # Phase 1 again (a stalled catch-up, or Campaign) leaves leadership
         # as a step-down does, or the proposals of our open slots would stay

@@ -73,7 +73,15 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class Receive:
+    """A message arrived. ``elapsed_ms``: as ``ReadIndex.elapsed_ms``, read after it arrived.
+
+    A leader with a lease grants a follower's ``ReadIndexAsk`` with no round
+    when this fresh reading shows its lease still holds; without it the ask
+    joins the next round.
+    """
+
     envelope: Envelope
+    elapsed_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +99,15 @@ class ReadIndex:
     application's state, right after that Ready's deliveries are applied,
     sees every value chosen before this event (core/reads.py); or in
     ``Ready.reads_failed`` when it could not within ``read_timeout_ticks``.
+
+    ``elapsed_ms``: the monotonic ms since the last ``Tick``'s reading,
+    read after the read was asked. A leader with a lease (``LogConfig.leases``)
+    serves the read at once, with no round, when this fresh reading shows
+    its lease still holds; without it the read takes a round.
     """
 
     request_id: int
+    elapsed_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -235,12 +235,18 @@ class ReadProbe:
 
 @dataclass(frozen=True, slots=True)
 class ReadProbeReply:
-    """The sender had promised no ballot above ``ballot`` when it answered read ``round``."""
+    """The sender had promised no ballot above ``ballot`` when it answered read ``round``.
+
+    ``guard_ms`` > 0: the sender runs with leases and guards ``ballot``'s
+    leader: it refuses every other candidate for that many ms of its
+    monotonic clock from (at or after) the probe's arrival (core/lease.py).
+    """
 
     instance: str
     sender: str
     ballot: Ballot
     round: int
+    guard_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)

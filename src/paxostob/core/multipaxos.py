@@ -175,6 +175,7 @@ from .events import (
     Restore,
     Tick,
 )
+from .lease import Guard
 from .log import SEQ_BITS, DecidedLog
 from .membership import CONFIG_DELAY_SLOTS, ConfigHistory, Configuration
 from .messages import (
@@ -332,6 +333,10 @@ class MultiPaxosReplica:
             batch_count_max=cfg.batch_count_max,
             batch_bytes_max=cfg.batch_bytes_max,
         )
+        # Leases (core/reads.py, 'Leases'): our guard as a follower, on from
+        # the start, and the monotonic ms the runtime's ticks reported.
+        self.guard = Guard(cfg.guard_ms) if cfg.leases else None
+        self._mono_ms = 0
         # Who leads, and our own leadership.
         self.election = Election(
             me=node_id,
@@ -345,6 +350,7 @@ class MultiPaxosReplica:
             outbox=box,
             decide=self._decide,
             now=self._now,
+            guard=self.guard,
         )
         # The acceptor's answers to a ballot's owner, and learning from its watermark.
         self._voter = Voter(
@@ -356,6 +362,7 @@ class MultiPaxosReplica:
             catchup=self._catchup,
             send=box.send,
             decide=self._decide,
+            guard=self.guard,
         )
         # Linearizable reads without a log entry (ReadIndex, core/reads.py).
         log = (
@@ -371,6 +378,8 @@ class MultiPaxosReplica:
             retry_ticks=cfg.accept_retry_ticks,
             timeout_ticks=cfg.read_timeout_ticks,
             incarnation=incarnation,
+            lease_drift_max=cfg.lease_drift_max if cfg.leases else None,
+            guard_ms=cfg.guard_ms,
         )
         if cfg.batch_bytes_max < 64:
             raise ValueError("batch_bytes_max is too small for any proposal")
@@ -380,7 +389,12 @@ class MultiPaxosReplica:
     def step(self, event: Event) -> None:
         """Feed one event. Never raises because of what peers or the network did."""
         if isinstance(event, Receive):
-            self._receive(event.envelope.message)
+            m = event.envelope.message
+            if event.elapsed_ms is not None and isinstance(m, ReadIndexAsk):
+                # The one message a fresh reading serves: an ask a lease may grant.
+                self._on_ask(m, self._mono_ms + event.elapsed_ms)
+            else:
+                self._receive(m)
         elif isinstance(event, Propose):
             # The runtime's most frequent event after Receive (one per
             # broadcast): tested second, and it returns at once since a
@@ -392,6 +406,13 @@ class MultiPaxosReplica:
             for vote in self._outbox.durable(event.seq):
                 self._receive(vote)
         elif isinstance(event, Tick):
+            guard = self.guard
+            if guard is not None:
+                if event.clock_ms is None:
+                    raise ValueError("leases need the runtime's clock in every Tick")
+                self._mono_ms += event.elapsed_ms
+                guard.tick(self._mono_ms)
+                self.reads.mono_ms = self._mono_ms
             if event.clock_ms is not None:
                 self.log.tick_clock(
                     event.clock_ms,
@@ -401,7 +422,19 @@ class MultiPaxosReplica:
                 )
             self._tick()
         elif isinstance(event, ReadIndex):
-            self.reads.read(event.request_id, self._now)
+            el = self.election
+            if not (
+                self.guard is not None
+                and event.elapsed_ms is not None
+                and self.reads.read_leased(
+                    event.request_id,
+                    self._now,
+                    self._mono_ms + event.elapsed_ms,
+                    el.leading,
+                    self.log,
+                )
+            ):
+                self.reads.read(event.request_id, self._now)
             return  # routed when the next Ready is cut: it sends nothing now
         elif isinstance(event, Campaign):
             self.election.campaign(self._now)
@@ -452,6 +485,15 @@ class MultiPaxosReplica:
         now = self._now
         el = self.election
         following = el.leading is None
+        lead = el.leading
+        if (
+            self.guard is not None
+            and lead is not None
+            and now >= self.reads.round_at + self.config.heartbeat_ticks
+        ):
+            # A round every heartbeat, in place of it: a commit heartbeat
+            # (under load, one per decision) does not refresh the lease.
+            self.reads.lease_round(now, lead, self.log)
         el.tick(now)
         if following:
             self.proposals.reforward_due(now, el.leader)
@@ -551,6 +593,15 @@ class MultiPaxosReplica:
             self.ignored += not self.reads.on_message(m, el.leading, now)
         else:
             self.ignored += 1
+
+    def _on_ask(self, m: ReadIndexAsk, fresh_ms: int) -> None:
+        """A follower's ask, with a reading taken after it arrived (leases: ``Receive``)."""
+        if m.instance != self.instance:
+            self.ignored += 1
+            return
+        lead = self.election.leading
+        if self.guard is None or not self.reads.grant_leased(m, lead, fresh_ms, self.log):
+            self.ignored += not self.reads.on_ask(m, lead)
 
     # =============================================================== learner
 

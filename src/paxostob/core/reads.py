@@ -51,6 +51,82 @@ Batching: every read asked between two ``Ready``s shares one round (or one
 ask), so many concurrent reads cost one probe and one reply per peer. A
 round's probe carries the commit watermark and counts as the leader's
 heartbeat.
+
+Leases (``LogConfig.leases``, off by default; core/lease.py has the pieces).
+A leader whose lease holds serves a read at ``read_index(lead, log)`` at
+once, with no round. The rule:
+
+1. **The guard** (the one acceptor rule that changes). A node with leases
+   that hears the leader it follows (an ``Accept``, ``Heartbeat`` or
+   ``ReadProbe`` of a ballot ``b`` it admits, from ``b``'s owner, ``b`` not
+   below the ballot it guards already) refuses every ``Prepare`` of a
+   ballot above its promise from any other node than ``b``'s owner
+   (``Campaign`` and catch-up elections skip pre-vote, so pre-vote alone
+   guards nothing), and starts no phase 1 of its own (a ``Campaign``, its
+   timer or a stuck catch-up waits, ``Election.deferred``; its own
+   ``Prepare`` is never refused instead: its promise must be saved before
+   the ``Prepare`` leaves, or a crash could let it reuse the ballot: the
+   simulator found that), until ``guard_ms`` (the shortest
+   election timeout, in ms) of its own monotonic clock have passed since
+   a reading taken at or after the message arrived: the guard is
+   *pending* on receipt and ``until = next reading + guard_ms`` (the
+   core's clock only moves on ``Tick``, and a stalled loop steps messages
+   long after the last one). Refused means dropped, unanswered: the
+   candidate retries without raising its ballot. A node (re)starts with
+   the guard on against everybody for ``guard_ms`` from its first reading:
+   it may have vouched for a lease before a crash erased that memory.
+2. **The lease.** A ``ReadProbeReply`` carries ``guard_ms`` when its
+   sender guards the probe's ballot (0 otherwise: no leases, or it guards
+   a newer leader). When the replies of round ``r`` from guarding voters,
+   with the leader, make a quorum of every configuration ahead (as a
+   round does), ``lease_until = s_r + floor(g * (1 - rho) / (1 + rho)) -
+   2``, where ``s_r`` is the leader's reading when it sent round ``r`` (the
+   last tick's: at or before the real send), ``g`` the smallest
+   ``guard_ms`` counted and ``rho`` = ``lease_drift_max``; the 2 ms cover
+   readings in whole ms. A read is served from the lease only if a reading
+   taken after it was asked (``ReadIndex.elapsed_ms``, added to the last
+   tick's) is below ``lease_until``: a stale tick reading would let a
+   leader whose loop stalled serve after its lease ended. A leader with
+   leases sends a round at every heartbeat, so the lease stays fresh idle
+   or busy. The lease belongs to one ballot's leadership (phase 1 done),
+   and ends with it.
+3. **Why it is safe.** Let ``T1`` be the first real time a ballot above
+   ``b`` has a quorum of promises. Before ``T1`` nobody leads such a
+   ballot, so nobody sends an ``Accept``, ``Heartbeat`` or ``ReadProbe`` of
+   one: every voter that answered round ``r`` guarding still guards ``b``
+   (renewed, never moved). That quorum meets the lease's quorum in a voter
+   ``N`` (or in the leader itself, which stops leading before it promises
+   any higher ballot, and so stops serving from the lease). ``N`` promised
+   after its guard lapsed (its own campaign waited for that too), unless
+   the candidate was ``b``'s owner, which gave up ``b`` before campaigning
+   again. ``N``'s guard lasts ``g`` of its
+   clock from a reading at or after the probe arrived, after ``s_r``; its
+   clock runs at most ``1 + rho`` times real time, so ``T1 >= s_r +
+   g / (1 + rho)``. The leader's clock runs at least ``1 - rho`` times
+   real time, so the lease ends by real time ``s_r + g (1 - rho) / (1 +
+   rho) / (1 - rho) = s_r + g / (1 + rho) <= T1``. A read served from the
+   lease was checked after it was asked and before the lease ended, so
+   before ``T1``: every value of a higher ballot is chosen after ``T1``,
+   after the read began, and need not be seen; values of ``b`` and below
+   are under the read index (rule 1 of ReadIndex). A restart only
+   lengthens ``N``'s guard, and a voter without leases never counts (mixed clusters
+   fall back to rounds).
+4. **Followers** still ask the leader. A runtime with leases steps each
+   ``Receive`` with a reading taken after the message arrived
+   (``Receive.elapsed_ms``: the driver reads its clock once per batch of
+   its inbox, after the batch arrived); a leader whose lease holds at that
+   reading grants the ask at once (``grant_leased``), with no round: the
+   grant is confirmed after the ask was sent, as a round's is. Otherwise
+   the ask joins the next round.
+5. **What it assumes.** Every monotonic clock's rate stays within
+   ``rho`` of real time (5% by default: NTP slews by at most 0.05%). The
+   runtime's clock counts a suspended machine (node/driver.py reads
+   CLOCK_BOOTTIME where there is one; CLOCK_MONOTONIC stops while a VM or
+   laptop is suspended, and a leader suspended with a lease would resume
+   inside it). A process paused between the lease check and the reply only
+   delays the reply, which linearizability allows: the read took effect at
+   the check. A clock that jumps or a VM migrated with a stale clock breaks
+   the bound; use ReadIndex there (the default).
 """
 
 from __future__ import annotations
@@ -60,9 +136,17 @@ from dataclasses import dataclass
 
 from . import rules
 from .leadership import Leadership
+from .lease import lease_ms
 from .log import SEQ_BITS, DecidedLog
 from .membership import Configuration
-from .messages import Message, ReadIndexAsk, ReadIndexGrant, ReadProbe, ReadProbeReply
+from .messages import (
+    Heartbeat,
+    Message,
+    ReadIndexAsk,
+    ReadIndexGrant,
+    ReadProbe,
+    ReadProbeReply,
+)
 from .types import Ballot
 
 __all__ = ["Reads", "read_index"]
@@ -93,16 +177,24 @@ class Reads:
         "_configs",
         "_done",
         "_failed",
+        "_guarded",
         "_instance",
+        "_lease_ms_max",
+        "_leases",
         "_me",
         "_probed_at",
         "_queued",
         "_retry_ticks",
         "_rounds",
         "_send",
+        "_sent_ms",
         "_timeout_ticks",
         "_unsent",
+        "lease_until",
+        "leased",
+        "mono_ms",
         "round",
+        "round_at",
         "waiting",
     )
 
@@ -118,6 +210,8 @@ class Reads:
         retry_ticks: int,
         timeout_ticks: int,
         incarnation: int,
+        lease_drift_max: float | None = None,
+        guard_ms: int = 0,
     ) -> None:
         self._me = me
         #: The configurations governing the slots above the decided prefix
@@ -149,6 +243,21 @@ class Reads:
         self._acked: dict[str, int] = {}
         #: When the last round started; None: a round is due (its probes may be lost).
         self._probed_at: int | None = 0
+        #: The tick the last round started (leases: one is due every heartbeat).
+        self.round_at = 0
+        # Leases ('Leases' above; None: off): the drift bound, the longest
+        # lease one of our rounds can give, the monotonic reading of the
+        # last Tick (set by the replica), each round's reading when sent,
+        # each guarding peer's highest reply (round, guard_ms), and the
+        # lease of our current leadership (None: none).
+        self._leases = lease_drift_max
+        self._lease_ms_max = 0 if lease_drift_max is None else lease_ms(guard_ms, lease_drift_max)
+        self.mono_ms = 0
+        self._sent_ms: dict[int, int] = {}
+        self._guarded: dict[str, tuple[int, int]] = {}
+        self.lease_until: int | None = None
+        #: Reads served and asks granted from the lease (no round), for INFO and tests.
+        self.leased = 0
 
     # ------------------------------------------------------------- requests
 
@@ -168,6 +277,29 @@ class Reads:
             return  # asked twice: one answer
         self.waiting[request_id] = now
         self._unsent.append(request_id)
+
+    def read_leased(
+        self, request_id: int, now: int, fresh_ms: int, lead: Leadership | None, log: DecidedLog
+    ) -> bool:
+        """Serve ``ReadIndex(request_id)`` from our lease, with no round; False: no lease holds.
+
+        ``fresh_ms`` is a monotonic reading taken after the read was asked
+        (never the last tick's: a loop that stalled would stretch the lease).
+        """
+        self._sync(lead)
+        until = self.lease_until
+        if lead is None or until is None or fresh_ms >= until:
+            return False
+        if request_id not in self.waiting:
+            self.waiting[request_id] = now
+            self._applying.append((read_index(lead, log), request_id))
+            self.leased += 1
+        return True
+
+    def lease_round(self, now: int, lead: Leadership, log: DecidedLog) -> None:
+        """A round in place of the heartbeat: the lease stays fresh, idle or busy."""
+        self._sync(lead)
+        self._start_round(now, lead, log)
 
     def has_work(self, leader: str | None, lead: Leadership | None, decided: int) -> bool:
         """Whether ``flush`` has something to do (never True when it would do nothing)."""
@@ -202,13 +334,27 @@ class Reads:
         self._unsent = []
         self._queued = []
         self._rounds[self.round] = entries
-        self._probed_at = now
+        self._probed_at = self.round_at = now
         # The probe is the leader's heartbeat too: one frame per peer, not two.
         commit = log.decided_through
         probe = ReadProbe(self._instance, self._me, lead.ballot, self.round, commit)
-        voters = frozenset().union(*(c.voters for c in self._configs()))
+        configs = self._configs()
+        voters = frozenset().union(*(c.voters for c in configs))
         for dst in sorted(voters - {self._me}):
             self._send(dst, probe)
+        if self._leases is not None:
+            sent = self._sent_ms
+            sent[self.round] = self.mono_ms  # read before the send: never later
+            oldest = self.mono_ms - self._lease_ms_max
+            for r in [r for r, at in sent.items() if at < oldest]:
+                del sent[r]  # any lease it could give has ended
+            # With leases every heartbeat is a round: learners get the
+            # heartbeat itself, whose reply reports how far they are.
+            learners = frozenset().union(*(c.members for c in configs)) - voters
+            if learners:
+                beat = Heartbeat(self._instance, self._me, lead.ballot, commit)
+                for dst in sorted(learners - {self._me}):
+                    self._send(dst, beat)
         lead.heartbeat_sent(now, commit)
         self._confirm()  # a single member is its own quorum
 
@@ -223,6 +369,10 @@ class Reads:
         self._rounds.clear()
         self._queued.clear()
         self._acked.clear()
+        # A lease belongs to one ballot and ends with its leadership.
+        self.lease_until = None
+        self._sent_ms.clear()
+        self._guarded.clear()
         if lead is not None:
             # Asks of our own life as a follower: our rounds serve their reads now.
             for ask in self._asks.values():
@@ -243,6 +393,22 @@ class Reads:
             return self.on_ask(m, lead)
         return self.on_grant(m)
 
+    def grant_leased(
+        self, m: ReadIndexAsk, lead: Leadership | None, fresh_ms: int, log: DecidedLog
+    ) -> bool:
+        """Grant a follower's ask from our lease, with no round; False: no lease holds.
+
+        ``fresh_ms`` was read after the ask arrived: the grant is confirmed
+        after the follower asked, as a round's would be.
+        """
+        self._sync(lead)
+        until = self.lease_until
+        if lead is None or until is None or fresh_ms >= until:
+            return False
+        self._send(m.sender, ReadIndexGrant(self._instance, self._me, m.ask, read_index(lead, log)))
+        self.leased += 1
+        return True
+
     def on_ask(self, m: ReadIndexAsk, lead: Leadership | None) -> bool:
         """A follower's ask: into the next round; False when we do not lead (ignored)."""
         self._sync(lead)
@@ -259,7 +425,35 @@ class Reads:
         if m.round > self._acked.get(m.sender, 0):
             self._acked[m.sender] = m.round
             self._confirm()
+        if self._leases is not None:
+            self._on_guard(m)
         return True
+
+    def _on_guard(self, m: ReadProbeReply) -> None:
+        """Count a guarding reply towards a lease; a reply without a guard withdraws the peer's."""
+        guarded = self._guarded
+        if not m.guard_ms:
+            guarded.pop(m.sender, None)  # (mixed leases, or it guards a newer leader)
+            return
+        got = guarded.get(m.sender)
+        if got is not None and got[0] >= m.round:
+            return
+        guarded[m.sender] = (m.round, m.guard_ms)
+        configs = self._configs()
+        sent = self._sent_ms
+        for r in sorted({r for r, _ in guarded.values()}, reverse=True):
+            if r not in sent:
+                continue  # too old to give a lease that still holds
+            peers = [g for got_r, g in guarded.values() if got_r >= r]
+            voters = {self._me, *(p for p, (got_r, _) in guarded.items() if got_r >= r)}
+            if all(c.is_quorum(voters) for c in configs):
+                assert self._leases is not None
+                until = sent[r] + lease_ms(min(peers), self._leases)
+                if self.lease_until is None or until > self.lease_until:
+                    self.lease_until = until
+                for old in [x for x in sent if x < r]:
+                    del sent[old]
+                return
 
     def on_grant(self, m: ReadIndexGrant) -> bool:
         """The leader's index for one of our asks; False for an ask not open (ignored)."""

@@ -11,6 +11,12 @@ leader's ballot, and learns what a leader's commit watermark says decided.
   above is followed and its commit watermark learned from; a deposed one
   gets a ``Nack``, so it steps down. A heartbeat is answered at most once
   per tick and ballot, a probe always (reads.py argues the probe).
+- With leases (``LogConfig.leases``, core/reads.py 'Leases'): hearing the
+  leader we follow (an admitted ``Accept``, ``Heartbeat`` or ``ReadProbe``
+  from its ballot's owner) starts our ``Guard``; while it holds, a
+  ``Prepare`` of a higher ballot from any other node is dropped unanswered
+  (our own campaigns wait for the guard instead: election.py), and a
+  probe's reply says how long we guard.
 - Learning from a watermark (multipaxos.py, 'Learning'): a slot ``s <= c``
   is decided when the leader of ballot ``b`` says every slot ``<= c`` is
   decided and we accepted ``s`` in ``b``; anything else is fetched.
@@ -25,6 +31,7 @@ from collections.abc import Callable
 from .acceptor import Acceptor
 from .catchup import Catchup
 from .election import Election
+from .lease import Guard
 from .log import DecidedLog
 from .messages import (
     Accept,
@@ -57,6 +64,8 @@ class Voter:
         "_me",
         "_replied",
         "_send",
+        "guard",
+        "refused",
     )
 
     def __init__(
@@ -70,6 +79,7 @@ class Voter:
         catchup: Catchup,
         send: Callable[[str, Message], None],
         decide: Callable[[int, Batch], None],
+        guard: Guard | None = None,
     ) -> None:
         self._me = me
         self._instance = instance
@@ -79,6 +89,10 @@ class Voter:
         self._catchup = catchup
         self._send = send
         self._decide = decide
+        #: With leases: whom we let no other node depose, and until when.
+        self.guard = guard
+        #: Prepares dropped by the guard.
+        self.refused = 0
         #: (tick, ballot) of our last HeartbeatReply or Accepted to a leader.
         self._replied: tuple[int, Ballot] = (-1, ZERO_BALLOT)
 
@@ -99,6 +113,18 @@ class Voter:
         # Asked again for the ballot we promised (the leader asks the voters of
         # a new configuration, or our promise was lost): promise it again.
         again = m.ballot == acceptor.promised and m.sender == m.ballot.node_id
+        guard = self.guard
+        if (
+            guard is not None
+            and not again
+            and m.sender != self._me  # (our own campaigns wait for the guard: election.py)
+            and m.ballot > acceptor.promised
+            and guard.refuses(m.sender)
+        ):
+            # Unanswered, not refused with a Nack: the candidate retries
+            # (accept_retry_ticks) without raising its ballot each time.
+            self.refused += 1
+            return
         if not again and not acceptor.promise(m.ballot):
             self._send(m.sender, Nack(self._instance, self._me, m.ballot, acceptor.promised))
             return
@@ -132,6 +158,7 @@ class Voter:
         if m.ballot > el.highest_seen:
             el.highest_seen = m.ballot
         el.follow(m.ballot, now)
+        self._heard(m.sender, m.ballot)
         log = self._log
         chosen = log.entries.get(m.slot)
         if chosen is not None:
@@ -153,6 +180,7 @@ class Voter:
             self._send(m.sender, Nack(self._instance, self._me, m.ballot, promised))
             return
         self._election.follow(m.ballot, now)
+        self._heard(m.sender, m.ballot)
         self._learn_commit(m.ballot, m.commit, now)
         # The leader only needs to hear from us now and then (its quorum check
         # spans two election timeouts), and an Accepted counts as hearing:
@@ -172,8 +200,17 @@ class Voter:
         self._election.follow(m.ballot, now)
         self._learn_commit(m.ballot, m.commit, now)
         self._replied = (now, m.ballot)
-        reply = ReadProbeReply(self._instance, self._me, m.ballot, m.round)
+        guarding = self._heard(m.sender, m.ballot)
+        guard_ms = self.guard.guard_ms if guarding and self.guard is not None else 0
+        reply = ReadProbeReply(self._instance, self._me, m.ballot, m.round, guard_ms)
         self._send(m.sender, reply)
+
+    def _heard(self, sender: str, ballot: Ballot) -> bool:
+        """Guard ``ballot``'s leader (leases only); whether we now guard it."""
+        guard = self.guard
+        if guard is None or sender != ballot.node_id or sender == self._me:
+            return False
+        return guard.heard(ballot)
 
     def _learn_commit(self, ballot: Ballot, commit: int, now: int) -> None:
         log = self._log

@@ -43,6 +43,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -202,6 +203,21 @@ def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
         fut.set_exception(error)
 
 
+#: The monotonic clock of a node with leader leases (``Driver(mono_ms=...)``):
+#: CLOCK_BOOTTIME where there is one (Linux), which also counts time the
+#: machine spent suspended; CLOCK_MONOTONIC (the loop's clock) does not, and a
+#: leader suspended with a lease would resume believing no time passed and
+#: serve reads while another node leads (its followers' guards ran out).
+_BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def monotonic_ms() -> int:
+    """Whole ms of CLOCK_BOOTTIME (CLOCK_MONOTONIC where there is none): leases' clock."""
+    if _BOOTTIME is not None:
+        return time.clock_gettime_ns(_BOOTTIME) // 1_000_000
+    return time.monotonic_ns() // 1_000_000
+
+
 class Driver:
     """Runs ``replica`` on a transport: ticks, inbox, and the Ready pipeline."""
 
@@ -220,6 +236,7 @@ class Driver:
         inline_saves: bool = True,
         on_failure: Callable[[Exception], NodeFailedError] | None = None,
         wall_clock: Callable[[], float] | None = None,
+        mono_ms: Callable[[], int] | None = None,
     ) -> None:
         if tick_interval_s <= 0:
             raise ValueError("tick_interval_s must be > 0")
@@ -255,6 +272,11 @@ class Driver:
         self.inline_saves = inline_saves
         #: The thread of threaded saves, started by the first one.
         self._saver: _Saver | None = None
+        #: The monotonic clock of ``Tick.elapsed_ms`` and of ``since_tick_ms``
+        #: (whole ms; None: the loop's own clock, so a test on virtual time
+        #: stays on it), and its reading at the last Tick (None: none yet).
+        self._mono_ms = mono_ms
+        self.tick_reading_ms: int | None = None
         #: Called once, in the driver task, when the node fails: makes the
         #: error every caller gets (and fails what waits on the node).
         self._on_failure = on_failure
@@ -434,7 +456,6 @@ class Driver:
         # again for the remainder (that made an idle node wake ~8 times a tick).
         slack = min(0.001, self.tick_interval_s / 10)
         wall_clock = self._wall_clock
-        last_ms: int | None = None  # the monotonic reading at the previous tick
         try:
             while True:
                 delay = next_tick - loop.time()
@@ -449,10 +470,13 @@ class Driver:
                         timer.cancel()
                 wake.clear()
                 self._collect()
+                # With leases: one reading, taken after everything in the
+                # inbox arrived (a lease may grant a follower's read ask).
+                fresh = None if self._mono_ms is None or not inbox else self.since_tick_ms()
                 while inbox:
                     item = inbox.popleft()
                     if isinstance(item, Envelope):
-                        replica.step(Receive(item))
+                        replica.step(Receive(item) if fresh is None else Receive(item, fresh))
                     else:
                         item()
                 now = loop.time()
@@ -462,9 +486,11 @@ class Driver:
                     else:
                         # Whole milliseconds of the monotonic clock, differenced:
                         # rounding each interval instead would drift.
-                        mono_ms = int(now * 1000)
+                        read = self._mono_ms
+                        mono_ms = int(now * 1000) if read is None else read()
+                        last_ms = self.tick_reading_ms
                         elapsed = 0 if last_ms is None else mono_ms - last_ms
-                        last_ms = mono_ms
+                        self.tick_reading_ms = mono_ms
                         replica.step(Tick(int(wall_clock() * 1000), elapsed))
                     # After a long stall, do not replay every missed tick at once.
                     next_tick = max(next_tick + self.tick_interval_s, now)
@@ -473,6 +499,22 @@ class Driver:
             raise
         except Exception as e:  # a failed save, or a bug: stop, never limp on
             self._fail(e)
+
+    def since_tick_ms(self) -> int:
+        """Monotonic ms since the last Tick's reading, read now (0 before the first tick).
+
+        A read's fresh reading (``ReadIndex.elapsed_ms``): on the base of the
+        ticks' clock, and taken after the read was asked, however long ago
+        the loop last ticked.
+        """
+        last = self.tick_reading_ms
+        return 0 if last is None else self._read_ms() - last
+
+    def _read_ms(self) -> int:
+        read = self._mono_ms
+        if read is not None:
+            return read()
+        return int(asyncio.get_running_loop().time() * 1000)
 
     async def _drain(self) -> None:
         pipeline = self.pipeline

@@ -15,6 +15,7 @@ nodes and a network that loses, duplicates, delays, reorders and partitions:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import os
@@ -63,7 +64,7 @@ from ._common import (
     store_directory,
     within,
 )
-from .driver import Driver
+from .driver import Driver, monotonic_ms
 
 __all__ = ["CopyingStateMachine", "SnapshotStats", "StateMachine", "TotalOrderBroadcast"]
 
@@ -249,6 +250,11 @@ class TotalOrderBroadcast(AsyncLifetime):
     raises (``paxostob serve`` does), then ``close()`` and restart on the
     same data once the cause is fixed.
 
+    ``leases``: leader leases (``LogConfig.leases``, core/reads.py 'Leases'):
+    ``read_index`` at a leader whose lease holds costs no round; followers
+    guard their leader for an election timeout. Every node should run with
+    the same setting (a node without leases does not count towards a lease).
+
     Time: each tick the node reads ``wall_clock`` (Unix seconds) and its
     loop's monotonic clock; the leader stamps every batch it proposes, and
     each ``Delivery.clock_ms`` is the log's clock at that position, the same
@@ -281,6 +287,7 @@ class TotalOrderBroadcast(AsyncLifetime):
         in_memory: bool = False,
         wall_clock: Callable[[], float] = time.time,
         join: bool = False,
+        leases: bool = False,
     ) -> None:
         if not instance:
             raise ConfigurationError("instance must be a non-empty name")
@@ -307,6 +314,9 @@ class TotalOrderBroadcast(AsyncLifetime):
                 f"tick interval ({tick_ms:g} ms): the log's clock could not keep up with "
                 "real time"
             )
+        if leases:
+            # The guard lasts the election timeout in ms of this node's ticks.
+            config = dataclasses.replace(config, leases=True, tick_ms=max(1, round(tick_ms)))
         if config.window_slots_max > CONFIG_DELAY_SLOTS:
             raise ConfigurationError(
                 f"LogConfig.window_slots_max ({config.window_slots_max}) may not exceed "
@@ -365,6 +375,8 @@ class TotalOrderBroadcast(AsyncLifetime):
             room=self._room,
             on_failure=self._on_failure,
             wall_clock=wall_clock,
+            # Leases count time a suspended machine slept (driver.monotonic_ms).
+            mono_ms=monotonic_ms if config.leases else None,
         )
         #: This node's proposals not yet delivered here: the future of each and
         #: whether it resolves with the state machine's result (``submit``) or
@@ -601,6 +613,12 @@ class TotalOrderBroadcast(AsyncLifetime):
                 fut.add_done_callback(_retrieve)
             raise
 
+    @property
+    def reads_leased(self) -> int:
+        """Reads this node served from its leader lease with no round: its own
+        ``read_index`` calls, and followers' asks it granted."""
+        return self._replica.reads.leased
+
     async def read_index(self, *, timeout: float | None = None) -> None:
         """Return once this node applied every value chosen before the call (ReadIndex).
 
@@ -635,12 +653,15 @@ class TotalOrderBroadcast(AsyncLifetime):
         batch, self._to_read = self._to_read, []
         step = self._replica.step
         reads = self._reads
+        # With leases: a reading taken now, after these reads were asked (the
+        # last tick's may be stale: the loop may have stalled since).
+        elapsed = self._driver.since_tick_ms() if self.config.leases else None
         for fut in batch:
             if fut.done():
                 continue
             self._read_seq += 1
             reads[self._read_seq] = fut
-            step(ReadIndex(self._read_seq))
+            step(ReadIndex(self._read_seq, elapsed))
 
     def _reads_done(self, ready: Ready) -> None:
         reads = self._reads

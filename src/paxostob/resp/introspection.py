@@ -215,6 +215,7 @@ class IntrospectionCommands(Family):
                 f"leader_changes:{self.node.tob.leader_changes}",
                 f"proposals_failed:{self.node.tob.proposals_failed}",
                 *([] if self.node.kv is None else [f"read_mode:{self.node.kv.reads}"]),
+                f"reads_leased:{self.node.tob.reads_leased}",
                 *membership.info_lines(self.node),
             ],
             "commandstats": self.node.stats.info_lines(),

@@ -15,7 +15,9 @@ handles ticks 1, 2, ... one at a time:
 4. one ``Tick`` to every live replica, in member order; a Multi-Paxos
    replica's carries its wall clock (the true time, ``SIM_EPOCH_MS`` plus
    ``SIM_TICK_MS`` per tick, plus the node's offset, which the schedule's
-   clock jumps change) and 10 ms of monotonic time.
+   clock jumps change) and 10 ms of monotonic time (in lease runs, what the
+   node's own clock rate, ``Schedule.drift``, makes of 10 ms; a read then
+   carries a fresh reading too, ``ReadIndex.elapsed_ms``).
 
 Multi-Paxos replicas run as the asyncio runtime runs them, each on a
 ``MemoryStorage`` with a small application (``app.SimApp``): their Readys go
@@ -47,12 +49,14 @@ iteration over unordered containers where order could matter.
 from __future__ import annotations
 
 import abc
+import math
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ..core.events import (
+    Campaign,
     ChangeOutcome,
     Compact,
     Event,
@@ -65,6 +69,7 @@ from ..core.events import (
     Tick,
 )
 from ..core.events import Restore as RestoreEvent
+from ..core.lease import Guard
 from ..core.membership import CONFIG_DELAY_SLOTS, Configuration
 from ..core.messages import (
     Accept,
@@ -555,6 +560,15 @@ class _Run(abc.ABC):
 # ============================================================ Multi-Paxos
 
 
+class _NoGuard(Guard):
+    """The planted ``no-guard`` bug: replies as guarding, yet lets anyone campaign."""
+
+    __slots__ = ()
+
+    def refuses(self, candidate: str) -> bool:
+        return False
+
+
 class _TobRun(_Run):
     def __init__(self, seed: int, overrides: dict[str, Any]) -> None:
         super().__init__(seed, False, overrides)
@@ -568,7 +582,20 @@ class _TobRun(_Run):
             # arrive during it), as a snapshot of many MiB does in production.
             snapshot_send_bytes_per_tick_max=2 * o.snapshot_chunk_bytes_max,
             pre_vote=o.pre_vote,
+            leases=o.reads == "lease",
+            # The planted ignore-drift: replicas that assume exact clocks.
+            lease_drift_max=0.0 if o.lease_rule == "ignore-drift" else o.lease_drift_max,
+            tick_ms=SIM_TICK_MS,
         )
+        #: Lease runs: each node's monotonic clock rate, the reading its
+        #: replica got last (its last Tick's), and the explicit campaigns.
+        self.rates = dict.fromkeys(self.members, 1.0)
+        self.rates.update(self.schedule.drift)
+        self.mono_read = dict.fromkeys(self.members, 0)
+        self._campaigns: dict[int, list[str]] = {}
+        for c in self.schedule.campaigns:
+            self._campaigns.setdefault(c.tick, []).append(c.node)
+        self.campaign_count = 0
         #: alpha: production's with the production window, small with small
         #: windows (a change then takes effect within a few round trips).
         self.alpha = CONFIG_DELAY_SLOTS if o.window_slots_max > 8 else 8
@@ -658,6 +685,9 @@ class _TobRun(_Run):
         if self.options.membership_rule == "no-delay":
             # The planted bug: a change governs the slot right after its own.
             replica.log.membership.delay = 1
+        if self.options.lease_rule == "no-guard" and replica.guard is not None:
+            replica.guard.__class__ = _NoGuard  # the planted bug
+        self.mono_read[node] = self.mono_ms(node)  # the clock base of this life
         replica.step(
             RestoreEvent(
                 state.promised,
@@ -802,11 +832,42 @@ class _TobRun(_Run):
 
     def tick_event(self, node: str) -> Tick:
         offset = self.read_offsets[node] = self.offsets[node]
-        return Tick(SIM_EPOCH_MS + self.now * SIM_TICK_MS + offset, SIM_TICK_MS)
+        wall = SIM_EPOCH_MS + self.now * SIM_TICK_MS + offset
+        if self.options.reads != "lease":
+            return Tick(wall, SIM_TICK_MS)
+        reading = self.mono_ms(node)
+        elapsed, self.mono_read[node] = reading - self.mono_read[node], reading
+        return Tick(wall, elapsed)
+
+    def mono_ms(self, node: str) -> int:
+        """``node``'s monotonic clock now, in whole ms (its rate times the true time)."""
+        return int(self.now * SIM_TICK_MS * self.rates[node])
+
+    def _campaign(self, tick: int) -> None:
+        """The explicit campaigns due at ``tick`` (lease runs): phase 1 at once, and a write."""
+        for node in self._campaigns.pop(tick, ()):
+            r = self.replicas.get(node)
+            if node in self.live and r is not None and r.role is not Role.LEADER:
+                self.campaign_count += 1
+                self.doing = (node, "campaign")
+                r.step(Campaign())
+                self.drain(node)
+                # A client writes there at once: the first batch the new
+                # leader decides moves the applied position past what an
+                # old leader's state holds.
+                self.propose(node, tick)
 
     def on_tick_start(self, tick: int) -> None:
         if self.plan or self.plan_asked is not None:
             self._membership_step(tick)
+        if self._campaigns:
+            self._campaign(tick)
+        if self.options.reads == "lease":
+            # Clients keep reading at whoever believes it leads, every tick:
+            # a deposed leader cut off with a minority serves from its lease,
+            # if anywhere.
+            for leading in [m for m in self.live if self.replicas[m].role is Role.LEADER]:
+                self._read_at(leading, tick)
         for target, offset in self._jumps.pop(tick, ()):
             node = target if target is not None else self.leader()
             if node is not None:
@@ -909,11 +970,18 @@ class _TobRun(_Run):
 
     def ask_read(self, tick: int) -> None:
         """A ``ReadIndex`` at a live node drawn from the reads' own stream."""
-        node = self.live[self.read_rng.randrange(len(self.live))]
+        self._read_at(self.live[self.read_rng.randrange(len(self.live))], tick)
+
+    def _read_at(self, node: str, tick: int) -> None:
         self.read_count += 1
         rid = self.read_count
         self.reads_asked[rid] = (node, tick, self.max_position)
-        self.replicas[node].step(ReadIndex(rid))
+        if self.options.reads == "lease":
+            # A reading taken now, after the read was asked.
+            fresh = self.mono_ms(node) - self.mono_read[node]
+            self.replicas[node].step(ReadIndex(rid, elapsed_ms=fresh))
+        else:
+            self.replicas[node].step(ReadIndex(rid))
         self.drain(node)
 
     def _counted(self, node: str, rd: Ready, life: TobLife) -> None:
@@ -1071,6 +1139,9 @@ class _TobRun(_Run):
 
     def step(self, node: str, event: Event) -> None:
         r = self.replicas[node]
+        if self.options.reads == "lease" and isinstance(event, Receive):
+            # A reading taken now, after the message arrived (a lease may grant an ask).
+            event = Receive(event.envelope, self.mono_ms(node) - self.mono_read[node])
         r.step(event)
         self._saw_clock(node, r)
         self.drain(node)
@@ -1091,6 +1162,10 @@ class _TobRun(_Run):
         if clock and self.clock.ahead is None:
             top = self.leader_offset_max
             bound = SIM_EPOCH_MS + self.now * SIM_TICK_MS + (top if top is not None else 0)
+            if self.options.reads == "lease":
+                # A follower's estimate runs on its monotonic clock: one that
+                # runs fast gains up to the drift bound on the true time.
+                bound += math.ceil(self.now * SIM_TICK_MS * self.options.lease_drift_max)
             if top is None or clock > bound:
                 self.clock.ahead = (self.now, node, clock, bound)
 

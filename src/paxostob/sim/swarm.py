@@ -44,6 +44,13 @@ Bounds, and why:
   about half the runs some nodes start skewed and ``clock_jumps`` offsets
   change during the fault phase (to a node, or to whoever leads then), by
   anything from 50 ms to two days either way (``CLOCK_OFFSETS_MS``).
+- Leases (``reads="lease"`` only, drawn after everything else so that the
+  schedules of other runs stay as they were): every node's monotonic clock
+  runs at its own rate within ``lease_drift_max`` of real time (40% of the
+  nodes at each bound, the rest anywhere between), and ``campaigns``
+  explicit ``Campaign`` events (no pre-vote: a leadership transfer) hit
+  random nodes during the fault phase, so a deposed leader cut off in a
+  minority may still hold a lease while another leads.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ from ..errors import ConfigurationError
 
 __all__ = [
     "CLOCK_OFFSETS_MS",
+    "LEASE_RULES",
     "LIVENESS_TICKS_DEFAULT",
     "LOSS_MAX",
     "MEMBERSHIP_PLANS",
@@ -64,6 +72,7 @@ __all__ = [
     "PERSIST_MODES",
     "READ_MODES",
     "WIPED_MODES",
+    "CampaignAt",
     "ClockJump",
     "Crash",
     "Laggard",
@@ -123,10 +132,21 @@ MEMBERSHIP_PLANS: dict[str, tuple[int, tuple[tuple[str, str], ...]]] = {
 MEMBERSHIP_RULES = ("alpha", "no-delay")
 #: Linearizable reads (``ReadIndex``) the run asks, one at a random live node per
 #: broadcast: ``off`` (the default: the draws and schedules of existing seeds
-#: stay as they were), ``read-index`` (the core's rule), or the deliberate bug
+#: stay as they were), ``read-index`` (the core's rule), the deliberate bug
 #: ``no-quorum``: the runner forges every peer's answer to a leader's read
-#: probe, so a leader serves reads without a quorum confirming it still leads.
-READ_MODES = ("off", "read-index", "no-quorum")
+#: probe, so a leader serves reads without a quorum confirming it still leads,
+#: or ``lease``: every replica runs with leader leases, and the run draws clock
+#: drift and explicit campaigns (module docstring) and reads at every node that
+#: believes it leads, every tick.
+READ_MODES = ("off", "read-index", "no-quorum", "lease")
+#: With ``reads="lease"``: ``intact`` (the core's rule, the only one ever drawn)
+#: or a deliberate bug the simulator must catch as a stale read:
+#: ``ignore-drift`` builds the replicas with no drift bound (lease = guard)
+#: while their clocks drift by up to ``lease_drift_max``; ``no-guard`` makes
+#: followers answer probes as guarding but promise any candidate at once.
+LEASE_RULES = ("intact", "ignore-drift", "no-guard")
+#: Explicit campaigns per lease run (drawn: one of these).
+LEASE_CAMPAIGNS = (2, 4, 8, 16)
 #: What a node whose disk was wiped does at its restart: ``refuse`` (the
 #: runtime's rule: no store, no start), or one of two deliberate bugs for the
 #: tests: ``rejoin`` starts on an empty store whose incarnations start over
@@ -223,6 +243,11 @@ class SwarmOptions:
     #: plants the bug of a configuration that governs the slot right after its
     #: change instead of i + alpha, which the simulator must catch.
     membership_rule: str = "alpha"
+    #: With ``reads="lease"``: the drift bound the replicas are configured
+    #: with (``LogConfig.lease_drift_max``) and that the drawn clock rates
+    #: stay within, and the rule (``LEASE_RULES``; never drawn: ``intact``).
+    lease_drift_max: float = 0.05
+    lease_rule: str = "intact"
 
     def __post_init__(self) -> None:  # noqa: C901 - one flat check per field
         if self.n not in (1, 2, 3, 4, 5, 6, 7):
@@ -284,6 +309,14 @@ class SwarmOptions:
             raise ConfigurationError(
                 f"membership_rule must be one of {MEMBERSHIP_RULES}, got {self.membership_rule!r}"
             )
+        if self.lease_rule not in LEASE_RULES:
+            raise ConfigurationError(
+                f"lease_rule must be one of {LEASE_RULES}, got {self.lease_rule!r}"
+            )
+        if not 0 <= self.lease_drift_max < 1:
+            raise ConfigurationError(
+                f"lease_drift_max must be in [0, 1), got {self.lease_drift_max}"
+            )
         if self.reads not in READ_MODES:
             raise ConfigurationError(f"reads must be one of {READ_MODES}, got {self.reads!r}")
         if self.persist not in PERSIST_MODES:
@@ -324,6 +357,10 @@ class SwarmOptions:
             parts.append(f"persist={self.persist}")
         if self.reads != "off":
             parts.append(f"reads={self.reads}")
+        if self.reads == "lease":
+            parts.append(f"drift<={self.lease_drift_max:g}")
+        if self.lease_rule != "intact":
+            parts.append(f"lease-rule={self.lease_rule}")
         if self.persist_delay_ticks != (0, 0):
             parts.append("disk={}-{}t".format(*self.persist_delay_ticks))
         if self.laggards:
@@ -495,6 +532,14 @@ class ClockJump:
 
 
 @dataclass(frozen=True, slots=True)
+class CampaignAt:
+    """At ``tick`` ``node`` (if up and not leading) starts phase 1 at once: ``Campaign``."""
+
+    tick: int
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
 class ProposeAt:
     """``node`` broadcasts (or, single-decree, proposes) at ``tick``."""
 
@@ -516,6 +561,10 @@ class Schedule:
     #: (``join``) for the membership plan, and the tick the plan starts.
     spares: tuple[str, ...] = ()
     membership_start: int = 0
+    #: Lease runs: each node's monotonic clock rate (1.0: real time; missing: 1.0),
+    #: and the explicit campaigns.
+    drift: tuple[tuple[str, float], ...] = ()
+    campaigns: tuple[CampaignAt, ...] = ()
 
 
 def liveness_bound(options: SwarmOptions, schedule: Schedule) -> int:
@@ -659,6 +708,9 @@ def draw_schedule(options: SwarmOptions, rng: random.Random, *, synod: bool = Fa
             jumps.append(ClockJump(tick, target, rng.choice((0, *CLOCK_OFFSETS_MS))))
         jumps.sort(key=lambda j: (j.tick, j.node or ""))
     spares, membership_start = _draw_membership(options, rng, synod=synod)
+    drift, campaigns = _draw_lease_faults(
+        options, rng, members + spares, tuple(episodes), synod=synod
+    )
     return Schedule(
         members,
         tuple(episodes),
@@ -670,4 +722,43 @@ def draw_schedule(options: SwarmOptions, rng: random.Random, *, synod: bool = Fa
         clock_jumps=tuple(jumps),
         spares=spares,
         membership_start=membership_start,
+        drift=drift,
+        campaigns=campaigns,
     )
+
+
+def _draw_lease_faults(
+    options: SwarmOptions,
+    rng: random.Random,
+    nodes: tuple[str, ...],
+    episodes: tuple[PartitionEpisode, ...],
+    *,
+    synod: bool,
+) -> tuple[tuple[tuple[str, float], ...], tuple[CampaignAt, ...]]:
+    """Clock rates and explicit campaigns of a lease run (drawn after everything else).
+
+    Every partition episode gets a campaign within a few ticks of its
+    start: a new leader elected while the old one, cut off, may still hold
+    its lease (where a broken lease shows).
+    """
+    if options.reads != "lease" or synod:
+        return (), ()
+    bound = options.lease_drift_max
+    drift = []
+    for node in nodes:
+        pick = rng.random()
+        if pick < 0.4:
+            rate = 1 - bound  # slow: a leader's lease looks longer to it
+        elif pick < 0.8:
+            rate = 1 + bound  # fast: a follower's guard ends sooner
+        else:
+            rate = rng.uniform(1 - bound, 1 + bound)
+        drift.append((node, rate))
+    campaigns = [
+        CampaignAt(rng.randint(1, options.fault_ticks), rng.choice(nodes))
+        for _ in range(rng.choice(LEASE_CAMPAIGNS))
+    ]
+    for e in episodes:
+        campaigns.append(CampaignAt(e.start + rng.randint(0, 3), rng.choice(nodes)))
+    campaigns.sort(key=lambda c: (c.tick, c.node))
+    return tuple(drift), tuple(campaigns)
