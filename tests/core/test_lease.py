@@ -10,8 +10,17 @@ reading at which its probe round was sent. Every tick carries the clock
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
-from paxostob.core.events import Campaign, Propose, ReadIndex, Receive, Restore, Tick
+from paxostob.core.events import (
+    Campaign,
+    Propose,
+    ProposeChange,
+    ReadIndex,
+    Receive,
+    Restore,
+    Tick,
+)
 from paxostob.core.lease import lease_ms
 from paxostob.core.messages import (
     Envelope,
@@ -318,3 +327,49 @@ def test_a_follower_of_a_newer_leader_vouches_for_no_older_one() -> None:
     net.deliver(old_probes)  # a's older probe: answered (no promise above it), unguarded
     to_a = [e.message for e in net.out("b") if isinstance(e.message, ReadProbeReply)]
     assert [(m.ballot, m.guard_ms) for m in to_a] == [(ballot_a, 0)]
+
+
+def run_clocked(net: Net, ticks: int, until: Callable[[], bool]) -> None:
+    """Settle, then a clock tick to every member and settle, until ``until()``."""
+    net.settle()
+    for _ in range(ticks):
+        clock_tick(net, "".join(net.members))
+        net.settle()
+        if until():
+            return
+    raise AssertionError(f"not reached in {ticks} ticks")
+
+
+def change_at(net: Net, node: str, op: str, nid: str, request: int) -> None:
+    net.r[node].step(ProposeChange(op, nid, request, f"127.0.0.1:{request}"))
+    run_clocked(net, 100, lambda: any(c.request == request for c in net.changes[node]))
+    outcome = next(c for c in net.changes[node] if c.request == request)
+    assert outcome.error is None, outcome
+
+
+def test_a_lease_serves_no_read_once_a_configuration_its_voters_are_no_quorum_of_is_ahead() -> None:
+    """A change decided after the lease's round: the rival's phase 1 may need only the new quorum.
+
+    c never answers, so a leads with leases from {a, b}. d joins, catches up,
+    falls silent and is promoted: {a, b, c, d} governs the slots from the
+    change's plus alpha, and {a, b} is no quorum of it (a rival could be
+    promised by c, d and one more without asking a guarding node about the
+    new configuration's slots). The lease's time has not run out, yet a read
+    must now take a round.
+    """
+    net = Net("abc", config=LEASES)
+    net.isolated.add("c")
+    leased(net)
+    net.join("d")
+    change_at(net, "a", "add", "d", 1000)
+    a, d = net.r["a"], net.r["d"]
+    run_clocked(net, 50, lambda: d.log.decided_through == a.log.decided_through)
+    net.isolated.add("d")
+    change_at(net, "a", "promote", "d", 1001)
+    assert a.membership.newest.voters == {"a", "b", "c", "d"}
+    until = a.reads.lease_until
+    assert until is not None and until > a.reads.mono_ms  # the lease's time is not over
+    net.out("a")
+    a.step(ReadIndex(1, elapsed_ms=0))
+    assert sorted(e.dst for e in probes(net.out("a"))) == ["b", "c", "d"]
+    assert [rid for _, rid, _ in net.served] == []

@@ -383,6 +383,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "tests/sim/test_lease.py",
     ),
     m(
+        "lease: the lease's voters are not checked against a configuration decided since",
+        "core/reads.py",
+        "        return all(c.is_quorum(voters) for c in self._configs())\n",
+        "        return True\n",
+        "tests/core/test_lease.py",
+    ),
+    m(
         "lease: the lease is the whole guard (the drift bound ignored)",
         "core/lease.py",
         "math.floor(guard_ms * (1 - drift_max) / (1 + drift_max))",

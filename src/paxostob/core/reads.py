@@ -86,7 +86,10 @@ once, with no round. The rule:
    readings in whole ms. A read is served from the lease only if a reading
    taken after it was asked (``ReadIndex.elapsed_ms``, added to the last
    tick's) is below ``lease_until``: a stale tick reading would let a
-   leader whose loop stalled serve after its lease ended. A leader with
+   leader whose loop stalled serve after its lease ended, and only while
+   the round's guarding voters are a quorum of every configuration ahead
+   *at that reading*: a change decided since the round may have put a
+   configuration ahead whose quorums miss them. A leader with
    leases sends a round at every heartbeat, so the lease stays fresh idle
    or busy. The lease belongs to one ballot's leadership (phase 1 done),
    and ends with it.
@@ -94,7 +97,11 @@ once, with no round. The rule:
    ``b`` has a quorum of promises. Before ``T1`` nobody leads such a
    ballot, so nobody sends an ``Accept``, ``Heartbeat`` or ``ReadProbe`` of
    one: every voter that answered round ``r`` guarding still guards ``b``
-   (renewed, never moved). That quorum meets the lease's quorum in a voter
+   (renewed, never moved). A higher ballot can only choose a new value in
+   a slot this leader has not decided, whose configuration is one of those
+   ahead when the read is checked, so its quorum of promises includes a
+   quorum of that configuration, which the lease's voters are (rule 2).
+   That quorum meets the lease's quorum in a voter
    ``N`` (or in the leader itself, which stops leading before it promises
    any higher ballot, and so stops serving from the lease). ``N`` promised
    after its guard lapsed (its own campaign waited for that too), unless
@@ -180,6 +187,7 @@ class Reads:
         "_guarded",
         "_instance",
         "_lease_ms_max",
+        "_lease_voters",
         "_leases",
         "_me",
         "_probed_at",
@@ -256,6 +264,8 @@ class Reads:
         self._sent_ms: dict[int, int] = {}
         self._guarded: dict[str, tuple[int, int]] = {}
         self.lease_until: int | None = None
+        #: The guarding voters (with us) of the round that gave ``lease_until``.
+        self._lease_voters: frozenset[str] = frozenset()
         #: Reads served and asks granted from the lease (no round), for INFO and tests.
         self.leased = 0
 
@@ -287,8 +297,7 @@ class Reads:
         (never the last tick's: a loop that stalled would stretch the lease).
         """
         self._sync(lead)
-        until = self.lease_until
-        if lead is None or until is None or fresh_ms >= until:
+        if lead is None or not self._lease_holds(fresh_ms):
             return False
         if request_id not in self.waiting:
             self.waiting[request_id] = now
@@ -371,6 +380,7 @@ class Reads:
         self._acked.clear()
         # A lease belongs to one ballot and ends with its leadership.
         self.lease_until = None
+        self._lease_voters = frozenset()
         self._sent_ms.clear()
         self._guarded.clear()
         if lead is not None:
@@ -393,6 +403,20 @@ class Reads:
             return self.on_ask(m, lead)
         return self.on_grant(m)
 
+    def _lease_holds(self, fresh_ms: int) -> bool:
+        """Whether our lease covers a reading of ``fresh_ms`` (rule 2 of 'Leases').
+
+        A configuration decided after the lease's round was confirmed may
+        govern slots ahead now, and a rival's phase 1 for such a slot needs a
+        quorum of it: the lease's guarding voters must be a quorum of every
+        configuration ahead at the reading, not only of those of its round.
+        """
+        until = self.lease_until
+        if until is None or fresh_ms >= until:
+            return False
+        voters = self._lease_voters
+        return all(c.is_quorum(voters) for c in self._configs())
+
     def grant_leased(
         self, m: ReadIndexAsk, lead: Leadership | None, fresh_ms: int, log: DecidedLog
     ) -> bool:
@@ -402,8 +426,7 @@ class Reads:
         after the follower asked, as a round's would be.
         """
         self._sync(lead)
-        until = self.lease_until
-        if lead is None or until is None or fresh_ms >= until:
+        if lead is None or not self._lease_holds(fresh_ms):
             return False
         self._send(m.sender, ReadIndexGrant(self._instance, self._me, m.ask, read_index(lead, log)))
         self.leased += 1
@@ -451,6 +474,7 @@ class Reads:
                 until = sent[r] + lease_ms(min(peers), self._leases)
                 if self.lease_until is None or until > self.lease_until:
                     self.lease_until = until
+                    self._lease_voters = frozenset(voters)
                 for old in [x for x in sent if x < r]:
                     del sent[old]
                 return
