@@ -10,11 +10,12 @@ for the save in flight and saves what is queued.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 
 from paxostob.core.events import AcceptedEntry, Event, Persisted, Ready
 from paxostob.core.messages import Accepted, Envelope, Heartbeat
-from paxostob.core.types import Ballot
+from paxostob.core.types import Ballot, DecidedEntry, Snapshot
 from paxostob.node.driver import Driver
 
 BALLOT = Ballot(1, "a")
@@ -211,3 +212,91 @@ async def test_a_save_with_nothing_early_runs_on_the_loop_one_with_early_in_a_th
     assert threads == [True, False]  # on the loop, then in a worker thread
     # Either way the vote left only after its save, and in order.
     assert [w for k, w in log if k == "late"] == [1, 2]
+
+
+def decided_only(seq: int) -> Ready:
+    """What a leader's Ready holds after a quorum voted: a decision to write
+    (no sync: it can be learned again), its commit heartbeats early."""
+    return Ready(
+        decided=(DecidedEntry(seq, ()),),
+        early=(Envelope("b", Heartbeat("i", "a", BALLOT, seq)),),
+        messages=(Envelope("b", Accepted("i", "a", BALLOT, seq, None)),),
+        seq=seq,
+    )
+
+
+async def test_a_save_without_a_sync_runs_on_the_loop_even_with_early_messages() -> None:
+    # A decision alone is one write to the page cache: the thread hand-off
+    # (two wake-ups) would cost more than the write. A synced save with early
+    # messages still goes to the thread.
+    log: list[tuple[str, object]] = []
+    # A snapshot's install writes and syncs a whole file: never on the loop.
+    with_snapshot = dataclasses.replace(decided_only(4), snapshot=Snapshot(4, b"", b"state"))
+    replica = Replica([decided_only(1), ready(2), decided_only(3), with_snapshot], log)
+    threads: list[tuple[int, bool]] = []
+
+    def persist(rd: Ready) -> None:
+        threads.append((rd.seq, threading.current_thread() is threading.main_thread()))
+
+    driver = Driver(
+        replica,
+        Transport(log),
+        "pipeline-test-4",
+        tick_interval_s=0.001,
+        on_ready=lambda rd: None,
+        persist=persist,
+    )
+    driver.start()
+    try:
+        await asyncio.wait_for(replica.done.wait(), WAIT_S)
+    finally:
+        await driver.close()
+    assert threads == [(1, True), (2, False), (3, True), (4, False)]
+    assert [w for k, w in log if k == "late"] == [1, 2, 3, 4]
+
+
+async def test_a_save_without_a_sync_waits_for_the_synced_save_in_flight() -> None:
+    # Saves are written in Ready order even when the later one is cheap enough
+    # for the loop: it waits for the thread's save, and so do its late messages.
+    log: list[tuple[str, object]] = []
+    replica = Replica([ready(1), decided_only(2)], log)
+    second_handed = asyncio.Event()
+    advance = replica.advance
+
+    def advance_and_tell(rd: Ready) -> None:
+        advance(rd)
+        if rd.seq == 2:
+            second_handed.set()
+
+    replica.advance = advance_and_tell  # type: ignore[method-assign]
+    disk = Disk(log)
+    saved: list[tuple[int, bool]] = []
+
+    def persist(rd: Ready) -> None:
+        if rd.must_sync:
+            disk(rd)  # waits for the gate
+        saved.append((rd.seq, threading.current_thread() is threading.main_thread()))
+
+    driver = Driver(
+        replica,
+        Transport(log),
+        "pipeline-test-5",
+        tick_interval_s=0.001,
+        on_ready=lambda rd: None,
+        persist=persist,
+    )
+    driver.start()
+    try:
+        assert await asyncio.to_thread(disk.entered.wait, WAIT_S)
+        # Ready 2 was taken and handled meanwhile (its heartbeat left early),
+        # and nothing of it was written nor sent late.
+        await asyncio.wait_for(second_handed.wait(), WAIT_S)
+        assert saved == [] and ("late", 2) not in log and ("early", 2) in log
+        disk.gate.set()
+        await asyncio.wait_for(replica.done.wait(), WAIT_S)
+    finally:
+        disk.gate.set()
+        await driver.close()
+    assert saved == [(1, False), (2, True)]
+    assert [w for k, w in log if k == "late"] == [1, 2]
+    assert log.index(("late", 2)) > log.index(("saved", (1,)))
