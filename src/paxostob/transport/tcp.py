@@ -744,6 +744,15 @@ class TcpTransport:
         outbox.append(frame)
         link.has_frames.set()
 
+    def flush(self) -> None:
+        """Write the frames ``send`` took the direct way now, not at the end of this loop pass.
+
+        For a caller about to block the loop (a save on the loop) whose
+        messages should travel meanwhile.
+        """
+        if self._dirty:
+            self._flush()
+
     def set_receiver(self, receiver: Receiver | None) -> None:
         """Push each arriving envelope to ``receiver`` instead of the inbox (``None``: undo).
 
