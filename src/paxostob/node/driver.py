@@ -11,8 +11,10 @@ The pipeline: the order of sends, saves and ``Persisted`` is
 ``core.pipeline.Pipeline``'s, the object the simulator and the scenario
 tests drive too; the driver is its IO shell. Saves run in a worker thread,
 one at a time and in order, while the driver keeps stepping events and
-taking Readys (a save with no early message to overlap runs on the loop:
-the hand-off would cost more than the fsync). A Ready's late ``messages``
+taking Readys, unless the hand-off would cost more than blocking the loop:
+a save with no early message to overlap, one without a sync, or the
+leader's Accepts of a small round while the disk is mostly idle (then the
+Accepts are written first; ``_on_loop`` says when). A Ready's late ``messages``
 leave, and ``Persisted`` is stepped, only once its save *and every earlier
 one* returned; Readys that queue up behind a save in flight are saved
 together in the next one (group commit); at most ``persist_queue_max``

@@ -55,7 +55,8 @@ Theory of operation:
   puts the frame in the link's ``pending`` list, and the frames sent in one
   event-loop pass are written at its end with one ``writelines`` (a task
   wake-up per message saved, and one syscall per pass instead of one per
-  frame). Never while frames are queued in the outbox, and the writer
+  frame); ``flush()`` writes them at once, for a caller about to block the
+  loop. Never while frames are queued in the outbox, and the writer
   writes ``pending`` before the outbox, so a peer gets its frames in
   ``send`` order either way.
 - *Reconnect.* The dial loop retries with capped exponential backoff
