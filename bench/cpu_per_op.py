@@ -5,8 +5,9 @@ runs; the CPU time a node spends per operation does much less, so this is the
 measure to compare two versions of the code by (alternate them, run each a few
 times, compare medians). For each repetition it reads ``/proc/PID/stat`` of
 every node before and after ``-n`` requests and prints the user and system
-microseconds per request of the leader and of each follower, and the request
-rate ``redis-benchmark`` saw.
+microseconds per request of the leader and of each follower, the request
+rate ``redis-benchmark`` saw, and each node's context switches per request
+(``/proc/PID/task/*/status``: every sleep and wake-up of its threads).
 
 ``--perf`` also records the leader with ``perf record -e cpu-clock`` (Debian's
 ``linux-perf``) during one more run, and prints how its CPU splits between the
@@ -39,6 +40,24 @@ KEYSPACE = "100000"
 WARMUP_REQUESTS = "5000"
 #: A run that takes longer than this is stopped (a stuck cluster must not hang the bench).
 RUN_TIMEOUT_S = 600.0
+
+
+def context_switches(pid: int) -> int:
+    """Context switches of process ``pid`` so far, voluntary or not, over its live threads.
+
+    Each is a sleep and a wake-up (or a preemption): the kernel's share of a
+    node's CPU is mostly these. A thread that ended is not counted.
+    """
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            text = status.read_text()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        for line in text.splitlines():
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                total += int(line.split()[1])
+    return total
 
 
 def benchmark(port: int, args: argparse.Namespace, requests: str) -> str:
@@ -111,9 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         benchmark(port, args, WARMUP_REQUESTS)
         order = [leader, *sorted(k for k in pids if k != leader)]
         for rep in range(args.reps):
+            switched = {k: context_switches(p) for k, p in pids.items()}
             before = {k: cpu_seconds(p) for k, p in pids.items()}
             rate = benchmark(port, args, str(args.n))
             after = {k: cpu_seconds(p) for k, p in pids.items()}
+            switches = {k: context_switches(p) - switched[k] for k, p in pids.items()}
             parts = []
             total = 0.0
             for k in order:
@@ -123,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 role = "leader" if k == leader else "follower"
                 parts.append(f"{role} {k}: {user + system:.1f} ({user:.0f}u+{system:.0f}s)")
             print(f"rep {rep}: CPU us/op " + ", ".join(parts) + f"; total {total:.1f} | {rate}")
+            print(
+                f"rep {rep}: context switches/op "
+                + ", ".join(f"{k}: {switches[k] / args.n:.2f}" for k in order)
+            )
         if args.perf:
             perf_split(pids[leader], port, args)
     return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import shutil
 import socket
 import ssl
@@ -59,6 +60,8 @@ CLUSTER = "test-cluster"
 SECRET = b"test-secret-0123456789abcdef"
 #: Bounds every wait; a healthy run takes milliseconds.
 WAIT_S = RECEIVE_TIMEOUT_S
+#: Loopback delivers a written frame at once; the bound only ends a failing check.
+FLUSH_ARRIVAL_S = 2.0
 Members = dict[str, tuple[str, int]]
 
 
@@ -985,3 +988,26 @@ async def test_consensus_over_tcp_decides_one_value_everywhere() -> None:
             await node.close()
         for t in ts.values():
             await t.close()
+
+
+async def test_flush_writes_this_pass_frames_before_the_pass_ends() -> None:
+    # A save on the loop blocks it for an fsync: the Accepts sent just before
+    # must already be on the wire, not waiting for the end of the pass.
+    _, ts = await start_cluster("ab")
+    a, b = ts["a"], ts["b"]
+    try:
+        await until_connected(a, ["b"])
+        await until_connected(b, ["a"])
+        at_b = cast(socket.socket, b.peer_socket("a"))
+        assert at_b is not None
+        a.send(envelope("a", "b", 1))
+        a.flush()
+        # The loop does not run from here to the check: only flush can have written.
+        readable, _, _ = select.select([at_b], [], [], FLUSH_ARRIVAL_S)
+        assert readable, "the frame was not written by flush()"
+        assert commits(await receive_n(b, 1)) == [1]
+        a.flush()  # nothing pending: a no-op
+        a.send(envelope("a", "b", 2))  # and the end-of-pass write still works
+        assert commits(await receive_n(b, 1)) == [2]
+    finally:
+        await close_all(ts.values())

@@ -11,8 +11,10 @@ The pipeline: the order of sends, saves and ``Persisted`` is
 ``core.pipeline.Pipeline``'s, the object the simulator and the scenario
 tests drive too; the driver is its IO shell. Saves run in a worker thread,
 one at a time and in order, while the driver keeps stepping events and
-taking Readys (a save with no early message to overlap runs on the loop:
-the hand-off would cost more than the fsync). A Ready's late ``messages``
+taking Readys, unless the hand-off would cost more than blocking the loop:
+a save with no early message to overlap, one without a sync, or the
+leader's Accepts of a small round while the disk is mostly idle (then the
+Accepts are written first; ``_on_loop`` says when). A Ready's late ``messages``
 leave, and ``Persisted`` is stepped, only once its save *and every earlier
 one* returned; Readys that queue up behind a save in flight are saved
 together in the next one (group commit); at most ``persist_queue_max``
@@ -149,6 +151,18 @@ class Endpoint:
             route(envelope)
 
 
+#: A synced save with early messages runs on the loop only while syncs take
+#: less than this (``Driver._on_loop``). ``fdatasync`` of an append takes
+#: about 130 us on an idle SSD or virtio disk; at 1 ms the disk is busy with
+#: other work, and blocking the loop that long would delay every client.
+INLINE_SYNC_S_MAX = 0.001
+#: ... and only while it carries at most this many bytes of proposals: one
+#: client's round (a few commands). More means several clients share the
+#: round, and the loop has their next commands to read while the disk syncs
+#: (measured: always on the loop lost 45% of the writes/s at 50 clients on a
+#: loaded machine). 1 KiB: about six 100-byte SETs.
+INLINE_SAVE_BYTES_MAX = 1024
+
 _SaveItem = tuple[Callable[[Ready], None], Ready, "asyncio.Future[None]"]
 
 
@@ -234,6 +248,9 @@ class Driver:
         inbox_max: int = 100_000,
         persist_queue_max: int = 256,
         inline_saves: bool = True,
+        inline_sync_s_max: float = INLINE_SYNC_S_MAX,
+        inline_save_bytes_max: int = INLINE_SAVE_BYTES_MAX,
+        clock: Callable[[], float] = time.monotonic,
         on_failure: Callable[[Exception], NodeFailedError] | None = None,
         wall_clock: Callable[[], float] | None = None,
         mono_ms: Callable[[], int] | None = None,
@@ -277,6 +294,16 @@ class Driver:
         #: stays on it), and its reading at the last Tick (None: none yet).
         self._mono_ms = mono_ms
         self.tick_reading_ms: int | None = None
+        #: A synced save with early messages runs on the loop only while syncs
+        #: take less than this, the disk is mostly idle and the save is small
+        #: (``_on_loop``); 0: always in the thread. ``clock`` times the saves.
+        self.inline_sync_s_max = inline_sync_s_max
+        self.inline_save_bytes_max = inline_save_bytes_max
+        self._clock = clock
+        #: When the last synced save returned and how long it took (``clock``):
+        #: whether the next one may block the loop (``_on_loop``).
+        self._synced_at = 0.0
+        self._sync_s = 0.0
         #: Called once, in the driver task, when the node fails: makes the
         #: error every caller gets (and fails what waits on the node).
         self._on_failure = on_failure
@@ -412,21 +439,71 @@ class Driver:
                         send(envelope)
                 continue
             assert persist is not None
-            if self.inline_saves and not action.early:
-                # Nothing left early to overlap the save with (a follower's
-                # votes wait for it anyway): save on the loop. The thread
-                # hand-off (a pool submit, wake-ups, two GIL passes) costs
-                # more CPU than the fsync blocks the loop: measured -25% CPU
-                # per write on followers, +10% writes/s at 50 clients and
-                # -15% one-client latency on the 3-node cluster.
-                persist(action.ready)
+            ready = action.ready
+            if self.inline_saves and (
+                not action.early
+                or (ready.snapshot is None and (not ready.must_sync or self._on_loop(ready)))
+            ):
+                # On the loop: a save with nothing early to overlap it with (a
+                # follower's votes wait for it anyway), one without a sync (the
+                # leader's decided entries: a write to the page cache), or the
+                # leader's Accepts' save while the disk is mostly idle (one
+                # client: nothing else to do meanwhile). The thread hand-off
+                # (wake-ups, GIL passes) costs more CPU than the fsync blocks
+                # the loop: measured -25% CPU per write on followers, +10%
+                # writes/s at 50 clients and -15% one-client latency on the
+                # 3-node cluster; -20% of the leader's CPU per write at one
+                # client for the last two cases (docs/benchmarks.md).
+                if ready.must_sync:
+                    if action.early:
+                        flush = getattr(self.transport, "flush", None)
+                        if flush is not None:
+                            flush()  # the Accepts leave before the fsync blocks the loop
+                    started = self._clock()
+                    persist(ready)
+                    self._synced(started)
+                else:
+                    persist(ready)
                 pipeline.saved()
                 continue
             saver = self._saver
             if saver is None:
                 saver = self._saver = _Saver(asyncio.get_running_loop(), self.instance)
-            self._saving = saving = saver.submit(persist, action.ready)
+            self._saving = saving = saver.submit(
+                self._timed_persist if ready.must_sync else persist, ready
+            )
             saving.add_done_callback(self._saved)
+
+    def _on_loop(self, ready: Ready) -> bool:
+        """Whether a synced save with early messages (the leader's Accepts) may block the loop.
+
+        Yes when the loop has nothing to do meanwhile but wait for the votes:
+        a round of one client's few commands (``inline_save_bytes_max``), the
+        disk idle at least as long as the last sync took (saves not back to
+        back), and syncs quick (``inline_sync_s_max``). The thread's hand-off
+        (two wake-ups, GIL passes) then costs more than the fsync blocks.
+        """
+        if self._sync_s >= self.inline_sync_s_max:
+            return False
+        if self._clock() - self._synced_at < self._sync_s:
+            return False
+        size = 0
+        for entry in ready.accepted:
+            for proposal in entry.value:
+                size += len(proposal.payload)
+        return size <= self.inline_save_bytes_max
+
+    def _timed_persist(self, ready: Ready) -> None:
+        """``persist`` in the saver thread, timed there (not counting the hand-offs)."""
+        assert self._persist is not None
+        started = self._clock()
+        self._persist(ready)
+        self._synced(started)
+
+    def _synced(self, started: float) -> None:
+        """A synced save that began at ``started`` returned now (on the loop or in the thread)."""
+        self._synced_at = now = self._clock()
+        self._sync_s = now - started
 
     def _saved(self, _: asyncio.Future[None]) -> None:
         self._wake.set()

@@ -55,7 +55,8 @@ Theory of operation:
   puts the frame in the link's ``pending`` list, and the frames sent in one
   event-loop pass are written at its end with one ``writelines`` (a task
   wake-up per message saved, and one syscall per pass instead of one per
-  frame). Never while frames are queued in the outbox, and the writer
+  frame); ``flush()`` writes them at once, for a caller about to block the
+  loop. Never while frames are queued in the outbox, and the writer
   writes ``pending`` before the outbox, so a peer gets its frames in
   ``send`` order either way.
 - *Reconnect.* The dial loop retries with capped exponential backoff
@@ -743,6 +744,15 @@ class TcpTransport:
             self._changed.set()
         outbox.append(frame)
         link.has_frames.set()
+
+    def flush(self) -> None:
+        """Write the frames ``send`` took the direct way now, not at the end of this loop pass.
+
+        For a caller about to block the loop (a save on the loop) whose
+        messages should travel meanwhile.
+        """
+        if self._dirty:
+            self._flush()
 
     def set_receiver(self, receiver: Receiver | None) -> None:
         """Push each arriving envelope to ``receiver`` instead of the inbox (``None``: undo).
