@@ -373,3 +373,65 @@ def test_a_lease_serves_no_read_once_a_configuration_its_voters_are_no_quorum_of
     a.step(ReadIndex(1, elapsed_ms=0))
     assert sorted(e.dst for e in probes(net.out("a"))) == ["b", "c", "d"]
     assert [rid for _, rid, _ in net.served] == []
+
+
+def test_a_lease_counts_from_the_rounds_send_not_from_its_replies_arrival() -> None:
+    """Replies that arrive late must not move the lease's start past the round's send."""
+    net = Net("abc", config=LEASES)
+    leased(net)
+    a = net.r["a"]
+    s, round_probes = next_round(net, "a")
+    clock_tick(net, "a", ms=60)  # b's reply is stepped 60 ms of a's clock after the round left
+    net.out("a")
+    net.deliver(p for p in round_probes if p.dst == "b")
+    net.deliver(net.out("b"))
+    net.out("a")
+    assert a.reads.lease_until == s + LEASE_MS
+    a.step(ReadIndex(1, elapsed_ms=s + LEASE_MS - a.reads.mono_ms))
+    assert probes(net.out("a")) != []  # the lease ended: a round
+    assert net.served == []
+
+
+def test_a_reply_to_an_older_round_gives_no_lease_from_a_newer_rounds_send() -> None:
+    """b and c answered round 1, only d round 2: the quorum {a, b, c, d} dates from round 1."""
+    net = Net("abcde", config=LEASES)
+    leased(net)
+    a = net.r["a"]
+    s1, first = next_round(net, "a")
+    net.deliver(p for p in first if p.dst in "bc")
+    net.deliver(net.out("b") + net.out("c"))
+    net.out("a")
+    assert a.reads.lease_until == s1 + LEASE_MS
+    s2, second = next_round(net, "a")
+    assert s2 > s1
+    net.deliver(p for p in second if p.dst == "d")
+    net.deliver(net.out("d"))
+    net.out("a")
+    assert a.reads.lease_until == s1 + LEASE_MS  # {a, d} alone is no quorum of five
+    a.step(ReadIndex(1, elapsed_ms=s1 + LEASE_MS - a.reads.mono_ms))
+    assert probes(net.out("a")) != []
+    assert net.served == []
+
+
+def test_a_lease_takes_the_shortest_guard_its_quorum_needs() -> None:
+    """A quorum of five needs both b (guarding 150 ms) and c (guarding 60 ms): 60 ms counts."""
+    net = Net("abcde", config=LEASES)
+    leased(net)
+    a = net.r["a"]
+    clock_tick(net, "a", ms=200)  # the lease of the earlier rounds ends
+    net.out("a")
+    s, round_probes = next_round(net, "a")
+    assert a.reads.lease_until is not None and a.reads.lease_until < s
+    net.deliver(p for p in round_probes if p.dst == "b")
+    from_b = net.out("b")
+    replies = [e.message for e in from_b if isinstance(e.message, ReadProbeReply)]
+    assert len(replies) == 1 and replies[0].guard_ms == 150
+    m = replies[0]
+    # c guards for a shorter time (its own, shorter election timeout).
+    from_c = Envelope("a", ReadProbeReply(m.instance, "c", m.ballot, m.round, 60))
+    net.deliver([from_c, *from_b])
+    net.out("a")
+    assert a.reads.lease_until == s + lease_ms(60, 0.05)
+    a.step(ReadIndex(1, elapsed_ms=s + lease_ms(60, 0.05) - a.reads.mono_ms))
+    assert probes(net.out("a")) != []
+    assert net.served == []

@@ -84,3 +84,14 @@ def test_lease_runs_draw_drift_at_the_bounds_and_leave_other_runs_alone() -> Non
     assert plain.drift == () and plain.campaigns == ()
     # The lease draws come last: the rest of the schedule is the plain one's.
     assert (schedule.partitions, schedule.proposals) == (plain.partitions, plain.proposals)
+
+
+def test_an_explicit_campaign_during_a_rejoin_is_not_counted_as_the_rejoins_doing() -> None:
+    """Seed 1552: a Campaign drawn for a laggard at its rejoin tick waits out the guard it
+    starts with, then deposes the leader, as asked; the rejoin is no quiet one then."""
+    outcome = simulate(1552, reads="lease")
+    assert outcome.ok, outcome.failure
+    assert outcome.result.quiet_rejoins == 0
+    schedule = outcome.result.schedule
+    (laggard,) = schedule.laggards
+    assert laggard.restart in {c.tick for c in schedule.campaigns}

@@ -546,6 +546,8 @@ class _Run(abc.ABC):
         events += [t for x in s.outages for t in (x.tick, x.restart)]
         events += [t for g in s.laggards if g is not laggard for t in (g.tick, g.restart)]
         events += [t for w in s.wipes for t in (w.tick, w.restart)]
+        # An explicit campaign (lease runs) changes the leader by design.
+        events += [c.tick for c in s.campaigns]
         ballot, since = self.leader_since()
         quiet = (
             o.loss == 0
