@@ -24,6 +24,7 @@ from paxostob.core.events import (
 from paxostob.core.lease import lease_ms
 from paxostob.core.messages import (
     Envelope,
+    Heartbeat,
     Nack,
     Prepare,
     Promise,
@@ -254,6 +255,24 @@ def test_a_guarding_node_defers_its_own_campaign_until_its_guard_lapses() -> Non
     sent = [e for e in net.out("c") if isinstance(e.message, Prepare)]
     assert sorted(e.dst for e in sent) == ["a", "b"]
     assert c.role is Role.CANDIDATE and c.acceptor.promised == c.ballot  # its own promise first
+
+
+def test_a_deferred_campaign_is_dropped_once_another_leader_is_followed() -> None:
+    """Asked against a, deferred by the guard; b leads meanwhile: c must not depose b later."""
+    net = Net("abc", config=LEASES)
+    leased(net)
+    net.deliver(next_round(net, "a")[1])
+    net.out("b")
+    c = net.r["c"]
+    net.out("c")
+    c.step(Campaign())
+    assert c.election.deferred
+    ballot_b = Ballot(c.acceptor.promised.round + 1, "b")
+    c.step(Receive(Envelope("c", Heartbeat(c.instance, "b", ballot_b, c.log.decided_through))))
+    assert c.election.leader == "b" and not c.election.deferred
+    for _ in range(20):  # past the guard a's probe started, and the one b's heartbeat did
+        clock_tick(net, "c")
+        assert [e for e in net.out("c") if isinstance(e.message, Prepare)] == []
 
 
 def test_the_guard_lets_the_leader_it_follows_prepare_again() -> None:

@@ -405,6 +405,10 @@ class Election:
             return  # an older leader than the one we follow
         if not following or self.leader != ballot.node_id:
             self.step_down(now, ballot.node_id)
+            # A campaign put off for a lease was asked against the leader we
+            # followed then; run once another leads, it would depose a live
+            # leader without a pre-vote.
+            self.deferred = False
         self.leader_ballot = max(self.leader_ballot, ballot)
         self.leader_heard_at = now
         self.due = now + self._timeout()
