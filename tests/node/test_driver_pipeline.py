@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
+from typing import Any
 
 from paxostob.core.events import AcceptedEntry, Event, Persisted, Ready
 from paxostob.core.messages import Accepted, Envelope, Heartbeat
@@ -97,16 +98,30 @@ class Disk:
         self.log.append(("saved", tuple(a.slot for a in rd.accepted)))
 
 
+def pipeline_driver(replica: Replica, transport: Any, name: str, **kwargs: Any) -> Driver:
+    """A driver of ``replica`` on a 1 ms tick whose Readys the test inspects itself."""
+    return Driver(
+        replica, transport, name, tick_interval_s=0.001, on_ready=lambda rd: None, **kwargs
+    )
+
+
+async def run_to_done(driver: Driver, replica: Replica) -> None:
+    """Run ``driver`` until ``replica`` handed out all its Readys, then close it."""
+    driver.start()
+    try:
+        await asyncio.wait_for(replica.done.wait(), WAIT_S)
+    finally:
+        await driver.close()
+
+
 def make(n: int, queue_max: int) -> tuple[Driver, Replica, Disk, list[tuple[str, object]]]:
     log: list[tuple[str, object]] = []
     replica = Replica([ready(i) for i in range(1, n + 1)], log)
     disk = Disk(log)
-    driver = Driver(
+    driver = pipeline_driver(
         replica,
         Transport(log),
         "pipeline-test",
-        tick_interval_s=0.001,
-        on_ready=lambda rd: None,
         persist=disk,
         persist_queue_max=queue_max,
         inline_sync_s_max=0,  # every synced save with early messages in the thread
@@ -165,18 +180,12 @@ async def test_close_waits_for_the_save_in_flight_and_saves_the_queue() -> None:
 async def test_without_storage_everything_is_immediate() -> None:
     log: list[tuple[str, object]] = []
     replica = Replica([ready(i) for i in range(1, 4)], log)
-    driver = Driver(
+    driver = pipeline_driver(
         replica,
         Transport(log),
         "pipeline-test-2",
-        tick_interval_s=0.001,
-        on_ready=lambda rd: None,
     )
-    driver.start()
-    try:
-        await asyncio.wait_for(replica.done.wait(), WAIT_S)
-    finally:
-        await driver.close()
+    await run_to_done(driver, replica)
     assert log[:4] == [("early", 1), ("late", 1), ("handed", 1), ("persisted", 1)]
 
 
@@ -197,20 +206,14 @@ async def test_a_save_with_nothing_early_runs_on_the_loop_one_with_early_in_a_th
     def persist(rd: Ready) -> None:
         threads.append(threading.current_thread() is threading.main_thread())
 
-    driver = Driver(
+    driver = pipeline_driver(
         replica,
         Transport(log),
         "pipeline-test-3",
-        tick_interval_s=0.001,
-        on_ready=lambda rd: None,
         persist=persist,
         inline_sync_s_max=0,
     )
-    driver.start()
-    try:
-        await asyncio.wait_for(replica.done.wait(), WAIT_S)
-    finally:
-        await driver.close()
+    await run_to_done(driver, replica)
     assert threads == [True, False]  # on the loop, then in a worker thread
     # Either way the vote left only after its save, and in order.
     assert [w for k, w in log if k == "late"] == [1, 2]
@@ -240,20 +243,14 @@ async def test_a_save_without_a_sync_runs_on_the_loop_even_with_early_messages()
     def persist(rd: Ready) -> None:
         threads.append((rd.seq, threading.current_thread() is threading.main_thread()))
 
-    driver = Driver(
+    driver = pipeline_driver(
         replica,
         Transport(log),
         "pipeline-test-4",
-        tick_interval_s=0.001,
-        on_ready=lambda rd: None,
         persist=persist,
         inline_sync_s_max=0,
     )
-    driver.start()
-    try:
-        await asyncio.wait_for(replica.done.wait(), WAIT_S)
-    finally:
-        await driver.close()
+    await run_to_done(driver, replica)
     assert threads == [(1, True), (2, False), (3, True), (4, False)]
     assert [w for k, w in log if k == "late"] == [1, 2, 3, 4]
 
@@ -280,12 +277,10 @@ async def test_a_save_without_a_sync_waits_for_the_synced_save_in_flight() -> No
             disk(rd)  # waits for the gate
         saved.append((rd.seq, threading.current_thread() is threading.main_thread()))
 
-    driver = Driver(
+    driver = pipeline_driver(
         replica,
         Transport(log),
         "pipeline-test-5",
-        tick_interval_s=0.001,
-        on_ready=lambda rd: None,
         persist=persist,
         inline_sync_s_max=0,
     )
@@ -343,22 +338,16 @@ async def test_the_leaders_synced_save_runs_on_the_loop_while_the_disk_is_mostly
         on_loop.append((rd.seq, threading.current_thread() is threading.main_thread()))
         log.append(("saved", rd.seq))
 
-    driver = Driver(
+    driver = pipeline_driver(
         replica,
         Flushing(log),
         "pipeline-test-6",
-        tick_interval_s=0.001,
-        on_ready=lambda rd: None,
         persist=persist,
         inline_sync_s_max=0.001,
         inline_save_bytes_max=1024,
         clock=lambda: now[0],
     )
-    driver.start()
-    try:
-        await asyncio.wait_for(replica.done.wait(), WAIT_S)
-    finally:
-        await driver.close()
+    await run_to_done(driver, replica)
     # 1: no sync yet, idle. 2: right after 1 (back to back). 3: idle again for
     # longer than 2 took. 4: idle, but 3's sync took longer than the bound.
     # 5: idle and quick again, but a big round. 6: the same with a small one.
