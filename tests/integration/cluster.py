@@ -13,7 +13,8 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,3 +160,14 @@ class Cluster:
         if isinstance(reply, dict):
             return reply
         return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
+@contextmanager
+def started_cluster(tmp: Path, *, extra_args: tuple[str, ...] = ()) -> Iterator[Cluster]:
+    """A started 3-node ``Cluster`` for a ``with`` block (a fixture's body), then stopped."""
+    cluster = Cluster(tmp, extra_args=extra_args)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -15,19 +15,15 @@ from pathlib import Path
 import pytest
 import redis
 
-from .cluster import LOGGED, Cluster, Node
+from .cluster import LOGGED, Cluster, Node, started_cluster
 
 WAIT_MS = 30_000
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    c.start()
-    try:
+    with started_cluster(tmp_path) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def broadcast(node: Node, payload: str) -> int | None:

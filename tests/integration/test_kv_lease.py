@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .cluster import Cluster, Node
+from .cluster import Cluster, Node, started_cluster
 
 WAIT_S = 30.0
 WRITES = 30
@@ -23,12 +23,8 @@ WRITES = 30
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, extra_args=("--reads", "lease"))
-    c.start()
-    try:
+    with started_cluster(tmp_path, extra_args=("--reads", "lease")) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def info(node: Node) -> dict[str, object]:

@@ -35,7 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import TryAgainError
 from redis.retry import Retry
 
-from .cluster import Cluster, Node, free_ports
+from .cluster import Cluster, Node, free_ports, started_cluster
 from .kv_client import await_leader
 
 #: Real processes on a machine shared with other jobs: more than the default 120 s.
@@ -209,12 +209,8 @@ def check_errors(loads: list[Load]) -> int:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    c.start()
-    try:
+    with started_cluster(tmp_path) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def test_grow_from_three_to_five_voters_under_load(cluster: Cluster, tmp_path: Path) -> None:

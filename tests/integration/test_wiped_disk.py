@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .cluster import Cluster, Node
+from .cluster import Cluster, Node, started_cluster
 from .kv_client import await_leader
 
 KEYS = 100
@@ -29,12 +29,8 @@ EXIT_TIMEOUT_S = 30.0
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    c.start()
-    try:
+    with started_cluster(tmp_path) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def exit_code(node: Node) -> int:
