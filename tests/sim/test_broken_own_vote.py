@@ -31,19 +31,7 @@ from paxostob.core.outbox import Outbox
 from paxostob.sim.checkers import CheckFailure
 from paxostob.sim.runner import simulate
 
-SAFETY = frozenset(
-    {
-        "agreement",
-        "chosen value",
-        "total order",
-        "log order",
-        "replay",
-        "snapshot state",
-        "durability",
-        "durable quorum",
-        "integrity",
-    }
-)
+from .safety import SAFETY
 
 
 def count_at_once(self: Outbox, vote: Accepted) -> None:

@@ -18,23 +18,10 @@ import pytest
 from paxostob.sim.runner import simulate
 from paxostob.sim.swarm import MEMBERSHIP_PLANS
 
+from .safety import SAFETY
+
 #: Seeds per plan (each run is a full fault schedule with the plan on top).
 SEEDS_PER_PLAN = 20
-
-#: Failures of safety properties (a liveness failure does not count as caught).
-SAFETY = frozenset(
-    {
-        "agreement",
-        "chosen value",
-        "total order",
-        "log order",
-        "replay",
-        "snapshot state",
-        "durability",
-        "durable quorum",
-        "integrity",
-    }
-)
 
 
 @pytest.mark.parametrize("membership", sorted(MEMBERSHIP_PLANS))
